@@ -1,0 +1,39 @@
+// Definitions of the cuda:: entry points for builds without CUDA (no nvcc at
+// build time, or the node-gyp CPU-only build). Every call reports that CUDA
+// was not compiled in.
+#include "../common/cast.h"
+#include "../common/runtime.h"
+
+namespace canopy {
+namespace cuda {
+namespace {
+Status NotCompiled() {
+  return Status::CudaUnavailable(
+      "this build of canopy has no CUDA support (nvcc was not found when it was compiled); "
+      "install the CUDA toolkit and run `npx canopy build`");
+}
+}  // namespace
+
+bool Compiled() { return false; }
+std::string CompiledArchitectures() { return ""; }
+int MinComputeCapability() { return 0; }
+
+RuntimeInfo QueryRuntime() {
+  RuntimeInfo info;
+  info.reason = NotCompiled().message();
+  return info;
+}
+
+Status SetDevice(int) { return NotCompiled(); }
+Status Malloc(int, size_t, void** ptr) {
+  *ptr = nullptr;
+  return NotCompiled();
+}
+Status Free(int, void*) { return NotCompiled(); }
+Status CopyHostToDevice(int, void*, const void*, size_t) { return NotCompiled(); }
+Status CopyDeviceToHost(int, void*, const void*, size_t) { return NotCompiled(); }
+Status CopyDeviceToDevice(int, void*, const void*, size_t) { return NotCompiled(); }
+Status Cast(const void*, DType, void*, DType, int64_t) { return NotCompiled(); }
+
+}  // namespace cuda
+}  // namespace canopy

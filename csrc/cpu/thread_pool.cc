@@ -1,0 +1,128 @@
+#include "thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace canopy {
+namespace cpu {
+namespace {
+
+int ConfiguredThreads() {
+  if (const char* env = std::getenv("CANOPY_THREADS")) {
+    char* end = nullptr;
+    long v = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && v > 0 && v <= 1024) return static_cast<int>(v);
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+// Workers sleep on a condition variable; a job is a chunked range that
+// workers and the caller claim chunk by chunk with an atomic counter.
+class Pool {
+ public:
+  explicit Pool(int threads) : size_(threads) {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+  int size() const { return size_; }
+
+  void Run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    if (n <= 0) return;
+    grain = std::max<int64_t>(grain, 1);
+    int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, static_cast<int64_t>(size_) * 4);
+    if (chunks <= 1 || size_ == 1) {
+      fn(0, n);
+      return;
+    }
+    std::lock_guard<std::mutex> serial(run_mu_);
+    int64_t chunk = (n + chunks - 1) / chunks;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_fn_ = &fn;
+      job_n_ = n;
+      job_chunk_ = chunk;
+      next_.store(0);
+      pending_ = (n + chunk - 1) / chunk;
+      ++generation_;
+    }
+    cv_.notify_all();
+    Work();
+    std::unique_lock<std::mutex> lock(mu_);
+    // Wait until every chunk ran AND every worker has left Work(), so no worker
+    // can touch this job's state once the next job starts.
+    done_cv_.wait(lock, [this] { return pending_ == 0 && active_ == 0; });
+    job_fn_ = nullptr;
+  }
+
+ private:
+  void Work() {
+    for (;;) {
+      int64_t begin = next_.fetch_add(job_chunk_);
+      if (begin >= job_n_) return;
+      int64_t end = std::min(begin + job_chunk_, job_n_);
+      (*job_fn_)(begin, end);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_cv_.notify_all();
+    }
+  }
+
+  void WorkerLoop() {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || (generation_ != seen && job_fn_ != nullptr); });
+        if (stop_) return;
+        seen = generation_;
+        ++active_;
+      }
+      Work();
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--active_ == 0 && pending_ == 0) done_cv_.notify_all();
+    }
+  }
+
+  const int size_;
+  std::vector<std::thread> workers_;
+  std::mutex run_mu_;  // one job at a time
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  bool stop_ = false;
+  uint64_t generation_ = 0;
+  const std::function<void(int64_t, int64_t)>* job_fn_ = nullptr;
+  int64_t job_n_ = 0, job_chunk_ = 1, pending_ = 0;
+  int active_ = 0;  // workers inside Work()
+  std::atomic<int64_t> next_{0};
+};
+
+Pool& GlobalPool() {
+  // Leaked on purpose: joining threads during static destruction at process
+  // exit can deadlock inside Node; the OS reclaims them.
+  static Pool* pool = new Pool(ConfiguredThreads());
+  return *pool;
+}
+
+}  // namespace
+
+int NumThreads() { return GlobalPool().size(); }
+
+void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  GlobalPool().Run(n, grain, fn);
+}
+
+}  // namespace cpu
+}  // namespace canopy

@@ -1,0 +1,21 @@
+// The export table of the canopy addon. The typed surface is declared in
+// lib/native/types.ts; keep the two in step.
+#include <napi.h>
+
+#include "bindings.h"
+#include "device_buffer.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("DeviceBuffer", canopy::napi::DeviceBuffer::Init(env));
+  canopy::napi::RegisterInfoBindings(env, exports);
+  canopy::napi::RegisterFileBindings(env, exports);
+  canopy::napi::RegisterMemoryBindings(env, exports);
+  canopy::napi::RegisterCastBindings(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(canopy, Init)

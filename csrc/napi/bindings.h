@@ -1,0 +1,15 @@
+// Registration functions, one per bindings file; addon.cc calls them all.
+#pragma once
+
+#include <napi.h>
+
+namespace canopy {
+namespace napi {
+
+void RegisterInfoBindings(Napi::Env env, Napi::Object exports);
+void RegisterFileBindings(Napi::Env env, Napi::Object exports);
+void RegisterMemoryBindings(Napi::Env env, Napi::Object exports);
+void RegisterCastBindings(Napi::Env env, Napi::Object exports);
+
+}  // namespace napi
+}  // namespace canopy

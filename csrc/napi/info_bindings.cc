@@ -1,0 +1,82 @@
+// canopy info: build facts, CPU features and threads, CUDA runtime and devices.
+#include <napi.h>
+
+#include "../common/runtime.h"
+#include "../cpu/thread_pool.h"
+#include "bindings.h"
+#include "errors.h"
+
+namespace canopy {
+namespace napi {
+namespace {
+
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("napiVersion", NAPI_VERSION);
+  o.Set("cudaCompiled", cuda::Compiled());
+  o.Set("cudaArchitectures", cuda::CompiledArchitectures());
+#if defined(__clang__)
+  o.Set("compiler", std::string("clang ") + __clang_version__);
+#elif defined(__GNUC__)
+  o.Set("compiler", std::string("gcc ") + __VERSION__);
+#else
+  o.Set("compiler", "unknown");
+#endif
+#if defined(CANOPY_BUILD_SYSTEM)
+  o.Set("buildSystem", CANOPY_BUILD_SYSTEM);
+#else
+  o.Set("buildSystem", "unknown");
+#endif
+  return o;
+}
+
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("threads", cpu::NumThreads());
+  o.Set("model", cpu::CpuModelName());
+  std::vector<std::string> names = cpu::CpuFeatureNames();
+  Napi::Array features = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); ++i) features.Set(static_cast<uint32_t>(i), names[i]);
+  o.Set("features", features);
+  return o;
+}
+
+Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cuda::RuntimeInfo rt = cuda::QueryRuntime();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("compiled", cuda::Compiled());
+  o.Set("available", rt.available);
+  o.Set("reason", rt.available ? env.Null() : Napi::String::New(env, rt.reason));
+  o.Set("driverVersion", rt.driver_version);
+  o.Set("runtimeVersion", rt.runtime_version);
+  o.Set("architectures", cuda::CompiledArchitectures());
+  Napi::Array devices = Napi::Array::New(env, rt.devices.size());
+  for (size_t i = 0; i < rt.devices.size(); ++i) {
+    const cuda::DeviceInfo& d = rt.devices[i];
+    Napi::Object dev = Napi::Object::New(env);
+    dev.Set("index", d.index);
+    dev.Set("name", d.name);
+    dev.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+    dev.Set("totalMemory", static_cast<double>(d.total_memory));
+    dev.Set("multiprocessors", d.multiprocessors);
+    dev.Set("usable", d.usable);
+    dev.Set("reason", d.usable ? env.Null() : Napi::String::New(env, d.reason));
+    devices.Set(static_cast<uint32_t>(i), dev);
+  }
+  o.Set("devices", devices);
+  return o;
+}
+
+}  // namespace
+
+void RegisterInfoBindings(Napi::Env env, Napi::Object exports) {
+  exports.Set("buildInfo", Napi::Function::New(env, CANOPY_GUARDED(BuildInfo), "buildInfo"));
+  exports.Set("cpuInfo", Napi::Function::New(env, CANOPY_GUARDED(CpuInfo), "cpuInfo"));
+  exports.Set("cudaInfo", Napi::Function::New(env, CANOPY_GUARDED(CudaInfo), "cudaInfo"));
+}
+
+}  // namespace napi
+}  // namespace canopy

@@ -1,0 +1,35 @@
+// Parsing tensor descriptors passed from TypeScript.
+//
+// A descriptor is a plain object:
+//   { data: ArrayBufferView | ArrayBuffer | DeviceBuffer, byteOffset?: number (DeviceBuffer only),
+//     dtype: 'f32' | 'f16' | 'bf16' | 'int8' | 'uint8' | 'int32', shape: number[], strides?: number[] }
+// The TypeScript layer validates first; these checks are the second line, so
+// a hand-made bad descriptor still gets an error naming the argument instead
+// of reading out of bounds.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <string>
+
+#include "../common/tensor_view.h"
+#include "device_buffer.h"
+
+namespace canopy {
+namespace napi {
+
+struct TensorArg {
+  TensorView view;
+  DeviceBuffer* device_buffer = nullptr;  // set for CUDA tensors
+  // Keeps the backing JS object alive while an async operation runs.
+  std::shared_ptr<Napi::ObjectReference> keep_alive;
+};
+
+// Parses and checks `value` as the tensor argument called `name`.
+TensorArg ParseTensorArg(Napi::Env env, Napi::Value value, const std::string& name);
+
+DType ParseDType(Napi::Env env, Napi::Value value, const std::string& name);
+
+}  // namespace napi
+}  // namespace canopy

@@ -1,0 +1,49 @@
+// A minimal test harness for the native tests: every CUDA kernel checked
+// against its CPU counterpart on random, awkward shapes.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace canopy {
+namespace tests {
+
+struct TestCase {
+  const char* name;
+  bool needs_cuda;
+  std::function<bool()> fn;  // returns true on pass; prints its own mismatches
+};
+
+std::vector<TestCase>& Registry();
+
+struct Register {
+  Register(const char* name, bool needs_cuda, std::function<bool()> fn) {
+    Registry().push_back({name, needs_cuda, std::move(fn)});
+  }
+};
+
+// Deterministic RNG so failures reproduce (seed printed by the runner).
+std::mt19937_64& Rng();
+
+#define CANOPY_CHECK(cond, ...)                                   \
+  do {                                                            \
+    if (!(cond)) {                                                \
+      std::fprintf(stderr, "  check failed at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      std::fprintf(stderr, __VA_ARGS__);                          \
+      std::fprintf(stderr, "\n");                                 \
+      return false;                                               \
+    }                                                             \
+  } while (0)
+
+#define CANOPY_CHECK_OK(expr)                                                             \
+  do {                                                                                    \
+    ::canopy::Status _s = (expr);                                                         \
+    CANOPY_CHECK(_s.ok(), "%s returned %s", #expr, _s.message().c_str());                 \
+  } while (0)
+
+}  // namespace tests
+}  // namespace canopy

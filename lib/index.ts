@@ -1,0 +1,38 @@
+/**
+ * canopy-llm: fast LLM decoding from Node.js.
+ *
+ * This entry point exports the foundation: tensors, dtypes, backend
+ * selection, errors and the installation report.
+ */
+
+export { Tensor, validateShape, MAX_DIMS, type FromOptions, type FromFileOptions } from './tensor/tensor.js';
+export {
+  DTYPES,
+  type DType,
+  type FloatDType,
+  type AnyTypedArray,
+  dtypeSize,
+  isDType,
+  toF16Bits,
+  toBF16Bits,
+  fromF16Bits,
+  fromBF16Bits,
+  encodeFloats,
+  decodeFloats,
+} from './tensor/dtype.js';
+export { selectBackend, cudaInfo, type Backend, type Device, type Placement } from './native/backend.js';
+export { loadAddon, type AddonSource } from './native/loader.js';
+export { info, type CanopyInfo } from './info.js';
+export {
+  CanopyError,
+  ArgumentError,
+  DisposedError,
+  OutOfMemoryError,
+  CudaUnavailableError,
+  CudaError,
+  IoError,
+  NativeLoadError,
+  InternalError,
+  type CanopyErrorCode,
+  type CudaUnavailableReason,
+} from './errors.js';

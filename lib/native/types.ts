@@ -1,0 +1,77 @@
+/**
+ * The typed surface of the native addon (csrc/napi/addon.cc). Only lib/
+ * wrappers call these directly: they validate arguments first, so the native
+ * checks are a second line of defence.
+ */
+
+import type { DType } from '../tensor/dtype.js';
+
+/** Device memory owned by a JavaScript object (csrc/napi/device_buffer.h). */
+export interface NativeDeviceBuffer {
+  readonly bytes: number;
+  readonly device: number;
+  readonly freed: boolean;
+  /** Frees now, or as soon as the async operations using it finish. */
+  free(): void;
+}
+
+export interface NativeDeviceBufferConstructor {
+  new (device: number, bytes: number): NativeDeviceBuffer;
+}
+
+/** A dense row-major tensor as the addon reads it. */
+export interface TensorDescriptor {
+  data: ArrayBufferView | ArrayBuffer | NativeDeviceBuffer;
+  /** Offset into a DeviceBuffer, in bytes. */
+  byteOffset?: number;
+  dtype: DType;
+  shape: readonly number[];
+  strides?: readonly number[];
+}
+
+export interface NativeBuildInfo {
+  napiVersion: number;
+  cudaCompiled: boolean;
+  cudaArchitectures: string;
+  compiler: string;
+  buildSystem: string;
+}
+
+export interface NativeCpuInfo {
+  threads: number;
+  model: string;
+  features: string[];
+}
+
+export interface NativeCudaDevice {
+  index: number;
+  name: string;
+  /** "major.minor", e.g. "9.0". */
+  computeCapability: string;
+  totalMemory: number;
+  multiprocessors: number;
+  usable: boolean;
+  reason: string | null;
+}
+
+export interface NativeCudaInfo {
+  compiled: boolean;
+  available: boolean;
+  reason: string | null;
+  driverVersion: number;
+  runtimeVersion: number;
+  architectures: string;
+  devices: NativeCudaDevice[];
+}
+
+export interface NativeAddon {
+  DeviceBuffer: NativeDeviceBufferConstructor;
+  buildInfo(): NativeBuildInfo;
+  cpuInfo(): NativeCpuInfo;
+  cudaInfo(): NativeCudaInfo;
+  /** Maps [offset, offset+length) of a file copy-on-write. */
+  mapFile(path: string, offset: number, length: number): ArrayBuffer;
+  copy(dst: TensorDescriptor, src: TensorDescriptor): Promise<void>;
+  copySync(dst: TensorDescriptor, src: TensorDescriptor): void;
+  cast(src: TensorDescriptor, dst: TensorDescriptor): Promise<void>;
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+// `npm install` in a clone (and `npm pack`) runs this: compile the TypeScript
+// into dist/ and build the native addon if a toolchain is present. A failed
+// native build only warns here, so `npx canopy info` can still explain what is
+// missing; `npm test` builds again and fails loudly.
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+  cwd: root,
+  stdio: 'inherit',
+});
+if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+
+if (process.env.CANOPY_SKIP_NATIVE_BUILD === '1') process.exit(0);
+const native = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--if-needed'], { cwd: root, stdio: 'inherit' });
+if (native.status !== 0) {
+  console.error('canopy: warning: the native addon was not built; run `npx canopy build` once the toolchain is installed.');
+}
