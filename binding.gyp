@@ -1,0 +1,39 @@
+# CPU-only build of the canopy addon for node-gyp users (no cmake, no CUDA):
+#   npx node-gyp rebuild
+# The full build (CUDA when nvcc is found) uses CMakeLists.txt via cmake-js.
+{
+  "targets": [
+    {
+      "target_name": "canopy",
+      "sources": [
+        "csrc/cpu/cast.cc",
+        "csrc/cpu/cpu_features.cc",
+        "csrc/cpu/no_cuda.cc",
+        "csrc/cpu/thread_pool.cc",
+        "csrc/napi/addon.cc",
+        "csrc/napi/async_work.cc",
+        "csrc/napi/cast_bindings.cc",
+        "csrc/napi/device_buffer.cc",
+        "csrc/napi/file_bindings.cc",
+        "csrc/napi/info_bindings.cc",
+        "csrc/napi/memory_bindings.cc",
+        "csrc/napi/tensor_arg.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "csrc"],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "CANOPY_BUILD_SYSTEM=\"node-gyp\""],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fvisibility=hidden"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"],
+      "conditions": [
+        ["target_arch=='x64'", { "cflags_cc": ["-mavx2", "-mfma", "-mf16c"] }],
+        ["OS=='mac'", {
+          "xcode_settings": {
+            "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+            "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+            "MACOSX_DEPLOYMENT_TARGET": "11.0"
+          }
+        }]
+      ]
+    }
+  ]
+}
