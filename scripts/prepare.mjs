@@ -10,12 +10,12 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
   cwd: root,
-  stdio: 'inherit',
+  stdio: ['ignore', 2, 2], // build logs go to stderr: `npm pack --json` owns stdout
 });
 if (tsc.status !== 0) process.exit(tsc.status ?? 1);
 
 if (process.env.CANOPY_SKIP_NATIVE_BUILD === '1') process.exit(0);
-const native = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--if-needed'], { cwd: root, stdio: 'inherit' });
+const native = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--if-needed'], { cwd: root, stdio: ['ignore', 2, 2] });
 if (native.status !== 0) {
   console.error('canopy: warning: the native addon was not built; run `npx canopy build` once the toolchain is installed.');
 }
