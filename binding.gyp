@@ -6,12 +6,18 @@
     {
       "target_name": "canopy",
       "sources": [
+        "csrc/cpu/attention.cc",
+        "csrc/cpu/attention_avx512.cc",
+        "csrc/cpu/attention_naive.cc",
+        "csrc/cpu/attention_plan.cc",
         "csrc/cpu/cast.cc",
         "csrc/cpu/cpu_features.cc",
+        "csrc/cpu/merge_states.cc",
         "csrc/cpu/no_cuda.cc",
         "csrc/cpu/thread_pool.cc",
         "csrc/napi/addon.cc",
         "csrc/napi/async_work.cc",
+        "csrc/napi/attention_bindings.cc",
         "csrc/napi/cast_bindings.cc",
         "csrc/napi/device_buffer.cc",
         "csrc/napi/file_bindings.cc",

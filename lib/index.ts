@@ -36,3 +36,16 @@ export {
   type CanopyErrorCode,
   type CudaUnavailableReason,
 } from './errors.js';
+export {
+  attention,
+  treeAttention,
+  treeDepths,
+  mergeStates,
+  mergeStatesInPlace,
+  mergeStatesN,
+  type AttentionOptions,
+  type TreeAttentionOptions,
+  type AttentionResult,
+  type AttentionState,
+  type AttentionMask,
+} from './kernels/attention.js';

@@ -138,4 +138,21 @@ CANOPY_HD float F16BitsToF32(uint16_t h) {
   return F32FromBits(sign | (static_cast<uint32_t>(e + 127) << 23) | (mant << 13));
 }
 
+// Element access for float storage types, widening to / rounding from f32.
+CANOPY_HD float LoadAsF32(const void* p, DType t, int64_t i) {
+  if (t == DType::kF32) return static_cast<const float*>(p)[i];
+  if (t == DType::kF16) return F16BitsToF32(static_cast<const uint16_t*>(p)[i]);
+  return BF16BitsToF32(static_cast<const uint16_t*>(p)[i]);
+}
+
+CANOPY_HD void StoreFromF32(void* p, DType t, int64_t i, float v) {
+  if (t == DType::kF32) {
+    static_cast<float*>(p)[i] = v;
+  } else if (t == DType::kF16) {
+    static_cast<uint16_t*>(p)[i] = F32ToF16Bits(v);
+  } else {
+    static_cast<uint16_t*>(p)[i] = F32ToBF16Bits(v);
+  }
+}
+
 }  // namespace canopy

@@ -16,24 +16,6 @@ namespace canopy {
 namespace cpu {
 namespace {
 
-float LoadF32(const void* p, DType t, int64_t i) {
-  switch (t) {
-    case DType::kF32: return static_cast<const float*>(p)[i];
-    case DType::kF16: return F16BitsToF32(static_cast<const uint16_t*>(p)[i]);
-    case DType::kBF16: return BF16BitsToF32(static_cast<const uint16_t*>(p)[i]);
-    default: return 0.f;
-  }
-}
-
-void StoreF32(void* p, DType t, int64_t i, float v) {
-  switch (t) {
-    case DType::kF32: static_cast<float*>(p)[i] = v; break;
-    case DType::kF16: static_cast<uint16_t*>(p)[i] = F32ToF16Bits(v); break;
-    case DType::kBF16: static_cast<uint16_t*>(p)[i] = F32ToBF16Bits(v); break;
-    default: break;
-  }
-}
-
 void F32ToF16Range(const float* in, uint16_t* out, int64_t begin, int64_t end) {
   int64_t i = begin;
 #if defined(__F16C__)
@@ -71,7 +53,7 @@ Status Cast(const void* in, DType from, void* out, DType to, int64_t n) {
     });
   } else {
     ParallelFor(n, kGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) StoreF32(out, to, i, LoadF32(in, from, i));
+      for (int64_t i = b; i < e; ++i) StoreFromF32(out, to, i, LoadAsF32(in, from, i));
     });
   }
   return Status::Ok();

@@ -1,7 +1,9 @@
 // Definitions of the cuda:: entry points for builds without CUDA (no nvcc at
 // build time, or the node-gyp CPU-only build). Every call reports that CUDA
 // was not compiled in.
+#include "../common/attention.h"
 #include "../common/cast.h"
+#include "../common/merge_states.h"
 #include "../common/runtime.h"
 
 namespace canopy {
@@ -34,6 +36,9 @@ Status CopyHostToDevice(int, void*, const void*, size_t) { return NotCompiled();
 Status CopyDeviceToHost(int, void*, const void*, size_t) { return NotCompiled(); }
 Status CopyDeviceToDevice(int, void*, const void*, size_t) { return NotCompiled(); }
 Status Cast(const void*, DType, void*, DType, int64_t) { return NotCompiled(); }
+Status Attention(const AttentionParams&) { return NotCompiled(); }
+Status MergeStates(const MergeParams&) { return NotCompiled(); }
+Status MergeStatesN(const MergeNParams&) { return NotCompiled(); }
 
 }  // namespace cuda
 }  // namespace canopy

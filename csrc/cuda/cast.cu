@@ -12,29 +12,13 @@ namespace canopy {
 namespace cuda {
 namespace {
 
-__device__ __forceinline__ float Load(const void* p, DType t, int64_t i) {
-  if (t == DType::kF32) return static_cast<const float*>(p)[i];
-  if (t == DType::kF16) return F16BitsToF32(static_cast<const uint16_t*>(p)[i]);
-  return BF16BitsToF32(static_cast<const uint16_t*>(p)[i]);
-}
-
-__device__ __forceinline__ void Store(void* p, DType t, int64_t i, float v) {
-  if (t == DType::kF32) {
-    static_cast<float*>(p)[i] = v;
-  } else if (t == DType::kF16) {
-    static_cast<uint16_t*>(p)[i] = F32ToF16Bits(v);
-  } else {
-    static_cast<uint16_t*>(p)[i] = F32ToBF16Bits(v);
-  }
-}
-
 __global__ void CastKernel(const void* in, DType from, void* out, DType to, int64_t n) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     if (from == to && from != DType::kF32) {
       static_cast<uint16_t*>(out)[i] = static_cast<const uint16_t*>(in)[i];  // bit copy keeps NaN payloads
     } else {
-      Store(out, to, i, Load(in, from, i));
+      StoreFromF32(out, to, i, LoadAsF32(in, from, i));
     }
   }
 }

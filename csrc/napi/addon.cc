@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   canopy::napi::RegisterFileBindings(env, exports);
   canopy::napi::RegisterMemoryBindings(env, exports);
   canopy::napi::RegisterCastBindings(env, exports);
+  canopy::napi::RegisterAttentionBindings(env, exports);
   return exports;
 }
 

@@ -10,6 +10,7 @@ void RegisterInfoBindings(Napi::Env env, Napi::Object exports);
 void RegisterFileBindings(Napi::Env env, Napi::Object exports);
 void RegisterMemoryBindings(Napi::Env env, Napi::Object exports);
 void RegisterCastBindings(Napi::Env env, Napi::Object exports);
+void RegisterAttentionBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace napi
 }  // namespace canopy

@@ -43,6 +43,22 @@ DType ParseDType(Napi::Env env, Napi::Value value, const std::string& name) {
   throw ArgumentError(env, name + " must be one of f32, f16, bf16, int8, uint8, int32; received " + Describe(value));
 }
 
+std::vector<int32_t> ParseInt32Array(Napi::Env env, Napi::Value value, const std::string& name) {
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw ArgumentError(env, name + " must be an Int32Array; received " + Describe(value));
+  }
+  Napi::Int32Array a = value.As<Napi::Int32Array>();
+  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
+double ParseNumber(Napi::Env env, Napi::Value value, const std::string& name, double fallback) {
+  if (value.IsUndefined() || value.IsNull()) return fallback;
+  if (!value.IsNumber() || !std::isfinite(value.As<Napi::Number>().DoubleValue())) {
+    throw ArgumentError(env, name + " must be a finite number; received " + Describe(value));
+  }
+  return value.As<Napi::Number>().DoubleValue();
+}
+
 TensorArg ParseTensorArg(Napi::Env env, Napi::Value value, const std::string& name) {
   if (!value.IsObject() || value.IsArray() || value.IsTypedArray()) {
     throw ArgumentError(env, name + " must be a tensor descriptor {data, dtype, shape}; received " + Describe(value));

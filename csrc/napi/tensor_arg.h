@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../common/tensor_view.h"
 #include "device_buffer.h"
@@ -30,6 +31,13 @@ struct TensorArg {
 TensorArg ParseTensorArg(Napi::Env env, Napi::Value value, const std::string& name);
 
 DType ParseDType(Napi::Env env, Napi::Value value, const std::string& name);
+
+// Copies an Int32Array argument (small index arrays: indptrs, parents). Throws naming
+// `name` when it is not an Int32Array.
+std::vector<int32_t> ParseInt32Array(Napi::Env env, Napi::Value value, const std::string& name);
+
+// Reads a numeric option; throws naming `name` when present but not a finite number.
+double ParseNumber(Napi::Env env, Napi::Value value, const std::string& name, double fallback);
 
 }  // namespace napi
 }  // namespace canopy

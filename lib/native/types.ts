@@ -74,4 +74,29 @@ export interface NativeAddon {
   copy(dst: TensorDescriptor, src: TensorDescriptor): Promise<void>;
   copySync(dst: TensorDescriptor, src: TensorDescriptor): void;
   cast(src: TensorDescriptor, dst: TensorDescriptor): Promise<void>;
+  /** mask: 0 none, 1 causal (bottom-right), 2 tree (parents required). */
+  attention(args: {
+    q: TensorDescriptor;
+    k: TensorDescriptor;
+    v: TensorDescriptor;
+    o: TensorDescriptor;
+    lse?: TensorDescriptor;
+    qoIndptr: Int32Array;
+    kvIndptr: Int32Array;
+    kvLens?: Int32Array;
+    mask: number;
+    scale: number;
+    parents?: Int32Array;
+    numSplits?: number;
+    naive?: boolean;
+  }): Promise<void>;
+  mergeStates(args: {
+    va: TensorDescriptor;
+    sa: TensorDescriptor;
+    vb: TensorDescriptor;
+    sb: TensorDescriptor;
+    vOut: TensorDescriptor;
+    sOut?: TensorDescriptor;
+  }): Promise<void>;
+  mergeStatesN(args: { v: TensorDescriptor; s: TensorDescriptor; vOut: TensorDescriptor; sOut?: TensorDescriptor }): Promise<void>;
 }

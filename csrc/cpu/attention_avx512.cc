@@ -1,0 +1,52 @@
+// The AVX-512 build of the CPU attention tiles (chosen at run time when the
+// CPU and OS support AVX-512; the rest of the library stays at the AVX2
+// baseline so the binary runs everywhere).
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "../common/attention.h"
+#include "attention_cpu.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CANOPY_HAVE_AVX512_TU 1
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#endif
+
+#define CANOPY_TILE_NS tiles_avx512
+#include "attention_tiles.h"
+#undef CANOPY_TILE_NS
+
+namespace canopy {
+namespace cpu {
+namespace {
+void RunAvx512(const AttentionParams& p, const AttentionWorkItem& w, const uint32_t* mask, int32_t words,
+               const AttentionTileOutput& out, const AttentionScratch& sc) {
+  tiles_avx512::RunWorkItem<4, 64>(p, w, mask, words, out, sc);
+}
+}  // namespace
+}  // namespace cpu
+}  // namespace canopy
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+
+namespace canopy {
+namespace cpu {
+RunWorkItemFn AttentionWorkItemAvx512() {
+#ifdef CANOPY_HAVE_AVX512_TU
+  return &RunAvx512;
+#else
+  return nullptr;
+#endif
+}
+}  // namespace cpu
+}  // namespace canopy

@@ -1,0 +1,54 @@
+// Private to the CPU attention kernel: the unit of work, scratch space, and
+// the per-ISA entry points (attention.cc baseline, attention_avx512.cc).
+#pragma once
+
+#include <cstdint>
+
+#include "../common/attention.h"
+
+namespace canopy {
+namespace cpu {
+
+// The queries [t0, t1) of sequence b (all qo heads of kv head h) against keys [k0, k1).
+struct AttentionWorkItem {
+  int32_t b, h, t0, t1;
+  int64_t k0, k1;
+  int32_t split;
+};
+
+// Where results go: the final output (num_splits == 1) or the split partials.
+struct AttentionTileOutput {
+  int32_t num_splits;
+  float* part_o;    // [total_q][num_splits][Hq][D] f32, when num_splits > 1
+  float* part_lse;  // [total_q][num_splits][Hq]
+};
+
+// Raw scratch for one worker, sized for `rows` padded rows (a multiple of 8) and head_dim D.
+struct AttentionScratch {
+  float *q, *kt, *s, *v, *o, *m, *l;
+};
+constexpr int kAttentionBlockKeys = 32;  // must equal kBc in attention_tiles.h
+inline int64_t AttentionScratchFloats(int64_t rows, int64_t D) {
+  return rows * D * 2 + D * kAttentionBlockKeys * 2 + rows * kAttentionBlockKeys + rows * 2;
+}
+inline AttentionScratch CarveAttentionScratch(float* base, int64_t rows, int64_t D) {
+  AttentionScratch s;
+  s.q = base;
+  s.o = s.q + rows * D;
+  s.kt = s.o + rows * D;
+  s.v = s.kt + D * kAttentionBlockKeys;
+  s.s = s.v + D * kAttentionBlockKeys;
+  s.m = s.s + rows * kAttentionBlockKeys;
+  s.l = s.m + rows;
+  return s;
+}
+
+using RunWorkItemFn = void (*)(const AttentionParams&, const AttentionWorkItem&, const uint32_t*, int32_t,
+                               const AttentionTileOutput&, const AttentionScratch&);
+void RunAttentionWorkItemBaseline(const AttentionParams&, const AttentionWorkItem&, const uint32_t*, int32_t,
+                                  const AttentionTileOutput&, const AttentionScratch&);
+// nullptr when the build has no AVX-512 path.
+RunWorkItemFn AttentionWorkItemAvx512();
+
+}  // namespace cpu
+}  // namespace canopy

@@ -1,0 +1,264 @@
+/**
+ * Attention kernels: flash-style attention (prefill and split-KV decode),
+ * tree attention, and merging of attention states. Shapes, masks and the
+ * log-sum-exp convention are documented in csrc/common/attention.h:
+ *
+ *   q   [numTokens, numQoHeads, headDim]   o like q
+ *   k,v [kvRows, numKvHeads, headDim]      lse [numTokens, numQoHeads] f32, natural log
+ *
+ * Ragged batches: qoIndptr (batch + 1 entries) splits q's rows into sequences;
+ * kvIndptr gives each sequence's first key row; kvLens (optional) each
+ * sequence's key count, so rows past it (cache capacity) are never read.
+ */
+
+import { ArgumentError, awaitNative } from '../errors.js';
+import { native } from '../native/loader.js';
+import { Tensor } from '../tensor/tensor.js';
+import { checkFloat, checkIndptr, checkSame, checkTensor, toInt32Array } from './common.js';
+
+export type AttentionMask = 'none' | 'causal';
+
+export interface AttentionOptions {
+  /** Query row offsets per sequence (default: one sequence holding all rows). */
+  qoIndptr?: Int32Array | number[];
+  /** First key row of each sequence (default: [0, kvRows] for one sequence). */
+  kvIndptr?: Int32Array | number[];
+  /** Keys used by each sequence (default: kvIndptr[b+1] - kvIndptr[b]). */
+  kvLens?: Int32Array | number[];
+  /** 'causal' aligns bottom-right: query i of a sequence sees keys up to kvLen - qoLen + i. Default 'none'. */
+  mask?: AttentionMask;
+  /** Softmax scale, default 1/sqrt(headDim). */
+  scale?: number;
+  /** Also return the log-sum-exp of the scaled scores (natural log). */
+  returnLse?: boolean;
+  /** Split-KV count: 0 or undefined chooses by a heuristic, 1 disables splitting. */
+  numSplits?: number;
+  /** Run the naive baseline instead (CPU only; materialised scores, for benchmarks and checks). */
+  naive?: boolean;
+}
+
+export interface TreeAttentionOptions extends Omit<AttentionOptions, 'mask' | 'qoIndptr'> {
+  /**
+   * Parent of each tree node (local to its sequence; -1 = child of the committed prefix),
+   * topologically ordered, one entry per query row. The last qoLen keys of each sequence are
+   * the tree nodes' own keys, in node order.
+   */
+  parents: Int32Array | number[];
+  /** Tree node offsets per sequence (default: one tree holding all rows). */
+  qoIndptr?: Int32Array | number[];
+}
+
+export interface AttentionResult {
+  out: Tensor;
+  /** [numTokens, numQoHeads] f32, when returnLse was set. */
+  lse?: Tensor;
+}
+
+const MASK_CODE = { none: 0, causal: 1, tree: 2 } as const;
+
+interface Checked {
+  qoIndptr: Int32Array;
+  kvIndptr: Int32Array;
+  kvLens?: Int32Array;
+  scale: number;
+  numSplits: number;
+}
+
+function checkCommon(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions | TreeAttentionOptions): Checked {
+  const [numTokens, numQoHeads, headDim] = checkTensor(q, 'q', 3, '[numTokens, numQoHeads, headDim]') as [number, number, number];
+  const [kvRows, numKvHeads, kHeadDim] = checkTensor(k, 'k', 3, '[kvRows, numKvHeads, headDim]') as [number, number, number];
+  checkTensor(v, 'v', 3, '[kvRows, numKvHeads, headDim]');
+  checkFloat(q, 'q');
+  checkSame(k.dtype, q.dtype, 'k.dtype', 'the dtype of q,');
+  checkSame(v.dtype, q.dtype, 'v.dtype', 'the dtype of q,');
+  checkSame(k.device, q.device, 'k.device', 'the device of q,');
+  checkSame(v.device, q.device, 'v.device', 'the device of q,');
+  if (kHeadDim !== headDim) throw new ArgumentError('k.shape[2]', `headDim of q (${headDim})`, kHeadDim);
+  if (v.shape.join() !== k.shape.join()) throw new ArgumentError('v.shape', `the shape of k [${k.shape.join(', ')}]`, v.shape);
+  if (headDim % 32 !== 0 || headDim < 32 || headDim > 256) {
+    throw new ArgumentError('headDim', 'a multiple of 32 in [32, 256] (64 and 128 are the tuned sizes)', headDim);
+  }
+  if (numKvHeads === 0 || numQoHeads % numKvHeads !== 0) {
+    throw new ArgumentError('numQoHeads', `a multiple of numKvHeads (${numKvHeads})`, numQoHeads);
+  }
+  if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object', options);
+  const qoIndptr = toInt32Array(options.qoIndptr ?? [0, numTokens], 'qoIndptr');
+  checkIndptr(qoIndptr, 'qoIndptr', true);
+  if (qoIndptr[qoIndptr.length - 1] !== numTokens) {
+    throw new ArgumentError(`qoIndptr[${qoIndptr.length - 1}]`, `the number of query rows (${numTokens})`, qoIndptr[qoIndptr.length - 1]);
+  }
+  const kvIndptr = toInt32Array(options.kvIndptr ?? [0, kvRows], 'kvIndptr');
+  checkIndptr(kvIndptr, 'kvIndptr', false);
+  if (kvIndptr.length !== qoIndptr.length) {
+    throw new ArgumentError('kvIndptr', `an array of ${qoIndptr.length} entries (like qoIndptr)`, kvIndptr);
+  }
+  const batch = qoIndptr.length - 1;
+  let kvLens: Int32Array | undefined;
+  if (options.kvLens !== undefined) {
+    kvLens = toInt32Array(options.kvLens, 'kvLens');
+    if (kvLens.length !== batch) throw new ArgumentError('kvLens', `an array of batchSize (${batch}) entries`, kvLens);
+  }
+  for (let b = 0; b < batch; b++) {
+    const len = kvLens ? kvLens[b]! : kvIndptr[b + 1]! - kvIndptr[b]!;
+    if (kvIndptr[b]! + len > kvRows) {
+      throw new ArgumentError(kvLens ? `kvLens[${b}]` : `kvIndptr[${b + 1}]`, `within the ${kvRows} rows of k and v`, kvLens ? len : kvIndptr[b + 1]);
+    }
+  }
+  const scale = options.scale ?? 1 / Math.sqrt(headDim);
+  if (typeof scale !== 'number' || !Number.isFinite(scale) || scale === 0) throw new ArgumentError('scale', 'a finite non-zero number', scale);
+  const numSplits = options.numSplits ?? 0;
+  if (!Number.isInteger(numSplits) || numSplits < 0 || numSplits > 1024) throw new ArgumentError('numSplits', 'an integer in [0, 1024]', numSplits);
+  return { qoIndptr, kvIndptr, ...(kvLens ? { kvLens } : {}), scale, numSplits };
+}
+
+async function run(q: Tensor, k: Tensor, v: Tensor, c: Checked, mask: number, returnLse: boolean, naive: boolean, parents?: Int32Array): Promise<AttentionResult> {
+  if (naive && q.device !== 'cpu') throw new ArgumentError('naive', "false for tensors on a CUDA device (the naive baseline is CPU only)", naive);
+  const out = Tensor.empty(q.shape, q.dtype, { device: q.device });
+  const lse = returnLse ? Tensor.empty([q.shape[0]!, q.shape[1]!], 'f32', { device: q.device }) : undefined;
+  try {
+    await awaitNative(
+      native().attention({
+        q: q.descriptor('q'),
+        k: k.descriptor('k'),
+        v: v.descriptor('v'),
+        o: out.descriptor('o'),
+        ...(lse ? { lse: lse.descriptor('lse') } : {}),
+        qoIndptr: c.qoIndptr,
+        kvIndptr: c.kvIndptr,
+        ...(c.kvLens ? { kvLens: c.kvLens } : {}),
+        mask,
+        scale: c.scale,
+        ...(parents ? { parents } : {}),
+        numSplits: c.numSplits,
+        naive,
+      }),
+    );
+  } catch (e) {
+    out.dispose();
+    lse?.dispose();
+    throw e;
+  }
+  return lse ? { out, lse } : { out };
+}
+
+/** Flash attention over a ragged batch (prefill chunks or decode steps; split-KV for long caches). */
+export async function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Promise<AttentionResult> {
+  const c = checkCommon(q, k, v, options);
+  const mask = options.mask ?? 'none';
+  if (mask !== 'none' && mask !== 'causal') throw new ArgumentError('mask', "'none' or 'causal'", mask);
+  return run(q, k, v, c, MASK_CODE[mask], options.returnLse === true, options.naive === true);
+}
+
+/**
+ * Tree attention for verifying draft trees: each node attends to its sequence's whole
+ * committed prefix and to its ancestors and itself. Position ids for RoPE are
+ * prefixLen + depth (treeDepths). The prefix K/V is read once for all nodes of a tree.
+ */
+export async function treeAttention(q: Tensor, k: Tensor, v: Tensor, options: TreeAttentionOptions): Promise<AttentionResult> {
+  if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object with parents', options);
+  const c = checkCommon(q, k, v, options);
+  const parents = toInt32Array(options.parents, 'parents', -1);
+  if (parents.length !== q.shape[0]) throw new ArgumentError('parents', `an array with one entry per query row (${q.shape[0]})`, parents);
+  const batch = c.qoIndptr.length - 1;
+  for (let b = 0; b < batch; b++) {
+    const start = c.qoIndptr[b]!;
+    const n = c.qoIndptr[b + 1]! - start;
+    const kvLen = c.kvLens ? c.kvLens[b]! : c.kvIndptr[b + 1]! - c.kvIndptr[b]!;
+    if (n > kvLen) throw new ArgumentError(`kvLens[${b}]`, `at least the ${n} tree nodes of sequence ${b} (their keys follow the prefix)`, kvLen);
+    for (let t = 0; t < n; t++) {
+      const p = parents[start + t]!;
+      if (p < -1 || p >= t) throw new ArgumentError(`parents[${start + t}]`, `-1 or the index of an earlier node of its tree (0..${t - 1})`, p);
+    }
+  }
+  return run(q, k, v, c, MASK_CODE.tree, options.returnLse === true, options.naive === true, parents);
+}
+
+/** Depth of each node (children of the prefix: 0); the RoPE position of node i is prefixLen + depth[i]. */
+export function treeDepths(parents: Int32Array | number[]): Int32Array {
+  const p = toInt32Array(parents, 'parents', -1);
+  const depth = new Int32Array(p.length);
+  for (let i = 0; i < p.length; i++) {
+    const par = p[i]!;
+    if (par >= i) throw new ArgumentError(`parents[${i}]`, `-1 or an earlier node (0..${i - 1})`, par);
+    depth[i] = par < 0 ? 0 : depth[par]! + 1;
+  }
+  return depth;
+}
+
+export interface AttentionState {
+  /** [tokens, heads, headDim] */
+  v: Tensor;
+  /** [tokens, heads] f32 log-sum-exp (natural log) */
+  s: Tensor;
+}
+
+function checkState(st: AttentionState, name: string): [number, number, number] {
+  if (st === null || typeof st !== 'object') throw new ArgumentError(name, 'an attention state {v, s}', st);
+  const shape = checkTensor(st.v, `${name}.v`, 3, '[tokens, heads, headDim]') as [number, number, number];
+  checkFloat(st.v, `${name}.v`);
+  const sShape = checkTensor(st.s, `${name}.s`, 2, '[tokens, heads]');
+  if (st.s.dtype !== 'f32') throw new ArgumentError(`${name}.s.dtype`, 'f32', st.s.dtype);
+  if (sShape[0] !== shape[0] || sShape[1] !== shape[1]) throw new ArgumentError(`${name}.s.shape`, `[${shape[0]}, ${shape[1]}]`, sShape);
+  return shape;
+}
+
+async function merge(a: AttentionState, b: AttentionState, into: AttentionState): Promise<void> {
+  await awaitNative(
+    native().mergeStates({
+      va: a.v.descriptor('a.v'),
+      sa: a.s.descriptor('a.s'),
+      vb: b.v.descriptor('b.v'),
+      sb: b.s.descriptor('b.s'),
+      vOut: into.v.descriptor('out.v'),
+      sOut: into.s.descriptor('out.s'),
+    }),
+  );
+}
+
+function checkPair(a: AttentionState, b: AttentionState): void {
+  const sa = checkState(a, 'a');
+  const sb = checkState(b, 'b');
+  if (sa.join() !== sb.join()) throw new ArgumentError('b.v.shape', `the shape of a.v [${sa.join(', ')}]`, sb);
+  checkSame(b.v.dtype, a.v.dtype, 'b.v.dtype', 'the dtype of a.v,');
+  checkSame(b.v.device, a.v.device, 'b.v.device', 'the device of a.v,');
+}
+
+/** The state of the union of two disjoint key sets (see csrc/common/merge_states.h). */
+export async function mergeStates(a: AttentionState, b: AttentionState): Promise<AttentionState> {
+  checkPair(a, b);
+  const out = { v: Tensor.empty(a.v.shape, a.v.dtype, { device: a.v.device }), s: Tensor.empty(a.s.shape, 'f32', { device: a.v.device }) };
+  try {
+    await merge(a, b, out);
+  } catch (e) {
+    out.v.dispose();
+    out.s.dispose();
+    throw e;
+  }
+  return out;
+}
+
+/** Merges b into a, in place. */
+export async function mergeStatesInPlace(a: AttentionState, b: AttentionState): Promise<void> {
+  checkPair(a, b);
+  await merge(a, b, a);
+}
+
+/** Merges n states: v [tokens, numStates, heads, headDim], s [tokens, numStates, heads]. */
+export async function mergeStatesN(v: Tensor, s: Tensor): Promise<AttentionState> {
+  const [tokens, n, heads, headDim] = checkTensor(v, 'v', 4, '[tokens, numStates, heads, headDim]') as [number, number, number, number];
+  checkFloat(v, 'v');
+  const sShape = checkTensor(s, 's', 3, '[tokens, numStates, heads]');
+  if (s.dtype !== 'f32') throw new ArgumentError('s.dtype', 'f32', s.dtype);
+  if (sShape.join() !== [tokens, n, heads].join()) throw new ArgumentError('s.shape', `[${tokens}, ${n}, ${heads}]`, sShape);
+  if (n < 1) throw new ArgumentError('v.shape[1]', 'at least 1 state', n);
+  checkSame(s.device, v.device, 's.device', 'the device of v,');
+  const out = { v: Tensor.empty([tokens, heads, headDim], v.dtype, { device: v.device }), s: Tensor.empty([tokens, heads], 'f32', { device: v.device }) };
+  try {
+    await awaitNative(native().mergeStatesN({ v: v.descriptor('v'), s: s.descriptor('s'), vOut: out.v.descriptor('out.v'), sOut: out.s.descriptor('out.s') }));
+  } catch (e) {
+    out.v.dispose();
+    out.s.dispose();
+    throw e;
+  }
+  return out;
+}
