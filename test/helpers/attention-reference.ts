@@ -65,7 +65,7 @@ export function attentionReference(p: RefProblem): { o: Float64Array; lse: Float
         for (let i = 0; i < keys.length; i++) {
           const w = Math.exp(scores[i]! - m) / sum;
           const vrow = ((ks + keys[i]!) * p.hkv + kh) * p.d;
-          for (let x = 0; x < p.d; x++) o[row + x] += w * p.v[vrow + x]!;
+          for (let x = 0; x < p.d; x++) o[row + x] = o[row + x]! + w * p.v[vrow + x]!;
         }
         lse[(qs + t) * p.hq + h] = m + Math.log(sum);
       }
