@@ -12,15 +12,19 @@
 #include "thread_pool.h"
 
 #define CANOPY_TILE_NS tiles_base
+#define CANOPY_TILE_VEC_BYTES 32
 #include "attention_tiles.h"
 #undef CANOPY_TILE_NS
+#undef CANOPY_TILE_VEC_BYTES
 
 namespace canopy {
 namespace cpu {
 
 void RunAttentionWorkItemBaseline(const AttentionParams& p, const AttentionWorkItem& w, const uint32_t* mask,
                                   int32_t words, const AttentionTileOutput& out, const AttentionScratch& sc) {
-  tiles_base::RunWorkItem<2, 32>(p, w, mask, words, out, sc);
+  // AVX2: 16 ymm registers; a 4 keys x 2 vectors score tile and a 2 rows x 4 vectors value
+  // tile use 8 accumulators each.
+  tiles_base::RunWorkItem<2, 2, 4>(p, w, mask, words, out, sc);
 }
 
 namespace {
@@ -50,18 +54,24 @@ Status Attention(const AttentionParams& p) {
   }
 
   // Query tiles: about 64 rows (tokens x heads of one kv group). A tree is one tile when it
-  // fits, so the prefix K/V is read once for all its nodes.
+  // fits, so the prefix K/V is read once for all its nodes. Small tiles (decode: one or a
+  // few tokens) take all kv heads in one item, so each key block is one contiguous read;
+  // split-KV then provides the parallelism.
   std::vector<AttentionWorkItem> base;
   int64_t max_kv = 0;
   int32_t max_tile_tokens = 1;
+  int32_t heads_per_item = 1;
   for (int b = 0; b < p.batch_size; ++b) {
     const int32_t qlen = p.qo_indptr[b + 1] - p.qo_indptr[b];
     const int64_t kv = KvLen(p, b);
     max_kv = std::max(max_kv, kv);
     const int32_t tq = p.mask == MaskMode::kTree ? std::max(1, std::min(qlen, 256 / G)) : std::max(1, 64 / G);
-    for (int h = 0; h < p.num_kv_heads; ++h) {
+    const bool all_heads = qlen * G <= 16 && p.num_kv_heads <= 64;
+    const int32_t hstep = all_heads ? p.num_kv_heads : 1;
+    heads_per_item = std::max(heads_per_item, hstep);
+    for (int h = 0; h < p.num_kv_heads; h += hstep) {
       for (int32_t t0 = 0; t0 < qlen; t0 += tq) {
-        base.push_back({b, h, t0, std::min(qlen, t0 + tq), 0, kv, 0});
+        base.push_back({b, h, h + hstep, t0, std::min(qlen, t0 + tq), 0, kv, 0});
         max_tile_tokens = std::max(max_tile_tokens, std::min(qlen, t0 + tq) - t0);
       }
     }
@@ -99,11 +109,11 @@ Status Attention(const AttentionParams& p) {
   }
 
   const RunWorkItemFn run = SelectWorkItemFn();
-  const int64_t rows = (static_cast<int64_t>(max_tile_tokens) * G + 7) / 8 * 8;
-  const int64_t scratch_floats = AttentionScratchFloats(rows, D);
+  const int64_t rows = (static_cast<int64_t>(max_tile_tokens) * G + kAttentionRowPad - 1) / kAttentionRowPad * kAttentionRowPad;
+  const int64_t scratch_floats = AttentionScratchFloats(rows, heads_per_item, D);
   ParallelFor(static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
     std::vector<float> buf(static_cast<size_t>(scratch_floats));
-    const AttentionScratch sc = CarveAttentionScratch(buf.data(), rows, D);
+    const AttentionScratch sc = CarveAttentionScratch(buf.data(), rows, heads_per_item, D);
     for (int64_t i = begin; i < end; ++i) run(p, items[i], tree_mask.data(), words, out, sc);
   });
 

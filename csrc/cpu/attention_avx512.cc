@@ -18,15 +18,19 @@
 #endif
 
 #define CANOPY_TILE_NS tiles_avx512
+#define CANOPY_TILE_VEC_BYTES 64
 #include "attention_tiles.h"
 #undef CANOPY_TILE_NS
+#undef CANOPY_TILE_VEC_BYTES
 
 namespace canopy {
 namespace cpu {
 namespace {
 void RunAvx512(const AttentionParams& p, const AttentionWorkItem& w, const uint32_t* mask, int32_t words,
                const AttentionTileOutput& out, const AttentionScratch& sc) {
-  tiles_avx512::RunWorkItem<4, 64>(p, w, mask, words, out, sc);
+  // 32 zmm registers: a 4 keys x 4 vectors score tile (16 accumulators), a 4 rows x
+  // 4 vectors value tile (16).
+  tiles_avx512::RunWorkItem<4, 4, 4>(p, w, mask, words, out, sc);
 }
 }  // namespace
 }  // namespace cpu

@@ -9,9 +9,9 @@
 namespace canopy {
 namespace cpu {
 
-// The queries [t0, t1) of sequence b (all qo heads of kv head h) against keys [k0, k1).
+// The queries [t0, t1) of sequence b (all qo heads of kv heads [h0, h1)) against keys [k0, k1).
 struct AttentionWorkItem {
-  int32_t b, h, t0, t1;
+  int32_t b, h0, h1, t0, t1;
   int64_t k0, k1;
   int32_t split;
 };
@@ -23,23 +23,29 @@ struct AttentionTileOutput {
   float* part_lse;  // [total_q][num_splits][Hq]
 };
 
-// Raw scratch for one worker, sized for `rows` padded rows (a multiple of 8) and head_dim D.
+// Raw scratch for one worker, sized for `rows` padded rows per head, `heads` kv heads per
+// work item and head_dim D: per head, q (transposed queries) and o [rows][D], m and l
+// [rows]; shared, kt and v (widened key / value rows of one block) [kAttentionBlockKeys][D],
+// s (scores) [kAttentionBlockKeys][rows], tmp [rows].
 struct AttentionScratch {
-  float *q, *kt, *s, *v, *o, *m, *l;
+  float *q, *kt, *s, *v, *o, *m, *l, *tmp;
 };
-constexpr int kAttentionBlockKeys = 32;  // must equal kBc in attention_tiles.h
-inline int64_t AttentionScratchFloats(int64_t rows, int64_t D) {
-  return rows * D * 2 + D * kAttentionBlockKeys * 2 + rows * kAttentionBlockKeys + rows * 2;
+constexpr int kAttentionBlockKeys = 32;  // keys per block
+// Rows are padded to a multiple of this (the widest score tile).
+constexpr int kAttentionRowPad = 64;
+inline int64_t AttentionScratchFloats(int64_t rows, int64_t heads, int64_t D) {
+  return heads * (rows * D * 2 + rows * 2) + D * kAttentionBlockKeys * 2 + rows * kAttentionBlockKeys + rows;
 }
-inline AttentionScratch CarveAttentionScratch(float* base, int64_t rows, int64_t D) {
+inline AttentionScratch CarveAttentionScratch(float* base, int64_t rows, int64_t heads, int64_t D) {
   AttentionScratch s;
   s.q = base;
-  s.o = s.q + rows * D;
-  s.kt = s.o + rows * D;
+  s.o = s.q + heads * rows * D;
+  s.m = s.o + heads * rows * D;
+  s.l = s.m + heads * rows;
+  s.kt = s.l + heads * rows;
   s.v = s.kt + D * kAttentionBlockKeys;
   s.s = s.v + D * kAttentionBlockKeys;
-  s.m = s.s + rows * kAttentionBlockKeys;
-  s.l = s.m + rows;
+  s.tmp = s.s + rows * kAttentionBlockKeys;
   return s;
 }
 

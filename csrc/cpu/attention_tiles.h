@@ -1,83 +1,175 @@
 // Inner tiles of the CPU flash-attention kernel, written as fixed-size loops
 // that the compiler vectorises. Included twice: by attention.cc for the
-// portable baseline (AVX2 + FMA) and by attention_avx512.cc under an AVX-512
-// target, each in its own namespace (CANOPY_TILE_NS); attention.cc picks one
-// at run time from the CPU features.
+// portable baseline (AVX2 + FMA + F16C) and by attention_avx512.cc under an
+// AVX-512 target, each in its own namespace (CANOPY_TILE_NS); attention.cc
+// picks one at run time from the CPU features.
 //
-// Shapes (all f32, row-major):
-//   Q  [R][D]     queries of one tile, pre-multiplied by the softmax scale
-//   Kt [D][kBc]   a block of kBc keys, transposed
-//   S  [R][kBc]   scores
-//   V  [kBc][D]   the block's values
-//   O  [R][D]     running output (unnormalised)
-// R is a multiple of kRows (callers pad with zero rows).
+// Formulation ("key-major"): the query tile is transposed once, and every block
+// of kBc keys is scored as St = Kblock * Qt, so K rows are read in place
+// (contiguous, no transpose of the cache) and the softmax bookkeeping runs
+// across query rows in vector lanes.
+//   Qt [D][Rp]     the tile's queries (R rows = tokens x qo heads of one kv head),
+//                  transposed and pre-multiplied by the softmax scale; Rp pads R
+//   K  rows        kBc keys of D floats, row stride ks (the cache itself for f32)
+//   St [kBc][Rp]   scores, then probabilities
+//   V  rows        kBc values of D floats, row stride vs
+//   O  [Rp][D]     running (unnormalised) output
 //
 // Everything here has internal linkage (anonymous namespace) and uses no std
 // templates: the AVX-512 copy must never be merged by the linker with the
-// baseline copy of the same inline function.
-// No include guard on purpose: each including file compiles its own copy.
+// baseline copy of the same inline function. No include guard on purpose.
+
+#include <immintrin.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
 #include "../common/attention.h"
+#include "attention_cpu.h"
 
 namespace canopy {
 namespace cpu {
 namespace {
 namespace CANOPY_TILE_NS {
 
+constexpr int kBc = kAttentionBlockKeys;  // keys per block
+
 inline int64_t Min64(int64_t a, int64_t b) { return a < b ? a : b; }
-inline float MaxF(float a, float b) { return a > b ? a : b; }
 
-constexpr int kBc = 32;  // keys per block
+// Explicit SIMD vectors (GCC/clang vector extensions) so accumulators stay in registers:
+// CANOPY_TILE_VEC_BYTES is 64 (one zmm) in the AVX-512 copy and 32 (one ymm) in the baseline.
+typedef float VecF __attribute__((vector_size(CANOPY_TILE_VEC_BYTES)));
+typedef float VecFU __attribute__((vector_size(CANOPY_TILE_VEC_BYTES), aligned(4), may_alias));
+constexpr int kLanes = CANOPY_TILE_VEC_BYTES / 4;
+inline VecF LoadU(const float* p) { return *reinterpret_cast<const VecFU*>(p); }
+inline void StoreU(float* p, VecF v) { *reinterpret_cast<VecFU*>(p) = v; }
+inline VecF Splat(float x) { return VecF{} + x; }
 
-// S = Q * Kt, kRows query rows at a time (kRows accumulator rows of kBc floats).
-template <int kRows>
-inline void QKTile(const float* __restrict Q, const float* __restrict Kt, float* __restrict S, int R, int D) {
-  for (int r = 0; r < R; r += kRows) {
-    float acc[kRows][kBc];
-    for (int i = 0; i < kRows; ++i)
-      for (int j = 0; j < kBc; ++j) acc[i][j] = 0.f;
-    for (int d = 0; d < D; ++d) {
-      const float* kt = Kt + d * kBc;
-      for (int i = 0; i < kRows; ++i) {
-        const float a = Q[(r + i) * D + d];
-        for (int j = 0; j < kBc; ++j) acc[i][j] += a * kt[j];
-      }
-    }
-    for (int i = 0; i < kRows; ++i) std::memcpy(S + (r + i) * kBc, acc[i], sizeof acc[i]);
-  }
+// Prefetches n rows of `bytes` bytes each, `stride` elements apart (the next key block:
+// rows of one kv head are Hkv*D floats apart in the cache, too far for the hardware
+// prefetchers to follow).
+inline void PrefetchRows(const char* base, int64_t stride_bytes, int n, int bytes) {
+  for (int j = 0; j < n; ++j)
+    for (int b = 0; b < bytes; b += 64) __builtin_prefetch(base + j * stride_bytes + b, 0, 3);
 }
 
-// O += P * V over nb keys, kRows rows and kChunk output dims at a time.
-template <int kRows, int kChunk>
-inline void PVTile(const float* __restrict P, const float* __restrict V, float* __restrict O, int R, int D, int nb) {
-  for (int r = 0; r < R; r += kRows) {
-    for (int d0 = 0; d0 < D; d0 += kChunk) {
-      float acc[kRows][kChunk];
-      for (int i = 0; i < kRows; ++i) std::memcpy(acc[i], O + (r + i) * D + d0, sizeof acc[i]);
-      for (int j = 0; j < nb; ++j) {
-        const float* v = V + j * D + d0;
-        for (int i = 0; i < kRows; ++i) {
-          const float p = P[(r + i) * kBc + j];
-          for (int c = 0; c < kChunk; ++c) acc[i][c] += p * v[c];
+// St[j][r0 .. r0 + kColVecs*kLanes) for 4 keys at a time:
+//   acc[i][c] += K[j+i][d] * Qt[d][r0 + c*kLanes ..]   (4 x kColVecs vector accumulators)
+template <int kColVecs>
+inline void ScoreBlock(const float* __restrict K, int64_t ks, const float* __restrict Qt, float* __restrict St, int Rp,
+                       int D, int nb) {
+  constexpr int kCols = kColVecs * kLanes;
+  for (int j = 0; j < nb; j += 4) {
+    const float* k0 = K + j * ks;
+    const float* k1 = j + 1 < nb ? k0 + ks : k0;  // past nb: recompute a valid row, result unused
+    const float* k2 = j + 2 < nb ? k0 + 2 * ks : k0;
+    const float* k3 = j + 3 < nb ? k0 + 3 * ks : k0;
+    for (int r0 = 0; r0 < Rp; r0 += kCols) {
+      VecF a0[kColVecs], a1[kColVecs], a2[kColVecs], a3[kColVecs];
+#pragma GCC unroll 8
+      for (int c = 0; c < kColVecs; ++c) a0[c] = a1[c] = a2[c] = a3[c] = VecF{};
+      const float* qt = Qt + r0;
+      for (int d = 0; d < D; ++d, qt += Rp) {
+        const VecF b0 = Splat(k0[d]), b1 = Splat(k1[d]), b2 = Splat(k2[d]), b3 = Splat(k3[d]);
+#pragma GCC unroll 8
+        for (int c = 0; c < kColVecs; ++c) {
+          const VecF q = LoadU(qt + c * kLanes);
+          a0[c] += b0 * q;
+          a1[c] += b1 * q;
+          a2[c] += b2 * q;
+          a3[c] += b3 * q;
         }
       }
-      for (int i = 0; i < kRows; ++i) std::memcpy(O + (r + i) * D + d0, acc[i], sizeof acc[i]);
+      float* out = St + j * Rp + r0;
+#pragma GCC unroll 8
+      for (int c = 0; c < kColVecs; ++c) {
+        StoreU(out + c * kLanes, a0[c]);
+        if (j + 1 < nb) StoreU(out + Rp + c * kLanes, a1[c]);
+        if (j + 2 < nb) StoreU(out + 2 * Rp + c * kLanes, a2[c]);
+        if (j + 3 < nb) StoreU(out + 3 * Rp + c * kLanes, a3[c]);
+      }
     }
   }
 }
 
-// x[i] = exp(x[i]) for n floats; -inf gives 0. A vectorisable Cody-Waite range
-// reduction (exp(x) = 2^n * exp(f), |f| <= ln2/2) and a degree-6 polynomial:
-// relative error below 2e-7 (about 2 ulp) over the range that matters here
-// (x <= 0 after subtracting the row max).
+inline float HSum(VecF v) {
+  float t[kLanes];
+  std::memcpy(t, &v, sizeof t);
+  float s = 0.f;
+#pragma GCC unroll 16
+  for (int i = 0; i < kLanes; ++i) s += t[i];
+  return s;
+}
+
+// Narrow tiles (R <= 16 rows, decode): St[j][r] = <K[j], Q[r]> with vectors along head_dim
+// (K rows read contiguously, Q row-major [Rp][D]), 4 query rows at a time, then one
+// horizontal sum per score. Far fewer instructions than broadcasting K elements when R is
+// smaller than a vector.
+inline void ScoreNarrow(const float* __restrict K, int64_t ks, const float* __restrict Q, float* __restrict St, int R,
+                        int Rp, int D, int nb) {
+  for (int j = 0; j < nb; ++j) {
+    const float* k = K + j * ks;
+    for (int r = 0; r < R; r += 4) {
+      const float* q0 = Q + r * D;
+      VecF a0 = VecF{}, a1 = VecF{}, a2 = VecF{}, a3 = VecF{};
+      for (int d = 0; d < D; d += kLanes) {
+        const VecF kv = LoadU(k + d);
+        a0 += kv * LoadU(q0 + d);
+        a1 += kv * LoadU(q0 + D + d);
+        a2 += kv * LoadU(q0 + 2 * D + d);
+        a3 += kv * LoadU(q0 + 3 * D + d);
+      }
+      float* out = St + j * Rp + r;
+      out[0] = HSum(a0);
+      out[1] = HSum(a1);
+      out[2] = HSum(a2);
+      out[3] = HSum(a3);
+    }
+  }
+}
+
+// O[r][:] += sum_j St[j][r] * V[j][:], kRows rows and kChunkVecs vectors of dims at a time.
+template <int kRows, int kChunkVecs>
+inline void AccumulateValues(const float* __restrict St, const float* __restrict V, int64_t vs, float* __restrict O,
+                             int R, int Rp, int D, int nb) {
+  constexpr int kChunk = kChunkVecs * kLanes;
+  // Rows [R, Rp) are padding: skip whole kRows groups past R (Rp is a multiple of kRows).
+  for (int r = 0; r < R; r += kRows) {
+    for (int d0 = 0; d0 < D; d0 += kChunk) {
+      VecF acc[kRows][kChunkVecs];
+#pragma GCC unroll 8
+      for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 8
+        for (int c = 0; c < kChunkVecs; ++c) acc[i][c] = LoadU(O + (r + i) * D + d0 + c * kLanes);
+      for (int j = 0; j < nb; ++j) {
+        const float* v = V + j * vs + d0;
+        const float* pj = St + j * Rp + r;
+        VecF vv[kChunkVecs];
+#pragma GCC unroll 8
+        for (int c = 0; c < kChunkVecs; ++c) vv[c] = LoadU(v + c * kLanes);
+#pragma GCC unroll 8
+        for (int i = 0; i < kRows; ++i) {
+          const VecF pv = Splat(pj[i]);
+#pragma GCC unroll 8
+          for (int c = 0; c < kChunkVecs; ++c) acc[i][c] += pv * vv[c];
+        }
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 8
+        for (int c = 0; c < kChunkVecs; ++c) StoreU(O + (r + i) * D + d0 + c * kLanes, acc[i][c]);
+    }
+  }
+}
+
+// x[i] = exp(x[i]) for n floats, -inf (and anything below -87.3) gives 0. Cody-Waite range
+// reduction exp(x) = 2^k exp(f), |f| <= ln2/2, and a degree-6 polynomial: relative error
+// below 2e-7 (about 2 ulp) for x <= 0, the only range used here.
 inline void ExpInPlace(float* __restrict x, int n) {
   for (int i = 0; i < n; ++i) {
-    float v = x[i];
-    v = v < -87.3f ? -87.3f : v;  // exp underflows to ~1e-38; -inf lands here too
+    const float in = x[i];
+    const float v = in < -87.3f ? -87.3f : in;
     const float k = std::nearbyint(v * 1.44269504088896341f);
     const float f = (v - k * 0.693145751953125f) - k * 1.42860682030941723212e-6f;
     float p = 1.f / 720.f;
@@ -87,126 +179,181 @@ inline void ExpInPlace(float* __restrict x, int n) {
     p = p * f + 0.5f;
     p = p * f + 1.f;
     p = p * f + 1.f;
-    int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+    const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof scale);
-    x[i] = x[i] == -INFINITY ? 0.f : p * scale;
+    x[i] = in < -87.3f ? 0.f : p * scale;
   }
 }
 
-// Processes one work item: tiles of kBc keys with online softmax (the score
-// matrix never exists beyond one R x kBc block).
-template <int kRows, int kChunk>
+// Widens n elements of f16 / bf16 to f32 (F16C is part of the baseline; exact).
+inline void WidenRow(const void* src, DType t, float* __restrict dst, int n) {
+  if (t == DType::kF16) {
+    const uint16_t* s = static_cast<const uint16_t*>(src);
+    for (int i = 0; i < n; i += 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+  } else {
+    const uint16_t* s = static_cast<const uint16_t*>(src);
+    for (int i = 0; i < n; ++i) {
+      const uint32_t bits = static_cast<uint32_t>(s[i]) << 16;
+      std::memcpy(dst + i, &bits, sizeof bits);
+    }
+  }
+}
+
+// Processes one work item (see attention_cpu.h): the queries [t0, t1) of sequence b for
+// the kv heads [h0, h1) against keys [k0, k1). Heads are the inner loop so one block of
+// keys is read as a single contiguous stretch of the cache (all heads of those keys).
+template <int kColVecs, int kRows, int kChunkVecs>
 void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uint32_t* tree_mask, int32_t mask_words,
                  const AttentionTileOutput& out, const AttentionScratch& sc) {
   const int D = p.head_dim;
   const int G = p.num_qo_heads / p.num_kv_heads;
   const int Hq = p.num_qo_heads, Hkv = p.num_kv_heads;
+  const int nh = w.h1 - w.h0;
   const int64_t qo_start = p.qo_indptr[w.b];
   const int64_t qo_len = p.qo_indptr[w.b + 1] - qo_start;
   const int64_t kv_len = KvLen(p, w.b);
   const int64_t kv_start = p.kv_indptr[w.b];
   const int64_t prefix = kv_len - qo_len;  // causal offset / tree prefix length
-  const int R = (w.t1 - w.t0) * G;
-  const int Rp = (R + kRows - 1) / kRows * kRows;
+  const int R = (w.t1 - w.t0) * G;         // query rows per head
+  // Rows padded to the score tile width: 16 for small tiles (decode: one token's group of
+  // heads), kCols otherwise. kRows (the value tile height) divides both.
+  constexpr int kCols = kColVecs * kLanes;
+  const bool narrow = R <= 16;
+  const int step = narrow ? 16 : kCols;
+  const int Rp = (R + step - 1) / step * step;
+  const int64_t qo_stride = static_cast<int64_t>(Rp) * D;  // per-head state strides in scratch
 
-  // Scratch sized by the caller for Rp rows (AttentionScratchFloats).
-  float* Q = sc.q;
-  float* O = sc.o;
-  float* M = sc.m;
-  float* L = sc.l;
-  for (int64_t i = 0; i < static_cast<int64_t>(Rp) * D; ++i) Q[i] = O[i] = 0.f;
-  for (int r = 0; r < Rp; ++r) {
-    M[r] = -INFINITY;
-    L[r] = 0.f;
+  float* St = sc.s;
+  for (int64_t i = 0; i < qo_stride * nh; ++i) sc.q[i] = sc.o[i] = 0.f;
+  for (int64_t r = 0; r < static_cast<int64_t>(Rp) * nh; ++r) {
+    sc.m[r] = -INFINITY;
+    sc.l[r] = 0.f;
   }
-  for (int r = 0; r < R; ++r) {
-    const int64_t row = qo_start + w.t0 + r / G;
-    const int hq = w.h * G + r % G;
-    const int64_t base = (row * Hq + hq) * D;
-    for (int d = 0; d < D; ++d) Q[r * D + d] = LoadAsF32(p.q, p.dtype, base + d) * p.scale;
+  // Queries: transposed [D][Rp] for wide tiles, row-major [Rp][D] for narrow ones (ScoreNarrow).
+  for (int hh = 0; hh < nh; ++hh) {
+    float* Qt = sc.q + hh * qo_stride;
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = qo_start + w.t0 + r / G;
+      const int hq = (w.h0 + hh) * G + r % G;
+      const int64_t base = (row * Hq + hq) * D;
+      for (int d = 0; d < D; ++d) Qt[narrow ? r * D + d : d * Rp + r] = LoadAsF32(p.q, p.dtype, base + d) * p.scale;
+    }
   }
 
-  // Keys past the last visible one for this tile are never read.
+  const int64_t row_stride = static_cast<int64_t>(Hkv) * D;  // between consecutive keys in the cache
+  const int esize = DTypeSize(p.dtype);
   int64_t k_end = w.k1;
-  if (p.mask == MaskMode::kCausal) k_end = Min64(k_end, prefix + w.t1);
+  if (p.mask == MaskMode::kCausal) k_end = Min64(k_end, prefix + w.t1);  // later keys are invisible to the tile
   for (int64_t j0 = w.k0; j0 < k_end; j0 += kBc) {
     const int nb = static_cast<int>(Min64(kBc, k_end - j0));
-    // Load the block: K transposed, V row-major, widened to f32; zero padding.
-    float* Kt = sc.kt;
-    float* Vb = sc.v;
-    for (int jj = 0; jj < kBc; ++jj) {
-      if (jj < nb) {
-        const int64_t base = ((kv_start + j0 + jj) * Hkv + w.h) * D;
-        for (int d = 0; d < D; ++d) {
-          Kt[d * kBc + jj] = LoadAsF32(p.k, p.dtype, base + d);
-          Vb[jj * D + d] = LoadAsF32(p.v, p.dtype, base + d);
-        }
+    const int64_t block_first = (kv_start + j0) * row_stride + static_cast<int64_t>(w.h0) * D;
+    if (nh < Hkv && j0 + kBc < k_end) {  // all heads: the block is contiguous, hardware prefetch suffices
+      const int next = static_cast<int>(Min64(kBc, k_end - j0 - kBc));
+      const int64_t next_first = (block_first + kBc * row_stride) * esize;
+      PrefetchRows(static_cast<const char*>(p.k) + next_first, row_stride * esize, next, nh * D * esize);
+      PrefetchRows(static_cast<const char*>(p.v) + next_first, row_stride * esize, next, nh * D * esize);
+    }
+    for (int hh = 0; hh < nh; ++hh) {
+      float* Qt = sc.q + hh * qo_stride;
+      float* O = sc.o + hh * qo_stride;
+      float* M = sc.m + hh * Rp;
+      float* L = sc.l + hh * Rp;
+      const int64_t first = block_first + static_cast<int64_t>(hh) * D;  // element index of key j0, head h0 + hh
+      const float *K, *V;
+      int64_t ks;
+      if (p.dtype == DType::kF32) {
+        K = static_cast<const float*>(p.k) + first;
+        V = static_cast<const float*>(p.v) + first;
+        ks = row_stride;
       } else {
-        for (int d = 0; d < D; ++d) {
-          Kt[d * kBc + jj] = 0.f;
-          Vb[jj * D + d] = 0.f;
+        for (int j = 0; j < nb; ++j) {
+          WidenRow(static_cast<const uint16_t*>(p.k) + first + j * row_stride, p.dtype, sc.kt + j * D, D);
+          WidenRow(static_cast<const uint16_t*>(p.v) + first + j * row_stride, p.dtype, sc.v + j * D, D);
         }
+        K = sc.kt;
+        V = sc.v;
+        ks = D;
       }
-    }
-    float* S = sc.s;
-    QKTile<kRows>(Q, Kt, S, Rp, D);
-    // Mask, then the online softmax update per row.
-    for (int r = 0; r < R; ++r) {
-      float* srow = S + r * kBc;
-      const int64_t t = w.t0 + r / G;  // token index within the sequence
-      for (int jj = nb; jj < kBc; ++jj) srow[jj] = -INFINITY;
+      if (narrow) {
+        ScoreNarrow(K, ks, Qt, St, R, Rp, D, nb);
+      } else {
+        ScoreBlock<kColVecs>(K, ks, Qt, St, Rp, D, nb);
+      }
+
+      // Mask (per key row, across query rows).
       if (p.mask == MaskMode::kCausal) {
-        const int64_t last = prefix + t;  // last visible key
-        for (int jj = 0; jj < nb; ++jj)
-          if (j0 + jj > last) srow[jj] = -INFINITY;
+        for (int j = 0; j < nb; ++j) {
+          // Row r (token t = w.t0 + r / G) sees key j0 + j iff j0 + j <= prefix + t.
+          const int64_t first_row = (j0 + j - prefix - w.t0) * G;  // rows below this are masked
+          float* srow = St + j * Rp;
+          for (int r = 0; r < R && r < first_row; ++r) srow[r] = -INFINITY;
+        }
       } else if (p.mask == MaskMode::kTree) {
-        const uint32_t* bits = tree_mask + (qo_start + t) * mask_words;
-        for (int jj = 0; jj < nb; ++jj) {
-          const int64_t node = j0 + jj - prefix;
-          if (node >= 0 && !((bits[node >> 5] >> (node & 31)) & 1u)) srow[jj] = -INFINITY;
+        for (int j = 0; j < nb; ++j) {
+          const int64_t node = j0 + j - prefix;
+          if (node < 0) continue;  // prefix keys are visible to every node
+          float* srow = St + j * Rp;
+          for (int r = 0; r < R; ++r) {
+            const uint32_t* bits = tree_mask + (qo_start + w.t0 + r / G) * mask_words;
+            if (!((bits[node >> 5] >> (node & 31)) & 1u)) srow[r] = -INFINITY;
+          }
         }
       }
-      float mx = M[r];
-      for (int jj = 0; jj < kBc; ++jj) mx = MaxF(mx, srow[jj]);
-      if (mx == -INFINITY) {  // nothing visible yet: P = 0, state unchanged
-        for (int jj = 0; jj < kBc; ++jj) srow[jj] = 0.f;
-        continue;
+
+      // Online softmax across the block, vectorised over query rows.
+      float* mx = sc.tmp;  // [Rp] new running max
+      for (int r = 0; r < Rp; ++r) mx[r] = M[r];
+      for (int j = 0; j < nb; ++j) {
+        const float* srow = St + j * Rp;
+        for (int r = 0; r < Rp; ++r) mx[r] = srow[r] > mx[r] ? srow[r] : mx[r];
       }
-      const float alpha = M[r] == -INFINITY ? 0.f : std::exp(M[r] - mx);
-      for (int jj = 0; jj < kBc; ++jj) srow[jj] -= mx;
-      ExpInPlace(srow, kBc);
-      float sum = 0.f;
-      for (int jj = 0; jj < kBc; ++jj) sum += srow[jj];
-      L[r] = L[r] * alpha + sum;
-      M[r] = mx;
-      if (alpha != 1.f) {
-        float* orow = O + r * D;
-        for (int d = 0; d < D; ++d) orow[d] *= alpha;
+      for (int r = 0; r < R; ++r) {
+        // alpha rescales the old state; a row with nothing visible yet keeps mx = -inf.
+        const float alpha = M[r] == -INFINITY ? 0.f : std::exp(M[r] - mx[r]);
+        if (alpha != 1.f) {
+          L[r] *= alpha;
+          float* orow = O + r * D;
+          for (int d = 0; d < D; ++d) orow[d] *= alpha;
+        }
+        M[r] = mx[r];
       }
+      for (int j = 0; j < nb; ++j) {
+        float* srow = St + j * Rp;
+        // -inf - (-inf) would be NaN: rows whose max is still -inf get probability 0.
+        for (int r = 0; r < Rp; ++r) srow[r] = mx[r] == -INFINITY ? -INFINITY : srow[r] - mx[r];
+        ExpInPlace(srow, Rp);
+        for (int r = 0; r < Rp; ++r) L[r] += srow[r];
+      }
+      AccumulateValues<kRows, kChunkVecs>(St, V, ks, O, R, Rp, D, nb);
     }
-    for (int r = R; r < Rp; ++r)
-      for (int jj = 0; jj < kBc; ++jj) S[r * kBc + jj] = 0.f;
-    PVTile<kRows, kChunk>(S, Vb, O, Rp, D, nb);
   }
 
   // Normalise and write out.
-  for (int r = 0; r < R; ++r) {
-    const int64_t row = qo_start + w.t0 + r / G;
-    const int hq = w.h * G + r % G;
-    const float l = L[r];
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    const float lse = l > 0.f ? M[r] + std::log(l) : -INFINITY;
-    const float* orow = O + r * D;
-    if (out.num_splits == 1) {
-      const int64_t base = (row * Hq + hq) * D;
-      for (int d = 0; d < D; ++d) StoreFromF32(p.o, p.dtype, base + d, orow[d] * inv);
-      if (p.lse) p.lse[row * Hq + hq] = lse;
-    } else {
-      const int64_t idx = (row * out.num_splits + w.split) * Hq + hq;
-      float* dst = out.part_o + idx * D;
-      for (int d = 0; d < D; ++d) dst[d] = orow[d] * inv;
-      out.part_lse[idx] = lse;
+  for (int hh = 0; hh < nh; ++hh) {
+    const float* O = sc.o + hh * qo_stride;
+    const float* M = sc.m + hh * Rp;
+    const float* L = sc.l + hh * Rp;
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = qo_start + w.t0 + r / G;
+      const int hq = (w.h0 + hh) * G + r % G;
+      const float l = L[r];
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const float lse = l > 0.f ? M[r] + std::log(l) : -INFINITY;
+      const float* orow = O + r * D;
+      if (out.num_splits == 1) {
+        const int64_t base = (row * Hq + hq) * D;
+        for (int d = 0; d < D; ++d) StoreFromF32(p.o, p.dtype, base + d, orow[d] * inv);
+        if (p.lse) p.lse[row * Hq + hq] = lse;
+      } else {
+        const int64_t idx = (row * out.num_splits + w.split) * Hq + hq;
+        float* dst = out.part_o + idx * D;
+        for (int d = 0; d < D; ++d) dst[d] = orow[d] * inv;
+        out.part_lse[idx] = lse;
+      }
     }
   }
 }

@@ -3,6 +3,7 @@
 // was not compiled in.
 #include "../common/attention.h"
 #include "../common/cast.h"
+#include "../common/machine_bench.h"
 #include "../common/merge_states.h"
 #include "../common/runtime.h"
 
@@ -39,6 +40,7 @@ Status Cast(const void*, DType, void*, DType, int64_t) { return NotCompiled(); }
 Status Attention(const AttentionParams&) { return NotCompiled(); }
 Status MergeStates(const MergeParams&) { return NotCompiled(); }
 Status MergeStatesN(const MergeNParams&) { return NotCompiled(); }
+Status MeasureCopyBandwidth(int64_t, int32_t, double*) { return NotCompiled(); }
 
 }  // namespace cuda
 }  // namespace canopy

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   canopy::napi::RegisterMemoryBindings(env, exports);
   canopy::napi::RegisterCastBindings(env, exports);
   canopy::napi::RegisterAttentionBindings(env, exports);
+  canopy::napi::RegisterBenchBindings(env, exports);
   return exports;
 }
 

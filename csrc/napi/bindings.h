@@ -11,6 +11,7 @@ void RegisterFileBindings(Napi::Env env, Napi::Object exports);
 void RegisterMemoryBindings(Napi::Env env, Napi::Object exports);
 void RegisterCastBindings(Napi::Env env, Napi::Object exports);
 void RegisterAttentionBindings(Napi::Env env, Napi::Object exports);
+void RegisterBenchBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace napi
 }  // namespace canopy
