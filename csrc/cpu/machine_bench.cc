@@ -18,28 +18,27 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-// 12 independent chains of vector FMAs: enough to cover FMA latency (4 cycles) x 2 ports.
-template <typename V>
-float FmaChains(int64_t iters, float seed) {
-  V a[12];
-  const V x = V{} + 0.999999f, y = V{} + 1e-7f;
-  for (int i = 0; i < 12; ++i) a[i] = V{} + (seed + i);
-  for (int64_t n = 0; n < iters; ++n) {
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; ++i) a[i] = a[i] * x + y;
-  }
-  V s = V{};
-  for (int i = 0; i < 12; ++i) s += a[i];
-  return s[0];
-}
-
 typedef float V8 __attribute__((vector_size(32)));
 typedef float V16 __attribute__((vector_size(64)));
 
-float FmaAvx2(int64_t iters, float seed) { return FmaChains<V8>(iters, seed); }
+// 12 independent chains of vector FMAs: enough to cover FMA latency (4 cycles) x 2 ports.
+// Written out per width (not as a template): a template instantiation would not inherit
+// the AVX-512 target attribute of its caller.
+#define CANOPY_FMA_CHAINS(V)                                        \
+  V a[12];                                                          \
+  const V x = V{} + 0.999999f, y = V{} + 1e-7f;                     \
+  for (int i = 0; i < 12; ++i) a[i] = V{} + (seed + i);             \
+  for (int64_t n = 0; n < iters; ++n) {                             \
+    _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) a[i] = a[i] * x + y; \
+  }                                                                 \
+  V s = V{};                                                        \
+  for (int i = 0; i < 12; ++i) s += a[i];                           \
+  return s[0];
+
+float FmaAvx2(int64_t iters, float seed) { CANOPY_FMA_CHAINS(V8) }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("avx512f"))) float FmaAvx512(int64_t iters, float seed) { return FmaChains<V16>(iters, seed); }
+__attribute__((target("avx512f,fma"))) float FmaAvx512(int64_t iters, float seed) { CANOPY_FMA_CHAINS(V16) }
 #define CANOPY_HAVE_FMA512 1
 #endif
 
