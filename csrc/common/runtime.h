@@ -44,6 +44,8 @@ struct DeviceInfo {
   int major = 0, minor = 0;
   size_t total_memory = 0;
   int multiprocessors = 0;
+  int clock_khz = 0;         // SM boost clock
+  int memory_bus_bits = 0;
   bool usable = false;      // compute capability >= MinComputeCapability()
   std::string reason;       // why not usable, when usable is false
 };

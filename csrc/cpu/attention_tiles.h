@@ -251,7 +251,7 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
   for (int64_t j0 = w.k0; j0 < k_end; j0 += kBc) {
     const int nb = static_cast<int>(Min64(kBc, k_end - j0));
     const int64_t block_first = (kv_start + j0) * row_stride + static_cast<int64_t>(w.h0) * D;
-    if (nh < Hkv && j0 + kBc < k_end) {  // all heads: the block is contiguous, hardware prefetch suffices
+    if (narrow && nh < Hkv && j0 + kBc < k_end) {  // all heads: the block is contiguous, hardware prefetch suffices
       const int next = static_cast<int>(Min64(kBc, k_end - j0 - kBc));
       const int64_t next_first = (block_first + kBc * row_stride) * esize;
       PrefetchRows(static_cast<const char*>(p.k) + next_first, row_stride * esize, next, nh * D * esize);
@@ -264,11 +264,21 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
       float* L = sc.l + hh * Rp;
       const int64_t first = block_first + static_cast<int64_t>(hh) * D;  // element index of key j0, head h0 + hh
       const float *K, *V;
-      int64_t ks;
+      int64_t ks, vs;
       if (p.dtype == DType::kF32) {
+        // K rows are read in place (once per block). V rows are read once per group of
+        // query rows: pack them so those passes stay within a few pages (the cache rows of
+        // one head are Hkv*D floats apart: one page each, a TLB miss each pass otherwise).
         K = static_cast<const float*>(p.k) + first;
-        V = static_cast<const float*>(p.v) + first;
         ks = row_stride;
+        if (narrow) {
+          V = static_cast<const float*>(p.v) + first;
+          vs = row_stride;
+        } else {
+          for (int j = 0; j < nb; ++j) std::memcpy(sc.v + j * D, static_cast<const float*>(p.v) + first + j * row_stride, D * sizeof(float));
+          V = sc.v;
+          vs = D;
+        }
       } else {
         for (int j = 0; j < nb; ++j) {
           WidenRow(static_cast<const uint16_t*>(p.k) + first + j * row_stride, p.dtype, sc.kt + j * D, D);
@@ -276,7 +286,7 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
         }
         K = sc.kt;
         V = sc.v;
-        ks = D;
+        ks = vs = D;
       }
       if (narrow) {
         ScoreNarrow(K, ks, Qt, St, R, Rp, D, nb);
@@ -328,7 +338,7 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
         ExpInPlace(srow, Rp);
         for (int r = 0; r < Rp; ++r) L[r] += srow[r];
       }
-      AccumulateValues<kRows, kChunkVecs>(St, V, ks, O, R, Rp, D, nb);
+      AccumulateValues<kRows, kChunkVecs>(St, V, vs, O, R, Rp, D, nb);
     }
   }
 

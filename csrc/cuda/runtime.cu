@@ -78,6 +78,8 @@ RuntimeInfo Query() {
     d.minor = prop.minor;
     d.total_memory = prop.totalGlobalMem;
     d.multiprocessors = prop.multiProcessorCount;
+    cudaDeviceGetAttribute(&d.clock_khz, cudaDevAttrClockRate, i);
+    cudaDeviceGetAttribute(&d.memory_bus_bits, cudaDevAttrGlobalMemoryBusWidth, i);
     int cc = prop.major * 10 + prop.minor;
     d.usable = cc >= min_cc;
     if (!d.usable) {

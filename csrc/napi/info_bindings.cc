@@ -62,6 +62,7 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
     dev.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
     dev.Set("totalMemory", static_cast<double>(d.total_memory));
     dev.Set("multiprocessors", d.multiprocessors);
+    dev.Set("clockKHz", d.clock_khz);
     dev.Set("usable", d.usable);
     dev.Set("reason", d.usable ? env.Null() : Napi::String::New(env, d.reason));
     devices.Set(static_cast<uint32_t>(i), dev);

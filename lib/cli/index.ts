@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 
 import { packageVersion } from '../info.js';
+import { runBenchCli } from './bench.js';
 import { runBuild } from './build.js';
 import { runInfo } from './info.js';
 
@@ -16,6 +17,19 @@ program
   .option('--json', 'print JSON: {version, addon, cpu, cuda}')
   .action((opts: { json?: boolean }) => {
     process.exitCode = runInfo(opts);
+  });
+
+program
+  .command('bench')
+  .description('benchmarks: achieved GB/s or TFLOP/s against this machine\'s limits, with peers measured in the same run')
+  .argument('[suites...]', 'attention, tree (default: a quick run of every suite)')
+  .option('--quick', 'smaller configurations and time budgets')
+  .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
+  .option('--json', 'print the report as JSON instead of a table')
+  .option('--out <file>', 'also write the JSON report to a file')
+  .option('--filter <text>', 'only benchmarks whose label contains the text')
+  .action(async (suites: string[], opts: { quick?: boolean; backend?: string; json?: boolean; out?: string; filter?: string }) => {
+    process.exitCode = await runBenchCli(suites, opts);
   });
 
 program

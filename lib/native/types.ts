@@ -50,6 +50,8 @@ export interface NativeCudaDevice {
   computeCapability: string;
   totalMemory: number;
   multiprocessors: number;
+  /** SM boost clock, kHz. */
+  clockKHz: number;
   usable: boolean;
   reason: string | null;
 }
@@ -98,5 +100,9 @@ export interface NativeAddon {
     vOut: TensorDescriptor;
     sOut?: TensorDescriptor;
   }): Promise<void>;
+  /** CPU machine limits for benchmarks (csrc/common/machine_bench.h). */
+  measureMachine(bytes: number, repeats: number): Promise<{ copyGBps: number; readGBps: number; peakGFlops: number; vectorBits: number; threads: number }>;
+  /** CUDA device-to-device copy bandwidth, GB/s (read + write). */
+  measureCudaCopy(device: number, bytes: number, repeats: number): Promise<number>;
   mergeStatesN(args: { v: TensorDescriptor; s: TensorDescriptor; vOut: TensorDescriptor; sOut?: TensorDescriptor }): Promise<void>;
 }

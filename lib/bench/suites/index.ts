@@ -1,0 +1,7 @@
+/** The benchmark suites `canopy bench` knows, by name. */
+import { attentionSuite } from './attention.js';
+import { treeSuite } from './tree.js';
+import type { Suite } from './types.js';
+
+export const SUITES: Suite[] = [attentionSuite, treeSuite];
+export type { Suite, SuiteContext } from './types.js';

@@ -1,0 +1,94 @@
+/**
+ * `canopy bench tree`: tree attention for verifying a draft tree (64 nodes over a
+ * 4k prefix) against one plain decode step over the same prefix (the goal: at
+ * most 1.5x its time) and the naive baseline (CPU).
+ */
+
+import { attention, treeAttention } from '../../kernels/attention.js';
+import { dtypeSize, type FloatDType } from '../../tensor/dtype.js';
+import { type BenchRow, time } from '../harness.js';
+import type { Suite, SuiteContext } from './types.js';
+import { randomTensor } from './util.js';
+
+/** A draft-tree shape like the dynamic trees of EAGLE-2: a few branches per level, n nodes. */
+export function benchTree(n: number, branching = 4): Int32Array {
+  const parents = new Int32Array(n);
+  let level = [-1];
+  let i = 0;
+  while (i < n) {
+    const next: number[] = [];
+    for (const p of level) {
+      for (let c = 0; c < branching && i < n; c++) {
+        parents[i] = p;
+        next.push(i++);
+      }
+    }
+    level = next.slice(0, branching); // keep the top branches growing, as a top-k expansion would
+  }
+  return parents;
+}
+
+interface TreeConfig {
+  nodes: number;
+  prefix: number;
+  hq: number;
+  hkv: number;
+  d: number;
+  dtype: FloatDType;
+}
+
+async function benchTreeAttention(ctx: SuiteContext, c: TreeConfig): Promise<BenchRow> {
+  const parents = benchTree(c.nodes);
+  const kvLen = c.prefix + c.nodes;
+  const q = await randomTensor([c.nodes, c.hq, c.d], c.dtype, ctx.device, 7);
+  const k = await randomTensor([kvLen, c.hkv, c.d], c.dtype, ctx.device, 8);
+  const v = await randomTensor([kvLen, c.hkv, c.d], c.dtype, ctx.device, 9);
+  const q1 = await randomTensor([1, c.hq, c.d], c.dtype, ctx.device, 10);
+  const tree = (naive: boolean) => async () => {
+    const { out } = await treeAttention(q, k, v, { parents, naive });
+    out.dispose();
+  };
+  const timing = await time(tree(false), { budgetMs: ctx.budgetMs });
+  // One decode step over the same prefix (the cost tree verification should stay close to).
+  const decode = await time(
+    async () => {
+      const { out } = await attention(q1, k, v, { kvIndptr: [0, c.prefix] });
+      out.dispose();
+    },
+    { budgetMs: ctx.budgetMs },
+  );
+  const peers = [];
+  if (ctx.backend === 'cpu') {
+    const naive = await time(tree(true), { budgetMs: ctx.budgetMs / 2, warmup: 0, minRepeats: 1 });
+    peers.push({ name: 'naive', medianMs: naive.medianMs, speedup: naive.medianMs / timing.medianMs });
+  }
+  [q, k, v, q1].forEach((t) => t.dispose());
+  const bytes = 2 * kvLen * c.hkv * c.d * dtypeSize(c.dtype);
+  return {
+    suite: 'tree',
+    name: 'tree attention',
+    backend: ctx.backend,
+    config: { nodes: c.nodes, prefix: c.prefix, heads: `${c.hq}/${c.hkv}`, headDim: c.d, dtype: c.dtype },
+    timing,
+    metric: 'GB/s',
+    value: bytes / (timing.medianMs * 1e-3) / 1e9,
+    formula: 'bytes of prefix + tree K and V (2 * (prefix + nodes) * numKvHeads * headDim * dtype size) / time',
+    limit: { value: ctx.limits.copyGBps, what: 'copy bandwidth' },
+    peers,
+    notes: { 'decode step ms': decode.medianMs, 'tree / decode': timing.medianMs / decode.medianMs },
+  };
+}
+
+export const treeSuite: Suite = {
+  name: 'tree',
+  description: 'tree attention for draft-tree verification against one decode step over the same prefix',
+  plan(ctx) {
+    const dtype: FloatDType = ctx.backend === 'cpu' ? 'f32' : 'bf16';
+    const steps = [{ label: 'tree 64 over 4k', run: () => benchTreeAttention(ctx, { nodes: 64, prefix: 4096, hq: 32, hkv: 8, d: 128, dtype }) }];
+    if (!ctx.quick) {
+      steps.push({ label: 'tree 16 over 4k', run: () => benchTreeAttention(ctx, { nodes: 16, prefix: 4096, hq: 32, hkv: 8, d: 128, dtype }) });
+      steps.push({ label: 'tree 64 over 16k', run: () => benchTreeAttention(ctx, { nodes: 64, prefix: 16384, hq: 32, hkv: 8, d: 128, dtype }) });
+    }
+    return steps;
+  },
+};

@@ -1,0 +1,24 @@
+import type { Device } from '../../native/backend.js';
+import { Tensor } from '../../tensor/tensor.js';
+import type { FloatDType } from '../../tensor/dtype.js';
+
+/** A tensor of uniform values in [-1, 1) (xorshift, seeded), cast and moved to `device`. */
+export async function randomTensor(shape: number[], dtype: FloatDType, device: Device, seed: number): Promise<Tensor> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const values = new Float32Array(n);
+  let s = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    values[i] = s / 2 ** 31 - 1;
+  }
+  let t = Tensor.from(values, { shape });
+  if (dtype !== 'f32') t = await t.cast(dtype);
+  if (device === 'cpu') return t;
+  const moved = await t.to(device);
+  t.dispose();
+  return moved;
+}
