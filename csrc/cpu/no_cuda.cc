@@ -2,7 +2,9 @@
 // build time, or the node-gyp CPU-only build). Every call reports that CUDA
 // was not compiled in.
 #include "../common/cast.h"
+#include "../common/kv_commit.h"
 #include "../common/runtime.h"
+#include "../common/verify.h"
 
 namespace canopy {
 namespace cuda {
@@ -34,6 +36,13 @@ Status CopyHostToDevice(int, void*, const void*, size_t) { return NotCompiled();
 Status CopyDeviceToHost(int, void*, const void*, size_t) { return NotCompiled(); }
 Status CopyDeviceToDevice(int, void*, const void*, size_t) { return NotCompiled(); }
 Status Cast(const void*, DType, void*, DType, int64_t) { return NotCompiled(); }
+Status VerifyGreedy(const VerifyTree&, const void*, DType, int64_t, const VerifyOutput&) { return NotCompiled(); }
+Status VerifySampling(const VerifyTree&, const float*, const float*, int64_t, const double*, const VerifyOutput&) {
+  return NotCompiled();
+}
+Status CommitKv(void*, void*, DType, int64_t, int64_t, int64_t, const KvCommitPlan&, int64_t, int32_t*) {
+  return NotCompiled();
+}
 
 }  // namespace cuda
 }  // namespace canopy
