@@ -8,16 +8,20 @@
       "sources": [
         "csrc/cpu/cast.cc",
         "csrc/cpu/cpu_features.cc",
+        "csrc/cpu/kv_commit.cc",
         "csrc/cpu/no_cuda.cc",
         "csrc/cpu/thread_pool.cc",
+        "csrc/cpu/verify.cc",
         "csrc/napi/addon.cc",
         "csrc/napi/async_work.cc",
         "csrc/napi/cast_bindings.cc",
         "csrc/napi/device_buffer.cc",
         "csrc/napi/file_bindings.cc",
         "csrc/napi/info_bindings.cc",
+        "csrc/napi/kv_commit_bindings.cc",
         "csrc/napi/memory_bindings.cc",
-        "csrc/napi/tensor_arg.cc"
+        "csrc/napi/tensor_arg.cc",
+        "csrc/napi/verify_bindings.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "csrc"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

@@ -13,6 +13,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   canopy::napi::RegisterFileBindings(env, exports);
   canopy::napi::RegisterMemoryBindings(env, exports);
   canopy::napi::RegisterCastBindings(env, exports);
+  canopy::napi::RegisterVerifyBindings(env, exports);
+  canopy::napi::RegisterKvCommitBindings(env, exports);
   return exports;
 }
 

@@ -10,6 +10,8 @@ void RegisterInfoBindings(Napi::Env env, Napi::Object exports);
 void RegisterFileBindings(Napi::Env env, Napi::Object exports);
 void RegisterMemoryBindings(Napi::Env env, Napi::Object exports);
 void RegisterCastBindings(Napi::Env env, Napi::Object exports);
+void RegisterVerifyBindings(Napi::Env env, Napi::Object exports);
+void RegisterKvCommitBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace napi
 }  // namespace canopy
