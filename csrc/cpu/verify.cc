@@ -29,10 +29,10 @@ struct LazyArgmax {
   const void* logits;
   DType dtype;
   int64_t vocab;
-  int64_t base;              // global row of the sequence's row 0
-  std::vector<int32_t> cache;  // -1 = not computed yet
+  int64_t base;    // global row of the sequence's row 0
+  int32_t* cache;  // the sequence's rows; -1 = not computed yet
   int32_t operator()(int32_t local_row) {
-    int32_t& c = cache[static_cast<size_t>(local_row)];
+    int32_t& c = cache[local_row];
     if (c < 0) c = ArgmaxRow(logits, dtype, base + local_row, vocab);
     return c;
   }
@@ -154,14 +154,16 @@ Status VerifyGreedy(const VerifyTree& tree, const void* logits, DType dtype, int
     return Status::InvalidArgument(std::string("verifyGreedy: targetLogits dtype must be one of f32, f16, bf16; received ") +
                                    DTypeName(dtype));
   }
+  // All scratch is allocated here, on the calling thread, where an allocation failure becomes a
+  // Status; the pool's workers must not throw.
+  std::vector<int32_t> cache(static_cast<size_t>(num_nodes + tree.batch), -1);
+  std::vector<int32_t> scratch(static_cast<size_t>(2 * num_nodes));
   ParallelFor(tree.batch, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<int32_t> scratch;
     for (int64_t b = b0; b < b1; ++b) {
       const int32_t start = tree.indptr[b], n = tree.indptr[b + 1] - start;
-      LazyArgmax argmax{logits, dtype, vocab, start + b, std::vector<int32_t>(static_cast<size_t>(n) + 1, -1)};
-      scratch.assign(2 * static_cast<size_t>(n), 0);
-      GreedyWalk(n, tree.tokens + start, tree.parents + start, argmax, scratch.data(), out.accepted_nodes + start,
-                 out.accepted_count + b, out.next_token + b);
+      LazyArgmax argmax{logits, dtype, vocab, start + b, cache.data() + start + b};
+      GreedyWalk(n, tree.tokens + start, tree.parents + start, argmax, scratch.data() + 2 * static_cast<int64_t>(start),
+                 out.accepted_nodes + start, out.accepted_count + b, out.next_token + b);
     }
   });
   return Status::Ok();
@@ -173,14 +175,21 @@ Status VerifySampling(const VerifyTree& tree, const float* target, const float* 
   CANOPY_RETURN_IF_ERROR(CheckVerifyTree("verifySampling", tree, num_nodes, vocab));
   CANOPY_RETURN_IF_ERROR(CheckVerifyUniforms(uniforms, num_nodes + tree.batch));
   std::vector<SampleError> errors(static_cast<size_t>(tree.batch));
-  ParallelFor(tree.batch, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<double> p(static_cast<size_t>(vocab)), partials(static_cast<size_t>(VerifyNumChunks(vocab)));
-    for (int64_t b = b0; b < b1; ++b) {
-      const int32_t start = tree.indptr[b], n = tree.indptr[b + 1] - start;
-      const int64_t base = start + b;
-      errors[b] = SampleOne(n, tree.tokens + start, tree.parents + start, target + base * vocab,
-                            draft ? draft + base * vocab : nullptr, vocab, uniforms + base, p.data(), partials.data(),
-                            out.accepted_nodes + start, out.accepted_count + b, out.next_token + b);
+  // One scratch row per slot; slot s runs sequences s, s + slots, ... All allocation happens here,
+  // on the calling thread (a failure becomes a Status); the pool's workers must not throw.
+  const int64_t slots = std::min<int64_t>(tree.batch, NumThreads());
+  const int64_t chunks = VerifyNumChunks(vocab);
+  std::vector<double> p(static_cast<size_t>(slots * vocab)), partials(static_cast<size_t>(slots * chunks));
+  ParallelFor(slots, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t slot = s0; slot < s1; ++slot) {
+      for (int64_t b = slot; b < tree.batch; b += slots) {
+        const int32_t start = tree.indptr[b], n = tree.indptr[b + 1] - start;
+        const int64_t base = start + b;
+        errors[b] = SampleOne(n, tree.tokens + start, tree.parents + start, target + base * vocab,
+                              draft ? draft + base * vocab : nullptr, vocab, uniforms + base, p.data() + slot * vocab,
+                              partials.data() + slot * chunks, out.accepted_nodes + start, out.accepted_count + b,
+                              out.next_token + b);
+      }
     }
   });
   for (int32_t b = 0; b < tree.batch; ++b) {
