@@ -58,6 +58,8 @@
 //                      else        p(x) <- 0, p <- norm(p)
 //       on accept: append c, move to c, p <- target row of c, and restart with c's children.
 //     when no child is accepted (or the node has none), next_token = Sample(p, uniforms[base_b]).
+//   The draft row of a node is read (and checked) only when the node has children; a target
+//   row only when its node becomes the current node.
 //   norm(r) = r / Z with Z = ChunkedSum(r). If Z is not > 0 (the residual vanished, which
 //   has probability 0 for consistent inputs but can happen through rounding), p falls back to
 //   the current node's target row (the draft-free distribution). p(x) for a drafted x is read
