@@ -2,7 +2,7 @@
  * canopy-llm: fast LLM decoding from Node.js.
  *
  * This entry point exports the foundation: tensors, dtypes, backend
- * selection, errors and the installation report.
+ * selection, errors and the installation report; and the kernels.
  */
 
 export { Tensor, validateShape, MAX_DIMS, type FromOptions, type FromFileOptions } from './tensor/tensor.js';
@@ -23,6 +23,17 @@ export {
 export { selectBackend, cudaInfo, type Backend, type Device, type Placement } from './native/backend.js';
 export { loadAddon, type AddonSource } from './native/loader.js';
 export { info, type CanopyInfo } from './info.js';
+export {
+  verifyGreedy,
+  verifyGreedyBatch,
+  verifySampling,
+  verifySamplingBatch,
+  type VerifyResult,
+  type RowsLike,
+  type UniformsLike,
+} from './kernels/verify.js';
+export { commitKv, commitKvBatch, type KvCommitSequence } from './kernels/kv-commit.js';
+export { type IntArrayLike } from './kernels/args.js';
 export {
   CanopyError,
   ArgumentError,

@@ -5,7 +5,9 @@
 #include "../common/cast.h"
 #include "../common/machine_bench.h"
 #include "../common/merge_states.h"
+#include "../common/kv_commit.h"
 #include "../common/runtime.h"
+#include "../common/verify.h"
 
 namespace canopy {
 namespace cuda {
@@ -41,6 +43,13 @@ Status Attention(const AttentionParams&) { return NotCompiled(); }
 Status MergeStates(const MergeParams&) { return NotCompiled(); }
 Status MergeStatesN(const MergeNParams&) { return NotCompiled(); }
 Status MeasureCopyBandwidth(int64_t, int32_t, double*) { return NotCompiled(); }
+Status VerifyGreedy(const VerifyTree&, const void*, DType, int64_t, const VerifyOutput&) { return NotCompiled(); }
+Status VerifySampling(const VerifyTree&, const float*, const float*, int64_t, const double*, const VerifyOutput&) {
+  return NotCompiled();
+}
+Status CommitKv(void*, void*, DType, int64_t, int64_t, int64_t, const KvCommitPlan&, int64_t, int32_t*) {
+  return NotCompiled();
+}
 
 }  // namespace cuda
 }  // namespace canopy

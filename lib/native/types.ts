@@ -105,4 +105,49 @@ export interface NativeAddon {
   /** CUDA device-to-device copy bandwidth, GB/s (read + write). */
   measureCudaCopy(device: number, bytes: number, repeats: number): Promise<number>;
   mergeStatesN(args: { v: TensorDescriptor; s: TensorDescriptor; vOut: TensorDescriptor; sOut?: TensorDescriptor }): Promise<void>;
+  /**
+   * Greedy tree verification (csrc/common/verify.h). Tree arrays and outputs are int32 host
+   * descriptors: treeIndptr [B+1], treeTokens [N], parents [N]; logits [N+B, vocab] f32/f16/bf16
+   * (host or CUDA); outputs acceptedCount [B], acceptedNodes [N] (CSR by treeIndptr, -1 padded),
+   * nextToken [B].
+   */
+  verifyGreedy(
+    treeIndptr: TensorDescriptor,
+    treeTokens: TensorDescriptor,
+    parents: TensorDescriptor,
+    logits: TensorDescriptor,
+    acceptedCount: TensorDescriptor,
+    acceptedNodes: TensorDescriptor,
+    nextToken: TensorDescriptor,
+  ): Promise<void>;
+  /**
+   * Sampling tree verification (SpecInfer); targetProbs / draftProbs [N+B, vocab] f32 on one
+   * device; uniforms N+B values in [0, 1) (verify.h states which uniform decides what).
+   */
+  verifySampling(
+    treeIndptr: TensorDescriptor,
+    treeTokens: TensorDescriptor,
+    parents: TensorDescriptor,
+    targetProbs: TensorDescriptor,
+    draftProbs: TensorDescriptor | null,
+    uniforms: Float64Array | Float32Array,
+    acceptedCount: TensorDescriptor,
+    acceptedNodes: TensorDescriptor,
+    nextToken: TensorDescriptor,
+  ): Promise<void>;
+  /**
+   * KV commit (csrc/common/kv_commit.h): k, v [capacity, H, D] or [layers, capacity, H, D];
+   * int32 host plan kvIndptr [B+1], prefixLens [B], treeIndptr [B+1], acceptedCount [B],
+   * acceptedNodes [N]; output newLens [B].
+   */
+  commitKv(
+    k: TensorDescriptor,
+    v: TensorDescriptor,
+    kvIndptr: TensorDescriptor,
+    prefixLens: TensorDescriptor,
+    treeIndptr: TensorDescriptor,
+    acceptedCount: TensorDescriptor,
+    acceptedNodes: TensorDescriptor,
+    newLens: TensorDescriptor,
+  ): Promise<void>;
 }
