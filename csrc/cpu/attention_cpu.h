@@ -24,28 +24,35 @@ struct AttentionTileOutput {
 };
 
 // Raw scratch for one worker, sized for `rows` padded rows per head, `heads` kv heads per
-// work item and head_dim D: per head, q (transposed queries) and o [rows][D], m and l
-// [rows]; shared, kt and v (widened key / value rows of one block) [kAttentionBlockKeys][D],
-// s (scores) [kAttentionBlockKeys][rows], tmp [rows].
+// work item and head_dim D:
+//   q, o    [heads][rows][D]          queries (transposed for wide tiles) and running outputs
+//   m, l    [heads][rows]             running max and sum
+//   s       [heads][kBlock][rows]     scores / probabilities of one key block
+//   kt, v   [kBlock][heads * D]       widened f16/bf16 keys and values of one block
+//   vpack   [kBlock][D]               packed f32 values of one head (wide tiles)
+//   tmp     [rows]
 struct AttentionScratch {
-  float *q, *kt, *s, *v, *o, *m, *l, *tmp;
+  float *q, *o, *m, *l, *s, *kt, *v, *vpack, *tmp;
 };
 constexpr int kAttentionBlockKeys = 32;  // keys per block
 // Rows are padded to a multiple of this (the widest score tile).
 constexpr int kAttentionRowPad = 64;
 inline int64_t AttentionScratchFloats(int64_t rows, int64_t heads, int64_t D) {
-  return heads * (rows * D * 2 + rows * 2) + D * kAttentionBlockKeys * 2 + rows * kAttentionBlockKeys + rows;
+  const int64_t kb = kAttentionBlockKeys;
+  return heads * (rows * D * 2 + rows * 2 + kb * rows) + 2 * kb * heads * D + kb * D + rows;
 }
 inline AttentionScratch CarveAttentionScratch(float* base, int64_t rows, int64_t heads, int64_t D) {
+  const int64_t kb = kAttentionBlockKeys;
   AttentionScratch s;
   s.q = base;
   s.o = s.q + heads * rows * D;
   s.m = s.o + heads * rows * D;
   s.l = s.m + heads * rows;
-  s.kt = s.l + heads * rows;
-  s.v = s.kt + D * kAttentionBlockKeys;
-  s.s = s.v + D * kAttentionBlockKeys;
-  s.tmp = s.s + rows * kAttentionBlockKeys;
+  s.s = s.l + heads * rows;
+  s.kt = s.s + heads * kb * rows;
+  s.v = s.kt + kb * heads * D;
+  s.vpack = s.v + kb * heads * D;
+  s.tmp = s.vpack + kb * D;
   return s;
 }
 

@@ -51,7 +51,7 @@ inline VecF Splat(float x) { return VecF{} + x; }
 // prefetchers to follow).
 inline void PrefetchRows(const char* base, int64_t stride_bytes, int n, int bytes) {
   for (int j = 0; j < n; ++j)
-    for (int b = 0; b < bytes; b += 64) __builtin_prefetch(base + j * stride_bytes + b, 0, 3);
+    for (int b = 0; b < bytes; b += 64) __builtin_prefetch(base + j * stride_bytes + b, 0, 2);  // to L2
 }
 
 // St[j][r0 .. r0 + kColVecs*kLanes) for 4 keys at a time:
@@ -93,13 +93,44 @@ inline void ScoreBlock(const float* __restrict K, int64_t ks, const float* __res
   }
 }
 
-inline float HSum(VecF v) {
-  float t[kLanes];
-  std::memcpy(t, &v, sizeof t);
-  float s = 0.f;
-#pragma GCC unroll 16
-  for (int i = 0; i < kLanes; ++i) s += t[i];
-  return s;
+// Two-source lane shuffles (GCC and clang spell them differently).
+typedef int32_t VecI __attribute__((vector_size(CANOPY_TILE_VEC_BYTES)));
+#if defined(__clang__)
+#define CANOPY_SHUF2(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define CANOPY_SHUF2(a, b, ...) __builtin_shuffle(a, b, VecI{__VA_ARGS__})
+#endif
+
+// out[i] = sum of the lanes of a_i, for four vectors at once (a transposing reduction:
+// about ten shuffles and adds instead of four separate horizontal sums).
+inline void HSum4(VecF a0, VecF a1, VecF a2, VecF a3, float* out) {
+#if CANOPY_TILE_VEC_BYTES == 64
+  const VecF s0 = CANOPY_SHUF2(a0, a1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+                  CANOPY_SHUF2(a0, a1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  const VecF s1 = CANOPY_SHUF2(a2, a3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+                  CANOPY_SHUF2(a2, a3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  // Lanes 0-7: a0 (8 partials), 8-15: a1; likewise a2, a3 in s1.
+  const VecF t = CANOPY_SHUF2(s0, s1, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+                 CANOPY_SHUF2(s0, s1, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  // Lanes 4i..4i+3: four partials of a_i.
+  const VecF u = t + CANOPY_SHUF2(t, t, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  const VecF v = u + CANOPY_SHUF2(u, u, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+  out[0] = v[0];
+  out[1] = v[4];
+  out[2] = v[8];
+  out[3] = v[12];
+#else
+  const VecF s0 = CANOPY_SHUF2(a0, a1, 0, 1, 2, 3, 8, 9, 10, 11) + CANOPY_SHUF2(a0, a1, 4, 5, 6, 7, 12, 13, 14, 15);
+  const VecF s1 = CANOPY_SHUF2(a2, a3, 0, 1, 2, 3, 8, 9, 10, 11) + CANOPY_SHUF2(a2, a3, 4, 5, 6, 7, 12, 13, 14, 15);
+  // Lanes 0-3: a0, 4-7: a1 (s0); a2, a3 (s1).
+  const VecF t = CANOPY_SHUF2(s0, s1, 0, 1, 4, 5, 8, 9, 12, 13) + CANOPY_SHUF2(s0, s1, 2, 3, 6, 7, 10, 11, 14, 15);
+  // Lanes 2i, 2i+1: two partials of a_i.
+  const VecF v = t + CANOPY_SHUF2(t, t, 1, 0, 3, 2, 5, 4, 7, 6);
+  out[0] = v[0];
+  out[1] = v[2];
+  out[2] = v[4];
+  out[3] = v[6];
+#endif
 }
 
 // Narrow tiles (R <= 16 rows, decode): St[j][r] = <K[j], Q[r]> with vectors along head_dim
@@ -120,11 +151,7 @@ inline void ScoreNarrow(const float* __restrict K, int64_t ks, const float* __re
         a2 += kv * LoadU(q0 + 2 * D + d);
         a3 += kv * LoadU(q0 + 3 * D + d);
       }
-      float* out = St + j * Rp + r;
-      out[0] = HSum(a0);
-      out[1] = HSum(a1);
-      out[2] = HSum(a2);
-      out[3] = HSum(a3);
+      HSum4(a0, a1, a2, a3, St + j * Rp + r);
     }
   }
 }
@@ -245,53 +272,59 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
   }
 
   const int64_t row_stride = static_cast<int64_t>(Hkv) * D;  // between consecutive keys in the cache
-  const int esize = DTypeSize(p.dtype);
+  const int64_t span = static_cast<int64_t>(nh) * D;          // the item's heads within one key row
+  const int64_t st_stride = static_cast<int64_t>(kBc) * Rp;   // per-head score blocks
   int64_t k_end = w.k1;
   if (p.mask == MaskMode::kCausal) k_end = Min64(k_end, prefix + w.t1);  // later keys are invisible to the tile
   for (int64_t j0 = w.k0; j0 < k_end; j0 += kBc) {
     const int nb = static_cast<int>(Min64(kBc, k_end - j0));
     const int64_t block_first = (kv_start + j0) * row_stride + static_cast<int64_t>(w.h0) * D;
-    if (narrow && nh < Hkv && j0 + kBc < k_end) {  // all heads: the block is contiguous, hardware prefetch suffices
-      const int next = static_cast<int>(Min64(kBc, k_end - j0 - kBc));
-      const int64_t next_first = (block_first + kBc * row_stride) * esize;
-      PrefetchRows(static_cast<const char*>(p.k) + next_first, row_stride * esize, next, nh * D * esize);
-      PrefetchRows(static_cast<const char*>(p.v) + next_first, row_stride * esize, next, nh * D * esize);
+    // The block's keys and values as f32 rows of `span` floats, `ks` apart: the cache itself
+    // for f32, widened copies for f16 / bf16.
+    const float *Kb, *Vb;
+    int64_t ks;
+    if (p.dtype == DType::kF32) {
+      Kb = static_cast<const float*>(p.k) + block_first;
+      Vb = static_cast<const float*>(p.v) + block_first;
+      ks = row_stride;
+    } else {
+      for (int j = 0; j < nb; ++j) {
+        WidenRow(static_cast<const uint16_t*>(p.k) + block_first + j * row_stride, p.dtype, sc.kt + j * span, static_cast<int>(span));
+        WidenRow(static_cast<const uint16_t*>(p.v) + block_first + j * row_stride, p.dtype, sc.v + j * span, static_cast<int>(span));
+      }
+      Kb = sc.kt;
+      Vb = sc.v;
+      ks = span;
     }
+
+    // Scores. Narrow tiles (decode) walk the block key by key across all heads, so the cache
+    // is read in address order; while at it they prefetch each key's values into L2 for the
+    // value pass below (which reads them head by head).
+    if (narrow) {
+      for (int j = 0; j < nb; ++j) {
+        const float* krow = Kb + j * ks;
+        PrefetchRows(reinterpret_cast<const char*>(Vb + j * ks), 0, 1, static_cast<int>(span * sizeof(float)));
+        for (int hh = 0; hh < nh; ++hh) {
+          ScoreNarrow(krow + hh * D, 0, sc.q + hh * qo_stride, sc.s + hh * st_stride + j * Rp, R, Rp, D, 1);
+        }
+      }
+    } else {
+      for (int hh = 0; hh < nh; ++hh) ScoreBlock<kColVecs>(Kb + hh * D, ks, sc.q + hh * qo_stride, sc.s + hh * st_stride, Rp, D, nb);
+    }
+
     for (int hh = 0; hh < nh; ++hh) {
-      float* Qt = sc.q + hh * qo_stride;
       float* O = sc.o + hh * qo_stride;
       float* M = sc.m + hh * Rp;
       float* L = sc.l + hh * Rp;
-      const int64_t first = block_first + static_cast<int64_t>(hh) * D;  // element index of key j0, head h0 + hh
-      const float *K, *V;
-      int64_t ks, vs;
-      if (p.dtype == DType::kF32) {
-        // K rows are read in place (once per block). V rows are read once per group of
-        // query rows: pack them so those passes stay within a few pages (the cache rows of
-        // one head are Hkv*D floats apart: one page each, a TLB miss each pass otherwise).
-        K = static_cast<const float*>(p.k) + first;
-        ks = row_stride;
-        if (narrow) {
-          V = static_cast<const float*>(p.v) + first;
-          vs = row_stride;
-        } else {
-          for (int j = 0; j < nb; ++j) std::memcpy(sc.v + j * D, static_cast<const float*>(p.v) + first + j * row_stride, D * sizeof(float));
-          V = sc.v;
-          vs = D;
-        }
-      } else {
-        for (int j = 0; j < nb; ++j) {
-          WidenRow(static_cast<const uint16_t*>(p.k) + first + j * row_stride, p.dtype, sc.kt + j * D, D);
-          WidenRow(static_cast<const uint16_t*>(p.v) + first + j * row_stride, p.dtype, sc.v + j * D, D);
-        }
-        K = sc.kt;
-        V = sc.v;
-        ks = vs = D;
-      }
-      if (narrow) {
-        ScoreNarrow(K, ks, Qt, St, R, Rp, D, nb);
-      } else {
-        ScoreBlock<kColVecs>(K, ks, Qt, St, Rp, D, nb);
+      float* St = sc.s + hh * st_stride;
+      const float* V = Vb + hh * D;
+      int64_t vs = ks;
+      if (!narrow && p.dtype == DType::kF32) {
+        // Wide tiles read V once per group of query rows: pack the rows so those passes stay
+        // within a few pages (one head's rows are Hkv*D floats apart: a page each).
+        for (int j = 0; j < nb; ++j) std::memcpy(sc.vpack + j * D, V + j * ks, D * sizeof(float));
+        V = sc.vpack;
+        vs = D;
       }
 
       // Mask (per key row, across query rows).
