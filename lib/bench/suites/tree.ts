@@ -28,6 +28,17 @@ export function benchTree(n: number, branching = 4): Int32Array {
   return parents;
 }
 
+/** Keys each node sees summed over nodes: the prefix plus its ancestors and itself. */
+function treeVisibleKeys(parents: Int32Array, prefix: number): number {
+  const depth = new Int32Array(parents.length);
+  let total = 0;
+  for (let i = 0; i < parents.length; i++) {
+    depth[i] = parents[i]! < 0 ? 0 : depth[parents[i]!]! + 1;
+    total += prefix + depth[i]! + 1;
+  }
+  return total;
+}
+
 interface TreeConfig {
   nodes: number;
   prefix: number;
@@ -75,7 +86,13 @@ async function benchTreeAttention(ctx: SuiteContext, c: TreeConfig): Promise<Ben
     formula: 'bytes of prefix + tree K and V (2 * (prefix + nodes) * numKvHeads * headDim * dtype size) / time',
     limit: { value: ctx.limits.copyGBps, what: 'copy bandwidth' },
     peers,
-    notes: { 'decode step ms': decode.medianMs, 'tree / decode': timing.medianMs / decode.medianMs },
+    notes: {
+      'decode step ms': decode.medianMs,
+      'tree / decode': timing.medianMs / decode.medianMs,
+      // Tree attention does nodes x the FLOPs of a decode step over the same KV: on a CPU
+      // that makes it compute bound, so its FLOP rate says more than its GB/s.
+      'GFLOP/s': (4 * c.d * c.hq * treeVisibleKeys(parents, c.prefix)) / (timing.medianMs * 1e-3) / 1e9,
+    },
   };
 }
 
