@@ -152,6 +152,7 @@ export function describe(value: unknown): string {
     const inner = value.slice(0, 8).map((v) => (typeof v === 'object' ? describe(v) : String(v)));
     return `[${inner.join(', ')}${value.length > 8 ? ', ...' : ''}]`;
   }
+  if (value instanceof Int32Array && value.length <= 8) return `Int32Array [${Array.from(value).join(', ')}]`; // index arrays
   if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${(value as { length?: number }).length ?? value.byteLength})`;
   if (typeof value === 'function') return 'a function';
   const ctor = (value as object).constructor?.name;

@@ -3,9 +3,10 @@
  * ArgumentError naming the argument, the expectation and the received value.
  */
 
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, describe } from '../errors.js';
 import type { TensorDescriptor } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
+import { isFloatDType } from '../tensor/dtype.js';
 
 /** Integers as an Int32Array or a plain array. */
 export type IntArrayLike = Int32Array | readonly number[];
@@ -13,17 +14,29 @@ export type IntArrayLike = Int32Array | readonly number[];
 const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
 
-/** Checks `value` is an Int32Array or an array of int32 integers; returns an Int32Array (a copy for arrays). */
-export function toInt32Array(value: unknown, argument: string): Int32Array {
-  if (value instanceof Int32Array) return value;
-  if (!Array.isArray(value)) throw new ArgumentError(argument, 'an Int32Array or an array of integers', value);
-  const out = new Int32Array(value.length);
-  for (let i = 0; i < value.length; i++) {
-    const v = value[i] as unknown;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < INT32_MIN || v > INT32_MAX) {
-      throw new ArgumentError(`${argument}[${i}]`, 'an int32 integer', v);
+/**
+ * Checks `value` is an Int32Array or an array of int32 integers, each >= `min` when given;
+ * returns an Int32Array (a copy for arrays).
+ */
+export function toInt32Array(value: unknown, argument: string, min?: number): Int32Array {
+  let out: Int32Array;
+  if (value instanceof Int32Array) {
+    out = value;
+  } else {
+    if (!Array.isArray(value)) throw new ArgumentError(argument, 'an Int32Array or an array of integers', value);
+    out = new Int32Array(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const v = value[i] as unknown;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < INT32_MIN || v > INT32_MAX) {
+        throw new ArgumentError(`${argument}[${i}]`, 'an int32 integer', v);
+      }
+      out[i] = v;
     }
-    out[i] = v;
+  }
+  if (min !== undefined) {
+    for (let i = 0; i < out.length; i++) {
+      if (out[i]! < min) throw new ArgumentError(`${argument}[${i}]`, `an integer >= ${min}`, out[i]);
+    }
   }
   return out;
 }
@@ -36,8 +49,11 @@ export function checkCount(value: unknown, argument: string, max = INT32_MAX): n
   return value;
 }
 
-/** A CSR index pointer: [0, ..., total], non-decreasing, `entries` + 1 long when `entries` is given. */
-export function checkIndptr(indptr: Int32Array, argument: string, total: number | undefined, first0 = true): number {
+/**
+ * A CSR index pointer: non-decreasing, starting at 0 (when `first0`), ending at `total` (when
+ * given; `totalWhat` names it in the message). Returns the batch size (entries - 1).
+ */
+export function checkIndptr(indptr: Int32Array, argument: string, total: number | undefined, first0 = true, totalWhat = 'the number of nodes'): number {
   if (indptr.length < 1) throw new ArgumentError(argument, 'an index pointer with B+1 >= 1 entries', indptr);
   if (first0 && indptr[0] !== 0) throw new ArgumentError(`${argument}[0]`, '0', indptr[0]);
   if (!first0 && indptr[0]! < 0) throw new ArgumentError(`${argument}[0]`, 'a non-negative integer', indptr[0]);
@@ -48,7 +64,7 @@ export function checkIndptr(indptr: Int32Array, argument: string, total: number 
   }
   const last = indptr[indptr.length - 1]!;
   if (total !== undefined && last !== total) {
-    throw new ArgumentError(`${argument}[${indptr.length - 1}]`, `the number of nodes ${total}`, last);
+    throw new ArgumentError(`${argument}[${indptr.length - 1}]`, `${totalWhat} ${total}`, last);
   }
   return indptr.length - 1;
 }
@@ -67,4 +83,21 @@ export function shapeText(shape: readonly number[]): string {
 export function tensorDescriptor(value: unknown, argument: string): { tensor: Tensor; desc: TensorDescriptor } {
   if (!(value instanceof Tensor)) throw new ArgumentError(argument, 'a Tensor', value);
   return { tensor: value, desc: value.descriptor(argument) };
+}
+
+/** Checks `t` is a live Tensor with `ndim` dims (`layout` names them in messages); returns its shape. */
+export function checkTensor(t: unknown, name: string, ndim: number, layout: string): readonly number[] {
+  if (!(t instanceof Tensor)) throw new ArgumentError(name, `a Tensor of shape ${layout}`, t);
+  t.descriptor(name); // throws DisposedError naming the argument
+  if (t.shape.length !== ndim) throw new ArgumentError(`${name}.shape`, `${layout} (${ndim} dims)`, t.shape);
+  return t.shape;
+}
+
+export function checkFloat(t: Tensor, name: string): void {
+  if (!isFloatDType(t.dtype)) throw new ArgumentError(`${name}.dtype`, 'one of f32, f16, bf16', t.dtype);
+}
+
+/** `actual` must equal `expected`: "<name> must be <what> <expected>; received <actual>". */
+export function checkSame<T>(actual: T, expected: T, name: string, what: string): void {
+  if (actual !== expected) throw new ArgumentError(name, `${what} ${describe(expected)}`, actual);
 }

@@ -14,7 +14,7 @@
 import { ArgumentError, awaitNative } from '../errors.js';
 import { native } from '../native/loader.js';
 import { Tensor } from '../tensor/tensor.js';
-import { checkFloat, checkIndptr, checkSame, checkTensor, toInt32Array } from './common.js';
+import { checkFloat, checkIndptr, checkSame, checkTensor, toInt32Array } from './args.js';
 
 export type AttentionMask = 'none' | 'causal';
 
@@ -83,19 +83,16 @@ function checkCommon(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions 
   }
   if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object', options);
   const qoIndptr = toInt32Array(options.qoIndptr ?? [0, numTokens], 'qoIndptr');
-  checkIndptr(qoIndptr, 'qoIndptr', true);
-  if (qoIndptr[qoIndptr.length - 1] !== numTokens) {
-    throw new ArgumentError(`qoIndptr[${qoIndptr.length - 1}]`, `the number of query rows (${numTokens})`, qoIndptr[qoIndptr.length - 1]);
-  }
+  checkIndptr(qoIndptr, 'qoIndptr', numTokens, true, 'the number of query rows');
   const kvIndptr = toInt32Array(options.kvIndptr ?? [0, kvRows], 'kvIndptr');
-  checkIndptr(kvIndptr, 'kvIndptr', false);
+  checkIndptr(kvIndptr, 'kvIndptr', undefined, false);
   if (kvIndptr.length !== qoIndptr.length) {
     throw new ArgumentError('kvIndptr', `an array of ${qoIndptr.length} entries (like qoIndptr)`, kvIndptr);
   }
   const batch = qoIndptr.length - 1;
   let kvLens: Int32Array | undefined;
   if (options.kvLens !== undefined) {
-    kvLens = toInt32Array(options.kvLens, 'kvLens');
+    kvLens = toInt32Array(options.kvLens, 'kvLens', 0);
     if (kvLens.length !== batch) throw new ArgumentError('kvLens', `an array of batchSize (${batch}) entries`, kvLens);
   }
   for (let b = 0; b < batch; b++) {

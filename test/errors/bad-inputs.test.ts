@@ -6,11 +6,11 @@
  */
 import { describe, expect, it } from 'vitest';
 
-import { ArgumentError, CanopyError, DisposedError } from '../../lib/errors.js';
+import { ArgumentError, CanopyError } from '../../lib/errors.js';
 import { native } from '../../lib/native/loader.js';
+import { type BadInputCase, describeBadInputs, describeNativeBadInputs } from '../helpers/bad-inputs.js';
 import { Tensor } from '../../lib/tensor/tensor.js';
 
-type Case = [name: string, run: () => unknown, message: RegExp];
 
 const disposed = (() => {
   const t = Tensor.from(new Float32Array(4));
@@ -18,7 +18,7 @@ const disposed = (() => {
   return t;
 })();
 
-const tsCases: Case[] = [
+const tsCases: BadInputCase[] = [
   ['data is not an array', () => Tensor.from(42 as never), /data must be a typed array or an array of numbers; received 42/],
   ['data is null', () => Tensor.from(null as never), /data must be .*; received null/],
   ['unsupported typed array', () => Tensor.from(new Float64Array(2) as never), /data must be a Float32Array.*; received Float64Array\(2\)/],
@@ -39,26 +39,12 @@ const tsCases: Case[] = [
   ['cast of int tensor', () => Tensor.from(new Int32Array(2)).cast('f32'), /dtype must be a float dtype \(f32, f16, bf16\) for a int32 tensor; received "f32"/],
 ];
 
-describe('bad inputs to the TypeScript API', () => {
-  it.each(tsCases)('%s', async (_name, run, message) => {
-    let error: unknown;
-    try {
-      await run();
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(CanopyError);
-    expect((error as Error).message).toMatch(message);
-    expect((error as Error).stack).toMatch(/bad-inputs\.test\.ts/);
-    if (error instanceof ArgumentError) expect(error.code).toBe('ERR_CANOPY_INVALID_ARGUMENT');
-    if (error instanceof DisposedError) expect(error.code).toBe('ERR_CANOPY_DISPOSED');
-  });
-});
+describeBadInputs('bad inputs to the TypeScript API', tsCases);
 
 const addon = native();
 const f32 = (n: number) => ({ data: new Float32Array(n), dtype: 'f32', shape: [n] });
 
-const nativeCases: Case[] = [
+const nativeCases: BadInputCase[] = [
   ['cast with no arguments', () => addon.cast(undefined as never, undefined as never), /src must be a tensor descriptor/],
   ['cast with a typed array instead of a descriptor', () => addon.cast(new Float32Array(2) as never, f32(2) as never), /src must be a tensor descriptor .*received a typed array/],
   ['unknown dtype', () => addon.cast({ ...f32(2), dtype: 'f64' } as never, f32(2) as never), /src\.dtype must be one of f32, f16, bf16, int8, uint8, int32; received 'f64'/],
@@ -80,19 +66,8 @@ const nativeCases: Case[] = [
   ['DeviceBuffer without arguments', () => new (addon.DeviceBuffer as unknown as new () => unknown)(), /expected \(device: number, bytes: number\)/],
 ];
 
-describe('bad inputs sent straight to the native addon', () => {
-  it.each(nativeCases)('%s', async (_name, run, message) => {
-    let error: unknown;
-    try {
-      await run();
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(Error);
-    expect((error as Error).message).toMatch(message);
-    expect((error as { code?: string }).code).toMatch(/^ERR_CANOPY_/);
-  });
-
+describeNativeBadInputs('bad inputs sent straight to the native addon', nativeCases);
+describe('native errors', () => {
   it('native errors become CanopyError subclasses with a JavaScript stack', async () => {
     const { callNative, awaitNative, OutOfMemoryError, CudaUnavailableError } = await import('../../lib/errors.js');
     let err: unknown;

@@ -3,7 +3,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { attention, mergeStates, mergeStatesInPlace, mergeStatesN, treeAttention, treeDepths } from '../../lib/kernels/attention.js';
 import { Tensor } from '../../lib/tensor/tensor.js';
 import type { FloatDType } from '../../lib/tensor/dtype.js';
+import { native } from '../../lib/native/loader.js';
 import { attentionReference, mismatches, randomValues } from '../helpers/attention-reference.js';
+import { describeBadInputs, describeNativeBadInputs } from '../helpers/bad-inputs.js';
 
 // Tolerances: the reference is float64 on the same (rounded) inputs, so what is
 // left is fp32 accumulation (f32) or the final rounding of the output (f16: 2^-11,
@@ -270,3 +272,53 @@ describe('tree attention', () => {
     expect(mismatches(naive.out.toFloat32(), flash.out.toFloat32(), 1e-5, 1e-5)).toEqual([]);
   });
 });
+
+// ---------------------------------------------------------------------------
+// Bad inputs: each names the argument, never crashes.
+const f32t = (shape: number[]) => Tensor.from(new Float32Array(shape.reduce((a, b) => a * b, 1)), { shape });
+const q4 = f32t([4, 8, 64]);
+const k9 = f32t([9, 2, 64]);
+const v9 = f32t([9, 2, 64]);
+const disposedK = (() => {
+  const t = f32t([9, 2, 64]);
+  t.dispose();
+  return t;
+})();
+
+describeBadInputs('bad inputs to attention, treeAttention and mergeStates', [
+  ['q not a tensor', () => attention(new Float32Array(4) as never, k9, v9), /q must be a Tensor of shape \[numTokens, numQoHeads, headDim\]; received Float32Array\(4\)/],
+  ['q with 2 dims', () => attention(f32t([4, 64]), k9, v9), /q\.shape must be \[numTokens, numQoHeads, headDim\] \(3 dims\); received \[4, 64\]/],
+  ['integer q', () => attention(Tensor.from(new Int32Array(4 * 8 * 64), { shape: [4, 8, 64] }), k9, v9), /q\.dtype must be one of f32, f16, bf16; received "int32"/],
+  ['k dtype differs', async () => attention(q4, await k9.cast('bf16'), v9), /k\.dtype must be the dtype of q, "f32"; received "bf16"/],
+  ['head dim 72', () => attention(f32t([4, 8, 72]), f32t([9, 2, 72]), f32t([9, 2, 72])), /headDim must be a multiple of 32 in \[32, 256\].*; received 72/],
+  ['head dims differ', () => attention(q4, f32t([9, 2, 128]), f32t([9, 2, 128])), /k\.shape\[2\] must be headDim of q \(64\); received 128/],
+  ['qo heads not a multiple of kv heads', () => attention(f32t([4, 6, 64]), f32t([9, 4, 64]), f32t([9, 4, 64])), /numQoHeads must be a multiple of numKvHeads \(4\); received 6/],
+  ['v shape differs', () => attention(q4, k9, f32t([8, 2, 64])), /v\.shape must be the shape of k \[9, 2, 64\]; received \[8, 2, 64\]/],
+  ['qoIndptr does not cover q', () => attention(q4, k9, v9, { qoIndptr: [0, 3], kvIndptr: [0, 9] }), /qoIndptr\[1\] must be the number of query rows 4; received 3/],
+  ['qoIndptr decreasing', () => attention(q4, k9, v9, { qoIndptr: [0, 3, 2, 4], kvIndptr: [0, 3, 6, 9] }), /qoIndptr\[2\] must be >= qoIndptr\[1\] = 3 \(non-decreasing\); received 2/],
+  ['qoIndptr not integers', () => attention(q4, k9, v9, { qoIndptr: [0, 1.5, 4], kvIndptr: [0, 3, 9] }), /qoIndptr\[1\] must be an int32 integer; received 1\.5/],
+  ['kvIndptr length', () => attention(q4, k9, v9, { qoIndptr: [0, 2, 4], kvIndptr: [0, 9] }), /kvIndptr must be an array of 3 entries \(like qoIndptr\); received Int32Array \[0, 9\]/],
+  ['kvIndptr past the rows', () => attention(q4, k9, v9, { kvIndptr: [0, 10] }), /kvIndptr\[1\] must be within the 9 rows of k and v; received 10/],
+  ['kvLens past the rows', () => attention(q4, k9, v9, { kvIndptr: [5, 9], kvLens: [6] }), /kvLens\[0\] must be within the 9 rows of k and v; received 6/],
+  ['negative kvLens', () => attention(q4, k9, v9, { kvLens: [-1] }), /kvLens\[0\] must be an integer >= 0; received -1/],
+  ['unknown mask', () => attention(q4, k9, v9, { mask: 'sliding' as never }), /mask must be 'none' or 'causal'; received "sliding"/],
+  ['NaN scale', () => attention(q4, k9, v9, { scale: NaN }), /scale must be a finite non-zero number; received NaN/],
+  ['negative numSplits', () => attention(q4, k9, v9, { numSplits: -1 }), /numSplits must be an integer in \[0, 1024\]; received -1/],
+  ['disposed k', () => attention(q4, disposedK, v9), /k \(a f32 tensor of shape \[9, 2, 64\] on cpu\) was used after dispose\(\)/],
+  ['tree without parents', () => treeAttention(q4, k9, v9, {} as never), /parents must be an Int32Array or an array of integers; received undefined/],
+  ['parents not topological', () => treeAttention(q4, k9, v9, { parents: [-1, 2, 0, 0] }), /parents\[1\] must be -1 or the index of an earlier node of its tree \(0\.\.0\); received 2/],
+  ['parents length', () => treeAttention(q4, k9, v9, { parents: [-1, 0] }), /parents must be an array with one entry per query row \(4\); received/],
+  ['more tree nodes than keys', () => treeAttention(q4, f32t([3, 2, 64]), f32t([3, 2, 64]), { parents: [-1, 0, 1, 2] }), /kvLens\[0\] must be at least the 4 tree nodes of sequence 0/],
+  ['merge shapes differ', () => mergeStates({ v: f32t([2, 1, 32]), s: f32t([2, 1]) }, { v: f32t([3, 1, 32]), s: f32t([3, 1]) }), /b\.v\.shape must be the shape of a\.v \[2, 1, 32\]; received \[3, 1, 32\]/],
+  ['merge lse not f32', async () => mergeStates({ v: f32t([2, 1, 32]), s: await f32t([2, 1]).cast('bf16') }, { v: f32t([2, 1, 32]), s: f32t([2, 1]) }), /a\.s\.dtype must be f32; received "bf16"/],
+]);
+
+const addonRaw = native();
+describeNativeBadInputs('bad inputs sent straight to the native attention', [
+  ['no options', () => addonRaw.attention(undefined as never), /attention: expected an options object/],
+  ['o shape differs', () => addonRaw.attention({ q: q4.descriptor(), k: k9.descriptor(), v: v9.descriptor(), o: f32t([3, 8, 64]).descriptor(), qoIndptr: Int32Array.of(0, 4), kvIndptr: Int32Array.of(0, 9), mask: 0, scale: 0.125 }), /o must have shape \[4, 8, 64\]; received \[3, 8, 64\]/],
+  ['indptr not Int32Array', () => addonRaw.attention({ q: q4.descriptor(), k: k9.descriptor(), v: v9.descriptor(), o: f32t([4, 8, 64]).descriptor(), qoIndptr: [0, 4] as never, kvIndptr: Int32Array.of(0, 9), mask: 0, scale: 0.125 }), /qoIndptr must be an Int32Array; received an array/],
+  ['kv past the rows', () => addonRaw.attention({ q: q4.descriptor(), k: k9.descriptor(), v: v9.descriptor(), o: f32t([4, 8, 64]).descriptor(), qoIndptr: Int32Array.of(0, 4), kvIndptr: Int32Array.of(0, 90), mask: 0, scale: 0.125 }), /attention: sequence 0 reads keys \[0, 90\) but k and v hold 9 rows/],
+  ['bad tree parents', () => addonRaw.attention({ q: q4.descriptor(), k: k9.descriptor(), v: v9.descriptor(), o: f32t([4, 8, 64]).descriptor(), qoIndptr: Int32Array.of(0, 4), kvIndptr: Int32Array.of(0, 9), mask: 2, scale: 0.125, parents: Int32Array.of(-1, 5, 0, 0) }), /parents\[1\] must be -1 or the index of an earlier node/],
+  ['mask code', () => addonRaw.attention({ q: q4.descriptor(), k: k9.descriptor(), v: v9.descriptor(), o: f32t([4, 8, 64]).descriptor(), qoIndptr: Int32Array.of(0, 4), kvIndptr: Int32Array.of(0, 9), mask: 7, scale: 0.125 }), /mask must be 0 \(none\), 1 \(causal\) or 2 \(tree\)/],
+]);

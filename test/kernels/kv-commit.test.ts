@@ -6,9 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 
-import { ArgumentError, CanopyError, DisposedError } from '../../lib/errors.js';
 import { commitKv, commitKvBatch } from '../../lib/kernels/kv-commit.js';
 import { native } from '../../lib/native/loader.js';
+import { type BadInputCase, describeBadInputs, describeNativeBadInputs } from '../helpers/bad-inputs.js';
 import { type FloatDType, encodeFloats } from '../../lib/tensor/dtype.js';
 import { Tensor } from '../../lib/tensor/tensor.js';
 import { committedRows, rng } from '../helpers/verify-reference.js';
@@ -170,7 +170,6 @@ describe('commitKv', () => {
 
 // ---- bad inputs ------------------------------------------------------------------
 
-type Case = [name: string, run: () => unknown, message: RegExp];
 
 const cache = (shape: number[], dtype: FloatDType = 'f32') =>
   Tensor.from(dtype === 'f32' ? new Float32Array(shape.reduce((a, b) => a * b, 1)) : new Uint16Array(shape.reduce((a, b) => a * b, 1)), { dtype, shape });
@@ -183,7 +182,7 @@ const disposedK = (() => {
 })();
 const seq = (prefixLen: number, numNodes: number, acceptedNodes: number[]) => ({ prefixLen, numNodes, acceptedNodes });
 
-const tsCases: Case[] = [
+const tsCases: BadInputCase[] = [
   ['k not a tensor', () => commitKv(new Float32Array(4) as never, v8, seq(0, 1, [])), /k must be a Tensor; received Float32Array\(4\)/],
   ['disposed k', () => commitKv(disposedK, v8, seq(0, 1, [])), /k \(a f32 tensor of shape \[8, 2, 4\] on cpu\) was used after dispose\(\)/],
   ['int cache', () => commitKv(Tensor.from(new Int32Array(8), { shape: [8, 1, 1] }), Tensor.from(new Int32Array(8), { shape: [8, 1, 1] }), seq(0, 1, [])), /k\.dtype must be one of f32, f16, bf16; received "int32"/],
@@ -204,27 +203,13 @@ const tsCases: Case[] = [
   ['region too small', () => commitKvBatch(k8, v8, [0, 2, 8], [seq(1, 2, []), seq(0, 1, [])]), /sequences\[0\]\.prefixLen must be an integer in \[0, 0\]; received 1/],
 ];
 
-describe('bad inputs to commitKv', () => {
-  it.each(tsCases)('%s', async (_name, run, message) => {
-    let error: unknown;
-    try {
-      await run();
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(CanopyError);
-    expect((error as Error).message).toMatch(message);
-    expect((error as Error).stack).toMatch(/kv-commit\.test\.ts/);
-    if (error instanceof ArgumentError) expect(error.code).toBe('ERR_CANOPY_INVALID_ARGUMENT');
-    if (error instanceof DisposedError) expect(error.code).toBe('ERR_CANOPY_DISPOSED');
-  });
-});
+describeBadInputs('bad inputs to commitKv', tsCases);
 
 const addon = native();
 const i32 = (...v: number[]) => ({ data: Int32Array.from(v), dtype: 'int32', shape: [v.length] }) as never;
 const kd = (n = 8) => ({ data: new Float32Array(n * 4), dtype: 'f32', shape: [n, 2, 2] }) as never;
 
-const nativeCases: Case[] = [
+const nativeCases: BadInputCase[] = [
   ['no arguments', () => (addon.commitKv as unknown as () => unknown)(), /k must be a tensor descriptor/],
   ['k and v share memory', () => {
     const shared = { data: new Float32Array(32), dtype: 'f32', shape: [8, 2, 2] } as never;
@@ -240,16 +225,4 @@ const nativeCases: Case[] = [
   ['plan in f32', () => addon.commitKv(kd(), kd(), { data: new Float32Array(2), dtype: 'f32', shape: [2] } as never, i32(0), i32(0, 1), i32(0), i32(-1), i32(0)), /kvIndptr must be an int32 tensor; received f32/],
 ];
 
-describe('bad inputs sent straight to the native commitKv', () => {
-  it.each(nativeCases)('%s', async (_name, run, message) => {
-    let error: unknown;
-    try {
-      await run();
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(Error);
-    expect((error as Error).message).toMatch(message);
-    expect((error as { code?: string }).code).toMatch(/^ERR_CANOPY_/);
-  });
-});
+describeNativeBadInputs('bad inputs sent straight to the native commitKv', nativeCases);
