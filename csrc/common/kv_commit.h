@@ -103,6 +103,19 @@ inline Status CheckKvCommitPlan(const KvCommitPlan& p, int64_t capacity, int64_t
   return Status::Ok();
 }
 
+// The checks both CommitKv kernels (CPU, CUDA) run first.
+inline Status CheckKvCommitArgs(DType dtype, int64_t layers, int64_t capacity, int64_t row_elems, const KvCommitPlan& plan,
+                                int64_t num_nodes) {
+  if (!IsFloatDType(dtype)) {
+    return Status::InvalidArgument(std::string("commitKv: k dtype must be one of f32, f16, bf16; received ") +
+                                   DTypeName(dtype));
+  }
+  if (layers < 0 || capacity < 0 || row_elems < 0) {
+    return Status::InvalidArgument("commitKv: layers, capacity and row size must be >= 0");
+  }
+  return CheckKvCommitPlan(plan, capacity, num_nodes);
+}
+
 namespace cpu {
 // k, v host buffers [layers, capacity, row_elems]; new_lens [B] host.
 Status CommitKv(void* k, void* v, DType dtype, int64_t layers, int64_t capacity, int64_t row_elems,

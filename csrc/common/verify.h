@@ -268,6 +268,16 @@ enum VerifySampleError : int32_t {
   kVerifyNoMass = 5,          // nothing to sample from (impossible after the checks above)
 };
 
+// The checks both VerifyGreedy kernels (CPU, CUDA) run first.
+inline Status CheckVerifyGreedyArgs(const VerifyTree& tree, int64_t num_nodes, DType dtype, int64_t vocab) {
+  CANOPY_RETURN_IF_ERROR(CheckVerifyTree("verifyGreedy", tree, num_nodes, vocab));
+  if (!IsFloatDType(dtype)) {
+    return Status::InvalidArgument(std::string("verifyGreedy: targetLogits dtype must be one of f32, f16, bf16; received ") +
+                                   DTypeName(dtype));
+  }
+  return Status::Ok();
+}
+
 inline Status VerifySampleErrorStatus(int32_t code, int32_t batch_index, int64_t row, double sum) {
   const std::string where = " row " + std::to_string(row) + " (sequence " + std::to_string(batch_index) + ")";
   switch (code) {

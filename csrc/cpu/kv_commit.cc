@@ -12,14 +12,7 @@ namespace cpu {
 
 Status CommitKv(void* k, void* v, DType dtype, int64_t layers, int64_t capacity, int64_t row_elems,
                 const KvCommitPlan& plan, int64_t num_nodes, int32_t* new_lens) {
-  if (!IsFloatDType(dtype)) {
-    return Status::InvalidArgument(std::string("commitKv: k dtype must be one of f32, f16, bf16; received ") +
-                                   DTypeName(dtype));
-  }
-  if (layers < 0 || capacity < 0 || row_elems < 0) {
-    return Status::InvalidArgument("commitKv: layers, capacity and row size must be >= 0");
-  }
-  CANOPY_RETURN_IF_ERROR(CheckKvCommitPlan(plan, capacity, num_nodes));
+  CANOPY_RETURN_IF_ERROR(CheckKvCommitArgs(dtype, layers, capacity, row_elems, plan, num_nodes));
   const int64_t row_bytes = row_elems * DTypeSize(dtype);
   const int64_t layer_bytes = capacity * row_bytes;
   ParallelFor(static_cast<int64_t>(plan.batch) * layers, 1, [&](int64_t w0, int64_t w1) {

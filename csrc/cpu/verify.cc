@@ -149,11 +149,7 @@ SampleError SampleOne(int32_t n, const int32_t* tok, const int32_t* par, const f
 
 Status VerifyGreedy(const VerifyTree& tree, const void* logits, DType dtype, int64_t vocab, const VerifyOutput& out) {
   const int64_t num_nodes = VerifyNumNodes(tree);
-  CANOPY_RETURN_IF_ERROR(CheckVerifyTree("verifyGreedy", tree, num_nodes, vocab));
-  if (!IsFloatDType(dtype)) {
-    return Status::InvalidArgument(std::string("verifyGreedy: targetLogits dtype must be one of f32, f16, bf16; received ") +
-                                   DTypeName(dtype));
-  }
+  CANOPY_RETURN_IF_ERROR(CheckVerifyGreedyArgs(tree, num_nodes, dtype, vocab));
   // All scratch is allocated here, on the calling thread, where an allocation failure becomes a
   // Status; the pool's workers must not throw.
   std::vector<int32_t> cache(static_cast<size_t>(num_nodes + tree.batch), -1);

@@ -33,14 +33,7 @@ __global__ void CommitKvKernel(uint16_t* k, uint16_t* v, int64_t capacity, int64
 
 Status CommitKv(void* k, void* v, DType dtype, int64_t layers, int64_t capacity, int64_t row_elems,
                 const KvCommitPlan& plan, int64_t num_nodes, int32_t* new_lens) {
-  if (!IsFloatDType(dtype)) {
-    return Status::InvalidArgument(std::string("commitKv: k dtype must be one of f32, f16, bf16; received ") +
-                                   DTypeName(dtype));
-  }
-  if (layers < 0 || capacity < 0 || row_elems < 0) {
-    return Status::InvalidArgument("commitKv: layers, capacity and row size must be >= 0");
-  }
-  CANOPY_RETURN_IF_ERROR(CheckKvCommitPlan(plan, capacity, num_nodes));
+  CANOPY_RETURN_IF_ERROR(CheckKvCommitArgs(dtype, layers, capacity, row_elems, plan, num_nodes));
   if (layers > 65535) return Status::InvalidArgument("commitKv: at most 65535 layers; received " + std::to_string(layers));
   // Host: move list. Layout: move_indptr [B+1] then moves [M, 2], all int64.
   std::vector<int64_t> staged(static_cast<size_t>(plan.batch) + 1, 0);

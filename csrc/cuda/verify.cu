@@ -262,11 +262,7 @@ std::vector<int32_t> PackTree(const VerifyTree& tree, int64_t num_nodes) {
 
 Status VerifyGreedy(const VerifyTree& tree, const void* logits, DType dtype, int64_t vocab, const VerifyOutput& out) {
   const int64_t num_nodes = VerifyNumNodes(tree);
-  CANOPY_RETURN_IF_ERROR(CheckVerifyTree("verifyGreedy", tree, num_nodes, vocab));
-  if (!IsFloatDType(dtype)) {
-    return Status::InvalidArgument(std::string("verifyGreedy: targetLogits dtype must be one of f32, f16, bf16; received ") +
-                                   DTypeName(dtype));
-  }
+  CANOPY_RETURN_IF_ERROR(CheckVerifyGreedyArgs(tree, num_nodes, dtype, vocab));
   if (tree.batch == 0) return Status::Ok();
   const int64_t B = tree.batch, N = num_nodes, rows = N + B;
   // Layout (int32): tree [B+1+2N] | argmax [rows] | walk scratch [2N] | outputs count [B], nodes [N], next [B].

@@ -87,17 +87,4 @@ export function mismatches(got: ArrayLike<number>, want: ArrayLike<number>, atol
   return out;
 }
 
-/** Deterministic pseudo-random numbers in [-1, 1). */
-export function randomValues(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
+export { randomValues } from '../../lib/bench/suites/util.js';

@@ -2,9 +2,8 @@ import type { Device } from '../../native/backend.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { FloatDType } from '../../tensor/dtype.js';
 
-/** A tensor of uniform values in [-1, 1) (xorshift, seeded), cast and moved to `device`. */
-export async function randomTensor(shape: number[], dtype: FloatDType, device: Device, seed: number): Promise<Tensor> {
-  const n = shape.reduce((a, b) => a * b, 1);
+/** Deterministic pseudo-random values in [-1, 1) (xorshift32, seeded). */
+export function randomValues(n: number, seed: number): Float32Array {
   const values = new Float32Array(n);
   let s = (seed * 2654435761) >>> 0 || 1;
   for (let i = 0; i < n; i++) {
@@ -15,7 +14,12 @@ export async function randomTensor(shape: number[], dtype: FloatDType, device: D
     s >>>= 0;
     values[i] = s / 2 ** 31 - 1;
   }
-  let t = Tensor.from(values, { shape });
+  return values;
+}
+
+/** A tensor of randomValues, cast and moved to `device`. */
+export async function randomTensor(shape: number[], dtype: FloatDType, device: Device, seed: number): Promise<Tensor> {
+  let t = Tensor.from(randomValues(shape.reduce((a, b) => a * b, 1), seed), { shape });
   if (dtype !== 'f32') t = await t.cast(dtype);
   if (device === 'cpu') return t;
   const moved = await t.to(device);
