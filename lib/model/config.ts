@@ -1,0 +1,104 @@
+/**
+ * The model description every loader produces and the runtime consumes.
+ *
+ * canopy runs the Llama family (Llama 2/3, Mistral, Qwen2, SmolLM, TinyLlama,
+ * llama2.c models): token embedding, pre-norm blocks of RMSNorm -> attention
+ * (GQA, rotary embeddings) -> residual, RMSNorm -> SwiGLU MLP -> residual, a final
+ * RMSNorm and an output head (tied to the embedding or separate).
+ *
+ * Canonical weight names and shapes (row-major; linear weights are [out, in] as in
+ * PyTorch / Hugging Face, so y = W x):
+ *   embed                 [vocabSize, dim]
+ *   layers.{i}.attnNorm   [dim]
+ *   layers.{i}.wq         [nHeads * headDim, dim]       layers.{i}.bq [nHeads * headDim]   (Qwen2 only)
+ *   layers.{i}.wk         [nKvHeads * headDim, dim]     layers.{i}.bk [nKvHeads * headDim]
+ *   layers.{i}.wv         [nKvHeads * headDim, dim]     layers.{i}.bv [nKvHeads * headDim]
+ *   layers.{i}.wo         [dim, nHeads * headDim]
+ *   layers.{i}.ffnNorm    [dim]
+ *   layers.{i}.w1         [hiddenDim, dim]   gate
+ *   layers.{i}.w3         [hiddenDim, dim]   up
+ *   layers.{i}.w2         [dim, hiddenDim]   down
+ *   norm                  [dim]
+ *   output                [vocabSize, dim]   absent when tiedEmbeddings
+ *
+ * Rotary embeddings rotate pairs of each head's q/k dims by angle pos * theta^(-2i/headDim):
+ *   'interleaved'  pairs (2i, 2i+1)            llama2.c, GGUF 'llama' (Meta's layout)
+ *   'half'         pairs (i, i + headDim/2)    Hugging Face checkpoints (rotate_half), GGUF qwen2
+ * The loader reports the layout the stored q/k rows are in; no weights are permuted at load.
+ */
+
+export type RopeStyle = 'interleaved' | 'half';
+
+/** Llama 3 frequency scaling (rope_scaling.rope_type == "llama3"). */
+export interface Llama3RopeScaling {
+  type: 'llama3';
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositionEmbeddings: number;
+}
+
+export interface ModelConfig {
+  architecture: 'llama' | 'mistral' | 'qwen2';
+  dim: number;
+  hiddenDim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  /** Context length the model was trained for (a default for KV cache capacity). */
+  maxSeqLen: number;
+  ropeTheta: number;
+  ropeStyle: RopeStyle;
+  ropeScaling?: Llama3RopeScaling;
+  normEps: number;
+  tiedEmbeddings: boolean;
+  /** Qwen2: q/k/v projections have biases. */
+  qkvBias: boolean;
+  bosTokenId?: number;
+  eosTokenIds?: number[];
+}
+
+/** Canonical tensor names of layer i. */
+export const layerTensorNames = (i: number) => ({
+  attnNorm: `layers.${i}.attnNorm`,
+  wq: `layers.${i}.wq`,
+  wk: `layers.${i}.wk`,
+  wv: `layers.${i}.wv`,
+  wo: `layers.${i}.wo`,
+  bq: `layers.${i}.bq`,
+  bk: `layers.${i}.bk`,
+  bv: `layers.${i}.bv`,
+  ffnNorm: `layers.${i}.ffnNorm`,
+  w1: `layers.${i}.w1`,
+  w2: `layers.${i}.w2`,
+  w3: `layers.${i}.w3`,
+});
+
+/** The shape every canonical tensor must have under `config`. */
+export function expectedShapes(config: ModelConfig): Map<string, number[]> {
+  const { dim, hiddenDim, nHeads, nKvHeads, headDim, vocabSize } = config;
+  const shapes = new Map<string, number[]>();
+  shapes.set('embed', [vocabSize, dim]);
+  for (let i = 0; i < config.nLayers; i++) {
+    const n = layerTensorNames(i);
+    shapes.set(n.attnNorm, [dim]);
+    shapes.set(n.wq, [nHeads * headDim, dim]);
+    shapes.set(n.wk, [nKvHeads * headDim, dim]);
+    shapes.set(n.wv, [nKvHeads * headDim, dim]);
+    shapes.set(n.wo, [dim, nHeads * headDim]);
+    if (config.qkvBias) {
+      shapes.set(n.bq, [nHeads * headDim]);
+      shapes.set(n.bk, [nKvHeads * headDim]);
+      shapes.set(n.bv, [nKvHeads * headDim]);
+    }
+    shapes.set(n.ffnNorm, [dim]);
+    shapes.set(n.w1, [hiddenDim, dim]);
+    shapes.set(n.w3, [hiddenDim, dim]);
+    shapes.set(n.w2, [dim, hiddenDim]);
+  }
+  shapes.set('norm', [dim]);
+  if (!config.tiedEmbeddings) shapes.set('output', [vocabSize, dim]);
+  return shapes;
+}
