@@ -29,20 +29,25 @@ void RunAttentionWorkItemBaseline(const AttentionParams& p, const AttentionWorkI
 
 namespace {
 
-// AVX-512 when the CPU has it, unless CANOPY_CPU_ISA=avx2 forces the baseline.
-RunWorkItemFn SelectWorkItemFn() {
+// AVX-512 when the CPU has it (unless CANOPY_CPU_ISA=avx2 forces the baseline) and head_dim
+// is a multiple of its 16 lanes; the AVX2 tiles need a multiple of 8; nullptr otherwise (the
+// naive kernel serves odd head sizes, e.g. the 8-dim heads of tiny test models).
+RunWorkItemFn SelectWorkItemFn(int head_dim) {
   const char* isa = std::getenv("CANOPY_CPU_ISA");
   const bool force_base = isa != nullptr && std::strcmp(isa, "avx2") == 0;
   const CpuFeatures& f = GetCpuFeatures();
   RunWorkItemFn wide = AttentionWorkItemAvx512();
-  if (!force_base && wide && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq) return wide;
-  return &RunAttentionWorkItemBaseline;
+  if (!force_base && wide && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && head_dim % 16 == 0) return wide;
+  if (head_dim % 8 == 0) return &RunAttentionWorkItemBaseline;
+  return nullptr;
 }
 
 }  // namespace
 
 Status Attention(const AttentionParams& p) {
   CANOPY_RETURN_IF_ERROR(CheckAttentionParams(p));
+  const RunWorkItemFn run = SelectWorkItemFn(p.head_dim);
+  if (run == nullptr) return AttentionNaive(p);
   const int G = p.num_qo_heads / p.num_kv_heads;
   const int D = p.head_dim;
 
@@ -108,7 +113,6 @@ Status Attention(const AttentionParams& p) {
     out.part_lse = part_lse.data();
   }
 
-  const RunWorkItemFn run = SelectWorkItemFn();
   const int64_t rows = (static_cast<int64_t>(max_tile_tokens) * G + kAttentionRowPad - 1) / kAttentionRowPad * kAttentionRowPad;
   const int64_t scratch_floats = AttentionScratchFloats(rows, heads_per_item, D);
   ParallelFor(static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {

@@ -20,8 +20,8 @@ Status CheckAttentionParams(const AttentionParams& p) {
     return bad("numQoHeads must be a multiple of numKvHeads; received " + std::to_string(p.num_qo_heads) + " and " +
                std::to_string(p.num_kv_heads));
   }
-  if (p.head_dim < 32 || p.head_dim > 256 || p.head_dim % 32 != 0) {
-    return bad("headDim must be a multiple of 32 in [32, 256]; received " + std::to_string(p.head_dim));
+  if (p.head_dim < 1 || p.head_dim > 256) {
+    return bad("headDim must be in [1, 256]; received " + std::to_string(p.head_dim));
   }
   if (!std::isfinite(p.scale) || p.scale == 0.f) return bad("scale must be finite and non-zero");
   if (p.qo_indptr == nullptr || p.kv_indptr == nullptr) return bad("qoIndptr and kvIndptr are required");

@@ -230,6 +230,9 @@ inline void WidenRow(const void* src, DType t, float* __restrict dst, int n) {
   }
 }
 
+// Whether these tiles handle head_dim D (vectors run along head_dim in places).
+inline bool SupportsHeadDim(int D) { return D % kLanes == 0; }
+
 // Processes one work item (see attention_cpu.h): the queries [t0, t1) of sequence b for
 // the kv heads [h0, h1) against keys [k0, k1). Heads are the inner loop so one block of
 // keys is read as a single contiguous stretch of the cache (all heads of those keys).
@@ -371,7 +374,11 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
         ExpInPlace(srow, Rp);
         for (int r = 0; r < Rp; ++r) L[r] += srow[r];
       }
-      AccumulateValues<kRows, kChunkVecs>(St, V, vs, O, R, Rp, D, nb);
+      if (D % (kChunkVecs * kLanes) == 0) {
+        AccumulateValues<kRows, kChunkVecs>(St, V, vs, O, R, Rp, D, nb);
+      } else {
+        AccumulateValues<kRows, 1>(St, V, vs, O, R, Rp, D, nb);  // D a multiple of kLanes only
+      }
     }
   }
 

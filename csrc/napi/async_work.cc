@@ -11,9 +11,9 @@ namespace {
 
 class StatusWorker : public Napi::AsyncWorker {
  public:
-  StatusWorker(Napi::Env env, std::function<Status()> work, std::vector<TensorArg> args)
+  StatusWorker(Napi::Env env, std::function<Status()> work, std::vector<TensorArg> args, std::function<void()> on_done)
       : Napi::AsyncWorker(env, "canopy"), deferred_(Napi::Promise::Deferred::New(env)),
-        work_(std::move(work)), args_(std::move(args)) {
+        work_(std::move(work)), args_(std::move(args)), on_done_(std::move(on_done)) {
     for (TensorArg& a : args_) {
       if (a.device_buffer) a.device_buffer->Acquire();
     }
@@ -51,6 +51,7 @@ class StatusWorker : public Napi::AsyncWorker {
 
  private:
   void ReleaseBuffers() {
+    if (on_done_) on_done_();
     for (TensorArg& a : args_) {
       if (a.device_buffer) a.device_buffer->Release();
       a.device_buffer = nullptr;
@@ -60,13 +61,15 @@ class StatusWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::function<Status()> work_;
   std::vector<TensorArg> args_;
+  std::function<void()> on_done_;
   Status status_;
 };
 
 }  // namespace
 
-Napi::Promise RunAsync(Napi::Env env, std::function<Status()> work, std::vector<TensorArg> args) {
-  auto* worker = new StatusWorker(env, std::move(work), std::move(args));
+Napi::Promise RunAsync(Napi::Env env, std::function<Status()> work, std::vector<TensorArg> args,
+                       std::function<void()> on_done) {
+  auto* worker = new StatusWorker(env, std::move(work), std::move(args), std::move(on_done));
   Napi::Promise promise = worker->Promise();
   worker->Queue();  // the worker deletes itself after OnOK / OnError
   return promise;

@@ -18,7 +18,10 @@
 namespace canopy {
 namespace napi {
 
-Napi::Promise RunAsync(Napi::Env env, std::function<Status()> work, std::vector<TensorArg> args);
+// on_done (optional) runs on the JavaScript thread when the work has finished, before the
+// promise settles.
+Napi::Promise RunAsync(Napi::Env env, std::function<Status()> work, std::vector<TensorArg> args,
+                       std::function<void()> on_done = nullptr);
 
 }  // namespace napi
 }  // namespace canopy

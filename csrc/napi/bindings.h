@@ -12,6 +12,7 @@ void RegisterMemoryBindings(Napi::Env env, Napi::Object exports);
 void RegisterCastBindings(Napi::Env env, Napi::Object exports);
 void RegisterAttentionBindings(Napi::Env env, Napi::Object exports);
 void RegisterBenchBindings(Napi::Env env, Napi::Object exports);
+void RegisterModelBindings(Napi::Env env, Napi::Object exports);
 void RegisterVerifyBindings(Napi::Env env, Napi::Object exports);
 void RegisterKvCommitBindings(Napi::Env env, Napi::Object exports);
 

@@ -75,8 +75,8 @@ function checkCommon(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions 
   checkSame(v.device, q.device, 'v.device', 'the device of q,');
   if (kHeadDim !== headDim) throw new ArgumentError('k.shape[2]', `headDim of q (${headDim})`, kHeadDim);
   if (v.shape.join() !== k.shape.join()) throw new ArgumentError('v.shape', `the shape of k [${k.shape.join(', ')}]`, v.shape);
-  if (headDim % 32 !== 0 || headDim < 32 || headDim > 256) {
-    throw new ArgumentError('headDim', 'a multiple of 32 in [32, 256] (64 and 128 are the tuned sizes)', headDim);
+  if (headDim < 1 || headDim > 256) {
+    throw new ArgumentError('headDim', 'in [1, 256] (64 and 128 are the tuned sizes)', headDim);
   }
   if (numKvHeads === 0 || numQoHeads % numKvHeads !== 0) {
     throw new ArgumentError('numQoHeads', `a multiple of numKvHeads (${numKvHeads})`, numQoHeads);

@@ -1,0 +1,45 @@
+// Op family: linear layers (GEMM / GEMV).
+//
+//   y[n][o] = sum_i x[n][i] * W[o][i]  (+ bias[o])     for n < rows, o < out
+//
+// x  [rows, in]  f32 activations
+// W  [out, in]   f32, f16 or bf16 weights (PyTorch layout: y = x W^T)
+// y  [rows, out] f32; accumulate == true adds into y (residual connections)
+// Accumulation is fp32. Decode (rows = 1..8) is bound by reading W once; prefill
+// (many rows) reuses each W tile across a block of rows.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "dtype.h"
+#include "status.h"
+
+namespace canopy {
+
+struct LinearParams {
+  const float* x = nullptr;
+  const void* w = nullptr;
+  DType w_dtype = DType::kF32;
+  const float* bias = nullptr;  // optional [out] f32
+  float* y = nullptr;
+  int64_t rows = 0;
+  int64_t in = 0;
+  int64_t out = 0;
+  bool accumulate = false;
+};
+
+inline Status CheckLinearParams(const LinearParams& p) {
+  if (!IsFloatDType(p.w_dtype)) return Status::InvalidArgument("linear: weight dtype must be f32, f16 or bf16");
+  if (p.rows < 0 || p.in <= 0 || p.out <= 0) return Status::InvalidArgument("linear: bad shape");
+  return Status::Ok();
+}
+
+namespace cpu {
+Status Linear(const LinearParams& p);
+}  // namespace cpu
+namespace cuda {
+Status Linear(const LinearParams& p);  // pointers are device pointers
+}  // namespace cuda
+
+}  // namespace canopy

@@ -1,0 +1,83 @@
+// Op family: the Llama-family forward pass, all layers in one call.
+//
+// For the N new tokens of a step (a ragged batch: sequence b owns tokens
+// [qo_indptr[b], qo_indptr[b+1])):
+//   x = embed[tokens]
+//   per layer:  h = RmsNorm(x) ; q,k,v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)
+//               Rope(q, k, positions) ; append k, v to the cache of each sequence
+//               x += Attention(q, cache, causal or tree mask) Wo^T
+//               h = RmsNorm(x) ; x += (silu(h W1^T) * (h W3^T)) W2^T
+//   logits[r] = RmsNorm(x[logit_rows[r]]) Wout^T            (Wout = embed when tied)
+//
+// KV cache: k_cache, v_cache [n_layers][capacity][n_kv_heads][head_dim] (f32/f16/bf16).
+// Sequence b's cache region starts at row kv_start[b] and holds kv_len_before[b] committed
+// rows; this step's keys are written at rows kv_start[b] + kv_len_before[b] + t (t-th new
+// token). With a tree mask, token t is tree node t (parents local to the sequence) and the
+// written rows are the uncommitted tree nodes; commitKv compacts the accepted ones.
+// The caller guarantees capacity: kv_len_before[b] + new tokens fits before the next region.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "attention.h"
+#include "dtype.h"
+#include "status.h"
+#include "transformer_ops.h"
+
+namespace canopy {
+
+struct LlamaLayerWeights {
+  const void *attn_norm = nullptr, *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
+  const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // f32, optional (Qwen2)
+  const void *ffn_norm = nullptr, *w1 = nullptr, *w2 = nullptr, *w3 = nullptr;
+};
+
+struct LlamaModelDesc {
+  int64_t dim = 0, hidden_dim = 0, vocab = 0;
+  int32_t n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float norm_eps = 1e-5f;
+  RopeLayout rope_layout = RopeLayout::kInterleaved;
+  std::vector<float> inv_freq;  // [head_dim / 2], host (rope theta and scaling applied)
+  DType weight_dtype = DType::kF32;  // every matrix (and the embedding)
+  DType norm_dtype = DType::kF32;    // the RMSNorm weights
+  const void* embed = nullptr;
+  const void* norm = nullptr;
+  const void* output = nullptr;  // == embed when tied
+  std::vector<LlamaLayerWeights> layers;
+};
+
+struct LlamaForwardParams {
+  // Host arrays.
+  const int32_t* tokens = nullptr;     // [n]
+  const int32_t* positions = nullptr;  // [n]
+  int64_t n = 0;
+  int32_t batch = 0;
+  const int32_t* qo_indptr = nullptr;      // [batch + 1]
+  const int32_t* kv_start = nullptr;       // [batch]
+  const int32_t* kv_len_before = nullptr;  // [batch]
+  MaskMode mask = MaskMode::kCausal;       // kCausal or kTree
+  const int32_t* tree_parents = nullptr;   // [n] for kTree
+  // Cache (device memory for CUDA).
+  void* k_cache = nullptr;
+  void* v_cache = nullptr;
+  DType cache_dtype = DType::kF32;
+  int64_t capacity = 0;
+  // Outputs.
+  const int32_t* logit_rows = nullptr;  // host [n_logit_rows], indices into the n tokens
+  int64_t n_logit_rows = 0;
+  float* logits = nullptr;  // [n_logit_rows, vocab] f32 (device memory for CUDA)
+  float* hidden = nullptr;  // optional [n_logit_rows, dim] f32: the final-normed hidden states
+};
+
+// Checks a forward call against the model (indices, capacity, token ids).
+Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p);
+
+namespace cpu {
+Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p);
+}  // namespace cpu
+namespace cuda {
+Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p);
+}  // namespace cuda
+
+}  // namespace canopy

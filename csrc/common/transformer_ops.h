@@ -1,0 +1,49 @@
+// Op family: the elementwise and row-wise pieces of a Llama block, on f32 activations.
+//
+//   RmsNorm   y[n][i] = x[n][i] / sqrt(mean_i(x[n][i]^2) + eps) * w[i]         w: f32/f16/bf16
+//   Rope      rotates pairs of each head's dims of q [rows, nq, D] and k [rows, nk, D] in place
+//             by angle pos[n] * inv_freq[j], inv_freq[j] = theta^(-2j/D) (optionally Llama-3 scaled):
+//               (a, b) -> (a cos - b sin, a sin + b cos)
+//             pairs are (2j, 2j+1) for kInterleaved and (j, j + D/2) for kHalf.
+//   SwiGlu    h[n][i] = silu(g[n][i]) * u[n][i],  silu(z) = z / (1 + exp(-z))
+//   Embed     x[n][:] = table[token[n]][:]                                        table: f32/f16/bf16
+//   AddBias   y[n][:] += b[:]
+//   Argmax    best[n] = argmax_v logits[n][v], ties to the lowest id
+#pragma once
+
+#include <cstdint>
+
+#include "dtype.h"
+#include "status.h"
+
+namespace canopy {
+
+enum class RopeLayout : int32_t { kInterleaved = 0, kHalf = 1 };
+
+struct RopeParams {
+  float* q = nullptr;
+  float* k = nullptr;
+  const int32_t* positions = nullptr;  // [rows]
+  const float* inv_freq = nullptr;     // [D/2] (CUDA: device pointer)
+  int64_t rows = 0;
+  int32_t nq = 0, nk = 0, head_dim = 0;
+  RopeLayout layout = RopeLayout::kInterleaved;
+};
+
+namespace cpu {
+Status RmsNorm(const float* x, const void* w, DType w_dtype, float eps, float* y, int64_t rows, int64_t dim);
+Status Rope(const RopeParams& p);
+Status SwiGlu(const float* g, const float* u, float* h, int64_t n);
+Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype, int64_t vocab, int64_t dim, float* x);
+Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best);
+}  // namespace cpu
+
+namespace cuda {
+Status RmsNorm(const float* x, const void* w, DType w_dtype, float eps, float* y, int64_t rows, int64_t dim);
+Status Rope(const RopeParams& p);
+Status SwiGlu(const float* g, const float* u, float* h, int64_t n);
+Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype, int64_t vocab, int64_t dim, float* x);
+Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best);
+}  // namespace cuda
+
+}  // namespace canopy

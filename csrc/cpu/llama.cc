@@ -1,0 +1,165 @@
+// CPU Llama forward (csrc/common/llama.h): one call runs every layer; the ops
+// are threaded internally.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "../common/attention.h"
+#include "../common/linear.h"
+#include "../common/llama.h"
+#include "thread_pool.h"
+
+namespace canopy {
+
+Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
+  auto bad = [](const std::string& s) { return Status::InvalidArgument("forward: " + s); };
+  if (p.n < 0 || p.batch < 0) return bad("negative sizes");
+  if (p.qo_indptr == nullptr || p.kv_start == nullptr || p.kv_len_before == nullptr) return bad("missing batch layout");
+  if (p.qo_indptr[0] != 0 || p.qo_indptr[p.batch] != p.n) return bad("qoIndptr must run from 0 to the number of tokens");
+  for (int b = 0; b < p.batch; ++b) {
+    const int64_t q = p.qo_indptr[b + 1] - p.qo_indptr[b];
+    if (q < 0) return bad("qoIndptr must be non-decreasing");
+    if (p.kv_start[b] < 0 || p.kv_len_before[b] < 0) return bad("kvStart and kvLen must be >= 0");
+    if (p.kv_start[b] + p.kv_len_before[b] + q > p.capacity) {
+      return bad("sequence " + std::to_string(b) + " needs cache rows up to " +
+                 std::to_string(p.kv_start[b] + p.kv_len_before[b] + q) + " but the cache holds " +
+                 std::to_string(p.capacity) + " rows");
+    }
+  }
+  for (int64_t i = 0; i < p.n; ++i) {
+    if (p.tokens[i] < 0 || p.tokens[i] >= m.vocab) {
+      return bad("token " + std::to_string(p.tokens[i]) + " at index " + std::to_string(i) + " is outside the vocabulary [0, " +
+                 std::to_string(m.vocab) + ")");
+    }
+    if (p.positions[i] < 0) return bad("positions must be >= 0");
+  }
+  for (int64_t r = 0; r < p.n_logit_rows; ++r) {
+    if (p.logit_rows[r] < 0 || p.logit_rows[r] >= p.n) return bad("logit row " + std::to_string(p.logit_rows[r]) + " is not a token of this step");
+  }
+  if (p.mask != MaskMode::kCausal && p.mask != MaskMode::kTree) return bad("mask must be causal or tree");
+  if (p.mask == MaskMode::kTree && p.tree_parents == nullptr) return bad("tree mask needs parents");
+  if (!IsFloatDType(p.cache_dtype)) return bad("cache dtype must be f32, f16 or bf16");
+  return Status::Ok();
+}
+
+namespace cpu {
+namespace {
+
+Status Linear(const float* x, const void* w, DType dt, const float* bias, float* y, int64_t rows, int64_t in, int64_t out,
+              bool accumulate) {
+  LinearParams lp;
+  lp.x = x;
+  lp.w = w;
+  lp.w_dtype = dt;
+  lp.bias = bias;
+  lp.y = y;
+  lp.rows = rows;
+  lp.in = in;
+  lp.out = out;
+  lp.accumulate = accumulate;
+  return cpu::Linear(lp);
+}
+
+}  // namespace
+
+Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
+  CANOPY_RETURN_IF_ERROR(CheckLlamaForward(m, p));
+  const int64_t n = p.n, dim = m.dim, D = m.head_dim;
+  const int64_t qdim = static_cast<int64_t>(m.n_heads) * D, kvdim = static_cast<int64_t>(m.n_kv_heads) * D;
+  std::vector<float> x(n * dim), h(n * dim), q(n * qdim), k(n * kvdim), v(n * kvdim), att(n * qdim),
+      g(n * m.hidden_dim), u(n * m.hidden_dim);
+  CANOPY_RETURN_IF_ERROR(Embed(p.tokens, n, m.embed, m.weight_dtype, m.vocab, dim, x.data()));
+
+  // Attention layout over the cache: sequence b reads kv_len_before[b] + its new tokens.
+  std::vector<int32_t> kv_indptr(p.batch + 1), kv_lens(p.batch);
+  for (int b = 0; b < p.batch; ++b) {
+    kv_indptr[b] = p.kv_start[b];
+    kv_lens[b] = p.kv_len_before[b] + (p.qo_indptr[b + 1] - p.qo_indptr[b]);
+  }
+  kv_indptr[p.batch] = p.batch ? kv_indptr[p.batch - 1] + kv_lens[p.batch - 1] : 0;  // unused with kv_lens
+  const int64_t layer_elems = p.capacity * kvdim;
+  const int esize = DTypeSize(p.cache_dtype);
+
+  for (int32_t l = 0; l < m.n_layers && n > 0; ++l) {
+    const LlamaLayerWeights& w = m.layers[l];
+    CANOPY_RETURN_IF_ERROR(RmsNorm(x.data(), w.attn_norm, m.norm_dtype, m.norm_eps, h.data(), n, dim));
+    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wq, m.weight_dtype, w.bq, q.data(), n, dim, qdim, false));
+    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wk, m.weight_dtype, w.bk, k.data(), n, dim, kvdim, false));
+    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wv, m.weight_dtype, w.bv, v.data(), n, dim, kvdim, false));
+    RopeParams rp;
+    rp.q = q.data();
+    rp.k = k.data();
+    rp.positions = p.positions;
+    rp.inv_freq = m.inv_freq.data();
+    rp.rows = n;
+    rp.nq = m.n_heads;
+    rp.nk = m.n_kv_heads;
+    rp.head_dim = m.head_dim;
+    rp.layout = m.rope_layout;
+    CANOPY_RETURN_IF_ERROR(Rope(rp));
+    // Append this step's keys and values to each sequence's cache region.
+    char* kc = static_cast<char*>(p.k_cache) + l * layer_elems * esize;
+    char* vc = static_cast<char*>(p.v_cache) + l * layer_elems * esize;
+    for (int b = 0; b < p.batch; ++b) {
+      for (int32_t t = p.qo_indptr[b]; t < p.qo_indptr[b + 1]; ++t) {
+        const int64_t row = p.kv_start[b] + p.kv_len_before[b] + (t - p.qo_indptr[b]);
+        for (int64_t i = 0; i < kvdim; ++i) {
+          StoreFromF32(kc, p.cache_dtype, row * kvdim + i, k[t * kvdim + i]);
+          StoreFromF32(vc, p.cache_dtype, row * kvdim + i, v[t * kvdim + i]);
+        }
+      }
+    }
+    AttentionParams ap;
+    // q is f32; the cache may be 16-bit: attention takes one dtype, so round q to the cache
+    // dtype (the attention kernels widen back and accumulate in f32).
+    std::vector<uint16_t> q16;
+    if (p.cache_dtype == DType::kF32) {
+      ap.q = q.data();
+      ap.o = att.data();
+    } else {
+      q16.resize(q.size());
+      for (size_t i = 0; i < q.size(); ++i) StoreFromF32(q16.data(), p.cache_dtype, static_cast<int64_t>(i), q[i]);
+      ap.q = q16.data();
+    }
+    std::vector<uint16_t> o16(p.cache_dtype == DType::kF32 ? 0 : q.size());
+    if (p.cache_dtype != DType::kF32) ap.o = o16.data();
+    ap.k = kc;
+    ap.v = vc;
+    ap.dtype = p.cache_dtype;
+    ap.batch_size = p.batch;
+    ap.num_qo_heads = m.n_heads;
+    ap.num_kv_heads = m.n_kv_heads;
+    ap.head_dim = m.head_dim;
+    ap.total_q = n;
+    ap.kv_rows = p.capacity;
+    ap.qo_indptr = p.qo_indptr;
+    ap.kv_indptr = kv_indptr.data();
+    ap.kv_lens = kv_lens.data();
+    ap.mask = p.mask;
+    ap.scale = 1.f / std::sqrt(static_cast<float>(D));
+    ap.tree_parents = p.tree_parents;
+    CANOPY_RETURN_IF_ERROR(Attention(ap));
+    if (p.cache_dtype != DType::kF32) {
+      for (size_t i = 0; i < att.size(); ++i) att[i] = LoadAsF32(o16.data(), p.cache_dtype, static_cast<int64_t>(i));
+    }
+    CANOPY_RETURN_IF_ERROR(Linear(att.data(), w.wo, m.weight_dtype, nullptr, x.data(), n, qdim, dim, true));
+    CANOPY_RETURN_IF_ERROR(RmsNorm(x.data(), w.ffn_norm, m.norm_dtype, m.norm_eps, h.data(), n, dim));
+    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.w1, m.weight_dtype, nullptr, g.data(), n, dim, m.hidden_dim, false));
+    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.w3, m.weight_dtype, nullptr, u.data(), n, dim, m.hidden_dim, false));
+    CANOPY_RETURN_IF_ERROR(SwiGlu(g.data(), u.data(), g.data(), n * m.hidden_dim));
+    CANOPY_RETURN_IF_ERROR(Linear(g.data(), w.w2, m.weight_dtype, nullptr, x.data(), n, m.hidden_dim, dim, true));
+  }
+
+  // Final norm and the output head on the requested rows only.
+  const int64_t r = p.n_logit_rows;
+  if (r == 0) return Status::Ok();
+  std::vector<float> sel(r * dim), normed(r * dim);
+  for (int64_t i = 0; i < r; ++i) std::copy_n(x.data() + p.logit_rows[i] * dim, dim, sel.data() + i * dim);
+  CANOPY_RETURN_IF_ERROR(RmsNorm(sel.data(), m.norm, m.norm_dtype, m.norm_eps, normed.data(), r, dim));
+  if (p.hidden) std::copy(normed.begin(), normed.end(), p.hidden);
+  return Linear(normed.data(), m.output, m.weight_dtype, nullptr, p.logits, r, dim, m.vocab, false);
+}
+
+}  // namespace cpu
+}  // namespace canopy

@@ -1,0 +1,134 @@
+// CUDA row-wise Llama block ops (csrc/common/transformer_ops.h), straightforward
+// kernels: one block per row for reductions, one thread per element otherwise.
+// Launchers are asynchronous on the default stream; the forward pass synchronises.
+#include <cuda_runtime.h>
+
+#include "../common/transformer_ops.h"
+#include "check.cuh"
+
+namespace canopy {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ float BlockSum(float v, float* shared) {
+  for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.f;
+  if (warp == 0)
+    for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
+  if (threadIdx.x == 0) shared[0] = v;
+  __syncthreads();
+  const float total = shared[0];
+  __syncthreads();
+  return total;
+}
+
+__global__ void RmsNormKernel(const float* x, const void* w, DType wt, float eps, float* y, int64_t dim) {
+  __shared__ float shared[32];
+  const float* xr = x + blockIdx.x * dim;
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
+  ss = BlockSum(ss, shared);
+  const float inv = rsqrtf(ss / dim + eps);
+  float* yr = y + blockIdx.x * dim;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * inv * LoadAsF32(w, wt, i);
+}
+
+__global__ void RopeKernel(RopeParams p) {
+  const int half = p.head_dim / 2;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int heads = p.nq + p.nk;
+  if (idx >= p.rows * heads * half) return;
+  const int j = static_cast<int>(idx % half);
+  const int h = static_cast<int>((idx / half) % heads);
+  const int64_t n = idx / (static_cast<int64_t>(half) * heads);
+  float* v = h < p.nq ? p.q + (n * p.nq + h) * p.head_dim : p.k + (n * p.nk + (h - p.nq)) * p.head_dim;
+  const double angle = static_cast<double>(p.positions[n]) * p.inv_freq[j];
+  const float c = static_cast<float>(cos(angle)), s = static_cast<float>(sin(angle));
+  const int i0 = p.layout == RopeLayout::kInterleaved ? 2 * j : j;
+  const int i1 = p.layout == RopeLayout::kInterleaved ? 2 * j + 1 : j + half;
+  const float a = v[i0], b = v[i1];
+  v[i0] = a * c - b * s;
+  v[i1] = a * s + b * c;
+}
+
+__global__ void SwiGluKernel(const float* g, const float* u, float* h, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) h[i] = g[i] / (1.f + expf(-g[i])) * u[i];
+}
+
+__global__ void EmbedKernel(const int32_t* tokens, const void* table, DType dt, int64_t dim, float* x) {
+  const int64_t n = blockIdx.x;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) x[n * dim + i] = LoadAsF32(table, dt, tokens[n] * dim + i);
+}
+
+__global__ void ArgmaxKernel(const float* logits, int64_t vocab, int32_t* best) {
+  __shared__ float sv[kThreads];
+  __shared__ int32_t si[kThreads];
+  const float* l = logits + blockIdx.x * vocab;
+  float bv = -INFINITY;
+  int32_t bi = 0x7fffffff;
+  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
+    if (l[v] > bv) {  // strided scan: first index wins ties within a thread
+      bv = l[v];
+      bi = static_cast<int32_t>(v);
+    }
+  }
+  sv[threadIdx.x] = bv;
+  si[threadIdx.x] = bi;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) {
+      const float ov = sv[threadIdx.x + s];
+      const int32_t oi = si[threadIdx.x + s];
+      if (ov > sv[threadIdx.x] || (ov == sv[threadIdx.x] && oi < si[threadIdx.x])) {
+        sv[threadIdx.x] = ov;
+        si[threadIdx.x] = oi;
+      }
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) best[blockIdx.x] = si[0] == 0x7fffffff ? 0 : si[0];
+}
+
+unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+Status RmsNorm(const float* x, const void* w, DType w_dtype, float eps, float* y, int64_t rows, int64_t dim) {
+  if (rows == 0) return Status::Ok();
+  RmsNormKernel<<<static_cast<unsigned>(rows), kThreads>>>(x, w, w_dtype, eps, y, dim);
+  return FromCudaError(cudaGetLastError(), "RmsNormKernel launch");
+}
+
+Status Rope(const RopeParams& p) {
+  const int64_t n = p.rows * (p.nq + p.nk) * (p.head_dim / 2);
+  if (n == 0) return Status::Ok();
+  RopeKernel<<<Blocks(n), kThreads>>>(p);
+  return FromCudaError(cudaGetLastError(), "RopeKernel launch");
+}
+
+Status SwiGlu(const float* g, const float* u, float* h, int64_t n) {
+  if (n == 0) return Status::Ok();
+  SwiGluKernel<<<Blocks(n), kThreads>>>(g, u, h, n);
+  return FromCudaError(cudaGetLastError(), "SwiGluKernel launch");
+}
+
+Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype, int64_t, int64_t dim, float* x) {
+  if (rows == 0) return Status::Ok();
+  EmbedKernel<<<static_cast<unsigned>(rows), kThreads>>>(tokens, table, dtype, dim, x);
+  return FromCudaError(cudaGetLastError(), "EmbedKernel launch");
+}
+
+Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best) {
+  if (rows == 0) return Status::Ok();
+  ArgmaxKernel<<<static_cast<unsigned>(rows), kThreads>>>(logits, vocab, best);
+  return FromCudaError(cudaGetLastError(), "ArgmaxKernel launch");
+}
+
+}  // namespace cuda
+}  // namespace canopy

@@ -1,0 +1,293 @@
+// Native Llama-family models (csrc/common/llama.h).
+//
+//   createModel({ config, weights }) -> NativeModel
+//     config:  { dim, hiddenDim, vocab, nLayers, nHeads, nKvHeads, headDim, normEps, ropeLayout (0 interleaved,
+//                1 half), invFreq: Float32Array [headDim/2] }
+//     weights: { embed, norm, output?, layers: [{ attnNorm, wq, wk, wv, wo, bq?, bk?, bv?, ffnNorm, w1, w2, w3 }] }
+//              tensor descriptors, all on one device; the model keeps them alive until dispose().
+//   model.forward({ tokens, positions, qoIndptr, kvStart, kvLenBefore: Int32Array, mask: 1 causal | 2 tree,
+//                   parents?, k, v (cache [layers, capacity, nKvHeads, headDim]), logitRows: Int32Array,
+//                   logits [rows, vocab] f32, hidden? [rows, dim] f32 }) -> Promise<void>
+//   model.dispose()
+#include <napi.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../common/llama.h"
+#include "../common/runtime.h"
+#include "async_work.h"
+#include "bindings.h"
+#include "errors.h"
+#include "tensor_arg.h"
+
+namespace canopy {
+namespace napi {
+namespace {
+
+int64_t GetInt(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi) {
+  const double v = ParseNumber(env, o.Get(key), std::string("config.") + key, std::nan(""));
+  if (!(v >= lo && v <= hi) || v != std::floor(v)) {
+    throw ArgumentError(env, std::string("config.") + key + " must be an integer in [" + std::to_string(lo) + ", " +
+                                 std::to_string(hi) + "]");
+  }
+  return static_cast<int64_t>(v);
+}
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod<&NativeModel::Forward>("forward"), InstanceMethod<&NativeModel::Dispose>("dispose")});
+  }
+
+  explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    Napi::Env env = info.Env();
+    try {
+      Build(env, info[0]);
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw StatusToError(env, Status::Internal(std::string("createModel: ") + e.what()));
+    }
+  }
+
+ private:
+  // Parses one weight tensor: checks its shape and device, records it to keep it alive.
+  const void* Weight(Napi::Env env, Napi::Object o, const std::string& key, const std::string& name,
+                     std::initializer_list<int64_t> shape, bool is_matrix, bool optional = false) {
+    Napi::Value v = o.Get(key);
+    if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
+    TensorArg t = ParseTensorArg(env, v, name);
+    bool ok = t.view.ndim == static_cast<int>(shape.size());
+    int i = 0;
+    for (int64_t d : shape) ok = ok && t.view.shape[i++] == d;
+    if (!ok) {
+      std::string want = "[", got = "[";
+      i = 0;
+      for (int64_t d : shape) want += (i++ ? ", " : "") + std::to_string(d);
+      for (int j = 0; j < t.view.ndim; ++j) got += (j ? ", " : "") + std::to_string(t.view.shape[j]);
+      throw ArgumentError(env, name + " must have shape " + want + "]; received " + got + "]");
+    }
+    if (weights_.empty()) {
+      device_ = t.view.device;
+    } else if (t.view.device.kind != device_.kind || t.view.device.index != device_.index) {
+      throw ArgumentError(env, name + " is on another device than the other weights");
+    }
+    const bool bias = !is_matrix && key.size() == 2 && key[0] == 'b';
+    if (is_matrix) {
+      if (!have_weight_dtype_) {
+        desc_.weight_dtype = t.view.dtype;
+        have_weight_dtype_ = true;
+      } else if (t.view.dtype != desc_.weight_dtype) {
+        throw ArgumentError(env, name + " must have the dtype of the other matrices (" + DTypeName(desc_.weight_dtype) + ")");
+      }
+    } else if (bias) {
+      if (t.view.dtype != DType::kF32) throw ArgumentError(env, name + " must be f32");
+    } else {
+      if (!have_norm_dtype_) {
+        desc_.norm_dtype = t.view.dtype;
+        have_norm_dtype_ = true;
+      } else if (t.view.dtype != desc_.norm_dtype) {
+        throw ArgumentError(env, name + " must have the dtype of the other norm weights");
+      }
+    }
+    if (!IsFloatDType(t.view.dtype)) throw ArgumentError(env, name + " must be f32, f16 or bf16");
+    weights_.push_back(t);
+    if (t.device_buffer) t.device_buffer->Acquire();  // freed only after dispose()
+    return t.view.data;
+  }
+
+  void Build(Napi::Env env, Napi::Value arg) {
+    if (!arg.IsObject()) throw ArgumentError(env, "createModel: expected {config, weights}");
+    Napi::Object root = arg.As<Napi::Object>();
+    if (!root.Get("config").IsObject() || !root.Get("weights").IsObject()) throw ArgumentError(env, "createModel: expected {config, weights}");
+    Napi::Object c = root.Get("config").As<Napi::Object>();
+    Napi::Object w = root.Get("weights").As<Napi::Object>();
+    LlamaModelDesc& m = desc_;
+    m.dim = GetInt(env, c, "dim", 1, 1 << 16);
+    m.hidden_dim = GetInt(env, c, "hiddenDim", 1, 1 << 18);
+    m.vocab = GetInt(env, c, "vocab", 1, 1 << 24);
+    m.n_layers = static_cast<int32_t>(GetInt(env, c, "nLayers", 1, 1024));
+    m.n_heads = static_cast<int32_t>(GetInt(env, c, "nHeads", 1, 1024));
+    m.n_kv_heads = static_cast<int32_t>(GetInt(env, c, "nKvHeads", 1, 1024));
+    m.head_dim = static_cast<int32_t>(GetInt(env, c, "headDim", 2, 256));
+    if (m.n_heads % m.n_kv_heads != 0) throw ArgumentError(env, "config.nHeads must be a multiple of config.nKvHeads");
+    if (m.head_dim % 2 != 0) throw ArgumentError(env, "config.headDim must be even (rotary pairs)");
+    m.norm_eps = static_cast<float>(ParseNumber(env, c.Get("normEps"), "config.normEps", 1e-5));
+    const int64_t layout = GetInt(env, c, "ropeLayout", 0, 1);
+    m.rope_layout = layout == 0 ? RopeLayout::kInterleaved : RopeLayout::kHalf;
+    Napi::Value inv = c.Get("invFreq");
+    if (!inv.IsTypedArray() || inv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+        inv.As<Napi::Float32Array>().ElementLength() != static_cast<size_t>(m.head_dim / 2)) {
+      throw ArgumentError(env, "config.invFreq must be a Float32Array of headDim / 2 entries");
+    }
+    Napi::Float32Array invf = inv.As<Napi::Float32Array>();
+    m.inv_freq.assign(invf.Data(), invf.Data() + invf.ElementLength());
+
+    const int64_t qdim = static_cast<int64_t>(m.n_heads) * m.head_dim, kvdim = static_cast<int64_t>(m.n_kv_heads) * m.head_dim;
+    m.embed = Weight(env, w, "embed", "weights.embed", {m.vocab, m.dim}, true);
+    m.norm = Weight(env, w, "norm", "weights.norm", {m.dim}, false);
+    m.output = Weight(env, w, "output", "weights.output", {m.vocab, m.dim}, true, true);
+    if (m.output == nullptr) m.output = m.embed;  // tied embeddings
+    Napi::Value lv = w.Get("layers");
+    if (!lv.IsArray() || lv.As<Napi::Array>().Length() != static_cast<uint32_t>(m.n_layers)) {
+      throw ArgumentError(env, "weights.layers must be an array of nLayers entries");
+    }
+    Napi::Array layers = lv.As<Napi::Array>();
+    for (int32_t l = 0; l < m.n_layers; ++l) {
+      if (!layers.Get(l).IsObject()) throw ArgumentError(env, "weights.layers[" + std::to_string(l) + "] must be an object");
+      Napi::Object lo = layers.Get(l).As<Napi::Object>();
+      const std::string pre = "weights.layers[" + std::to_string(l) + "].";
+      LlamaLayerWeights lw;
+      lw.attn_norm = Weight(env, lo, "attnNorm", pre + "attnNorm", {m.dim}, false);
+      lw.wq = Weight(env, lo, "wq", pre + "wq", {qdim, m.dim}, true);
+      lw.wk = Weight(env, lo, "wk", pre + "wk", {kvdim, m.dim}, true);
+      lw.wv = Weight(env, lo, "wv", pre + "wv", {kvdim, m.dim}, true);
+      lw.wo = Weight(env, lo, "wo", pre + "wo", {m.dim, qdim}, true);
+      lw.bq = static_cast<const float*>(Weight(env, lo, "bq", pre + "bq", {qdim}, false, true));
+      lw.bk = static_cast<const float*>(Weight(env, lo, "bk", pre + "bk", {kvdim}, false, true));
+      lw.bv = static_cast<const float*>(Weight(env, lo, "bv", pre + "bv", {kvdim}, false, true));
+      lw.ffn_norm = Weight(env, lo, "ffnNorm", pre + "ffnNorm", {m.dim}, false);
+      lw.w1 = Weight(env, lo, "w1", pre + "w1", {m.hidden_dim, m.dim}, true);
+      lw.w2 = Weight(env, lo, "w2", pre + "w2", {m.dim, m.hidden_dim}, true);
+      lw.w3 = Weight(env, lo, "w3", pre + "w3", {m.hidden_dim, m.dim}, true);
+      m.layers.push_back(lw);
+    }
+  }
+
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    return Guard(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      Napi::Env env = info.Env();
+      if (disposed_) throw StatusToError(env, Status::InvalidArgument("forward: the model was disposed"));
+      if (!info[0].IsObject()) throw ArgumentError(env, "forward: expected an options object");
+      Napi::Object o = info[0].As<Napi::Object>();
+      struct Host {
+        std::vector<int32_t> tokens, positions, qo, kv_start, kv_len, parents, rows;
+      };
+      auto h = std::make_shared<Host>();
+      h->tokens = ParseInt32Array(env, o.Get("tokens"), "tokens");
+      h->positions = ParseInt32Array(env, o.Get("positions"), "positions");
+      h->qo = ParseInt32Array(env, o.Get("qoIndptr"), "qoIndptr");
+      h->kv_start = ParseInt32Array(env, o.Get("kvStart"), "kvStart");
+      h->kv_len = ParseInt32Array(env, o.Get("kvLenBefore"), "kvLenBefore");
+      h->rows = ParseInt32Array(env, o.Get("logitRows"), "logitRows");
+      const double mask = ParseNumber(env, o.Get("mask"), "mask", 1);
+      if (mask != 1 && mask != 2) throw ArgumentError(env, "mask must be 1 (causal) or 2 (tree)");
+      if (mask == 2) h->parents = ParseInt32Array(env, o.Get("parents"), "parents");
+      if (h->positions.size() != h->tokens.size()) throw ArgumentError(env, "positions must have one entry per token");
+      if (h->qo.empty() || h->kv_start.size() + 1 != h->qo.size() || h->kv_len.size() + 1 != h->qo.size()) {
+        throw ArgumentError(env, "qoIndptr must have batch + 1 entries and kvStart, kvLenBefore batch entries");
+      }
+      if (mask == 2 && h->parents.size() != h->tokens.size()) throw ArgumentError(env, "parents must have one entry per token");
+      TensorArg k = ParseTensorArg(env, o.Get("k"), "k"), v = ParseTensorArg(env, o.Get("v"), "v");
+      TensorArg logits = ParseTensorArg(env, o.Get("logits"), "logits");
+      const LlamaModelDesc& m = desc_;
+      for (const TensorArg* t : {&k, &v}) {
+        const TensorView& c = t->view;
+        if (c.ndim != 4 || c.shape[0] != m.n_layers || c.shape[2] != m.n_kv_heads || c.shape[3] != m.head_dim) {
+          throw ArgumentError(env, "k and v must have shape [nLayers, capacity, nKvHeads, headDim]");
+        }
+      }
+      if (v.view.shape[1] != k.view.shape[1] || v.view.dtype != k.view.dtype) throw ArgumentError(env, "k and v must match");
+      if (logits.view.dtype != DType::kF32 || logits.view.ndim != 2 || logits.view.shape[0] != static_cast<int64_t>(h->rows.size()) ||
+          logits.view.shape[1] != m.vocab) {
+        throw ArgumentError(env, "logits must be f32 [logitRows.length, vocab]");
+      }
+      std::vector<TensorArg> args = {k, v, logits};
+      float* hidden = nullptr;
+      if (!o.Get("hidden").IsUndefined() && !o.Get("hidden").IsNull()) {
+        TensorArg hd = ParseTensorArg(env, o.Get("hidden"), "hidden");
+        if (hd.view.dtype != DType::kF32 || hd.view.ndim != 2 || hd.view.shape[0] != static_cast<int64_t>(h->rows.size()) ||
+            hd.view.shape[1] != m.dim) {
+          throw ArgumentError(env, "hidden must be f32 [logitRows.length, dim]");
+        }
+        hidden = static_cast<float*>(hd.view.data);
+        args.push_back(hd);
+      }
+      for (const TensorArg& t : args) {
+        if (t.view.device.kind != device_.kind || t.view.device.index != device_.index) {
+          throw ArgumentError(env, "the cache, logits and hidden tensors must be on the model's device");
+        }
+      }
+      auto p = std::make_shared<LlamaForwardParams>();
+      p->tokens = h->tokens.data();
+      p->positions = h->positions.data();
+      p->n = static_cast<int64_t>(h->tokens.size());
+      p->batch = static_cast<int32_t>(h->qo.size() - 1);
+      p->qo_indptr = h->qo.data();
+      p->kv_start = h->kv_start.data();
+      p->kv_len_before = h->kv_len.data();
+      p->mask = mask == 2 ? MaskMode::kTree : MaskMode::kCausal;
+      p->tree_parents = mask == 2 ? h->parents.data() : nullptr;
+      p->k_cache = k.view.data;
+      p->v_cache = v.view.data;
+      p->cache_dtype = k.view.dtype;
+      p->capacity = k.view.shape[1];
+      p->logit_rows = h->rows.data();
+      p->n_logit_rows = static_cast<int64_t>(h->rows.size());
+      p->logits = static_cast<float*>(logits.view.data);
+      p->hidden = hidden;
+      ThrowIfError(env, CheckLlamaForward(m, *p));
+      const bool cuda = device_.kind == DeviceKind::kCuda;
+      const int dev = device_.index;
+      // The model's own weights must outlive the call: hold a reference to this object.
+      auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Value()));
+      args.push_back(TensorArg{});
+      args.back().keep_alive = self;
+      const LlamaModelDesc* desc = &desc_;
+      ++busy_;
+      return RunAsync(env, [desc, p, h, cuda, dev]() -> Status {
+        Status s;
+        if (cuda) {
+          s = cuda::SetDevice(dev);
+          if (s.ok()) s = cuda::LlamaForward(*desc, *p);
+        } else {
+          s = cpu::LlamaForward(*desc, *p);
+        }
+        return s;
+      }, std::move(args), [this]() {
+        if (--busy_ == 0 && dispose_requested_) ReleaseWeights();
+      });
+    });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    dispose_requested_ = true;
+    disposed_ = true;
+    if (busy_ == 0) ReleaseWeights();
+    return info.Env().Undefined();
+  }
+
+  void ReleaseWeights() {
+    for (TensorArg& t : weights_) {
+      if (t.device_buffer) t.device_buffer->Release();
+      t.device_buffer = nullptr;
+    }
+    weights_.clear();
+  }
+
+  ~NativeModel() override {
+    for (TensorArg& t : weights_) {
+      if (t.device_buffer) t.device_buffer->Release();
+    }
+  }
+
+  LlamaModelDesc desc_;
+  Device device_;
+  bool have_weight_dtype_ = false, have_norm_dtype_ = false;
+  std::vector<TensorArg> weights_;
+  int busy_ = 0;
+  bool disposed_ = false, dispose_requested_ = false;
+};
+
+}  // namespace
+
+void RegisterModelBindings(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeModel", NativeModel::Init(env));
+}
+
+}  // namespace napi
+}  // namespace canopy
