@@ -43,6 +43,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                        {InstanceMethod<&NativeModel::Forward>("forward"), InstanceMethod<&NativeModel::Dispose>("dispose")});
   }
 
+  ~NativeModel() override {
+    for (TensorArg& t : weights_) {
+      if (t.device_buffer) t.device_buffer->Release();
+    }
+  }
+
   explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
     Napi::Env env = info.Env();
     try {
@@ -267,12 +273,6 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       t.device_buffer = nullptr;
     }
     weights_.clear();
-  }
-
-  ~NativeModel() override {
-    for (TensorArg& t : weights_) {
-      if (t.device_buffer) t.device_buffer->Release();
-    }
   }
 
   LlamaModelDesc desc_;
