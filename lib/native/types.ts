@@ -66,8 +66,61 @@ export interface NativeCudaInfo {
   devices: NativeCudaDevice[];
 }
 
+/** A Llama-family model held natively (csrc/napi/model_bindings.cc). */
+export interface NativeModelHandle {
+  forward(args: {
+    tokens: Int32Array;
+    positions: Int32Array;
+    qoIndptr: Int32Array;
+    kvStart: Int32Array;
+    kvLenBefore: Int32Array;
+    /** 1 causal, 2 tree */
+    mask: number;
+    parents?: Int32Array;
+    k: TensorDescriptor;
+    v: TensorDescriptor;
+    logitRows: Int32Array;
+    logits: TensorDescriptor;
+    hidden?: TensorDescriptor;
+  }): Promise<void>;
+  dispose(): void;
+}
+
+export interface NativeModelConfig {
+  dim: number;
+  hiddenDim: number;
+  vocab: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  normEps: number;
+  /** 0 interleaved pairs, 1 half split */
+  ropeLayout: number;
+  invFreq: Float32Array;
+}
+
+export interface NativeLayerWeights {
+  attnNorm: TensorDescriptor;
+  wq: TensorDescriptor;
+  wk: TensorDescriptor;
+  wv: TensorDescriptor;
+  wo: TensorDescriptor;
+  bq?: TensorDescriptor;
+  bk?: TensorDescriptor;
+  bv?: TensorDescriptor;
+  ffnNorm: TensorDescriptor;
+  w1: TensorDescriptor;
+  w2: TensorDescriptor;
+  w3: TensorDescriptor;
+}
+
 export interface NativeAddon {
   DeviceBuffer: NativeDeviceBufferConstructor;
+  NativeModel: new (desc: {
+    config: NativeModelConfig;
+    weights: { embed: TensorDescriptor; norm: TensorDescriptor; output?: TensorDescriptor; layers: NativeLayerWeights[] };
+  }) => NativeModelHandle;
   buildInfo(): NativeBuildInfo;
   cpuInfo(): NativeCpuInfo;
   cudaInfo(): NativeCudaInfo;

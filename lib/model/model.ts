@@ -1,0 +1,255 @@
+/**
+ * Model: a Llama-family model whose forward pass is ONE native call per step
+ * (all layers, off the JavaScript thread), on the CPU or a CUDA device.
+ *
+ * Weight storage (whatever the file holds): CPU keeps f32 / f16 / bf16 weights as they are
+ * (memory-mapped, no copy) unless `dtype` asks for a conversion; CUDA uploads them and
+ * converts to `dtype` (default f16). Conversions round to nearest even. Biases and the
+ * attention/RMSNorm math stay f32.
+ */
+
+import { ArgumentError, DisposedError, awaitNative, callNative } from '../errors.js';
+import { type Backend, type Device, selectBackend } from '../native/backend.js';
+import { native } from '../native/loader.js';
+import type { NativeLayerWeights, NativeModelHandle, TensorDescriptor } from '../native/types.js';
+import { Tensor } from '../tensor/tensor.js';
+import type { FloatDType } from '../tensor/dtype.js';
+import { type ModelConfig, expectedShapes, layerTensorNames } from './config.js';
+import { KvCache, type KvCacheOptions } from './kv-cache.js';
+import { ropeInverseFrequencies } from './rope.js';
+
+export interface ModelWeights {
+  config: ModelConfig;
+  tensors: Map<string, Tensor>;
+}
+
+export interface ModelOptions {
+  backend?: Backend | Device;
+  /** Storage dtype of the weights on the device (CPU default: as loaded; CUDA default: f16). */
+  dtype?: FloatDType;
+}
+
+/** One sequence's tokens for a forward step. */
+export interface ForwardSequence {
+  /** Cache sequence index. */
+  sequence: number;
+  tokens: ArrayLike<number>;
+  /**
+   * Tree step: parents of the tokens (local indices, -1 = child of the committed prefix).
+   * The tokens' keys are appended uncommitted; call cache.commit() after verification.
+   */
+  parents?: ArrayLike<number>;
+}
+
+export interface ForwardOptions {
+  /** Which rows get logits: 'last' token of each sequence (default), 'all', or explicit indices. */
+  logits?: 'last' | 'all' | number[];
+  /** Also return the final-normed hidden states of those rows. */
+  hidden?: boolean;
+}
+
+export interface ForwardResult {
+  /** [rows, vocab] f32 on the model's device. */
+  logits: Tensor;
+  /** Token index (into the concatenated step tokens) of each logits row. */
+  rows: number[];
+  hidden?: Tensor;
+}
+
+export class Model {
+  readonly config: ModelConfig;
+  readonly device: Device;
+  readonly fallbackReason: string | undefined;
+  readonly #native: NativeModelHandle;
+  readonly #owned: Tensor[];
+  #disposed = false;
+
+  private constructor(config: ModelConfig, device: Device, handle: NativeModelHandle, owned: Tensor[], fallbackReason?: string) {
+    this.config = config;
+    this.device = device;
+    this.#native = handle;
+    this.#owned = owned;
+    this.fallbackReason = fallbackReason;
+  }
+
+  /** Builds a model from loaded weights (see lib/model/weights.ts), placing them on the backend. */
+  static async fromWeights(weights: ModelWeights, options: ModelOptions = {}): Promise<Model> {
+    const { config, tensors } = weights;
+    const placement = selectBackend(options.backend ?? 'auto', 'backend');
+    const device = placement.device;
+    const dtype = options.dtype ?? (device === 'cpu' ? undefined : 'f16');
+    for (const [name, shape] of expectedShapes(config)) {
+      const t = tensors.get(name);
+      if (!t) throw new ArgumentError(`weights.tensors.get('${name}')`, 'a tensor', undefined);
+      if (t.shape.join() !== shape.join()) throw new ArgumentError(`${name}.shape`, `[${shape.join(', ')}]`, t.shape);
+    }
+    const owned: Tensor[] = [];
+    // Matrices share one dtype natively: `dtype` if given, else the embedding's (a file mixing
+    // matrix dtypes is converted to it).
+    const matrixDtype: FloatDType = dtype ?? (tensors.get('embed')!.dtype as FloatDType);
+    // Places one tensor: matrices in matrixDtype, norms as loaded on the CPU (f32 on CUDA),
+    // biases f32; converted and moved copies are owned (disposed with the model).
+    const place = async (name: string, kind: 'matrix' | 'norm' | 'bias'): Promise<TensorDescriptor> => {
+      let t = tensors.get(name)!;
+      const want: FloatDType = kind === 'bias' ? 'f32' : kind === 'norm' ? (device === 'cpu' ? (t.dtype as FloatDType) : 'f32') : matrixDtype;
+      if (t.dtype !== want) {
+        t = await t.cast(want);
+        owned.push(t);
+      }
+      if (t.device !== device) {
+        t = await t.to(device);
+        owned.push(t);
+      }
+      return t.descriptor(name);
+    };
+    const placeMatrix = (name: string) => place(name, 'matrix');
+    try {
+      const layers: NativeLayerWeights[] = [];
+      for (let i = 0; i < config.nLayers; i++) {
+        const n = layerTensorNames(i);
+        layers.push({
+          attnNorm: await place(n.attnNorm, 'norm'),
+          wq: await placeMatrix(n.wq),
+          wk: await placeMatrix(n.wk),
+          wv: await placeMatrix(n.wv),
+          wo: await placeMatrix(n.wo),
+          ...(config.qkvBias ? { bq: await place(n.bq, 'bias'), bk: await place(n.bk, 'bias'), bv: await place(n.bv, 'bias') } : {}),
+          ffnNorm: await place(n.ffnNorm, 'norm'),
+          w1: await placeMatrix(n.w1),
+          w2: await placeMatrix(n.w2),
+          w3: await placeMatrix(n.w3),
+        });
+      }
+      const embed = await placeMatrix('embed');
+      const norm = await place('norm', 'norm');
+      const output = config.tiedEmbeddings ? undefined : await placeMatrix('output');
+      const addon = native();
+      const handle = callNative(
+        () =>
+          new addon.NativeModel({
+            config: {
+              dim: config.dim,
+              hiddenDim: config.hiddenDim,
+              vocab: config.vocabSize,
+              nLayers: config.nLayers,
+              nHeads: config.nHeads,
+              nKvHeads: config.nKvHeads,
+              headDim: config.headDim,
+              normEps: config.normEps,
+              ropeLayout: config.ropeStyle === 'interleaved' ? 0 : 1,
+              invFreq: ropeInverseFrequencies(config),
+            },
+            weights: { embed, norm, ...(output ? { output } : {}), layers },
+          }),
+      );
+      return new Model(config, device, handle, owned, placement.fallbackReason);
+    } catch (e) {
+      owned.forEach((t) => t.dispose());
+      throw e;
+    }
+  }
+
+  /** A KV cache for this model on its device (f32 by default). */
+  createCache(options: KvCacheOptions = {}): KvCache {
+    if (this.#disposed) throw new DisposedError('Model');
+    return new KvCache(this.config, this.device, options);
+  }
+
+  /**
+   * Runs every layer over the step's tokens (one native call). Causal steps commit the
+   * tokens to the cache; tree steps leave them uncommitted.
+   */
+  async forward(cache: KvCache, step: ForwardSequence[], options: ForwardOptions = {}): Promise<ForwardResult> {
+    if (this.#disposed) throw new DisposedError('Model');
+    if (!(cache instanceof KvCache)) throw new ArgumentError('cache', 'a KvCache from model.createCache()', cache);
+    if (!Array.isArray(step) || step.length === 0) throw new ArgumentError('step', 'a non-empty array of {sequence, tokens}', step);
+    const isTree = step.some((s) => s.parents !== undefined);
+    if (isTree && !step.every((s) => s.parents !== undefined)) {
+      throw new ArgumentError('step', 'either all sequences with parents (a tree step) or none', step);
+    }
+    const sorted = [...step].sort((a, b) => a.sequence - b.sequence);
+    const tokens: number[] = [];
+    const positions: number[] = [];
+    const parents: number[] = [];
+    const qoIndptr = [0];
+    const kvStart: number[] = [];
+    const kvLen: number[] = [];
+    const lastRows: number[] = [];
+    let prevSeq = -1;
+    for (const s of sorted) {
+      if (s.sequence === prevSeq) throw new ArgumentError('step', 'at most one entry per sequence', s.sequence);
+      prevSeq = s.sequence;
+      const len = cache.length(s.sequence);
+      const n = s.tokens.length;
+      if (n === 0) throw new ArgumentError(`step[sequence ${s.sequence}].tokens`, 'at least one token', s.tokens);
+      if (len + n > cache.capacity) {
+        throw new ArgumentError(`step[sequence ${s.sequence}].tokens`, `at most ${cache.capacity - len} tokens (the cache's free rows)`, n);
+      }
+      const depth: number[] = [];
+      for (let t = 0; t < n; t++) {
+        const id = s.tokens[t]!;
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
+          throw new ArgumentError(`step[sequence ${s.sequence}].tokens[${t}]`, `a token id in [0, ${this.config.vocabSize - 1}]`, id);
+        }
+        tokens.push(id);
+        if (isTree) {
+          const p = s.parents![t]!;
+          if (!Number.isInteger(p) || p < -1 || p >= t) {
+            throw new ArgumentError(`step[sequence ${s.sequence}].parents[${t}]`, `-1 or an earlier node (0..${t - 1})`, p);
+          }
+          parents.push(p);
+          depth.push(p < 0 ? 0 : depth[p]! + 1);
+          positions.push(len + depth[t]!);
+        } else {
+          positions.push(len + t);
+        }
+      }
+      qoIndptr.push(tokens.length);
+      kvStart.push(cache.start(s.sequence));
+      kvLen.push(len);
+      lastRows.push(tokens.length - 1);
+    }
+    const want = options.logits ?? 'last';
+    const rows = want === 'last' ? lastRows : want === 'all' ? tokens.map((_, i) => i) : want;
+    if (!Array.isArray(rows) || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= tokens.length)) {
+      throw new ArgumentError('options.logits', `'last', 'all' or row indices in [0, ${tokens.length - 1}]`, want);
+    }
+    const logits = Tensor.empty([rows.length, this.config.vocabSize], 'f32', { device: this.device });
+    const hidden = options.hidden ? Tensor.empty([rows.length, this.config.dim], 'f32', { device: this.device }) : undefined;
+    try {
+      await awaitNative(
+        this.#native.forward({
+          tokens: Int32Array.from(tokens),
+          positions: Int32Array.from(positions),
+          qoIndptr: Int32Array.from(qoIndptr),
+          kvStart: Int32Array.from(kvStart),
+          kvLenBefore: Int32Array.from(kvLen),
+          mask: isTree ? 2 : 1,
+          ...(isTree ? { parents: Int32Array.from(parents) } : {}),
+          k: cache.k.descriptor('cache.k'),
+          v: cache.v.descriptor('cache.v'),
+          logitRows: Int32Array.from(rows),
+          logits: logits.descriptor('logits'),
+          ...(hidden ? { hidden: hidden.descriptor('hidden') } : {}),
+        }),
+      );
+    } catch (e) {
+      logits.dispose();
+      hidden?.dispose();
+      throw e;
+    }
+    if (!isTree) sorted.forEach((s) => cache.advance(s.sequence, s.tokens.length));
+    return hidden ? { logits, rows, hidden } : { logits, rows };
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#native.dispose();
+    this.#owned.forEach((t) => t.dispose());
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

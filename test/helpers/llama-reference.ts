@@ -1,0 +1,100 @@
+/**
+ * The slow, obvious float64 reference of the Llama forward pass (lib/model/config.ts
+ * semantics): whole-sequence causal attention, no cache. Used to check the native forward
+ * on small random models.
+ */
+import type { ModelConfig } from '../../lib/model/config.js';
+import { layerTensorNames } from '../../lib/model/config.js';
+import { ropeInverseFrequencies } from '../../lib/model/rope.js';
+import type { Tensor } from '../../lib/tensor/tensor.js';
+
+type Mat = Float64Array;
+
+function get(tensors: Map<string, Tensor>, name: string): Mat {
+  return Float64Array.from(tensors.get(name)!.toFloat32());
+}
+
+function matvec(w: Mat, x: Mat, out: number, inn: number): Mat {
+  const y = new Float64Array(out);
+  for (let o = 0; o < out; o++) {
+    let s = 0;
+    for (let i = 0; i < inn; i++) s += w[o * inn + i]! * x[i]!;
+    y[o] = s;
+  }
+  return y;
+}
+
+function rmsnorm(x: Mat, w: Mat, eps: number): Mat {
+  let ss = 0;
+  for (const v of x) ss += v * v;
+  const inv = 1 / Math.sqrt(ss / x.length + eps);
+  return x.map((v, i) => v * inv * w[i]!);
+}
+
+/** Logits [tokens.length][vocab] for a token sequence at positions 0..n-1. */
+export function llamaReference(config: ModelConfig, tensors: Map<string, Tensor>, tokens: number[]): Float64Array[] {
+  const { dim, nHeads, nKvHeads, headDim, hiddenDim, vocabSize } = config;
+  const invFreq = Array.from(ropeInverseFrequencies(config), Number);
+  const embed = get(tensors, 'embed');
+  const n = tokens.length;
+  let xs: Mat[] = tokens.map((t) => embed.slice(t * dim, (t + 1) * dim));
+  const rope = (v: Mat, heads: number, pos: number) => {
+    const out = Float64Array.from(v);
+    for (let h = 0; h < heads; h++) {
+      for (let j = 0; j < headDim / 2; j++) {
+        // Angle as the kernels compute it: position (exact) times the f32 frequency.
+        const angle = pos * invFreq[j]!;
+        const [i0, i1] = config.ropeStyle === 'interleaved' ? [2 * j, 2 * j + 1] : [j, j + headDim / 2];
+        const a = v[h * headDim + i0]!, b = v[h * headDim + i1]!;
+        out[h * headDim + i0] = a * Math.cos(angle) - b * Math.sin(angle);
+        out[h * headDim + i1] = a * Math.sin(angle) + b * Math.cos(angle);
+      }
+    }
+    return out;
+  };
+  for (let l = 0; l < config.nLayers; l++) {
+    const nm = layerTensorNames(l);
+    const wq = get(tensors, nm.wq), wk = get(tensors, nm.wk), wv = get(tensors, nm.wv), wo = get(tensors, nm.wo);
+    const w1 = get(tensors, nm.w1), w2 = get(tensors, nm.w2), w3 = get(tensors, nm.w3);
+    const bias = (name: string, len: number) => (config.qkvBias ? get(tensors, name) : new Float64Array(len));
+    const [bq, bk, bv] = [bias(nm.bq, nHeads * headDim), bias(nm.bk, nKvHeads * headDim), bias(nm.bv, nKvHeads * headDim)];
+    const an = get(tensors, nm.attnNorm);
+    const fn = get(tensors, nm.ffnNorm);
+    const qs: Mat[] = [], ks: Mat[] = [], vs: Mat[] = [];
+    for (let t = 0; t < n; t++) {
+      const h = rmsnorm(xs[t]!, an, config.normEps);
+      qs.push(rope(matvec(wq, h, nHeads * headDim, dim).map((v, i) => v + bq[i]!), nHeads, t));
+      ks.push(rope(matvec(wk, h, nKvHeads * headDim, dim).map((v, i) => v + bk[i]!), nKvHeads, t));
+      vs.push(matvec(wv, h, nKvHeads * headDim, dim).map((v, i) => v + bv[i]!));
+    }
+    const next: Mat[] = [];
+    for (let t = 0; t < n; t++) {
+      const att = new Float64Array(nHeads * headDim);
+      for (let hq = 0; hq < nHeads; hq++) {
+        const kh = Math.floor(hq / (nHeads / nKvHeads));
+        const scores = [];
+        for (let j = 0; j <= t; j++) {
+          let s = 0;
+          for (let d = 0; d < headDim; d++) s += qs[t]![hq * headDim + d]! * ks[j]![kh * headDim + d]!;
+          scores.push(s / Math.sqrt(headDim));
+        }
+        const m = Math.max(...scores);
+        const e = scores.map((s) => Math.exp(s - m));
+        const z = e.reduce((a, b) => a + b, 0);
+        for (let j = 0; j <= t; j++) for (let d = 0; d < headDim; d++) att[hq * headDim + d] = att[hq * headDim + d]! + (e[j]! / z) * vs[j]![kh * headDim + d]!;
+      }
+      const proj = matvec(wo, att, dim, nHeads * headDim);
+      const x1 = xs[t]!.map((v, i) => v + proj[i]!);
+      const h2 = rmsnorm(x1, fn, config.normEps);
+      const g = matvec(w1, h2, hiddenDim, dim);
+      const u = matvec(w3, h2, hiddenDim, dim);
+      const act = g.map((z, i) => (z / (1 + Math.exp(-z))) * u[i]!);
+      const down = matvec(w2, act, dim, hiddenDim);
+      next.push(x1.map((v, i) => v + down[i]!));
+    }
+    xs = next;
+  }
+  const norm = get(tensors, 'norm');
+  const out = config.tiedEmbeddings ? embed : get(tensors, 'output');
+  return xs.map((x) => matvec(out, rmsnorm(x, norm, config.normEps), vocabSize, dim));
+}
