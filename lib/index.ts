@@ -60,3 +60,8 @@ export {
   type AttentionState,
   type AttentionMask,
 } from './kernels/attention.js';
+export { Model, type ModelOptions, type ModelWeights, type ForwardSequence, type ForwardOptions, type ForwardResult } from './model/model.js';
+export { KvCache, type KvCacheOptions } from './model/kv-cache.js';
+export { type ModelConfig, type RopeStyle, expectedShapes } from './model/config.js';
+export { generate, stream, type GenerateOptions, type GenerateResult, type GenerateStats, type FinishReason, type TextTokenizer } from './generate.js';
+export { Sampler, type SamplingOptions } from './decode/sampling.js';
