@@ -46,7 +46,7 @@ struct KernelArgs {
   void* o;
   float* lse;
   DType dtype;
-  int32_t hq, hkv, group;
+  int32_t hq, hkv, group, head_dim;
   MaskMode mask;
   float scale;
   const Item* items;
@@ -69,9 +69,9 @@ __device__ __forceinline__ float WarpSum(float x) {
   return x;
 }
 
-template <int kDChunks>  // head_dim = 32 * kDChunks
+template <int kDChunks>  // head_dim <= 32 * kDChunks; lane l owns dims l, l + 32, ...
 __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
-  constexpr int D = 32 * kDChunks;
+  const int D = a.head_dim;
   extern __shared__ float smem[];
   float* Qs = smem;                          // [kMaxRows][D]
   float* Ks = Qs + kMaxRows * D;             // [kBlockKeys][D + 1] (padded: lanes read distinct rows)
@@ -155,7 +155,8 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
         const float pj = __shfl_sync(0xffffffffu, p, jj);
         if (pj == 0.f) continue;  // warp-uniform; also keeps masked values out entirely
 #pragma unroll
-        for (int c = 0; c < kDChunks; ++c) acc[i][c] += pj * Vs[jj * D + lane + 32 * c];
+        for (int c = 0; c < kDChunks; ++c)
+          if (lane + 32 * c < D) acc[i][c] += pj * Vs[jj * D + lane + 32 * c];
       }
     }
   }
@@ -170,12 +171,14 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
     const float lse = l[i] > 0.f ? m[i] + logf(l[i]) : -INFINITY;
     if (a.splits == 1) {
 #pragma unroll
-      for (int c = 0; c < kDChunks; ++c) StoreFromF32(a.o, a.dtype, (row * a.hq + hq) * D + lane + 32 * c, acc[i][c] * inv);
+      for (int c = 0; c < kDChunks; ++c)
+        if (lane + 32 * c < D) StoreFromF32(a.o, a.dtype, (row * a.hq + hq) * D + lane + 32 * c, acc[i][c] * inv);
       if (a.lse && lane == 0) a.lse[row * a.hq + hq] = lse;
     } else {
       const int64_t idx = (row * a.splits + it.split) * a.hq + hq;
 #pragma unroll
-      for (int c = 0; c < kDChunks; ++c) a.part_o[idx * D + lane + 32 * c] = acc[i][c] * inv;
+      for (int c = 0; c < kDChunks; ++c)
+        if (lane + 32 * c < D) a.part_o[idx * D + lane + 32 * c] = acc[i][c] * inv;
       if (lane == 0) a.part_lse[idx] = lse;
     }
   }
@@ -183,7 +186,7 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
 
 template <int kDChunks>
 Status Launch(const KernelArgs& a, int64_t num_items) {
-  constexpr int D = 32 * kDChunks;
+  const int D = a.head_dim;
   const size_t smem = sizeof(float) * (kMaxRows * D + kBlockKeys * (D + 1) + kBlockKeys * D);
   if (smem > 48 * 1024) {
     CANOPY_CUDA_RETURN_IF_ERROR(
@@ -280,6 +283,7 @@ Status Attention(const AttentionParams& p) {
   a.hq = p.num_qo_heads;
   a.hkv = p.num_kv_heads;
   a.group = G;
+  a.head_dim = p.head_dim;
   a.mask = p.mask;
   a.scale = p.scale;
   a.items = reinterpret_cast<const Item*>(ws + off_items);
@@ -294,7 +298,7 @@ Status Attention(const AttentionParams& p) {
 
   const int64_t n = static_cast<int64_t>(items.size());
   Status st;
-  switch (p.head_dim / 32) {
+  switch ((p.head_dim + 31) / 32) {
     case 1: st = Launch<1>(a, n); break;
     case 2: st = Launch<2>(a, n); break;
     case 3: st = Launch<3>(a, n); break;

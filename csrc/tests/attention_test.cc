@@ -125,6 +125,11 @@ bool CudaAttentionMatchesCpu() {
       }
     }
   }
+  // Head sizes off the multiples of 32 (tiny models use 8).
+  for (int d : {8, 72}) {
+    if (!RunOne(DType::kF32, 8, 4, d, MaskMode::kCausal, {3, 1}, {9, 40}, 0)) return false;
+    if (!RunOne(DType::kBF16, 8, 4, d, MaskMode::kTree, {5}, {30}, 0)) return false;
+  }
   return true;
 }
 

@@ -1,0 +1,251 @@
+// Model ops and the Llama forward: CUDA against CPU on random inputs.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../common/linear.h"
+#include "../common/llama.h"
+#include "../common/runtime.h"
+#include "../common/transformer_ops.h"
+#include "harness.h"
+
+namespace canopy {
+namespace tests {
+namespace {
+
+std::vector<float> Rand(int64_t n, float scale = 1.f) {
+  std::uniform_real_distribution<float> u(-scale, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(Rng());
+  return v;
+}
+
+template <typename T>
+void* Up(const std::vector<T>& host, std::vector<void*>* owned) {
+  void* p = nullptr;
+  if (!cuda::Malloc(0, host.size() * sizeof(T) + 1, &p).ok()) return nullptr;
+  cuda::CopyHostToDevice(0, p, host.data(), host.size() * sizeof(T));
+  owned->push_back(p);
+  return p;
+}
+
+template <typename T>
+std::vector<T> Down(const void* dev, size_t n) {
+  std::vector<T> h(n);
+  cuda::CopyDeviceToHost(0, h.data(), dev, n * sizeof(T));
+  return h;
+}
+
+struct Owned {
+  std::vector<void*> p;
+  ~Owned() {
+    for (void* x : p) cuda::Free(0, x);
+  }
+};
+
+bool Near(const std::vector<float>& a, const std::vector<float>& b, float atol, float rtol, const char* what) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!(std::fabs(a[i] - b[i]) <= atol + rtol * std::fabs(b[i]))) {
+      std::fprintf(stderr, "  %s mismatch at %zu: cuda %g cpu %g\n", what, i, a[i], b[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool CudaLinearMatchesCpu() {
+  CANOPY_CHECK_OK(cuda::SetDevice(0));
+  for (DType wt : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (int64_t rows : {1, 3, 17}) {
+      const int64_t in = 100, out = 37;
+      auto x = Rand(rows * in), wf = Rand(out * in), bias = Rand(out);
+      std::vector<uint8_t> w(out * in * DTypeSize(wt));
+      for (int64_t i = 0; i < out * in; ++i) StoreFromF32(w.data(), wt, i, wf[i]);
+      std::vector<float> y_cpu(rows * out, 0.5f);
+      LinearParams lp;
+      lp.x = x.data();
+      lp.w = w.data();
+      lp.w_dtype = wt;
+      lp.bias = bias.data();
+      lp.y = y_cpu.data();
+      lp.rows = rows;
+      lp.in = in;
+      lp.out = out;
+      lp.accumulate = true;
+      CANOPY_CHECK_OK(cpu::Linear(lp));
+      Owned o;
+      std::vector<float> y0(rows * out, 0.5f);
+      lp.x = static_cast<float*>(Up(x, &o.p));
+      lp.w = Up(w, &o.p);
+      lp.bias = static_cast<float*>(Up(bias, &o.p));
+      lp.y = static_cast<float*>(Up(y0, &o.p));
+      CANOPY_CHECK_OK(cuda::Linear(lp));
+      CANOPY_CHECK(Near(Down<float>(lp.y, rows * out), y_cpu, 1e-4f, 1e-4f, "linear"), "%s rows=%lld", DTypeName(wt),
+                   static_cast<long long>(rows));
+    }
+  }
+  return true;
+}
+
+bool CudaOpsMatchCpu() {
+  CANOPY_CHECK_OK(cuda::SetDevice(0));
+  const int64_t rows = 5, dim = 96;
+  auto x = Rand(rows * dim), w = Rand(dim);
+  std::vector<float> y(rows * dim);
+  CANOPY_CHECK_OK(cpu::RmsNorm(x.data(), w.data(), DType::kF32, 1e-5f, y.data(), rows, dim));
+  Owned o;
+  std::vector<float> zeros(rows * dim);
+  float* dy = static_cast<float*>(Up(zeros, &o.p));
+  CANOPY_CHECK_OK(cuda::RmsNorm(static_cast<float*>(Up(x, &o.p)), Up(w, &o.p), DType::kF32, 1e-5f, dy, rows, dim));
+  CANOPY_CHECK(Near(Down<float>(dy, rows * dim), y, 1e-5f, 1e-5f, "rmsnorm"), "rmsnorm");
+  // RoPE both layouts.
+  for (RopeLayout layout : {RopeLayout::kInterleaved, RopeLayout::kHalf}) {
+    const int nq = 4, nk = 2, D = 16;
+    auto q = Rand(rows * nq * D), k = Rand(rows * nk * D);
+    std::vector<int32_t> pos = {0, 1, 7, 100, 4095};
+    std::vector<float> inv(D / 2);
+    for (int j = 0; j < D / 2; ++j) inv[j] = std::pow(10000.f, -2.f * j / D);
+    RopeParams rp;
+    auto qc = q, kc = k;
+    rp.q = qc.data();
+    rp.k = kc.data();
+    rp.positions = pos.data();
+    rp.inv_freq = inv.data();
+    rp.rows = rows;
+    rp.nq = nq;
+    rp.nk = nk;
+    rp.head_dim = D;
+    rp.layout = layout;
+    CANOPY_CHECK_OK(cpu::Rope(rp));
+    rp.q = static_cast<float*>(Up(q, &o.p));
+    rp.k = static_cast<float*>(Up(k, &o.p));
+    rp.positions = static_cast<int32_t*>(Up(pos, &o.p));
+    rp.inv_freq = static_cast<float*>(Up(inv, &o.p));
+    CANOPY_CHECK_OK(cuda::Rope(rp));
+    CANOPY_CHECK(Near(Down<float>(rp.q, q.size()), qc, 1e-5f, 1e-5f, "rope q"), "rope");
+    CANOPY_CHECK(Near(Down<float>(rp.k, k.size()), kc, 1e-5f, 1e-5f, "rope k"), "rope");
+  }
+  // Argmax with ties.
+  std::vector<float> logits = {1, 5, 5, 2, -1, 7, 7, 7};
+  std::vector<int32_t> best(2);
+  CANOPY_CHECK_OK(cpu::Argmax(logits.data(), 2, 4, best.data()));
+  std::vector<int32_t> none(2, -1);
+  int32_t* db = static_cast<int32_t*>(Up(none, &o.p));
+  CANOPY_CHECK_OK(cuda::Argmax(static_cast<float*>(Up(logits, &o.p)), 2, 4, db));
+  auto got = Down<int32_t>(db, 2);
+  CANOPY_CHECK(got == best && best[0] == 1 && best[1] == 1, "argmax ties: cuda %d %d cpu %d %d", got[0], got[1], best[0], best[1]);
+  return true;
+}
+
+// A random model whose CUDA forward must match the CPU forward (causal prefill, decode, tree).
+bool CudaForwardMatchesCpu() {
+  CANOPY_CHECK_OK(cuda::SetDevice(0));
+  LlamaModelDesc m;
+  m.dim = 64;
+  m.hidden_dim = 100;
+  m.vocab = 41;
+  m.n_layers = 2;
+  m.n_heads = 4;
+  m.n_kv_heads = 2;
+  m.head_dim = 16;
+  m.rope_layout = RopeLayout::kHalf;
+  for (int j = 0; j < 8; ++j) m.inv_freq.push_back(std::pow(10000.f, -2.f * j / 16));
+  const int64_t qd = 64, kvd = 32;
+  std::vector<std::vector<float>> host;
+  auto mk = [&](int64_t n, float scale) {
+    host.push_back(Rand(n, scale));
+    return host.back().data();
+  };
+  m.embed = mk(m.vocab * m.dim, 0.5f);
+  m.norm = mk(m.dim, 1.f);
+  m.output = mk(m.vocab * m.dim, 0.5f);
+  for (int l = 0; l < m.n_layers; ++l) {
+    LlamaLayerWeights w;
+    w.attn_norm = mk(m.dim, 1.f);
+    w.wq = mk(qd * m.dim, 0.25f);
+    w.wk = mk(kvd * m.dim, 0.25f);
+    w.wv = mk(kvd * m.dim, 0.25f);
+    w.wo = mk(m.dim * qd, 0.25f);
+    w.ffn_norm = mk(m.dim, 1.f);
+    w.w1 = mk(m.hidden_dim * m.dim, 0.25f);
+    w.w2 = mk(m.dim * m.hidden_dim, 0.25f);
+    w.w3 = mk(m.hidden_dim * m.dim, 0.25f);
+    m.layers.push_back(w);
+  }
+  // The CUDA model: same weights uploaded.
+  Owned o;
+  LlamaModelDesc g = m;
+  auto up = [&](const void* hp, int64_t n) {
+    std::vector<float> v(static_cast<const float*>(hp), static_cast<const float*>(hp) + n);
+    return Up(v, &o.p);
+  };
+  g.embed = up(m.embed, m.vocab * m.dim);
+  g.norm = up(m.norm, m.dim);
+  g.output = up(m.output, m.vocab * m.dim);
+  for (int l = 0; l < m.n_layers; ++l) {
+    const LlamaLayerWeights& w = m.layers[l];
+    LlamaLayerWeights& d = g.layers[l];
+    d.attn_norm = up(w.attn_norm, m.dim);
+    d.wq = up(w.wq, qd * m.dim);
+    d.wk = up(w.wk, kvd * m.dim);
+    d.wv = up(w.wv, kvd * m.dim);
+    d.wo = up(w.wo, m.dim * qd);
+    d.ffn_norm = up(w.ffn_norm, m.dim);
+    d.w1 = up(w.w1, m.hidden_dim * m.dim);
+    d.w2 = up(w.w2, m.dim * m.hidden_dim);
+    d.w3 = up(w.w3, m.hidden_dim * m.dim);
+  }
+  const int64_t capacity = 32;
+  std::vector<float> kc(m.n_layers * capacity * kvd), vc(kc.size());
+  void* dk = Up(kc, &o.p);
+  void* dv = Up(vc, &o.p);
+  struct Step {
+    std::vector<int32_t> tokens, positions, parents;
+    int32_t len_before;
+    MaskMode mask;
+  };
+  std::vector<Step> steps = {{{1, 5, 9, 2, 33}, {0, 1, 2, 3, 4}, {}, 0, MaskMode::kCausal},
+                             {{7}, {5}, {}, 5, MaskMode::kCausal},
+                             {{3, 4, 8, 9}, {6, 6, 7, 7}, {-1, -1, 0, 1}, 6, MaskMode::kTree}};
+  for (const Step& st : steps) {
+    LlamaForwardParams p;
+    const int32_t n = static_cast<int32_t>(st.tokens.size());
+    std::vector<int32_t> qo = {0, n}, start = {0}, len = {st.len_before}, rows;
+    for (int32_t i = 0; i < n; ++i) rows.push_back(i);
+    p.tokens = st.tokens.data();
+    p.positions = st.positions.data();
+    p.n = n;
+    p.batch = 1;
+    p.qo_indptr = qo.data();
+    p.kv_start = start.data();
+    p.kv_len_before = len.data();
+    p.mask = st.mask;
+    p.tree_parents = st.parents.empty() ? nullptr : st.parents.data();
+    p.cache_dtype = DType::kF32;
+    p.capacity = capacity;
+    p.logit_rows = rows.data();
+    p.n_logit_rows = n;
+    std::vector<float> logits_cpu(n * m.vocab);
+    p.k_cache = kc.data();
+    p.v_cache = vc.data();
+    p.logits = logits_cpu.data();
+    CANOPY_CHECK_OK(cpu::LlamaForward(m, p));
+    std::vector<float> zeros(n * m.vocab);
+    float* dl = static_cast<float*>(Up(zeros, &o.p));
+    p.k_cache = dk;
+    p.v_cache = dv;
+    p.logits = dl;
+    CANOPY_CHECK_OK(cuda::LlamaForward(g, p));
+    CANOPY_CHECK(Near(Down<float>(dl, logits_cpu.size()), logits_cpu, 2e-4f, 2e-4f, "logits"), "forward step mask=%d",
+                 static_cast<int>(st.mask));
+  }
+  return true;
+}
+
+Register r1("linear: cuda equals cpu (f32/f16/bf16 weights, odd sizes, bias, accumulate)", true, CudaLinearMatchesCpu);
+Register r2("rmsnorm, rope, argmax: cuda equals cpu", true, CudaOpsMatchCpu);
+Register r3("llama forward: cuda equals cpu (prefill, decode, tree step)", true, CudaForwardMatchesCpu);
+
+}  // namespace
+}  // namespace tests
+}  // namespace canopy
