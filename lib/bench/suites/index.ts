@@ -1,7 +1,8 @@
 /** The benchmark suites `canopy bench` knows, by name. */
 import { attentionSuite } from './attention.js';
+import { generateSuite } from './generate.js';
 import { treeSuite } from './tree.js';
 import type { Suite } from './types.js';
 
-export const SUITES: Suite[] = [attentionSuite, treeSuite];
+export const SUITES: Suite[] = [attentionSuite, treeSuite, generateSuite];
 export type { Suite, SuiteContext } from './types.js';
