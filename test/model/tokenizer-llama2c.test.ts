@@ -17,45 +17,13 @@ import {
   readLlama2cTokenizer,
   serializeLlama2cTokenizer,
 } from '../../lib/model/tokenizer/llama2c.js';
-import type { Tokenizer } from '../../lib/model/tokenizer/types.js';
 import { STORIES_REFERENCE_IDS, STORIES_REFERENCE_TEXT, testModel } from '../helpers/test-models.js';
-import { hasLoneSurrogate, runCEncode } from '../helpers/tokenizer-reference.js';
+import { ROUND_TRIP_TEXTS, randomText, streamPieces } from '../helpers/tokenizer-cases.js';
+import { runCEncode } from '../helpers/tokenizer-reference.js';
 import { rng } from '../helpers/verify-reference.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'canopy-tok-llama2c-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** Varied text: punctuation, digits, newlines, tabs, repeated spaces, non-ASCII, emoji, U+FEFF. */
-export const ROUND_TRIP_TEXTS = [
-  'Once upon a time',
-  'Hello, world! 1234567890 -- (a) [b] {c} "quoted" \'single\'',
-  'line one\nline two\n\n\ttabbed   spaced  ',
-  '  leading and trailing spaces  ',
-  'café naïve résumé',
-  '日本語のテキスト',
-  'emoji 😀 and 👩‍👩‍👧 and 🇫🇷',
-  '\uFEFFbyte order mark first',
-  'a',
-  ' ',
-  '\n',
-];
-
-/** Pushes ids one at a time; checks no piece is broken; returns the pieces and the flush. */
-export function streamPieces(tok: Tokenizer, ids: readonly number[], context?: readonly number[]): { pieces: string[]; flushed: string } {
-  const stream = tok.streamDecoder(context);
-  const pieces = ids.map((id) => stream.push(id));
-  const flushed = stream.flush();
-  for (const p of [...pieces, flushed]) expect(hasLoneSurrogate(p), JSON.stringify(p)).toBe(false);
-  return { pieces, flushed };
-}
-
-/** Random text over an alphabet with spaces, punctuation, digits, accents, CJK and emoji. */
-export function randomText(r: () => number, length: number): string {
-  const alphabet = [...'abcdefghijklmnopqrstuvwxyz  ABCXYZ.,!?\'"-0123456789\n\té日本😀ñ'];
-  let s = '';
-  for (let i = 0; i < length; i++) s += alphabet[Math.floor(r() * alphabet.length)];
-  return s;
-}
 
 describe('llama2.c tokenizer: stories260K tok512.bin', () => {
   const path = testModel('stories260K/tok512.bin', 'llama2.c tokenizer on tok512.bin');
