@@ -316,14 +316,14 @@ function checkOptionalBool(value: unknown, field: string): boolean | undefined {
   return value as boolean | undefined;
 }
 
-function checkNumbers(value: unknown, n: number, field: string, check: (x: number) => boolean, what: string): ArrayLike<number> {
+function checkNumbers(value: unknown, n: number, field: string, check: (x: number) => boolean, one: string, many: string): ArrayLike<number> {
   if (!(Array.isArray(value) || ArrayBuffer.isView(value)) || (value as ArrayLike<unknown>).length !== n) {
-    throw new ArgumentError(`ggufMetadata.${field}`, `an array of ${n} ${what} (one per token)`, value);
+    throw new ArgumentError(`ggufMetadata.${field}`, `an array of ${n} ${many} (one per token)`, value);
   }
   const list = value as ArrayLike<unknown>;
   for (let i = 0; i < n; i++) {
     const x = list[i];
-    if (typeof x !== 'number' || !check(x)) throw new ArgumentError(`ggufMetadata.${field}[${i}]`, `a ${what.replace(/s$/, '')}`, x);
+    if (typeof x !== 'number' || !check(x)) throw new ArgumentError(`ggufMetadata.${field}[${i}]`, one, x);
   }
   return list as ArrayLike<number>;
 }
@@ -343,10 +343,10 @@ function checkVocabulary(v: unknown): GgufVocabulary {
   const out: GgufVocabulary = { model: g.model, tokens: g.tokens as string[] };
   if (g.model === 'llama' || g.scores !== undefined) {
     if (g.scores === undefined) throw new ArgumentError('ggufMetadata.scores', `an array of ${n} numbers (required for 'llama')`, g.scores);
-    out.scores = checkNumbers(g.scores, n, 'scores', (x) => !Number.isNaN(x), 'numbers');
+    out.scores = checkNumbers(g.scores, n, 'scores', (x) => !Number.isNaN(x), 'a number (not NaN)', 'numbers');
   }
   if (g.tokenTypes !== undefined) {
-    out.tokenTypes = checkNumbers(g.tokenTypes, n, 'tokenTypes', (x) => Number.isInteger(x) && x >= 0 && x <= 6, 'token types (integers 0..6)');
+    out.tokenTypes = checkNumbers(g.tokenTypes, n, 'tokenTypes', (x) => Number.isInteger(x) && x >= 0 && x <= 6, 'a token type (an integer 0..6)', 'token types');
   }
   if (g.model === 'gpt2') {
     if (!Array.isArray(g.merges)) throw new ArgumentError('ggufMetadata.merges', "an array of strings (required for 'gpt2')", g.merges);

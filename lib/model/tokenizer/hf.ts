@@ -51,6 +51,9 @@ interface LibEncoding {
   tokens: string[];
 }
 
+/** tokenizer.json model types the library implements. */
+const SUPPORTED_MODELS = ['BPE', 'WordPiece', 'Unigram'];
+
 const REPLACEMENT = '\uFFFD';
 /** How many already-emitted ids a stream decoder keeps as context for the next window. */
 const STREAM_CONTEXT = 5;
@@ -69,7 +72,12 @@ export class HfTokenizer implements Tokenizer {
     const { tokenizer, config = {}, generationConfig } = files;
     if (tokenizer === null || typeof tokenizer !== 'object') throw new ArgumentError('files.tokenizer', 'the parsed tokenizer.json object', tokenizer);
     if (config === null || typeof config !== 'object') throw new ArgumentError('files.config', 'the parsed tokenizer_config.json object', config);
-    const json = tokenizer as { added_tokens?: unknown };
+    const json = tokenizer as { added_tokens?: unknown; model?: { type?: unknown } };
+    const modelType = json.model?.type;
+    // The library would fall back to a guess for an unknown type; refuse it instead.
+    if (modelType !== undefined && !SUPPORTED_MODELS.includes(modelType as string)) {
+      throw new ArgumentError('files.tokenizer.model.type', `a supported tokenizer type (${SUPPORTED_MODELS.join(', ')})`, modelType);
+    }
     // The library requires the added_tokens list, which tokenizer.json may omit when empty.
     const withAdded = Array.isArray(json.added_tokens) ? tokenizer : { ...tokenizer, added_tokens: [] };
     try {
@@ -79,8 +87,8 @@ export class HfTokenizer implements Tokenizer {
     }
     keepByteOrderMarks(this.lib.decoder);
     const cfg = config as Record<string, unknown>;
-    const vocab: readonly (string | undefined)[] = this.lib.model?.vocab ?? [];
-    this.vocabSize = vocab.length;
+    const vocab: unknown = this.lib.model?.vocab;
+    this.vocabSize = Array.isArray(vocab) ? vocab.length : 0;
     if (this.vocabSize === 0) throw new ArgumentError('files.tokenizer', 'a tokenizer.json with a non-empty vocabulary', tokenizer);
     this.cleanUp = cfg.clean_up_tokenization_spaces === true;
 

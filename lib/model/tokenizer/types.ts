@@ -12,6 +12,12 @@
  *  - Byte-fallback tokens (`<0xNN>`) are raw bytes; the bytes of a whole sequence are decoded
  *    as UTF-8 together, so a character split over several tokens decodes correctly, and bytes
  *    that never form valid UTF-8 become U+FFFD.
+ *  - Leading space: SentencePiece encoders put a space before the text, and decoders take
+ *    one back off. llama2.c (run.c) drops a leading space from the token right after BOS
+ *    only, so decode([BOS, ...ids]) is "Once upon" but decode(ids) is " Once upon". GGUF
+ *    'llama' (llama.cpp, SentencePiece) and Hugging Face Llama tokenizers (the Metaspace /
+ *    Strip decoders) drop it from the first text token of the decoded sequence, with or
+ *    without BOS. Byte-level BPE adds no space and strips none.
  */
 
 import { ArgumentError } from '../../errors.js';
