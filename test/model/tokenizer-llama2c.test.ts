@@ -210,6 +210,16 @@ describe('llama2.c tokenizer: handmade vocabulary', () => {
     }
   });
 
+  it('never merges ordinary text into a special token (run.c would)', () => {
+    const v = handmade([[' ', -1], ['<', -2], ['s', -3], ['>', -4], ['<s', -5]]);
+    v.entries[1] = { score: 0, bytes: new TextEncoder().encode('<s>') }; // BOS spelled as plain text could reach
+    const t = new Llama2cTokenizer(v);
+    const raw = v.entries.map((e) => String.fromCharCode(...e.bytes));
+    expect(runCEncode(raw, v.entries.map((e) => e.score), '<s>', false, false)).toEqual([BASE, 1]);
+    expect(t.encode('<s>', { bos: false })).toEqual([BASE, BASE + 4, BASE + 3]); // ' ' '<s' '>'
+    expect(t.decode(t.encode('<s>'))).toBe('<s>');
+  });
+
   it('keeps a raw space byte after BOS (run.c only strips a piece that starts with a space)', () => {
     expect(tok.decode([1, 3 + 0x20, idOf('a')])).toBe(' a');
     expect(tok.decode([1, idOf(' a')])).toBe('a');

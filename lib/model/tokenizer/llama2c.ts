@@ -12,7 +12,10 @@
  *
  * Encoding (run.c `encode`): a dummy prefix ' ' before non-empty text, each UTF-8 character
  * mapped to its token or else to its bytes' `<0xNN>` tokens, then score-driven merges
- * (bpe.ts). Decoding (run.c `decode`): a token directly after BOS loses one leading space
+ * (bpe.ts). One deliberate difference: merges only produce ordinary tokens, never BOS, EOS,
+ * `<unk>` or a `<0xNN>` token (run.c would merge "<", "0x41" and ">" into the byte token if
+ * the vocabulary had those pieces; SentencePiece would not). On llama2.c's vocabularies the
+ * output is the same (the tests compare with a transcription of run.c). Decoding (run.c `decode`): a token directly after BOS loses one leading space
  * (the dummy prefix); `<0xNN>` tokens are raw bytes; BOS, EOS and `<unk>` render as nothing.
  * So decode([1, ...encode("Hi")]) is "Hi" while decode of the ids after BOS alone is " Hi".
  */
