@@ -2,7 +2,7 @@
  * canopy-llm: fast LLM decoding from Node.js.
  *
  * This entry point exports the foundation: tensors, dtypes, backend
- * selection, errors and the installation report; and the kernels.
+ * selection, errors and the installation report; the kernels; and the tokenizers.
  */
 
 export { Tensor, validateShape, MAX_DIMS, type FromOptions, type FromFileOptions } from './tensor/tensor.js';
@@ -65,3 +65,18 @@ export { KvCache, type KvCacheOptions } from './model/kv-cache.js';
 export { type ModelConfig, type RopeStyle, expectedShapes } from './model/config.js';
 export { generate, stream, type GenerateOptions, type GenerateResult, type GenerateStats, type FinishReason, type TextTokenizer } from './generate.js';
 export { Sampler, type SamplingOptions } from './decode/sampling.js';
+export {
+  loadTokenizer,
+  findTokenizerFor,
+  type LoadTokenizerOptions,
+  type Tokenizer,
+  type EncodeOptions,
+  type StreamDecoder,
+  Llama2cTokenizer,
+  readLlama2cTokenizer,
+  GgufTokenizer,
+  type GgufVocabulary,
+  HfTokenizer,
+  readHfTokenizer,
+  type HfTokenizerFiles,
+} from './model/tokenizer/index.js';
