@@ -9,9 +9,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { layerTensorNames } from '../../lib/model/config.js';
-import type { ModelConfig } from '../../lib/model/config.js';
+import { randomValues } from '../../lib/bench/suites/util.js';
+import { type ModelConfig, expectedShapes, layerTensorNames } from '../../lib/model/config.js';
 import { encodeFloats, toF16Bits } from '../../lib/tensor/dtype.js';
+import { F16, decodeReference } from './float-reference.js';
 
 const bytesOf = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
@@ -429,5 +430,64 @@ export function writeLlama2cV1V2(
     for (const [name, values] of tensors) expected.set(name, dequant.get(values) ?? values);
   }
   writeFileSync(path, Buffer.concat(parts));
+  return expected;
+}
+
+// ------------------------------------------------------------ synthetic models
+
+/** Random f32 tensors in [-1, 1) with the canonical shapes of `c` (deterministic per seed). */
+export function syntheticTensors(c: ModelConfig, seed: number): { tensors: Map<string, Float32Array>; shapes: Map<string, number[]> } {
+  const shapes = expectedShapes(c);
+  const tensors = new Map<string, Float32Array>();
+  let k = 0;
+  for (const [name, shape] of shapes) tensors.set(name, randomValues(shape.reduce((a, b) => a * b, 1), seed * 1000 + k++));
+  return { tensors, shapes };
+}
+
+/** The reference Q8_0 dequantization, straight from the block layout: value = f16(d) * int8 q. */
+export function dequantizeQ8_0Reference(blocks: Uint8Array): Float32Array {
+  const buf = Buffer.from(blocks.buffer, blocks.byteOffset, blocks.byteLength);
+  const out = new Float32Array((blocks.byteLength / 34) * 32);
+  for (let b = 0; b < blocks.byteLength / 34; b++) {
+    const d = decodeReference(buf.readUInt16LE(b * 34), F16);
+    for (let j = 0; j < 32; j++) out[b * 32 + j] = d * buf.readInt8(b * 34 + 2 + j);
+  }
+  return out;
+}
+
+/**
+ * Writes a GGUF model of `c` from canonical f32 tensors, each stored as the
+ * ggml type `typeOf(name)` (0 F32, 1 F16, 30 BF16, 8 Q8_0), and returns the
+ * values the loader must produce (f32 as stored, f16/bf16 bits, Q8_0 as the
+ * reference dequantization).
+ */
+export function writeGgufModel(
+  path: string,
+  c: ModelConfig,
+  tensors: Map<string, Float32Array>,
+  shapes: Map<string, number[]>,
+  typeOf: (canonical: string) => 0 | 1 | 8 | 30,
+  options: { arch?: string; alignment?: number; extraMetadata?: GgufEntry[] } = {},
+): Map<string, { type: number; f32?: Float32Array; bits?: Uint16Array }> {
+  const expected = new Map<string, { type: number; f32?: Float32Array; bits?: Uint16Array }>();
+  const specs: GgufTensorSpec[] = [];
+  for (const [name, values] of tensors) {
+    const type = typeOf(name);
+    const ne = [...shapes.get(name)!].reverse();
+    let data: Uint8Array;
+    if (type === 8) {
+      data = quantizeQ8_0(values);
+      expected.set(name, { type, f32: dequantizeQ8_0Reference(data) });
+    } else {
+      data = ggmlFloatBytes(values, type);
+      if (type === 0) expected.set(name, { type, f32: values });
+      else expected.set(name, { type, bits: new Uint16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) });
+    }
+    specs.push({ name: ggufName(name), type, ne, data });
+  }
+  const metadata = llamaGgufMetadata(c, options.arch);
+  if (options.alignment !== undefined) metadata.push(['general.alignment', 'uint32', options.alignment]);
+  metadata.push(...(options.extraMetadata ?? []));
+  writeGguf(path, { metadata, tensors: specs, ...(options.alignment !== undefined ? { alignment: options.alignment } : {}) });
   return expected;
 }
