@@ -6,7 +6,7 @@
  * of these formats.
  */
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { randomValues } from '../../lib/bench/suites/util.js';
@@ -18,11 +18,18 @@ const bytesOf = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.by
 
 // ---------------------------------------------------------------- safetensors
 
+/** A tensor's bytes, or just their length: a file whose tensors are all `{ byteLength }` is written sparse (zeros, no disk). */
+export type TensorBytes = ArrayBufferView | { byteLength: number };
+
 export interface StTensor {
   name: string;
   dtype: string; // 'F32', 'F16', 'BF16', ...
   shape: number[];
-  data: ArrayBufferView;
+  data: TensorBytes;
+}
+
+function isSparse(data: readonly TensorBytes[]): boolean {
+  return data.length > 0 && data.every((d) => !ArrayBuffer.isView(d));
 }
 
 /**
@@ -42,7 +49,12 @@ export function writeSafetensors(path: string, tensors: StTensor[], metadata?: R
   if (options.align !== false) json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  writeFileSync(path, Buffer.concat([len, Buffer.from(json), ...tensors.map((t) => bytesOf(t.data))]));
+  if (isSparse(tensors.map((t) => t.data))) {
+    writeFileSync(path, Buffer.concat([len, Buffer.from(json)]));
+    truncateSync(path, 8 + Buffer.byteLength(json) + off);
+    return;
+  }
+  writeFileSync(path, Buffer.concat([len, Buffer.from(json), ...tensors.map((t) => bytesOf(t.data as ArrayBufferView))]));
 }
 
 /** Writes config.json and the weights, in one model.safetensors or in `shards` files with model.safetensors.index.json. */
@@ -258,7 +270,7 @@ export interface GgufTensorSpec {
   type: number;
   /** Dimensions fastest-varying first. */
   ne: number[];
-  data: Uint8Array;
+  data: Uint8Array | { byteLength: number };
 }
 
 export interface GgufWriteOptions {
@@ -294,9 +306,14 @@ export function writeGguf(path: string, o: GgufWriteOptions): number[] {
   let header = Buffer.concat(parts);
   const dataStart = Math.ceil(header.length / align) * align;
   header = Buffer.concat([header, Buffer.alloc(dataStart - header.length)]);
-  const data = Buffer.alloc(off);
-  o.tensors.forEach((t, i) => data.set(t.data, rel[i]!));
-  writeFileSync(path, Buffer.concat([header, data]));
+  if (isSparse(o.tensors.map((t) => t.data))) {
+    writeFileSync(path, header);
+    truncateSync(path, header.length + off);
+  } else {
+    const data = Buffer.alloc(off);
+    o.tensors.forEach((t, i) => data.set(t.data as Uint8Array, rel[i]!));
+    writeFileSync(path, Buffer.concat([header, data]));
+  }
   return rel.map((r) => dataStart + r);
 }
 
