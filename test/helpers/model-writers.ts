@@ -165,7 +165,7 @@ export function toHfTensors(
     if (k.has(name)) v = permuteToHalf(values, c.nKvHeads, c.headDim, shape[1]!);
     permuted.set(name, v);
     const data = dtype === 'F32' ? v : encodeFloats(v, dtype === 'F16' ? 'f16' : 'bf16');
-    st.push({ name: hfName(name), dtype, shape, data });
+    st.push({ name: hfName(name), dtype, shape: [...shape], data });
   }
   return { st, permuted };
 }

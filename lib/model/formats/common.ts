@@ -217,11 +217,18 @@ export class HeaderReader {
   constructor(path: string) {
     this.path = path;
     this.#fd = openFile(path);
+    let isFile = false;
     try {
-      this.size = fstatSync(this.#fd).size;
+      const st = fstatSync(this.#fd);
+      this.size = st.size;
+      isFile = st.isFile();
     } catch (cause) {
       closeSync(this.#fd);
       throw new IoError(`cannot stat ${path}: ${(cause as Error).message}`, { cause });
+    }
+    if (!isFile) {
+      closeSync(this.#fd);
+      throw new IoError(`${path} is not a regular file`);
     }
   }
 

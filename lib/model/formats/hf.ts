@@ -249,8 +249,9 @@ function readWeightFiles(dir: string): { files: SafetensorsFile[]; owner: Map<st
       }
       owner.set(name, file);
     }
+    const names = new Map([...shards.values()].map((f) => [f, new Set(f.tensors.map((t) => t.name))]));
     for (const [name, file] of owner) {
-      if (!file.tensors.some((t) => t.name === name)) {
+      if (!names.get(file)!.has(name)) {
         throw new ArgumentError(`${indexPath}: weight_map puts tensor '${name}' in ${file.path}, which has no such tensor`);
       }
     }
@@ -280,6 +281,7 @@ export function loadHf(dir: string): HfWeights {
   const json = readJson(configPath);
   const { files, owner } = readWeightFiles(dir);
   const config = hfConfig(json, configPath, owner.has('lm_head.weight'));
+  const infos = new Map(files.flatMap((f) => f.tensors.map((t) => [`${f.path}\0${t.name}`, t] as const)));
   const sources: TensorSource[] = [];
   for (const [name, file] of owner) {
     if (IGNORED.test(name)) continue;
@@ -288,7 +290,7 @@ export function loadHf(dir: string): HfWeights {
       throw new ArgumentError(`${file.path}: unexpected tensor '${name}': not a weight of a ${config.architecture} model`);
     }
     if (canonical === 'output' && config.tiedEmbeddings) continue; // transformers ties it to the embedding
-    const info = file.tensors.find((t) => t.name === name)!;
+    const info = infos.get(`${file.path}\0${name}`)!;
     sources.push(safetensorsSource(file, info, canonical));
   }
   const where = files.length === 1 ? files[0]!.path : `${dir} (${files.map((f) => basename(f.path)).join(', ')})`;

@@ -305,7 +305,7 @@ export function loadLlama2c(path: string): Llama2cWeights {
   // describe this file.
   if (size < end) {
     const first = sources.find((s) => s.offset + s.byteLength > size);
-    const what = first ? `tensor '${first.name}' (${first.canonical}) needs bytes [${first.offset}, ${first.offset + first.byteLength})` : `the RoPE tables end at byte ${end}`;
+    const what = first ? `tensor '${first.name}' (${first.canonical}) needs bytes [${first.offset}, ${first.offset + first.byteLength})` : `the RoPE tables (freq_cis_real, freq_cis_imag) end at byte ${end}`;
     throw new IoError(`${path}: ${what} but the file holds ${size} bytes; is the file truncated? (the header describes ${end} bytes)`);
   }
   if (size > end) {
