@@ -60,3 +60,16 @@ export {
   type AttentionState,
   type AttentionMask,
 } from './kernels/attention.js';
+export { type ModelConfig, type RopeStyle, type Llama3RopeScaling, expectedShapes, layerTensorNames } from './model/config.js';
+export {
+  loadWeights,
+  detectFormat,
+  type LoadedWeights,
+  type LoadWeightsOptions,
+  type WeightFormat,
+  type Llama2cWeights,
+  type GgufWeights,
+  type HfWeights,
+} from './model/weights.js';
+export { readGguf, type GgufFile, type GgufTensorInfo, type GgufValue } from './model/formats/gguf.js';
+export { readSafetensors, type SafetensorsFile, type SafetensorsTensorInfo } from './model/formats/safetensors.js';

@@ -3,6 +3,7 @@
  * from a path, whatever the format:
  *
  *   a directory                          Hugging Face (config.json + safetensors)   lib/model/formats/hf.ts
+ *                                        (a .safetensors or config.json path is refused: pass the directory)
  *   *.gguf, or a file starting "GGUF"    GGUF v2/v3 (llama.cpp)                     lib/model/formats/gguf.ts
  *   anything else                        llama2.c checkpoint (v0, or v1/v2 "ak42")  lib/model/formats/llama2c.ts
  *
@@ -50,7 +51,11 @@ export function detectFormat(path: string): WeightFormat {
     throw new IoError(`cannot open ${path}: ${(cause as Error).message}`, { cause });
   }
   if (isDir) return 'hf';
-  if (path.toLowerCase().endsWith('.gguf')) return 'gguf';
+  const lower = path.toLowerCase();
+  if (lower.endsWith('.gguf')) return 'gguf';
+  if (lower.endsWith('.safetensors') || lower.endsWith('config.json') || lower.endsWith('.safetensors.index.json')) {
+    throw new ArgumentError(`${path}: a Hugging Face model is loaded from its directory (config.json + safetensors); pass the directory`);
+  }
   const head = readBytes(path, 0, 4);
   if (head.length === 4 && head.readUInt32LE(0) === GGUF_MAGIC) return 'gguf';
   return 'llama2c';

@@ -314,6 +314,11 @@ describeBadInputs('loadWeights arguments', [
   ['empty path', () => loadWeights(''), /path must be a file or directory path; received ""/],
   ['unknown format', () => loadWeights(join(dir), { format: 'onnx' as never }), /options\.format must be one of llama2c, gguf, hf; received "onnx"/],
   ['nonexistent directory', () => loadWeights(join(dir, 'nope', 'model')), /cannot open .*nope[\\/]model/],
+  [
+    'a .safetensors file instead of its directory',
+    () => loadWeights((hfDir('stfile'), join(dir, 'stfile', 'model.safetensors'))),
+    /stfile[\\/]model\.safetensors: a Hugging Face model is loaded from its directory/,
+  ],
   ['a directory given as GGUF', () => loadWeights(dir, { format: 'gguf' }), /canopy-bad-models-\w+ is not a regular file/],
 ]);
 

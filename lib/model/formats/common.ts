@@ -14,7 +14,7 @@
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
-import { ArgumentError, CanopyError, IoError } from '../../errors.js';
+import { ArgumentError, IoError, OutOfMemoryError } from '../../errors.js';
 import type { DType } from '../../tensor/dtype.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { type ModelConfig, expectedShapes } from '../config.js';
@@ -139,11 +139,11 @@ export function materialize(
       try {
         tensors.set(s.canonical, s.load());
       } catch (e) {
-        if (e instanceof CanopyError) {
-          e.message = `${s.file}: tensor ${describeTensor(s)}: ${e.message}`;
-          throw e;
-        }
-        throw new IoError(`${s.file}: tensor ${describeTensor(s)}: ${(e as Error).message}`, { cause: e });
+        // Same class (argument, out of memory, otherwise I/O), now naming the file and the tensor.
+        const message = `${s.file}: tensor ${describeTensor(s)}: ${(e as Error).message}`;
+        if (e instanceof ArgumentError) throw new ArgumentError(message, { cause: e });
+        if (e instanceof OutOfMemoryError) throw new OutOfMemoryError(message, { cause: e });
+        throw new IoError(message, { cause: e });
       }
     }
   } catch (e) {
