@@ -17,8 +17,8 @@
  *   wcls                  [vocab, dim]   only when vocab_size < 0
  * with head_size = dim / n_heads. Matrices are PyTorch's [out, in].
  *
- * Version 1 (export.py version1_export): uint32 magic 0x616b3432 ("ak42" read
- * as a little-endian uint32), int32 version = 1, the same seven int32 (vocab
+ * Version 1 (export.py version1_export): uint32 magic 0x616b3432 ("ak42" in
+ * hex; the file's first bytes are "24ka"), int32 version = 1, the same seven int32 (vocab
  * positive), uint8 shared_classifier, zero padding to 256 bytes; then fp32, one
  * tensor after another: attention norms (per layer), ffn norms, final norm,
  * embedding, wq (per layer), wk, wv, wo, w1, w2, w3, and the classifier when
