@@ -15,7 +15,8 @@ export interface TextTokenizer {
   readonly eosIds: number[];
   encode(text: string, options?: { bos?: boolean; eos?: boolean }): number[];
   decode(ids: ArrayLike<number>): string;
-  streamDecoder(): { push(id: number): string; flush(): string };
+  /** context: the ids before the generated ones (the prompt), so the first piece decodes as it would in place. */
+  streamDecoder(context?: ArrayLike<number>): { push(id: number): string; flush(): string };
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -176,7 +177,7 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
   const start = performance.now();
   let firstTokenAt = 0;
   let passes = 0;
-  const states: SeqState[] = ids.map((p) => ({ prompt: p, out: [], text: '', decoder: o.tokenizer?.streamDecoder(), done: undefined, pending: '' }));
+  const states: SeqState[] = ids.map((p) => ({ prompt: p, out: [], text: '', decoder: o.tokenizer?.streamDecoder(p), done: undefined, pending: '' }));
   if (maxTokens === 0) states.forEach((st) => (st.done = 'length'));
   const cache: KvCache = model.createCache({ capacity, sequences: ids.length });
   const emit = (st: SeqState, s: number, piece: string, token: number) => {

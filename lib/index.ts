@@ -62,7 +62,6 @@ export {
 } from './kernels/attention.js';
 export { Model, type ModelOptions, type ModelWeights, type ForwardSequence, type ForwardOptions, type ForwardResult } from './model/model.js';
 export { KvCache, type KvCacheOptions } from './model/kv-cache.js';
-export { type ModelConfig, type RopeStyle, expectedShapes } from './model/config.js';
 export { generate, stream, type GenerateOptions, type GenerateResult, type GenerateStats, type FinishReason, type TextTokenizer } from './generate.js';
 export { Sampler, type SamplingOptions } from './decode/sampling.js';
 export {
@@ -80,3 +79,16 @@ export {
   readHfTokenizer,
   type HfTokenizerFiles,
 } from './model/tokenizer/index.js';
+export { type ModelConfig, type RopeStyle, type Llama3RopeScaling, expectedShapes, layerTensorNames } from './model/config.js';
+export {
+  loadWeights,
+  detectFormat,
+  type LoadedWeights,
+  type LoadWeightsOptions,
+  type WeightFormat,
+  type Llama2cWeights,
+  type GgufWeights,
+  type HfWeights,
+} from './model/weights.js';
+export { readGguf, type GgufFile, type GgufTensorInfo, type GgufValue } from './model/formats/gguf.js';
+export { readSafetensors, type SafetensorsFile, type SafetensorsTensorInfo } from './model/formats/safetensors.js';
