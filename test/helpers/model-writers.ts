@@ -170,6 +170,29 @@ export function toHfTensors(
   return { st, permuted };
 }
 
+/** config.json of a Hugging Face Llama-family directory for `c`. */
+export function hfConfigJson(c: ModelConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    architectures: ['LlamaForCausalLM'],
+    model_type: c.architecture,
+    hidden_size: c.dim,
+    intermediate_size: c.hiddenDim,
+    num_hidden_layers: c.nLayers,
+    num_attention_heads: c.nHeads,
+    num_key_value_heads: c.nKvHeads,
+    vocab_size: c.vocabSize,
+    max_position_embeddings: c.maxSeqLen,
+    rope_theta: c.ropeTheta,
+    rms_norm_eps: c.normEps,
+    tie_word_embeddings: c.tiedEmbeddings,
+    bos_token_id: c.bosTokenId ?? null,
+    eos_token_id: c.eosTokenIds?.length === 1 ? c.eosTokenIds[0] : (c.eosTokenIds ?? null),
+    rope_scaling: null,
+    torch_dtype: 'float32',
+    ...extra,
+  };
+}
+
 // ----------------------------------------------------------------------- GGUF
 
 /** Metadata type names: scalars, 'string', or 'array<T>' (nesting allowed: 'array<array<uint8>>'). */

@@ -10,7 +10,7 @@ import { loadHf } from '../../lib/model/formats/hf.js';
 import { loadLlama2c } from '../../lib/model/formats/llama2c.js';
 import { readSafetensors } from '../../lib/model/formats/safetensors.js';
 import { encodeFloats } from '../../lib/tensor/dtype.js';
-import { hfName, permuteToHalf, permuteToInterleaved, syntheticTensors, toHfTensors, writeHfDir, writeSafetensors } from '../helpers/model-writers.js';
+import { hfConfigJson, hfName, permuteToHalf, permuteToInterleaved, syntheticTensors, toHfTensors, writeHfDir, writeSafetensors } from '../helpers/model-writers.js';
 import { readLlama2cReference, testModelsDir } from '../helpers/test-models.js';
 
 const models = testModelsDir('Hugging Face loader (from stories260K.bin)');
@@ -24,28 +24,6 @@ function firstDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** config.json for a canonical config, as transformers writes it. */
-function hfConfigJson(c: ModelConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    architectures: ['LlamaForCausalLM'],
-    model_type: c.architecture,
-    hidden_size: c.dim,
-    intermediate_size: c.hiddenDim,
-    num_hidden_layers: c.nLayers,
-    num_attention_heads: c.nHeads,
-    num_key_value_heads: c.nKvHeads,
-    vocab_size: c.vocabSize,
-    max_position_embeddings: c.maxSeqLen,
-    rope_theta: c.ropeTheta,
-    rms_norm_eps: c.normEps,
-    tie_word_embeddings: c.tiedEmbeddings,
-    bos_token_id: c.bosTokenId ?? null,
-    eos_token_id: c.eosTokenIds?.length === 1 ? c.eosTokenIds[0] : (c.eosTokenIds ?? null),
-    rope_scaling: null,
-    torch_dtype: 'float32',
-    ...extra,
-  };
-}
-
 describe('the Hugging Face q/k permutation (convert_llama_weights_to_hf.py)', () => {
   it('takes rows [0, 2, 4, ..., 1, 3, 5, ...] of each head and is undone by its inverse', () => {
     // 2 heads of head_dim 8, one column holding the row index.

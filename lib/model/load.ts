@@ -1,0 +1,93 @@
+/**
+ * loadModel(path): the weights (any supported format) placed on a backend, and the
+ * tokenizer that goes with them: an explicit tokenizer path, else the vocabulary a GGUF
+ * file embeds, else a tokenizer file next to the model (tokenizer.json, tokenizer.bin,
+ * tok*.bin).
+ */
+
+import { ArgumentError } from '../errors.js';
+import type { GgufValue } from './formats/gguf.js';
+import { Model, type ModelOptions } from './model.js';
+import type { GgufVocabulary } from './tokenizer/gguf.js';
+import { type Tokenizer, loadTokenizer } from './tokenizer/index.js';
+import { type LoadedWeights, loadWeights } from './weights.js';
+
+export interface LoadModelOptions extends ModelOptions {
+  /** A tokenizer file or folder (overrides the one found with the model). */
+  tokenizer?: string;
+}
+
+export interface LoadedModel {
+  model: Model;
+  tokenizer: Tokenizer;
+  format: LoadedWeights['format'];
+  path: string;
+}
+
+/** The tokenizer.ggml.* metadata of a GGUF file as the GGUF tokenizer takes it. */
+export function ggufVocabulary(metadata: Map<string, GgufValue>, path: string): GgufVocabulary | undefined {
+  const model = metadata.get('tokenizer.ggml.model');
+  const tokens = metadata.get('tokenizer.ggml.tokens');
+  if (model === undefined || tokens === undefined) return undefined;
+  if (model !== 'llama' && model !== 'gpt2') {
+    throw new ArgumentError(`${path}: tokenizer.ggml.model`, "'llama' or 'gpt2' (or pass --tokenizer PATH)", model);
+  }
+  if (!Array.isArray(tokens) || tokens.some((t) => typeof t !== 'string')) {
+    throw new ArgumentError(`${path}: tokenizer.ggml.tokens`, 'an array of strings', tokens);
+  }
+  const num = (key: string): number | undefined => {
+    const v = metadata.get(key);
+    return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : undefined;
+  };
+  const bool = (key: string): boolean | undefined => {
+    const v = metadata.get(key);
+    return typeof v === 'boolean' ? v : undefined;
+  };
+  const arr = (key: string): ArrayLike<number> | undefined => {
+    const v = metadata.get(key);
+    return ArrayBuffer.isView(v) && !(v instanceof BigInt64Array || v instanceof BigUint64Array) ? (v as unknown as ArrayLike<number>) : undefined;
+  };
+  const merges = metadata.get('tokenizer.ggml.merges');
+  const pre = metadata.get('tokenizer.ggml.pre');
+  const vocab: GgufVocabulary = { model, tokens: tokens as string[] };
+  const scores = arr('tokenizer.ggml.scores');
+  if (scores) vocab.scores = scores;
+  const types = arr('tokenizer.ggml.token_type');
+  if (types) vocab.tokenTypes = types;
+  if (Array.isArray(merges)) vocab.merges = merges as string[];
+  const bos = num('tokenizer.ggml.bos_token_id');
+  if (bos !== undefined) vocab.bosId = bos;
+  const eos = num('tokenizer.ggml.eos_token_id');
+  if (eos !== undefined) vocab.eosId = eos;
+  const unk = num('tokenizer.ggml.unknown_token_id');
+  if (unk !== undefined) vocab.unknownId = unk;
+  const addBos = bool('tokenizer.ggml.add_bos_token');
+  if (addBos !== undefined) vocab.addBos = addBos;
+  const addSpace = bool('tokenizer.ggml.add_space_prefix');
+  if (addSpace !== undefined) vocab.addSpacePrefix = addSpace;
+  if (typeof pre === 'string') vocab.pre = pre;
+  return vocab;
+}
+
+export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
+  if (typeof path !== 'string' || path.length === 0) throw new ArgumentError('path', 'a model file or folder', path);
+  const weights = loadWeights(path);
+  try {
+    let tokenizer: Tokenizer;
+    const vocabSize = weights.config.vocabSize;
+    if (options.tokenizer !== undefined) {
+      tokenizer = loadTokenizer({ path: options.tokenizer, vocabSize });
+    } else if (weights.format === 'gguf' && ggufVocabulary(weights.metadata, path)) {
+      tokenizer = loadTokenizer({ ggufMetadata: ggufVocabulary(weights.metadata, path)!, vocabSize });
+    } else {
+      tokenizer = loadTokenizer({ modelPath: path, vocabSize });
+    }
+    const { tokenizer: _ignored, ...modelOptions } = options;
+    const model = await Model.fromWeights(weights, modelOptions);
+    // The model keeps the mapped weight tensors alive through its own references.
+    return { model, tokenizer, format: weights.format, path };
+  } catch (e) {
+    weights.dispose();
+    throw e;
+  }
+}
