@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { packageVersion } from '../info.js';
 import { runBenchCli } from './bench.js';
 import { runBuild } from './build.js';
+import { type GenerateCliOptions, runGenerateCli } from './generate.js';
 import { runInfo } from './info.js';
 
 const program = new Command();
@@ -17,6 +18,26 @@ program
   .option('--json', 'print JSON: {version, addon, cpu, cuda}')
   .action((opts: { json?: boolean }) => {
     process.exitCode = runInfo(opts);
+  });
+
+program
+  .command('generate')
+  .description('generate text with a model from disk (llama2.c .bin, GGUF, or a Hugging Face folder)')
+  .requiredOption('--model <path>', 'model file or folder')
+  .requiredOption('--prompt <text>', 'the prompt')
+  .option('--tokenizer <path>', 'tokenizer file (default: embedded in GGUF, or found beside the model)')
+  .option('--draft <path>', 'draft model (speculative strategies)')
+  .option('--strategy <name>', 'decoding strategy', 'autoregressive')
+  .option('--max-tokens <n>', 'new tokens at most', '256')
+  .option('--temperature <t>', '0 is greedy', '0.8')
+  .option('--top-k <k>', 'keep the k most probable tokens')
+  .option('--top-p <p>', 'nucleus sampling mass')
+  .option('--seed <s>', 'random seed')
+  .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
+  .option('--dtype <dtype>', 'weight storage dtype: f32, f16 or bf16')
+  .option('--json', 'print {text, tokens, finishReason, stats} as JSON')
+  .action(async (opts: GenerateCliOptions) => {
+    process.exitCode = await runGenerateCli(opts);
   });
 
 program
