@@ -5,9 +5,19 @@
  */
 
 import { ArgumentError } from './errors.js';
-import { Sampler, type SamplingOptions } from './decode/sampling.js';
-import type { KvCache } from './model/kv-cache.js';
+import { type FinishReason, decodeLoop } from './decode/loop.js';
+import { DraftChainProposer, DraftTreeProposer } from './decode/proposers/draft-model.js';
+import { LookupProposer, NgramTreeProposer } from './decode/proposers/lookup.js';
+import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';
+import { type SamplingOptions, checkSamplingOptions } from './decode/sampling.js';
+import type { Proposer, SpeculationStats } from './decode/types.js';
 import type { Model } from './model/model.js';
+
+/** Built-in decoding strategies (a Proposer object plugs in its own). */
+export const STRATEGIES = ['autoregressive', 'speculative', 'tree', 'lookup', 'ngram-tree', 'token-recycling'] as const;
+export type StrategyName = (typeof STRATEGIES)[number];
+
+export type { FinishReason };
 
 /** What generate needs of a tokenizer (lib/model/tokenizer implements it). */
 export interface TextTokenizer {
@@ -37,9 +47,32 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** Called with each new piece of text (and token id) as it is decoded. */
   onText?: (piece: string, token: number, sequence: number) => void;
+  /**
+   * Decoding strategy (default 'speculative' when a draft is given, else 'autoregressive'):
+   *   speculative      a draft model proposes k tokens (chain), adaptive k
+   *   tree             a draft model proposes a dynamic top-k tree (EAGLE-2 style)
+   *   lookup           prompt lookup: the continuation of the longest earlier n-gram match
+   *   ngram-tree       several lookup continuations merged into a tree
+   *   token-recycling  a tree from the target's own recorded top-k successors
+   * Every strategy is lossless: greedy output equals autoregressive greedy output, and
+   * sampling draws from the target's distribution.
+   */
+  strategy?: StrategyName | Proposer;
+  /** The draft model for 'speculative' and 'tree' (same tokenizer as the target). */
+  draft?: Model;
+  speculation?: {
+    /** Draft length to start from ('speculative', 'lookup'). */
+    k?: number;
+    kMax?: number;
+    /** Keep k fixed. */
+    fixed?: boolean;
+    /** Node budget of tree strategies. */
+    nodes?: number;
+    /** Pause speculation while it is slower per token than plain decoding (default true). */
+    autoDisable?: boolean;
+  };
 }
 
-export type FinishReason = 'length' | 'eos' | 'stop' | 'abort' | 'context';
 
 export interface GenerateStats {
   promptTokens: number;
@@ -51,6 +84,8 @@ export interface GenerateStats {
   totalMs: number;
   /** Forward passes of the target model. */
   targetPasses: number;
+  /** Speculative strategies: drafted/accepted, mean accepted length, per-position acceptance, time split. */
+  speculation?: SpeculationStats;
 }
 
 export interface GenerateResult {
@@ -58,15 +93,6 @@ export interface GenerateResult {
   tokens: number[];
   finishReason: FinishReason;
   stats: GenerateStats;
-}
-
-interface SeqState {
-  prompt: number[];
-  out: number[];
-  text: string;
-  decoder: { push(id: number): string; flush(): string } | undefined;
-  done: FinishReason | undefined;
-  pending: string; // text held back while it could still become a stop string
 }
 
 function promptsOf(o: GenerateOptions): { batch: boolean; ids: number[][] } {
@@ -90,20 +116,6 @@ function promptsOf(o: GenerateOptions): { batch: boolean; ids: number[][] } {
     return enc;
   });
   return { batch, ids };
-}
-
-/** Longest suffix of `text` that is a prefix of some stop string (held back while streaming). */
-function heldBack(text: string, stops: string[]): number {
-  let keep = 0;
-  for (const s of stops) {
-    for (let k = Math.min(s.length - 1, text.length); k > keep; k--) {
-      if (text.endsWith(s.slice(0, k))) {
-        keep = k;
-        break;
-      }
-    }
-  }
-  return keep;
 }
 
 export async function generate(options: GenerateOptions & { prompt: string[] }): Promise<GenerateResult[]>;
@@ -152,6 +164,47 @@ export async function* stream(options: GenerateOptions): AsyncGenerator<string, 
   return result![0]!;
 }
 
+/** The proposer for a strategy name (or the proposer itself). */
+function proposerFor(o: GenerateOptions, seed: number): Proposer | undefined {
+  const strategy = o.strategy ?? (o.draft ? 'speculative' : 'autoregressive');
+  if (typeof strategy === 'object') return strategy;
+  const s = o.speculation ?? {};
+  const needDraft = () => {
+    if (!o.draft || typeof (o.draft as Model).forward !== 'function') {
+      throw new ArgumentError('draft', `a draft Model for strategy '${strategy}'`, o.draft);
+    }
+    if (o.draft.config.vocabSize !== o.model.config.vocabSize) {
+      throw new ArgumentError('draft', `a model with the target's vocabulary (${o.model.config.vocabSize} tokens)`, o.draft.config.vocabSize);
+    }
+    return o.draft;
+  };
+  switch (strategy) {
+    case 'autoregressive':
+      if (o.draft) throw new ArgumentError('strategy', "'speculative' or 'tree' when a draft model is given", strategy);
+      return undefined;
+    case 'speculative':
+      return new DraftChainProposer(needDraft(), {
+        ...(s.k !== undefined ? { k: s.k } : {}),
+        ...(s.kMax !== undefined ? { kMax: s.kMax } : {}),
+        ...(s.fixed !== undefined ? { fixed: s.fixed } : {}),
+        temperature: o.temperature ?? 0,
+        topK: o.topK ?? 0,
+        topP: o.topP ?? 1,
+        seed,
+      });
+    case 'tree':
+      return new DraftTreeProposer(needDraft(), { ...(s.nodes !== undefined ? { nodes: s.nodes } : {}) });
+    case 'lookup':
+      return new LookupProposer({ ...(s.k !== undefined ? { k: s.k } : {}) });
+    case 'ngram-tree':
+      return new NgramTreeProposer({ ...(s.nodes !== undefined ? { nodes: s.nodes } : {}) });
+    case 'token-recycling':
+      return new TokenRecyclingProposer(o.model.config.vocabSize, { ...(s.nodes !== undefined ? { nodes: s.nodes } : {}) });
+    default:
+      throw new ArgumentError('strategy', `one of ${STRATEGIES.join(', ')} or a Proposer`, strategy);
+  }
+}
+
 async function run(o: GenerateOptions): Promise<GenerateResult[]> {
   if (o === null || typeof o !== 'object') throw new ArgumentError('options', 'an object', o);
   const { model } = o;
@@ -163,6 +216,7 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
     throw new ArgumentError('stop', 'an array of non-empty strings', stops);
   }
   if (stops.length && !o.tokenizer) throw new ArgumentError('tokenizer', 'a tokenizer when stop strings are given', undefined);
+  const sampling = checkSamplingOptions(o);
   const { ids } = promptsOf(o);
   const vocab = model.config.vocabSize;
   ids.forEach((p, s) =>
@@ -170,88 +224,36 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
       if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new ArgumentError(`tokens[${s}][${i}]`, `a token id in [0, ${vocab - 1}]`, t);
     }),
   );
-  const samplers = ids.map((_, s) => new Sampler({ ...o, seed: (o.seed ?? 0) + s }));
   const eos = new Set(o.stopAtEos === false ? [] : (o.tokenizer?.eosIds ?? model.config.eosTokenIds ?? []));
-  const longest = Math.max(...ids.map((p) => p.length));
-  const capacity = Math.max(1, longest + maxTokens);
-  const start = performance.now();
-  let firstTokenAt = 0;
-  let passes = 0;
-  const states: SeqState[] = ids.map((p) => ({ prompt: p, out: [], text: '', decoder: o.tokenizer?.streamDecoder(p), done: undefined, pending: '' }));
-  if (maxTokens === 0) states.forEach((st) => (st.done = 'length'));
-  const cache: KvCache = model.createCache({ capacity, sequences: ids.length });
-  const emit = (st: SeqState, s: number, piece: string, token: number) => {
-    if (!piece) return;
-    st.text += piece;
-    o.onText?.(piece, token, s);
-  };
-  try {
-    // Prefill: every prompt in one forward; each sequence's last logits give its first token.
-    let step = states.map((st, s) => ({ sequence: s, tokens: st.prompt }));
-    while (states.some((st) => !st.done)) {
-      if (o.signal?.aborted) {
-        states.forEach((st) => (st.done ??= 'abort'));
-        break;
-      }
-      const active = step.filter((x) => !states[x.sequence]!.done);
-      if (active.length === 0) break;
-      const { logits } = await model.forward(cache, active);
-      passes++;
-      const all = logits.toFloat32();
-      logits.dispose();
-      const next: typeof step = [];
-      active.forEach((x, r) => {
-        const s = x.sequence;
-        const st = states[s]!;
-        const token = samplers[s]!.sample(all.subarray(r * vocab, (r + 1) * vocab));
-        if (!firstTokenAt) firstTokenAt = performance.now();
-        if (eos.has(token)) {
-          st.done = 'eos';
-          return;
-        }
-        st.out.push(token);
-        if (st.decoder) {
-          st.pending += st.decoder.push(token);
-          // Stop strings: cut at the first match; otherwise emit all but a possible stop prefix.
-          const full = st.text + st.pending;
-          const hit = stops.map((stop) => full.indexOf(stop, Math.max(0, st.text.length - stop.length))).filter((i) => i >= 0);
-          if (hit.length) {
-            emit(st, s, full.slice(st.text.length, Math.min(...hit)), token);
-            st.pending = '';
-            st.done = 'stop';
-            return;
-          }
-          const keep = heldBack(st.pending, stops);
-          emit(st, s, st.pending.slice(0, st.pending.length - keep), token);
-          st.pending = st.pending.slice(st.pending.length - keep);
-        }
-        if (st.out.length >= maxTokens) st.done = 'length';
-        else if (cache.free(s) < 1) st.done = 'context';
-        else next.push({ sequence: s, tokens: [token] });
-      });
-      step = next;
-    }
-  } finally {
-    cache.dispose();
-  }
-  const end = performance.now();
-  return states.map((st, s) => {
-    if (st.decoder && st.done !== 'stop') emit(st, s, st.pending + st.decoder.flush(), -1);
-    const gen = st.out.length;
-    const ttft = firstTokenAt ? firstTokenAt - start : 0;
+  const proposer = proposerFor(o, sampling.seed);
+  const r = await decodeLoop({
+    model,
+    prompts: ids,
+    maxTokens,
+    ...sampling,
+    eos,
+    stops,
+    ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.onText ? { onText: o.onText } : {}),
+    ...(proposer ? { proposer } : {}),
+    ...(o.speculation?.autoDisable !== undefined ? { autoDisable: o.speculation.autoDisable } : {}),
+  });
+  return r.sequences.map((sq) => {
+    const gen = sq.tokens.length;
     return {
-      text: st.text,
-      tokens: st.out,
-      finishReason: st.done ?? 'length',
+      text: sq.text,
+      tokens: sq.tokens,
+      finishReason: sq.finishReason,
       stats: {
-        promptTokens: st.prompt.length,
+        promptTokens: sq.promptTokens,
         generatedTokens: gen,
-        timeToFirstTokenMs: ttft,
-        tokensPerSecond: gen > 1 ? ((gen - 1) * 1000) / (end - firstTokenAt) : 0,
-        totalMs: end - start,
-        targetPasses: passes,
+        timeToFirstTokenMs: r.timeToFirstTokenMs,
+        tokensPerSecond: gen > 1 && r.decodeMs > 0 ? ((gen - 1) * 1000) / r.decodeMs : 0,
+        totalMs: r.totalMs,
+        targetPasses: r.targetPasses,
+        ...(r.speculation ? { speculation: r.speculation } : {}),
       },
     };
   });
 }
-

@@ -1,0 +1,251 @@
+/**
+ * Draft-model proposers: a smaller model sharing the tokenizer guesses ahead.
+ *
+ *   DraftChainProposer  k tokens drawn autoregressively from the draft (greedy: argmax;
+ *                       sampling: from the draft's processed distribution q, recorded for
+ *                       lossless verification). Adaptive length: grows by one after a fully
+ *                       accepted step, shrinks by one otherwise, and stops drafting early when
+ *                       the draft's top probability falls below `minProbability`.
+ *   DraftTreeProposer   a dynamic tree in the manner of EAGLE-2: each depth expands the top-k
+ *                       children of the frontier, keeping the `width` nodes of highest
+ *                       cumulative draft probability, up to a node budget. Siblings are
+ *                       deterministic (top-k), so sampling verifies them with point masses.
+ *
+ * The draft keeps its own KV cache per sequence; before each proposal it drops whatever it
+ * cached beyond the tokens the sequence actually kept, and feeds the rest as one chunk.
+ */
+import type { Model } from '../../model/model.js';
+import type { KvCache } from '../../model/kv-cache.js';
+import { Random, argmax, processedDistribution } from '../sampling.js';
+import type { DraftTree, ProposeContext, Proposer, StepFeedback } from '../types.js';
+import { EMPTY_DRAFT } from '../types.js';
+
+export interface DraftChainOptions {
+  /** Initial draft length (default 4). */
+  k?: number;
+  /** Longest draft (default 8). */
+  kMax?: number;
+  /** Keep k fixed (default false: adaptive). */
+  fixed?: boolean;
+  /** Stop drafting when the draft's top probability is below this (default 0; e.g. 0.3). */
+  minProbability?: number;
+  /** Sampling settings for q (temperature 0: greedy drafts). */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+}
+
+/** Per-sequence draft cache bookkeeping shared by the draft proposers. */
+class DraftState {
+  cache: KvCache | undefined;
+  /** Tokens whose keys the draft cache holds (committed), per sequence. */
+  cached: number[][] = [];
+  constructor(readonly draft: Model) {}
+
+  start(prompts: readonly (readonly number[])[], capacity: number): void {
+    this.cache?.dispose();
+    this.cache = this.draft.createCache({ capacity, sequences: prompts.length });
+    this.cached = prompts.map(() => []);
+  }
+
+  /** Brings the draft cache to `tokens` and returns the draft's logits after the last one. */
+  async sync(seq: number, tokens: readonly number[]): Promise<Float32Array> {
+    const cache = this.cache!;
+    const have = this.cached[seq]!;
+    let common = 0;
+    while (common < have.length && common < tokens.length - 1 && have[common] === tokens[common]) common++;
+    cache.truncate(seq, common);
+    this.cached[seq] = tokens.slice(0, common);
+    const feed = tokens.slice(common);
+    const { logits } = await this.draft.forward(cache, [{ sequence: seq, tokens: feed }]);
+    this.cached[seq]!.push(...feed);
+    const out = Float32Array.from(logits.toFloat32());
+    logits.dispose();
+    return out;
+  }
+
+  /** Feeds one more token (committed in the draft cache) and returns the next logits. */
+  async step(seq: number, token: number): Promise<Float32Array> {
+    const { logits } = await this.draft.forward(this.cache!, [{ sequence: seq, tokens: [token] }]);
+    this.cached[seq]!.push(token);
+    const out = Float32Array.from(logits.toFloat32());
+    logits.dispose();
+    return out;
+  }
+
+  dispose(): void {
+    this.cache?.dispose();
+    this.cache = undefined;
+  }
+}
+
+function softmaxMax(logits: Float32Array): number {
+  let m = -Infinity;
+  for (const x of logits) m = Math.max(m, x);
+  let z = 0;
+  for (const x of logits) z += Math.exp(x - m);
+  return 1 / z;
+}
+
+export class DraftChainProposer implements Proposer {
+  readonly name = 'speculative';
+  readonly #state: DraftState;
+  readonly #o: Required<Omit<DraftChainOptions, 'seed'>>;
+  readonly #k: number[] = [];
+  readonly #random: Random;
+  constructor(draft: Model, options: DraftChainOptions = {}) {
+    this.#state = new DraftState(draft);
+    this.#o = {
+      k: options.k ?? 4,
+      kMax: options.kMax ?? 8,
+      fixed: options.fixed ?? false,
+      minProbability: options.minProbability ?? 0,
+      temperature: options.temperature ?? 0,
+      topK: options.topK ?? 0,
+      topP: options.topP ?? 1,
+    };
+    this.#random = new Random((options.seed ?? 0) ^ 0x5eed);
+  }
+
+  start(prompts: readonly (readonly number[])[], capacity: number): void {
+    this.#state.start(prompts, capacity);
+    this.#k.length = 0;
+    prompts.forEach(() => this.#k.push(this.#o.k));
+  }
+
+  async propose(ctx: ProposeContext): Promise<DraftTree> {
+    const k = Math.min(this.#k[ctx.sequence]!, ctx.budget, this.#state.cache!.free(ctx.sequence) - 1);
+    if (k <= 0) return EMPTY_DRAFT;
+    let logits = await this.#state.sync(ctx.sequence, ctx.tokens);
+    const tokens: number[] = [];
+    const probs: Float32Array[] = [];
+    const sampling = this.#o.temperature > 0;
+    for (let i = 0; i < k; i++) {
+      let token: number;
+      if (sampling) {
+        const q = processedDistribution(logits, this.#o);
+        token = sampleFromQ(q, this.#random.next());
+        probs.push(Float32Array.from(q));
+      } else {
+        if (this.#o.minProbability > 0 && softmaxMax(logits) < this.#o.minProbability && i > 0) break;
+        token = argmax(logits);
+      }
+      tokens.push(token);
+      if (i + 1 < k) logits = await this.#state.step(ctx.sequence, token);
+    }
+    const draft: DraftTree = { tokens, parents: tokens.map((_, i) => i - 1) };
+    if (sampling) {
+      probs.push(probs[probs.length - 1]!); // the leaf's row is never read; keep it a valid distribution
+      draft.draftProbs = probs;
+    }
+    return draft;
+  }
+
+  feedback(fb: StepFeedback): void {
+    if (this.#o.fixed) return;
+    const k = this.#k[fb.sequence]!;
+    const all = fb.draft.tokens.length > 0 && fb.acceptedNodes.length === fb.draft.tokens.length;
+    this.#k[fb.sequence] = all ? Math.min(this.#o.kMax, k + 1) : Math.max(1, k - 1);
+  }
+
+  dispose(): void {
+    this.#state.dispose();
+  }
+}
+
+function sampleFromQ(q: Float64Array, u: number): number {
+  let acc = 0;
+  let last = 0;
+  for (let i = 0; i < q.length; i++) {
+    if (q[i]! <= 0) continue;
+    acc += q[i]!;
+    last = i;
+    if (u < acc) return i;
+  }
+  return last;
+}
+
+export interface DraftTreeOptions {
+  /** Children considered per expanded node (default 4). */
+  topK?: number;
+  /** Nodes kept per depth (default 4). */
+  width?: number;
+  /** Tree depth at most (default 5). */
+  depth?: number;
+  /** Node budget (default 24). */
+  nodes?: number;
+}
+
+export class DraftTreeProposer implements Proposer {
+  readonly name = 'tree';
+  readonly #state: DraftState;
+  readonly #o: Required<DraftTreeOptions>;
+  constructor(draft: Model, options: DraftTreeOptions = {}) {
+    this.#state = new DraftState(draft);
+    this.#o = { topK: options.topK ?? 4, width: options.width ?? 4, depth: options.depth ?? 5, nodes: options.nodes ?? 24 };
+  }
+
+  start(prompts: readonly (readonly number[])[], capacity: number): void {
+    this.#state.start(prompts, capacity);
+  }
+
+  async propose(ctx: ProposeContext): Promise<DraftTree> {
+    const budget = Math.min(this.#o.nodes, ctx.budget, this.#state.cache!.free(ctx.sequence) - 1);
+    if (budget <= 0) return EMPTY_DRAFT;
+    const rootLogits = await this.#state.sync(ctx.sequence, ctx.tokens);
+    const tokens: number[] = [];
+    const parents: number[] = [];
+    const score: number[] = []; // cumulative log probability of each node
+    // frontier: [node index (-1 = pending), its logits, its score]
+    let frontier: Array<{ node: number; logits: Float32Array; score: number }> = [{ node: -1, logits: rootLogits, score: 0 }];
+    for (let d = 0; d < this.#o.depth && tokens.length < budget && frontier.length; d++) {
+      const candidates: Array<{ parent: number; token: number; score: number }> = [];
+      for (const f of frontier) {
+        const lp = logSoftmax(f.logits);
+        for (const t of topIndices(lp, this.#o.topK)) candidates.push({ parent: f.node, token: t, score: f.score + lp[t]! });
+      }
+      candidates.sort((a, b) => b.score - a.score);
+      const chosen = candidates.slice(0, Math.min(this.#o.width, budget - tokens.length));
+      const added: number[] = [];
+      for (const c of chosen) {
+        added.push(tokens.length);
+        tokens.push(c.token);
+        parents.push(c.parent);
+        score.push(c.score);
+      }
+      if (d + 1 >= this.#o.depth || tokens.length >= budget) break;
+      // One draft tree step over the whole tree so far (uncommitted), logits of the new nodes.
+      const { logits } = await this.#state.draft.forward(
+        this.#state.cache!,
+        [{ sequence: ctx.sequence, tokens, parents }],
+        { logits: added },
+      );
+      const all = logits.toFloat32();
+      const vocab = this.#state.draft.config.vocabSize;
+      frontier = added.map((node, i) => ({ node, logits: all.slice(i * vocab, (i + 1) * vocab), score: score[node]! }));
+      logits.dispose();
+    }
+    return { tokens, parents };
+  }
+
+  dispose(): void {
+    this.#state.dispose();
+  }
+}
+
+function logSoftmax(logits: Float32Array): Float64Array {
+  let m = -Infinity;
+  for (const x of logits) m = Math.max(m, x);
+  let z = 0;
+  for (const x of logits) z += Math.exp(x - m);
+  const lz = m + Math.log(z);
+  return Float64Array.from(logits, (x) => x - lz);
+}
+
+/** Indices of the k largest values (ties: lower index first). */
+export function topIndices(values: ArrayLike<number>, k: number): number[] {
+  const idx = Array.from({ length: values.length }, (_, i) => i);
+  idx.sort((a, b) => values[b]! - values[a]! || a - b);
+  return idx.slice(0, k);
+}

@@ -1,0 +1,81 @@
+/**
+ * Every strategy is lossless under greedy decoding: on stories260K its tokens equal greedy
+ * autoregressive tokens exactly (f32, CPU), batch 1 and ragged batches, with EOS and
+ * maxTokens cutting accepted runs; the draft pair reaches the expected acceptance.
+ */
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { type StrategyName, generate } from '../../lib/generate.js';
+import { type LoadedModel, loadModel } from '../../lib/model/load.js';
+import { testModelsDir } from '../helpers/test-models.js';
+
+const dir = testModelsDir('decoding strategies on stories260K');
+
+describe.runIf(dir)('greedy losslessness of every strategy (stories260K)', () => {
+  let target: LoadedModel;
+  let draft: LoadedModel;
+  beforeAll(async () => {
+    target = await loadModel(join(dir!, 'stories260K', 'stories260K.bin'), { backend: 'cpu' });
+    draft = await loadModel(join(dir!, 'llama2xs-281K', 'model.bin'), { backend: 'cpu', tokenizer: join(dir!, 'stories260K', 'tok512.bin') });
+  });
+  afterAll(() => {
+    target.model.dispose();
+    draft.model.dispose();
+  });
+
+  const prompts = ['Once upon a time', 'The little dog', 'Tom and Sue went to the park. They', 'One day, a big bird'];
+  const strategies: StrategyName[] = ['speculative', 'tree', 'lookup', 'ngram-tree', 'token-recycling'];
+
+  it.each(strategies)('%s equals autoregressive, batch 1 and a ragged batch', async (strategy) => {
+    const base = { model: target.model, tokenizer: target.tokenizer, maxTokens: 60, temperature: 0 };
+    const withDraft = strategy === 'speculative' || strategy === 'tree' ? { draft: draft.model } : {};
+    for (const prompt of prompts.slice(0, 2)) {
+      const ar = await generate({ ...base, prompt });
+      const sp = await generate({ ...base, prompt, strategy, ...withDraft, speculation: { autoDisable: false } });
+      expect(sp.tokens).toEqual(ar.tokens);
+      expect(sp.text).toBe(ar.text);
+      expect(sp.finishReason).toBe(ar.finishReason);
+      expect(sp.stats.speculation?.strategy).toBeDefined();
+    }
+    const arBatch = await generate({ ...base, prompt: prompts });
+    const spBatch = await generate({ ...base, prompt: prompts, strategy, ...withDraft, speculation: { autoDisable: false } });
+    expect(spBatch.map((r) => r.tokens)).toEqual(arBatch.map((r) => r.tokens));
+  });
+
+  it('maxTokens cuts an accepted run exactly, and EOS inside a run ends the sequence', async () => {
+    const base = { model: target.model, tokenizer: target.tokenizer, temperature: 0 };
+    for (const maxTokens of [1, 2, 7, 13]) {
+      const ar = await generate({ ...base, prompt: 'Once upon a time', maxTokens });
+      const sp = await generate({ ...base, prompt: 'Once upon a time', maxTokens, draft: draft.model, speculation: { k: 6, fixed: true, autoDisable: false } });
+      expect(sp.tokens).toEqual(ar.tokens);
+      expect(sp.tokens.length).toBe(maxTokens);
+    }
+    // A long greedy run reaches EOS (a story ends); speculative must stop at the same place.
+    const ar = await generate({ ...base, prompt: 'Once upon a time', maxTokens: 400 });
+    const sp = await generate({ ...base, prompt: 'Once upon a time', maxTokens: 400, draft: draft.model, speculation: { k: 6, fixed: true, autoDisable: false } });
+    expect(sp.tokens).toEqual(ar.tokens);
+    expect(sp.finishReason).toBe(ar.finishReason);
+  });
+
+  it('stop strings end a run inside an accepted draft', async () => {
+    const base = { model: target.model, tokenizer: target.tokenizer, temperature: 0, maxTokens: 80 };
+    const ar = await generate({ ...base, prompt: 'Once upon a time', stop: ['park'] });
+    const sp = await generate({ ...base, prompt: 'Once upon a time', stop: ['park'], draft: draft.model, speculation: { autoDisable: false } });
+    expect(sp.text).toBe(ar.text);
+    expect(sp.finishReason).toBe('stop');
+  });
+
+  it('llama2xs-281K drafting for stories260K at k = 4 (greedy): mean accepted length >= 2.6', async () => {
+    const r = await generate({
+      model: target.model, tokenizer: target.tokenizer, prompt: prompts, maxTokens: 120, temperature: 0,
+      draft: draft.model, speculation: { k: 4, fixed: true, autoDisable: false },
+    });
+    const spec = r[0]!.stats.speculation!;
+    console.log(`[info] speculative k=4: mean accepted length ${spec.meanAcceptedLength.toFixed(2)}, acceptance ${spec.acceptanceRate.toFixed(3)}, per position ${spec.perPositionAcceptance.map((x) => x.toFixed(2)).join(' ')}`);
+    expect(spec.meanAcceptedLength).toBeGreaterThanOrEqual(2.6);
+    // Agreement at the first draft position is the per-token greedy match rate (README: about 0.71).
+    expect(spec.perPositionAcceptance[0]).toBeGreaterThan(0.6);
+  });
+});
