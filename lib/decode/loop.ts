@@ -44,6 +44,11 @@ export interface LoopOptions {
   proposer?: Proposer;
   /** Turn speculation off while it emits fewer tokens per second than plain decoding (default true). */
   autoDisable?: boolean;
+  /**
+   * Replaces the sampling verifier (tests only: negative controls such as "always accept"
+   * must make the distribution tests fail). Arguments as verifySamplingBatch's.
+   */
+  samplingVerifier?: typeof verifySamplingBatch;
 }
 
 export interface LoopSequenceResult {
@@ -266,7 +271,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
           });
           const tTarget = Tensor.from(target, { shape: [rows, vocab] });
           const tDraft = draftRows ? Tensor.from(draftRows, { shape: [rows, vocab] }) : null;
-          results = await verifySamplingBatch(treeIndptr, treeTokens, treeParents, tTarget, tDraft, uniforms);
+          results = await (o.samplingVerifier ?? verifySamplingBatch)(treeIndptr, treeTokens, treeParents, tTarget, tDraft, uniforms);
         }
         logits.dispose();
         await cache.commit(
