@@ -1,8 +1,10 @@
 /** `canopy generate`: text from a model on disk, streamed to stdout; stats on stderr. */
 
 import { ArgumentError } from '../errors.js';
-import { generate, stream } from '../generate.js';
+import { STRATEGIES, type StrategyName, generate, stream } from '../generate.js';
 import { loadModel } from '../model/load.js';
+import { Model } from '../model/model.js';
+import { loadWeights } from '../model/weights.js';
 import type { Backend } from '../native/backend.js';
 import type { FloatDType } from '../tensor/dtype.js';
 
@@ -30,11 +32,11 @@ function num(value: string | undefined, name: string, integer: boolean): number 
 }
 
 export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
-  const strategy = o.strategy ?? 'autoregressive';
-  if (strategy !== 'autoregressive') {
-    throw new ArgumentError('--strategy', "'autoregressive' (speculative, tree, blockwise and lookup strategies are not in this version yet)", strategy);
+  const strategy = (o.strategy ?? (o.draft ? 'speculative' : 'autoregressive')) as StrategyName;
+  if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new ArgumentError('--strategy', `one of ${STRATEGIES.join(', ')}`, strategy);
+  if ((strategy === 'speculative' || strategy === 'tree') && o.draft === undefined) {
+    throw new ArgumentError('--draft', `a draft model path for --strategy ${strategy}`, undefined);
   }
-  if (o.draft !== undefined) throw new ArgumentError('--draft', 'absent: draft models come with the speculative strategy', o.draft);
   const dtype = o.dtype as FloatDType | undefined;
   if (dtype !== undefined && !['f32', 'f16', 'bf16'].includes(dtype)) throw new ArgumentError('--dtype', 'f32, f16 or bf16', dtype);
   const { model, tokenizer } = await loadModel(o.model, {
@@ -42,6 +44,8 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
     ...(dtype ? { dtype } : {}),
     ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
   });
+  // The draft shares the target's tokenizer: only its weights are loaded.
+  const draft = o.draft ? await Model.fromWeights(loadWeights(o.draft), { backend: model.device, ...(dtype ? { dtype } : {}) }) : undefined;
   const abort = new AbortController();
   const onSigint = () => abort.abort();
   process.once('SIGINT', onSigint);
@@ -56,6 +60,8 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
       ...(o.topP !== undefined ? { topP: num(o.topP, 'top-p', false)! } : {}),
       ...(o.seed !== undefined ? { seed: num(o.seed, 'seed', true)! } : {}),
       signal: abort.signal,
+      strategy,
+      ...(draft ? { draft } : {}),
     };
     if (o.json) {
       const r = await generate(opts);
@@ -77,9 +83,18 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
         `prompt ${s.promptTokens} tokens, generated ${s.generatedTokens} (${r.finishReason}), ` +
         `first token ${s.timeToFirstTokenMs.toFixed(1)} ms, ${s.tokensPerSecond.toFixed(1)} tokens/s, ${s.targetPasses} forward passes\n`,
     );
+    if (s.speculation) {
+      const sp = s.speculation;
+      process.stderr.write(
+        `[${sp.strategy}] drafted ${sp.drafted}, accepted ${sp.accepted} (${(100 * sp.acceptanceRate).toFixed(1)}%), ` +
+          `mean accepted length ${sp.meanAcceptedLength.toFixed(2)}, per position ${sp.perPositionAcceptance.map((x) => x.toFixed(2)).join(' ')}; ` +
+          `ms: propose ${sp.timeMs.propose.toFixed(0)}, forward ${sp.timeMs.forward.toFixed(0)}, verify+commit ${sp.timeMs.verify.toFixed(0)}\n`,
+      );
+    }
     return 0;
   } finally {
     process.off('SIGINT', onSigint);
     model.dispose();
+    draft?.dispose();
   }
 }

@@ -27,7 +27,7 @@ program
   .requiredOption('--prompt <text>', 'the prompt')
   .option('--tokenizer <path>', 'tokenizer file (default: embedded in GGUF, or found beside the model)')
   .option('--draft <path>', 'draft model (speculative strategies)')
-  .option('--strategy <name>', 'decoding strategy', 'autoregressive')
+  .option('--strategy <name>', 'autoregressive, speculative, tree, lookup, ngram-tree, token-recycling (default: speculative with --draft)')
   .option('--max-tokens <n>', 'new tokens at most', '256')
   .option('--temperature <t>', '0 is greedy', '0.8')
   .option('--top-k <k>', 'keep the k most probable tokens')

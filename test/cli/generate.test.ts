@@ -30,11 +30,21 @@ describe.runIf(models && existsSync(cli))('canopy generate', () => {
     expect(out.text).toMatch(/^, there was a little girl/);
   });
 
+  it('--draft with the speculative strategy prints the same text as without, and its stats', () => {
+    const draft = join(models ?? '', 'llama2xs-281K', 'model.bin');
+    const args = ['--model', model, '--prompt', 'Once upon a time', '--temperature', '0', '--max-tokens', '60', '--backend', 'cpu'];
+    const plain = run(...args);
+    const spec = run(...args, '--draft', draft, '--strategy', 'speculative');
+    expect(spec.status, spec.stderr).toBe(0);
+    expect(spec.stdout).toBe(plain.stdout);
+    expect(spec.stderr).toMatch(/\[speculative\] drafted \d+, accepted \d+ .*mean accepted length/);
+  });
+
   it('names the bad argument', () => {
     const bad = run('--model', join(models ?? '', 'nope.bin'), '--prompt', 'x');
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/nope\.bin/);
     const strat = run('--model', model, '--prompt', 'x', '--strategy', 'medusa');
-    expect(strat.stderr).toMatch(/--strategy must be 'autoregressive'/);
+    expect(strat.stderr).toMatch(/--strategy must be one of autoregressive, speculative/);
   });
 });
