@@ -38,6 +38,8 @@ export interface GenerateOptions extends SamplingOptions {
   tokens?: number[] | number[][];
   /** Prepend BOS to text prompts (default true when the tokenizer has one). */
   addBos?: boolean;
+  /** Samples per prompt (default 1): n > 1 draws n sequences from one prompt as a batch (seeds seed, seed + 1, ...). */
+  n?: number;
   /** New tokens at most (default 128). */
   maxTokens?: number;
   /** Stop when the text ends with one of these strings (the stop string is kept out of the text). */
@@ -96,6 +98,14 @@ export interface GenerateResult {
 }
 
 function promptsOf(o: GenerateOptions): { batch: boolean; ids: number[][] } {
+  const n = o.n ?? 1;
+  if (!Number.isInteger(n) || n < 1) throw new ArgumentError('n', 'an integer >= 1', n);
+  const base = promptIds(o);
+  if (n === 1) return base;
+  return { batch: true, ids: base.ids.flatMap((p) => Array.from({ length: n }, () => p)) };
+}
+
+function promptIds(o: GenerateOptions): { batch: boolean; ids: number[][] } {
   if (o.tokens !== undefined) {
     const batch = Array.isArray(o.tokens[0]);
     const ids = (batch ? o.tokens : [o.tokens]) as number[][];
@@ -118,6 +128,7 @@ function promptsOf(o: GenerateOptions): { batch: boolean; ids: number[][] } {
   return { batch, ids };
 }
 
+export async function generate(options: GenerateOptions & { n: number }): Promise<GenerateResult[]>;
 export async function generate(options: GenerateOptions & { prompt: string[] }): Promise<GenerateResult[]>;
 export async function generate(options: GenerateOptions & { tokens: number[][] }): Promise<GenerateResult[]>;
 export async function generate(options: GenerateOptions): Promise<GenerateResult>;

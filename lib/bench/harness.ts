@@ -46,7 +46,7 @@ export async function time(fn: () => Promise<unknown>, options: TimeOptions): Pr
   return { medianMs: percentile(samples, 0.5), p10Ms: percentile(samples, 0.1), p90Ms: percentile(samples, 0.9), repeats: samples.length };
 }
 
-export type Metric = 'GB/s' | 'GFLOP/s' | 'TFLOP/s';
+export type Metric = 'GB/s' | 'GFLOP/s' | 'TFLOP/s' | 'tokens/s';
 
 export interface PeerResult {
   name: string;

@@ -12,6 +12,9 @@ export interface BenchOptions {
   quick: boolean;
   /** Only steps whose label or suite contains this text. */
   filter?: string;
+  /** Real model files for the decode suite. */
+  model?: string;
+  draft?: string;
 }
 
 export interface BenchReport {
@@ -31,7 +34,11 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   }
   const placement = selectBackend(options.backend);
   const limits = await machineLimits(placement.device, options.quick);
-  const ctx = { backend: placement.backend, device: placement.device, limits, quick: options.quick, budgetMs: options.quick ? 400 : 2000 };
+  const ctx = {
+    backend: placement.backend, device: placement.device, limits, quick: options.quick, budgetMs: options.quick ? 400 : 2000,
+    ...(options.model ? { model: options.model } : {}),
+    ...(options.draft ? { draft: options.draft } : {}),
+  };
   const chosen = options.suites.length ? SUITES.filter((s) => options.suites.includes(s.name)) : SUITES;
   const steps = chosen.flatMap((s) =>
     s.plan(ctx).map((step) => ({ ...step, label: `${s.name}: ${step.label}` })),
@@ -40,7 +47,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const rows: BenchRow[] = [];
   for (const step of steps) {
     progress.step(step.label);
-    rows.push(await step.run());
+    const row = await step.run();
+    const { extraRows, ...first } = row as BenchRow & { extraRows?: BenchRow[] };
+    rows.push(first, ...(extraRows ?? []));
   }
   progress.finish();
   return {

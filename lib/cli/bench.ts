@@ -12,12 +12,19 @@ export interface BenchCliOptions {
   json?: boolean;
   out?: string;
   filter?: string;
+  model?: string;
+  draft?: string;
 }
 
 export async function runBenchCli(suites: string[], opts: BenchCliOptions): Promise<number> {
   // No suite named: the quick tour of every suite. A suite named: that suite in full, unless --quick.
   const quick = opts.quick ?? suites.length === 0;
-  const report = await runBench({ suites, backend: (opts.backend ?? 'auto') as Backend, quick, ...(opts.filter ? { filter: opts.filter } : {}) });
+  const report = await runBench({
+    suites, backend: (opts.backend ?? 'auto') as Backend, quick,
+    ...(opts.filter ? { filter: opts.filter } : {}),
+    ...(opts.model ? { model: opts.model } : {}),
+    ...(opts.draft ? { draft: opts.draft } : {}),
+  });
   const json = JSON.stringify(report, null, 2);
   if (opts.out) writeFileSync(opts.out, json + '\n');
   if (opts.json) {

@@ -43,13 +43,15 @@ program
 program
   .command('bench')
   .description('benchmarks: achieved GB/s or TFLOP/s against this machine\'s limits, with peers measured in the same run')
-  .argument('[suites...]', 'attention, tree (default: a quick run of every suite)')
+  .argument('[suites...]', 'attention, tree, generate, decode (default: a quick run of every suite)')
   .option('--quick', 'smaller configurations and time budgets')
   .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
   .option('--json', 'print the report as JSON instead of a table')
   .option('--out <file>', 'also write the JSON report to a file')
   .option('--filter <text>', 'only benchmarks whose label contains the text')
-  .action(async (suites: string[], opts: { quick?: boolean; backend?: string; json?: boolean; out?: string; filter?: string }) => {
+  .option('--model <path>', 'decode suite: the target model (default: ../shared/models/stories260K when present)')
+  .option('--draft <path>', 'decode suite: a draft model for speculative and tree strategies')
+  .action(async (suites: string[], opts: { quick?: boolean; backend?: string; json?: boolean; out?: string; filter?: string; model?: string; draft?: string }) => {
     process.exitCode = await runBenchCli(suites, opts);
   });
 

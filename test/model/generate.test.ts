@@ -64,6 +64,14 @@ describe('generate', () => {
     expect(a.tokens).not.toEqual(c.tokens);
   });
 
+  it('n samples of one prompt: a batch with consecutive seeds', async () => {
+    const opts = { model, tokens: [0, 3, 4], maxTokens: 10, temperature: 1, stopAtEos: false, seed: 5 };
+    const many = await generate({ ...opts, n: 3 });
+    expect(many).toHaveLength(3);
+    for (let i = 0; i < 3; i++) expect(many[i]!.tokens).toEqual((await generate({ ...opts, seed: 5 + i })).tokens);
+    await expect(generate({ ...opts, n: 0 })).rejects.toThrow(/n must be an integer >= 1; received 0/);
+  });
+
   it('text prompts, streaming and stop strings', async () => {
     const full = await generate({ model, tokenizer: charTokenizer, prompt: 'hello', maxTokens: 20, stopAtEos: false });
     expect(full.text).toBe(charTokenizer.decode(full.tokens));

@@ -1,8 +1,9 @@
 /** The benchmark suites `canopy bench` knows, by name. */
 import { attentionSuite } from './attention.js';
+import { decodeSuite } from './decode.js';
 import { generateSuite } from './generate.js';
 import { treeSuite } from './tree.js';
 import type { Suite } from './types.js';
 
-export const SUITES: Suite[] = [attentionSuite, treeSuite, generateSuite];
+export const SUITES: Suite[] = [attentionSuite, treeSuite, generateSuite, decodeSuite];
 export type { Suite, SuiteContext } from './types.js';

@@ -8,6 +8,9 @@ export interface SuiteContext {
   quick: boolean;
   /** Time budget per measurement, ms. */
   budgetMs: number;
+  /** Model files for suites that run real models (`canopy bench decode --model M --draft D`). */
+  model?: string;
+  draft?: string;
 }
 
 /** A benchmark suite: a list of steps, each producing one row. */

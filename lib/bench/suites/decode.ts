@@ -1,0 +1,94 @@
+/**
+ * `canopy bench decode [--model M] [--draft D]`: every applicable decoding strategy on the
+ * same prompts, greedy, against autoregressive decoding measured in the same run: tokens/s,
+ * mean accepted length (tau) and speedup; whether each strategy's text equals the
+ * autoregressive text (it must: the strategies are lossless). Defaults to the real tiny pair
+ * stories260K / llama2xs-281K when ../shared/models (or CANOPY_MODELS) holds them.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+import { type GenerateResult, type StrategyName, generate } from '../../generate.js';
+import { loadModel } from '../../model/load.js';
+import { Model } from '../../model/model.js';
+import { loadWeights } from '../../model/weights.js';
+import { packageRoot } from '../../native/loader.js';
+import { type BenchRow, time } from '../harness.js';
+import type { Suite, SuiteContext } from './types.js';
+
+const PROMPTS = ['Once upon a time', 'The little dog', 'Tom and Sue went to the park. They', 'One day, a big bird'];
+
+/** The shared test models folder, if present. */
+export function findModelsDir(): string | undefined {
+  const candidates = [process.env.CANOPY_MODELS, resolve(packageRoot, '..', 'shared', 'models'), resolve('..', 'shared', 'models')];
+  return candidates.find((d): d is string => d !== undefined && existsSync(join(d, 'stories260K', 'stories260K.bin')));
+}
+
+async function runDecode(ctx: SuiteContext, modelPath: string, draftPath: string | undefined): Promise<BenchRow[]> {
+  const { model, tokenizer } = await loadModel(modelPath, { backend: ctx.device });
+  const draft = draftPath ? await Model.fromWeights(loadWeights(draftPath), { backend: ctx.device }) : undefined;
+  const maxTokens = ctx.quick ? 96 : 256;
+  const strategies: StrategyName[] = ['autoregressive', ...(draft ? (['speculative', 'tree'] as const) : []), 'lookup', 'ngram-tree', 'token-recycling'];
+  const rows: BenchRow[] = [];
+  let arMs = 0;
+  let arTokens: number[][] = [];
+  try {
+    for (const strategy of strategies) {
+      let last: GenerateResult[] = [];
+      const opts = {
+        model, tokenizer, prompt: PROMPTS, maxTokens, temperature: 0, strategy,
+        ...(draft && (strategy === 'speculative' || strategy === 'tree') ? { draft } : {}),
+        speculation: { autoDisable: false },
+      };
+      const timing = await time(async () => {
+        last = await generate(opts);
+      }, { budgetMs: ctx.budgetMs, warmup: 1, minRepeats: 3, maxRepeats: 20 });
+      const tokens = last;
+      const emitted = tokens.reduce((a, r) => a + r.tokens.length, 0);
+      if (strategy === 'autoregressive') {
+        arMs = timing.medianMs;
+        arTokens = tokens.map((r) => r.tokens);
+      }
+      const same = tokens.every((r, i) => r.tokens.join() === arTokens[i]!.join());
+      const spec = tokens[0]!.stats.speculation;
+      rows.push({
+        suite: 'decode',
+        name: strategy,
+        backend: ctx.backend,
+        config: { model: modelPath.split(/[\\/]/).slice(-2).join('/'), ...(draftPath && (strategy === 'speculative' || strategy === 'tree') ? { draft: draftPath.split(/[\\/]/).slice(-2).join('/') } : {}), batch: PROMPTS.length, maxTokens, greedy: 'yes' },
+        timing,
+        metric: 'tokens/s',
+        value: (emitted * 1000) / timing.medianMs,
+        formula: 'tokens/s = generated tokens of the batch / median time of the whole generate() call',
+        peers: strategy === 'autoregressive' ? [] : [{ name: 'autoregressive', medianMs: arMs, speedup: arMs / timing.medianMs }],
+        notes: {
+          ...(spec ? { tau: spec.meanAcceptedLength, acceptance: spec.acceptanceRate } : {}),
+          'text = autoregressive': same ? 'yes' : 'NO',
+        },
+      });
+    }
+  } finally {
+    model.dispose();
+    draft?.dispose();
+  }
+  return rows;
+}
+
+export const decodeSuite: Suite = {
+  name: 'decode',
+  description: 'decoding strategies against autoregressive decoding on a real model pair',
+  plan(ctx) {
+    const dir = findModelsDir();
+    const model = ctx.model ?? (dir ? join(dir, 'stories260K', 'stories260K.bin') : undefined);
+    const draft = ctx.draft ?? (dir && !ctx.model ? join(dir, 'llama2xs-281K', 'model.bin') : undefined);
+    if (!model) return [];
+    // One step producing several rows: the harness takes the first; the rest are appended by the runner.
+    return [{ label: 'strategies', run: async () => multiRow(await runDecode(ctx, model, draft)) }];
+  },
+};
+
+/** Lets one step return several rows (the runner flattens `extraRows`). */
+function multiRow(rows: BenchRow[]): BenchRow {
+  const [first, ...rest] = rows;
+  return Object.assign(first!, { extraRows: rest });
+}
