@@ -243,9 +243,17 @@ function logSoftmax(logits: Float32Array): Float64Array {
   return Float64Array.from(logits, (x) => x - lz);
 }
 
-/** Indices of the k largest values (ties: lower index first). */
+/** Indices of the k largest values, largest first (ties: lower index first). O(n k). */
 export function topIndices(values: ArrayLike<number>, k: number): number[] {
-  const idx = Array.from({ length: values.length }, (_, i) => i);
-  idx.sort((a, b) => values[b]! - values[a]! || a - b);
-  return idx.slice(0, k);
+  const best: number[] = [];
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (best.length === k && !(v > values[best[k - 1]!]!)) continue;
+    // Insert after every kept index with a value >= v (earlier indices win ties), keep k.
+    let pos = best.length;
+    while (pos > 0 && v > values[best[pos - 1]!]!) pos--;
+    best.splice(pos, 0, i);
+    if (best.length > k) best.pop();
+  }
+  return best;
 }
