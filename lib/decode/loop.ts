@@ -196,14 +196,17 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
       const t0 = performance.now();
       // Propose.
       const speculate = proposer !== undefined && step >= disabledUntil;
-      const drafts: DraftTree[] = [];
-      for (const { st, s } of live) {
-        const budget = Math.min(o.maxTokens - st.out.length - 1, cache.free(s) - 1);
-        if (!speculate || budget <= 0) {
-          drafts.push(EMPTY_DRAFT);
-          continue;
+      const drafts: DraftTree[] = live.map(() => EMPTY_DRAFT);
+      if (speculate) {
+        const ctxs = live
+          .map(({ st, s }, i) => ({ i, ctx: { sequence: s, tokens: st.all, promptLength: st.prompt.length, budget: Math.min(o.maxTokens - st.out.length - 1, cache.free(s) - 1), temperature: o.temperature } }))
+          .filter((x) => x.ctx.budget > 0);
+        if (proposer!.proposeBatch && ctxs.length > 1) {
+          const out = await proposer!.proposeBatch(ctxs.map((x) => x.ctx));
+          ctxs.forEach((x, j) => (drafts[x.i] = out[j]!));
+        } else {
+          for (const x of ctxs) drafts[x.i] = await proposer!.propose(x.ctx);
         }
-        drafts.push(await proposer!.propose({ sequence: s, tokens: st.all, promptLength: st.prompt.length, budget, temperature: o.temperature }));
       }
       const t1 = performance.now();
       const anyDraft = drafts.some((d) => d.tokens.length > 0);

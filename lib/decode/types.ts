@@ -59,6 +59,8 @@ export interface Proposer {
   /** Called once with the prompts before decoding; `capacity` is the rows per sequence a cache needs. */
   start?(prompts: readonly (readonly number[])[], capacity: number): Promise<void> | void;
   propose(ctx: ProposeContext): Promise<DraftTree> | DraftTree;
+  /** Proposals for several sequences at once (one draft forward per step for the batch); optional. */
+  proposeBatch?(ctxs: ProposeContext[]): Promise<DraftTree[]>;
   /** After verification (draft models roll their caches back here). */
   feedback?(fb: StepFeedback): Promise<void> | void;
   /** Frees caches. */

@@ -65,6 +65,41 @@ class DraftState {
     return out;
   }
 
+  /** sync() for several sequences in one draft forward; logits per sequence, in order. */
+  async syncBatch(items: Array<{ seq: number; tokens: readonly number[] }>): Promise<Float32Array[]> {
+    const cache = this.cache!;
+    const step = items.map(({ seq, tokens }) => {
+      const have = this.cached[seq]!;
+      let common = 0;
+      while (common < have.length && common < tokens.length - 1 && have[common] === tokens[common]) common++;
+      cache.truncate(seq, common);
+      this.cached[seq] = tokens.slice(0, common);
+      const feed = tokens.slice(common);
+      this.cached[seq]!.push(...feed);
+      return { sequence: seq, tokens: feed };
+    });
+    return this.#rows(await this.draft.forward(cache, step), step.map((x) => x.sequence));
+  }
+
+  /** step() for several sequences in one draft forward. */
+  async stepBatch(items: Array<{ seq: number; token: number }>): Promise<Float32Array[]> {
+    const step = items.map(({ seq, token }) => {
+      this.cached[seq]!.push(token);
+      return { sequence: seq, tokens: [token] };
+    });
+    return this.#rows(await this.draft.forward(this.cache!, step), step.map((x) => x.sequence));
+  }
+
+  // forward() returns rows sorted by sequence: map them back to the callers' order.
+  #rows(r: { logits: { toFloat32(): Float32Array; dispose(): void } }, order: number[]): Float32Array[] {
+    const all = r.logits.toFloat32();
+    const vocab = this.draft.config.vocabSize;
+    const sorted = [...order].sort((a, b) => a - b);
+    const out = order.map((seq) => Float32Array.from(all.subarray(sorted.indexOf(seq) * vocab, (sorted.indexOf(seq) + 1) * vocab)));
+    r.logits.dispose();
+    return out;
+  }
+
   /** Feeds one more token (committed in the draft cache) and returns the next logits. */
   async step(seq: number, token: number): Promise<Float32Array> {
     const { logits } = await this.draft.forward(this.cache!, [{ sequence: seq, tokens: [token] }]);
@@ -140,6 +175,47 @@ export class DraftChainProposer implements Proposer {
       draft.draftProbs = probs;
     }
     return draft;
+  }
+
+  /** Chains for several sequences with one draft forward per drafted position. */
+  async proposeBatch(ctxs: ProposeContext[]): Promise<DraftTree[]> {
+    const ks = ctxs.map((c) => Math.max(0, Math.min(this.#k[c.sequence]!, c.budget, this.#state.cache!.free(c.sequence) - 1)));
+    const drafts: DraftTree[] = ctxs.map(() => ({ tokens: [], parents: [] }));
+    const probs: Float32Array[][] = ctxs.map(() => []);
+    let active = ctxs.map((_, i) => i).filter((i) => ks[i]! > 0);
+    if (active.length === 0) return ctxs.map(() => EMPTY_DRAFT);
+    let logits = await this.#state.syncBatch(active.map((i) => ({ seq: ctxs[i]!.sequence, tokens: ctxs[i]!.tokens })));
+    const sampling = this.#o.temperature > 0;
+    for (let pos = 0; active.length; pos++) {
+      const next: number[] = [];
+      const feed: Array<{ seq: number; token: number }> = [];
+      active.forEach((i, a) => {
+        const row = logits[a]!;
+        if (!sampling && this.#o.minProbability > 0 && pos > 0 && softmaxMax(row) < this.#o.minProbability) return;
+        let token: number;
+        if (sampling) {
+          const q = processedDistribution(row, this.#o);
+          token = sampleFromQ(q, this.#random.next());
+          probs[i]!.push(Float32Array.from(q));
+        } else {
+          token = argmax(row);
+        }
+        drafts[i]!.tokens.push(token);
+        drafts[i]!.parents.push(pos - 1);
+        if (pos + 1 < ks[i]!) {
+          next.push(i);
+          feed.push({ seq: ctxs[i]!.sequence, token });
+        }
+      });
+      if (next.length === 0) break;
+      logits = await this.#state.stepBatch(feed);
+      active = next;
+    }
+    return drafts.map((d, i) => {
+      if (d.tokens.length === 0) return EMPTY_DRAFT;
+      if (sampling) d.draftProbs = [...probs[i]!, probs[i]![probs[i]!.length - 1]!];
+      return d;
+    });
   }
 
   feedback(fb: StepFeedback): void {
