@@ -13,7 +13,9 @@ import { loadModel } from '../../model/load.js';
 import { Model } from '../../model/model.js';
 import { loadWeights } from '../../model/weights.js';
 import { packageRoot } from '../../native/loader.js';
+import { MODEL_PRESETS } from '../../model/presets.js';
 import { type BenchRow, time } from '../harness.js';
+import { fastRandomWeights } from './generate.js';
 import type { Suite, SuiteContext } from './types.js';
 
 const PROMPTS = ['Once upon a time', 'The little dog', 'Tom and Sue went to the park. They', 'One day, a big bird'];
@@ -74,6 +76,47 @@ async function runDecode(ctx: SuiteContext, modelPath: string, draftPath: string
   return rows;
 }
 
+/**
+ * The quantity that bounds any speculative speedup: the cost of verifying N tokens (one tree
+ * step over a chain or tree of N) relative to one decode step, on a random model of a
+ * standard shape; with tau measured on the real pair, speedup <= tau / (verify / decode).
+ */
+async function verifyCost(ctx: SuiteContext, preset: string, nodes: number[], tau: number | undefined): Promise<BenchRow[]> {
+  const config = MODEL_PRESETS[preset]!;
+  const tensors = fastRandomWeights(preset);
+  const model = await Model.fromWeights({ config, tensors }, { backend: ctx.device, dtype: ctx.backend === 'cpu' ? 'f32' : 'bf16' });
+  tensors.forEach((t) => t.dispose());
+  const prefix = 512;
+  const cache = model.createCache({ capacity: prefix + Math.max(...nodes) + 8 });
+  await model.forward(cache, [{ sequence: 0, tokens: Array.from({ length: prefix }, (_, i) => (i * 31) % config.vocabSize) }]).then((r) => r.logits.dispose());
+  const stepOf = async (n: number) => {
+    const parents = Array.from({ length: n }, (_, i) => (n <= 8 ? i - 1 : i < 4 ? -1 : Math.floor((i - 4) / 4)));
+    const { logits } = await model.forward(cache, [{ sequence: 0, tokens: Array.from({ length: n }, (_, i) => (i * 7) % config.vocabSize), parents }], { logits: 'all' });
+    logits.dispose();
+  };
+  const decode = await time(() => stepOf(1), { budgetMs: ctx.budgetMs, warmup: 2, minRepeats: 3, maxRepeats: 30 });
+  const rows: BenchRow[] = [];
+  for (const n of nodes) {
+    const t = await time(() => stepOf(n), { budgetMs: ctx.budgetMs, warmup: 1, minRepeats: 3, maxRepeats: 30 });
+    const ratio = t.medianMs / decode.medianMs;
+    rows.push({
+      suite: 'decode',
+      name: `verify ${n} tokens`,
+      backend: ctx.backend,
+      config: { model: preset, prefix, shape: n <= 8 ? 'chain' : 'tree', dtype: ctx.backend === 'cpu' ? 'f32' : 'bf16' },
+      timing: t,
+      metric: 'tokens/s',
+      value: (n * 1000) / t.medianMs,
+      formula: 'tokens verified per second in one target tree step over the prefix',
+      peers: [{ name: 'one decode step', medianMs: decode.medianMs, speedup: decode.medianMs / t.medianMs }],
+      notes: { 'verify / decode': ratio, ...(tau ? { 'speedup bound at measured tau': tau / ratio } : {}) },
+    });
+  }
+  cache.dispose();
+  model.dispose();
+  return rows;
+}
+
 export const decodeSuite: Suite = {
   name: 'decode',
   description: 'decoding strategies against autoregressive decoding on a real model pair',
@@ -81,9 +124,22 @@ export const decodeSuite: Suite = {
     const dir = findModelsDir();
     const model = ctx.model ?? (dir ? join(dir, 'stories260K', 'stories260K.bin') : undefined);
     const draft = ctx.draft ?? (dir && !ctx.model ? join(dir, 'llama2xs-281K', 'model.bin') : undefined);
-    if (!model) return [];
-    // One step producing several rows: the harness takes the first; the rest are appended by the runner.
-    return [{ label: 'strategies', run: async () => multiRow(await runDecode(ctx, model, draft)) }];
+    // Steps producing several rows: the runner appends `extraRows`.
+    let tau: number | undefined;
+    const steps: Array<{ label: string; run: () => Promise<BenchRow> }> = [];
+    if (model) {
+      steps.push({
+        label: 'strategies',
+        run: async () => {
+          const rows = await runDecode(ctx, model, draft);
+          const sp = rows.find((r) => r.name === 'speculative')?.notes?.tau;
+          tau = typeof sp === 'number' ? sp : undefined;
+          return multiRow(rows);
+        },
+      });
+    }
+    steps.push({ label: 'verify cost', run: async () => multiRow(await verifyCost(ctx, ctx.quick ? 'smollm-135m' : 'llama-1b', [5, 16, 64], tau)) });
+    return steps;
   },
 };
 

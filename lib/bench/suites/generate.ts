@@ -14,7 +14,7 @@ import type { Suite, SuiteContext } from './types.js';
 import { randomValues } from './util.js';
 
 /** Weights filled fast: a random block repeated (values do not matter for speed). */
-function fastRandomWeights(preset: string): Map<string, Tensor> {
+export function fastRandomWeights(preset: string): Map<string, Tensor> {
   const config = MODEL_PRESETS[preset]!;
   const block = randomValues(1 << 16, 1).map((v) => v * 0.02);
   const tensors = new Map<string, Tensor>();
