@@ -8,13 +8,14 @@ import { ArgumentError } from './errors.js';
 import { type FinishReason, decodeLoop } from './decode/loop.js';
 import { DraftChainProposer, DraftTreeProposer } from './decode/proposers/draft-model.js';
 import { LookupProposer, NgramTreeProposer } from './decode/proposers/lookup.js';
+import { JacobiProposer } from './decode/proposers/jacobi.js';
 import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';
 import { type SamplingOptions, checkSamplingOptions } from './decode/sampling.js';
 import type { Proposer, SpeculationStats } from './decode/types.js';
 import type { Model } from './model/model.js';
 
 /** Built-in decoding strategies (a Proposer object plugs in its own). */
-export const STRATEGIES = ['autoregressive', 'speculative', 'tree', 'lookup', 'ngram-tree', 'token-recycling'] as const;
+export const STRATEGIES = ['autoregressive', 'speculative', 'tree', 'lookup', 'ngram-tree', 'token-recycling', 'jacobi'] as const;
 export type StrategyName = (typeof STRATEGIES)[number];
 
 export type { FinishReason };
@@ -56,6 +57,7 @@ export interface GenerateOptions extends SamplingOptions {
    *   lookup           prompt lookup: the continuation of the longest earlier n-gram match
    *   ngram-tree       several lookup continuations merged into a tree
    *   token-recycling  a tree from the target's own recorded top-k successors
+   *   jacobi           blockwise: a guessed block iterated to the model's fixed point, plus an n-gram pool
    * Every strategy is lossless: greedy output equals autoregressive greedy output, and
    * sampling draws from the target's distribution.
    */
@@ -211,6 +213,8 @@ function proposerFor(o: GenerateOptions, seed: number): Proposer | undefined {
       return new NgramTreeProposer({ ...(s.nodes !== undefined ? { nodes: s.nodes } : {}) });
     case 'token-recycling':
       return new TokenRecyclingProposer(o.model.config.vocabSize, { ...(s.nodes !== undefined ? { nodes: s.nodes } : {}) });
+    case 'jacobi':
+      return new JacobiProposer(o.model.config.vocabSize, { ...(s.k !== undefined ? { k: s.k } : {}) });
     default:
       throw new ArgumentError('strategy', `one of ${STRATEGIES.join(', ')} or a Proposer`, strategy);
   }

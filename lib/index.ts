@@ -100,3 +100,4 @@ export { DraftChainProposer, DraftTreeProposer, type DraftChainOptions, type Dra
 export { LookupProposer, NgramTreeProposer, mergeChains, type LookupOptions } from './decode/proposers/lookup.js';
 export { TokenRecyclingProposer, type TokenRecyclingOptions } from './decode/proposers/token-recycling.js';
 export { MODEL_PRESETS, weightBytesPerToken } from './model/presets.js';
+export { JacobiProposer, type JacobiOptions } from './decode/proposers/jacobi.js';

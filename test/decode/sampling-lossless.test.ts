@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeLoop } from '../../lib/decode/loop.js';
 import { DraftChainProposer, DraftTreeProposer } from '../../lib/decode/proposers/draft-model.js';
 import { LookupProposer, NgramTreeProposer } from '../../lib/decode/proposers/lookup.js';
+import { JacobiProposer } from '../../lib/decode/proposers/jacobi.js';
 import { TokenRecyclingProposer } from '../../lib/decode/proposers/token-recycling.js';
 import { processedDistribution } from '../../lib/decode/sampling.js';
 import type { DraftTree, ProposeContext, Proposer } from '../../lib/decode/types.js';
@@ -172,6 +173,7 @@ describe('sampling losslessness (chi-square on the joint of 4 tokens, vocabulary
     ['lookup', () => new LookupProposer({ k: 2 })],
     ['ngram-tree', () => new NgramTreeProposer({ k: 2, nodes: 6 })],
     ['token-recycling', () => new TokenRecyclingProposer(V, { k: 2, nodes: 6, depth: 2 })],
+    ['jacobi (blockwise, n-gram pool)', () => new JacobiProposer(V, { k: 2, n: 3 })],
   ];
 
   it.each(strategies)('%s matches the target distribution', async (name, make) => {

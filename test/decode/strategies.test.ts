@@ -26,7 +26,7 @@ describe.runIf(dir)('greedy losslessness of every strategy (stories260K)', () =>
   });
 
   const prompts = ['Once upon a time', 'The little dog', 'Tom and Sue went to the park. They', 'One day, a big bird'];
-  const strategies: StrategyName[] = ['speculative', 'tree', 'lookup', 'ngram-tree', 'token-recycling'];
+  const strategies: StrategyName[] = ['speculative', 'tree', 'lookup', 'ngram-tree', 'token-recycling', 'jacobi'];
 
   it.each(strategies)('%s equals autoregressive, batch 1 and a ragged batch', async (strategy) => {
     const base = { model: target.model, tokenizer: target.tokenizer, maxTokens: 60, temperature: 0 };

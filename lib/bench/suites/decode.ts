@@ -30,7 +30,7 @@ async function runDecode(ctx: SuiteContext, modelPath: string, draftPath: string
   const { model, tokenizer } = await loadModel(modelPath, { backend: ctx.device });
   const draft = draftPath ? await Model.fromWeights(loadWeights(draftPath), { backend: ctx.device }) : undefined;
   const maxTokens = ctx.quick ? 96 : 256;
-  const strategies: StrategyName[] = ['autoregressive', ...(draft ? (['speculative', 'tree'] as const) : []), 'lookup', 'ngram-tree', 'token-recycling'];
+  const strategies: StrategyName[] = ['autoregressive', ...(draft ? (['speculative', 'tree'] as const) : []), 'lookup', 'ngram-tree', 'token-recycling', 'jacobi'];
   const rows: BenchRow[] = [];
   let arMs = 0;
   let arTokens: number[][] = [];
