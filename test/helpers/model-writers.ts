@@ -11,6 +11,7 @@ import { join } from 'node:path';
 
 import { randomValues } from '../../lib/bench/suites/util.js';
 import { type ModelConfig, expectedShapes, layerTensorNames } from '../../lib/model/config.js';
+import { safetensorsBytes } from '../../lib/model/formats/safetensors.js';
 import { encodeFloats, toF16Bits } from '../../lib/tensor/dtype.js';
 import { F16, decodeReference } from './float-reference.js';
 
@@ -45,16 +46,17 @@ export function writeSafetensors(path: string, tensors: StTensor[], metadata?: R
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
     off += t.data.byteLength;
   }
-  let json = JSON.stringify(header);
-  if (options.align !== false) json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
   if (isSparse(tensors.map((t) => t.data))) {
+    // Sparse (huge, all-zero) tensors: the header, then a hole up to the data's end.
+    let json = JSON.stringify(header);
+    if (options.align !== false) json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
     writeFileSync(path, Buffer.concat([len, Buffer.from(json)]));
     truncateSync(path, 8 + Buffer.byteLength(json) + off);
     return;
   }
-  writeFileSync(path, Buffer.concat([len, Buffer.from(json), ...tensors.map((t) => bytesOf(t.data as ArrayBufferView))]));
+  writeFileSync(path, safetensorsBytes(tensors.map((t) => ({ ...t, data: t.data as ArrayBufferView })), metadata, options));
 }
 
 /** Writes config.json and the weights, in one model.safetensors or in `shards` files with model.safetensors.index.json. */

@@ -11,6 +11,8 @@
  * Writers may pad the JSON with spaces so the data starts 8-byte aligned.
  */
 
+import { writeFileSync } from 'node:fs';
+
 import { ArgumentError, IoError } from '../../errors.js';
 import type { DType } from '../../tensor/dtype.js';
 import { type TensorSource, HeaderReader, mappedSource } from './common.js';
@@ -132,4 +134,33 @@ export function safetensorsSource(file: SafetensorsFile, info: SafetensorsTensor
     throw new ArgumentError(`${file.path}: tensor '${info.name}' has dtype ${info.dtype}, which canopy does not load (F32, F16, BF16)`);
   }
   return mappedSource(canonical, info.name, file.path, dtype, info.shape, info.fileOffset, info.dtype, SAFETENSORS_DTYPES[info.dtype]!);
+}
+
+/** One tensor to write: safetensors dtype name (F32, F16, BF16, I8, U8, I32), shape, raw little-endian data. */
+export interface SafetensorsEntry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  data: ArrayBufferView;
+}
+
+/** The bytes of a safetensors file: 8-byte header length, JSON header (8-byte aligned), data. */
+export function safetensorsBytes(tensors: SafetensorsEntry[], metadata?: Record<string, string>, options: { align?: boolean } = {}): Buffer {
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  let off = 0;
+  for (const t of tensors) {
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
+    off += t.data.byteLength;
+  }
+  let json = JSON.stringify(header);
+  if (options.align !== false) json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  return Buffer.concat([len, Buffer.from(json), ...tensors.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))]);
+}
+
+/** Writes a safetensors file. */
+export function writeSafetensors(path: string, tensors: SafetensorsEntry[], metadata?: Record<string, string>): void {
+  writeFileSync(path, safetensorsBytes(tensors, metadata));
 }
