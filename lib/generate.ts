@@ -8,6 +8,8 @@ import { ArgumentError } from './errors.js';
 import { type FinishReason, decodeLoop } from './decode/loop.js';
 import { DraftChainProposer, DraftTreeProposer } from './decode/proposers/draft-model.js';
 import { LookupProposer, NgramTreeProposer } from './decode/proposers/lookup.js';
+import type { PredictionHeads } from './decode/heads.js';
+import { HeadsProposer } from './decode/proposers/heads.js';
 import { JacobiProposer } from './decode/proposers/jacobi.js';
 import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';
 import { type SamplingOptions, checkSamplingOptions } from './decode/sampling.js';
@@ -15,7 +17,7 @@ import type { Proposer, SpeculationStats } from './decode/types.js';
 import type { Model } from './model/model.js';
 
 /** Built-in decoding strategies (a Proposer object plugs in its own). */
-export const STRATEGIES = ['autoregressive', 'speculative', 'tree', 'lookup', 'ngram-tree', 'token-recycling', 'jacobi'] as const;
+export const STRATEGIES = ['autoregressive', 'speculative', 'tree', 'lookup', 'ngram-tree', 'token-recycling', 'jacobi', 'heads'] as const;
 export type StrategyName = (typeof STRATEGIES)[number];
 
 export type { FinishReason };
@@ -58,12 +60,15 @@ export interface GenerateOptions extends SamplingOptions {
    *   ngram-tree       several lookup continuations merged into a tree
    *   token-recycling  a tree from the target's own recorded top-k successors
    *   jacobi           blockwise: a guessed block iterated to the model's fixed point, plus an n-gram pool
+   *   heads            blockwise: prediction heads on the target's hidden state propose a tree
    * Every strategy is lossless: greedy output equals autoregressive greedy output, and
    * sampling draws from the target's distribution.
    */
   strategy?: StrategyName | Proposer;
   /** The draft model for 'speculative' and 'tree' (same tokenizer as the target). */
   draft?: Model;
+  /** Prediction heads for strategy 'heads' (loadHeads / trainHeads). */
+  heads?: PredictionHeads;
   speculation?: {
     /** Draft length to start from ('speculative', 'lookup'). */
     k?: number;
@@ -213,6 +218,12 @@ function proposerFor(o: GenerateOptions, seed: number): Proposer | undefined {
       return new NgramTreeProposer({ ...(s.nodes !== undefined ? { nodes: s.nodes } : {}) });
     case 'token-recycling':
       return new TokenRecyclingProposer(o.model.config.vocabSize, { ...(s.nodes !== undefined ? { nodes: s.nodes } : {}) });
+    case 'heads':
+      if (!o.heads || !Array.isArray(o.heads.weights)) throw new ArgumentError('heads', "prediction heads (loadHeads / trainHeads) for strategy 'heads'", o.heads);
+      if (o.heads.dim !== o.model.config.dim || o.heads.vocab !== o.model.config.vocabSize) {
+        throw new ArgumentError('heads', `heads for this model (dim ${o.model.config.dim}, vocab ${o.model.config.vocabSize})`, `dim ${o.heads.dim}, vocab ${o.heads.vocab}`);
+      }
+      return new HeadsProposer(o.heads, { ...(s.nodes !== undefined ? { nodes: s.nodes } : {}) });
     case 'jacobi':
       return new JacobiProposer(o.model.config.vocabSize, { ...(s.k !== undefined ? { k: s.k } : {}) });
     default:

@@ -101,3 +101,5 @@ export { LookupProposer, NgramTreeProposer, mergeChains, type LookupOptions } fr
 export { TokenRecyclingProposer, type TokenRecyclingOptions } from './decode/proposers/token-recycling.js';
 export { MODEL_PRESETS, weightBytesPerToken } from './model/presets.js';
 export { JacobiProposer, type JacobiOptions } from './decode/proposers/jacobi.js';
+export { HeadsProposer, type HeadsProposerOptions } from './decode/proposers/heads.js';
+export { type PredictionHeads, loadHeads, saveHeads, trainHeads, headLogits, type TrainHeadsOptions, type TrainHeadsReport } from './decode/heads.js';

@@ -174,10 +174,17 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
   try {
     await proposer?.start?.(o.prompts, capacity);
     // Prefill.
-    const pre = await model.forward(cache, seqs.map((st, s) => ({ sequence: s, tokens: st.prompt })));
+    const wantsHidden = proposer?.wantsHidden === true;
+    const dim = model.config.dim;
+    const pre = await model.forward(cache, seqs.map((st, s) => ({ sequence: s, tokens: st.prompt })), { hidden: wantsHidden });
     passes++;
     const preLogits = pre.logits.toFloat32();
     pre.logits.dispose();
+    if (pre.hidden) {
+      const h = pre.hidden.toFloat32();
+      seqs.forEach((_, s) => proposer!.observeHidden?.(s, h.slice(s * dim, (s + 1) * dim)));
+      pre.hidden.dispose();
+    }
     seqs.forEach((st, s) => {
       if (!st.done) emit(s, pick(preLogits.subarray(s * vocab, (s + 1) * vocab), s));
     });
@@ -213,10 +220,15 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
       let emitted = 0;
       if (!anyDraft) {
         // Plain decoding step: the pending tokens, causally.
-        const { logits } = await model.forward(cache, live.map(({ st, s }) => ({ sequence: s, tokens: [st.all[st.all.length - 1]!] })));
+        const { logits, hidden } = await model.forward(cache, live.map(({ st, s }) => ({ sequence: s, tokens: [st.all[st.all.length - 1]!] })), { hidden: wantsHidden });
         passes++;
         const rows = logits.toFloat32();
         logits.dispose();
+        if (hidden) {
+          const h = hidden.toFloat32();
+          live.forEach(({ s }, r) => proposer!.observeHidden?.(s, h.slice(r * dim, (r + 1) * dim)));
+          hidden.dispose();
+        }
         const t2 = performance.now();
         live.forEach(({ s }, r) => {
           emitted++;
@@ -232,7 +244,9 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
           tokens: [st.all[st.all.length - 1]!, ...drafts[i]!.tokens],
           parents: [-1, ...drafts[i]!.parents.map((p) => p + 1)],
         }));
-        const { logits } = await model.forward(cache, stepSeqs, { logits: 'all' });
+        const { logits, hidden } = await model.forward(cache, stepSeqs, { logits: 'all', hidden: wantsHidden });
+        const hostHidden = hidden ? Float32Array.from(hidden.toFloat32()) : undefined;
+        hidden?.dispose();
         passes++;
         specSeqSteps += live.length;
         const t2 = performance.now();
@@ -308,6 +322,11 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
             nextToken: res.nextToken,
             ...(hostLogits ? { targetLogits: hostLogits.subarray(rowBase * vocab, (rowBase + d.tokens.length + 1) * vocab) } : {}),
           });
+          if (hostHidden) {
+            // The row that produced the next token: the last accepted node's (or the pending token's).
+            const row = rowBase + (res.acceptedNodes.length ? res.acceptedNodes.at(-1)! + 1 : 0);
+            proposer!.observeHidden?.(s, hostHidden.slice(row * dim, (row + 1) * dim));
+          }
           rowBase += d.tokens.length + 1;
           let ok = true;
           for (const n of res.acceptedNodes) {

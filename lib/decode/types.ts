@@ -61,6 +61,10 @@ export interface Proposer {
   propose(ctx: ProposeContext): Promise<DraftTree> | DraftTree;
   /** Proposals for several sequences at once (one draft forward per step for the batch); optional. */
   proposeBatch?(ctxs: ProposeContext[]): Promise<DraftTree[]>;
+  /** Set when the proposer needs the target's hidden states (prediction heads). */
+  readonly wantsHidden?: boolean;
+  /** With wantsHidden: the final-normed hidden state of the row that produced `sequence`'s pending token. */
+  observeHidden?(sequence: number, hidden: Float32Array): void;
   /** After verification (draft models roll their caches back here). */
   feedback?(fb: StepFeedback): Promise<void> | void;
   /** Frees caches. */

@@ -10,7 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { decodeLoop } from '../../lib/decode/loop.js';
 import { DraftChainProposer, DraftTreeProposer } from '../../lib/decode/proposers/draft-model.js';
 import { LookupProposer, NgramTreeProposer } from '../../lib/decode/proposers/lookup.js';
+import { HeadsProposer } from '../../lib/decode/proposers/heads.js';
 import { JacobiProposer } from '../../lib/decode/proposers/jacobi.js';
+import { randomValues } from '../../lib/bench/suites/util.js';
 import { TokenRecyclingProposer } from '../../lib/decode/proposers/token-recycling.js';
 import { processedDistribution } from '../../lib/decode/sampling.js';
 import type { DraftTree, ProposeContext, Proposer } from '../../lib/decode/types.js';
@@ -174,6 +176,7 @@ describe('sampling losslessness (chi-square on the joint of 4 tokens, vocabulary
     ['ngram-tree', () => new NgramTreeProposer({ k: 2, nodes: 6 })],
     ['token-recycling', () => new TokenRecyclingProposer(V, { k: 2, nodes: 6, depth: 2 })],
     ['jacobi (blockwise, n-gram pool)', () => new JacobiProposer(V, { k: 2, n: 3 })],
+    ['heads (random heads: deterministic trees)', () => new HeadsProposer({ count: 2, dim: config.dim, vocab: V, weights: [randomValues(V * config.dim, 41), randomValues(V * config.dim, 42)], biases: [new Float32Array(V), new Float32Array(V)] }, { topK: [2, 2], nodes: 6 })],
   ];
 
   it.each(strategies)('%s matches the target distribution', async (name, make) => {
