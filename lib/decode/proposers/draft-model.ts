@@ -20,7 +20,25 @@ import { Random, argmax, processedDistribution } from '../sampling.js';
 import type { DraftTree, ProposeContext, Proposer, StepFeedback } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
 
+/** Chooses the draft length of each step from what happened in the previous one. */
+export interface DraftLengthPolicy {
+  /** Draft length of a sequence's first step. */
+  initial(sequence: number): number;
+  /** Draft length after a step that drafted `drafted` tokens and had `accepted` of them accepted. */
+  next(sequence: number, current: number, drafted: number, accepted: number): number;
+}
+
+/** The default: grow by one after a fully accepted draft, shrink by one otherwise, within [1, kMax]. */
+export function growShrinkPolicy(k: number, kMax: number): DraftLengthPolicy {
+  return {
+    initial: () => k,
+    next: (_seq, current, drafted, accepted) => (drafted > 0 && accepted === drafted ? Math.min(kMax, current + 1) : Math.max(1, current - 1)),
+  };
+}
+
 export interface DraftChainOptions {
+  /** Replaces the default grow/shrink policy (k and kMax then only bound it). */
+  policy?: DraftLengthPolicy;
   /** Initial draft length (default 4). */
   k?: number;
   /** Longest draft (default 8). */
@@ -126,7 +144,8 @@ function softmaxMax(logits: Float32Array): number {
 export class DraftChainProposer implements Proposer {
   readonly name = 'speculative';
   readonly #state: DraftState;
-  readonly #o: Required<Omit<DraftChainOptions, 'seed'>>;
+  readonly #o: Required<Omit<DraftChainOptions, 'seed' | 'policy'>>;
+  readonly #policy: DraftLengthPolicy;
   readonly #k: number[] = [];
   readonly #random: Random;
   constructor(draft: Model, options: DraftChainOptions = {}) {
@@ -141,12 +160,13 @@ export class DraftChainProposer implements Proposer {
       topP: options.topP ?? 1,
     };
     this.#random = new Random((options.seed ?? 0) ^ 0x5eed);
+    this.#policy = options.policy ?? growShrinkPolicy(this.#o.k, this.#o.kMax);
   }
 
   start(prompts: readonly (readonly number[])[], capacity: number): void {
     this.#state.start(prompts, capacity);
     this.#k.length = 0;
-    prompts.forEach(() => this.#k.push(this.#o.k));
+    prompts.forEach((_, s) => this.#k.push(this.#o.fixed ? this.#o.k : this.#policy.initial(s)));
   }
 
   async propose(ctx: ProposeContext): Promise<DraftTree> {
@@ -220,9 +240,8 @@ export class DraftChainProposer implements Proposer {
 
   feedback(fb: StepFeedback): void {
     if (this.#o.fixed) return;
-    const k = this.#k[fb.sequence]!;
-    const all = fb.draft.tokens.length > 0 && fb.acceptedNodes.length === fb.draft.tokens.length;
-    this.#k[fb.sequence] = all ? Math.min(this.#o.kMax, k + 1) : Math.max(1, k - 1);
+    const k = this.#policy.next(fb.sequence, this.#k[fb.sequence]!, fb.draft.tokens.length, fb.acceptedNodes.length);
+    this.#k[fb.sequence] = Math.max(1, Math.min(this.#o.kMax, Math.floor(k)));
   }
 
   dispose(): void {
