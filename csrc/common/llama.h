@@ -17,6 +17,7 @@
 // The caller guarantees capacity: kv_len_before[b] + new tokens fits before the next region.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -72,6 +73,66 @@ struct LlamaForwardParams {
 
 // Checks a forward call against the model (indices, capacity, token ids).
 Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p);
+
+// How the step's attention reads the cache (host arrays): sequence b reads rows from
+// kv_start[b], kv_len_before[b] + its new tokens of them; dest[t] is the cache row token t
+// writes its key and value to.
+struct LlamaCacheLayout {
+  std::vector<int32_t> kv_indptr, kv_lens, dest;
+};
+
+inline LlamaCacheLayout MakeLlamaCacheLayout(const LlamaForwardParams& p) {
+  LlamaCacheLayout c;
+  c.kv_indptr.assign(p.batch + 1, 0);
+  c.kv_lens.assign(p.batch, 0);
+  c.dest.assign(p.n, 0);
+  for (int b = 0; b < p.batch; ++b) {
+    for (int32_t t = p.qo_indptr[b]; t < p.qo_indptr[b + 1]; ++t) c.dest[t] = p.kv_start[b] + p.kv_len_before[b] + (t - p.qo_indptr[b]);
+    c.kv_indptr[b] = p.kv_start[b];
+    c.kv_lens[b] = p.kv_len_before[b] + (p.qo_indptr[b + 1] - p.qo_indptr[b]);
+  }
+  c.kv_indptr[p.batch] = p.batch ? c.kv_indptr[p.batch - 1] + c.kv_lens[p.batch - 1] : 0;  // unused with kv_lens
+  return c;
+}
+
+// The attention call of one layer over the cache (q and o in the cache dtype).
+inline AttentionParams MakeLlamaAttentionParams(const LlamaModelDesc& m, const LlamaForwardParams& p, const LlamaCacheLayout& c,
+                                                const void* q, void* o, const void* k_layer, const void* v_layer) {
+  AttentionParams ap;
+  ap.q = q;
+  ap.o = o;
+  ap.k = k_layer;
+  ap.v = v_layer;
+  ap.dtype = p.cache_dtype;
+  ap.batch_size = p.batch;
+  ap.num_qo_heads = m.n_heads;
+  ap.num_kv_heads = m.n_kv_heads;
+  ap.head_dim = m.head_dim;
+  ap.total_q = p.n;
+  ap.kv_rows = p.capacity;
+  ap.qo_indptr = p.qo_indptr;
+  ap.kv_indptr = c.kv_indptr.data();
+  ap.kv_lens = c.kv_lens.data();
+  ap.mask = p.mask;
+  ap.scale = 1.f / std::sqrt(static_cast<float>(m.head_dim));
+  ap.tree_parents = p.tree_parents;
+  return ap;
+}
+
+inline RopeParams MakeLlamaRopeParams(const LlamaModelDesc& m, float* q, float* k, const int32_t* positions,
+                                      const float* inv_freq, int64_t rows) {
+  RopeParams rp;
+  rp.q = q;
+  rp.k = k;
+  rp.positions = positions;
+  rp.inv_freq = inv_freq;
+  rp.rows = rows;
+  rp.nq = m.n_heads;
+  rp.nk = m.n_kv_heads;
+  rp.head_dim = m.head_dim;
+  rp.layout = m.rope_layout;
+  return rp;
+}
 
 namespace cpu {
 Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p);

@@ -19,14 +19,10 @@ namespace cpu {
 namespace {
 namespace CANOPY_TILE_NS {
 
-typedef float VecF __attribute__((vector_size(CANOPY_TILE_VEC_BYTES)));
-typedef float VecFU __attribute__((vector_size(CANOPY_TILE_VEC_BYTES), aligned(4), may_alias));
-typedef int32_t VecI __attribute__((vector_size(CANOPY_TILE_VEC_BYTES)));
+#include "simd_tiles.h"
+
 typedef uint16_t VecH __attribute__((vector_size(CANOPY_TILE_VEC_BYTES / 2), aligned(2), may_alias));
 typedef uint32_t VecU __attribute__((vector_size(CANOPY_TILE_VEC_BYTES)));
-constexpr int kLanes = CANOPY_TILE_VEC_BYTES / 4;
-
-inline VecF LoadU(const float* p) { return *reinterpret_cast<const VecFU*>(p); }
 
 // kLanes weights starting at element i, widened to f32.
 template <DType kType>
@@ -52,39 +48,6 @@ inline VecF LoadW(const void* w, int64_t i) {
   }
 }
 
-#if defined(__clang__)
-#define CANOPY_SHUF2(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
-#else
-#define CANOPY_SHUF2(a, b, ...) __builtin_shuffle(a, b, VecI{__VA_ARGS__})
-#endif
-
-// out[i] = sum of the lanes of a_i (a transposing reduction, as in attention_tiles.h).
-inline void HSum4(VecF a0, VecF a1, VecF a2, VecF a3, float* out) {
-#if CANOPY_TILE_VEC_BYTES == 64
-  const VecF s0 = CANOPY_SHUF2(a0, a1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
-                  CANOPY_SHUF2(a0, a1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-  const VecF s1 = CANOPY_SHUF2(a2, a3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
-                  CANOPY_SHUF2(a2, a3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-  const VecF t = CANOPY_SHUF2(s0, s1, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
-                 CANOPY_SHUF2(s0, s1, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
-  const VecF u = t + CANOPY_SHUF2(t, t, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  const VecF v = u + CANOPY_SHUF2(u, u, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-  out[0] = v[0];
-  out[1] = v[4];
-  out[2] = v[8];
-  out[3] = v[12];
-#else
-  const VecF s0 = CANOPY_SHUF2(a0, a1, 0, 1, 2, 3, 8, 9, 10, 11) + CANOPY_SHUF2(a0, a1, 4, 5, 6, 7, 12, 13, 14, 15);
-  const VecF s1 = CANOPY_SHUF2(a2, a3, 0, 1, 2, 3, 8, 9, 10, 11) + CANOPY_SHUF2(a2, a3, 4, 5, 6, 7, 12, 13, 14, 15);
-  const VecF t = CANOPY_SHUF2(s0, s1, 0, 1, 4, 5, 8, 9, 12, 13) + CANOPY_SHUF2(s0, s1, 2, 3, 6, 7, 10, 11, 14, 15);
-  const VecF v = t + CANOPY_SHUF2(t, t, 1, 0, 3, 2, 5, 4, 7, 6);
-  out[0] = v[0];
-  out[1] = v[2];
-  out[2] = v[4];
-  out[3] = v[6];
-#endif
-}
-#undef CANOPY_SHUF2
 
 // y rows [n0, n0 + nr) x weight rows [o0, o0 + 4) (rows past `out` repeat the last one and
 // are not stored). nr <= 4 (missing x rows repeat the last one and are not stored).

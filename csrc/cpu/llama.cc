@@ -71,13 +71,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
       g(n * m.hidden_dim), u(n * m.hidden_dim);
   CANOPY_RETURN_IF_ERROR(Embed(p.tokens, n, m.embed, m.weight_dtype, m.vocab, dim, x.data()));
 
-  // Attention layout over the cache: sequence b reads kv_len_before[b] + its new tokens.
-  std::vector<int32_t> kv_indptr(p.batch + 1), kv_lens(p.batch);
-  for (int b = 0; b < p.batch; ++b) {
-    kv_indptr[b] = p.kv_start[b];
-    kv_lens[b] = p.kv_len_before[b] + (p.qo_indptr[b + 1] - p.qo_indptr[b]);
-  }
-  kv_indptr[p.batch] = p.batch ? kv_indptr[p.batch - 1] + kv_lens[p.batch - 1] : 0;  // unused with kv_lens
+  const LlamaCacheLayout layout = MakeLlamaCacheLayout(p);
   const int64_t layer_elems = p.capacity * kvdim;
   const int esize = DTypeSize(p.cache_dtype);
 
@@ -87,58 +81,31 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wq, m.weight_dtype, w.bq, q.data(), n, dim, qdim, false));
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wk, m.weight_dtype, w.bk, k.data(), n, dim, kvdim, false));
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wv, m.weight_dtype, w.bv, v.data(), n, dim, kvdim, false));
-    RopeParams rp;
-    rp.q = q.data();
-    rp.k = k.data();
-    rp.positions = p.positions;
-    rp.inv_freq = m.inv_freq.data();
-    rp.rows = n;
-    rp.nq = m.n_heads;
-    rp.nk = m.n_kv_heads;
-    rp.head_dim = m.head_dim;
-    rp.layout = m.rope_layout;
+    const RopeParams rp = MakeLlamaRopeParams(m, q.data(), k.data(), p.positions, m.inv_freq.data(), n);
     CANOPY_RETURN_IF_ERROR(Rope(rp));
     // Append this step's keys and values to each sequence's cache region.
     char* kc = static_cast<char*>(p.k_cache) + l * layer_elems * esize;
     char* vc = static_cast<char*>(p.v_cache) + l * layer_elems * esize;
-    for (int b = 0; b < p.batch; ++b) {
-      for (int32_t t = p.qo_indptr[b]; t < p.qo_indptr[b + 1]; ++t) {
-        const int64_t row = p.kv_start[b] + p.kv_len_before[b] + (t - p.qo_indptr[b]);
-        for (int64_t i = 0; i < kvdim; ++i) {
-          StoreFromF32(kc, p.cache_dtype, row * kvdim + i, k[t * kvdim + i]);
-          StoreFromF32(vc, p.cache_dtype, row * kvdim + i, v[t * kvdim + i]);
-        }
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t row = layout.dest[t];
+      for (int64_t i = 0; i < kvdim; ++i) {
+        StoreFromF32(kc, p.cache_dtype, row * kvdim + i, k[t * kvdim + i]);
+        StoreFromF32(vc, p.cache_dtype, row * kvdim + i, v[t * kvdim + i]);
       }
     }
-    AttentionParams ap;
     // q is f32; the cache may be 16-bit: attention takes one dtype, so round q to the cache
     // dtype (the attention kernels widen back and accumulate in f32).
-    std::vector<uint16_t> q16;
-    if (p.cache_dtype == DType::kF32) {
-      ap.q = q.data();
-      ap.o = att.data();
-    } else {
+    std::vector<uint16_t> q16, o16;
+    const void* aq = q.data();
+    void* ao = att.data();
+    if (p.cache_dtype != DType::kF32) {
       q16.resize(q.size());
+      o16.resize(q.size());
       for (size_t i = 0; i < q.size(); ++i) StoreFromF32(q16.data(), p.cache_dtype, static_cast<int64_t>(i), q[i]);
-      ap.q = q16.data();
+      aq = q16.data();
+      ao = o16.data();
     }
-    std::vector<uint16_t> o16(p.cache_dtype == DType::kF32 ? 0 : q.size());
-    if (p.cache_dtype != DType::kF32) ap.o = o16.data();
-    ap.k = kc;
-    ap.v = vc;
-    ap.dtype = p.cache_dtype;
-    ap.batch_size = p.batch;
-    ap.num_qo_heads = m.n_heads;
-    ap.num_kv_heads = m.n_kv_heads;
-    ap.head_dim = m.head_dim;
-    ap.total_q = n;
-    ap.kv_rows = p.capacity;
-    ap.qo_indptr = p.qo_indptr;
-    ap.kv_indptr = kv_indptr.data();
-    ap.kv_lens = kv_lens.data();
-    ap.mask = p.mask;
-    ap.scale = 1.f / std::sqrt(static_cast<float>(D));
-    ap.tree_parents = p.tree_parents;
+    const AttentionParams ap = MakeLlamaAttentionParams(m, p, layout, aq, ao, kc, vc);
     CANOPY_RETURN_IF_ERROR(Attention(ap));
     if (p.cache_dtype != DType::kF32) {
       for (size_t i = 0; i < att.size(); ++i) att[i] = LoadAsF32(o16.data(), p.cache_dtype, static_cast<int64_t>(i));
