@@ -26,19 +26,6 @@ void CheckSameDevice(Napi::Env env, const TensorArg& a, const TensorArg& b, cons
   }
 }
 
-void CheckShape(Napi::Env env, const TensorArg& t, std::initializer_list<int64_t> shape, const std::string& name) {
-  bool ok = t.view.ndim == static_cast<int>(shape.size());
-  int i = 0;
-  for (int64_t d : shape) ok = ok && t.view.shape[i++] == d;
-  if (!ok) {
-    std::string want = "[", got = "[";
-    i = 0;
-    for (int64_t d : shape) want += (i++ ? ", " : "") + std::to_string(d);
-    for (int j = 0; j < t.view.ndim; ++j) got += (j ? ", " : "") + std::to_string(t.view.shape[j]);
-    throw ArgumentError(env, name + " must have shape " + want + "]; received " + got + "]");
-  }
-}
-
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw ArgumentError(env, "attention: expected an options object");
@@ -52,9 +39,9 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   if (k.view.ndim != 3) throw ArgumentError(env, "k must have shape [kvRows, numKvHeads, headDim]");
   const int64_t total_q = q.view.shape[0], hq = q.view.shape[1], d = q.view.shape[2];
   const int64_t kv_rows = k.view.shape[0], hkv = k.view.shape[1];
-  CheckShape(env, k, {kv_rows, hkv, d}, "k");
-  CheckShape(env, v, {kv_rows, hkv, d}, "v");
-  CheckShape(env, out, {total_q, hq, d}, "o");
+  CheckTensorShape(env, k, {kv_rows, hkv, d}, "k");
+  CheckTensorShape(env, v, {kv_rows, hkv, d}, "v");
+  CheckTensorShape(env, out, {total_q, hq, d}, "o");
   for (const TensorArg* t : {&k, &v, &out}) {
     if (t->view.dtype != q.view.dtype) throw ArgumentError(env, "q, k, v and o must have the same dtype");
   }
@@ -68,7 +55,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   if (has_lse) {
     lse = ParseTensorArg(env, o.Get("lse"), "lse");
     if (lse.view.dtype != DType::kF32) throw ArgumentError(env, "lse must be f32");
-    CheckShape(env, lse, {total_q, hq}, "lse");
+    CheckTensorShape(env, lse, {total_q, hq}, "lse");
     CheckSameDevice(env, q, lse, "lse");
     p.lse = static_cast<float*>(lse.view.data);
   }
@@ -140,10 +127,10 @@ Napi::Value MergeStates(const Napi::CallbackInfo& info) {
   TensorArg vo = ParseTensorArg(env, o.Get("vOut"), "vOut");
   if (va.view.ndim != 3) throw ArgumentError(env, "va must have shape [tokens, heads, headDim]");
   const int64_t t = va.view.shape[0], h = va.view.shape[1], d = va.view.shape[2];
-  CheckShape(env, vb, {t, h, d}, "vb");
-  CheckShape(env, vo, {t, h, d}, "vOut");
-  CheckShape(env, sa, {t, h}, "sa");
-  CheckShape(env, sb, {t, h}, "sb");
+  CheckTensorShape(env, vb, {t, h, d}, "vb");
+  CheckTensorShape(env, vo, {t, h, d}, "vOut");
+  CheckTensorShape(env, sa, {t, h}, "sa");
+  CheckTensorShape(env, sb, {t, h}, "sb");
   if (vb.view.dtype != va.view.dtype || vo.view.dtype != va.view.dtype) throw ArgumentError(env, "va, vb and vOut must have the same dtype");
   if (sa.view.dtype != DType::kF32 || sb.view.dtype != DType::kF32) throw ArgumentError(env, "sa and sb must be f32");
   std::vector<TensorArg> args = {va, sa, vb, sb, vo};
@@ -156,7 +143,7 @@ Napi::Value MergeStates(const Napi::CallbackInfo& info) {
   p.v_out = vo.view.data;
   if (!o.Get("sOut").IsUndefined() && !o.Get("sOut").IsNull()) {
     TensorArg so = ParseTensorArg(env, o.Get("sOut"), "sOut");
-    CheckShape(env, so, {t, h}, "sOut");
+    CheckTensorShape(env, so, {t, h}, "sOut");
     if (so.view.dtype != DType::kF32) throw ArgumentError(env, "sOut must be f32");
     CheckSameDevice(env, va, so, "sOut");
     p.s_out = static_cast<float*>(so.view.data);
@@ -185,8 +172,8 @@ Napi::Value MergeStatesN(const Napi::CallbackInfo& info) {
   TensorArg vo = ParseTensorArg(env, o.Get("vOut"), "vOut");
   if (v.view.ndim != 4) throw ArgumentError(env, "v must have shape [tokens, numStates, heads, headDim]");
   const int64_t t = v.view.shape[0], n = v.view.shape[1], h = v.view.shape[2], d = v.view.shape[3];
-  CheckShape(env, s, {t, n, h}, "s");
-  CheckShape(env, vo, {t, h, d}, "vOut");
+  CheckTensorShape(env, s, {t, n, h}, "s");
+  CheckTensorShape(env, vo, {t, h, d}, "vOut");
   if (vo.view.dtype != v.view.dtype) throw ArgumentError(env, "v and vOut must have the same dtype");
   if (s.view.dtype != DType::kF32) throw ArgumentError(env, "s must be f32");
   if (n < 1) throw ArgumentError(env, "v must hold at least one state");
@@ -198,7 +185,7 @@ Napi::Value MergeStatesN(const Napi::CallbackInfo& info) {
   p.v_out = vo.view.data;
   if (!o.Get("sOut").IsUndefined() && !o.Get("sOut").IsNull()) {
     TensorArg so = ParseTensorArg(env, o.Get("sOut"), "sOut");
-    CheckShape(env, so, {t, h}, "sOut");
+    CheckTensorShape(env, so, {t, h}, "sOut");
     if (so.view.dtype != DType::kF32) throw ArgumentError(env, "sOut must be f32");
     CheckSameDevice(env, v, so, "sOut");
     p.s_out = static_cast<float*>(so.view.data);

@@ -67,16 +67,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Value v = o.Get(key);
     if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
     TensorArg t = ParseTensorArg(env, v, name);
-    bool ok = t.view.ndim == static_cast<int>(shape.size());
-    int i = 0;
-    for (int64_t d : shape) ok = ok && t.view.shape[i++] == d;
-    if (!ok) {
-      std::string want = "[", got = "[";
-      i = 0;
-      for (int64_t d : shape) want += (i++ ? ", " : "") + std::to_string(d);
-      for (int j = 0; j < t.view.ndim; ++j) got += (j ? ", " : "") + std::to_string(t.view.shape[j]);
-      throw ArgumentError(env, name + " must have shape " + want + "]; received " + got + "]");
-    }
+    CheckTensorShape(env, t, shape, name);
     if (weights_.empty()) {
       device_ = t.view.device;
     } else if (t.view.device.kind != device_.kind || t.view.device.index != device_.index) {

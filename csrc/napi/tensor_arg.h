@@ -10,6 +10,7 @@
 
 #include <napi.h>
 
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,9 @@ struct TensorArg {
 TensorArg ParseTensorArg(Napi::Env env, Napi::Value value, const std::string& name);
 
 DType ParseDType(Napi::Env env, Napi::Value value, const std::string& name);
+
+// Throws "<name> must have shape [..]; received [..]" unless t has exactly `shape`.
+void CheckTensorShape(Napi::Env env, const TensorArg& t, std::initializer_list<int64_t> shape, const std::string& name);
 
 // Copies an Int32Array argument (small index arrays: indptrs, parents). Throws naming
 // `name` when it is not an Int32Array.
