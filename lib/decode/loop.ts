@@ -176,17 +176,26 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     // Prefill.
     const wantsHidden = proposer?.wantsHidden === true;
     const dim = model.config.dim;
-    const pre = await model.forward(cache, seqs.map((st, s) => ({ sequence: s, tokens: st.prompt })), { hidden: wantsHidden });
+    // Prefill each distinct prompt once (n samples of one prompt share it): the other sequences
+    // get a copy of its KV (fork) and sample their first token from the same logits.
+    const leaderOf = new Map<string, number>();
+    const leader = seqs.map((st, s) => {
+      const key = st.prompt.join(',');
+      if (!leaderOf.has(key)) leaderOf.set(key, s);
+      return leaderOf.get(key)!;
+    });
+    const leaders = [...leaderOf.values()].sort((a, b) => a - b);
+    const pre = await model.forward(cache, leaders.map((s) => ({ sequence: s, tokens: seqs[s]!.prompt })), { hidden: wantsHidden });
     passes++;
     const preLogits = pre.logits.toFloat32();
     pre.logits.dispose();
-    if (pre.hidden) {
-      const h = pre.hidden.toFloat32();
-      seqs.forEach((_, s) => proposer!.observeHidden?.(s, h.slice(s * dim, (s + 1) * dim)));
-      pre.hidden.dispose();
-    }
+    const preHidden = pre.hidden?.toFloat32();
+    pre.hidden?.dispose();
     seqs.forEach((st, s) => {
-      if (!st.done) emit(s, pick(preLogits.subarray(s * vocab, (s + 1) * vocab), s));
+      const r = leaders.indexOf(leader[s]!);
+      if (leader[s] !== s) cache.fork(leader[s]!, s);
+      if (preHidden) proposer!.observeHidden?.(s, preHidden.slice(r * dim, (r + 1) * dim));
+      if (!st.done) emit(s, pick(preLogits.subarray(r * vocab, (r + 1) * vocab), s));
     });
     const decodeStart = performance.now();
 

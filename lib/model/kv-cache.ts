@@ -8,7 +8,9 @@
  * them, tree steps leave them uncommitted until commit() keeps the accepted nodes.
  */
 
-import { ArgumentError, DisposedError } from '../errors.js';
+import { ArgumentError, DisposedError, callNative } from '../errors.js';
+import { native } from '../native/loader.js';
+import { dtypeSize } from '../tensor/dtype.js';
 import { commitKvBatch } from '../kernels/kv-commit.js';
 import type { Device } from '../native/backend.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -24,12 +26,27 @@ export interface KvCacheOptions {
 }
 
 export class KvCache {
-  readonly k: Tensor;
-  readonly v: Tensor;
-  readonly capacity: number;
+  #k: Tensor;
+  #v: Tensor;
+  #capacity: number;
   readonly numSequences: number;
   readonly #lengths: number[];
+  readonly #rowElems: number;
+  readonly #layers: number;
   #disposed = false;
+
+  /** Keys [nLayers, capacity * sequences, nKvHeads, headDim]. */
+  get k(): Tensor {
+    return this.#k;
+  }
+  /** Values, like k. */
+  get v(): Tensor {
+    return this.#v;
+  }
+  /** Rows per sequence. */
+  get capacity(): number {
+    return this.#capacity;
+  }
 
   constructor(config: ModelConfig, device: Device, options: KvCacheOptions = {}) {
     const capacity = options.capacity ?? config.maxSeqLen;
@@ -38,9 +55,11 @@ export class KvCache {
     if (!Number.isSafeInteger(sequences) || sequences < 1) throw new ArgumentError('sequences', 'a positive integer', sequences);
     const dtype = options.dtype ?? 'f32';
     const shape = [config.nLayers, capacity * sequences, config.nKvHeads, config.headDim];
-    this.k = Tensor.empty(shape, dtype, { device });
-    this.v = Tensor.empty(shape, dtype, { device });
-    this.capacity = capacity;
+    this.#k = Tensor.empty(shape, dtype, { device });
+    this.#v = Tensor.empty(shape, dtype, { device });
+    this.#capacity = capacity;
+    this.#rowElems = config.nKvHeads * config.headDim;
+    this.#layers = config.nLayers;
     this.numSequences = sequences;
     this.#lengths = new Array<number>(sequences).fill(0);
   }
@@ -55,7 +74,7 @@ export class KvCache {
   /** First cache row of sequence `seq`. */
   start(seq: number): number {
     this.#check(seq);
-    return seq * this.capacity;
+    return seq * this.#capacity;
   }
 
   /** Committed rows of sequence `seq`. */
@@ -106,14 +125,77 @@ export class KvCache {
     });
   }
 
+  /**
+   * Copies the first `length` committed rows of sequence `from` into sequence `to` (which then
+   * has that length): a shared prompt is prefilled once and forked to every sample.
+   */
+  fork(from: number, to: number, length = this.length(from)): void {
+    this.#check(from);
+    this.#check(to);
+    if (!Number.isInteger(length) || length < 0 || length > this.#lengths[from]!) {
+      throw new ArgumentError('length', `an integer in [0, ${this.#lengths[from]!}]`, length);
+    }
+    if (from !== to) {
+      for (const t of [this.#k, this.#v]) copyRows(t, this.start(from), t, this.start(to), length, this.#layers, this.#rowElems, this.#capacity * this.numSequences, this.#capacity * this.numSequences);
+    }
+    this.#lengths[to] = length;
+  }
+
+  /** Grows every sequence's capacity to `capacity` rows (a new allocation; committed rows are kept). */
+  grow(capacity: number): void {
+    if (this.#disposed) throw new DisposedError('KvCache');
+    if (!Number.isSafeInteger(capacity) || capacity < this.#capacity) throw new ArgumentError('capacity', `an integer >= the current capacity ${this.#capacity}`, capacity);
+    if (capacity === this.#capacity) return;
+    const shape = [...this.#k.shape];
+    shape[1] = capacity * this.numSequences;
+    const oldRows = this.#capacity * this.numSequences;
+    const next = [this.#k, this.#v].map((old) => {
+      const t = Tensor.empty(shape, old.dtype, { device: old.device });
+      for (let s = 0; s < this.numSequences; s++) copyRows(old, s * this.#capacity, t, s * capacity, this.#lengths[s]!, this.#layers, this.#rowElems, oldRows, capacity * this.numSequences);
+      old.dispose();
+      return t;
+    });
+    this.#k = next[0]!;
+    this.#v = next[1]!;
+    this.#capacity = capacity;
+  }
+
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    this.k.dispose();
-    this.v.dispose();
+    this.#k.dispose();
+    this.#v.dispose();
   }
 
   [Symbol.dispose](): void {
     this.dispose();
+  }
+}
+
+/** Copies `count` rows per layer from src (row srcRow) to dst (row dstRow); rows hold rowElems elements. */
+function copyRows(src: Tensor, srcRow: number, dst: Tensor, dstRow: number, count: number, layers: number, rowElems: number, srcRows: number, dstRows: number): void {
+  if (count === 0) return;
+  const n = count * rowElems;
+  if (src.device === 'cpu') {
+    const a = src.toArray();
+    const b = dst.toArray();
+    for (let l = 0; l < layers; l++) {
+      const so = (l * srcRows + srcRow) * rowElems;
+      const d0 = (l * dstRows + dstRow) * rowElems;
+      if (a === b) b.copyWithin(d0, so, so + n);
+      else b.set(a.subarray(so, so + n), d0);
+    }
+    return;
+  }
+  const es = dtypeSize(src.dtype);
+  const sd = src.descriptor('cache');
+  const dd = dst.descriptor('cache');
+  for (let l = 0; l < layers; l++) {
+    callNative(() =>
+      native().copySync(
+        { data: dd.data, byteOffset: (l * dstRows + dstRow) * rowElems * es, dtype: dst.dtype, shape: [n] },
+        { data: sd.data, byteOffset: (l * srcRows + srcRow) * rowElems * es, dtype: src.dtype, shape: [n] },
+      ),
+    );
   }
 }

@@ -95,3 +95,27 @@ describe.each(configs)('forward: %s', (_name, config) => {
     expect(mismatches(logits.toFloat32(), ref[prompt.length - 1]!, 3e-2, 3e-2)).toEqual([]);
   });
 });
+
+describe('KV cache fork and grow', () => {
+  const config = randomConfig();
+  const tensors = randomWeights(config, 5);
+
+  it('a forked prefix gives the same next logits as prefilling it again; grow keeps committed rows', async () => {
+    const model = await Model.fromWeights({ config, tensors }, { backend: 'cpu' });
+    const cache = model.createCache({ capacity: 12, sequences: 3 });
+    await model.forward(cache, [{ sequence: 0, tokens: prompt }]);
+    cache.fork(0, 2);
+    expect(cache.length(2)).toBe(prompt.length);
+    const a = await model.forward(cache, [{ sequence: 0, tokens: [4] }, { sequence: 2, tokens: [4] }]);
+    const rows = rowsOf(a.logits, config.vocabSize);
+    expect(Array.from(rows[1]!)).toEqual(Array.from(rows[0]!));
+    cache.grow(40);
+    expect(cache.capacity).toBe(40);
+    expect(cache.length(2)).toBe(prompt.length + 1);
+    const b = await model.forward(cache, [{ sequence: 2, tokens: [9] }]);
+    const ref = llamaReference(config, tensors, [...prompt, 4, 9]);
+    expect(mismatches(b.logits.toFloat32(), ref.at(-1)!, TOL.atol, TOL.rtol)).toEqual([]);
+    expect(() => cache.grow(10)).toThrow(/capacity must be an integer >= the current capacity 40; received 10/);
+    expect(() => cache.fork(0, 1, 99)).toThrow(/length must be an integer in \[0, 8\]; received 99/);
+  });
+});
