@@ -33,6 +33,7 @@
         "csrc/napi/kv_commit_bindings.cc",
         "csrc/napi/memory_bindings.cc",
         "csrc/napi/model_bindings.cc",
+        "csrc/napi/sampling_bindings.cc",
         "csrc/napi/tensor_arg.cc",
         "csrc/napi/verify_bindings.cc"
       ],

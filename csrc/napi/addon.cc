@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   canopy::napi::RegisterAttentionBindings(env, exports);
   canopy::napi::RegisterBenchBindings(env, exports);
   canopy::napi::RegisterModelBindings(env, exports);
+  canopy::napi::RegisterSamplingBindings(env, exports);
   canopy::napi::RegisterVerifyBindings(env, exports);
   canopy::napi::RegisterKvCommitBindings(env, exports);
   return exports;

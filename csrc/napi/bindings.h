@@ -13,6 +13,7 @@ void RegisterCastBindings(Napi::Env env, Napi::Object exports);
 void RegisterAttentionBindings(Napi::Env env, Napi::Object exports);
 void RegisterBenchBindings(Napi::Env env, Napi::Object exports);
 void RegisterModelBindings(Napi::Env env, Napi::Object exports);
+void RegisterSamplingBindings(Napi::Env env, Napi::Object exports);
 void RegisterVerifyBindings(Napi::Env env, Napi::Object exports);
 void RegisterKvCommitBindings(Napi::Env env, Napi::Object exports);
 

@@ -14,6 +14,7 @@
  * the target's processed distribution. The uniforms come from a per-sequence seeded generator.
  */
 
+import { argmaxRows } from '../kernels/sampling.js';
 import { verifyGreedyBatch, verifySamplingBatch } from '../kernels/verify.js';
 import type { KvCache } from '../model/kv-cache.js';
 import type { Model } from '../model/model.js';
@@ -231,7 +232,9 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
         // Plain decoding step: the pending tokens, causally.
         const { logits, hidden } = await model.forward(cache, live.map(({ st, s }) => ({ sequence: s, tokens: [st.all[st.all.length - 1]!] })), { hidden: wantsHidden });
         passes++;
-        const rows = logits.toFloat32();
+        // Greedy: only the chosen ids leave the device; sampling needs the rows on the host.
+        const best = sampling ? undefined : await argmaxRows(logits);
+        const rows = sampling ? logits.toFloat32() : undefined;
         logits.dispose();
         if (hidden) {
           const h = hidden.toFloat32();
@@ -241,7 +244,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
         const t2 = performance.now();
         live.forEach(({ s }, r) => {
           emitted++;
-          emit(s, pick(rows.subarray(r * vocab, (r + 1) * vocab), s));
+          emit(s, best ? best[r]! : pick(rows!.subarray(r * vocab, (r + 1) * vocab), s));
         });
         const per = (performance.now() - t0) / Math.max(1, emitted);
         emaPlain = emaPlain ? 0.8 * emaPlain + 0.2 * per : per;

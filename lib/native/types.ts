@@ -157,6 +157,8 @@ export interface NativeAddon {
   measureMachine(bytes: number, repeats: number): Promise<{ copyGBps: number; readGBps: number; peakGFlops: number; vectorBits: number; threads: number }>;
   /** CUDA device-to-device copy bandwidth, GB/s (read + write). */
   measureCudaCopy(device: number, bytes: number, repeats: number): Promise<number>;
+  /** Greedy choice per row: best[r] = argmax of logits row r (ties: lowest id); logits may be on CUDA. */
+  argmaxRows(logits: TensorDescriptor, best: TensorDescriptor): Promise<void>;
   mergeStatesN(args: { v: TensorDescriptor; s: TensorDescriptor; vOut: TensorDescriptor; sOut?: TensorDescriptor }): Promise<void>;
   /**
    * Greedy tree verification (csrc/common/verify.h). Tree arrays and outputs are int32 host

@@ -10,3 +10,12 @@ it('topIndices returns the k largest, largest first, ties to the lower index', (
   const sorted = v.map((x, i) => [x, i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, 7).map((x) => x[1]);
   expect(topIndices(v, 7)).toEqual(sorted);
 });
+
+import { argmaxRows } from '../../lib/kernels/sampling.js';
+import { Tensor } from '../../lib/tensor/tensor.js';
+
+it('argmaxRows picks each row\'s largest logit, ties to the lowest id, and rejects bad input', async () => {
+  const t = Tensor.from(new Float32Array([1, 5, 5, 2, -1, 7, 7, 7, 0, 0, 0, 3]), { shape: [3, 4] });
+  expect(Array.from(await argmaxRows(t))).toEqual([1, 1, 3]);
+  await expect(argmaxRows(Tensor.from(new Float32Array(4)))).rejects.toThrow(/logits\.shape must be \[rows, vocab\] \(2 dims\)/);
+});
