@@ -65,6 +65,13 @@ try {
   `;
   console.log(run(process.execPath, ['--input-type=module', '-e', check], { cwd: app, env }).trim());
   console.log(run(process.execPath, [join(app, 'node_modules', '.bin', 'canopy'), 'info'], { cwd: app, env }).trim());
+  // A real model from the installed package, when the shared test models are beside the repo.
+  const story = join(root, '..', 'shared', 'models', 'stories260K', 'stories260K.bin');
+  if (existsSync(story)) {
+    const out = run(process.execPath, [join(app, 'node_modules', '.bin', 'canopy'), 'generate', '--model', story, '--prompt', 'Once upon a time', '--temperature', '0', '--max-tokens', '20'], { cwd: app, env });
+    if (!out.startsWith('Once upon a time, there was a little girl')) throw new Error(`unexpected generate output: ${out}`);
+    console.log(out.trim());
+  }
 
   // Without a matching binary, loading must fail with build instructions.
   rmSync(join(pkgDir, 'prebuilds'), { recursive: true, force: true });
