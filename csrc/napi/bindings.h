@@ -15,6 +15,8 @@ void RegisterBenchBindings(Napi::Env env, Napi::Object exports);
 void RegisterModelBindings(Napi::Env env, Napi::Object exports);
 void RegisterVerifyBindings(Napi::Env env, Napi::Object exports);
 void RegisterKvCommitBindings(Napi::Env env, Napi::Object exports);
+void RegisterKvQuantBindings(Napi::Env env, Napi::Object exports);
+void RegisterPrefixAttentionBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace napi
 }  // namespace canopy
