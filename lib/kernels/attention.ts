@@ -81,7 +81,15 @@ function checkCommon(q: Tensor, k: Tensor, v: Tensor, options: Pick<AttentionOpt
 }
 
 /** Checks q's heads against the kv heads, and the batch layout over kvRows key rows (for lib/kernels). */
-export function checkLayout(q: Tensor, numKvHeads: number, kvRows: number, options: Pick<AttentionOptions, 'qoIndptr' | 'kvIndptr' | 'kvLens' | 'scale' | 'numSplits'>): Checked {
+export interface LayoutOptions {
+  qoIndptr?: IntArrayLike | undefined;
+  kvIndptr?: IntArrayLike | undefined;
+  kvLens?: IntArrayLike | undefined;
+  scale?: number | undefined;
+  numSplits?: number | undefined;
+}
+
+export function checkLayout(q: Tensor, numKvHeads: number, kvRows: number, options: LayoutOptions): Checked {
   const [numTokens, numQoHeads, headDim] = q.shape as [number, number, number];
   if (headDim < 1 || headDim > 256) {
     throw new ArgumentError('headDim', 'in [1, 256] (64 and 128 are the tuned sizes)', headDim);
