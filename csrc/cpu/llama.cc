@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../common/attention.h"
+#include "../common/kv_quant.h"
 #include "../common/linear.h"
 #include "../common/llama.h"
 #include "thread_pool.h"
@@ -39,7 +40,37 @@ Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   }
   if (p.mask != MaskMode::kCausal && p.mask != MaskMode::kTree) return bad("mask must be causal or tree");
   if (p.mask == MaskMode::kTree && p.tree_parents == nullptr) return bad("tree mask needs parents");
-  if (!IsFloatDType(p.cache_dtype)) return bad("cache dtype must be f32, f16 or bf16");
+  if (p.kv_quant == nullptr) {
+    if (!IsFloatDType(p.cache_dtype)) return bad("cache dtype must be f32, f16 or bf16");
+    return Status::Ok();
+  }
+  const QuantKvCache& c = *p.kv_quant;
+  CANOPY_RETURN_IF_ERROR(CheckQuantKvCache(c));
+  if (c.layers != m.n_layers || c.num_kv_heads != m.n_kv_heads || c.head_dim != m.head_dim) {
+    return bad("the quantized cache must have the model's " + std::to_string(m.n_layers) + " layers of " +
+               std::to_string(m.n_kv_heads) + " kv heads of " + std::to_string(m.head_dim) + " dims");
+  }
+  if (p.capacity != c.rows) return bad("capacity must be the quantized cache's rows");
+  QuantKvBatch seqs;
+  seqs.batch = p.batch;
+  seqs.kv_start = p.kv_start;
+  seqs.res_start = p.kv_res_start;
+  CANOPY_RETURN_IF_ERROR(CheckQuantKvBatch(c, seqs, "forward"));
+  if (c.format == KvFormat::kInt4) {
+    if (p.quant_len_before == nullptr || p.quant_len_after == nullptr) return bad("an int4 cache needs quantLenBefore and quantLenAfter");
+    for (int b = 0; b < p.batch; ++b) {
+      const int64_t lo = p.quant_len_before[b], hi = p.quant_len_after[b], len = p.kv_len_before[b];
+      const int64_t n = p.qo_indptr[b + 1] - p.qo_indptr[b];
+      if (lo < 0 || hi < lo || hi > len || lo % c.group != 0 || hi % c.group != 0) {
+        return bad("sequence " + std::to_string(b) + ": quantized lengths " + std::to_string(lo) + " -> " + std::to_string(hi) +
+                   " must be multiples of " + std::to_string(c.group) + " within its " + std::to_string(len) + " committed keys");
+      }
+      if (len + n - hi > c.ring) {
+        return bad("sequence " + std::to_string(b) + " would hold " + std::to_string(len + n - hi) +
+                   " unquantized keys but its residual ring holds " + std::to_string(c.ring));
+      }
+    }
+  }
   return Status::Ok();
 }
 
@@ -80,6 +111,12 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   kv_indptr[p.batch] = p.batch ? kv_indptr[p.batch - 1] + kv_lens[p.batch - 1] : 0;  // unused with kv_lens
   const int64_t layer_elems = p.capacity * kvdim;
   const int esize = DTypeSize(p.cache_dtype);
+  QuantKvBatch seqs;
+  seqs.batch = p.batch;
+  seqs.kv_start = p.kv_start;
+  seqs.res_start = p.kv_res_start;
+  const bool int4 = p.kv_quant != nullptr && p.kv_quant->format == KvFormat::kInt4;
+  if (int4 && n > 0) CANOPY_RETURN_IF_ERROR(QuantizeKvGroups(*p.kv_quant, seqs, p.quant_len_before, p.quant_len_after));
 
   for (int32_t l = 0; l < m.n_layers && n > 0; ++l) {
     const LlamaLayerWeights& w = m.layers[l];
@@ -98,10 +135,31 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     rp.head_dim = m.head_dim;
     rp.layout = m.rope_layout;
     CANOPY_RETURN_IF_ERROR(Rope(rp));
+    AttentionParams ap;
+    QuantKvCache layer_view;
+    if (p.kv_quant != nullptr) {
+      // Quantized cache: append (quantizing, or into the int4 rings), attend with f32 q.
+      layer_view = QuantKvLayer(*p.kv_quant, l);
+      QuantAppendParams qa;
+      qa.seqs = seqs;
+      qa.qo_indptr = p.qo_indptr;
+      qa.pos_before = p.kv_len_before;
+      qa.quant_len = p.quant_len_after;
+      qa.k = k.data();
+      qa.v = v.data();
+      qa.n = n;
+      CANOPY_RETURN_IF_ERROR(AppendQuantKv(layer_view, qa));
+      ap.q = q.data();
+      ap.o = att.data();
+      ap.dtype = DType::kF32;
+      ap.kv_quant = &layer_view;
+      ap.kv_quant_lens = int4 ? p.quant_len_after : nullptr;
+      ap.kv_res_start = int4 ? p.kv_res_start : nullptr;
+    }
     // Append this step's keys and values to each sequence's cache region.
-    char* kc = static_cast<char*>(p.k_cache) + l * layer_elems * esize;
-    char* vc = static_cast<char*>(p.v_cache) + l * layer_elems * esize;
-    for (int b = 0; b < p.batch; ++b) {
+    char* kc = p.kv_quant ? nullptr : static_cast<char*>(p.k_cache) + l * layer_elems * esize;
+    char* vc = p.kv_quant ? nullptr : static_cast<char*>(p.v_cache) + l * layer_elems * esize;
+    for (int b = 0; b < p.batch && p.kv_quant == nullptr; ++b) {
       for (int32_t t = p.qo_indptr[b]; t < p.qo_indptr[b + 1]; ++t) {
         const int64_t row = p.kv_start[b] + p.kv_len_before[b] + (t - p.qo_indptr[b]);
         for (int64_t i = 0; i < kvdim; ++i) {
@@ -110,23 +168,25 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
         }
       }
     }
-    AttentionParams ap;
     // q is f32; the cache may be 16-bit: attention takes one dtype, so round q to the cache
     // dtype (the attention kernels widen back and accumulate in f32).
+    const bool cast_q = p.kv_quant == nullptr && p.cache_dtype != DType::kF32;
     std::vector<uint16_t> q16;
-    if (p.cache_dtype == DType::kF32) {
+    if (p.kv_quant == nullptr && !cast_q) {
       ap.q = q.data();
       ap.o = att.data();
-    } else {
+    } else if (cast_q) {
       q16.resize(q.size());
       for (size_t i = 0; i < q.size(); ++i) StoreFromF32(q16.data(), p.cache_dtype, static_cast<int64_t>(i), q[i]);
       ap.q = q16.data();
     }
-    std::vector<uint16_t> o16(p.cache_dtype == DType::kF32 ? 0 : q.size());
-    if (p.cache_dtype != DType::kF32) ap.o = o16.data();
-    ap.k = kc;
-    ap.v = vc;
-    ap.dtype = p.cache_dtype;
+    std::vector<uint16_t> o16(cast_q ? q.size() : 0);
+    if (cast_q) ap.o = o16.data();
+    if (p.kv_quant == nullptr) {
+      ap.k = kc;
+      ap.v = vc;
+      ap.dtype = p.cache_dtype;
+    }
     ap.batch_size = p.batch;
     ap.num_qo_heads = m.n_heads;
     ap.num_kv_heads = m.n_kv_heads;
@@ -140,7 +200,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     ap.scale = 1.f / std::sqrt(static_cast<float>(D));
     ap.tree_parents = p.tree_parents;
     CANOPY_RETURN_IF_ERROR(Attention(ap));
-    if (p.cache_dtype != DType::kF32) {
+    if (cast_q) {
       for (size_t i = 0; i < att.size(); ++i) att[i] = LoadAsF32(o16.data(), p.cache_dtype, static_cast<int64_t>(i));
     }
     CANOPY_RETURN_IF_ERROR(Linear(att.data(), w.wo, m.weight_dtype, nullptr, x.data(), n, qdim, dim, true));

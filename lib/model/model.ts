@@ -149,7 +149,10 @@ export class Model {
     }
   }
 
-  /** A KV cache for this model on its device (f32 by default). */
+  /**
+   * A KV cache for this model on its device: f32 by default; f16 / bf16; or quantized with
+   * `dtype: 'int8' | 'int4' | 'fp8'` (see KvCacheOptions and lib/kernels/kv-quant.ts).
+   */
   createCache(options: KvCacheOptions = {}): KvCache {
     if (this.#disposed) throw new DisposedError('Model');
     return new KvCache(this.config, this.device, options);
@@ -214,6 +217,8 @@ export class Model {
     if (!Array.isArray(rows) || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= tokens.length)) {
       throw new ArgumentError('options.logits', `'last', 'all' or row indices in [0, ${tokens.length - 1}]`, want);
     }
+    const stepSeqs = sorted.map((s) => s.sequence);
+    const quant = cache.quantized ? cache.quantizedStep(stepSeqs, sorted.map((s) => s.tokens.length)) : undefined;
     const logits = Tensor.empty([rows.length, this.config.vocabSize], 'f32', { device: this.device });
     const hidden = options.hidden ? Tensor.empty([rows.length, this.config.dim], 'f32', { device: this.device }) : undefined;
     try {
@@ -226,8 +231,7 @@ export class Model {
           kvLenBefore: Int32Array.from(kvLen),
           mask: isTree ? 2 : 1,
           ...(isTree ? { parents: Int32Array.from(parents) } : {}),
-          k: cache.k.descriptor('cache.k'),
-          v: cache.v.descriptor('cache.v'),
+          ...(quant ? { kvQuant: quant.args } : { k: cache.k.descriptor('cache.k'), v: cache.v.descriptor('cache.v') }),
           logitRows: Int32Array.from(rows),
           logits: logits.descriptor('logits'),
           ...(hidden ? { hidden: hidden.descriptor('hidden') } : {}),
@@ -238,6 +242,7 @@ export class Model {
       hidden?.dispose();
       throw e;
     }
+    if (quant) cache.quantizedStepDone(stepSeqs, quant.after);
     if (!isTree) sorted.forEach((s) => cache.advance(s.sequence, s.tokens.length));
     return hidden ? { logits, rows, hidden } : { logits, rows };
   }

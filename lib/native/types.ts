@@ -77,8 +77,10 @@ export interface NativeModelHandle {
     /** 1 causal, 2 tree */
     mask: number;
     parents?: Int32Array;
-    k: TensorDescriptor;
-    v: TensorDescriptor;
+    k?: TensorDescriptor;
+    v?: TensorDescriptor;
+    /** A quantized cache instead of k and v (int4: the per-sequence ring starts and quantized lengths). */
+    kvQuant?: { cache: NativeQuantKv; resStart?: Int32Array; quantLenBefore?: Int32Array; quantLenAfter?: Int32Array };
     logitRows: Int32Array;
     logits: TensorDescriptor;
     hidden?: TensorDescriptor;
