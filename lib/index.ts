@@ -73,6 +73,8 @@ export {
   type AppendKvOptions,
   type KvGroupRanges,
   type DequantizeKvOptions,
+  type QuantizeKvOptions,
+  type QuantizedSequences,
   appendQuantizedKv,
   quantizeKvGroups,
   restoreKvGroupsSync,

@@ -22,10 +22,10 @@
 import { ArgumentError, awaitNative, callNative } from '../errors.js';
 import type { Backend, Device } from '../native/backend.js';
 import { native } from '../native/loader.js';
-import type { NativeQuantKv } from '../native/types.js';
+import type { NativeQuantKv, TensorDescriptor } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FloatDType } from '../tensor/dtype.js';
-import { type IntArrayLike, checkCount, int32Descriptor, toInt32Array } from './args.js';
+import { type IntArrayLike, checkCount, checkIndptr, int32Descriptor, toInt32Array } from './args.js';
 import type { KvCommitSequence } from './kv-commit.js';
 
 export type KvQuantFormat = 'int8' | 'int4' | 'fp8';
@@ -453,27 +453,71 @@ export async function dequantizeKv(cache: QuantizedKv, options: DequantizeKvOpti
   return { k, v };
 }
 
+/** The descriptor of rows [from, from + count) of a [rows, H, D] tensor (no copy). */
+function rowsDescriptor(t: Tensor, from: number, count: number, name: string): TensorDescriptor {
+  const d = t.descriptor(name);
+  const row = t.shape[1]! * t.shape[2]!;
+  const shape = [count, t.shape[1]!, t.shape[2]!];
+  if (ArrayBuffer.isView(d.data)) {
+    const a = d.data as Float32Array;
+    return { data: a.subarray(from * row, (from + count) * row), dtype: d.dtype, shape };
+  }
+  return { data: d.data, byteOffset: (d.byteOffset ?? 0) + from * row * 4, dtype: d.dtype, shape };
+}
+
+export interface QuantizeKvOptions extends Omit<QuantizedKvOptions, 'rows' | 'numKvHeads' | 'headDim' | 'layers' | 'rings'> {
+  /** [B + 1]: sequence b is rows [kvIndptr[b], kvIndptr[b+1]) of k and v (default: one sequence). */
+  kvIndptr?: IntArrayLike;
+  /** int4: quantize every complete group (default: only groups older than the newest `residual` keys, as a cache would). */
+  quantizeAll?: boolean;
+}
+
+export interface QuantizedSequences {
+  cache: QuantizedKv;
+  /** Each sequence's first cache row (its region is rounded up to the int4 group). */
+  kvStart: number[];
+  /** Keys of each sequence. */
+  kvLens: number[];
+  /** Quantized keys of each sequence (int4: the rest are in its ring; others: all). */
+  quantLens: number[];
+  /** int4: each sequence's first ring row. */
+  resStart: number[];
+  /** quantLens[0] (one sequence). */
+  quantLen: number;
+}
+
 /**
- * A QuantizedKv holding one sequence's keys and values (f32 / f16 / bf16 [n, H, D]) at rows
- * [0, n), quantized. int4 quantizes the groups a cache would have quantized by now (all complete
- * groups older than the newest `residual` keys), or every complete group with quantizeAll, and
- * leaves the rest in the ring; `quantLen` is where the split falls (n for int8 / fp8). Its ring
- * holds the whole sequence (they are appended there first). A convenience for tests, benchmarks
- * and shared prefixes.
+ * A QuantizedKv holding sequences of keys and values (f32 / f16 / bf16 [rows, H, D], sequence b
+ * at rows [kvIndptr[b], kvIndptr[b+1])), appended in chunks the way a cache fills: int8 / fp8
+ * quantize every row; int4 quantizes the groups a cache would have quantized by then (all
+ * complete groups older than the newest `residual` keys; every complete group with
+ * quantizeAll) and leaves the rest in each sequence's ring. A convenience for tests,
+ * benchmarks and shared prefixes; the layout to pass to attention is returned with the cache.
  */
-export async function quantizeKv(
-  k: Tensor,
-  v: Tensor,
-  options: Omit<QuantizedKvOptions, 'rows' | 'numKvHeads' | 'headDim' | 'layers' | 'rings'> & { quantizeAll?: boolean },
-): Promise<{ cache: QuantizedKv; quantLen: number }> {
-  if (!(k instanceof Tensor) || k.shape.length !== 3) throw new ArgumentError('k', 'a Tensor [n, numKvHeads, headDim]', k);
+export async function quantizeKv(k: Tensor, v: Tensor, options: QuantizeKvOptions): Promise<QuantizedSequences> {
+  if (!(k instanceof Tensor) || k.shape.length !== 3) throw new ArgumentError('k', 'a Tensor [rows, numKvHeads, headDim]', k);
   if (!(v instanceof Tensor) || v.shape.join() !== k.shape.join()) throw new ArgumentError('v', `a Tensor of the shape of k [${k.shape.join(', ')}]`, v);
+  if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object {format}', options);
   const [n, H, D] = k.shape as [number, number, number];
-  const group = options.format === 'int4' ? (options.group ?? 32) : 1;
-  const rows = Math.max(group, Math.ceil(n / group) * group);
-  const residual = options.format === 'int4' ? (options.residual ?? 128) : 0;
-  const ring = options.format === 'int4' ? (options.ring ?? Math.max(rows, residual + group)) : undefined;
-  const cache = new QuantizedKv({ ...options, rows, numKvHeads: H, headDim: D, device: k.device, ...(ring !== undefined ? { ring } : {}) });
+  const indptr = toInt32Array(options.kvIndptr ?? [0, n], 'kvIndptr', 0);
+  checkIndptr(indptr, 'kvIndptr', n, true, 'the rows of k');
+  const B = indptr.length - 1;
+  const int4 = options.format === 'int4';
+  const group = int4 ? (options.group ?? 32) : 1;
+  const residual = int4 ? (options.residual ?? 128) : 0;
+  const ring = int4 ? (options.ring ?? residual + group + 256) : undefined;
+  const kvLens = Array.from({ length: B }, (_, b) => indptr[b + 1]! - indptr[b]!);
+  const kvStart: number[] = [];
+  let rows = 0;
+  for (const len of kvLens) {
+    kvStart.push(rows);
+    rows += Math.max(group, Math.ceil(len / group) * group);
+  }
+  const { kvIndptr: _omit, quantizeAll, ...storage } = options;
+  void _omit;
+  const cache = new QuantizedKv({ ...storage, rows, numKvHeads: H, headDim: D, device: k.device, ...(int4 ? { ring: ring!, rings: B } : {}) });
+  const resStart = Array.from({ length: B }, (_, b) => b * (ring ?? 0));
+  const quantLens = new Array<number>(B).fill(0);
   const owned: Tensor[] = [];
   try {
     const f32 = async (t: Tensor) => {
@@ -482,13 +526,41 @@ export async function quantizeKv(
       owned.push(c);
       return c;
     };
-    await appendQuantizedKv(cache, await f32(k), await f32(v), { kvStart: [0], posBefore: [0] });
-    let quantLen = n;
-    if (options.format === 'int4') {
-      quantLen = options.quantizeAll ? Math.floor(n / group) * group : Math.max(0, Math.floor((n - residual) / group) * group);
-      if (quantLen > 0) await quantizeKvGroups(cache, { kvStart: [0], from: [0], to: [quantLen] });
+    const kf = await f32(k);
+    const vf = await f32(v);
+    for (let b = 0; b < B; b++) {
+      const len = kvLens[b]!;
+      let done = 0;
+      while (done < len) {
+        // int4: append what the ring can hold beside its unquantized keys, then quantize.
+        const room = int4 ? ring! - (done - quantLens[b]!) : len;
+        const count = Math.min(len - done, room);
+        await awaitNative(
+          callNative(() =>
+            native().kvQuantAppend({
+              cache: cache.descriptor(),
+              layer: 0,
+              kvStart: Int32Array.of(kvStart[b]!),
+              ...(int4 ? { resStart: Int32Array.of(resStart[b]!), quantLen: Int32Array.of(quantLens[b]!) } : {}),
+              qoIndptr: Int32Array.of(0, count),
+              posBefore: Int32Array.of(done),
+              k: rowsDescriptor(kf, indptr[b]! + done, count, 'k'),
+              v: rowsDescriptor(vf, indptr[b]! + done, count, 'v'),
+            }),
+          ),
+        );
+        done += count;
+        if (int4) {
+          const target = quantizeAll ? Math.floor(done / group) * group : Math.max(0, Math.floor((done - residual) / group) * group);
+          if (target > quantLens[b]!) {
+            await quantizeKvGroups(cache, { kvStart: [kvStart[b]!], resStart: [resStart[b]!], from: [quantLens[b]!], to: [target] });
+            quantLens[b] = target;
+          }
+        }
+      }
+      if (!int4) quantLens[b] = len;
     }
-    return { cache, quantLen };
+    return { cache, kvStart, kvLens, quantLens, resStart, quantLen: quantLens[0] ?? 0 };
   } catch (e) {
     cache.dispose();
     throw e;

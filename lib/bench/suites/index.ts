@@ -1,8 +1,10 @@
 /** The benchmark suites `canopy bench` knows, by name. */
 import { attentionSuite } from './attention.js';
 import { generateSuite } from './generate.js';
+import { kvquantSuite } from './kvquant.js';
+import { prefixSuite } from './prefix.js';
 import { treeSuite } from './tree.js';
 import type { Suite } from './types.js';
 
-export const SUITES: Suite[] = [attentionSuite, treeSuite, generateSuite];
+export const SUITES: Suite[] = [attentionSuite, treeSuite, prefixSuite, kvquantSuite, generateSuite];
 export type { Suite, SuiteContext } from './types.js';
