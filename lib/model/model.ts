@@ -165,6 +165,10 @@ export class Model {
   async forward(cache: KvCache, step: ForwardSequence[], options: ForwardOptions = {}): Promise<ForwardResult> {
     if (this.#disposed) throw new DisposedError('Model');
     if (!(cache instanceof KvCache)) throw new ArgumentError('cache', 'a KvCache from model.createCache()', cache);
+    const geometry = [cache.k.shape[0], cache.k.shape[2]];
+    if (geometry.join() !== [this.config.nLayers, this.config.nKvHeads].join()) {
+      throw new ArgumentError('cache', `a KvCache of this model (${this.config.nLayers} layers, ${this.config.nKvHeads} kv heads)`, `one of ${geometry[0]} layers, ${geometry[1]} kv heads`);
+    }
     if (!Array.isArray(step) || step.length === 0) throw new ArgumentError('step', 'a non-empty array of {sequence, tokens}', step);
     const isTree = step.some((s) => s.parents !== undefined);
     if (isTree && !step.every((s) => s.parents !== undefined)) {
@@ -223,7 +227,7 @@ export class Model {
     const hidden = options.hidden ? Tensor.empty([rows.length, this.config.dim], 'f32', { device: this.device }) : undefined;
     try {
       await awaitNative(
-        this.#native.forward({
+        callNative(() => this.#native.forward({
           tokens: Int32Array.from(tokens),
           positions: Int32Array.from(positions),
           qoIndptr: Int32Array.from(qoIndptr),
@@ -235,7 +239,7 @@ export class Model {
           logitRows: Int32Array.from(rows),
           logits: logits.descriptor('logits'),
           ...(hidden ? { hidden: hidden.descriptor('hidden') } : {}),
-        }),
+        })),
       );
     } catch (e) {
       logits.dispose();

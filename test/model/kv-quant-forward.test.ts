@@ -13,6 +13,7 @@ import type { KvCacheOptions } from '../../lib/model/kv-cache.js';
 import { Model } from '../../lib/model/model.js';
 import type { ModelConfig } from '../../lib/model/config.js';
 import { mismatches } from '../helpers/attention-reference.js';
+import { describeBadInputs } from '../helpers/bad-inputs.js';
 import { randomConfig, randomWeights } from '../helpers/random-model.js';
 
 afterEach(() => {
@@ -232,4 +233,22 @@ describe.each(configs)('quantized KV forward: %s', (_name, config) => {
     expect(bytes).toEqual({ f32: 8 * L * H * D, bf16: 4 * L * H * D, int8: 2 * L * H * (D + 4), fp8: 2 * L * H * (D + 4), int4: L * H * (D + D / 4 + 8) });
     model.dispose();
   });
+});
+
+// ---------------------------------------------------------------------------
+describe('bad inputs to quantized model caches', async () => {
+  const config = randomConfig({ maxSeqLen: 128 });
+  const model = await Model.fromWeights({ config, tensors: randomWeights(config, 3) }, { backend: 'cpu' });
+  const other = randomConfig({ maxSeqLen: 128, nLayers: 3 });
+  const otherModel = await Model.fromWeights({ config: other, tensors: randomWeights(other, 4) }, { backend: 'cpu' });
+  const i4 = model.createCache({ capacity: 64, dtype: 'int4', residual: 32, residualCapacity: 70 });
+  const wrongLayers = otherModel.createCache({ capacity: 64, dtype: 'int8' });
+  describeBadInputs('createCache, forward, commit', [
+    ['unknown dtype', () => model.createCache({ dtype: 'int5' as never }), /dtype must be one of 'f32', 'f16', 'bf16', 'int8', 'int4', 'fp8'; received "int5"/],
+    ['int4 group 16', () => model.createCache({ dtype: 'int4', group: 16 as never }), /group must be 32, 64 or 128; received 16/],
+    ['int4 ring smaller than residual + group', () => model.createCache({ dtype: 'int4', residual: 64, residualCapacity: 90 }), /ring must be an integer >= residual \+ group \(96\); received 90/],
+    ['a tree larger than the ring allows', () => i4.commit([{ sequence: 0, numNodes: 71, acceptedNodes: [] }]), /entries\[sequence 0\]\.numNodes must be at most 70/],
+    ['truncate past the length', () => i4.truncate(0, 5), /length must be an integer in \[0, 0\]; received 5/],
+    ['a cache of another model', () => model.forward(wrongLayers, [{ sequence: 0, tokens: [1] }]), /cache must be a KvCache of this model \(2 layers, 2 kv heads\); received "one of 3 layers, 2 kv heads"/],
+  ]);
 });
