@@ -59,9 +59,32 @@ export {
   type AttentionResult,
   type AttentionState,
   type AttentionMask,
+  quantizedAttention,
+  type QuantizedAttentionOptions,
+  type QuantizedKvView,
 } from './kernels/attention.js';
+export { prefixAttention, type PrefixAttentionOptions, type PrefixLevel, type PrefixKv } from './kernels/prefix-attention.js';
+export {
+  QuantizedKv,
+  KV_QUANT_FORMATS,
+  type KvQuantFormat,
+  type QuantizedKvOptions,
+  type QuantizedKvSequences,
+  type AppendKvOptions,
+  type KvGroupRanges,
+  type DequantizeKvOptions,
+  type QuantizeKvOptions,
+  type QuantizedSequences,
+  appendQuantizedKv,
+  quantizeKvGroups,
+  restoreKvGroupsSync,
+  commitQuantizedKv,
+  dequantizeKv,
+  quantizeKv,
+  quantizedBytesPerToken,
+} from './kernels/kv-quant.js';
 export { Model, type ModelOptions, type ModelWeights, type ForwardSequence, type ForwardOptions, type ForwardResult } from './model/model.js';
-export { KvCache, type KvCacheOptions } from './model/kv-cache.js';
+export { KvCache, type KvCacheOptions, type KvCacheDtype } from './model/kv-cache.js';
 export { generate, stream, type GenerateOptions, type GenerateResult, type GenerateStats, type FinishReason, type TextTokenizer } from './generate.js';
 export { Sampler, type SamplingOptions } from './decode/sampling.js';
 export {

@@ -18,6 +18,12 @@
 //   o_i   = sum_j exp(s_j - lse_i) * v_j      (0 when no key is visible)
 // accumulated in fp32 whatever the storage dtype (f32, f16, bf16).
 //
+// Quantized K/V (kv_quant.h): when kv_quant is set, k and v are ignored and keys/values are read
+// from that single-layer view of a quantized cache, dequantized on load; kv_indptr[b] is then
+// the first row of sequence b's region, kv_rows the cache's rows, and `dtype` the dtype of q and
+// o only. int4 also takes kv_quant_lens (keys [0, n) quantized, the rest in the residual ring;
+// null: all quantized) and kv_res_start (each sequence's first ring row).
+//
 // Masks (qo_len = rows of sequence b, kv_len = its keys):
 //   kNone    every key is visible.
 //   kCausal  aligned bottom-right: query i sits at position kv_len - qo_len + i and sees
@@ -37,6 +43,7 @@
 #include <vector>
 
 #include "dtype.h"
+#include "kv_quant.h"
 #include "status.h"
 
 namespace canopy {
@@ -65,14 +72,21 @@ struct AttentionParams {
   // kTree: parents per query row (indices local to the sequence, -1 for a child of the prefix).
   const int32_t* tree_parents = nullptr;
   int32_t num_splits = 0;  // 0 = heuristic, 1 = no split
+  // Quantized K/V (see above); host pointers to the arrays, the view's buffers on the device of q.
+  const QuantKvCache* kv_quant = nullptr;
+  const int32_t* kv_quant_lens = nullptr;  // [batch], int4
+  const int32_t* kv_res_start = nullptr;   // [batch], int4
 };
 
 inline int64_t KvLen(const AttentionParams& p, int b) {
   return p.kv_lens ? p.kv_lens[b] : static_cast<int64_t>(p.kv_indptr[b + 1]) - p.kv_indptr[b];
 }
 
-// Validates shapes, indptrs, tree parents; the binding and both kernels call it.
+// Validates shapes, indptrs, tree parents (and the quantized view, when set); the binding and
+// both kernels call it.
 Status CheckAttentionParams(const AttentionParams& p);
+// The quantized-KV part of CheckAttentionParams.
+Status CheckQuantAttention(const AttentionParams& p);
 
 // Bit-packed ancestor masks for the kTree mode: for each query row r (node t of its
 // sequence), words [r * words, (r+1) * words) hold bit u set iff node u is t or an ancestor

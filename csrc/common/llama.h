@@ -15,6 +15,16 @@
 // token). With a tree mask, token t is tree node t (parents local to the sequence) and the
 // written rows are the uncommitted tree nodes; commitKv compacts the accepted ones.
 // The caller guarantees capacity: kv_len_before[b] + new tokens fits before the next region.
+//
+// Quantized KV cache (kv_quant.h): with kv_quant set, k_cache / v_cache / cache_dtype are unused
+// and every layer of kv_quant is the cache (regions at kv_start, int4 rings at kv_res_start).
+// Per layer the step's f32 keys and values are appended (int8 / fp8 quantized per (token, head);
+// int4 into the 16-bit rings) and attention reads the cache dequantizing on load (q and the
+// attention output stay f32). int4 first quantizes the completed groups: keys
+// [quant_len_before[b], quant_len_after[b]) of every layer move from the ring to packed codes
+// (the caller computes quant_len_after = max(quant_len_before, CompletedQuantLen(kv_len_before))),
+// and attention then reads keys [0, quant_len_after) packed and the rest from the ring, which
+// must hold them: kv_len_before + new tokens - quant_len_after <= ring.
 #pragma once
 
 #include <cmath>
@@ -23,6 +33,7 @@
 
 #include "attention.h"
 #include "dtype.h"
+#include "kv_quant.h"
 #include "status.h"
 #include "transformer_ops.h"
 
@@ -63,7 +74,12 @@ struct LlamaForwardParams {
   void* k_cache = nullptr;
   void* v_cache = nullptr;
   DType cache_dtype = DType::kF32;
-  int64_t capacity = 0;
+  int64_t capacity = 0;  // rows per layer (a quantized cache: its rows)
+  // Quantized cache (see above); host pointers to the view and the arrays.
+  const QuantKvCache* kv_quant = nullptr;
+  const int32_t* kv_res_start = nullptr;      // [batch], int4
+  const int32_t* quant_len_before = nullptr;  // [batch], int4
+  const int32_t* quant_len_after = nullptr;   // [batch], int4
   // Outputs.
   const int32_t* logit_rows = nullptr;  // host [n_logit_rows], indices into the n tokens
   int64_t n_logit_rows = 0;

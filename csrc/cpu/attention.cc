@@ -27,12 +27,10 @@ void RunAttentionWorkItemBaseline(const AttentionParams& p, const AttentionWorkI
   tiles_base::RunWorkItem<2, 2, 4>(p, w, mask, words, out, sc);
 }
 
-namespace {
-
 // AVX-512 when the CPU has it (unless CANOPY_CPU_ISA=avx2 forces the baseline) and head_dim
 // is a multiple of its 16 lanes; the AVX2 tiles need a multiple of 8; nullptr otherwise (the
 // naive kernel serves odd head sizes, e.g. the 8-dim heads of tiny test models).
-RunWorkItemFn SelectWorkItemFn(int head_dim) {
+RunWorkItemFn SelectAttentionWorkItemFn(int head_dim) {
   const char* isa = std::getenv("CANOPY_CPU_ISA");
   const bool force_base = isa != nullptr && std::strcmp(isa, "avx2") == 0;
   const CpuFeatures& f = GetCpuFeatures();
@@ -42,11 +40,71 @@ RunWorkItemFn SelectWorkItemFn(int head_dim) {
   return nullptr;
 }
 
-}  // namespace
+void PlanAttentionTiles(const AttentionParams& p, int32_t tile_rows, AttentionTiles* t) {
+  const int G = p.num_qo_heads / p.num_kv_heads;
+  t->items.clear();
+  t->max_kv = 0;
+  t->max_tile_tokens = 1;
+  t->heads_per_item = 1;
+  for (int b = 0; b < p.batch_size; ++b) {
+    const int32_t qlen = p.qo_indptr[b + 1] - p.qo_indptr[b];
+    const int64_t kv = KvLen(p, b);
+    t->max_kv = std::max(t->max_kv, kv);
+    const int32_t tq = p.mask == MaskMode::kTree ? std::max(1, std::min(qlen, 256 / G)) : std::max(1, tile_rows / G);
+    const bool all_heads = qlen * G <= 16 && p.num_kv_heads <= 64;
+    const int32_t hstep = all_heads ? p.num_kv_heads : 1;
+    t->heads_per_item = std::max(t->heads_per_item, hstep);
+    for (int h = 0; h < p.num_kv_heads; h += hstep) {
+      for (int32_t t0 = 0; t0 < qlen; t0 += tq) {
+        t->items.push_back({b, h, h + hstep, t0, std::min(qlen, t0 + tq), 0, kv, 0});
+        t->max_tile_tokens = std::max(t->max_tile_tokens, std::min(qlen, t0 + tq) - t0);
+      }
+    }
+  }
+}
+
+void SplitAttentionTiles(const std::vector<AttentionWorkItem>& tiles, int32_t splits, int32_t slot0,
+                         std::vector<AttentionWorkItem>* out) {
+  for (const AttentionWorkItem& w : tiles) {
+    const int64_t kv = w.k1;
+    int64_t chunk = (kv + splits - 1) / splits;
+    chunk = (chunk + kAttentionBlockKeys - 1) / kAttentionBlockKeys * kAttentionBlockKeys;
+    for (int32_t s = 0; s < splits; ++s) {
+      AttentionWorkItem x = w;
+      x.k0 = std::min<int64_t>(kv, s * chunk);
+      x.k1 = std::min<int64_t>(kv, x.k0 + chunk);
+      x.split = slot0 + s;
+      out->push_back(x);
+    }
+  }
+}
+
+Status MergeAttentionPartials(const float* part_o, const float* part_lse, int32_t slots, void* o, float* lse, DType dtype,
+                              int64_t total_q, int32_t heads, int32_t head_dim) {
+  MergeNParams m;
+  m.v = part_o;
+  m.s = part_lse;
+  m.v_out = o;
+  m.s_out = lse;
+  m.dtype = DType::kF32;  // partials are f32; the output dtype is handled below
+  m.tokens = total_q;
+  m.num_states = slots;
+  m.heads = heads;
+  m.head_dim = head_dim;
+  if (dtype == DType::kF32) return MergeStatesN(m);
+  // Merge into f32, then round once into the storage dtype.
+  std::vector<float> merged(static_cast<size_t>(total_q) * heads * head_dim);
+  m.v_out = merged.data();
+  CANOPY_RETURN_IF_ERROR(MergeStatesN(m));
+  ParallelFor(static_cast<int64_t>(merged.size()), 1 << 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) StoreFromF32(o, dtype, i, merged[i]);
+  });
+  return Status::Ok();
+}
 
 Status Attention(const AttentionParams& p) {
   CANOPY_RETURN_IF_ERROR(CheckAttentionParams(p));
-  const RunWorkItemFn run = SelectWorkItemFn(p.head_dim);
+  const RunWorkItemFn run = SelectAttentionWorkItemFn(p.head_dim);
   if (run == nullptr) return AttentionNaive(p);
   const int G = p.num_qo_heads / p.num_kv_heads;
   const int D = p.head_dim;
@@ -62,46 +120,18 @@ Status Attention(const AttentionParams& p) {
   // fits, so the prefix K/V is read once for all its nodes. Small tiles (decode: one or a
   // few tokens) take all kv heads in one item, so each key block is one contiguous read;
   // split-KV then provides the parallelism.
-  std::vector<AttentionWorkItem> base;
-  int64_t max_kv = 0;
-  int32_t max_tile_tokens = 1;
-  int32_t heads_per_item = 1;
-  for (int b = 0; b < p.batch_size; ++b) {
-    const int32_t qlen = p.qo_indptr[b + 1] - p.qo_indptr[b];
-    const int64_t kv = KvLen(p, b);
-    max_kv = std::max(max_kv, kv);
-    const int32_t tq = p.mask == MaskMode::kTree ? std::max(1, std::min(qlen, 256 / G)) : std::max(1, 64 / G);
-    const bool all_heads = qlen * G <= 16 && p.num_kv_heads <= 64;
-    const int32_t hstep = all_heads ? p.num_kv_heads : 1;
-    heads_per_item = std::max(heads_per_item, hstep);
-    for (int h = 0; h < p.num_kv_heads; h += hstep) {
-      for (int32_t t0 = 0; t0 < qlen; t0 += tq) {
-        base.push_back({b, h, h + hstep, t0, std::min(qlen, t0 + tq), 0, kv, 0});
-        max_tile_tokens = std::max(max_tile_tokens, std::min(qlen, t0 + tq) - t0);
-      }
-    }
-  }
-  if (base.empty()) return Status::Ok();
+  AttentionTiles tiles;
+  PlanAttentionTiles(p, 64, &tiles);
+  if (tiles.items.empty()) return Status::Ok();
 
   const int32_t splits = p.num_splits > 0 ? p.num_splits
-                                          : ChooseNumSplits(static_cast<int64_t>(base.size()), max_kv, NumThreads() * 2, 512);
+                                          : ChooseNumSplits(static_cast<int64_t>(tiles.items.size()), tiles.max_kv, NumThreads() * 2, 512);
   std::vector<AttentionWorkItem> items;
   if (splits == 1) {
-    items = std::move(base);
+    items = std::move(tiles.items);
   } else {
-    items.reserve(base.size() * splits);
-    for (const AttentionWorkItem& w : base) {
-      const int64_t kv = w.k1;
-      int64_t chunk = (kv + splits - 1) / splits;
-      chunk = (chunk + kAttentionBlockKeys - 1) / kAttentionBlockKeys * kAttentionBlockKeys;
-      for (int32_t s = 0; s < splits; ++s) {
-        AttentionWorkItem x = w;
-        x.k0 = std::min<int64_t>(kv, s * chunk);
-        x.k1 = std::min<int64_t>(kv, x.k0 + chunk);
-        x.split = s;
-        items.push_back(x);
-      }
-    }
+    items.reserve(tiles.items.size() * splits);
+    SplitAttentionTiles(tiles.items, splits, 0, &items);
   }
 
   std::vector<float> part_o, part_lse;
@@ -113,8 +143,9 @@ Status Attention(const AttentionParams& p) {
     out.part_lse = part_lse.data();
   }
 
-  const int64_t rows = (static_cast<int64_t>(max_tile_tokens) * G + kAttentionRowPad - 1) / kAttentionRowPad * kAttentionRowPad;
-  const int64_t scratch_floats = AttentionScratchFloats(rows, heads_per_item, D);
+  const int64_t rows = (static_cast<int64_t>(tiles.max_tile_tokens) * G + kAttentionRowPad - 1) / kAttentionRowPad * kAttentionRowPad;
+  const int64_t scratch_floats = AttentionScratchFloats(rows, tiles.heads_per_item, D);
+  const int32_t heads_per_item = tiles.heads_per_item;
   ParallelFor(static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
     std::vector<float> buf(static_cast<size_t>(scratch_floats));
     const AttentionScratch sc = CarveAttentionScratch(buf.data(), rows, heads_per_item, D);
@@ -122,24 +153,7 @@ Status Attention(const AttentionParams& p) {
   });
 
   if (splits > 1) {
-    MergeNParams m;
-    m.v = part_o.data();
-    m.s = part_lse.data();
-    m.v_out = p.o;
-    m.s_out = p.lse;
-    m.dtype = DType::kF32;  // partials are f32; the output dtype is handled below
-    m.tokens = p.total_q;
-    m.num_states = splits;
-    m.heads = p.num_qo_heads;
-    m.head_dim = D;
-    if (p.dtype == DType::kF32) return MergeStatesN(m);
-    // Merge into f32, then round once into the storage dtype.
-    std::vector<float> merged(static_cast<size_t>(p.total_q) * p.num_qo_heads * D);
-    m.v_out = merged.data();
-    CANOPY_RETURN_IF_ERROR(MergeStatesN(m));
-    ParallelFor(static_cast<int64_t>(merged.size()), 1 << 16, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) StoreFromF32(p.o, p.dtype, i, merged[i]);
-    });
+    return MergeAttentionPartials(part_o.data(), part_lse.data(), splits, p.o, p.lse, p.dtype, p.total_q, p.num_qo_heads, D);
   }
   return Status::Ok();
 }

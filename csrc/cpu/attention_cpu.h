@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "../common/attention.h"
 
@@ -62,6 +63,28 @@ void RunAttentionWorkItemBaseline(const AttentionParams&, const AttentionWorkIte
                                   const AttentionTileOutput&, const AttentionScratch&);
 // nullptr when the build has no AVX-512 path.
 RunWorkItemFn AttentionWorkItemAvx512();
+
+// The tile kernel for head_dim on this CPU (AVX-512 or AVX2; CANOPY_CPU_ISA=avx2 forces the
+// baseline), or nullptr when neither handles head_dim (the naive kernel then serves).
+RunWorkItemFn SelectAttentionWorkItemFn(int head_dim);
+
+// The query tiles of p before splitting: rows of up to `tile_rows` (tokens x the qo heads of a
+// kv head; trees: up to 256 so a tree is one tile); tiles of <= 16 rows (decode) take every kv
+// head, so a key block is one contiguous read.
+struct AttentionTiles {
+  std::vector<AttentionWorkItem> items;
+  int64_t max_kv = 0;
+  int32_t max_tile_tokens = 1;
+  int32_t heads_per_item = 1;
+};
+void PlanAttentionTiles(const AttentionParams& p, int32_t tile_rows, AttentionTiles* t);
+// Appends each tile split into `splits` key ranges (multiples of the key block), split s
+// tagged with slot slot0 + s.
+void SplitAttentionTiles(const std::vector<AttentionWorkItem>& tiles, int32_t splits, int32_t slot0,
+                         std::vector<AttentionWorkItem>* out);
+// Merges f32 partial states [total_q][slots][Hq][D] (+ lse) into o (dtype, rounded once) and lse.
+Status MergeAttentionPartials(const float* part_o, const float* part_lse, int32_t slots, void* o, float* lse, DType dtype,
+                              int64_t total_q, int32_t heads, int32_t head_dim);
 
 }  // namespace cpu
 }  // namespace canopy

@@ -31,6 +31,13 @@ Status AttentionNaive(const AttentionParams& p) {
       const int64_t qlen = p.qo_indptr[b + 1] - p.qo_indptr[b], t = row - p.qo_indptr[b];
       const int64_t kv = KvLen(p, b), prefix = kv - qlen, start = p.kv_indptr[b];
       for (int d = 0; d < D; ++d) q[d] = LoadAsF32(p.q, p.dtype, (row * Hq + hq) * D + d);
+      // Key / value element loads: the plain cache, or dequantized on load from a quantized one.
+      const int64_t ql = p.kv_quant_lens ? p.kv_quant_lens[b] : kv;
+      const int64_t rs = p.kv_res_start ? p.kv_res_start[b] : 0;
+      auto load = [&](bool value, int64_t j, int d) -> float {
+        if (p.kv_quant) return LoadQuantKv(*p.kv_quant, value, start, ql, rs, j, h, d);
+        return LoadAsF32(value ? p.v : p.k, p.dtype, ((start + j) * Hkv + h) * D + d);
+      };
       scores.assign(static_cast<size_t>(kv), -INFINITY);
       float mx = -INFINITY;
       for (int64_t j = 0; j < kv; ++j) {
@@ -42,7 +49,7 @@ Status AttentionNaive(const AttentionParams& p) {
         }
         if (!visible) continue;
         float s = 0.f;
-        for (int d = 0; d < D; ++d) s += q[d] * LoadAsF32(p.k, p.dtype, ((start + j) * Hkv + h) * D + d);
+        for (int d = 0; d < D; ++d) s += q[d] * load(false, j, d);
         scores[j] = s * p.scale;
         mx = std::fmax(mx, scores[j]);
       }
@@ -53,7 +60,7 @@ Status AttentionNaive(const AttentionParams& p) {
           if (scores[j] == -INFINITY) continue;
           const float w = std::exp(scores[j] - mx);
           sum += w;
-          for (int d = 0; d < D; ++d) acc[d] += w * LoadAsF32(p.v, p.dtype, ((start + j) * Hkv + h) * D + d);
+          for (int d = 0; d < D; ++d) acc[d] += w * load(true, j, d);
         }
       }
       for (int d = 0; d < D; ++d) StoreFromF32(p.o, p.dtype, (row * Hq + hq) * D + d, sum > 0.f ? acc[d] / sum : 0.f);

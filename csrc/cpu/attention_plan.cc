@@ -65,6 +65,45 @@ Status CheckAttentionParams(const AttentionParams& p) {
     }
   }
   if (p.num_splits < 0) return bad("numSplits must be >= 0");
+  if (p.kv_quant != nullptr) CANOPY_RETURN_IF_ERROR(CheckQuantAttention(p));
+  return Status::Ok();
+}
+
+Status CheckQuantAttention(const AttentionParams& p) {
+  auto bad = [](const std::string& m) { return Status::InvalidArgument("attention: " + m); };
+  const QuantKvCache& c = *p.kv_quant;
+  CANOPY_RETURN_IF_ERROR(CheckQuantKvCache(c));
+  if (c.layers != 1) return bad("the quantized cache view must be a single layer");
+  if (c.num_kv_heads != p.num_kv_heads || c.head_dim != p.head_dim) {
+    return bad("the quantized cache has " + std::to_string(c.num_kv_heads) + " kv heads of " + std::to_string(c.head_dim) +
+               " dims; q expects " + std::to_string(p.num_kv_heads) + " of " + std::to_string(p.head_dim));
+  }
+  if (p.kv_rows != c.rows) return bad("kv_rows must be the quantized cache's rows " + std::to_string(c.rows));
+  if (c.format != KvFormat::kInt4) return Status::Ok();
+  for (int b = 0; b < p.batch_size; ++b) {
+    const int64_t len = KvLen(p, b);
+    if (p.kv_indptr[b] % c.group != 0) {
+      return bad("kvIndptr[" + std::to_string(b) + "] must be a multiple of the int4 group " + std::to_string(c.group) +
+                 "; received " + std::to_string(p.kv_indptr[b]));
+    }
+    if (p.kv_quant_lens == nullptr) continue;  // every key quantized
+    const int64_t ql = p.kv_quant_lens[b];
+    if (ql < 0 || ql > len || ql % c.group != 0) {
+      return bad("quantLens[" + std::to_string(b) + "] must be a multiple of " + std::to_string(c.group) + " in [0, " +
+                 std::to_string(len) + "]; received " + std::to_string(ql));
+    }
+    if (len - ql > c.ring) {
+      return bad("sequence " + std::to_string(b) + " has " + std::to_string(len - ql) +
+                 " unquantized keys but the residual ring holds " + std::to_string(c.ring));
+    }
+    if (len > ql) {
+      if (p.kv_res_start == nullptr) return bad("int4 with residual keys needs resStart");
+      if (p.kv_res_start[b] < 0 || p.kv_res_start[b] + static_cast<int64_t>(c.ring) > c.res_rows) {
+        return bad("resStart[" + std::to_string(b) + "] must be in [0, " + std::to_string(c.res_rows - c.ring) + "]; received " +
+                   std::to_string(p.kv_res_start[b]));
+      }
+    }
+  }
   return Status::Ok();
 }
 

@@ -175,6 +175,72 @@ inline void WidenRow(const void* src, DType t, float* __restrict dst, int n) {
   }
 }
 
+// The e4m3 decoding table (fp8 caches; exact, 256 entries).
+inline const float* Fp8Table() {
+  static const float* table = [] {
+    static float t[256];
+    for (int i = 0; i < 256; ++i) t[i] = E4M3ToF32(static_cast<uint8_t>(i));
+    return t;
+  }();
+  return table;
+}
+
+// Dequantizes position j of sequence b of a quantized cache (kv heads [h0, h0 + nh)) into f32
+// rows kout, vout of nh * D floats: the block-sized, L1-resident load of a tile (the cache
+// itself is never rewritten). Same math as LoadQuantKv (kv_quant.h), vectorised along D.
+inline void DequantRow(const AttentionParams& p, int b, int64_t j, int h0, int nh, float* __restrict kout,
+                       float* __restrict vout) {
+  const QuantKvCache& c = *p.kv_quant;
+  const int D = p.head_dim, H = c.num_kv_heads;
+  if (c.format == KvFormat::kInt4 && p.kv_quant_lens != nullptr && j >= p.kv_quant_lens[b]) {
+    // A residual key: the 16-bit (or f32) ring row.
+    const int64_t off = ((p.kv_res_start[b] + j % c.ring) * H + h0) * D;
+    const int n = nh * D;
+    if (c.res_dtype == DType::kF32) {
+      std::memcpy(kout, static_cast<const float*>(c.res_k) + off, n * sizeof(float));
+      std::memcpy(vout, static_cast<const float*>(c.res_v) + off, n * sizeof(float));
+    } else {
+      WidenRow(static_cast<const uint16_t*>(c.res_k) + off, c.res_dtype, kout, n);
+      WidenRow(static_cast<const uint16_t*>(c.res_v) + off, c.res_dtype, vout, n);
+    }
+    return;
+  }
+  const int64_t row = p.kv_indptr[b] + j;
+  for (int hh = 0; hh < nh; ++hh) {
+    const int64_t rh = row * H + h0 + hh;
+    float* __restrict ko = kout + hh * D;
+    float* __restrict vo = vout + hh * D;
+    if (c.format == KvFormat::kInt8) {
+      const int8_t* kq = static_cast<const int8_t*>(c.k) + rh * D;
+      const int8_t* vq = static_cast<const int8_t*>(c.v) + rh * D;
+      const float ks = c.k_scale[rh], vs = c.v_scale[rh];
+      for (int d = 0; d < D; ++d) ko[d] = static_cast<float>(kq[d]) * ks;
+      for (int d = 0; d < D; ++d) vo[d] = static_cast<float>(vq[d]) * vs;
+    } else if (c.format == KvFormat::kFp8) {
+      const uint8_t* kq = static_cast<const uint8_t*>(c.k) + rh * D;
+      const uint8_t* vq = static_cast<const uint8_t*>(c.v) + rh * D;
+      const float ks = c.k_scale[rh], vs = c.v_scale[rh];
+      const float* lut = Fp8Table();
+      for (int d = 0; d < D; ++d) ko[d] = lut[kq[d]] * ks;
+      for (int d = 0; d < D; ++d) vo[d] = lut[vq[d]] * vs;
+    } else {
+      const uint8_t* kq = static_cast<const uint8_t*>(c.k) + rh * (D / 2);
+      const uint8_t* vq = static_cast<const uint8_t*>(c.v) + rh * (D / 2);
+      const int64_t pk = ((row / c.group) * H + h0 + hh) * D;
+      const float* __restrict kscale = c.k_scale + pk;
+      const float* __restrict kzero = c.k_zero + pk;
+      const float vs = c.v_scale[rh], vz = c.v_zero[rh];
+      for (int d = 0; d < D / 2; ++d) {
+        const uint32_t kb = kq[d], vb = vq[d];
+        ko[2 * d] = static_cast<float>(kb & 15u) * kscale[2 * d] + kzero[2 * d];
+        ko[2 * d + 1] = static_cast<float>(kb >> 4) * kscale[2 * d + 1] + kzero[2 * d + 1];
+        vo[2 * d] = static_cast<float>(vb & 15u) * vs + vz;
+        vo[2 * d + 1] = static_cast<float>(vb >> 4) * vs + vz;
+      }
+    }
+  }
+}
+
 // Whether these tiles handle head_dim D (vectors run along head_dim in places).
 inline bool SupportsHeadDim(int D) { return D % kLanes == 0; }
 
@@ -228,10 +294,15 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
     const int nb = static_cast<int>(Min64(kBc, k_end - j0));
     const int64_t block_first = (kv_start + j0) * row_stride + static_cast<int64_t>(w.h0) * D;
     // The block's keys and values as f32 rows of `span` floats, `ks` apart: the cache itself
-    // for f32, widened copies for f16 / bf16.
+    // for f32, widened copies for f16 / bf16, dequantized copies for quantized caches.
     const float *Kb, *Vb;
     int64_t ks;
-    if (p.dtype == DType::kF32) {
+    if (p.kv_quant != nullptr) {
+      for (int j = 0; j < nb; ++j) DequantRow(p, w.b, j0 + j, w.h0, nh, sc.kt + j * span, sc.v + j * span);
+      Kb = sc.kt;
+      Vb = sc.v;
+      ks = span;
+    } else if (p.dtype == DType::kF32) {
       Kb = static_cast<const float*>(p.k) + block_first;
       Vb = static_cast<const float*>(p.v) + block_first;
       ks = row_stride;
@@ -267,7 +338,7 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
       float* St = sc.s + hh * st_stride;
       const float* V = Vb + hh * D;
       int64_t vs = ks;
-      if (!narrow && p.dtype == DType::kF32) {
+      if (!narrow && p.kv_quant == nullptr && p.dtype == DType::kF32) {
         // Wide tiles read V once per group of query rows: pack the rows so those passes stay
         // within a few pages (one head's rows are Hkv*D floats apart: a page each).
         for (int j = 0; j < nb; ++j) std::memcpy(sc.vpack + j * D, V + j * ks, D * sizeof(float));

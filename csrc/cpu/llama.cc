@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../common/attention.h"
+#include "../common/kv_quant.h"
 #include "../common/linear.h"
 #include "../common/llama.h"
 #include "thread_pool.h"
@@ -39,7 +40,37 @@ Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   }
   if (p.mask != MaskMode::kCausal && p.mask != MaskMode::kTree) return bad("mask must be causal or tree");
   if (p.mask == MaskMode::kTree && p.tree_parents == nullptr) return bad("tree mask needs parents");
-  if (!IsFloatDType(p.cache_dtype)) return bad("cache dtype must be f32, f16 or bf16");
+  if (p.kv_quant == nullptr) {
+    if (!IsFloatDType(p.cache_dtype)) return bad("cache dtype must be f32, f16 or bf16");
+    return Status::Ok();
+  }
+  const QuantKvCache& c = *p.kv_quant;
+  CANOPY_RETURN_IF_ERROR(CheckQuantKvCache(c));
+  if (c.layers != m.n_layers || c.num_kv_heads != m.n_kv_heads || c.head_dim != m.head_dim) {
+    return bad("the quantized cache must have the model's " + std::to_string(m.n_layers) + " layers of " +
+               std::to_string(m.n_kv_heads) + " kv heads of " + std::to_string(m.head_dim) + " dims");
+  }
+  if (p.capacity != c.rows) return bad("capacity must be the quantized cache's rows");
+  QuantKvBatch seqs;
+  seqs.batch = p.batch;
+  seqs.kv_start = p.kv_start;
+  seqs.res_start = p.kv_res_start;
+  CANOPY_RETURN_IF_ERROR(CheckQuantKvBatch(c, seqs, "forward"));
+  if (c.format == KvFormat::kInt4) {
+    if (p.quant_len_before == nullptr || p.quant_len_after == nullptr) return bad("an int4 cache needs quantLenBefore and quantLenAfter");
+    for (int b = 0; b < p.batch; ++b) {
+      const int64_t lo = p.quant_len_before[b], hi = p.quant_len_after[b], len = p.kv_len_before[b];
+      const int64_t n = p.qo_indptr[b + 1] - p.qo_indptr[b];
+      if (lo < 0 || hi < lo || hi > len || lo % c.group != 0 || hi % c.group != 0) {
+        return bad("sequence " + std::to_string(b) + ": quantized lengths " + std::to_string(lo) + " -> " + std::to_string(hi) +
+                   " must be multiples of " + std::to_string(c.group) + " within its " + std::to_string(len) + " committed keys");
+      }
+      if (len + n - hi > c.ring) {
+        return bad("sequence " + std::to_string(b) + " would hold " + std::to_string(len + n - hi) +
+                   " unquantized keys but its residual ring holds " + std::to_string(c.ring));
+      }
+    }
+  }
   return Status::Ok();
 }
 
@@ -74,6 +105,12 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   const LlamaCacheLayout layout = MakeLlamaCacheLayout(p);
   const int64_t layer_elems = p.capacity * kvdim;
   const int esize = DTypeSize(p.cache_dtype);
+  QuantKvBatch seqs;
+  seqs.batch = p.batch;
+  seqs.kv_start = p.kv_start;
+  seqs.res_start = p.kv_res_start;
+  const bool int4 = p.kv_quant != nullptr && p.kv_quant->format == KvFormat::kInt4;
+  if (int4 && n > 0) CANOPY_RETURN_IF_ERROR(QuantizeKvGroups(*p.kv_quant, seqs, p.quant_len_before, p.quant_len_after));
 
   for (int32_t l = 0; l < m.n_layers && n > 0; ++l) {
     const LlamaLayerWeights& w = m.layers[l];
@@ -83,31 +120,49 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wv, m.weight_dtype, w.bv, v.data(), n, dim, kvdim, false));
     const RopeParams rp = MakeLlamaRopeParams(m, q.data(), k.data(), p.positions, m.inv_freq.data(), n);
     CANOPY_RETURN_IF_ERROR(Rope(rp));
-    // Append this step's keys and values to each sequence's cache region.
-    char* kc = static_cast<char*>(p.k_cache) + l * layer_elems * esize;
-    char* vc = static_cast<char*>(p.v_cache) + l * layer_elems * esize;
-    for (int64_t t = 0; t < n; ++t) {
-      const int64_t row = layout.dest[t];
-      for (int64_t i = 0; i < kvdim; ++i) {
-        StoreFromF32(kc, p.cache_dtype, row * kvdim + i, k[t * kvdim + i]);
-        StoreFromF32(vc, p.cache_dtype, row * kvdim + i, v[t * kvdim + i]);
+    // Append this step's keys and values (quantized caches quantize on append), then attend.
+    char* kc = p.kv_quant ? nullptr : static_cast<char*>(p.k_cache) + l * layer_elems * esize;
+    char* vc = p.kv_quant ? nullptr : static_cast<char*>(p.v_cache) + l * layer_elems * esize;
+    QuantKvCache layer_view;
+    if (p.kv_quant != nullptr) {
+      layer_view = QuantKvLayer(*p.kv_quant, l);
+      QuantAppendParams qa;
+      qa.seqs = seqs;
+      qa.qo_indptr = p.qo_indptr;
+      qa.pos_before = p.kv_len_before;
+      qa.quant_len = p.quant_len_after;
+      qa.k = k.data();
+      qa.v = v.data();
+      qa.n = n;
+      CANOPY_RETURN_IF_ERROR(AppendQuantKv(layer_view, qa));
+    } else {
+      for (int64_t t = 0; t < n; ++t) {
+        const int64_t row = layout.dest[t];
+        for (int64_t i = 0; i < kvdim; ++i) {
+          StoreFromF32(kc, p.cache_dtype, row * kvdim + i, k[t * kvdim + i]);
+          StoreFromF32(vc, p.cache_dtype, row * kvdim + i, v[t * kvdim + i]);
+        }
       }
     }
-    // q is f32; the cache may be 16-bit: attention takes one dtype, so round q to the cache
-    // dtype (the attention kernels widen back and accumulate in f32).
+    // q is f32; a 16-bit cache takes q in its own dtype (the attention kernels widen back and
+    // accumulate in f32); quantized caches are read with f32 q.
+    const bool cast_q = p.kv_quant == nullptr && p.cache_dtype != DType::kF32;
     std::vector<uint16_t> q16, o16;
-    const void* aq = q.data();
-    void* ao = att.data();
-    if (p.cache_dtype != DType::kF32) {
+    if (cast_q) {
       q16.resize(q.size());
       o16.resize(q.size());
       for (size_t i = 0; i < q.size(); ++i) StoreFromF32(q16.data(), p.cache_dtype, static_cast<int64_t>(i), q[i]);
-      aq = q16.data();
-      ao = o16.data();
     }
-    const AttentionParams ap = MakeLlamaAttentionParams(m, p, layout, aq, ao, kc, vc);
+    AttentionParams ap = MakeLlamaAttentionParams(m, p, layout, cast_q ? static_cast<const void*>(q16.data()) : q.data(),
+                                                  cast_q ? static_cast<void*>(o16.data()) : att.data(), kc, vc);
+    if (p.kv_quant != nullptr) {
+      ap.dtype = DType::kF32;
+      ap.kv_quant = &layer_view;
+      ap.kv_quant_lens = int4 ? p.quant_len_after : nullptr;
+      ap.kv_res_start = int4 ? p.kv_res_start : nullptr;
+    }
     CANOPY_RETURN_IF_ERROR(Attention(ap));
-    if (p.cache_dtype != DType::kF32) {
+    if (cast_q) {
       for (size_t i = 0; i < att.size(); ++i) att[i] = LoadAsF32(o16.data(), p.cache_dtype, static_cast<int64_t>(i));
     }
     CANOPY_RETURN_IF_ERROR(Linear(att.data(), w.wo, m.weight_dtype, nullptr, x.data(), n, qdim, dim, true));

@@ -6,8 +6,10 @@
 #include "../common/machine_bench.h"
 #include "../common/merge_states.h"
 #include "../common/kv_commit.h"
+#include "../common/kv_quant.h"
 #include "../common/linear.h"
 #include "../common/llama.h"
+#include "../common/prefix_attention.h"
 #include "../common/transformer_ops.h"
 #include "../common/runtime.h"
 #include "../common/verify.h"
@@ -60,6 +62,15 @@ Status VerifySampling(const VerifyTree&, const float*, const float*, int64_t, co
 Status CommitKv(void*, void*, DType, int64_t, int64_t, int64_t, const KvCommitPlan&, int64_t, int32_t*) {
   return NotCompiled();
 }
+Status PrefixAttention(const PrefixAttentionParams&) { return NotCompiled(); }
+Status AppendQuantKv(const QuantKvCache&, const QuantAppendParams&) { return NotCompiled(); }
+Status QuantizeKvGroups(const QuantKvCache&, const QuantKvBatch&, const int32_t*, const int32_t*) { return NotCompiled(); }
+Status RestoreKvGroups(const QuantKvCache&, const QuantKvBatch&, const int32_t*, const int32_t*) { return NotCompiled(); }
+Status CommitQuantKv(const QuantKvCache&, const QuantKvBatch&, const int32_t*, const int32_t*, const int32_t*, const int32_t*, int64_t,
+                     int32_t*) {
+  return NotCompiled();
+}
+Status DequantizeKv(const QuantKvCache&, const QuantKvBatch&, const int32_t*, const int32_t*, float*, float*) { return NotCompiled(); }
 
 }  // namespace cuda
 }  // namespace canopy

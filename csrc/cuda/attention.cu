@@ -8,9 +8,14 @@
 // combines (merge_states.cu). Planning (tiles, splits, tree masks) happens on
 // the host (attention_plan.cc) and is uploaded with the work list.
 //
+// Quantized caches (kv_quant.h) are dequantized element by element as the key
+// block is staged into shared memory (LoadQuantKv; fp8 through the hardware
+// e4m3 conversion on sm_89+), so the rest of the kernel is unchanged.
+//
 // Later versions (tensor cores via mma.sync / wgmma, larger query tiles for
 // prefill) replace this kernel behind the same launcher; this one is the
 // reference the native tests hold them to.
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -20,6 +25,7 @@
 
 #include "../common/attention.h"
 #include "../common/merge_states.h"
+#include "attention_internal.cuh"
 #include "check.cuh"
 #include "merge_states.cuh"
 #include "workspace.cuh"
@@ -55,10 +61,40 @@ struct KernelArgs {
   const int32_t* kv_lens;  // may be null
   const uint32_t* tree_mask;
   int32_t mask_words;
-  int32_t splits;
+  int32_t num_slots;  // 0: write o / lse; else partial states [row][num_slots][hq] at slot item.split
   float* part_o;
   float* part_lse;
+  // Quantized K/V (quant true): a single-layer view with device pointers, and per-sequence
+  // quantized lengths / ring starts (device arrays, may be null).
+  bool quant;
+  QuantKvCache kvq;
+  const int32_t* quant_lens;
+  const int32_t* res_start;
 };
+
+// e4m3 -> f32: the hardware conversion where the architecture has it, else the exact software
+// decoder (same values).
+__device__ __forceinline__ float Fp8ToF32(uint8_t b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  const __half_raw h = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(b), __NV_E4M3);
+  return __half2float(__half(h));
+#else
+  return E4M3ToF32(b);
+#endif
+}
+
+__device__ __forceinline__ float LoadKvElement(const KernelArgs& a, bool value, int b, int64_t kv_start, int64_t kv_len,
+                                               int64_t j, int h, int d) {
+  if (!a.quant) return LoadAsF32(value ? a.v : a.k, a.dtype, ((kv_start + j) * a.hkv + h) * a.head_dim + d);
+  if (a.kvq.format == KvFormat::kFp8) {
+    const int64_t rh = (kv_start + j) * a.hkv + h;
+    const uint8_t code = static_cast<const uint8_t*>(value ? a.kvq.v : a.kvq.k)[rh * a.head_dim + d];
+    return Fp8ToF32(code) * (value ? a.kvq.v_scale : a.kvq.k_scale)[rh];
+  }
+  const int64_t ql = a.quant_lens ? a.quant_lens[b] : kv_len;
+  const int64_t rs = a.res_start ? a.res_start[b] : 0;
+  return LoadQuantKv(a.kvq, value, kv_start, ql, rs, j, h, d);
+}
 
 __device__ __forceinline__ float WarpMax(float x) {
   for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
@@ -115,9 +151,8 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
       const int jj = i / D, d = i % D;
       float kx = 0.f, vx = 0.f;
       if (jj < nb) {
-        const int64_t idx = ((kv_start + j0 + jj) * a.hkv + it.h) * D + d;
-        kx = LoadAsF32(a.k, a.dtype, idx);
-        vx = LoadAsF32(a.v, a.dtype, idx);
+        kx = LoadKvElement(a, false, it.b, kv_start, kv_len, j0 + jj, it.h, d);
+        vx = LoadKvElement(a, true, it.b, kv_start, kv_len, j0 + jj, it.h, d);
       }
       Ks[jj * (D + 1) + d] = kx;
       Vs[jj * D + d] = vx;
@@ -169,13 +204,13 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
     const int hq = it.h * a.group + r % a.group;
     const float inv = l[i] > 0.f ? 1.f / l[i] : 0.f;
     const float lse = l[i] > 0.f ? m[i] + logf(l[i]) : -INFINITY;
-    if (a.splits == 1) {
+    if (a.num_slots == 0) {
 #pragma unroll
       for (int c = 0; c < kDChunks; ++c)
         if (lane + 32 * c < D) StoreFromF32(a.o, a.dtype, (row * a.hq + hq) * D + lane + 32 * c, acc[i][c] * inv);
       if (a.lse && lane == 0) a.lse[row * a.hq + hq] = lse;
     } else {
-      const int64_t idx = (row * a.splits + it.split) * a.hq + hq;
+      const int64_t idx = (row * a.num_slots + it.split) * a.hq + hq;
 #pragma unroll
       for (int c = 0; c < kDChunks; ++c)
         if (lane + 32 * c < D) a.part_o[idx * D + lane + 32 * c] = acc[i][c] * inv;
@@ -204,18 +239,18 @@ int NumSMs(int device) {
 
 }  // namespace
 
-Status Attention(const AttentionParams& p) {
-  CANOPY_RETURN_IF_ERROR(CheckAttentionParams(p));
+// Plans the work items of p (tiles of up to kMaxRows rows, split-KV) on the host.
+Status PlanAttention(const AttentionParams& p, AttentionPlan* plan) {
   const int G = p.num_qo_heads / p.num_kv_heads;
   if (G > kMaxRows) {
     return Status::InvalidArgument("attention (cuda v1): numQoHeads / numKvHeads must be <= " + std::to_string(kMaxRows) +
                                    "; received " + std::to_string(G));
   }
-  std::vector<uint32_t> tree_mask;
-  std::vector<int32_t> depths;
-  int32_t words = 0;
+  plan->words = 0;
+  plan->tree_mask.clear();
   if (p.mask == MaskMode::kTree) {
-    CANOPY_RETURN_IF_ERROR(BuildTreeMask(p.qo_indptr, p.batch_size, p.tree_parents, &tree_mask, &words, &depths));
+    std::vector<int32_t> depths;
+    CANOPY_RETURN_IF_ERROR(BuildTreeMask(p.qo_indptr, p.batch_size, p.tree_parents, &plan->tree_mask, &plan->words, &depths));
   }
   const int32_t tq = std::max(1, kMaxRows / G);
   std::vector<Item> base;
@@ -227,42 +262,68 @@ Status Attention(const AttentionParams& p) {
     for (int h = 0; h < p.num_kv_heads; ++h)
       for (int32_t t0 = 0; t0 < qlen; t0 += tq) base.push_back({b, h, t0, std::min(qlen, t0 + tq), 0, kv, 0});
   }
-  if (base.empty()) return Status::Ok();
   int device = 0;
   CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  const int32_t splits = p.num_splits > 0 ? p.num_splits
-                                          : ChooseNumSplits(static_cast<int64_t>(base.size()), max_kv, NumSMs(device) * 4, 256);
-  std::vector<Item> items;
-  if (splits == 1) {
-    items = std::move(base);
+  plan->splits = p.num_splits > 0 ? p.num_splits
+                                  : (base.empty() ? 1 : ChooseNumSplits(static_cast<int64_t>(base.size()), max_kv, NumSMs(device) * 4, 256));
+  plan->items.clear();
+  if (plan->splits == 1) {
+    for (const Item& w : base) plan->items.push_back({w.b, w.h, w.t0, w.t1, w.k0, w.k1, w.split});
   } else {
     for (const Item& w : base) {
-      int64_t chunk = (w.k1 + splits - 1) / splits;
+      int64_t chunk = (w.k1 + plan->splits - 1) / plan->splits;
       chunk = (chunk + kBlockKeys - 1) / kBlockKeys * kBlockKeys;
-      for (int32_t s = 0; s < splits; ++s) {
-        Item x = w;
-        x.k0 = std::min<int64_t>(w.k1, s * chunk);
-        x.k1 = std::min<int64_t>(w.k1, x.k0 + chunk);
-        x.split = s;
-        items.push_back(x);
+      for (int32_t s = 0; s < plan->splits; ++s) {
+        const int64_t k0 = std::min<int64_t>(w.k1, s * chunk);
+        plan->items.push_back({w.b, w.h, w.t0, w.t1, k0, std::min<int64_t>(w.k1, k0 + chunk), s});
       }
     }
   }
-  if (items.size() > 0x7fffffffu) return Status::InvalidArgument("attention: too many work items");
+  if (plan->items.size() > 0x7fffffffu) return Status::InvalidArgument("attention: too many work items");
+  return Status::Ok();
+}
 
-  // One workspace upload: items, indptrs, kv lens, tree mask, then the split partials.
+// Launches a planned attention. num_slots == 0: writes p.o / p.lse (plan.splits must be 1).
+// Else writes the f32 partial state of split s into slot slot0 + s of part_o / part_lse; when
+// part_o is null the partials live in the workspace and are merged into p.o / p.lse here.
+Status LaunchAttention(const AttentionParams& p, const AttentionPlan& plan, int32_t slot0, int32_t num_slots, float* part_o,
+                       float* part_lse) {
+  if (plan.items.empty()) return Status::Ok();
+  if (p.kv_quant != nullptr && p.kv_quant->format == KvFormat::kFp8) {
+    int device = 0, major = 0, minor = 0;
+    CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    if (major * 10 + minor < 89) {
+      return Status::CudaUnavailable("attention: fp8 (e4m3) KV caches need compute capability 8.9 or newer; device " +
+                                     std::to_string(device) + " has " + std::to_string(major) + "." + std::to_string(minor));
+    }
+  }
+  std::vector<Item> items(plan.items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const AttentionPlanItem& w = plan.items[i];
+    items[i] = {w.b, w.h, w.t0, w.t1, w.k0, w.k1, slot0 + w.split};
+  }
+  const bool quant_arrays = p.kv_quant != nullptr && p.kv_quant->format == KvFormat::kInt4;
+  // One workspace upload: items, indptrs, kv lens, tree mask, quantized lengths and ring starts.
   const size_t b1 = p.batch_size + 1;
   WorkspaceLayout layout;
   const size_t off_items = layout.Add(items.size() * sizeof(Item));
   const size_t off_qo = layout.Add(b1 * sizeof(int32_t));
   const size_t off_kv = layout.Add(b1 * sizeof(int32_t));
   const size_t off_lens = layout.Add(p.kv_lens ? p.batch_size * sizeof(int32_t) : 0);
-  const size_t off_mask = layout.Add(tree_mask.size() * sizeof(uint32_t));
+  const size_t off_mask = layout.Add(plan.tree_mask.size() * sizeof(uint32_t));
+  const size_t off_ql = layout.Add(quant_arrays && p.kv_quant_lens ? p.batch_size * sizeof(int32_t) : 0);
+  const size_t off_rs = layout.Add(quant_arrays && p.kv_res_start ? p.batch_size * sizeof(int32_t) : 0);
   const size_t host_bytes = layout.size();
-  const size_t off_part_o = layout.Add(splits > 1 ? static_cast<size_t>(p.total_q) * splits * p.num_qo_heads * p.head_dim * sizeof(float) : 0);
-  const size_t off_part_lse = layout.Add(splits > 1 ? static_cast<size_t>(p.total_q) * splits * p.num_qo_heads * sizeof(float) : 0);
+  const bool own_partials = num_slots > 0 && part_o == nullptr;
+  const size_t part_rows = own_partials ? static_cast<size_t>(p.total_q) * num_slots * p.num_qo_heads : 0;
+  const size_t off_part_o = layout.Add(part_rows * p.head_dim * sizeof(float));
+  const size_t off_part_lse = layout.Add(part_rows * sizeof(float));
 
   std::lock_guard<std::mutex> lock(WorkspaceMutex());
+  int device = 0;
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   char* ws = nullptr;
   CANOPY_RETURN_IF_ERROR(AcquireWorkspace(device, layout.size(), reinterpret_cast<void**>(&ws)));
   std::vector<char> host(host_bytes);
@@ -270,7 +331,9 @@ Status Attention(const AttentionParams& p) {
   std::memcpy(host.data() + off_qo, p.qo_indptr, b1 * sizeof(int32_t));
   std::memcpy(host.data() + off_kv, p.kv_indptr, b1 * sizeof(int32_t));
   if (p.kv_lens) std::memcpy(host.data() + off_lens, p.kv_lens, p.batch_size * sizeof(int32_t));
-  if (!tree_mask.empty()) std::memcpy(host.data() + off_mask, tree_mask.data(), tree_mask.size() * sizeof(uint32_t));
+  if (!plan.tree_mask.empty()) std::memcpy(host.data() + off_mask, plan.tree_mask.data(), plan.tree_mask.size() * sizeof(uint32_t));
+  if (quant_arrays && p.kv_quant_lens) std::memcpy(host.data() + off_ql, p.kv_quant_lens, p.batch_size * sizeof(int32_t));
+  if (quant_arrays && p.kv_res_start) std::memcpy(host.data() + off_rs, p.kv_res_start, p.batch_size * sizeof(int32_t));
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(ws, host.data(), host_bytes, cudaMemcpyHostToDevice));
 
   KernelArgs a;
@@ -282,7 +345,7 @@ Status Attention(const AttentionParams& p) {
   a.dtype = p.dtype;
   a.hq = p.num_qo_heads;
   a.hkv = p.num_kv_heads;
-  a.group = G;
+  a.group = p.num_qo_heads / p.num_kv_heads;
   a.head_dim = p.head_dim;
   a.mask = p.mask;
   a.scale = p.scale;
@@ -290,11 +353,15 @@ Status Attention(const AttentionParams& p) {
   a.qo_indptr = reinterpret_cast<const int32_t*>(ws + off_qo);
   a.kv_indptr = reinterpret_cast<const int32_t*>(ws + off_kv);
   a.kv_lens = p.kv_lens ? reinterpret_cast<const int32_t*>(ws + off_lens) : nullptr;
-  a.tree_mask = tree_mask.empty() ? nullptr : reinterpret_cast<const uint32_t*>(ws + off_mask);
-  a.mask_words = words;
-  a.splits = splits;
-  a.part_o = splits > 1 ? reinterpret_cast<float*>(ws + off_part_o) : nullptr;
-  a.part_lse = splits > 1 ? reinterpret_cast<float*>(ws + off_part_lse) : nullptr;
+  a.tree_mask = plan.tree_mask.empty() ? nullptr : reinterpret_cast<const uint32_t*>(ws + off_mask);
+  a.mask_words = plan.words;
+  a.num_slots = num_slots;
+  a.part_o = own_partials ? reinterpret_cast<float*>(ws + off_part_o) : part_o;
+  a.part_lse = own_partials ? reinterpret_cast<float*>(ws + off_part_lse) : part_lse;
+  a.quant = p.kv_quant != nullptr;
+  if (a.quant) a.kvq = *p.kv_quant;
+  a.quant_lens = quant_arrays && p.kv_quant_lens ? reinterpret_cast<const int32_t*>(ws + off_ql) : nullptr;
+  a.res_start = quant_arrays && p.kv_res_start ? reinterpret_cast<const int32_t*>(ws + off_rs) : nullptr;
 
   const int64_t n = static_cast<int64_t>(items.size());
   Status st;
@@ -310,11 +377,21 @@ Status Attention(const AttentionParams& p) {
     default: return Status::InvalidArgument("attention: unsupported headDim");
   }
   CANOPY_RETURN_IF_ERROR(st);
-  if (splits > 1) {
-    CANOPY_RETURN_IF_ERROR(MergePartials(a.part_o, a.part_lse, p.o, p.lse, p.dtype, p.total_q, splits, p.num_qo_heads, p.head_dim));
+  if (own_partials) {
+    CANOPY_RETURN_IF_ERROR(MergePartials(a.part_o, a.part_lse, p.o, p.lse, p.dtype, p.total_q, num_slots, p.num_qo_heads, p.head_dim));
   }
+  // The workspace is reused by the next call: wait for the kernels before releasing it.
   CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return Status::Ok();
+}
+
+Status Attention(const AttentionParams& p) {
+  CANOPY_RETURN_IF_ERROR(CheckAttentionParams(p));
+  AttentionPlan plan;
+  CANOPY_RETURN_IF_ERROR(PlanAttention(p, &plan));
+  if (plan.items.empty()) return Status::Ok();
+  // Split-KV: f32 partials in the workspace, merged into o / lse by the launcher.
+  return LaunchAttention(p, plan, 0, plan.splits == 1 ? 0 : plan.splits, nullptr, nullptr);
 }
 
 }  // namespace cuda

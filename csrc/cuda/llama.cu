@@ -9,6 +9,7 @@
 #include "../common/attention.h"
 #include "../common/cast.h"
 #include "../common/linear.h"
+#include "../common/kv_quant.h"
 #include "../common/llama.h"
 #include "../common/runtime.h"
 #include "check.cuh"
@@ -85,17 +86,25 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   CANOPY_RETURN_IF_ERROR(s.Alloc(n, &positions));
   CANOPY_RETURN_IF_ERROR(s.Alloc(n, &dest));
   CANOPY_RETURN_IF_ERROR(s.Alloc(p.n_logit_rows, &rows));
-  if (p.cache_dtype != DType::kF32) {
+  const bool cast_q = p.kv_quant == nullptr && p.cache_dtype != DType::kF32;
+  if (cast_q) {
     uint16_t *qc, *oc;
     CANOPY_RETURN_IF_ERROR(s.Alloc(n * qdim, &qc));
     CANOPY_RETURN_IF_ERROR(s.Alloc(n * qdim, &oc));
     q_cast = qc;
     o_cast = oc;
   }
-  const LlamaCacheLayout layout = MakeLlamaCacheLayout(p);
+  std::vector<int32_t> dest_host(n);
+  std::vector<int32_t> kv_indptr(p.batch + 1, 0), kv_lens(p.batch);
+  for (int b = 0; b < p.batch; ++b) {
+    for (int32_t t = p.qo_indptr[b]; t < p.qo_indptr[b + 1]; ++t) dest_host[t] = p.kv_start[b] + p.kv_len_before[b] + (t - p.qo_indptr[b]);
+    kv_indptr[b] = p.kv_start[b];
+    kv_lens[b] = p.kv_len_before[b] + (p.qo_indptr[b + 1] - p.qo_indptr[b]);
+  }
+  kv_indptr[p.batch] = p.batch ? kv_indptr[p.batch - 1] + kv_lens[p.batch - 1] : 0;
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(tokens, p.tokens, n * sizeof(int32_t), cudaMemcpyHostToDevice));
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(positions, p.positions, n * sizeof(int32_t), cudaMemcpyHostToDevice));
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(dest, layout.dest.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice));
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(dest, dest_host.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice));
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(inv_freq, m.inv_freq.data(), (D / 2) * sizeof(float), cudaMemcpyHostToDevice));
   if (p.n_logit_rows > 0) {
     CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(rows, p.logit_rows, p.n_logit_rows * sizeof(int32_t), cudaMemcpyHostToDevice));
@@ -103,25 +112,81 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   CANOPY_RETURN_IF_ERROR(Embed(tokens, n, m.embed, m.weight_dtype, m.vocab, dim, x));
   const int64_t layer_elems = p.capacity * kvdim;
   const int esize = DTypeSize(p.cache_dtype);
+  QuantKvBatch seqs;
+  seqs.batch = p.batch;
+  seqs.kv_start = p.kv_start;
+  seqs.res_start = p.kv_res_start;
+  const bool int4 = p.kv_quant != nullptr && p.kv_quant->format == KvFormat::kInt4;
+  if (int4 && n > 0) CANOPY_RETURN_IF_ERROR(QuantizeKvGroups(*p.kv_quant, seqs, p.quant_len_before, p.quant_len_after));
   for (int32_t l = 0; l < m.n_layers && n > 0; ++l) {
     const LlamaLayerWeights& w = m.layers[l];
     CANOPY_RETURN_IF_ERROR(RmsNorm(x, w.attn_norm, m.norm_dtype, m.norm_eps, h, n, dim));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wq, m.weight_dtype, w.bq, q, n, dim, qdim, false));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wk, m.weight_dtype, w.bk, k, n, dim, kvdim, false));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wv, m.weight_dtype, w.bv, v, n, dim, kvdim, false));
-    const RopeParams rp = MakeLlamaRopeParams(m, q, k, positions, inv_freq, n);
+    RopeParams rp;
+    rp.q = q;
+    rp.k = k;
+    rp.positions = positions;
+    rp.inv_freq = inv_freq;
+    rp.rows = n;
+    rp.nq = m.n_heads;
+    rp.nk = m.n_kv_heads;
+    rp.head_dim = m.head_dim;
+    rp.layout = m.rope_layout;
     CANOPY_RETURN_IF_ERROR(Rope(rp));
-    char* kc = static_cast<char*>(p.k_cache) + l * layer_elems * esize;
-    char* vc = static_cast<char*>(p.v_cache) + l * layer_elems * esize;
-    ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(k, dest, kvdim, kc, p.cache_dtype);
-    ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(v, dest, kvdim, vc, p.cache_dtype);
-    CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-    if (p.cache_dtype != DType::kF32) CANOPY_RETURN_IF_ERROR(Cast(q, DType::kF32, q_cast, p.cache_dtype, n * qdim));
-    const bool f32 = p.cache_dtype == DType::kF32;
-    const AttentionParams ap = MakeLlamaAttentionParams(m, p, layout, f32 ? static_cast<const void*>(q) : q_cast,
-                                                        f32 ? static_cast<void*>(att) : o_cast, kc, vc);
+    AttentionParams ap;
+    QuantKvCache layer_view;
+    if (p.kv_quant != nullptr) {
+      // Quantized cache: append (quantizing, or into the int4 rings), attend with f32 q.
+      layer_view = QuantKvLayer(*p.kv_quant, l);
+      QuantAppendParams qa;
+      qa.seqs = seqs;
+      qa.qo_indptr = p.qo_indptr;
+      qa.pos_before = p.kv_len_before;
+      qa.quant_len = p.quant_len_after;
+      qa.k = k;
+      qa.v = v;
+      qa.n = n;
+      CANOPY_RETURN_IF_ERROR(AppendQuantKv(layer_view, qa));
+      ap.q = q;
+      ap.o = att;
+      ap.dtype = DType::kF32;
+      ap.kv_quant = &layer_view;
+      ap.kv_quant_lens = int4 ? p.quant_len_after : nullptr;
+      ap.kv_res_start = int4 ? p.kv_res_start : nullptr;
+    } else {
+      char* kc = static_cast<char*>(p.k_cache) + l * layer_elems * esize;
+      char* vc = static_cast<char*>(p.v_cache) + l * layer_elems * esize;
+      ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(k, dest, kvdim, kc, p.cache_dtype);
+      ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(v, dest, kvdim, vc, p.cache_dtype);
+      CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+      if (p.cache_dtype == DType::kF32) {
+        ap.q = q;
+        ap.o = att;
+      } else {
+        CANOPY_RETURN_IF_ERROR(Cast(q, DType::kF32, q_cast, p.cache_dtype, n * qdim));
+        ap.q = q_cast;
+        ap.o = o_cast;
+      }
+      ap.k = kc;
+      ap.v = vc;
+      ap.dtype = p.cache_dtype;
+    }
+    ap.batch_size = p.batch;
+    ap.num_qo_heads = m.n_heads;
+    ap.num_kv_heads = m.n_kv_heads;
+    ap.head_dim = m.head_dim;
+    ap.total_q = n;
+    ap.kv_rows = p.capacity;
+    ap.qo_indptr = p.qo_indptr;
+    ap.kv_indptr = kv_indptr.data();
+    ap.kv_lens = kv_lens.data();
+    ap.mask = p.mask;
+    ap.scale = 1.f / std::sqrt(static_cast<float>(D));
+    ap.tree_parents = p.tree_parents;
     CANOPY_RETURN_IF_ERROR(Attention(ap));
-    if (p.cache_dtype != DType::kF32) CANOPY_RETURN_IF_ERROR(Cast(o_cast, p.cache_dtype, att, DType::kF32, n * qdim));
+    if (cast_q) CANOPY_RETURN_IF_ERROR(Cast(o_cast, p.cache_dtype, att, DType::kF32, n * qdim));
     CANOPY_RETURN_IF_ERROR(Lin(att, w.wo, m.weight_dtype, nullptr, x, n, qdim, dim, true));
     CANOPY_RETURN_IF_ERROR(RmsNorm(x, w.ffn_norm, m.norm_dtype, m.norm_eps, h, n, dim));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.w1, m.weight_dtype, nullptr, g, n, dim, m.hidden_dim, false));

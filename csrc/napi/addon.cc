@@ -19,6 +19,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   canopy::napi::RegisterSamplingBindings(env, exports);
   canopy::napi::RegisterVerifyBindings(env, exports);
   canopy::napi::RegisterKvCommitBindings(env, exports);
+  canopy::napi::RegisterKvQuantBindings(env, exports);
+  canopy::napi::RegisterPrefixAttentionBindings(env, exports);
   return exports;
 }
 

@@ -2,7 +2,8 @@
 // CPU or CUDA kernels by the tensors' device. See csrc/common/attention.h and
 // merge_states.h for shapes and math.
 //
-// attention({q, k, v, o, lse?, qoIndptr, kvIndptr, kvLens?, mask, scale, parents?, numSplits?, naive?})
+// attention({q, k, v, o, lse?, qoIndptr, kvIndptr, kvLens?, mask, scale, parents?, numSplits?, naive?,
+//            kvQuant?: {cache, layer?, quantLens?, resStart?}})   (kvQuant replaces k and v)
 // mergeStates({va, sa, vb, sb, vOut, sOut?})      mergeStatesN({v, s, vOut, sOut?})
 #include <napi.h>
 
@@ -15,6 +16,7 @@
 #include "async_work.h"
 #include "bindings.h"
 #include "errors.h"
+#include "kv_quant_arg.h"
 
 namespace canopy {
 namespace napi {
@@ -32,22 +34,42 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Object o = info[0].As<Napi::Object>();
   std::vector<TensorArg> args;
   TensorArg q = ParseTensorArg(env, o.Get("q"), "q");
-  TensorArg k = ParseTensorArg(env, o.Get("k"), "k");
-  TensorArg v = ParseTensorArg(env, o.Get("v"), "v");
   TensorArg out = ParseTensorArg(env, o.Get("o"), "o");
   if (q.view.ndim != 3) throw ArgumentError(env, "q must have shape [numTokens, numQoHeads, headDim]");
-  if (k.view.ndim != 3) throw ArgumentError(env, "k must have shape [kvRows, numKvHeads, headDim]");
   const int64_t total_q = q.view.shape[0], hq = q.view.shape[1], d = q.view.shape[2];
-  const int64_t kv_rows = k.view.shape[0], hkv = k.view.shape[1];
-  CheckTensorShape(env, k, {kv_rows, hkv, d}, "k");
-  CheckTensorShape(env, v, {kv_rows, hkv, d}, "v");
   CheckTensorShape(env, out, {total_q, hq, d}, "o");
-  for (const TensorArg* t : {&k, &v, &out}) {
-    if (t->view.dtype != q.view.dtype) throw ArgumentError(env, "q, k, v and o must have the same dtype");
-  }
-  CheckSameDevice(env, q, k, "k");
-  CheckSameDevice(env, q, v, "v");
+  if (out.view.dtype != q.view.dtype) throw ArgumentError(env, "q and o must have the same dtype");
   CheckSameDevice(env, q, out, "o");
+  const bool quant = !o.Get("kvQuant").IsUndefined() && !o.Get("kvQuant").IsNull();
+  TensorArg k, v;
+  QuantKvViewArg kvq;
+  int64_t kv_rows = 0, hkv = 0;
+  if (quant) {
+    Napi::Value qo_v = o.Get("qoIndptr");
+    const size_t batch = qo_v.IsTypedArray() && qo_v.As<Napi::TypedArray>().ElementLength() > 0
+                             ? qo_v.As<Napi::TypedArray>().ElementLength() - 1 : 0;
+    kvq = ParseQuantKvView(env, o.Get("kvQuant"), "kvQuant", batch);
+    const QuantKvCache& c = *kvq.layer;
+    if (c.head_dim != d) throw ArgumentError(env, "kvQuant.cache headDim (" + std::to_string(c.head_dim) + ") must equal q's " + std::to_string(d));
+    if (kvq.arg.device.kind != q.view.device.kind || kvq.arg.device.index != q.view.device.index) {
+      throw ArgumentError(env, "kvQuant.cache must be on the same device as q");
+    }
+    kv_rows = c.rows;
+    hkv = c.num_kv_heads;
+  } else {
+    k = ParseTensorArg(env, o.Get("k"), "k");
+    v = ParseTensorArg(env, o.Get("v"), "v");
+    if (k.view.ndim != 3) throw ArgumentError(env, "k must have shape [kvRows, numKvHeads, headDim]");
+    kv_rows = k.view.shape[0];
+    hkv = k.view.shape[1];
+    CheckTensorShape(env, k, {kv_rows, hkv, d}, "k");
+    CheckTensorShape(env, v, {kv_rows, hkv, d}, "v");
+    for (const TensorArg* t : {&k, &v}) {
+      if (t->view.dtype != q.view.dtype) throw ArgumentError(env, "q, k, v and o must have the same dtype");
+    }
+    CheckSameDevice(env, q, k, "k");
+    CheckSameDevice(env, q, v, "v");
+  }
   auto holder = std::make_shared<AttentionParams>();
   AttentionParams& p = *holder;
   bool has_lse = !o.Get("lse").IsUndefined() && !o.Get("lse").IsNull();
@@ -82,9 +104,14 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     }
   }
   p.q = q.view.data;
-  p.k = k.view.data;
-  p.v = v.view.data;
+  p.k = quant ? nullptr : k.view.data;
+  p.v = quant ? nullptr : v.view.data;
   p.o = out.view.data;
+  if (quant) {
+    p.kv_quant = kvq.layer.get();
+    p.kv_quant_lens = kvq.quant_lens->empty() ? nullptr : kvq.quant_lens->data();
+    p.kv_res_start = kvq.res_start->empty() ? nullptr : kvq.res_start->data();
+  }
   p.dtype = q.view.dtype;
   p.batch_size = static_cast<int32_t>(qo_indptr->size() - 1);
   p.num_qo_heads = static_cast<int32_t>(hq);
@@ -107,9 +134,16 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   const bool on_cuda = q.view.device.kind == DeviceKind::kCuda;
   if (naive && on_cuda) throw ArgumentError(env, "naive: the naive baseline runs on the CPU only");
   const int dev = q.view.device.index;
-  args = {q, k, v, out};
+  args = {q, out};
+  if (quant) {
+    args.insert(args.end(), kvq.arg.tensors.begin(), kvq.arg.tensors.end());
+  } else {
+    args.push_back(k);
+    args.push_back(v);
+  }
   if (has_lse) args.push_back(lse);
-  return RunAsync(env, [holder, qo_indptr, kv_indptr, kv_lens, parents, on_cuda, naive, dev]() -> Status {
+  auto quant_hold = std::make_shared<QuantKvViewArg>(kvq);
+  return RunAsync(env, [holder, qo_indptr, kv_indptr, kv_lens, parents, on_cuda, naive, dev, quant_hold]() -> Status {
     if (on_cuda) {
       CANOPY_RETURN_IF_ERROR(cuda::SetDevice(dev));
       return cuda::Attention(*holder);

@@ -16,6 +16,8 @@ void RegisterModelBindings(Napi::Env env, Napi::Object exports);
 void RegisterSamplingBindings(Napi::Env env, Napi::Object exports);
 void RegisterVerifyBindings(Napi::Env env, Napi::Object exports);
 void RegisterKvCommitBindings(Napi::Env env, Napi::Object exports);
+void RegisterKvQuantBindings(Napi::Env env, Napi::Object exports);
+void RegisterPrefixAttentionBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace napi
 }  // namespace canopy

@@ -7,7 +7,10 @@
 //              tensor descriptors, all on one device; the model keeps them alive until dispose().
 //   model.forward({ tokens, positions, qoIndptr, kvStart, kvLenBefore: Int32Array, mask: 1 causal | 2 tree,
 //                   parents?, k, v (cache [layers, capacity, nKvHeads, headDim]), logitRows: Int32Array,
-//                   logits [rows, vocab] f32, hidden? [rows, dim] f32 }) -> Promise<void>
+//                   logits [rows, vocab] f32, hidden? [rows, dim] f32,
+//                   kvQuant?: { cache (kv_quant_arg.h, every layer), resStart?, quantLenBefore?, quantLenAfter? }
+//                   (a quantized cache instead of k and v; the arrays are int4's, one entry per sequence) })
+//                 -> Promise<void>
 //   model.dispose()
 #include <napi.h>
 
@@ -21,6 +24,7 @@
 #include "async_work.h"
 #include "bindings.h"
 #include "errors.h"
+#include "kv_quant_arg.h"
 #include "tensor_arg.h"
 
 namespace canopy {
@@ -162,7 +166,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       if (!info[0].IsObject()) throw ArgumentError(env, "forward: expected an options object");
       Napi::Object o = info[0].As<Napi::Object>();
       struct Host {
-        std::vector<int32_t> tokens, positions, qo, kv_start, kv_len, parents, rows;
+        std::vector<int32_t> tokens, positions, qo, kv_start, kv_len, parents, rows, res_start, ql_before, ql_after;
+        QuantKvCache quant;
       };
       auto h = std::make_shared<Host>();
       h->tokens = ParseInt32Array(env, o.Get("tokens"), "tokens");
@@ -179,21 +184,45 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         throw ArgumentError(env, "qoIndptr must have batch + 1 entries and kvStart, kvLenBefore batch entries");
       }
       if (mask == 2 && h->parents.size() != h->tokens.size()) throw ArgumentError(env, "parents must have one entry per token");
-      TensorArg k = ParseTensorArg(env, o.Get("k"), "k"), v = ParseTensorArg(env, o.Get("v"), "v");
-      TensorArg logits = ParseTensorArg(env, o.Get("logits"), "logits");
       const LlamaModelDesc& m = desc_;
-      for (const TensorArg* t : {&k, &v}) {
-        const TensorView& c = t->view;
-        if (c.ndim != 4 || c.shape[0] != m.n_layers || c.shape[2] != m.n_kv_heads || c.shape[3] != m.head_dim) {
-          throw ArgumentError(env, "k and v must have shape [nLayers, capacity, nKvHeads, headDim]");
+      const bool quant = !o.Get("kvQuant").IsUndefined() && !o.Get("kvQuant").IsNull();
+      std::vector<TensorArg> args;
+      TensorArg k, v;
+      if (quant) {
+        if (!o.Get("kvQuant").IsObject()) throw ArgumentError(env, "kvQuant must be {cache, resStart?, quantLenBefore?, quantLenAfter?}");
+        Napi::Object qo = o.Get("kvQuant").As<Napi::Object>();
+        QuantKvArg qa = ParseQuantKvArg(env, qo.Get("cache"), "kvQuant.cache");
+        h->quant = qa.cache;
+        args = qa.tensors;
+        const size_t batch = h->qo.size() - 1;
+        for (auto [key, vec] : {std::make_pair("resStart", &h->res_start), std::make_pair("quantLenBefore", &h->ql_before),
+                                std::make_pair("quantLenAfter", &h->ql_after)}) {
+          Napi::Value a = qo.Get(key);
+          if (a.IsUndefined() || a.IsNull()) {
+            if (qa.cache.format == KvFormat::kInt4) throw ArgumentError(env, std::string("kvQuant.") + key + " is required for an int4 cache");
+            continue;
+          }
+          *vec = ParseInt32Array(env, a, std::string("kvQuant.") + key);
+          if (vec->size() != batch) throw ArgumentError(env, std::string("kvQuant.") + key + " must have one entry per sequence");
         }
+      } else {
+        k = ParseTensorArg(env, o.Get("k"), "k");
+        v = ParseTensorArg(env, o.Get("v"), "v");
+        for (const TensorArg* t : {&k, &v}) {
+          const TensorView& c = t->view;
+          if (c.ndim != 4 || c.shape[0] != m.n_layers || c.shape[2] != m.n_kv_heads || c.shape[3] != m.head_dim) {
+            throw ArgumentError(env, "k and v must have shape [nLayers, capacity, nKvHeads, headDim]");
+          }
+        }
+        if (v.view.shape[1] != k.view.shape[1] || v.view.dtype != k.view.dtype) throw ArgumentError(env, "k and v must match");
+        args = {k, v};
       }
-      if (v.view.shape[1] != k.view.shape[1] || v.view.dtype != k.view.dtype) throw ArgumentError(env, "k and v must match");
+      TensorArg logits = ParseTensorArg(env, o.Get("logits"), "logits");
       if (logits.view.dtype != DType::kF32 || logits.view.ndim != 2 || logits.view.shape[0] != static_cast<int64_t>(h->rows.size()) ||
           logits.view.shape[1] != m.vocab) {
         throw ArgumentError(env, "logits must be f32 [logitRows.length, vocab]");
       }
-      std::vector<TensorArg> args = {k, v, logits};
+      args.push_back(logits);
       float* hidden = nullptr;
       if (!o.Get("hidden").IsUndefined() && !o.Get("hidden").IsNull()) {
         TensorArg hd = ParseTensorArg(env, o.Get("hidden"), "hidden");
@@ -219,10 +248,18 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       p->kv_len_before = h->kv_len.data();
       p->mask = mask == 2 ? MaskMode::kTree : MaskMode::kCausal;
       p->tree_parents = mask == 2 ? h->parents.data() : nullptr;
-      p->k_cache = k.view.data;
-      p->v_cache = v.view.data;
-      p->cache_dtype = k.view.dtype;
-      p->capacity = k.view.shape[1];
+      if (quant) {
+        p->kv_quant = &h->quant;
+        p->capacity = h->quant.rows;
+        p->kv_res_start = h->res_start.empty() ? nullptr : h->res_start.data();
+        p->quant_len_before = h->ql_before.empty() ? nullptr : h->ql_before.data();
+        p->quant_len_after = h->ql_after.empty() ? nullptr : h->ql_after.data();
+      } else {
+        p->k_cache = k.view.data;
+        p->v_cache = v.view.data;
+        p->cache_dtype = k.view.dtype;
+        p->capacity = k.view.shape[1];
+      }
       p->logit_rows = h->rows.data();
       p->n_logit_rows = static_cast<int64_t>(h->rows.size());
       p->logits = static_cast<float*>(logits.view.data);

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../common/kv_quant.h"
 #include "../common/linear.h"
 #include "../common/llama.h"
 #include "../common/runtime.h"
@@ -196,55 +197,97 @@ bool CudaForwardMatchesCpu() {
     d.w3 = up(w.w3, m.hidden_dim * m.dim);
   }
   const int64_t capacity = 32;
-  std::vector<float> kc(m.n_layers * capacity * kvd), vc(kc.size());
-  void* dk = Up(kc, &o.p);
-  void* dv = Up(vc, &o.p);
-  struct Step {
-    std::vector<int32_t> tokens, positions, parents;
-    int32_t len_before;
-    MaskMode mask;
-  };
-  std::vector<Step> steps = {{{1, 5, 9, 2, 33}, {0, 1, 2, 3, 4}, {}, 0, MaskMode::kCausal},
-                             {{7}, {5}, {}, 5, MaskMode::kCausal},
-                             {{3, 4, 8, 9}, {6, 6, 7, 7}, {-1, -1, 0, 1}, 6, MaskMode::kTree}};
-  for (const Step& st : steps) {
-    LlamaForwardParams p;
-    const int32_t n = static_cast<int32_t>(st.tokens.size());
-    std::vector<int32_t> qo = {0, n}, start = {0}, len = {st.len_before}, rows;
-    for (int32_t i = 0; i < n; ++i) rows.push_back(i);
-    p.tokens = st.tokens.data();
-    p.positions = st.positions.data();
-    p.n = n;
-    p.batch = 1;
-    p.qo_indptr = qo.data();
-    p.kv_start = start.data();
-    p.kv_len_before = len.data();
-    p.mask = st.mask;
-    p.tree_parents = st.parents.empty() ? nullptr : st.parents.data();
-    p.cache_dtype = DType::kF32;
-    p.capacity = capacity;
-    p.logit_rows = rows.data();
-    p.n_logit_rows = n;
-    std::vector<float> logits_cpu(n * m.vocab);
-    p.k_cache = kc.data();
-    p.v_cache = vc.data();
-    p.logits = logits_cpu.data();
-    CANOPY_CHECK_OK(cpu::LlamaForward(m, p));
-    std::vector<float> zeros(n * m.vocab);
-    float* dl = static_cast<float*>(Up(zeros, &o.p));
-    p.k_cache = dk;
-    p.v_cache = dv;
-    p.logits = dl;
-    CANOPY_CHECK_OK(cuda::LlamaForward(g, p));
-    CANOPY_CHECK(Near(Down<float>(dl, logits_cpu.size()), logits_cpu, 2e-4f, 2e-4f, "logits"), "forward step mask=%d",
-                 static_cast<int>(st.mask));
+  // Cache kinds: 0 the f32 cache; 1 int8 and 2 int4 quantized caches (kv_quant.h) with the same
+  // steps, host copies for the CPU and uploads for CUDA (the int4 ring holds every key here).
+  for (int kind = 0; kind < 3; ++kind) {
+    std::vector<float> kc(m.n_layers * capacity * kvd), vc(kc.size());
+    void* dk = Up(kc, &o.p);
+    void* dv = Up(vc, &o.p);
+    QuantKvCache hq, dq;
+    std::vector<std::vector<uint8_t>> qbytes;
+    if (kind > 0) {
+      hq.format = kind == 1 ? KvFormat::kInt8 : KvFormat::kInt4;
+      hq.layers = m.n_layers;
+      hq.num_kv_heads = m.n_kv_heads;
+      hq.head_dim = m.head_dim;
+      hq.rows = capacity;
+      hq.group = kind == 2 ? 32 : 0;
+      hq.ring = kind == 2 ? 64 : 0;
+      hq.res_rows = hq.ring;
+      hq.res_dtype = DType::kF32;
+      const int64_t sizes[] = {m.n_layers * QuantCodeBytesPerLayer(hq), m.n_layers * QuantCodeBytesPerLayer(hq),
+                               m.n_layers * QuantKScaleCount(hq) * 4, m.n_layers * QuantVScaleCount(hq) * 4,
+                               m.n_layers * QuantKScaleCount(hq) * 4, m.n_layers * QuantVScaleCount(hq) * 4,
+                               m.n_layers * QuantResElems(hq) * 4, m.n_layers * QuantResElems(hq) * 4};
+      for (int64_t n : sizes) qbytes.emplace_back(static_cast<size_t>(n) + 1, 0);
+      void** hp[] = {&hq.k, &hq.v, reinterpret_cast<void**>(&hq.k_scale), reinterpret_cast<void**>(&hq.v_scale),
+                     reinterpret_cast<void**>(&hq.k_zero), reinterpret_cast<void**>(&hq.v_zero), &hq.res_k, &hq.res_v};
+      dq = hq;
+      void** dp[] = {&dq.k, &dq.v, reinterpret_cast<void**>(&dq.k_scale), reinterpret_cast<void**>(&dq.v_scale),
+                     reinterpret_cast<void**>(&dq.k_zero), reinterpret_cast<void**>(&dq.v_zero), &dq.res_k, &dq.res_v};
+      for (int i = 0; i < 8; ++i) {
+        *hp[i] = qbytes[i].data();
+        *dp[i] = Up(qbytes[i], &o.p);
+      }
+    }
+    struct Step {
+      std::vector<int32_t> tokens, positions, parents;
+      int32_t len_before;
+      MaskMode mask;
+    };
+    std::vector<Step> steps = {{{1, 5, 9, 2, 33}, {0, 1, 2, 3, 4}, {}, 0, MaskMode::kCausal},
+                               {{7}, {5}, {}, 5, MaskMode::kCausal},
+                               {{3, 4, 8, 9}, {6, 6, 7, 7}, {-1, -1, 0, 1}, 6, MaskMode::kTree}};
+    for (const Step& st : steps) {
+      LlamaForwardParams p;
+      const int32_t n = static_cast<int32_t>(st.tokens.size());
+      std::vector<int32_t> qo = {0, n}, start = {0}, len = {st.len_before}, rows, res = {0}, ql = {0};
+      for (int32_t i = 0; i < n; ++i) rows.push_back(i);
+      p.tokens = st.tokens.data();
+      p.positions = st.positions.data();
+      p.n = n;
+      p.batch = 1;
+      p.qo_indptr = qo.data();
+      p.kv_start = start.data();
+      p.kv_len_before = len.data();
+      p.mask = st.mask;
+      p.tree_parents = st.parents.empty() ? nullptr : st.parents.data();
+      p.cache_dtype = DType::kF32;
+      p.capacity = capacity;
+      p.logit_rows = rows.data();
+      p.n_logit_rows = n;
+      if (kind > 0) {
+        p.kv_res_start = res.data();
+        p.quant_len_before = ql.data();
+        p.quant_len_after = ql.data();
+      }
+      std::vector<float> logits_cpu(n * m.vocab);
+      p.k_cache = kc.data();
+      p.v_cache = vc.data();
+      p.kv_quant = kind > 0 ? &hq : nullptr;
+      p.logits = logits_cpu.data();
+      CANOPY_CHECK_OK(cpu::LlamaForward(m, p));
+      std::vector<float> zeros(n * m.vocab);
+      float* dl = static_cast<float*>(Up(zeros, &o.p));
+      p.k_cache = dk;
+      p.v_cache = dv;
+      p.kv_quant = kind > 0 ? &dq : nullptr;
+      p.logits = dl;
+      CANOPY_CHECK_OK(cuda::LlamaForward(g, p));
+      // Quantized caches: CPU and CUDA keys differ in their last bits, so an element at a rounding
+      // tie may take the neighbouring int8 code on one side (one quantization step, about 1e-3 in
+      // the logits); the int4 ring here holds the keys unquantized (f32).
+      const float tol = kind == 1 ? 5e-3f : 2e-4f;
+      CANOPY_CHECK(Near(Down<float>(dl, logits_cpu.size()), logits_cpu, tol, tol, "logits"), "forward step mask=%d cache kind %d",
+                   static_cast<int>(st.mask), kind);
+    }
   }
   return true;
 }
 
 Register r1("linear: cuda equals cpu (f32/f16/bf16 weights, odd sizes, bias, accumulate)", true, CudaLinearMatchesCpu);
 Register r2("rmsnorm, rope, argmax: cuda equals cpu", true, CudaOpsMatchCpu);
-Register r3("llama forward: cuda equals cpu (prefill, decode, tree step)", true, CudaForwardMatchesCpu);
+Register r3("llama forward: cuda equals cpu (prefill, decode, tree step; f32, int8 and int4 caches)", true, CudaForwardMatchesCpu);
 
 }  // namespace
 }  // namespace tests

@@ -181,7 +181,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     // get a copy of its KV (fork) and sample their first token from the same logits.
     const leaderOf = new Map<string, number>();
     const leader = seqs.map((st, s) => {
-      const key = st.prompt.join(',');
+      const key = cache.forkable ? st.prompt.join(',') : String(s); // quantized caches: prefill each
       if (!leaderOf.has(key)) leaderOf.set(key, s);
       return leaderOf.get(key)!;
     });

@@ -11,10 +11,12 @@
  * sequence's key count, so rows past it (cache capacity) are never read.
  */
 
-import { ArgumentError, awaitNative } from '../errors.js';
+import { ArgumentError, awaitNative, callNative } from '../errors.js';
 import { native } from '../native/loader.js';
+import type { NativeQuantKvView, TensorDescriptor } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
-import { checkFloat, checkIndptr, checkSame, checkTensor, toInt32Array } from './args.js';
+import { type IntArrayLike, checkFloat, checkIndptr, checkSame, checkTensor, toInt32Array } from './args.js';
+import { QuantizedKv } from './kv-quant.js';
 
 export type AttentionMask = 'none' | 'causal';
 
@@ -56,7 +58,7 @@ export interface AttentionResult {
 
 const MASK_CODE = { none: 0, causal: 1, tree: 2 } as const;
 
-interface Checked {
+export interface Checked {
   qoIndptr: Int32Array;
   kvIndptr: Int32Array;
   kvLens?: Int32Array;
@@ -64,8 +66,8 @@ interface Checked {
   numSplits: number;
 }
 
-function checkCommon(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions | TreeAttentionOptions): Checked {
-  const [numTokens, numQoHeads, headDim] = checkTensor(q, 'q', 3, '[numTokens, numQoHeads, headDim]') as [number, number, number];
+function checkCommon(q: Tensor, k: Tensor, v: Tensor, options: Pick<AttentionOptions, 'qoIndptr' | 'kvIndptr' | 'kvLens' | 'scale' | 'numSplits'>): Checked {
+  checkTensor(q, 'q', 3, '[numTokens, numQoHeads, headDim]');
   const [kvRows, numKvHeads, kHeadDim] = checkTensor(k, 'k', 3, '[kvRows, numKvHeads, headDim]') as [number, number, number];
   checkTensor(v, 'v', 3, '[kvRows, numKvHeads, headDim]');
   checkFloat(q, 'q');
@@ -73,8 +75,22 @@ function checkCommon(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions 
   checkSame(v.dtype, q.dtype, 'v.dtype', 'the dtype of q,');
   checkSame(k.device, q.device, 'k.device', 'the device of q,');
   checkSame(v.device, q.device, 'v.device', 'the device of q,');
-  if (kHeadDim !== headDim) throw new ArgumentError('k.shape[2]', `headDim of q (${headDim})`, kHeadDim);
+  if (kHeadDim !== q.shape[2]) throw new ArgumentError('k.shape[2]', `headDim of q (${q.shape[2]})`, kHeadDim);
   if (v.shape.join() !== k.shape.join()) throw new ArgumentError('v.shape', `the shape of k [${k.shape.join(', ')}]`, v.shape);
+  return checkLayout(q, numKvHeads, kvRows, options);
+}
+
+/** Checks q's heads against the kv heads, and the batch layout over kvRows key rows (for lib/kernels). */
+export interface LayoutOptions {
+  qoIndptr?: IntArrayLike | undefined;
+  kvIndptr?: IntArrayLike | undefined;
+  kvLens?: IntArrayLike | undefined;
+  scale?: number | undefined;
+  numSplits?: number | undefined;
+}
+
+export function checkLayout(q: Tensor, numKvHeads: number, kvRows: number, options: LayoutOptions): Checked {
+  const [numTokens, numQoHeads, headDim] = q.shape as [number, number, number];
   if (headDim < 1 || headDim > 256) {
     throw new ArgumentError('headDim', 'in [1, 256] (64 and 128 are the tuned sizes)', headDim);
   }
@@ -108,16 +124,35 @@ function checkCommon(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions 
   return { qoIndptr, kvIndptr, ...(kvLens ? { kvLens } : {}), scale, numSplits };
 }
 
-async function run(q: Tensor, k: Tensor, v: Tensor, c: Checked, mask: number, returnLse: boolean, naive: boolean, parents?: Int32Array): Promise<AttentionResult> {
+/** Checks tree parents (one per query row, topological per sequence) and that each tree's keys fit (for lib/kernels). */
+export function checkParents(value: unknown, numTokens: number, c: Checked): Int32Array {
+  const parents = toInt32Array(value, 'parents', -1);
+  if (parents.length !== numTokens) throw new ArgumentError('parents', `an array with one entry per query row (${numTokens})`, parents);
+  const batch = c.qoIndptr.length - 1;
+  for (let b = 0; b < batch; b++) {
+    const start = c.qoIndptr[b]!;
+    const n = c.qoIndptr[b + 1]! - start;
+    const kvLen = c.kvLens ? c.kvLens[b]! : c.kvIndptr[b + 1]! - c.kvIndptr[b]!;
+    if (n > kvLen) throw new ArgumentError(`kvLens[${b}]`, `at least the ${n} tree nodes of sequence ${b} (their keys follow the prefix)`, kvLen);
+    for (let t = 0; t < n; t++) {
+      const p = parents[start + t]!;
+      if (p < -1 || p >= t) throw new ArgumentError(`parents[${start + t}]`, `-1 or the index of an earlier node of its tree (0..${t - 1})`, p);
+    }
+  }
+  return parents;
+}
+
+type KvArgs = { k: TensorDescriptor; v: TensorDescriptor } | { kvQuant: NativeQuantKvView };
+
+async function run(q: Tensor, kv: KvArgs | [Tensor, Tensor], c: Checked, mask: number, returnLse: boolean, naive: boolean, parents?: Int32Array): Promise<AttentionResult> {
   if (naive && q.device !== 'cpu') throw new ArgumentError('naive', "false for tensors on a CUDA device (the naive baseline is CPU only)", naive);
   const out = Tensor.empty(q.shape, q.dtype, { device: q.device });
   const lse = returnLse ? Tensor.empty([q.shape[0]!, q.shape[1]!], 'f32', { device: q.device }) : undefined;
   try {
     await awaitNative(
-      native().attention({
+      callNative(() => native().attention({
         q: q.descriptor('q'),
-        k: k.descriptor('k'),
-        v: v.descriptor('v'),
+        ...(Array.isArray(kv) ? { k: kv[0].descriptor('k'), v: kv[1].descriptor('v') } : kv),
         o: out.descriptor('o'),
         ...(lse ? { lse: lse.descriptor('lse') } : {}),
         qoIndptr: c.qoIndptr,
@@ -128,7 +163,7 @@ async function run(q: Tensor, k: Tensor, v: Tensor, c: Checked, mask: number, re
         ...(parents ? { parents } : {}),
         numSplits: c.numSplits,
         naive,
-      }),
+      })),
     );
   } catch (e) {
     out.dispose();
@@ -143,7 +178,7 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, options: Attent
   const c = checkCommon(q, k, v, options);
   const mask = options.mask ?? 'none';
   if (mask !== 'none' && mask !== 'causal') throw new ArgumentError('mask', "'none' or 'causal'", mask);
-  return run(q, k, v, c, MASK_CODE[mask], options.returnLse === true, options.naive === true);
+  return run(q, [k, v], c, MASK_CODE[mask], options.returnLse === true, options.naive === true);
 }
 
 /**
@@ -154,20 +189,90 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, options: Attent
 export async function treeAttention(q: Tensor, k: Tensor, v: Tensor, options: TreeAttentionOptions): Promise<AttentionResult> {
   if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object with parents', options);
   const c = checkCommon(q, k, v, options);
-  const parents = toInt32Array(options.parents, 'parents', -1);
-  if (parents.length !== q.shape[0]) throw new ArgumentError('parents', `an array with one entry per query row (${q.shape[0]})`, parents);
-  const batch = c.qoIndptr.length - 1;
+  const parents = checkParents(options.parents, q.shape[0]!, c);
+  return run(q, [k, v], c, MASK_CODE.tree, options.returnLse === true, options.naive === true, parents);
+}
+
+/**
+ * One layer of a quantized cache as attention reads it. Sequence b's keys are rows
+ * kvIndptr[b] + j of the cache (kvIndptr and kvLens in the attention options, as for plain
+ * caches).
+ */
+export interface QuantizedKvView {
+  cache: QuantizedKv;
+  /** Layer of the cache (default 0). */
+  layer?: number;
+  /** int4 [B]: keys [0, quantLens[b]) are quantized, the rest are in the sequence's ring (default: all quantized). */
+  quantLens?: IntArrayLike;
+  /** int4 [B]: first ring row of each sequence (default: b * ring). */
+  resStart?: IntArrayLike;
+}
+
+/** Checks a quantized view against q and the batch layout; returns the native view. */
+export function checkQuantizedView(q: Tensor, kv: QuantizedKvView, name: string): { view: NativeQuantKvView; numKvHeads: number; kvRows: number } {
+  if (kv === null || typeof kv !== 'object') throw new ArgumentError(name, 'a quantized KV view {cache, layer?, quantLens?, resStart?}', kv);
+  const cache = kv.cache;
+  if (!(cache instanceof QuantizedKv)) throw new ArgumentError(`${name}.cache`, 'a QuantizedKv', cache);
+  if (cache.disposed) throw new ArgumentError(`${name}.cache`, 'a QuantizedKv that was not disposed', 'a disposed QuantizedKv');
+  if (cache.headDim !== q.shape[2]) throw new ArgumentError(`${name}.cache.headDim`, `headDim of q (${q.shape[2]})`, cache.headDim);
+  checkSame(cache.device, q.device, `${name}.cache.device`, 'the device of q,');
+  const layer = kv.layer ?? 0;
+  if (!Number.isInteger(layer) || layer < 0 || layer >= cache.layers) throw new ArgumentError(`${name}.layer`, `an integer in [0, ${cache.layers - 1}]`, layer);
+  return { view: { cache: cache.descriptor(`${name}.cache`), layer }, numKvHeads: cache.numKvHeads, kvRows: cache.rows };
+}
+
+/** The int4 per-sequence arrays of a view, checked against the layout c. */
+export function quantizedViewArrays(kv: QuantizedKvView, c: { kvIndptr: Int32Array; kvLens?: Int32Array }, name: string): { quantLens?: Int32Array; resStart?: Int32Array } {
+  const cache = kv.cache;
+  const batch = c.kvIndptr.length - 1;
+  if (cache.format !== 'int4') return {};
+  const out: { quantLens?: Int32Array; resStart?: Int32Array } = {};
   for (let b = 0; b < batch; b++) {
-    const start = c.qoIndptr[b]!;
-    const n = c.qoIndptr[b + 1]! - start;
-    const kvLen = c.kvLens ? c.kvLens[b]! : c.kvIndptr[b + 1]! - c.kvIndptr[b]!;
-    if (n > kvLen) throw new ArgumentError(`kvLens[${b}]`, `at least the ${n} tree nodes of sequence ${b} (their keys follow the prefix)`, kvLen);
-    for (let t = 0; t < n; t++) {
-      const p = parents[start + t]!;
-      if (p < -1 || p >= t) throw new ArgumentError(`parents[${start + t}]`, `-1 or the index of an earlier node of its tree (0..${t - 1})`, p);
-    }
+    if (c.kvIndptr[b]! % cache.group !== 0) throw new ArgumentError(`kvIndptr[${b}]`, `a multiple of the int4 group ${cache.group}`, c.kvIndptr[b]);
   }
-  return run(q, k, v, c, MASK_CODE.tree, options.returnLse === true, options.naive === true, parents);
+  if (kv.quantLens !== undefined) {
+    const ql = toInt32Array(kv.quantLens, `${name}.quantLens`, 0);
+    if (ql.length !== batch) throw new ArgumentError(`${name}.quantLens`, `${batch} entries (one per sequence)`, ql);
+    for (let b = 0; b < batch; b++) {
+      const len = c.kvLens ? c.kvLens[b]! : c.kvIndptr[b + 1]! - c.kvIndptr[b]!;
+      if (ql[b]! > len || ql[b]! % cache.group !== 0 || len - ql[b]! > cache.ring) {
+        throw new ArgumentError(`${name}.quantLens[${b}]`, `a multiple of ${cache.group} in [${Math.max(0, len - cache.ring)}, ${len}]`, ql[b]);
+      }
+    }
+    out.quantLens = ql;
+    const rs = kv.resStart === undefined ? Int32Array.from({ length: batch }, (_, b) => b * cache.ring) : toInt32Array(kv.resStart, `${name}.resStart`, 0);
+    if (rs.length !== batch) throw new ArgumentError(`${name}.resStart`, `${batch} entries (one per sequence)`, rs);
+    for (let b = 0; b < batch; b++) {
+      if (rs[b]! + cache.ring > cache.rings * cache.ring) {
+        throw new ArgumentError(`${name}.resStart[${b}]`, `at most ${cache.rings * cache.ring - cache.ring} (rings of ${cache.ring} rows)`, rs[b]);
+      }
+    }
+    out.resStart = rs;
+  }
+  return out;
+}
+
+export interface QuantizedAttentionOptions extends Omit<AttentionOptions, 'mask'> {
+  /** 'none', 'causal' (default 'none') or 'tree' (then parents is required, as in treeAttention). */
+  mask?: AttentionMask | 'tree';
+  parents?: Int32Array | number[];
+}
+
+/**
+ * Attention over one layer of a quantized cache (int8, int4, fp8), dequantizing keys and values
+ * as they are loaded; the options are attention()'s (kvIndptr: each sequence's first cache row),
+ * plus tree masks. The output equals attention over the dequantized cache (dequantizeKv).
+ */
+export async function quantizedAttention(q: Tensor, kv: QuantizedKvView, options: QuantizedAttentionOptions = {}): Promise<AttentionResult> {
+  checkTensor(q, 'q', 3, '[numTokens, numQoHeads, headDim]');
+  checkFloat(q, 'q');
+  const { view, numKvHeads, kvRows } = checkQuantizedView(q, kv, 'kv');
+  const c = checkLayout(q, numKvHeads, kvRows, options);
+  const mask = options.mask ?? 'none';
+  if (mask !== 'none' && mask !== 'causal' && mask !== 'tree') throw new ArgumentError('mask', "'none', 'causal' or 'tree'", mask);
+  const parents = mask === 'tree' ? checkParents(options.parents, q.shape[0]!, c) : undefined;
+  const kvQuant: NativeQuantKvView = { ...view, ...quantizedViewArrays(kv, c, 'kv') };
+  return run(q, { kvQuant }, c, MASK_CODE[mask], options.returnLse === true, options.naive === true, parents);
 }
 
 /** Depth of each node (children of the prefix: 0); the RoPE position of node i is prefixLen + depth[i]. */

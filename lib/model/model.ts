@@ -149,7 +149,10 @@ export class Model {
     }
   }
 
-  /** A KV cache for this model on its device (f32 by default). */
+  /**
+   * A KV cache for this model on its device: f32 by default; f16 / bf16; or quantized with
+   * `dtype: 'int8' | 'int4' | 'fp8'` (see KvCacheOptions and lib/kernels/kv-quant.ts).
+   */
   createCache(options: KvCacheOptions = {}): KvCache {
     if (this.#disposed) throw new DisposedError('Model');
     return new KvCache(this.config, this.device, options);
@@ -162,6 +165,10 @@ export class Model {
   async forward(cache: KvCache, step: ForwardSequence[], options: ForwardOptions = {}): Promise<ForwardResult> {
     if (this.#disposed) throw new DisposedError('Model');
     if (!(cache instanceof KvCache)) throw new ArgumentError('cache', 'a KvCache from model.createCache()', cache);
+    const geometry = [cache.k.shape[0], cache.k.shape[2]];
+    if (geometry.join() !== [this.config.nLayers, this.config.nKvHeads].join()) {
+      throw new ArgumentError('cache', `a KvCache of this model (${this.config.nLayers} layers, ${this.config.nKvHeads} kv heads)`, `one of ${geometry[0]} layers, ${geometry[1]} kv heads`);
+    }
     if (!Array.isArray(step) || step.length === 0) throw new ArgumentError('step', 'a non-empty array of {sequence, tokens}', step);
     const isTree = step.some((s) => s.parents !== undefined);
     if (isTree && !step.every((s) => s.parents !== undefined)) {
@@ -214,11 +221,13 @@ export class Model {
     if (!Array.isArray(rows) || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= tokens.length)) {
       throw new ArgumentError('options.logits', `'last', 'all' or row indices in [0, ${tokens.length - 1}]`, want);
     }
+    const stepSeqs = sorted.map((s) => s.sequence);
+    const quant = cache.quantized ? cache.quantizedStep(stepSeqs, sorted.map((s) => s.tokens.length)) : undefined;
     const logits = Tensor.empty([rows.length, this.config.vocabSize], 'f32', { device: this.device });
     const hidden = options.hidden ? Tensor.empty([rows.length, this.config.dim], 'f32', { device: this.device }) : undefined;
     try {
       await awaitNative(
-        this.#native.forward({
+        callNative(() => this.#native.forward({
           tokens: Int32Array.from(tokens),
           positions: Int32Array.from(positions),
           qoIndptr: Int32Array.from(qoIndptr),
@@ -226,18 +235,18 @@ export class Model {
           kvLenBefore: Int32Array.from(kvLen),
           mask: isTree ? 2 : 1,
           ...(isTree ? { parents: Int32Array.from(parents) } : {}),
-          k: cache.k.descriptor('cache.k'),
-          v: cache.v.descriptor('cache.v'),
+          ...(quant ? { kvQuant: quant.args } : { k: cache.k.descriptor('cache.k'), v: cache.v.descriptor('cache.v') }),
           logitRows: Int32Array.from(rows),
           logits: logits.descriptor('logits'),
           ...(hidden ? { hidden: hidden.descriptor('hidden') } : {}),
-        }),
+        })),
       );
     } catch (e) {
       logits.dispose();
       hidden?.dispose();
       throw e;
     }
+    if (quant) cache.quantizedStepDone(stepSeqs, quant.after);
     if (!isTree) sorted.forEach((s) => cache.advance(s.sequence, s.tokens.length));
     return hidden ? { logits, rows, hidden } : { logits, rows };
   }

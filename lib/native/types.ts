@@ -77,8 +77,10 @@ export interface NativeModelHandle {
     /** 1 causal, 2 tree */
     mask: number;
     parents?: Int32Array;
-    k: TensorDescriptor;
-    v: TensorDescriptor;
+    k?: TensorDescriptor;
+    v?: TensorDescriptor;
+    /** A quantized cache instead of k and v (int4: the per-sequence ring starts and quantized lengths). */
+    kvQuant?: { cache: NativeQuantKv; resStart?: Int32Array; quantLenBefore?: Int32Array; quantLenAfter?: Int32Array };
     logitRows: Int32Array;
     logits: TensorDescriptor;
     hidden?: TensorDescriptor;
@@ -115,6 +117,38 @@ export interface NativeLayerWeights {
   w3: TensorDescriptor;
 }
 
+/** A quantized KV cache as the addon reads it (csrc/napi/kv_quant_arg.h). */
+export interface NativeQuantKv {
+  format: 'int8' | 'int4' | 'fp8';
+  group?: number;
+  ring?: number;
+  k: TensorDescriptor;
+  v: TensorDescriptor;
+  kScale: TensorDescriptor;
+  vScale: TensorDescriptor;
+  kZero?: TensorDescriptor;
+  vZero?: TensorDescriptor;
+  resK?: TensorDescriptor;
+  resV?: TensorDescriptor;
+}
+
+/** A single-layer view of a quantized cache for attention, with int4's per-sequence arrays. */
+export interface NativeQuantKvView {
+  cache: NativeQuantKv;
+  layer?: number;
+  quantLens?: Int32Array;
+  resStart?: Int32Array;
+}
+
+/** Keys and values of a batch for prefixAttention: plain tensors or a quantized view. */
+export interface NativeKvSource {
+  k?: TensorDescriptor;
+  v?: TensorDescriptor;
+  kvIndptr: Int32Array;
+  kvLens?: Int32Array;
+  kvQuant?: NativeQuantKvView;
+}
+
 export interface NativeAddon {
   DeviceBuffer: NativeDeviceBufferConstructor;
   NativeModel: new (desc: {
@@ -129,11 +163,12 @@ export interface NativeAddon {
   copy(dst: TensorDescriptor, src: TensorDescriptor): Promise<void>;
   copySync(dst: TensorDescriptor, src: TensorDescriptor): void;
   cast(src: TensorDescriptor, dst: TensorDescriptor): Promise<void>;
-  /** mask: 0 none, 1 causal (bottom-right), 2 tree (parents required). */
+  /** mask: 0 none, 1 causal (bottom-right), 2 tree (parents required). kvQuant replaces k and v. */
   attention(args: {
     q: TensorDescriptor;
-    k: TensorDescriptor;
-    v: TensorDescriptor;
+    k?: TensorDescriptor;
+    v?: TensorDescriptor;
+    kvQuant?: NativeQuantKvView;
     o: TensorDescriptor;
     lse?: TensorDescriptor;
     qoIndptr: Int32Array;
@@ -144,6 +179,53 @@ export interface NativeAddon {
     parents?: Int32Array;
     numSplits?: number;
     naive?: boolean;
+  }): Promise<void>;
+  /** Shared-prefix attention (csrc/common/prefix_attention.h). */
+  prefixAttention(args: {
+    q: TensorDescriptor;
+    o: TensorDescriptor;
+    lse?: TensorDescriptor;
+    qoIndptr: Int32Array;
+    scale: number;
+    mask: number;
+    parents?: Int32Array;
+    numSplits?: number;
+    levels: Array<{ seqIndptr: Int32Array; kv: NativeKvSource }>;
+    suffix: NativeKvSource;
+  }): Promise<void>;
+  /** Quantized KV cache ops (csrc/common/kv_quant.h; csrc/napi/kv_quant_bindings.cc). */
+  kvQuantAppend(args: {
+    cache: NativeQuantKv;
+    layer: number;
+    kvStart: Int32Array;
+    resStart?: Int32Array;
+    qoIndptr: Int32Array;
+    posBefore: Int32Array;
+    quantLen?: Int32Array;
+    k: TensorDescriptor;
+    v: TensorDescriptor;
+  }): Promise<void>;
+  kvQuantizeGroups(args: { cache: NativeQuantKv; kvStart: Int32Array; resStart: Int32Array; from: Int32Array; to: Int32Array }): Promise<void>;
+  kvRestoreGroupsSync(args: { cache: NativeQuantKv; kvStart: Int32Array; resStart: Int32Array; from: Int32Array; to: Int32Array }): void;
+  kvQuantCommit(args: {
+    cache: NativeQuantKv;
+    kvStart: Int32Array;
+    resStart?: Int32Array;
+    prefixLens: Int32Array;
+    treeIndptr: Int32Array;
+    acceptedCount: Int32Array;
+    acceptedNodes: Int32Array;
+    newLens: TensorDescriptor;
+  }): Promise<void>;
+  kvDequantize(args: {
+    cache: NativeQuantKv;
+    layer: number;
+    kvStart: Int32Array;
+    resStart?: Int32Array;
+    kvLens: Int32Array;
+    quantLens?: Int32Array;
+    kOut: TensorDescriptor;
+    vOut: TensorDescriptor;
   }): Promise<void>;
   mergeStates(args: {
     va: TensorDescriptor;
