@@ -14,6 +14,7 @@ import { JacobiProposer } from './decode/proposers/jacobi.js';
 import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';
 import { type SamplingOptions, checkSamplingOptions } from './decode/sampling.js';
 import type { Proposer, SpeculationStats } from './decode/types.js';
+import type { KvCacheDtype } from './model/kv-cache.js';
 import type { Model } from './model/model.js';
 
 /** Built-in decoding strategies (a Proposer object plugs in its own). */
@@ -41,6 +42,8 @@ export interface GenerateOptions extends SamplingOptions {
   tokens?: number[] | number[][];
   /** Prepend BOS to text prompts (default true when the tokenizer has one). */
   addBos?: boolean;
+  /** KV cache storage (default f32): f16, bf16, or quantized int8, int4 (KIVI), fp8 (CUDA). */
+  kvDtype?: KvCacheDtype;
   /** Samples per prompt (default 1): n > 1 draws n sequences from one prompt as a batch (seeds seed, seed + 1, ...). */
   n?: number;
   /** New tokens at most (default 128). */
@@ -264,6 +267,7 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
     ...(o.onText ? { onText: o.onText } : {}),
     ...(proposer ? { proposer } : {}),
     ...(o.speculation?.autoDisable !== undefined ? { autoDisable: o.speculation.autoDisable } : {}),
+    ...(o.kvDtype ? { cacheDtype: o.kvDtype } : {}),
   });
   return r.sequences.map((sq) => {
     const gen = sq.tokens.length;

@@ -16,7 +16,7 @@
 
 import { argmaxRows } from '../kernels/sampling.js';
 import { verifyGreedyBatch, verifySamplingBatch } from '../kernels/verify.js';
-import type { KvCache } from '../model/kv-cache.js';
+import type { KvCache, KvCacheDtype } from '../model/kv-cache.js';
 import type { Model } from '../model/model.js';
 import { Tensor } from '../tensor/tensor.js';
 import { Random, argmax, processedDistribution, sampleFrom } from './sampling.js';
@@ -45,6 +45,8 @@ export interface LoopOptions {
   proposer?: Proposer;
   /** Turn speculation off while it emits fewer tokens per second than plain decoding (default true). */
   autoDisable?: boolean;
+  /** KV cache storage: f32 (default), f16, bf16, or quantized int8 / int4 / fp8. */
+  cacheDtype?: KvCacheDtype;
   /**
    * Replaces the sampling verifier (tests only: negative controls such as "always accept"
    * must make the distribution tests fail). Arguments as verifySamplingBatch's.
@@ -114,7 +116,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
   const longest = Math.max(...o.prompts.map((p) => p.length));
   // Room for the prompt, every new token, and one draft tree beyond them.
   const capacity = longest + o.maxTokens + 64;
-  const cache: KvCache = model.createCache({ capacity, sequences: seqs.length });
+  const cache: KvCache = model.createCache({ capacity, sequences: seqs.length, ...(o.cacheDtype ? { dtype: o.cacheDtype } : {}) });
   const spec: SpeculationStats | undefined = proposer
     ? { strategy: proposer.name, drafted: 0, accepted: 0, acceptanceRate: 0, meanAcceptedLength: 0, perPositionAcceptance: [], timeMs: { propose: 0, forward: 0, verify: 0 } }
     : undefined;

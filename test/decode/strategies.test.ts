@@ -44,6 +44,15 @@ describe.runIf(dir)('greedy losslessness of every strategy (stories260K)', () =>
     expect(spBatch.map((r) => r.tokens)).toEqual(arBatch.map((r) => r.tokens));
   });
 
+  it.each(['int8', 'int4'] as const)('with a %s KV cache, speculative and tree equal autoregressive over the same cache format', async (kvDtype) => {
+    const base = { model: target.model, tokenizer: target.tokenizer, maxTokens: 60, temperature: 0, kvDtype };
+    const ar = await generate({ ...base, prompt: prompts.slice(0, 2) });
+    for (const strategy of ['speculative', 'tree', 'lookup'] as const) {
+      const sp = await generate({ ...base, prompt: prompts.slice(0, 2), strategy, ...(strategy === 'lookup' ? {} : { draft: draft.model }), speculation: { autoDisable: false } });
+      expect(sp.map((r) => r.tokens), strategy).toEqual(ar.map((r) => r.tokens));
+    }
+  });
+
   it('maxTokens cuts an accepted run exactly, and EOS inside a run ends the sequence', async () => {
     const base = { model: target.model, tokenizer: target.tokenizer, temperature: 0 };
     for (const maxTokens of [1, 2, 7, 13]) {
