@@ -94,17 +94,10 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     q_cast = qc;
     o_cast = oc;
   }
-  std::vector<int32_t> dest_host(n);
-  std::vector<int32_t> kv_indptr(p.batch + 1, 0), kv_lens(p.batch);
-  for (int b = 0; b < p.batch; ++b) {
-    for (int32_t t = p.qo_indptr[b]; t < p.qo_indptr[b + 1]; ++t) dest_host[t] = p.kv_start[b] + p.kv_len_before[b] + (t - p.qo_indptr[b]);
-    kv_indptr[b] = p.kv_start[b];
-    kv_lens[b] = p.kv_len_before[b] + (p.qo_indptr[b + 1] - p.qo_indptr[b]);
-  }
-  kv_indptr[p.batch] = p.batch ? kv_indptr[p.batch - 1] + kv_lens[p.batch - 1] : 0;
+  const LlamaCacheLayout layout = MakeLlamaCacheLayout(p);
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(tokens, p.tokens, n * sizeof(int32_t), cudaMemcpyHostToDevice));
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(positions, p.positions, n * sizeof(int32_t), cudaMemcpyHostToDevice));
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(dest, dest_host.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice));
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(dest, layout.dest.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice));
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(inv_freq, m.inv_freq.data(), (D / 2) * sizeof(float), cudaMemcpyHostToDevice));
   if (p.n_logit_rows > 0) {
     CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(rows, p.logit_rows, p.n_logit_rows * sizeof(int32_t), cudaMemcpyHostToDevice));
@@ -124,18 +117,10 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wq, m.weight_dtype, w.bq, q, n, dim, qdim, false));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wk, m.weight_dtype, w.bk, k, n, dim, kvdim, false));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wv, m.weight_dtype, w.bv, v, n, dim, kvdim, false));
-    RopeParams rp;
-    rp.q = q;
-    rp.k = k;
-    rp.positions = positions;
-    rp.inv_freq = inv_freq;
-    rp.rows = n;
-    rp.nq = m.n_heads;
-    rp.nk = m.n_kv_heads;
-    rp.head_dim = m.head_dim;
-    rp.layout = m.rope_layout;
+    const RopeParams rp = MakeLlamaRopeParams(m, q, k, positions, inv_freq, n);
     CANOPY_RETURN_IF_ERROR(Rope(rp));
-    AttentionParams ap;
+    char* kc = p.kv_quant ? nullptr : static_cast<char*>(p.k_cache) + l * layer_elems * esize;
+    char* vc = p.kv_quant ? nullptr : static_cast<char*>(p.v_cache) + l * layer_elems * esize;
     QuantKvCache layer_view;
     if (p.kv_quant != nullptr) {
       // Quantized cache: append (quantizing, or into the int4 rings), attend with f32 q.
@@ -149,42 +134,20 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
       qa.v = v;
       qa.n = n;
       CANOPY_RETURN_IF_ERROR(AppendQuantKv(layer_view, qa));
-      ap.q = q;
-      ap.o = att;
+    } else {
+      ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(k, dest, kvdim, kc, p.cache_dtype);
+      ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(v, dest, kvdim, vc, p.cache_dtype);
+      CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+      if (cast_q) CANOPY_RETURN_IF_ERROR(Cast(q, DType::kF32, q_cast, p.cache_dtype, n * qdim));
+    }
+    AttentionParams ap = MakeLlamaAttentionParams(m, p, layout, cast_q ? static_cast<const void*>(q_cast) : q,
+                                                  cast_q ? static_cast<void*>(o_cast) : att, kc, vc);
+    if (p.kv_quant != nullptr) {
       ap.dtype = DType::kF32;
       ap.kv_quant = &layer_view;
       ap.kv_quant_lens = int4 ? p.quant_len_after : nullptr;
       ap.kv_res_start = int4 ? p.kv_res_start : nullptr;
-    } else {
-      char* kc = static_cast<char*>(p.k_cache) + l * layer_elems * esize;
-      char* vc = static_cast<char*>(p.v_cache) + l * layer_elems * esize;
-      ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(k, dest, kvdim, kc, p.cache_dtype);
-      ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(v, dest, kvdim, vc, p.cache_dtype);
-      CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-      if (p.cache_dtype == DType::kF32) {
-        ap.q = q;
-        ap.o = att;
-      } else {
-        CANOPY_RETURN_IF_ERROR(Cast(q, DType::kF32, q_cast, p.cache_dtype, n * qdim));
-        ap.q = q_cast;
-        ap.o = o_cast;
-      }
-      ap.k = kc;
-      ap.v = vc;
-      ap.dtype = p.cache_dtype;
     }
-    ap.batch_size = p.batch;
-    ap.num_qo_heads = m.n_heads;
-    ap.num_kv_heads = m.n_kv_heads;
-    ap.head_dim = m.head_dim;
-    ap.total_q = n;
-    ap.kv_rows = p.capacity;
-    ap.qo_indptr = p.qo_indptr;
-    ap.kv_indptr = kv_indptr.data();
-    ap.kv_lens = kv_lens.data();
-    ap.mask = p.mask;
-    ap.scale = 1.f / std::sqrt(static_cast<float>(D));
-    ap.tree_parents = p.tree_parents;
     CANOPY_RETURN_IF_ERROR(Attention(ap));
     if (cast_q) CANOPY_RETURN_IF_ERROR(Cast(o_cast, p.cache_dtype, att, DType::kF32, n * qdim));
     CANOPY_RETURN_IF_ERROR(Lin(att, w.wo, m.weight_dtype, nullptr, x, n, qdim, dim, true));
