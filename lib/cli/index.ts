@@ -4,7 +4,7 @@
 import { Command } from 'commander';
 
 import { packageVersion } from '../info.js';
-import { runBenchCli } from './bench.js';
+import { type BenchCliOptions, runBenchCli } from './bench.js';
 import { runBuild } from './build.js';
 import { type GenerateCliOptions, runGenerateCli } from './generate.js';
 import { runInfo } from './info.js';
@@ -42,14 +42,17 @@ program
 
 program
   .command('bench')
-  .description('benchmarks: achieved GB/s or TFLOP/s against this machine\'s limits, with peers measured in the same run')
-  .argument('[suites...]', 'attention, tree (default: a quick run of every suite)')
+  .description('benchmarks: achieved GB/s or TFLOP/s against this machine\'s limits, with peers (llama.cpp, PyTorch) measured in the same run')
+  .argument('[suites...]', 'attention, tree, generate (default: a quick run of every suite)')
   .option('--quick', 'smaller configurations and time budgets')
   .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
-  .option('--json', 'print the report as JSON instead of a table')
-  .option('--out <file>', 'also write the JSON report to a file')
+  .option('--json', 'print the report as JSON instead of tables')
+  .option('--csv', 'print the rows as CSV instead of tables')
+  .option('--out <file>', 'also write the JSON report (with the machine description) to a file')
   .option('--filter <text>', 'only benchmarks whose label contains the text')
-  .action(async (suites: string[], opts: { quick?: boolean; backend?: string; json?: boolean; out?: string; filter?: string }) => {
+  .option('--model <path>', 'also run greedy generation on this model file (repeatable; GGUF files get the llama.cpp peer)', (v: string, acc: string[] = []) => [...acc, v])
+  .option('--install-peers', 'first install the llama.cpp peer (node-llama-cpp, prebuilt) into CANOPY_PEERS_DIR or ~/.cache/canopy/peers')
+  .action(async (suites: string[], opts: BenchCliOptions) => {
     process.exitCode = await runBenchCli(suites, opts);
   });
 
