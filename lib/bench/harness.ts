@@ -56,8 +56,10 @@ export interface PeerResult {
   medianMs?: number;
   /** peer median / canopy median: > 1 means canopy is faster. */
   speedup?: number;
-  /** Extra figures: tokens/s, TTFT, whether its greedy output matches canopy's, threads used. */
+  /** Extra figures shown in the table: tokens/s, TTFT, whether its greedy output matches canopy's, threads used. */
   notes?: Record<string, string | number>;
+  /** Further figures kept out of the table (JSON and CSV only). */
+  details?: Record<string, string | number>;
   /** Why the peer has no figure for this row (not installed, a backend refusing the shape, ...). */
   absent?: string;
 }

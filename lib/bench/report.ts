@@ -84,7 +84,7 @@ export function formatCsv(report: BenchReport): string {
       r.limit?.what,
       r.memory?.peakRssMiB,
       r.memory?.peakDeviceMiB,
-      r.peers.map(formatPeer).join('; '),
+      r.peers.map((p) => [formatPeer(p), ...Object.entries(p.details ?? {}).map(([k, v]) => `${k} ${typeof v === 'number' ? fmt(v) : v}`)].join(', ')).join('; '),
       Object.entries(r.notes ?? {})
         .map(([k, v]) => `${k} ${typeof v === 'number' ? fmt(v) : v}`)
         .join('; '),

@@ -184,6 +184,8 @@ export interface LlamaCppRun {
 export interface LlamaCppVariant {
   threads: number;
   runs: LlamaCppRun[];
+  /** Why it was not timed: its warm-up was over twice (and 0.5 ms) slower per token than the best count so far. */
+  abandoned?: string;
 }
 
 export interface LlamaCppJobResult {
@@ -270,26 +272,42 @@ export async function runLlamaCppJobs(entry: string, request: LlamaCppRequest): 
       const contextSize = job.prompt.length + job.maxTokens + 8;
       const variants: LlamaCppVariant[] = [];
       let tokens: number[] = [];
+      let best = Infinity;
+      // One greedy run from an empty history: the tokens and the time to first token and per token.
+      const generateOnce = async (seq: NlcSequence, n: number): Promise<{ run: LlamaCppRun; out: number[] }> => {
+        await seq.clearHistory();
+        const out: number[] = [];
+        const start = performance.now();
+        let first = 0;
+        for await (const token of seq.evaluate([...job.prompt], { temperature: 0 })) {
+          if (!first) first = performance.now();
+          out.push(token);
+          if (out.length >= n) break;
+        }
+        const end = performance.now();
+        return { run: { ttftMs: first - start, msPerToken: out.length > 1 ? (end - first) / (out.length - 1) : NaN }, out };
+      };
       for (const n of threads) {
         const context = await model.createContext({ contextSize, batchSize: Math.max(job.prompt.length, 32), sequences: 1, threads: n });
         const seq = context.getSequence();
         const runs: LlamaCppRun[] = [];
-        for (let r = 0; r < job.warmup + job.repeats; r++) {
-          await seq.clearHistory();
-          const out: number[] = [];
-          const start = performance.now();
-          let first = 0;
-          for await (const token of seq.evaluate([...job.prompt], { temperature: 0 })) {
-            if (!first) first = performance.now();
-            out.push(token);
-            if (out.length >= job.maxTokens) break;
+        let abandoned: string | undefined;
+        // Warm-up runs are short (16 tokens): enough to page the weights in and to see a
+        // thread count that spin-waits badly, which is then not timed.
+        let warm = NaN;
+        for (let r = 0; r < job.warmup; r++) warm = (await generateOnce(seq, Math.min(job.maxTokens, 16))).run.msPerToken;
+        if (warm > 2 * best && warm > best + 0.5) abandoned = `warm-up ${warm.toFixed(2)} ms/token, over twice the best thread count's ${best.toFixed(2)}`;
+        else {
+          for (let r = 0; r < job.repeats; r++) {
+            const { run, out } = await generateOnce(seq, job.maxTokens);
+            runs.push(run);
+            tokens = out;
           }
-          const end = performance.now();
-          if (r >= job.warmup) runs.push({ ttftMs: first - start, msPerToken: out.length > 1 ? (end - first) / (out.length - 1) : NaN });
-          tokens = out;
+          const sorted = runs.map((x) => x.msPerToken).sort((a, b) => a - b);
+          if (sorted.length) best = Math.min(best, sorted[Math.floor(sorted.length / 2)]!);
         }
         await context.dispose();
-        variants.push({ threads: n, runs });
+        variants.push({ threads: n, runs, ...(abandoned ? { abandoned } : {}) });
       }
       const text = model.detokenize(tokens, false, job.prompt);
       await model.dispose();

@@ -123,6 +123,8 @@ async function benchPreset(ctx: SuiteContext, preset: string, dtype: FloatDType,
   };
 }
 
+const FORMAT_NAMES = { gguf: 'GGUF', llama2c: 'llama2.c', hf: 'Hugging Face' } as const;
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(p * (sorted.length - 1))))]!;
 }
@@ -143,8 +145,8 @@ interface GreedyOptions {
   repeats: number;
   /** Storage dtype canopy converts the weights to (default: as stored on the CPU, bf16 on CUDA). */
   dtype?: FloatDType;
-  /** What the weights are, for the row's config ("random GGUF f32"). */
-  weights: string;
+  /** What the weights are, for the row's config ("random GGUF f32"; default: the file's format). */
+  weights?: string;
 }
 
 /** The llama.cpp peer on the same file, prompt and length: the best thread count's median. */
@@ -158,18 +160,21 @@ function llamaCppPeer(out: LlamaCppOutput, canopy: { medianMs: number; tokens: n
   if (best.length === 0) return { name: 'llama.cpp', absent: 'no timed runs' };
   const b = best[0]!;
   const match = compareGreedy(canopy, { tokens: r.tokens ?? [], text: r.text ?? '' });
-  const others = best.slice(1).map((v) => `${v.threads}: ${(1000 / v.msPerToken).toFixed(1)}`);
+  const others = [
+    ...best.slice(1).map((v) => `${v.threads}: ${(1000 / v.msPerToken).toFixed(1)}`),
+    ...r.variants.filter((v) => v.abandoned).map((v) => `${v.threads}: not timed (${v.abandoned})`),
+  ];
   return {
     name: 'llama.cpp',
     medianMs: b.msPerToken,
     speedup: b.msPerToken / canopy.medianMs,
-    notes: {
-      'tokens/s': 1000 / b.msPerToken,
-      'TTFT ms': b.ttftMs,
-      threads: b.threads,
+    notes: { 'tokens/s': 1000 / b.msPerToken, 'TTFT ms': b.ttftMs, threads: b.threads, greedy: match.summary },
+    details: {
       ...(others.length ? { 'tokens/s at other thread counts': others.join(', ') } : {}),
-      greedy: match.summary,
       'peak RSS MiB': out.maxRssMiB,
+      'load ms': r.loadMs ?? NaN,
+      'node-llama-cpp': out.version,
+      'llama.cpp': `${out.llamaCpp} (${out.buildType})`,
     },
   };
 }
@@ -177,7 +182,7 @@ function llamaCppPeer(out: LlamaCppOutput, canopy: { medianMs: number; tokens: n
 async function benchGreedy(ctx: SuiteContext, o: GreedyOptions): Promise<BenchRow> {
   const t0 = performance.now();
   const dtype = o.dtype ?? (ctx.backend === 'cuda' ? 'bf16' : undefined);
-  const { model, tokenizer } = await loadModel(o.path, { backend: ctx.device, ...(dtype ? { dtype } : {}) });
+  const { model, tokenizer, format } = await loadModel(o.path, { backend: ctx.device, ...(dtype ? { dtype } : {}) });
   const loadMs = performance.now() - t0;
   const config = model.config;
   const weightDtype = model.weightDtype;
@@ -206,7 +211,7 @@ async function benchGreedy(ctx: SuiteContext, o: GreedyOptions): Promise<BenchRo
     if (!o.path.toLowerCase().endsWith('.gguf')) peers.push({ name: 'llama.cpp', absent: 'llama.cpp reads GGUF files only' });
     else if (!ctx.peers.llamaCpp.available) peers.push({ name: 'llama.cpp', absent: ctx.peers.llamaCpp.detail });
     else {
-      const threads = [...new Set([ctx.threads, 1])];
+      const threads = [...new Set([1, ctx.threads])]; // one thread first: the baseline a spin-waiting count must beat
       const perRun = (timing.medianMs * maxTokens + Math.max(...ttft)) * 20; // generous: llama.cpp may be 20x slower
       const run = await runLlamaCppWorker(
         { threads, jobs: [{ id: o.model, modelPath: o.path, prompt, maxTokens, warmup: o.warmup, repeats: o.repeats }] },
@@ -221,7 +226,7 @@ async function benchGreedy(ctx: SuiteContext, o: GreedyOptions): Promise<BenchRo
     suite: 'generate',
     name: 'greedy',
     backend: ctx.backend,
-    config: { model: o.model, weights: `${o.weights}${dtype ? ` as ${weightDtype}` : ''}`, prompt: prompt.length, new: maxTokens, batch: 1 },
+    config: { model: o.model, weights: `${o.weights ?? FORMAT_NAMES[format]}${dtype ? ` as ${weightDtype}` : ''}`, prompt: prompt.length, new: maxTokens, batch: 1 },
     timing,
     metric: 'GB/s',
     value: (bytes * tokensPerSecond) / 1e9,
@@ -309,7 +314,6 @@ export const generateSuite: Suite = {
             maxTokens: ctx.quick ? 128 : 256,
             warmup: 1,
             repeats: ctx.quick ? 3 : 5,
-            weights: m.path!.toLowerCase().endsWith('.gguf') ? 'GGUF' : 'file',
           }),
       });
     }
