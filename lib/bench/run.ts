@@ -7,7 +7,7 @@
 import { ArgumentError } from '../errors.js';
 import { type Backend, deviceIndex, selectBackend } from '../native/backend.js';
 import { native } from '../native/loader.js';
-import { type BenchRow, type MachineLimits, type PeerResult, Progress, machineLimits } from './harness.js';
+import { type BenchRow, type MachineLimits, type PeerResult, Progress, bestLimits, machineLimits } from './harness.js';
 import { type MachineInfo, machineInfo } from './machine.js';
 import { MemorySampler } from './memory.js';
 import { llamaCppStatus, peersDir } from './peers/llama-cpp.js';
@@ -138,6 +138,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       errors.push({ label: s.label, error: e instanceof Error ? e.message : String(e) });
     }
   }
+  // Measured again after the rows: the better figure is kept (and the rows' limits with it).
+  const limitsAfter = rows.length ? bestLimits(limits, await machineLimits(placement.device, options.quick), rows) : limits;
   if (!options.onStep) progress.finish();
   return {
     version: 2,
@@ -146,7 +148,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     backend: placement.backend,
     ...(placement.fallbackReason ? { fallbackReason: placement.fallbackReason } : {}),
     machine,
-    limits,
+    limits: limitsAfter,
     peers: [peers.llamaCpp, peers.torch],
     rows,
     skipped,

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { formatTable, time } from '../../lib/bench/harness.js';
+import { bestLimits, formatTable, time } from '../../lib/bench/harness.js';
 import { cudaVersionString, describeMachine, physicalCores } from '../../lib/bench/machine.js';
 import { MemorySampler } from '../../lib/bench/memory.js';
 import { findBenchModel, modelFolders } from '../../lib/bench/models.js';
@@ -177,6 +177,20 @@ describe('bench harness', () => {
       },
     });
     expect(line).toBe('Xeon (2 cores, 4 threads), 16.0 GiB RAM, H100 (80 GiB, driver 550.54, CUDA runtime 12.4), Debian 12 (Linux 6.1, x64), Node v20.0.0, canopy 0.1.0');
+  });
+
+  it('keeps the better of two limit measurements and updates the rows compared to them', () => {
+    const a = { backend: 'cpu' as const, device: 'cpu' as const, copyGBps: 12, readGBps: 11, peakGFlops: 400, description: 'CPU, 2 threads: measured copy 12.0 GB/s, read 11.0 GB/s, FMA peak 400 GFLOP/s (512-bit vectors)' };
+    const b = { ...a, copyGBps: 25, readGBps: 20, peakGFlops: 300, description: 'CPU, 2 threads: measured copy 25.0 GB/s, read 20.0 GB/s, FMA peak 300 GFLOP/s (512-bit vectors)' };
+    const timing = { medianMs: 1, p10Ms: 1, p90Ms: 1, repeats: 1 };
+    const rows = [
+      { suite: 's', name: 'bw', backend: 'cpu' as const, config: {}, timing, metric: 'GB/s' as const, value: 20, formula: '', limit: { value: 12, what: 'copy bandwidth' }, peers: [] },
+      { suite: 's', name: 'flops', backend: 'cpu' as const, config: {}, timing, metric: 'GFLOP/s' as const, value: 100, formula: '', limit: { value: 300, what: 'FMA peak' }, peers: [] },
+    ];
+    const best = bestLimits(a, b, rows);
+    expect([best.copyGBps, best.readGBps, best.peakGFlops]).toEqual([25, 20, 400]);
+    expect(best.description).toBe('CPU, 2 threads: measured copy 25.0 GB/s, read 20.0 GB/s, FMA peak 400 GFLOP/s (512-bit vectors)');
+    expect(rows.map((r) => r.limit.value)).toEqual([25, 400]);
   });
 
   it('rejects an unknown suite by name', async () => {
