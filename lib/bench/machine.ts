@@ -130,3 +130,40 @@ export function describeMachine(m: MachineInfo): string {
     `canopy ${m.canopy.version}`,
   ].join(', ');
 }
+
+/** CPU time counters (Linux /proc, clock ticks): the whole machine's, and this process's with its waited-for children. */
+export interface CpuSnapshot {
+  busy: number;
+  total: number;
+  own: number;
+}
+
+/** Parses /proc/stat's first line and /proc/self/stat into a snapshot. */
+export function parseCpuSnapshot(procStat: string, selfStat: string): CpuSnapshot | undefined {
+  const cpu = /^cpu\s+(.*)$/m.exec(procStat)?.[1]?.trim().split(/\s+/).map(Number);
+  // /proc/self/stat: "pid (comm) state ...": fields after the comm's closing parenthesis.
+  const fields = selfStat.slice(selfStat.lastIndexOf(')') + 2).split(' ').map(Number);
+  if (!cpu || cpu.length < 4 || fields.length < 15) return undefined;
+  const [user, nice, system, idle, iowait = 0, irq = 0, softirq = 0, steal = 0] = cpu as number[];
+  const busy = user! + nice! + system! + irq + softirq + steal;
+  // utime, stime, cutime, cstime are fields 14-17 of the whole line, 12-15 after "state".
+  const own = fields[11]! + fields[12]! + fields[13]! + fields[14]!;
+  return { busy, total: busy + idle! + iowait, own };
+}
+
+/** The machine's CPU counters now (undefined where /proc is absent). */
+export function cpuSnapshot(): CpuSnapshot | undefined {
+  const stat = readIfExists('/proc/stat');
+  const self = readIfExists('/proc/self/stat');
+  return stat && self ? parseCpuSnapshot(stat, self) : undefined;
+}
+
+/**
+ * The share of the machine's CPU capacity that other processes used between two
+ * snapshots (0..1): busy time of the whole machine minus this process's and its children's.
+ */
+export function otherCpuShare(a: CpuSnapshot, b: CpuSnapshot): number {
+  const total = b.total - a.total;
+  if (total <= 0) return 0;
+  return Math.min(1, Math.max(0, (b.busy - a.busy - (b.own - a.own)) / total));
+}

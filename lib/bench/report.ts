@@ -28,6 +28,10 @@ export function formatReport(report: BenchReport): string {
     for (const e of report.errors) out.push(`  ${e.label}: ${e.error}`);
   }
   out.push('', `${report.rows.length} rows in ${(report.durationMs / 1000).toFixed(1)} s (${report.quick ? 'quick' : 'full'} run, ${report.date})`);
+  if (report.otherCpuShare !== undefined) {
+    const share = report.otherCpuShare;
+    out.push(`other processes used ${(share * 100).toFixed(0)}% of the machine's CPU during the run${share > 0.1 ? ': the figures are noisy (compare runs on a quiet machine)' : ''}`);
+  }
   return out.join('\n');
 }
 

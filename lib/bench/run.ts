@@ -8,7 +8,7 @@ import { ArgumentError } from '../errors.js';
 import { type Backend, deviceIndex, selectBackend } from '../native/backend.js';
 import { native } from '../native/loader.js';
 import { type BenchRow, type MachineLimits, type PeerResult, Progress, bestLimits, machineLimits } from './harness.js';
-import { type MachineInfo, machineInfo } from './machine.js';
+import { type MachineInfo, cpuSnapshot, machineInfo, otherCpuShare } from './machine.js';
 import { MemorySampler } from './memory.js';
 import { llamaCppStatus, peersDir } from './peers/llama-cpp.js';
 import { type TorchJob, type TorchOutput, runTorchPeers } from './peers/torch.js';
@@ -50,6 +50,11 @@ export interface BenchReport {
   errors: Array<{ label: string; error: string }>;
   /** Wall time of the whole run, ms. */
   durationMs: number;
+  /**
+   * Share of the machine's CPU that other processes used during the run (0..1; Linux only):
+   * figures taken while other work runs are noisy, and this says how much there was.
+   */
+  otherCpuShare?: number;
 }
 
 /** The PyTorch figures for a row's jobs, as peers (speedup against the row's median). */
@@ -68,6 +73,7 @@ export function torchPeersFor(jobs: TorchJob[], out: TorchOutput, canopyMedianMs
 
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const start = performance.now();
+  const cpuStart = cpuSnapshot();
   for (const s of options.suites) {
     if (!SUITES.some((x) => x.name === s)) {
       throw new ArgumentError('suite', `one of ${SUITES.map((x) => x.name).join(', ')}`, s);
@@ -154,5 +160,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     skipped,
     errors,
     durationMs: performance.now() - start,
+    ...(() => {
+      const cpuEnd = cpuSnapshot();
+      return cpuStart && cpuEnd ? { otherCpuShare: otherCpuShare(cpuStart, cpuEnd) } : {};
+    })(),
   };
 }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { bestLimits, formatTable, time } from '../../lib/bench/harness.js';
-import { cudaVersionString, describeMachine, physicalCores } from '../../lib/bench/machine.js';
+import { cudaVersionString, describeMachine, otherCpuShare, parseCpuSnapshot, physicalCores } from '../../lib/bench/machine.js';
 import { MemorySampler } from '../../lib/bench/memory.js';
 import { findBenchModel, modelFolders } from '../../lib/bench/models.js';
 import { CSV_COLUMNS, csvField, formatCsv, formatReport } from '../../lib/bench/report.js';
@@ -82,6 +82,7 @@ describe('bench harness', () => {
       expect(text).toMatch(/peak RSS/);
       expect(text).toMatch(/llama\.cpp: absent — node-llama-cpp is not installed/);
       expect(text).toMatch(/PyTorch: absent — GPU peer/);
+      if (process.platform === 'linux') expect(text).toMatch(/other processes used \d+% of the machine's CPU during the run/);
       const csv = formatCsv(report).trimEnd().split('\n');
       expect(csv[0]).toBe(CSV_COLUMNS.join(','));
       expect(csv).toHaveLength(2);
@@ -191,6 +192,15 @@ describe('bench harness', () => {
     expect([best.copyGBps, best.readGBps, best.peakGFlops]).toEqual([25, 20, 400]);
     expect(best.description).toBe('CPU, 2 threads: measured copy 25.0 GB/s, read 20.0 GB/s, FMA peak 400 GFLOP/s (512-bit vectors)');
     expect(rows.map((r) => r.limit.value)).toEqual([25, 400]);
+  });
+
+  it('the CPU share other processes used comes from /proc/stat minus this process and its children', () => {
+    const a = parseCpuSnapshot('cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n', '42 (node (x)) R 1 1 1 0 -1 0 0 0 0 0 30 10 5 5 20 0')!;
+    expect(a).toEqual({ busy: 150, total: 1000, own: 50 });
+    const b = parseCpuSnapshot('cpu  200 0 100 900 100 0 0 0 0 0\n', '42 (node (x)) R 1 1 1 0 -1 0 0 0 0 0 60 20 10 10 20 0')!;
+    // machine busy +150 of +300 ticks; own +50: others used 100 / 300.
+    expect(otherCpuShare(a, b)).toBeCloseTo(1 / 3, 12);
+    expect(parseCpuSnapshot('', '')).toBeUndefined();
   });
 
   it('rejects an unknown suite by name', async () => {
