@@ -200,7 +200,7 @@ export function formatPeer(p: PeerResult): string {
 
 /** The table printed at the end of a run (rows only; see report.ts for the whole report). */
 export function formatTable(rows: BenchRow[], limits: MachineLimits): string {
-  const header = ['suite', 'benchmark', 'config', 'median ms', 'spread', 'achieved', '% of limit', 'peak RSS', 'peers (speedup = peer time / canopy time)', 'notes'];
+  const header = ['suite', 'benchmark', 'config', 'median ms', 'spread', 'achieved', '% of limit', 'peak RSS (+ in row)', 'peers (speedup = peer time / canopy time)', 'notes'];
   const body = rows.map((r) => [
     r.suite,
     r.name,
@@ -211,7 +211,7 @@ export function formatTable(rows: BenchRow[], limits: MachineLimits): string {
     `±${fmt(((r.timing.p90Ms - r.timing.p10Ms) / 2 / r.timing.medianMs) * 100, 2)}%`,
     `${fmt(r.value)} ${r.metric}`,
     r.limit ? `${fmt((r.value / r.limit.value) * 100, 2)}% of ${r.limit.what}` : '',
-    r.memory ? `${fmt(r.memory.peakRssMiB)} MiB${r.memory.peakDeviceMiB !== undefined ? ` (device ${fmt(r.memory.peakDeviceMiB)} MiB)` : ''}` : '',
+    r.memory ? `${fmt(r.memory.peakRssMiB)} MiB (+${fmt(Math.max(0, r.memory.peakRssMiB - r.memory.startRssMiB))})${r.memory.peakDeviceMiB !== undefined ? `, device ${fmt(r.memory.peakDeviceMiB)} MiB` : ''}` : '',
     r.peers.map(formatPeer).join('; '),
     Object.entries(r.notes ?? {})
       .map(([k, v]) => `${k} ${typeof v === 'number' ? fmt(v) : v}`)

@@ -16,6 +16,8 @@
 import { native } from '../native/loader.js';
 
 export interface RowMemory {
+  /** Resident set of this process when the row started, MiB (what earlier rows left: the peak minus it is the row's growth). */
+  startRssMiB: number;
   /** Peak resident set of this process during the row, MiB. */
   peakRssMiB: number;
   /** Peak device memory in use during the row (all processes on the device), MiB; CUDA rows only. */
@@ -29,6 +31,7 @@ export class MemorySampler {
   #timer: ReturnType<typeof setInterval> | undefined;
   #maxRssBefore = 0;
   #peakRss = 0;
+  #startRss = 0;
   #peakDevice = -1;
   readonly #device: number | undefined;
 
@@ -53,6 +56,7 @@ export class MemorySampler {
     this.#maxRssBefore = process.resourceUsage().maxRSS * 1024;
     this.#peakRss = 0;
     this.#peakDevice = -1;
+    this.#startRss = process.memoryUsage.rss();
     this.#sample();
     this.#timer = setInterval(() => this.#sample(), this.intervalMs);
     this.#timer.unref();
@@ -64,6 +68,6 @@ export class MemorySampler {
     this.#sample();
     const maxRssAfter = process.resourceUsage().maxRSS * 1024;
     const peak = maxRssAfter > this.#maxRssBefore ? Math.max(maxRssAfter, this.#peakRss) : this.#peakRss;
-    return { peakRssMiB: peak / MiB, ...(this.#peakDevice >= 0 ? { peakDeviceMiB: this.#peakDevice / MiB } : {}) };
+    return { startRssMiB: this.#startRss / MiB, peakRssMiB: peak / MiB, ...(this.#peakDevice >= 0 ? { peakDeviceMiB: this.#peakDevice / MiB } : {}) };
   }
 }
