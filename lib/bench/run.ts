@@ -29,8 +29,6 @@ export interface BenchOptions {
   peersDir?: string;
   /** Python for the PyTorch peers (default CANOPY_PYTHON or python3). */
   python?: string;
-  /** Called before each step with its label (the CLI draws a progress bar itself when unset). */
-  onStep?: (label: string, done: number, total: number) => void;
 }
 
 export interface BenchReport {
@@ -107,12 +105,11 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const torchJobs = steps.flatMap((s) => s.torch ?? []);
   const withTorch = !cpu && torchJobs.length > 0;
   const progress = new Progress(steps.length + (withTorch ? 1 : 0));
-  const step = (label: string, done: number) => (options.onStep ? options.onStep(label, done, progress.total) : progress.step(label));
 
   let torch: TorchOutput | undefined;
   if (!cpu) {
     if (withTorch) {
-      step('peers: PyTorch (torch_peers.py)', 0);
+      progress.step('peers: PyTorch (torch_peers.py)');
       torch = await runTorchPeers(torchJobs, {
         device: deviceIndex(placement.device),
         budgetMs: ctx.budgetMs,
@@ -130,9 +127,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const rows: BenchRow[] = [];
   const errors: BenchReport['errors'] = [];
   const sampler = new MemorySampler(cpu ? undefined : deviceIndex(placement.device));
-  let done = withTorch ? 1 : 0;
   for (const s of steps) {
-    step(s.label, ++done);
+    progress.step(s.label);
     sampler.start();
     try {
       const row = await s.run();
@@ -146,7 +142,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   }
   // Measured again after the rows: the better figure is kept (and the rows' limits with it).
   const limitsAfter = rows.length ? bestLimits(limits, await machineLimits(placement.device, options.quick), rows) : limits;
-  if (!options.onStep) progress.finish();
+  progress.finish();
   return {
     version: 2,
     date: new Date().toISOString(),
