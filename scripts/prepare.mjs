@@ -4,6 +4,7 @@
 // native build only warns here, so `npx canopy info` can still explain what is
 // missing; `npm test` builds again and fails loudly.
 import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -13,6 +14,11 @@ const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript'
   stdio: ['ignore', 2, 2], // build logs go to stderr: `npm pack --json` owns stdout
 });
 if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+// tsc writes the `canopy` bin without the executable bit. npm sets it when it links an
+// installed package's bins, but `npx canopy` in a clone runs it from the clone (through a
+// link npx made earlier, which does not set it again): make it executable here.
+const bin = join(root, 'dist', 'cli', 'index.js');
+if (existsSync(bin) && process.platform !== 'win32') chmodSync(bin, 0o755);
 
 if (process.env.CANOPY_SKIP_NATIVE_BUILD === '1') process.exit(0);
 const native = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--if-needed'], { cwd: root, stdio: ['ignore', 2, 2] });

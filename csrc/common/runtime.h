@@ -68,6 +68,9 @@ Status CopyDeviceToHost(int device, void* dst, const void* src, size_t bytes);
 Status CopyDeviceToDevice(int device, void* dst, const void* src, size_t bytes);
 // Makes `device` current on the calling thread (checks it is usable first).
 Status SetDevice(int device);
+// Free and total memory of `device` in bytes (cudaMemGetInfo): what `canopy bench`
+// samples to report the device memory in use per benchmark row.
+Status MemInfo(int device, size_t* free_bytes, size_t* total_bytes);
 
 }  // namespace cuda
 

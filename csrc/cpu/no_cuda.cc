@@ -40,6 +40,11 @@ Status Malloc(int, size_t, void** ptr) {
   return NotCompiled();
 }
 Status Free(int, void*) { return NotCompiled(); }
+Status MemInfo(int, size_t* free_bytes, size_t* total_bytes) {
+  *free_bytes = 0;
+  *total_bytes = 0;
+  return NotCompiled();
+}
 Status CopyHostToDevice(int, void*, const void*, size_t) { return NotCompiled(); }
 Status CopyDeviceToHost(int, void*, const void*, size_t) { return NotCompiled(); }
 Status CopyDeviceToDevice(int, void*, const void*, size_t) { return NotCompiled(); }

@@ -144,6 +144,14 @@ Status Malloc(int device, size_t bytes, void** ptr) {
   return FromCudaError(err, "cudaMalloc");
 }
 
+Status MemInfo(int device, size_t* free_bytes, size_t* total_bytes) {
+  *free_bytes = 0;
+  *total_bytes = 0;
+  CANOPY_RETURN_IF_ERROR(SetDevice(device));
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(free_bytes, total_bytes));
+  return Status::Ok();
+}
+
 Status Free(int device, void* ptr) {
   if (ptr == nullptr) return Status::Ok();
   CANOPY_RETURN_IF_ERROR(SetDevice(device));

@@ -71,12 +71,27 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// cudaMemInfo(device): {free, total} bytes of the device's memory (cudaMemGetInfo).
+Napi::Value CudaMemInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw ArgumentError(env, "device must be a CUDA device index (a number)");
+  const int device = info[0].As<Napi::Number>().Int32Value();
+  if (device < 0) throw ArgumentError(env, "device must be >= 0; received " + std::to_string(device));
+  size_t free_b = 0, total_b = 0;
+  ThrowIfError(env, cuda::MemInfo(device, &free_b, &total_b));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("free", static_cast<double>(free_b));
+  o.Set("total", static_cast<double>(total_b));
+  return o;
+}
+
 }  // namespace
 
 void RegisterInfoBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, CANOPY_GUARDED(BuildInfo), "buildInfo"));
   exports.Set("cpuInfo", Napi::Function::New(env, CANOPY_GUARDED(CpuInfo), "cpuInfo"));
   exports.Set("cudaInfo", Napi::Function::New(env, CANOPY_GUARDED(CudaInfo), "cudaInfo"));
+  exports.Set("cudaMemInfo", Napi::Function::New(env, CANOPY_GUARDED(CudaMemInfo), "cudaMemInfo"));
 }
 
 }  // namespace napi

@@ -6,6 +6,7 @@
 
 import { native } from '../native/loader.js';
 import { cudaInfo, deviceIndex, type Device } from '../native/backend.js';
+import type { RowMemory } from './memory.js';
 
 export interface Timing {
   /** Median wall time of one call, ms. */
@@ -48,11 +49,19 @@ export async function time(fn: () => Promise<unknown>, options: TimeOptions): Pr
 
 export type Metric = 'GB/s' | 'GFLOP/s' | 'TFLOP/s' | 'tokens/s';
 
+/** A peer measured on the same configuration in the same run (or why it was not). */
 export interface PeerResult {
   name: string;
-  medianMs: number;
+  /** The peer's median, in the row's unit (ms per call, or per generated token for generation rows). */
+  medianMs?: number;
   /** peer median / canopy median: > 1 means canopy is faster. */
-  speedup: number;
+  speedup?: number;
+  /** Extra figures shown in the table: tokens/s, TTFT, whether its greedy output matches canopy's, threads used. */
+  notes?: Record<string, string | number>;
+  /** Further figures kept out of the table (JSON and CSV only). */
+  details?: Record<string, string | number>;
+  /** Why the peer has no figure for this row (not installed, a backend refusing the shape, ...). */
+  absent?: string;
 }
 
 export interface BenchRow {
@@ -71,6 +80,8 @@ export interface BenchRow {
   peers: PeerResult[];
   /** Extra figures (e.g. ratio to a decode step). */
   notes?: Record<string, string | number>;
+  /** Peak memory while the row ran (set by the runner). */
+  memory?: RowMemory;
 }
 
 export interface MachineLimits {
@@ -83,6 +94,41 @@ export interface MachineLimits {
   /** Peak FLOP/s in GFLOP/s (CPU: measured FMA peak; CUDA: computed tensor-core peak for 16-bit inputs). */
   peakGFlops?: number;
   description: string;
+  /** How the measured figures were taken (e.g. "best of 2 measurements: before and after the rows"). */
+  measured?: string;
+}
+
+/**
+ * The better of two measurements of the same machine's limits (each measured figure's
+ * maximum: other work on the machine only ever lowers a measurement), with the rows'
+ * limits updated to match. `canopy bench` measures before and after its rows, so that a
+ * burst of other work during one measurement does not leave rows above 100% of a limit.
+ */
+export function bestLimits(a: MachineLimits, b: MachineLimits, rows: BenchRow[] = []): MachineLimits {
+  const copy = Math.max(a.copyGBps, b.copyGBps);
+  const read = a.readGBps !== undefined || b.readGBps !== undefined ? Math.max(a.readGBps ?? 0, b.readGBps ?? 0) : undefined;
+  const peak = a.peakGFlops !== undefined || b.peakGFlops !== undefined ? Math.max(a.peakGFlops ?? 0, b.peakGFlops ?? 0) : undefined;
+  const pick = (x: MachineLimits) => (x.copyGBps === copy ? x : undefined);
+  const base = pick(a) ?? pick(b) ?? a;
+  const description = base.description
+    .replace(/copy [\d.]+ GB\/s/, `copy ${copy.toFixed(a.backend === 'cpu' ? 1 : 0)} GB/s`)
+    .replace(/read [\d.]+ GB\/s/, read !== undefined ? `read ${read.toFixed(1)} GB/s` : '$&')
+    .replace(/FMA peak \d+ GFLOP\/s/, peak !== undefined ? `FMA peak ${peak.toFixed(0)} GFLOP/s` : '$&');
+  const limits: MachineLimits = {
+    ...base,
+    copyGBps: copy,
+    ...(read !== undefined ? { readGBps: read } : {}),
+    ...(peak !== undefined ? { peakGFlops: peak } : {}),
+    description,
+    measured: 'best of two measurements: before and after the rows',
+  };
+  for (const r of rows) {
+    if (!r.limit) continue;
+    if (r.limit.what === 'copy bandwidth') r.limit.value = copy;
+    else if (r.limit.what === 'FMA peak' && peak !== undefined) r.limit.value = peak;
+    else if (r.limit.what === 'tensor peak' && peak !== undefined) r.limit.value = peak / 1000;
+  }
+  return limits;
 }
 
 // Dense 16-bit tensor-core FLOP per clock per SM by compute capability (A100: 312 TFLOP/s,
@@ -132,9 +178,10 @@ export class Progress {
   }
 }
 
-function fmt(x: number, digits = 3): string {
+/** A number for a table: integers as they are; 3 significant digits below 1, 2 decimals below 100, fewer above. */
+export function fmt(x: number, digits = 3): string {
   if (!Number.isFinite(x)) return String(x);
-  if (x === 0) return '0';
+  if (Number.isInteger(x)) return String(x);
   const a = Math.abs(x);
   if (a >= 1000) return x.toFixed(0);
   if (a >= 100) return x.toFixed(1);
@@ -142,9 +189,18 @@ function fmt(x: number, digits = 3): string {
   return x.toPrecision(digits);
 }
 
-/** The table printed at the end of a run. */
+/** A peer's cell text: "llama.cpp 14.3 ms (0.38x; tokens/s 70; greedy identical)" or "llama.cpp absent". */
+export function formatPeer(p: PeerResult): string {
+  if (p.medianMs === undefined) return `${p.name} absent`;
+  const notes = Object.entries(p.notes ?? {}).map(([k, v]) => `${k} ${typeof v === 'number' ? fmt(v) : v}`);
+  const speedup = p.speedup !== undefined ? `${fmt(p.speedup, 2)}x` : undefined;
+  const inner = [speedup, ...notes].filter(Boolean).join(', ');
+  return `${p.name} ${fmt(p.medianMs)} ms${inner ? ` (${inner})` : ''}`;
+}
+
+/** The table printed at the end of a run (rows only; see report.ts for the whole report). */
 export function formatTable(rows: BenchRow[], limits: MachineLimits): string {
-  const header = ['suite', 'benchmark', 'config', 'median ms', 'spread', 'achieved', '% of limit', 'peers (speedup)'];
+  const header = ['suite', 'benchmark', 'config', 'median ms', 'spread', 'achieved', '% of limit', 'peak RSS (+ in row)', 'peers (speedup = peer time / canopy time)', 'notes'];
   const body = rows.map((r) => [
     r.suite,
     r.name,
@@ -155,10 +211,11 @@ export function formatTable(rows: BenchRow[], limits: MachineLimits): string {
     `±${fmt(((r.timing.p90Ms - r.timing.p10Ms) / 2 / r.timing.medianMs) * 100, 2)}%`,
     `${fmt(r.value)} ${r.metric}`,
     r.limit ? `${fmt((r.value / r.limit.value) * 100, 2)}% of ${r.limit.what}` : '',
-    [
-      ...r.peers.map((p) => `${p.name} ${fmt(p.medianMs)} ms (${fmt(p.speedup, 2)}x)`),
-      ...Object.entries(r.notes ?? {}).map(([k, v]) => `${k} ${typeof v === 'number' ? fmt(v) : v}`),
-    ].join('; '),
+    r.memory ? `${fmt(r.memory.peakRssMiB)} MiB (+${fmt(Math.max(0, r.memory.peakRssMiB - r.memory.startRssMiB))})${r.memory.peakDeviceMiB !== undefined ? `, device ${fmt(r.memory.peakDeviceMiB)} MiB` : ''}` : '',
+    r.peers.map(formatPeer).join('; '),
+    Object.entries(r.notes ?? {})
+      .map(([k, v]) => `${k} ${typeof v === 'number' ? fmt(v) : v}`)
+      .join('; '),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();

@@ -1,8 +1,10 @@
-/** `canopy bench [suite...]`: kernel benchmarks with the machine's limits and peers side by side. */
+/** `canopy bench [suite...]`: benchmarks with the machine's limits and peers side by side. */
 
 import { writeFileSync } from 'node:fs';
 
-import { formatTable } from '../bench/harness.js';
+import { ArgumentError } from '../errors.js';
+import { installPeers, peersDir } from '../bench/peers/llama-cpp.js';
+import { formatCsv, formatReport } from '../bench/report.js';
 import { runBench } from '../bench/run.js';
 import type { Backend } from '../native/backend.js';
 
@@ -10,28 +12,39 @@ export interface BenchCliOptions {
   quick?: boolean;
   backend?: string;
   json?: boolean;
+  csv?: boolean;
   out?: string;
   filter?: string;
-  model?: string;
+  /** Real model files to add greedy rows for (repeatable); the first is the decode suite's target. */
+  model?: string[];
+  /** Draft model for the decode suite. */
   draft?: string;
+  installPeers?: boolean;
 }
 
 export async function runBenchCli(suites: string[], opts: BenchCliOptions): Promise<number> {
+  if (opts.json && opts.csv) throw new ArgumentError('--csv', 'absent when --json is given (one format on stdout; --out always writes JSON)', true);
+  let status = 0;
+  if (opts.installPeers) {
+    const dir = peersDir();
+    const r = await installPeers(dir, (line) => process.stderr.write(`canopy bench: ${line}\n`));
+    process.stderr.write(`canopy bench: ${r.message}\n`);
+    if (!r.ok) status = 1;
+  }
   // No suite named: the quick tour of every suite. A suite named: that suite in full, unless --quick.
   const quick = opts.quick ?? suites.length === 0;
   const report = await runBench({
-    suites, backend: (opts.backend ?? 'auto') as Backend, quick,
+    suites,
+    backend: (opts.backend ?? 'auto') as Backend,
+    quick,
     ...(opts.filter ? { filter: opts.filter } : {}),
-    ...(opts.model ? { model: opts.model } : {}),
+    ...(opts.model?.length ? { models: opts.model } : {}),
     ...(opts.draft ? { draft: opts.draft } : {}),
   });
   const json = JSON.stringify(report, null, 2);
   if (opts.out) writeFileSync(opts.out, json + '\n');
-  if (opts.json) {
-    process.stdout.write(json + '\n');
-  } else {
-    if (report.fallbackReason) process.stdout.write(`backend: cpu (CUDA not used: ${report.fallbackReason})\n`);
-    process.stdout.write(formatTable(report.rows, report.limits) + '\n');
-  }
-  return 0;
+  if (opts.json) process.stdout.write(json + '\n');
+  else if (opts.csv) process.stdout.write(formatCsv(report));
+  else process.stdout.write(formatReport(report) + '\n');
+  return report.errors.length ? 1 : status;
 }

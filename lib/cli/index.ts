@@ -4,7 +4,7 @@
 import { Command } from 'commander';
 
 import { packageVersion } from '../info.js';
-import { runBenchCli } from './bench.js';
+import { type BenchCliOptions, runBenchCli } from './bench.js';
 import { runBuild } from './build.js';
 import { type GenerateCliOptions, runGenerateCli } from './generate.js';
 import { runInfo } from './info.js';
@@ -27,7 +27,7 @@ program
   .requiredOption('--prompt <text>', 'the prompt')
   .option('--tokenizer <path>', 'tokenizer file (default: embedded in GGUF, or found beside the model)')
   .option('--draft <path>', 'draft model (speculative strategies)')
-  .option('--strategy <name>', 'autoregressive, speculative, tree, lookup, ngram-tree, token-recycling (default: speculative with --draft)')
+  .option('--strategy <name>', 'decoding strategy', 'autoregressive')
   .option('--max-tokens <n>', 'new tokens at most', '256')
   .option('--temperature <t>', '0 is greedy', '0.8')
   .option('--top-k <k>', 'keep the k most probable tokens')
@@ -42,16 +42,18 @@ program
 
 program
   .command('bench')
-  .description('benchmarks: achieved GB/s or TFLOP/s against this machine\'s limits, with peers measured in the same run')
-  .argument('[suites...]', 'attention, tree, generate, decode (default: a quick run of every suite)')
+  .description('benchmarks: achieved GB/s or TFLOP/s against this machine\'s limits, with peers (llama.cpp, PyTorch) measured in the same run')
+  .argument('[suites...]', 'attention, tree, prefix, kvquant, generate, decode (default: a quick run of every suite)')
   .option('--quick', 'smaller configurations and time budgets')
   .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
-  .option('--json', 'print the report as JSON instead of a table')
-  .option('--out <file>', 'also write the JSON report to a file')
+  .option('--json', 'print the report as JSON instead of tables')
+  .option('--csv', 'print the rows as CSV instead of tables')
+  .option('--out <file>', 'also write the JSON report (with the machine description) to a file')
   .option('--filter <text>', 'only benchmarks whose label contains the text')
-  .option('--model <path>', 'decode suite: the target model (default: ../shared/models/stories260K when present)')
-  .option('--draft <path>', 'decode suite: a draft model for speculative and tree strategies')
-  .action(async (suites: string[], opts: { quick?: boolean; backend?: string; json?: boolean; out?: string; filter?: string; model?: string; draft?: string }) => {
+  .option('--model <path>', 'also run greedy generation on this model file (repeatable; GGUF files get the llama.cpp peer)', (v: string, acc: string[] = []) => [...acc, v])
+  .option('--draft <path>', 'decode suite: a draft model for the speculative and tree strategies')
+  .option('--install-peers', 'first install the llama.cpp peer (node-llama-cpp, prebuilt) into CANOPY_PEERS_DIR or ~/.cache/canopy/peers')
+  .action(async (suites: string[], opts: BenchCliOptions) => {
     process.exitCode = await runBenchCli(suites, opts);
   });
 

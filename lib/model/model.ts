@@ -60,13 +60,16 @@ export class Model {
   readonly config: ModelConfig;
   readonly device: Device;
   readonly fallbackReason: string | undefined;
+  /** Storage dtype of the weight matrices on the device (what a decode step reads). */
+  readonly weightDtype: FloatDType;
   readonly #native: NativeModelHandle;
   readonly #owned: Tensor[];
   #disposed = false;
 
-  private constructor(config: ModelConfig, device: Device, handle: NativeModelHandle, owned: Tensor[], fallbackReason?: string) {
+  private constructor(config: ModelConfig, device: Device, weightDtype: FloatDType, handle: NativeModelHandle, owned: Tensor[], fallbackReason?: string) {
     this.config = config;
     this.device = device;
+    this.weightDtype = weightDtype;
     this.#native = handle;
     this.#owned = owned;
     this.fallbackReason = fallbackReason;
@@ -142,7 +145,7 @@ export class Model {
             weights: { embed, norm, ...(output ? { output } : {}), layers },
           }),
       );
-      return new Model(config, device, handle, owned, placement.fallbackReason);
+      return new Model(config, device, matrixDtype, handle, owned, placement.fallbackReason);
     } catch (e) {
       owned.forEach((t) => t.dispose());
       throw e;

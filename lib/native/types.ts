@@ -158,6 +158,8 @@ export interface NativeAddon {
   buildInfo(): NativeBuildInfo;
   cpuInfo(): NativeCpuInfo;
   cudaInfo(): NativeCudaInfo;
+  /** Free and total bytes of a CUDA device's memory (cudaMemGetInfo); throws where CUDA is unusable. */
+  cudaMemInfo(device: number): { free: number; total: number };
   /** Maps [offset, offset+length) of a file copy-on-write. */
   mapFile(path: string, offset: number, length: number): ArrayBuffer;
   copy(dst: TensorDescriptor, src: TensorDescriptor): Promise<void>;

@@ -197,156 +197,19 @@ export function hfConfigJson(c: ModelConfig, extra: Record<string, unknown> = {}
 
 // ----------------------------------------------------------------------- GGUF
 
-/** Metadata type names: scalars, 'string', or 'array<T>' (nesting allowed: 'array<array<uint8>>'). */
-export type GgufTypeSpec = string;
-export type GgufEntry = [key: string, type: GgufTypeSpec, value: unknown];
-
-const VALUE_TYPE_IDS: Record<string, number> = {
-  uint8: 0,
-  int8: 1,
-  uint16: 2,
-  int16: 3,
-  uint32: 4,
-  int32: 5,
-  float32: 6,
-  bool: 7,
-  string: 8,
-  uint64: 10,
-  int64: 11,
-  float64: 12,
-};
-
-function ggufString(s: string): Buffer {
-  const b = Buffer.from(s, 'utf8');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(b.length));
-  return Buffer.concat([len, b]);
-}
-
-function typeId(spec: GgufTypeSpec): number {
-  if (spec.startsWith('array<')) return 9;
-  const id = VALUE_TYPE_IDS[spec];
-  if (id === undefined) throw new Error(`writeGguf: unknown type ${spec}`);
-  return id;
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-}
-
-function encodeValue(spec: GgufTypeSpec, value: unknown): Buffer {
-  const m = /^array<(.+)>$/.exec(spec);
-  if (m) {
-    const inner = m[1]!;
-    const items = Array.from(value as ArrayLike<unknown>);
-    const head = Buffer.alloc(12);
-    head.writeUInt32LE(typeId(inner), 0);
-    head.writeBigUInt64LE(BigInt(items.length), 4);
-    // Elements carry no type of their own; a nested array element is (type, count, values).
-    return Buffer.concat([head, ...items.map((v) => encodeValue(inner, v))]);
-  }
-  const b = Buffer.alloc(8);
-  switch (spec) {
-    case 'uint8':
-      b.writeUInt8(value as number);
-      return b.subarray(0, 1);
-    case 'int8':
-      b.writeInt8(value as number);
-      return b.subarray(0, 1);
-    case 'uint16':
-      b.writeUInt16LE(value as number);
-      return b.subarray(0, 2);
-    case 'int16':
-      b.writeInt16LE(value as number);
-      return b.subarray(0, 2);
-    case 'uint32':
-      b.writeUInt32LE(value as number);
-      return b.subarray(0, 4);
-    case 'int32':
-      b.writeInt32LE(value as number);
-      return b.subarray(0, 4);
-    case 'float32':
-      b.writeFloatLE(value as number);
-      return b.subarray(0, 4);
-    case 'bool':
-      b.writeUInt8(value ? 1 : 0);
-      return b.subarray(0, 1);
-    case 'string':
-      return ggufString(value as string);
-    case 'uint64':
-      b.writeBigUInt64LE(value as bigint);
-      return b;
-    case 'int64':
-      b.writeBigInt64LE(value as bigint);
-      return b;
-    case 'float64':
-      b.writeDoubleLE(value as number);
-      return b;
-    default:
-      throw new Error(`writeGguf: unknown type ${spec}`);
-  }
-}
-
-export interface GgufTensorSpec {
-  name: string;
-  /** ggml type id: 0 F32, 1 F16, 8 Q8_0, 30 BF16, ... */
-  type: number;
-  /** Dimensions fastest-varying first. */
-  ne: number[];
-  data: Uint8Array | { byteLength: number };
-}
-
-export interface GgufWriteOptions {
-  version?: number;
-  /** Used for padding; write 'general.alignment' in metadata to declare it. */
-  alignment?: number;
-  metadata: GgufEntry[];
-  tensors: GgufTensorSpec[];
-}
-
-/** Writes a GGUF file (little-endian) and returns the absolute offset of each tensor's data. */
-export function writeGguf(path: string, o: GgufWriteOptions): number[] {
-  const align = o.alignment ?? 32;
-  const parts: Buffer[] = [Buffer.from('GGUF', 'latin1'), u32(o.version ?? 3)];
-  const counts = Buffer.alloc(16);
-  counts.writeBigUInt64LE(BigInt(o.tensors.length), 0);
-  counts.writeBigUInt64LE(BigInt(o.metadata.length), 8);
-  parts.push(counts);
-  for (const [key, spec, value] of o.metadata) parts.push(ggufString(key), u32(typeId(spec)), encodeValue(spec, value));
-  const rel: number[] = [];
-  let off = 0;
-  for (const t of o.tensors) {
-    off = Math.ceil(off / align) * align;
-    rel.push(off);
-    const info = Buffer.alloc(4 + 8 * t.ne.length + 4 + 8);
-    info.writeUInt32LE(t.ne.length, 0);
-    t.ne.forEach((d, i) => info.writeBigUInt64LE(BigInt(d), 4 + 8 * i));
-    info.writeUInt32LE(t.type, 4 + 8 * t.ne.length);
-    info.writeBigUInt64LE(BigInt(off), 8 + 8 * t.ne.length);
-    parts.push(ggufString(t.name), info);
-    off += t.data.byteLength;
-  }
-  let header = Buffer.concat(parts);
-  const dataStart = Math.ceil(header.length / align) * align;
-  header = Buffer.concat([header, Buffer.alloc(dataStart - header.length)]);
-  if (isSparse(o.tensors.map((t) => t.data))) {
-    writeFileSync(path, header);
-    truncateSync(path, header.length + off);
-  } else {
-    const data = Buffer.alloc(off);
-    o.tensors.forEach((t, i) => data.set(t.data as Uint8Array, rel[i]!));
-    writeFileSync(path, Buffer.concat([header, data]));
-  }
-  return rel.map((r) => dataStart + r);
-}
-
-/** f32 values as the bytes of a ggml tensor of type F32 (0), F16 (1) or BF16 (30). */
-export function ggmlFloatBytes(values: Float32Array, type: 0 | 1 | 30): Uint8Array {
-  const arr = type === 0 ? values : encodeFloats(values, type === 1 ? 'f16' : 'bf16');
-  return new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
-}
+// The GGUF container writer, tensor names and llama metadata live in lib/ (canopy bench writes
+// GGUF models for the llama.cpp peer); the test-only parts (Q8_0, expected values) stay here.
+export {
+  type GgufTypeSpec,
+  type GgufEntry,
+  type GgufTensorSpec,
+  type GgufWriteOptions,
+  writeGguf,
+  ggmlFloatBytes,
+  ggufName,
+  llamaGgufMetadata,
+} from '../../lib/model/formats/gguf-writer.js';
+import { type GgufEntry, type GgufTensorSpec, ggmlFloatBytes, ggufName, llamaGgufMetadata, writeGguf } from '../../lib/model/formats/gguf-writer.js';
 
 /**
  * llama.cpp's quantize_row_q8_0_ref: per block of 32, d = amax / 127,
@@ -367,45 +230,6 @@ export function quantizeQ8_0(values: Float32Array): Uint8Array {
     }
   }
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-}
-
-/** The llama.cpp name of a canonical tensor name (written independently of lib/). */
-export function ggufName(canonical: string): string {
-  const G: Record<string, string> = { embed: 'token_embd.weight', norm: 'output_norm.weight', output: 'output.weight' };
-  if (G[canonical]) return G[canonical]!;
-  const L: Record<string, string> = {
-    attnNorm: 'attn_norm.weight',
-    wq: 'attn_q.weight',
-    wk: 'attn_k.weight',
-    wv: 'attn_v.weight',
-    wo: 'attn_output.weight',
-    bq: 'attn_q.bias',
-    bk: 'attn_k.bias',
-    bv: 'attn_v.bias',
-    ffnNorm: 'ffn_norm.weight',
-    w1: 'ffn_gate.weight',
-    w2: 'ffn_down.weight',
-    w3: 'ffn_up.weight',
-  };
-  const m = /^layers\.(\d+)\.(\w+)$/.exec(canonical)!;
-  return `blk.${m[1]}.${L[m[2]!]}`;
-}
-
-/** The metadata a llama-architecture GGUF needs for `c` (the keys llama.cpp writes). */
-export function llamaGgufMetadata(c: ModelConfig, arch = 'llama'): GgufEntry[] {
-  return [
-    ['general.architecture', 'string', arch],
-    [`${arch}.context_length`, 'uint32', c.maxSeqLen],
-    [`${arch}.embedding_length`, 'uint32', c.dim],
-    [`${arch}.feed_forward_length`, 'uint32', c.hiddenDim],
-    [`${arch}.block_count`, 'uint32', c.nLayers],
-    [`${arch}.attention.head_count`, 'uint32', c.nHeads],
-    [`${arch}.attention.head_count_kv`, 'uint32', c.nKvHeads],
-    [`${arch}.rope.freq_base`, 'float32', c.ropeTheta],
-    [`${arch}.attention.layer_norm_rms_epsilon`, 'float32', c.normEps],
-    ['tokenizer.ggml.bos_token_id', 'uint32', 1],
-    ['tokenizer.ggml.eos_token_id', 'uint32', 2],
-  ];
 }
 
 // ------------------------------------------------------------------ llama2.c

@@ -81,3 +81,20 @@ describe('native runtime', () => {
     if (process.arch === 'x64') expect(cpu.features).toEqual(expect.arrayContaining(['avx2', 'fma', 'f16c']));
   });
 });
+
+describe('cudaMemInfo (device memory for bench rows)', () => {
+  it.skipIf(info.available)('reports why where CUDA is unusable', () => {
+    expect(() => native().cudaMemInfo(0)).toThrow(expect.objectContaining({ code: 'ERR_CANOPY_CUDA_UNAVAILABLE' }));
+  });
+
+  it.runIf(info.available)('gives free <= total bytes on a usable device', () => {
+    const m = native().cudaMemInfo(0);
+    expect(m.total).toBeGreaterThan(0);
+    expect(m.free).toBeLessThanOrEqual(m.total);
+  });
+
+  it('names a bad device argument', () => {
+    expect(() => native().cudaMemInfo(-1)).toThrow(/device must be >= 0; received -1/);
+    expect(() => native().cudaMemInfo('x' as never)).toThrow(/device must be a CUDA device index/);
+  });
+});

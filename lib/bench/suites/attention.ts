@@ -8,7 +8,8 @@
 import { attention } from '../../kernels/attention.js';
 import { dtypeSize, type FloatDType } from '../../tensor/dtype.js';
 import { type BenchRow, time } from '../harness.js';
-import type { SuiteContext, Suite } from './types.js';
+import type { TorchAttentionJob } from '../peers/torch.js';
+import type { BenchStep, SuiteContext, Suite } from './types.js';
 import { randomTensor } from './util.js';
 
 interface PrefillConfig {
@@ -100,7 +101,7 @@ export const attentionSuite: Suite = {
   description: 'flash prefill and split-KV decode against the naive baseline and the machine limits',
   plan(ctx) {
     const cpu = ctx.backend === 'cpu';
-    const steps: Array<{ label: string; run: () => Promise<BenchRow> }> = [];
+    const steps: BenchStep[] = [];
     if (cpu) {
       steps.push({ label: 'prefill 2k f32', run: () => benchPrefill(ctx, { tokens: 2048, hq: 8, hkv: 8, d: 128, dtype: 'f32' }, true) });
       if (!ctx.quick) steps.push({ label: 'prefill 1k GQA bf16', run: () => benchPrefill(ctx, { tokens: 1024, hq: 32, hkv: 8, d: 128, dtype: 'bf16' }, false) });
@@ -110,14 +111,31 @@ export const attentionSuite: Suite = {
         steps.push({ label: 'decode 16k bf16', run: () => benchDecode(ctx, { batch: 1, kvLen: 16384, hq: 32, hkv: 8, d: 128, dtype: 'bf16' }, false) });
       }
     } else {
+      // PyTorch SDPA (flash, cuDNN) times the same shapes when torch is present (attached by the runner).
+      const torch = (id: string, mode: 'prefill' | 'decode', c: { batch: number; qLen: number; kvLen: number; hq: number; hkv: number; d: number; dtype: 'f16' | 'bf16' }): TorchAttentionJob[] => [
+        { id, kind: 'attention', mode, batch: c.batch, qLen: c.qLen, kvLen: c.kvLen, numQoHeads: c.hq, numKvHeads: c.hkv, headDim: c.d, dtype: c.dtype },
+      ];
       const lens = ctx.quick ? [4096] : [4096, 16384];
       for (const dtype of ['f16', 'bf16'] as const) {
         for (const tokens of lens) {
-          steps.push({ label: `prefill ${tokens} ${dtype}`, run: () => benchPrefill(ctx, { tokens, hq: 32, hkv: 32, d: 128, dtype }, false) });
+          steps.push({
+            label: `prefill ${tokens} ${dtype}`,
+            run: () => benchPrefill(ctx, { tokens, hq: 32, hkv: 32, d: 128, dtype }, false),
+            torch: torch(`attention:prefill:${tokens}:${dtype}`, 'prefill', { batch: 1, qLen: tokens, kvLen: tokens, hq: 32, hkv: 32, d: 128, dtype }),
+          });
         }
       }
-      steps.push({ label: 'decode 64x8k bf16', run: () => benchDecode(ctx, { batch: ctx.quick ? 16 : 64, kvLen: 8192, hq: 32, hkv: 8, d: 128, dtype: 'bf16' }, false) });
-      steps.push({ label: 'decode 1x32k bf16', run: () => benchDecode(ctx, { batch: 1, kvLen: 32768, hq: 32, hkv: 8, d: 128, dtype: 'bf16' }, false) });
+      const batch = ctx.quick ? 16 : 64;
+      steps.push({
+        label: `decode ${batch}x8k bf16`,
+        run: () => benchDecode(ctx, { batch, kvLen: 8192, hq: 32, hkv: 8, d: 128, dtype: 'bf16' }, false),
+        torch: torch(`attention:decode:${batch}x8192`, 'decode', { batch, qLen: 1, kvLen: 8192, hq: 32, hkv: 8, d: 128, dtype: 'bf16' }),
+      });
+      steps.push({
+        label: 'decode 1x32k bf16',
+        run: () => benchDecode(ctx, { batch: 1, kvLen: 32768, hq: 32, hkv: 8, d: 128, dtype: 'bf16' }, false),
+        torch: torch('attention:decode:1x32768', 'decode', { batch: 1, qLen: 1, kvLen: 32768, hq: 32, hkv: 8, d: 128, dtype: 'bf16' }),
+      });
     }
     return steps;
   },

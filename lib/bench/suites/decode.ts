@@ -122,8 +122,9 @@ export const decodeSuite: Suite = {
   description: 'decoding strategies against autoregressive decoding on a real model pair',
   plan(ctx) {
     const dir = findModelsDir();
-    const model = ctx.model ?? (dir ? join(dir, 'stories260K', 'stories260K.bin') : undefined);
-    const draft = ctx.draft ?? (dir && !ctx.model ? join(dir, 'llama2xs-281K', 'model.bin') : undefined);
+    const given = ctx.models[0];
+    const model = given ?? (dir ? join(dir, 'stories260K', 'stories260K.bin') : undefined);
+    const draft = ctx.draft ?? (dir && !given ? join(dir, 'llama2xs-281K', 'model.bin') : undefined);
     // Steps producing several rows: the runner appends `extraRows`.
     let tau: number | undefined;
     const steps: Array<{ label: string; run: () => Promise<BenchRow> }> = [];

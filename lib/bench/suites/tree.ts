@@ -7,7 +7,8 @@
 import { attention, treeAttention } from '../../kernels/attention.js';
 import { dtypeSize, type FloatDType } from '../../tensor/dtype.js';
 import { type BenchRow, time } from '../harness.js';
-import type { Suite, SuiteContext } from './types.js';
+import type { TorchAttentionJob } from '../peers/torch.js';
+import type { BenchStep, Suite, SuiteContext } from './types.js';
 import { randomTensor } from './util.js';
 
 /** A draft-tree shape like the dynamic trees of EAGLE-2: a few branches per level, n nodes. */
@@ -101,11 +102,31 @@ export const treeSuite: Suite = {
   description: 'tree attention for draft-tree verification against one decode step over the same prefix',
   plan(ctx) {
     const dtype: FloatDType = ctx.backend === 'cpu' ? 'f32' : 'bf16';
-    const steps = [{ label: 'tree 64 over 4k', run: () => benchTreeAttention(ctx, { nodes: 64, prefix: 4096, hq: 32, hkv: 8, d: 128, dtype }) }];
+    const configs: TreeConfig[] = [{ nodes: 64, prefix: 4096, hq: 32, hkv: 8, d: 128, dtype }];
     if (!ctx.quick) {
-      steps.push({ label: 'tree 16 over 4k', run: () => benchTreeAttention(ctx, { nodes: 16, prefix: 4096, hq: 32, hkv: 8, d: 128, dtype }) });
-      steps.push({ label: 'tree 64 over 16k', run: () => benchTreeAttention(ctx, { nodes: 64, prefix: 16384, hq: 32, hkv: 8, d: 128, dtype }) });
+      configs.push({ nodes: 16, prefix: 4096, hq: 32, hkv: 8, d: 128, dtype });
+      configs.push({ nodes: 64, prefix: 16384, hq: 32, hkv: 8, d: 128, dtype });
     }
-    return steps;
+    return configs.map((c): BenchStep => {
+      const step: BenchStep = { label: `tree ${c.nodes} over ${c.prefix / 1024}k`, run: () => benchTreeAttention(ctx, c) };
+      if (ctx.backend === 'cuda') {
+        // PyTorch has no tree kernel: SDPA's memory-efficient backend with the ancestor mask.
+        const job: TorchAttentionJob = {
+          id: `tree:${c.nodes}:${c.prefix}`,
+          kind: 'attention',
+          mode: 'tree',
+          batch: 1,
+          qLen: c.nodes,
+          kvLen: c.prefix + c.nodes,
+          numQoHeads: c.hq,
+          numKvHeads: c.hkv,
+          headDim: c.d,
+          dtype: c.dtype === 'f32' ? 'f32' : c.dtype,
+          parents: Array.from(benchTree(c.nodes)),
+        };
+        step.torch = [job];
+      }
+      return step;
+    });
   },
 };
