@@ -61,7 +61,7 @@ async function runDecode(ctx: SuiteContext, modelPath: string, draftPath: string
         timing,
         metric: 'tokens/s',
         value: (emitted * 1000) / timing.medianMs,
-        formula: 'tokens/s = generated tokens of the batch / median time of the whole generate() call',
+        formula: 'generated tokens of the batch / median time of the whole generate() call',
         peers: strategy === 'autoregressive' ? [] : [{ name: 'autoregressive', medianMs: arMs, speedup: arMs / timing.medianMs }],
         notes: {
           ...(spec ? { tau: spec.meanAcceptedLength, acceptance: spec.acceptanceRate } : {}),
