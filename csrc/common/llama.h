@@ -135,6 +135,20 @@ inline AttentionParams MakeLlamaAttentionParams(const LlamaModelDesc& m, const L
   return ap;
 }
 
+// Appending a step's f32 keys and values (n rows) to a quantized cache layer.
+inline QuantAppendParams MakeLlamaQuantAppend(const LlamaForwardParams& p, const QuantKvBatch& seqs, const float* k,
+                                              const float* v) {
+  QuantAppendParams qa;
+  qa.seqs = seqs;
+  qa.qo_indptr = p.qo_indptr;
+  qa.pos_before = p.kv_len_before;
+  qa.quant_len = p.quant_len_after;
+  qa.k = k;
+  qa.v = v;
+  qa.n = p.n;
+  return qa;
+}
+
 inline RopeParams MakeLlamaRopeParams(const LlamaModelDesc& m, float* q, float* k, const int32_t* positions,
                                       const float* inv_freq, int64_t rows) {
   RopeParams rp;

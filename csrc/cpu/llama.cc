@@ -126,15 +126,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     QuantKvCache layer_view;
     if (p.kv_quant != nullptr) {
       layer_view = QuantKvLayer(*p.kv_quant, l);
-      QuantAppendParams qa;
-      qa.seqs = seqs;
-      qa.qo_indptr = p.qo_indptr;
-      qa.pos_before = p.kv_len_before;
-      qa.quant_len = p.quant_len_after;
-      qa.k = k.data();
-      qa.v = v.data();
-      qa.n = n;
-      CANOPY_RETURN_IF_ERROR(AppendQuantKv(layer_view, qa));
+      CANOPY_RETURN_IF_ERROR(AppendQuantKv(layer_view, MakeLlamaQuantAppend(p, seqs, k.data(), v.data())));
     } else {
       for (int64_t t = 0; t < n; ++t) {
         const int64_t row = layout.dest[t];

@@ -125,15 +125,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     if (p.kv_quant != nullptr) {
       // Quantized cache: append (quantizing, or into the int4 rings), attend with f32 q.
       layer_view = QuantKvLayer(*p.kv_quant, l);
-      QuantAppendParams qa;
-      qa.seqs = seqs;
-      qa.qo_indptr = p.qo_indptr;
-      qa.pos_before = p.kv_len_before;
-      qa.quant_len = p.quant_len_after;
-      qa.k = k;
-      qa.v = v;
-      qa.n = n;
-      CANOPY_RETURN_IF_ERROR(AppendQuantKv(layer_view, qa));
+      CANOPY_RETURN_IF_ERROR(AppendQuantKv(layer_view, MakeLlamaQuantAppend(p, seqs, k, v)));
     } else {
       ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(k, dest, kvdim, kc, p.cache_dtype);
       ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(v, dest, kvdim, vc, p.cache_dtype);
