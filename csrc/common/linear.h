@@ -29,6 +29,21 @@ struct LinearParams {
   bool accumulate = false;
 };
 
+inline LinearParams MakeLinearParams(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t rows,
+                                     int64_t in, int64_t out, bool accumulate) {
+  LinearParams p;
+  p.x = x;
+  p.w = w;
+  p.w_dtype = w_dtype;
+  p.bias = bias;
+  p.y = y;
+  p.rows = rows;
+  p.in = in;
+  p.out = out;
+  p.accumulate = accumulate;
+  return p;
+}
+
 inline Status CheckLinearParams(const LinearParams& p) {
   if (!IsFloatDType(p.w_dtype)) return Status::InvalidArgument("linear: weight dtype must be f32, f16 or bf16");
   if (p.rows < 0 || p.in <= 0 || p.out <= 0) return Status::InvalidArgument("linear: bad shape");

@@ -79,17 +79,7 @@ namespace {
 
 Status Linear(const float* x, const void* w, DType dt, const float* bias, float* y, int64_t rows, int64_t in, int64_t out,
               bool accumulate) {
-  LinearParams lp;
-  lp.x = x;
-  lp.w = w;
-  lp.w_dtype = dt;
-  lp.bias = bias;
-  lp.y = y;
-  lp.rows = rows;
-  lp.in = in;
-  lp.out = out;
-  lp.accumulate = accumulate;
-  return cpu::Linear(lp);
+  return cpu::Linear(MakeLinearParams(x, w, dt, bias, y, rows, in, out, accumulate));
 }
 
 }  // namespace

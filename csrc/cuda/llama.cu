@@ -49,17 +49,7 @@ struct DeviceScratch {
 
 Status Lin(const float* x, const void* w, DType dt, const float* bias, float* y, int64_t rows, int64_t in, int64_t out,
            bool acc) {
-  LinearParams lp;
-  lp.x = x;
-  lp.w = w;
-  lp.w_dtype = dt;
-  lp.bias = bias;
-  lp.y = y;
-  lp.rows = rows;
-  lp.in = in;
-  lp.out = out;
-  lp.accumulate = acc;
-  return Linear(lp);
+  return Linear(MakeLinearParams(x, w, dt, bias, y, rows, in, out, acc));
 }
 
 }  // namespace

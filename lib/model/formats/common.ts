@@ -17,7 +17,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { ArgumentError, IoError, OutOfMemoryError } from '../../errors.js';
 import type { DType } from '../../tensor/dtype.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { type ModelConfig, expectedShapes } from '../config.js';
+import { type ModelConfig, expectedShapes, layerTensorNames } from '../config.js';
 
 /** The on-disk formats canopy loads. */
 export type WeightFormat = 'llama2c' | 'gguf' | 'hf';
@@ -343,4 +343,22 @@ export function checkDim(value: unknown, what: string, file: string, max = 2 ** 
     throw new ArgumentError(`${file}: ${what} must be a positive integer (at most ${max}); found ${String(value)}`);
   }
   return value;
+}
+
+/**
+ * The canonical name of a file's tensor name: whole-model tensors by `globals`, per-layer
+ * tensors by `layerPattern` (capturing the layer index and the rest) and `layerFields`.
+ */
+export function canonicalName(
+  name: string,
+  globals: Record<string, string>,
+  layerPattern: RegExp,
+  layerFields: Record<string, keyof ReturnType<typeof layerTensorNames>>,
+): string | undefined {
+  const g = globals[name];
+  if (g) return g;
+  const m = layerPattern.exec(name);
+  if (!m) return undefined;
+  const field = layerFields[m[2]!];
+  return field ? layerTensorNames(Number(m[1]))[field] : undefined;
 }

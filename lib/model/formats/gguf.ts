@@ -32,6 +32,7 @@ import {
   type LoadedWeightsBase,
   type TensorSource,
   HeaderReader,
+  canonicalName,
   checkDim,
   disposeAll,
   f32Decimal,
@@ -375,12 +376,7 @@ const GLOBAL_NAMES: Record<string, string> = { 'token_embd.weight': 'embed', 'ou
 
 /** The canonical name of a llama.cpp tensor name, or undefined. */
 export function canonicalFromGguf(name: string): string | undefined {
-  const g = GLOBAL_NAMES[name];
-  if (g) return g;
-  const m = /^blk\.(\d+)\.(.+)$/.exec(name);
-  if (!m) return undefined;
-  const field = LAYER_NAMES[m[2]!];
-  return field ? layerTensorNames(Number(m[1]))[field] : undefined;
+  return canonicalName(name, GLOBAL_NAMES, /^blk\.(\d+)\.(.+)$/, LAYER_NAMES);
 }
 
 /** The llama.cpp name of a canonical tensor name. */

@@ -22,7 +22,7 @@ import { basename, join } from 'node:path';
 
 import { ArgumentError, IoError } from '../../errors.js';
 import { type Llama3RopeScaling, type ModelConfig, layerTensorNames } from '../config.js';
-import { type LoadedWeightsBase, type TensorSource, disposeAll, materialize } from './common.js';
+import { type LoadedWeightsBase, type TensorSource, canonicalName, disposeAll, materialize } from './common.js';
 import { type SafetensorsFile, readSafetensors, safetensorsSource } from './safetensors.js';
 
 export interface HfWeights extends LoadedWeightsBase {
@@ -54,12 +54,7 @@ const GLOBAL_NAMES: Record<string, string> = { 'model.embed_tokens.weight': 'emb
 
 /** The canonical name of a Hugging Face tensor name, or undefined. */
 export function canonicalFromHf(name: string): string | undefined {
-  const g = GLOBAL_NAMES[name];
-  if (g) return g;
-  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
-  if (!m) return undefined;
-  const field = LAYER_NAMES[m[2]!];
-  return field ? layerTensorNames(Number(m[1]))[field] : undefined;
+  return canonicalName(name, GLOBAL_NAMES, /^model\.layers\.(\d+)\.(.+)$/, LAYER_NAMES);
 }
 
 /** The Hugging Face name of a canonical tensor name. */

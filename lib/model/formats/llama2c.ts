@@ -216,6 +216,23 @@ function sourcesV0(path: string, h: Llama2cHeader, c: ModelConfig): { sources: T
   return { sources, end: off };
 }
 
+/**
+ * export.py's tensor order for versions 1 and 2: the norms (attention, FFN, final), the
+ * embedding, every matrix stack layer by layer, then the classifier when not shared.
+ */
+function exportOrder(c: ModelConfig, addNorm: (canonical: string, shape: number[]) => void, addMatrix: (canonical: string, shape: number[]) => void): void {
+  const st = stacks(c);
+  for (let i = 0; i < c.nLayers; i++) addNorm(st.rms_att_weight!.canonical(i), [c.dim]);
+  for (let i = 0; i < c.nLayers; i++) addNorm(st.rms_ffn_weight!.canonical(i), [c.dim]);
+  addNorm('norm', [c.dim]);
+  addMatrix('embed', [c.vocabSize, c.dim]);
+  for (const key of ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3']) {
+    const s = st[key]!;
+    for (let i = 0; i < c.nLayers; i++) addMatrix(s.canonical(i), shapeOf(s));
+  }
+  if (!c.tiedEmbeddings) addMatrix('output', [c.vocabSize, c.dim]);
+}
+
 /** Version 1: the same tensors, one after another in export.py's order. */
 function sourcesV1(path: string, h: Llama2cHeader, c: ModelConfig): { sources: TensorSource[]; end: number } {
   const sources: TensorSource[] = [];
@@ -225,16 +242,7 @@ function sourcesV1(path: string, h: Llama2cHeader, c: ModelConfig): { sources: T
     sources.push(s);
     off += s.byteLength;
   };
-  const st = stacks(c);
-  for (let i = 0; i < c.nLayers; i++) add(st.rms_att_weight!.canonical(i), [c.dim]);
-  for (let i = 0; i < c.nLayers; i++) add(st.rms_ffn_weight!.canonical(i), [c.dim]);
-  add('norm', [c.dim]);
-  add('embed', [c.vocabSize, c.dim]);
-  for (const key of ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3']) {
-    const s = st[key]!;
-    for (let i = 0; i < c.nLayers; i++) add(s.canonical(i), shapeOf(s));
-  }
-  if (!c.tiedEmbeddings) add('output', [c.vocabSize, c.dim]);
+  exportOrder(c, add, add);
   return { sources, end: off };
 }
 
@@ -265,16 +273,7 @@ function sourcesV2(path: string, h: Llama2cHeader, c: ModelConfig): { sources: T
     });
     off += byteLength;
   };
-  const st = stacks(c);
-  for (let i = 0; i < c.nLayers; i++) addF32(st.rms_att_weight!.canonical(i), [c.dim]);
-  for (let i = 0; i < c.nLayers; i++) addF32(st.rms_ffn_weight!.canonical(i), [c.dim]);
-  addF32('norm', [c.dim]);
-  addQ('embed', [c.vocabSize, c.dim]);
-  for (const key of ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3']) {
-    const s = st[key]!;
-    for (let i = 0; i < c.nLayers; i++) addQ(s.canonical(i), shapeOf(s));
-  }
-  if (!c.tiedEmbeddings) addQ('output', [c.vocabSize, c.dim]);
+  exportOrder(c, addF32, addQ);
   return { sources, end: off };
 }
 
