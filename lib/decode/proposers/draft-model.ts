@@ -69,18 +69,7 @@ class DraftState {
 
   /** Brings the draft cache to `tokens` and returns the draft's logits after the last one. */
   async sync(seq: number, tokens: readonly number[]): Promise<Float32Array> {
-    const cache = this.cache!;
-    const have = this.cached[seq]!;
-    let common = 0;
-    while (common < have.length && common < tokens.length - 1 && have[common] === tokens[common]) common++;
-    cache.truncate(seq, common);
-    this.cached[seq] = tokens.slice(0, common);
-    const feed = tokens.slice(common);
-    const { logits } = await this.draft.forward(cache, [{ sequence: seq, tokens: feed }]);
-    this.cached[seq]!.push(...feed);
-    const out = Float32Array.from(logits.toFloat32());
-    logits.dispose();
-    return out;
+    return (await this.syncBatch([{ seq, tokens }]))[0]!;
   }
 
   /** sync() for several sequences in one draft forward; logits per sequence, in order. */
@@ -120,12 +109,9 @@ class DraftState {
 
   /** Feeds one more token (committed in the draft cache) and returns the next logits. */
   async step(seq: number, token: number): Promise<Float32Array> {
-    const { logits } = await this.draft.forward(this.cache!, [{ sequence: seq, tokens: [token] }]);
-    this.cached[seq]!.push(token);
-    const out = Float32Array.from(logits.toFloat32());
-    logits.dispose();
-    return out;
+    return (await this.stepBatch([{ seq, token }]))[0]!;
   }
+
 
   dispose(): void {
     this.cache?.dispose();
@@ -170,31 +156,7 @@ export class DraftChainProposer implements Proposer {
   }
 
   async propose(ctx: ProposeContext): Promise<DraftTree> {
-    const k = Math.min(this.#k[ctx.sequence]!, ctx.budget, this.#state.cache!.free(ctx.sequence) - 1);
-    if (k <= 0) return EMPTY_DRAFT;
-    let logits = await this.#state.sync(ctx.sequence, ctx.tokens);
-    const tokens: number[] = [];
-    const probs: Float32Array[] = [];
-    const sampling = this.#o.temperature > 0;
-    for (let i = 0; i < k; i++) {
-      let token: number;
-      if (sampling) {
-        const q = processedDistribution(logits, this.#o);
-        token = sampleFromQ(q, this.#random.next());
-        probs.push(Float32Array.from(q));
-      } else {
-        if (this.#o.minProbability > 0 && softmaxMax(logits) < this.#o.minProbability && i > 0) break;
-        token = argmax(logits);
-      }
-      tokens.push(token);
-      if (i + 1 < k) logits = await this.#state.step(ctx.sequence, token);
-    }
-    const draft: DraftTree = { tokens, parents: tokens.map((_, i) => i - 1) };
-    if (sampling) {
-      probs.push(probs[probs.length - 1]!); // the leaf's row is never read; keep it a valid distribution
-      draft.draftProbs = probs;
-    }
-    return draft;
+    return (await this.proposeBatch([ctx]))[0]!;
   }
 
   /** Chains for several sequences with one draft forward per drafted position. */
