@@ -16,7 +16,7 @@
  */
 import type { Model } from '../../model/model.js';
 import type { KvCache } from '../../model/kv-cache.js';
-import { Random, argmax, processedDistribution } from '../sampling.js';
+import { Random, argmax, processedDistribution, sampleFrom } from '../sampling.js';
 import type { DraftTree, ProposeContext, Proposer, StepFeedback } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
 
@@ -177,7 +177,7 @@ export class DraftChainProposer implements Proposer {
         let token: number;
         if (sampling) {
           const q = processedDistribution(row, this.#o);
-          token = sampleFromQ(q, this.#random.next());
+          token = sampleFrom(q, this.#random.next());
           probs[i]!.push(Float32Array.from(q));
         } else {
           token = argmax(row);
@@ -211,17 +211,6 @@ export class DraftChainProposer implements Proposer {
   }
 }
 
-function sampleFromQ(q: Float64Array, u: number): number {
-  let acc = 0;
-  let last = 0;
-  for (let i = 0; i < q.length; i++) {
-    if (q[i]! <= 0) continue;
-    acc += q[i]!;
-    last = i;
-    if (u < acc) return i;
-  }
-  return last;
-}
 
 export interface DraftTreeOptions {
   /** Children considered per expanded node (default 4). */
