@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# canopy's GPU session in one call: runs THERE, on a GPU machine that has nvcc,
+# cmake and python3 (with torch) but no Node.js and no network, over a working
+# tree sent with .gpu-kit/ (made HERE by scripts/gpu-session/pack.sh).
+#
+#   bash scripts/gpu-session/run.sh [PHASE ...]
+#
+# Phases (default: test):
+#   test       build the addon and the native tests for this GPU, run the native
+#              CUDA-vs-CPU tests with --require-gpu, then every vitest suite with
+#              CANOPY_REQUIRE_GPU=1 (what `npm run test:gpu` does)
+#   sanitize   compute-sanitizer memcheck, racecheck and synccheck over the native
+#              CUDA tests (CANOPY_SANITIZE_FILTER=TEXT to run a subset)
+#   bench      `canopy bench` on CUDA: the quick tour, then the kernel suites and the
+#              model suites in full, each with the PyTorch peers, JSON into $OUT
+#   ncu        Nsight Compute over one attention decode and one prefill row
+#              (CANOPY_NCU_FILTER overrides the bench filter)
+# Phases may be combined ("test bench"); each step has its own time limit so the
+# whole call ends inside the device tool's 10 minutes: test ~4 min, sanitize
+# ~6, bench ~8 (measure, then adjust CANOPY_STEP_SCALE=0.5 etc.).
+#
+# What comes back ($OUT, at most 8 files): summary.txt (one line per step: exit
+# status, seconds), logs.tar.gz (every step's full log, nvidia-smi, canopy info),
+# bench-*.json (canopy bench --out). The tail of the output shows the summary and
+# the tail of each failed step's log.
+#
+# CANOPY_GPU_SESSION_NO_GPU=1 runs the phases without requiring a GPU (CUDA tests
+# skip): a check of this script's plumbing on the build machine, nothing more.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+kit=$root/.gpu-kit
+out=${OUT:-$root/.gpu-out}
+logs=$(mktemp -d /tmp/canopy-gpu-logs.XXXXXX)
+mkdir -p "$out"
+summary=$out/summary.txt
+no_gpu=${CANOPY_GPU_SESSION_NO_GPU:-0}
+scale=${CANOPY_STEP_SCALE:-1}
+phases=("$@")
+[ ${#phases[@]} -gt 0 ] || phases=(test)
+
+note() { echo "gpu-session: $*" | tee -a "$summary"; }
+pack_logs() { tar -C "$logs" -czf "$out/logs.tar.gz" . 2>/dev/null || true; }
+
+# step NAME SECONDS CMD...: runs CMD with its output in NAME.log, under a time limit
+# (scaled by CANOPY_STEP_SCALE); records the exit status and duration; never exits.
+failed_steps=()
+step() {
+  local name=$1 limit=$2
+  shift 2
+  limit=$(awk -v l="$limit" -v s="$scale" 'BEGIN { printf "%d", l * s }')
+  local start=$SECONDS
+  echo "== $name (limit ${limit}s): $*" >"$logs/$name.log"
+  timeout --kill-after=15 "$limit" "$@" >>"$logs/$name.log" 2>&1
+  local rc=$?
+  local took=$((SECONDS - start))
+  [ $rc -eq 124 ] && echo "(killed at its ${limit}s limit)" >>"$logs/$name.log"
+  printf '%-28s rc=%-4s %5ss\n' "$name" "$rc" "$took" | tee -a "$summary"
+  [ $rc -eq 0 ] || failed_steps+=("$name")
+  pack_logs
+  return $rc
+}
+
+# --- setup: Node.js, node_modules/dist, models, the addon ---------------------
+setup() {
+  [ -f "$kit/node.xz" ] && [ -f "$kit/js.tar.xz" ] || { note "no .gpu-kit (run scripts/gpu-session/pack.sh here and carry .gpu-kit)"; exit 1; }
+  local nodedir=/tmp/canopy-node/bin
+  if [ ! -x "$nodedir/node" ]; then
+    mkdir -p "$nodedir" && xz -dc "$kit/node.xz" >"$nodedir/node" && chmod +x "$nodedir/node"
+  fi
+  export PATH="$nodedir:$PATH"
+  if [ ! -f node_modules/vitest/vitest.mjs ] || [ ! -f dist/cli/index.js ]; then
+    xz -dc "$kit/js.tar.xz" | tar -xf - -C "$root"
+  fi
+  export CANOPY_TEST_MODELS=$kit/models CANOPY_MODELS=$kit/models
+  # This machine's GPU only (sm_90 on an H100/H200): a quarter of the compile time.
+  if [ -z "${CANOPY_CUDA_ARCHS:-}" ]; then
+    local cc
+    cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+    export CANOPY_CUDA_ARCHS=${cc:-90}
+  fi
+  {
+    echo "kit: $(head -2 "$kit/manifest.txt" 2>/dev/null | tr '\n' ' ')"
+    echo "node $(node --version), $(nvcc --version 2>/dev/null | tail -1), cmake $(cmake --version 2>/dev/null | head -1 | awk '{print $3}'), archs $CANOPY_CUDA_ARCHS"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader 2>/dev/null
+  } | tee -a "$summary"
+  nvidia-smi >"$logs/nvidia-smi.txt" 2>&1
+  python3 -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available(), "transformers", transformers.__version__)' >"$logs/python.txt" 2>&1
+  step build-addon 300 node scripts/build-native.mjs --if-needed || { note "the addon did not build: see logs"; finish; }
+  node dist/cli/index.js info --json >"$logs/info.json" 2>&1
+}
+
+native_tests_built=0
+build_native_tests() {
+  [ $native_tests_built -eq 1 ] && return 0
+  step build-native-tests 300 bash -c "cmake -S . -B build/native-tests -DCANOPY_BUILD_TESTS=ON -DCANOPY_BUILD_ADDON=OFF -DCMAKE_BUILD_TYPE=Release && cmake --build build/native-tests --parallel $(nproc)" &&
+    native_tests_built=1
+}
+
+require_gpu=(--require-gpu)
+[ "$no_gpu" = 1 ] && require_gpu=()
+
+phase_test() {
+  build_native_tests && step native-tests 240 build/native-tests/canopy_native_tests "${require_gpu[@]}"
+  local req=1
+  [ "$no_gpu" = 1 ] && req=0
+  step vitest-gpu-suites 180 env CANOPY_REQUIRE_GPU=$req node node_modules/vitest/vitest.mjs run test/gpu
+  step vitest-all 360 env CANOPY_REQUIRE_GPU=$req node node_modules/vitest/vitest.mjs run
+}
+
+phase_sanitize() {
+  build_native_tests || return
+  local filter=()
+  [ -n "${CANOPY_SANITIZE_FILTER:-}" ] && filter=("--filter=$CANOPY_SANITIZE_FILTER")
+  local tool
+  for tool in memcheck racecheck synccheck; do
+    step "sanitize-$tool" 200 compute-sanitizer --tool "$tool" --error-exitcode 99 --print-limit 50 \
+      build/native-tests/canopy_native_tests "${require_gpu[@]}" "${filter[@]}"
+  done
+}
+
+phase_bench() {
+  local b=(node dist/cli/index.js bench)
+  local backend=cuda
+  [ "$no_gpu" = 1 ] && backend=cpu
+  step bench-quick 150 "${b[@]}" --backend "$backend" --out "$out/bench-quick.json"
+  step bench-kernels 240 "${b[@]}" attention tree prefix kvquant --backend "$backend" --out "$out/bench-kernels.json"
+  step bench-models 180 "${b[@]}" generate decode --backend "$backend" --out "$out/bench-models.json"
+  cp "$logs"/bench-*.log "$out/" 2>/dev/null || true
+}
+
+phase_ncu() {
+  local filter=${CANOPY_NCU_FILTER:-decode}
+  step ncu 300 ncu --set full --launch-count 6 --target-processes all -o "$out/profile" \
+    node dist/cli/index.js bench attention --quick --backend cuda --filter "$filter"
+}
+
+finish() {
+  pack_logs
+  echo
+  echo "---- summary ----"
+  cat "$summary"
+  local s
+  for s in "${failed_steps[@]}"; do
+    echo
+    echo "---- tail of $s.log ----"
+    tail -n 60 "$logs/$s.log"
+  done
+  [ ${#failed_steps[@]} -eq 0 ]
+  exit $?
+}
+
+: >"$summary"
+note "phases: ${phases[*]} (started $(date -u +%H:%M:%SZ))"
+setup
+for p in "${phases[@]}"; do
+  case "$p" in
+    test) phase_test ;;
+    sanitize) phase_sanitize ;;
+    bench) phase_bench ;;
+    ncu) phase_ncu ;;
+    *) note "unknown phase '$p' (expected test, sanitize, bench, ncu)" ;;
+  esac
+done
+finish
