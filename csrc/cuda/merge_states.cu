@@ -56,12 +56,21 @@ __global__ void MergeNKernel(const void* v, DType in_dtype, const float* s, void
   if (s_out && threadIdx.x == 0) s_out[i] = sum > 0.f ? m + logf(sum) : -INFINITY;
 }
 
+// One block per (token, head) on grid x: at most 2^31 - 1 blocks.
+Status CheckMergeGrid(int64_t n) {
+  if (n > 0x7fffffff) return Status::InvalidArgument("mergeStates (cuda): tokens x heads must be < 2^31");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status MergeStates(const MergeParams& p) {
   if (!IsFloatDType(p.dtype)) return Status::InvalidArgument("mergeStates: dtype must be f32, f16 or bf16");
+  // Same shape checks as the CPU kernel (cpu/merge_states.cc), so both devices accept the same calls.
+  if (p.tokens < 0 || p.heads <= 0 || p.head_dim <= 0) return Status::InvalidArgument("mergeStates: bad shape");
   const int64_t n = p.tokens * p.heads;
   if (n == 0) return Status::Ok();
+  CANOPY_RETURN_IF_ERROR(CheckMergeGrid(n));
   MergeTwoKernel<<<static_cast<unsigned>(n), kThreads>>>(p);
   CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
@@ -70,8 +79,12 @@ Status MergeStates(const MergeParams& p) {
 
 Status MergeStatesN(const MergeNParams& p) {
   if (!IsFloatDType(p.dtype)) return Status::InvalidArgument("mergeStates: dtype must be f32, f16 or bf16");
+  if (p.tokens < 0 || p.heads <= 0 || p.head_dim <= 0 || p.num_states <= 0) {
+    return Status::InvalidArgument("mergeStates: bad shape");
+  }
   const int64_t n = p.tokens * p.heads;
   if (n == 0) return Status::Ok();
+  CANOPY_RETURN_IF_ERROR(CheckMergeGrid(n));
   MergeNKernel<<<static_cast<unsigned>(n), kThreads>>>(p.v, p.dtype, p.s, p.v_out, p.dtype, p.s_out, p.num_states, p.heads,
                                                         p.head_dim);
   CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
@@ -83,6 +96,7 @@ Status MergePartials(const float* part_o, const float* part_lse, void* o, float*
                      int32_t splits, int32_t heads, int32_t head_dim) {
   const int64_t n = tokens * heads;
   if (n == 0) return Status::Ok();
+  CANOPY_RETURN_IF_ERROR(CheckMergeGrid(n));
   MergeNKernel<<<static_cast<unsigned>(n), kThreads>>>(part_o, DType::kF32, part_lse, o, dtype, lse, splits, heads, head_dim);
   return FromCudaError(cudaGetLastError(), "MergeNKernel launch");
 }

@@ -100,12 +100,16 @@ unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / k
 }  // namespace
 
 Status RmsNorm(const float* x, const void* w, DType w_dtype, float eps, float* y, int64_t rows, int64_t dim) {
+  // The CPU kernel's checks: LoadAsF32 reads any non-f32/f16 dtype as bf16, and dim 0 divides by 0.
+  if (!IsFloatDType(w_dtype) || dim <= 0) return Status::InvalidArgument("rmsNorm: bad weight dtype or dim");
   if (rows == 0) return Status::Ok();
   RmsNormKernel<<<static_cast<unsigned>(rows), kThreads>>>(x, w, w_dtype, eps, y, dim);
   return FromCudaError(cudaGetLastError(), "RmsNormKernel launch");
 }
 
 Status Rope(const RopeParams& p) {
+  // As the CPU kernel: an odd head_dim has no pairing (the kernel would leave the last dim unrotated).
+  if (p.head_dim <= 0 || p.head_dim % 2 != 0) return Status::InvalidArgument("rope: head_dim must be even");
   const int64_t n = p.rows * (p.nq + p.nk) * (p.head_dim / 2);
   if (n == 0) return Status::Ok();
   RopeKernel<<<Blocks(n), kThreads>>>(p);

@@ -138,6 +138,97 @@ bool CudaOpsMatchCpu() {
   return true;
 }
 
+// Row-wise ops on sizes that are not multiples of the block: RmsNorm over 4099 dims (bf16
+// weights), RoPE with 3 pairs and large positions, argmax ties across threads / all -inf / one
+// column, SwiGlu over 1000 elements, Embed from an f16 table; and the CPU's argument checks.
+bool CudaOpsEdgeCases() {
+  CANOPY_CHECK_OK(cuda::SetDevice(0));
+  Owned o;
+  {
+    const int64_t rows = 3, dim = 4099;
+    auto x = Rand(rows * dim), wf = Rand(dim);
+    std::vector<uint16_t> w(dim);
+    for (int64_t i = 0; i < dim; ++i) w[i] = F32ToBF16Bits(wf[i]);
+    std::vector<float> y(rows * dim), zeros(rows * dim);
+    CANOPY_CHECK_OK(cpu::RmsNorm(x.data(), w.data(), DType::kBF16, 1e-6f, y.data(), rows, dim));
+    float* dy = static_cast<float*>(Up(zeros, &o.p));
+    CANOPY_CHECK_OK(cuda::RmsNorm(static_cast<float*>(Up(x, &o.p)), Up(w, &o.p), DType::kBF16, 1e-6f, dy, rows, dim));
+    CANOPY_CHECK(Near(Down<float>(dy, rows * dim), y, 1e-5f, 1e-4f, "rmsnorm 4099"), "rmsnorm 4099");
+    CANOPY_CHECK(!cuda::RmsNorm(dy, dy, DType::kI32, 1e-6f, dy, rows, dim).ok(), "rmsnorm: an int32 weight must be rejected");
+  }
+  for (RopeLayout layout : {RopeLayout::kInterleaved, RopeLayout::kHalf}) {
+    const int64_t rows = 4;
+    const int nq = 3, nk = 1, D = 6;
+    auto q = Rand(rows * nq * D), k = Rand(rows * nk * D);
+    std::vector<int32_t> pos = {0, 65535, 131071, 1000000};
+    std::vector<float> inv = {1.f, 0.01f, 1e-4f};
+    auto qc = q, kc = k;
+    RopeParams rp;
+    rp.q = qc.data();
+    rp.k = kc.data();
+    rp.positions = pos.data();
+    rp.inv_freq = inv.data();
+    rp.rows = rows;
+    rp.nq = nq;
+    rp.nk = nk;
+    rp.head_dim = D;
+    rp.layout = layout;
+    CANOPY_CHECK_OK(cpu::Rope(rp));
+    rp.q = static_cast<float*>(Up(q, &o.p));
+    rp.k = static_cast<float*>(Up(k, &o.p));
+    rp.positions = static_cast<int32_t*>(Up(pos, &o.p));
+    rp.inv_freq = static_cast<float*>(Up(inv, &o.p));
+    CANOPY_CHECK_OK(cuda::Rope(rp));
+    CANOPY_CHECK(Near(Down<float>(rp.q, q.size()), qc, 1e-5f, 1e-5f, "rope q"), "rope D=6 layout %d", static_cast<int>(layout));
+    CANOPY_CHECK(Near(Down<float>(rp.k, k.size()), kc, 1e-5f, 1e-5f, "rope k"), "rope D=6 layout %d", static_cast<int>(layout));
+    rp.head_dim = 5;
+    CANOPY_CHECK(!cuda::Rope(rp).ok(), "rope: an odd head_dim must be rejected");
+  }
+  {
+    // Row 0: ties at 300 and 700 (different threads) -> 300. Row 1: ties at 0 and 256 (same
+    // thread) -> 0. Row 2: all -inf -> 0. Row 3: ties at 999 and 998 -> 998.
+    const int64_t vocab = 1000;
+    std::vector<float> logits = Rand(4 * vocab);
+    logits[300] = logits[700] = 9.f;
+    logits[vocab + 0] = logits[vocab + 256] = 9.f;
+    for (int64_t v = 0; v < vocab; ++v) logits[2 * vocab + v] = -INFINITY;
+    logits[3 * vocab + 998] = logits[3 * vocab + 999] = 9.f;
+    std::vector<int32_t> best(4), none(4, -1);
+    CANOPY_CHECK_OK(cpu::Argmax(logits.data(), 4, vocab, best.data()));
+    int32_t* db = static_cast<int32_t*>(Up(none, &o.p));
+    CANOPY_CHECK_OK(cuda::Argmax(static_cast<float*>(Up(logits, &o.p)), 4, vocab, db));
+    auto got = Down<int32_t>(db, 4);
+    CANOPY_CHECK(got == best && best[0] == 300 && best[1] == 0 && best[2] == 0 && best[3] == 998,
+                 "argmax: cuda %d %d %d %d cpu %d %d %d %d", got[0], got[1], got[2], got[3], best[0], best[1], best[2], best[3]);
+    std::vector<float> one = {-3.f, 2.f};  // vocab 1: two rows of one column
+    CANOPY_CHECK_OK(cuda::Argmax(static_cast<float*>(Up(one, &o.p)), 2, 1, db));
+    auto got1 = Down<int32_t>(db, 2);
+    CANOPY_CHECK(got1[0] == 0 && got1[1] == 0, "argmax vocab 1: %d %d", got1[0], got1[1]);
+  }
+  {
+    const int64_t n = 1000;
+    auto g = Rand(n, 6.f), u = Rand(n);
+    std::vector<float> h(n), zeros(n);
+    CANOPY_CHECK_OK(cpu::SwiGlu(g.data(), u.data(), h.data(), n));
+    float* dh = static_cast<float*>(Up(zeros, &o.p));
+    CANOPY_CHECK_OK(cuda::SwiGlu(static_cast<float*>(Up(g, &o.p)), static_cast<float*>(Up(u, &o.p)), dh, n));
+    CANOPY_CHECK(Near(Down<float>(dh, n), h, 1e-6f, 1e-5f, "swiglu"), "swiglu");
+  }
+  {
+    const int64_t vocab = 50, dim = 70;
+    auto tf = Rand(vocab * dim);
+    std::vector<uint16_t> table(vocab * dim);
+    for (int64_t i = 0; i < vocab * dim; ++i) table[i] = F32ToF16Bits(tf[i]);
+    std::vector<int32_t> tokens = {49, 0, 7, 7};
+    std::vector<float> x(tokens.size() * dim), zeros(x.size());
+    CANOPY_CHECK_OK(cpu::Embed(tokens.data(), 4, table.data(), DType::kF16, vocab, dim, x.data()));
+    float* dx = static_cast<float*>(Up(zeros, &o.p));
+    CANOPY_CHECK_OK(cuda::Embed(static_cast<int32_t*>(Up(tokens, &o.p)), 4, Up(table, &o.p), DType::kF16, vocab, dim, dx));
+    CANOPY_CHECK(Near(Down<float>(dx, x.size()), x, 0.f, 0.f, "embed"), "embed f16");
+  }
+  return true;
+}
+
 // A random model whose CUDA forward must match the CPU forward (causal prefill, decode, tree).
 bool CudaForwardMatchesCpu() {
   CANOPY_CHECK_OK(cuda::SetDevice(0));
@@ -198,14 +289,16 @@ bool CudaForwardMatchesCpu() {
   }
   const int64_t capacity = 32;
   // Cache kinds: 0 the f32 cache; 1 int8 and 2 int4 quantized caches (kv_quant.h) with the same
-  // steps, host copies for the CPU and uploads for CUDA (the int4 ring holds every key here).
-  for (int kind = 0; kind < 3; ++kind) {
+  // steps, host copies for the CPU and uploads for CUDA (the int4 ring holds every key here);
+  // 3 an f16 cache (q cast to f16 for attention and the output cast back: the cast_q path).
+  for (int kind = 0; kind < 4; ++kind) {
+    const bool quant = kind == 1 || kind == 2;
     std::vector<float> kc(m.n_layers * capacity * kvd), vc(kc.size());
     void* dk = Up(kc, &o.p);
     void* dv = Up(vc, &o.p);
     QuantKvCache hq, dq;
     std::vector<std::vector<uint8_t>> qbytes;
-    if (kind > 0) {
+    if (quant) {
       hq.format = kind == 1 ? KvFormat::kInt8 : KvFormat::kInt4;
       hq.layers = m.n_layers;
       hq.num_kv_heads = m.n_kv_heads;
@@ -252,11 +345,11 @@ bool CudaForwardMatchesCpu() {
       p.kv_len_before = len.data();
       p.mask = st.mask;
       p.tree_parents = st.parents.empty() ? nullptr : st.parents.data();
-      p.cache_dtype = DType::kF32;
+      p.cache_dtype = kind == 3 ? DType::kF16 : DType::kF32;
       p.capacity = capacity;
       p.logit_rows = rows.data();
       p.n_logit_rows = n;
-      if (kind > 0) {
+      if (quant) {
         p.kv_res_start = res.data();
         p.quant_len_before = ql.data();
         p.quant_len_after = ql.data();
@@ -264,20 +357,22 @@ bool CudaForwardMatchesCpu() {
       std::vector<float> logits_cpu(n * m.vocab);
       p.k_cache = kc.data();
       p.v_cache = vc.data();
-      p.kv_quant = kind > 0 ? &hq : nullptr;
+      p.kv_quant = quant ? &hq : nullptr;
       p.logits = logits_cpu.data();
       CANOPY_CHECK_OK(cpu::LlamaForward(m, p));
       std::vector<float> zeros(n * m.vocab);
       float* dl = static_cast<float*>(Up(zeros, &o.p));
       p.k_cache = dk;
       p.v_cache = dv;
-      p.kv_quant = kind > 0 ? &dq : nullptr;
+      p.kv_quant = quant ? &dq : nullptr;
       p.logits = dl;
       CANOPY_CHECK_OK(cuda::LlamaForward(g, p));
       // Quantized caches: CPU and CUDA keys differ in their last bits, so an element at a rounding
       // tie may take the neighbouring int8 code on one side (one quantization step, about 1e-3 in
       // the logits); the int4 ring here holds the keys unquantized (f32).
-      const float tol = kind == 1 ? 5e-3f : 2e-4f;
+      // The f16 cache rounds keys, values, q and the attention output to f16 on both sides from f32
+      // values that differ in their last bits, so an f16 ulp (about 5e-4 relative) may differ.
+      const float tol = kind == 1 || kind == 3 ? 5e-3f : 2e-4f;
       CANOPY_CHECK(Near(Down<float>(dl, logits_cpu.size()), logits_cpu, tol, tol, "logits"), "forward step mask=%d cache kind %d",
                    static_cast<int>(st.mask), kind);
     }
@@ -287,7 +382,8 @@ bool CudaForwardMatchesCpu() {
 
 Register r1("linear: cuda equals cpu (f32/f16/bf16 weights, odd sizes, bias, accumulate)", true, CudaLinearMatchesCpu);
 Register r2("rmsnorm, rope, argmax: cuda equals cpu", true, CudaOpsMatchCpu);
-Register r3("llama forward: cuda equals cpu (prefill, decode, tree step; f32, int8 and int4 caches)", true, CudaForwardMatchesCpu);
+Register r2b("rmsnorm, rope, argmax, swiglu, embed: cuda equals cpu on edge sizes", true, CudaOpsEdgeCases);
+Register r3("llama forward: cuda equals cpu (prefill, decode, tree step; f32, f16, int8 and int4 caches)", true, CudaForwardMatchesCpu);
 
 }  // namespace
 }  // namespace tests
