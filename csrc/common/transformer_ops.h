@@ -8,7 +8,8 @@
 //   SwiGlu    h[n][i] = silu(g[n][i]) * u[n][i],  silu(z) = z / (1 + exp(-z))
 //   Embed     x[n][:] = table[token[n]][:]                                        table: f32/f16/bf16
 //   AddBias   y[n][:] += b[:]
-//   Argmax    best[n] = argmax_v logits[n][v], ties to the lowest id
+//   Argmax    best[n] = argmax_v logits[n][v], ties to the lowest id; NaN counts as -inf
+//             (as in verify.h), so a row with no value above -inf gives 0
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,6 @@
 // CPU implementations of the row-wise Llama block ops (csrc/common/transformer_ops.h).
 #include <cmath>
+#include <limits>
 
 #include "../common/transformer_ops.h"
 #include "thread_pool.h"
@@ -76,9 +77,16 @@ Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype
 Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best) {
   for (int64_t n = 0; n < rows; ++n) {
     const float* l = logits + n * vocab;
+    // Strict '>' from -inf: ties keep the lowest id, NaN (never greater) counts as -inf,
+    // and a row with nothing above -inf gives 0; the CUDA kernel decides the same way.
     int64_t arg = 0;
-    for (int64_t v = 1; v < vocab; ++v)
-      if (l[v] > l[arg]) arg = v;  // strict: ties keep the lowest id
+    float best_value = -std::numeric_limits<float>::infinity();
+    for (int64_t v = 0; v < vocab; ++v) {
+      if (l[v] > best_value) {
+        best_value = l[v];
+        arg = v;
+      }
+    }
     best[n] = static_cast<int32_t>(arg);
   }
   return Status::Ok();

@@ -186,20 +186,25 @@ bool CudaOpsEdgeCases() {
   }
   {
     // Row 0: ties at 300 and 700 (different threads) -> 300. Row 1: ties at 0 and 256 (same
-    // thread) -> 0. Row 2: all -inf -> 0. Row 3: ties at 999 and 998 -> 998.
-    const int64_t vocab = 1000;
-    std::vector<float> logits = Rand(4 * vocab);
+    // thread) -> 0. Row 2: all -inf -> 0. Row 3: ties at 999 and 998 -> 998. Row 4: NaN at 0
+    // and 500 count as -inf -> 600. Row 5: all NaN -> 0.
+    const int64_t vocab = 1000, rows = 6;
+    std::vector<float> logits = Rand(rows * vocab);
     logits[300] = logits[700] = 9.f;
     logits[vocab + 0] = logits[vocab + 256] = 9.f;
     for (int64_t v = 0; v < vocab; ++v) logits[2 * vocab + v] = -INFINITY;
     logits[3 * vocab + 998] = logits[3 * vocab + 999] = 9.f;
-    std::vector<int32_t> best(4), none(4, -1);
-    CANOPY_CHECK_OK(cpu::Argmax(logits.data(), 4, vocab, best.data()));
+    logits[4 * vocab + 0] = logits[4 * vocab + 500] = NAN;
+    logits[4 * vocab + 600] = 9.f;
+    for (int64_t v = 0; v < vocab; ++v) logits[5 * vocab + v] = NAN;
+    std::vector<int32_t> best(rows), none(rows, -1);
+    CANOPY_CHECK_OK(cpu::Argmax(logits.data(), rows, vocab, best.data()));
     int32_t* db = static_cast<int32_t*>(Up(none, &o.p));
-    CANOPY_CHECK_OK(cuda::Argmax(static_cast<float*>(Up(logits, &o.p)), 4, vocab, db));
-    auto got = Down<int32_t>(db, 4);
-    CANOPY_CHECK(got == best && best[0] == 300 && best[1] == 0 && best[2] == 0 && best[3] == 998,
-                 "argmax: cuda %d %d %d %d cpu %d %d %d %d", got[0], got[1], got[2], got[3], best[0], best[1], best[2], best[3]);
+    CANOPY_CHECK_OK(cuda::Argmax(static_cast<float*>(Up(logits, &o.p)), rows, vocab, db));
+    auto got = Down<int32_t>(db, rows);
+    const std::vector<int32_t> want = {300, 0, 0, 998, 600, 0};
+    CANOPY_CHECK(got == want && best == want, "argmax: cuda %d %d %d %d %d %d cpu %d %d %d %d %d %d", got[0], got[1],
+                 got[2], got[3], got[4], got[5], best[0], best[1], best[2], best[3], best[4], best[5]);
     std::vector<float> one = {-3.f, 2.f};  // vocab 1: two rows of one column
     CANOPY_CHECK_OK(cuda::Argmax(static_cast<float*>(Up(one, &o.p)), 2, 1, db));
     auto got1 = Down<int32_t>(db, 2);

@@ -4,7 +4,10 @@ import { native } from '../native/loader.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { checkTensor } from './args.js';
 
-/** argmax of every row of logits [rows, vocab] f32 (ties: lowest id): only the ids cross to JavaScript. */
+/**
+ * argmax of every row of logits [rows, vocab] f32: ties to the lowest id, NaN counts as -inf,
+ * a row with nothing above -inf gives 0. Only the ids cross to JavaScript.
+ */
 export async function argmaxRows(logits: Tensor): Promise<Int32Array> {
   const [rows] = checkTensor(logits, 'logits', 2, '[rows, vocab]') as [number, number];
   if (logits.dtype !== 'f32') throw new ArgumentError('logits.dtype', 'f32', logits.dtype);

@@ -30,7 +30,7 @@ die() { echo "gpu-session/pack: $*" >&2; exit 1; }
 [ -f "$node_xz" ] || die "no Node.js binary at $node_xz (set CANOPY_SHARED to the shared folder)"
 [ -d "$shared/models/stories260K" ] || die "no test models at $shared/models"
 [ -f "$root/node_modules/vitest/vitest.mjs" ] || die "node_modules is incomplete: run npm install first"
-git -C "$root" check-ignore -q .gpu-kit || die ".gpu-kit is not ignored by git (it must be, to be carried)"
+git -C "$root" check-ignore -q .gpu-kit/ || die ".gpu-kit is not ignored by git (it must be, to be carried)"
 
 echo "gpu-session/pack: compiling TypeScript into dist/" >&2
 (cd "$root" && node node_modules/typescript/bin/tsc -p tsconfig.build.json)
