@@ -12,7 +12,7 @@
 // changed CANOPY_CUDA_ARCHS or --cpu-only triggers a full rebuild (cmake-js
 // `build` does not reconfigure by itself).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -55,7 +55,12 @@ const cmake = which('cmake');
 
 if (cmakeJs && cmake && nodeAddonApi) {
   const fresh = force || previous !== stamp || !existsSync(join(buildDir, 'CMakeCache.txt'));
-  if (fresh && existsSync(buildDir)) rmSync(buildDir, { recursive: true, force: true });
+  // A fresh configure wipes the addon's build tree, but not the native tests' (build/native-tests).
+  if (fresh && existsSync(buildDir)) {
+    for (const entry of readdirSync(buildDir)) {
+      if (entry !== 'native-tests') rmSync(join(buildDir, entry), { recursive: true, force: true });
+    }
+  }
   mkdirSync(buildDir, { recursive: true });
   const env = cpuOnly ? { CANOPY_NO_CUDA: '1' } : {};
   const status = run(process.execPath, [cmakeJs, 'build', '--parallel', String(availableParallelism()), '--log-level', 'warn'], env);

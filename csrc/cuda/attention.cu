@@ -12,9 +12,22 @@
 // block is staged into shared memory (LoadQuantKv; fp8 through the hardware
 // e4m3 conversion on sm_89+), so the rest of the kernel is unchanged.
 //
+// Version 2 (AttentionKernelV2, the default) takes the same work items and
+// keeps the same math, but spreads every phase over all 128 threads instead of
+// giving each warp 4 query rows (in v1 a decode item with 4 query heads per kv
+// head kept 3 of 4 warps idle), and stages K/V with 16-byte loads, several in
+// flight per thread, when rows are 16-byte aligned (head_dim a multiple of 8
+// for 16-bit K/V, of 4 for f32; quantized caches stage element by element).
+// Per block of 32 keys:
+//   A  K, V -> shared memory as f32                  (all threads)
+//   B  S[r][j] = q_r . k_j for the tile's rows        (thread = (row, key) pairs)
+//   C  online softmax per row: m, l, P = exp(S - m)   (warp = row, lane = key)
+//   D  acc[r][d] = acc[r][d] * alpha_r + sum_j P[r][j] V[j][d]   (thread = (row, dim))
+// CANOPY_CUDA_KERNELS=v1 runs version 1, which the native tests also hold v2 to.
+//
 // Later versions (tensor cores via mma.sync / wgmma, larger query tiles for
-// prefill) replace this kernel behind the same launcher; this one is the
-// reference the native tests hold them to.
+// prefill) replace these kernels behind the same launcher.
+#include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
@@ -27,6 +40,7 @@
 #include "../common/merge_states.h"
 #include "attention_internal.cuh"
 #include "check.cuh"
+#include "kernel_version.cuh"
 #include "merge_states.cuh"
 #include "workspace.cuh"
 
@@ -231,6 +245,250 @@ Status Launch(const KernelArgs& a, int64_t num_items) {
   return FromCudaError(cudaGetLastError(), "AttentionKernelV1 launch");
 }
 
+// ---- version 2 -------------------------------------------------------------
+
+constexpr int kThreadsV2 = 128;
+
+// f16 bits (in the low 16 bits) -> f32 through the hardware conversion (exact).
+__device__ __forceinline__ float HalfBitsToF32(uint32_t bits) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+}
+
+// Stages keys [j0, j0 + nb) of item `it` into Ks [kBlockKeys][D + 1] and Vs [kBlockKeys][D] as
+// f32 (rows past nb are zero). kVec: 16-byte loads (the launcher checked alignment), four K and
+// four V vectors loaded per thread before any is converted, so eight loads are in flight.
+template <bool kVec>
+__device__ __forceinline__ void StageKvV2(const KernelArgs& a, const Item& it, int64_t kv_start, int64_t kv_len, int64_t j0,
+                                          int nb, float* Ks, float* Vs) {
+  const int D = a.head_dim;
+  if constexpr (kVec) {
+    const int E = a.dtype == DType::kF32 ? 4 : 8;  // elements per 16 bytes
+    const int vpr = D / E;                         // vectors per key row
+    const int total = kBlockKeys * vpr;
+    const int esize = a.dtype == DType::kF32 ? 4 : 2;
+    for (int base = 0; base < total; base += 4 * kThreadsV2) {
+      uint4 kr[4], vr[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int vi = base + u * kThreadsV2 + threadIdx.x;
+        const int jj = vi / vpr, c = vi % vpr;
+        kr[u] = vr[u] = make_uint4(0u, 0u, 0u, 0u);
+        if (vi < total && jj < nb) {
+          const int64_t off = (((kv_start + j0 + jj) * a.hkv + it.h) * D + static_cast<int64_t>(c) * E) * esize;
+          kr[u] = __ldg(reinterpret_cast<const uint4*>(static_cast<const char*>(a.k) + off));
+          vr[u] = __ldg(reinterpret_cast<const uint4*>(static_cast<const char*>(a.v) + off));
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int vi = base + u * kThreadsV2 + threadIdx.x;
+        if (vi >= total) break;
+        const int jj = vi / vpr, d0 = (vi % vpr) * E;
+        const uint32_t kw[4] = {kr[u].x, kr[u].y, kr[u].z, kr[u].w};
+        const uint32_t vw[4] = {vr[u].x, vr[u].y, vr[u].z, vr[u].w};
+        float* kd = Ks + jj * (D + 1) + d0;
+        float* vd = Vs + jj * D + d0;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+          if (a.dtype == DType::kF32) {
+            kd[w] = __uint_as_float(kw[w]);
+            vd[w] = __uint_as_float(vw[w]);
+          } else if (a.dtype == DType::kF16) {  // element 2w is the low half of word w
+            kd[2 * w] = HalfBitsToF32(kw[w] & 0xffffu);
+            kd[2 * w + 1] = HalfBitsToF32(kw[w] >> 16);
+            vd[2 * w] = HalfBitsToF32(vw[w] & 0xffffu);
+            vd[2 * w + 1] = HalfBitsToF32(vw[w] >> 16);
+          } else {  // bf16: the top half of an f32
+            kd[2 * w] = __uint_as_float(kw[w] << 16);
+            kd[2 * w + 1] = __uint_as_float(kw[w] & 0xffff0000u);
+            vd[2 * w] = __uint_as_float(vw[w] << 16);
+            vd[2 * w + 1] = __uint_as_float(vw[w] & 0xffff0000u);
+          }
+        }
+      }
+    }
+  } else {
+    for (int i = threadIdx.x; i < kBlockKeys * D; i += kThreadsV2) {
+      const int jj = i / D, d = i % D;
+      float kx = 0.f, vx = 0.f;
+      if (jj < nb) {
+        kx = LoadKvElement(a, false, it.b, kv_start, kv_len, j0 + jj, it.h, d);
+        vx = LoadKvElement(a, true, it.b, kv_start, kv_len, j0 + jj, it.h, d);
+      }
+      Ks[jj * (D + 1) + d] = kx;
+      Vs[jj * D + d] = vx;
+    }
+  }
+}
+
+// Shared memory of version 2, in floats: Q [kMaxRows][D], K [kBlockKeys][D + 1],
+// V [kBlockKeys][D], S/P [kMaxRows][kBlockKeys + 1], alpha, m, l [kMaxRows].
+inline size_t SmemFloatsV2(int D) {
+  return static_cast<size_t>(kMaxRows) * D + kBlockKeys * (D + 1) + kBlockKeys * D + kMaxRows * (kBlockKeys + 1) + 3 * kMaxRows;
+}
+
+template <int kDChunks, bool kVec>  // head_dim <= 32 * kDChunks
+__global__ void __launch_bounds__(kThreadsV2) AttentionKernelV2(KernelArgs a) {
+  constexpr int kAcc = kMaxRows * 32 * kDChunks / kThreadsV2;  // (row, dim) pairs per thread
+  constexpr int kSP = kBlockKeys + 1;                             // S/P row stride
+  const int D = a.head_dim;
+  extern __shared__ float smem[];
+  float* Qs = smem;                           // [kMaxRows][D], pre-scaled
+  float* Ks = Qs + kMaxRows * D;              // [kBlockKeys][D + 1]
+  float* Vs = Ks + kBlockKeys * (D + 1);      // [kBlockKeys][D]
+  float* Ps = Vs + kBlockKeys * D;            // [kMaxRows][kSP]: scores, then probabilities
+  float* alpha_s = Ps + kMaxRows * kSP;       // [kMaxRows] rescale of the running output
+  float* m_s = alpha_s + kMaxRows;            // [kMaxRows] final running max
+  float* l_s = m_s + kMaxRows;                // [kMaxRows] final running sum
+
+  const Item it = a.items[blockIdx.x];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t qo_start = a.qo_indptr[it.b];
+  const int64_t qo_len = a.qo_indptr[it.b + 1] - qo_start;
+  const int64_t kv_start = a.kv_indptr[it.b];
+  const int64_t kv_len = a.kv_lens ? a.kv_lens[it.b] : a.kv_indptr[it.b + 1] - kv_start;
+  const int64_t prefix = kv_len - qo_len;
+  const int R = (it.t1 - it.t0) * a.group;  // rows: tokens x the kv head's query heads, <= kMaxRows
+
+  for (int i = threadIdx.x; i < kMaxRows * D; i += kThreadsV2) {
+    const int r = i / D, d = i % D;
+    float x = 0.f;
+    if (r < R) {
+      const int64_t row = qo_start + it.t0 + r / a.group;
+      const int hq = it.h * a.group + r % a.group;
+      x = LoadAsF32(a.q, a.dtype, (row * a.hq + hq) * D + d) * a.scale;
+    }
+    Qs[i] = x;
+  }
+
+  // Phase C state: warp w owns rows w, w + 4, w + 8, w + 12 (every lane holds the same m, l).
+  constexpr int kRowsPerWarpV2 = kMaxRows / (kThreadsV2 / 32);
+  float m[kRowsPerWarpV2], l[kRowsPerWarpV2];
+#pragma unroll
+  for (int i = 0; i < kRowsPerWarpV2; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.f;
+  }
+  // Phase D state: thread t owns (row, dim) pairs e = t + kThreadsV2 * i, row e / D, dim e % D.
+  float acc[kAcc];
+#pragma unroll
+  for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
+
+  int64_t k_end = it.k1;
+  if (a.mask == MaskMode::kCausal) k_end = min(k_end, prefix + it.t1);
+  for (int64_t j0 = it.k0; j0 < k_end; j0 += kBlockKeys) {
+    const int nb = static_cast<int>(min(static_cast<int64_t>(kBlockKeys), k_end - j0));
+    __syncthreads();  // A: the previous block's V and P fully consumed (and Qs written, first time)
+    StageKvV2<kVec>(a, it, kv_start, kv_len, j0, nb, Ks, Vs);
+    __syncthreads();
+    // B: scores of (row, key) pairs; a warp shares its row (Q read broadcast) and lanes read
+    // distinct K rows (padded stride D + 1: no bank conflicts).
+    for (int e = threadIdx.x; e < R * kBlockKeys; e += kThreadsV2) {
+      const int r = e / kBlockKeys, jj = e % kBlockKeys;
+      float s = 0.f;
+      if (jj < nb) {
+        const float* qr = Qs + r * D;
+        const float* kr = Ks + jj * (D + 1);
+#pragma unroll 8
+        for (int d = 0; d < D; ++d) s += qr[d] * kr[d];
+      }
+      Ps[r * kSP + jj] = s;
+    }
+    __syncthreads();
+    // C: online softmax, one warp per row, lane = key. Masked keys get p = 0; a row with nothing
+    // visible so far keeps m = -inf, l = 0 and alpha = 1 (its output is still all zeros).
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarpV2; ++i) {
+      const int r = warp + i * (kThreadsV2 / 32);
+      if (r >= R) break;  // warp-uniform
+      const int64_t t = it.t0 + r / a.group;
+      const int64_t j = j0 + lane;
+      bool visible = lane < nb;
+      if (a.mask == MaskMode::kCausal) {
+        visible = visible && j <= prefix + t;
+      } else if (a.mask == MaskMode::kTree && j >= prefix) {
+        const int64_t node = j - prefix;
+        const uint32_t* bits = a.tree_mask + (qo_start + t) * a.mask_words;
+        visible = visible && ((bits[node >> 5] >> (node & 31)) & 1u);
+      }
+      const float s = visible ? Ps[r * kSP + lane] : -INFINITY;
+      const float m_new = fmaxf(m[i], WarpMax(s));
+      float p = 0.f, alpha = 1.f;
+      if (m_new != -INFINITY) {
+        p = visible ? __expf(s - m_new) : 0.f;
+        alpha = m[i] == -INFINITY ? 0.f : __expf(m[i] - m_new);
+        l[i] = l[i] * alpha + WarpSum(p);
+        m[i] = m_new;
+      }
+      Ps[r * kSP + lane] = p;
+      if (lane == 0) alpha_s[r] = alpha;
+    }
+    __syncthreads();
+    // D: rescale and accumulate P V; a warp's pairs share a row (P read broadcast) over
+    // consecutive dims (V read conflict-free).
+#pragma unroll
+    for (int i = 0; i < kAcc; ++i) {
+      const int e = threadIdx.x + kThreadsV2 * i;
+      if (e >= R * D) break;
+      const int r = e / D, d = e % D;
+      const float* pr = Ps + r * kSP;
+      float x = acc[i] * alpha_s[r];
+      for (int jj = 0; jj < nb; ++jj) x += pr[jj] * Vs[jj * D + d];
+      acc[i] = x;
+    }
+  }
+
+  // Hand each row's m, l from its warp to the threads that own its outputs.
+#pragma unroll
+  for (int i = 0; i < kRowsPerWarpV2; ++i) {
+    const int r = warp + i * (kThreadsV2 / 32);
+    if (r < R && lane == 0) {
+      m_s[r] = m[i];
+      l_s[r] = l[i];
+    }
+  }
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < kAcc; ++i) {
+    const int e = threadIdx.x + kThreadsV2 * i;
+    if (e >= R * D) break;
+    const int r = e / D, d = e % D;
+    const int64_t row = qo_start + it.t0 + r / a.group;
+    const int hq = it.h * a.group + r % a.group;
+    const float lr = l_s[r];
+    const float inv = lr > 0.f ? 1.f / lr : 0.f;
+    if (a.num_slots == 0) {
+      StoreFromF32(a.o, a.dtype, (row * a.hq + hq) * D + d, acc[i] * inv);
+      if (a.lse && d == 0) a.lse[row * a.hq + hq] = lr > 0.f ? m_s[r] + logf(lr) : -INFINITY;
+    } else {
+      const int64_t idx = (row * a.num_slots + it.split) * a.hq + hq;
+      a.part_o[idx * D + d] = acc[i] * inv;
+      if (d == 0) a.part_lse[idx] = lr > 0.f ? m_s[r] + logf(lr) : -INFINITY;
+    }
+  }
+}
+
+template <int kDChunks, bool kVec>
+Status LaunchV2(const KernelArgs& a, int64_t num_items) {
+  const size_t smem = sizeof(float) * SmemFloatsV2(a.head_dim);
+  if (smem > 48 * 1024) {
+    CANOPY_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(AttentionKernelV2<kDChunks, kVec>,
+                                                     cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  }
+  AttentionKernelV2<kDChunks, kVec><<<static_cast<unsigned>(num_items), kThreadsV2, smem>>>(a);
+  return FromCudaError(cudaGetLastError(), "AttentionKernelV2 launch");
+}
+
+// Version 1 or 2 for this call; 16-byte staging when K / V rows start on 16 bytes.
+template <int kDChunks>
+Status LaunchVersion(const KernelArgs& a, int64_t num_items) {
+  if (ForceV1Kernels()) return Launch<kDChunks>(a, num_items);
+  const int E = a.dtype == DType::kF32 ? 4 : 8;
+  const bool vec = !a.quant && a.head_dim % E == 0 && (reinterpret_cast<uintptr_t>(a.k) & 15u) == 0 &&
+                   (reinterpret_cast<uintptr_t>(a.v) & 15u) == 0;
+  return vec ? LaunchV2<kDChunks, true>(a, num_items) : LaunchV2<kDChunks, false>(a, num_items);
+}
+
 int NumSMs(int device) {
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
@@ -366,14 +624,14 @@ Status LaunchAttention(const AttentionParams& p, const AttentionPlan& plan, int3
   const int64_t n = static_cast<int64_t>(items.size());
   Status st;
   switch ((p.head_dim + 31) / 32) {
-    case 1: st = Launch<1>(a, n); break;
-    case 2: st = Launch<2>(a, n); break;
-    case 3: st = Launch<3>(a, n); break;
-    case 4: st = Launch<4>(a, n); break;
-    case 5: st = Launch<5>(a, n); break;
-    case 6: st = Launch<6>(a, n); break;
-    case 7: st = Launch<7>(a, n); break;
-    case 8: st = Launch<8>(a, n); break;
+    case 1: st = LaunchVersion<1>(a, n); break;
+    case 2: st = LaunchVersion<2>(a, n); break;
+    case 3: st = LaunchVersion<3>(a, n); break;
+    case 4: st = LaunchVersion<4>(a, n); break;
+    case 5: st = LaunchVersion<5>(a, n); break;
+    case 6: st = LaunchVersion<6>(a, n); break;
+    case 7: st = LaunchVersion<7>(a, n); break;
+    case 8: st = LaunchVersion<8>(a, n); break;
     default: return Status::InvalidArgument("attention: unsupported headDim");
   }
   CANOPY_RETURN_IF_ERROR(st);

@@ -349,6 +349,9 @@ bool CudaMergeTwoMatchesCpu() {
 Register r1("attention: cuda equals cpu (masks, GQA, head_dim, splits, dtypes)", true, CudaAttentionMatchesCpu);
 Register r1b("attention: cuda equals cpu on edge shapes (head_dim 96/160/256, GQA 3/5/16, empty, kv_lens)", true,
              CudaAttentionEdgeShapes);
+Register r1v1("attention v1: cuda equals cpu (masks, GQA, head_dim, splits, dtypes)", true,
+              WithKernelsV1(CudaAttentionMatchesCpu));
+Register r1bv1("attention v1: cuda equals cpu on edge shapes", true, WithKernelsV1(CudaAttentionEdgeShapes));
 Register r1c("attention: cpu flash equals cpu naive on the cuda edge shapes", false, CpuFlashMatchesNaiveOnEdgeShapes);
 Register r2("mergeStatesN: cuda equals cpu", true, CudaMergeMatchesCpu);
 Register r2b("mergeStates: cuda equals cpu (-inf states, v_out aliasing v_a, head_dim 72)", true, CudaMergeTwoMatchesCpu);

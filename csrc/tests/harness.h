@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
@@ -28,6 +29,17 @@ struct Register {
 
 // Deterministic RNG so failures reproduce (seed printed by the runner).
 std::mt19937_64& Rng();
+
+// Runs a test with CANOPY_CUDA_KERNELS=v1 (the version-1 CUDA kernels, see
+// csrc/cuda/kernel_version.cuh), so each later version and version 1 are both held to the CPU.
+inline std::function<bool()> WithKernelsV1(std::function<bool()> fn) {
+  return [fn] {
+    setenv("CANOPY_CUDA_KERNELS", "v1", 1);
+    const bool ok = fn();
+    unsetenv("CANOPY_CUDA_KERNELS");
+    return ok;
+  };
+}
 
 #define CANOPY_CHECK(cond, ...)                                   \
   do {                                                            \

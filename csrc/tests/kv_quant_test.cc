@@ -482,6 +482,10 @@ bool PrefixAttentionMatches() {
 Register r1("kv quant: cuda cache ops equal cpu (append, quantize groups, commit, restore)", kNeedsCuda, CacheOpsMatch);
 Register r2("kv quant: cuda attention over int8/int4/fp8 caches equals cpu", kNeedsCuda, QuantizedAttentionMatches);
 Register r3("prefixAttention: cuda equals cpu (plain and quantized levels)", kNeedsCuda, PrefixAttentionMatches);
+Register r2v1("kv quant v1: cuda attention over int8/int4/fp8 caches equals cpu", kNeedsCuda,
+              WithKernelsV1(QuantizedAttentionMatches));
+Register r3v1("prefixAttention v1: cuda equals cpu (plain and quantized levels)", kNeedsCuda,
+              WithKernelsV1(PrefixAttentionMatches));
 
 }  // namespace
 }  // namespace tests
