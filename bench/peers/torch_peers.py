@@ -116,12 +116,15 @@ def attention_job(torch, job, device, sync, budget_ms):
             with sdpa_kernel([backend]):
                 try:
                     call()
-                except TypeError:
-                    # torch < 2.5 has no enable_gqa: expand K/V to every query head (outside the timing).
-                    kwargs.pop("enable_gqa", None)
+                except (TypeError, RuntimeError) as e:
+                    # torch < 2.5 has no enable_gqa, and some backends refuse it (with a mask, say):
+                    # expand K/V to every query head (outside the timing) and try once more.
+                    if "enable_gqa" not in kwargs:
+                        raise
+                    kwargs.pop("enable_gqa")
                     kk = k.repeat_interleave(hq // hkv, dim=1)
                     vv = v.repeat_interleave(hq // hkv, dim=1)
-                    notes["gqa"] = "K/V expanded per query head (torch < 2.5)"
+                    notes["gqa"] = f"K/V expanded per query head ({short_error(e)})"
                     call()
                 t = time_calls(call, sync, budget_ms)
             if notes:
@@ -145,8 +148,17 @@ def generate_job(torch, job, device, sync, budget_ms):
     m = job["model"]
     prompt_len, max_tokens = job["promptLen"], job["maxTokens"]
 
+    # transformers >= 5 takes RoPE settings as rope_parameters (a dict); older ones as rope_theta.
+    import inspect
+
+    if "rope_parameters" in inspect.signature(LlamaConfig.__init__).parameters:
+        rope = {"rope_parameters": {"rope_type": "default", "rope_theta": m["ropeTheta"]}}
+    else:
+        rope = {"rope_theta": m["ropeTheta"]}
+
     def config(layers):
         return LlamaConfig(
+            **rope,
             hidden_size=m["dim"],
             intermediate_size=m["hiddenDim"],
             num_hidden_layers=layers,
@@ -154,7 +166,6 @@ def generate_job(torch, job, device, sync, budget_ms):
             num_key_value_heads=m["nKvHeads"],
             head_dim=m["headDim"],
             vocab_size=m["vocabSize"],
-            rope_theta=m["ropeTheta"],
             rms_norm_eps=m["normEps"],
             tie_word_embeddings=m["tiedEmbeddings"],
             max_position_embeddings=prompt_len + max_tokens + 64,

@@ -11,18 +11,23 @@
 #              CANOPY_REQUIRE_GPU=1 (what `npm run test:gpu` does)
 #   sanitize   compute-sanitizer memcheck, racecheck and synccheck over the native
 #              CUDA tests (CANOPY_SANITIZE_FILTER=TEXT to run a subset)
-#   bench      `canopy bench` on CUDA: the quick tour, then the kernel suites and the
-#              model suites in full, each with the PyTorch peers, JSON into $OUT
-#   ncu        Nsight Compute over one attention decode and one prefill row
-#              (CANOPY_NCU_FILTER overrides the bench filter)
+#   bench      `canopy bench` on CUDA with the PyTorch peers: the quick tour with the
+#              default kernels and with CANOPY_CUDA_KERNELS=v1 (before/after), then
+#              each kernel suite (attention, tree, prefix, kvquant) in full
+#   bench-models  the generate and decode suites in full (generate with v1 too)
+#   ncu        Nsight Compute (full set) over a few attention kernel launches of the
+#              quick attention bench's decode rows: $OUT/profile.ncu-rep
+#              (CANOPY_NCU_FILTER picks other rows, CANOPY_NCU_KERNELS other kernels)
 # Phases may be combined ("test bench"); each step has its own time limit so the
 # whole call ends inside the device tool's 10 minutes: test ~4 min, sanitize
-# ~6, bench ~8 (measure, then adjust CANOPY_STEP_SCALE=0.5 etc.).
+# ~6, bench ~8, bench-models ~9 (one phase per call; CANOPY_STEP_SCALE=0.5 etc.
+# scales every step's limit).
 #
-# What comes back ($OUT, at most 8 files): summary.txt (one line per step: exit
-# status, seconds), logs.tar.gz (every step's full log, nvidia-smi, canopy info),
-# bench-*.json (canopy bench --out). The tail of the output shows the summary and
-# the tail of each failed step's log.
+# What comes back ($OUT; the device tool returns at most 8 files): summary.txt
+# (one line per step: exit status, seconds), logs.tar.gz (every step's full log,
+# nvidia-smi, canopy info, json/*.json from canopy bench --out) and
+# bench-tables.txt (the bench tables). The tail of the output shows the summary
+# and the tail of each failed step's log.
 #
 # CANOPY_GPU_SESSION_NO_GPU=1 runs the phases without requiring a GPU (CUDA tests
 # skip): a check of this script's plumbing on the build machine, nothing more.
@@ -91,6 +96,17 @@ setup() {
   node dist/cli/index.js info --json >"$logs/info.json" 2>&1
 }
 
+# A CUDA tool on PATH, else beside nvcc, else in the usual install folders.
+find_tool() {
+  local t=$1 c
+  command -v "$t" 2>/dev/null && return 0
+  for c in "$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")/$t" /usr/local/cuda/bin/"$t" \
+    /usr/local/cuda/compute-sanitizer/"$t" /opt/nvidia/nsight-compute/*/"$t"; do
+    [ -x "$c" ] && { echo "$c"; return 0; }
+  done
+  echo "$t"  # not found: the step fails with 127 and says so in its log
+}
+
 native_tests_built=0
 build_native_tests() {
   [ $native_tests_built -eq 1 ] && return 0
@@ -115,25 +131,43 @@ phase_sanitize() {
   [ -n "${CANOPY_SANITIZE_FILTER:-}" ] && filter=("--filter=$CANOPY_SANITIZE_FILTER")
   local tool
   for tool in memcheck racecheck synccheck; do
-    step "sanitize-$tool" 200 compute-sanitizer --tool "$tool" --error-exitcode 99 --print-limit 50 \
+    step "sanitize-$tool" 200 "$(find_tool compute-sanitizer)" --tool "$tool" --error-exitcode 99 --print-limit 50 \
       build/native-tests/canopy_native_tests "${require_gpu[@]}" "${filter[@]}"
   done
 }
 
-phase_bench() {
-  local b=(node dist/cli/index.js bench)
+# One bench step: canopy bench ARGS... --out NAME.json (kept in logs.tar.gz); its tables are
+# appended to bench-tables.txt. One suite per step, so a step killed at its limit loses
+# only its own tables (canopy bench prints them when every row has run).
+bench_step() {
+  local name=$1 limit=$2
+  shift 2
   local backend=cuda
   [ "$no_gpu" = 1 ] && backend=cpu
-  step bench-quick 150 "${b[@]}" --backend "$backend" --out "$out/bench-quick.json"
-  step bench-kernels 240 "${b[@]}" attention tree prefix kvquant --backend "$backend" --out "$out/bench-kernels.json"
-  step bench-models 180 "${b[@]}" generate decode --backend "$backend" --out "$out/bench-models.json"
-  cp "$logs"/bench-*.log "$out/" 2>/dev/null || true
+  mkdir -p "$logs/json"
+  step "$name" "$limit" node dist/cli/index.js bench "$@" --backend "$backend" --out "$logs/json/$name.json"
+  { echo "==== $name: canopy bench $* ${CANOPY_CUDA_KERNELS:+(CANOPY_CUDA_KERNELS=$CANOPY_CUDA_KERNELS)}"; cat "$logs/$name.log"; echo; } >>"$out/bench-tables.txt"
+}
+
+phase_bench() {
+  bench_step bench-quick 120
+  CANOPY_CUDA_KERNELS=v1 bench_step bench-quick-v1 120  # before/after: the version-1 kernels
+  local suite
+  for suite in attention tree prefix kvquant; do
+    bench_step "bench-$suite" 90 "$suite"
+  done
+}
+
+phase_bench_models() {
+  bench_step bench-generate 200 generate
+  bench_step bench-decode 150 decode
+  CANOPY_CUDA_KERNELS=v1 bench_step bench-generate-v1 200 generate
 }
 
 phase_ncu() {
-  local filter=${CANOPY_NCU_FILTER:-decode}
-  step ncu 300 ncu --set full --launch-count 6 --target-processes all -o "$out/profile" \
-    node dist/cli/index.js bench attention --quick --backend cuda --filter "$filter"
+  step ncu 300 "$(find_tool ncu)" --set full --kernel-name "regex:${CANOPY_NCU_KERNELS:-AttentionKernel}" --launch-skip 10 --launch-count 4 \
+    --target-processes all -o "$out/profile" \
+    node dist/cli/index.js bench attention --quick --backend cuda --filter "${CANOPY_NCU_FILTER:-decode}"
 }
 
 finish() {
@@ -159,8 +193,9 @@ for p in "${phases[@]}"; do
     test) phase_test ;;
     sanitize) phase_sanitize ;;
     bench) phase_bench ;;
+    bench-models) phase_bench_models ;;
     ncu) phase_ncu ;;
-    *) note "unknown phase '$p' (expected test, sanitize, bench, ncu)" ;;
+    *) note "unknown phase '$p' (expected test, sanitize, bench, bench-models, ncu)" ;;
   esac
 done
 finish

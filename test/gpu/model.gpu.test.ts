@@ -126,6 +126,28 @@ describe.runIf(gate.available).each(configs)(`forward on ${backend}: %s`, (_name
   });
 });
 
+describe.runIf(gate.available)(`KV cache fork and grow on ${backend}`, () => {
+  const config = randomConfig();
+  const tensors = randomWeights(config, 5);
+
+  it('a forked prefix gives the same next logits as the original; grow keeps committed rows', async () => {
+    const model = await Model.fromWeights({ config, tensors }, { backend, dtype: 'f32' });
+    const cache = model.createCache({ capacity: 12, sequences: 3 });
+    await model.forward(cache, [{ sequence: 0, tokens: prompt }]);
+    cache.fork(0, 2);
+    expect(cache.length(2)).toBe(prompt.length);
+    const a = await model.forward(cache, [{ sequence: 0, tokens: [4] }, { sequence: 2, tokens: [4] }]);
+    const rows = rowsOf(a.logits, config.vocabSize);
+    expect(Array.from(rows[1]!)).toEqual(Array.from(rows[0]!));
+    cache.grow(40);
+    expect(cache.capacity).toBe(40);
+    const b = await model.forward(cache, [{ sequence: 2, tokens: [9] }]);
+    const ref = llamaReference(config, tensors, [...prompt, 4, 9]);
+    expect(mismatches(b.logits.toFloat32(), ref.at(-1)!, TOL.atol, TOL.rtol)).toEqual([]);
+    model.dispose();
+  });
+});
+
 describe.runIf(gate.available && dir)(`stories260K on ${backend}`, () => {
   const bin = join(dir ?? '', 'stories260K', 'stories260K.bin');
 
@@ -195,6 +217,14 @@ describe.runIf(gate.available && dir)(`greedy losslessness of every strategy on 
       const sp = await generate({ ...base, prompt: prompts.slice(0, 2), strategy, ...(strategy === 'lookup' ? {} : { draft: draft.model }), speculation: { autoDisable: false } });
       expect(sp.map((r) => r.tokens), strategy).toEqual(ar.map((r) => r.tokens));
     }
+  });
+
+  it('n samples per prompt (a forked cache) are reproducible and each as long as asked', async () => {
+    const base = { model: target.model, tokenizer: target.tokenizer, prompt: 'Once upon a time', maxTokens: 30, temperature: 1, seed: 7, n: 3, stopAtEos: false };
+    const a = await generate(base);
+    const b = await generate(base);
+    expect(a.map((r) => r.tokens)).toEqual(b.map((r) => r.tokens));
+    expect(a.map((r) => r.tokens.length)).toEqual([30, 30, 30]);
   });
 
   it('seeded sampling is reproducible on the device', async () => {
