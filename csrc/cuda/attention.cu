@@ -433,7 +433,10 @@ __global__ void __launch_bounds__(kThreadsV2) AttentionKernelV2(KernelArgs a) {
       const int r = e / D, d = e % D;
       const float* pr = Ps + r * kSP;
       float x = acc[i] * alpha_s[r];
-      for (int jj = 0; jj < nb; ++jj) x += pr[jj] * Vs[jj * D + d];
+      for (int jj = 0; jj < nb; ++jj) {
+        const float pj = pr[jj];
+        if (pj != 0.f) x += pj * Vs[jj * D + d];  // as v1: masked keys add nothing, even Inf/NaN values
+      }
       acc[i] = x;
     }
   }
@@ -501,7 +504,7 @@ int NumSMs(int device) {
 Status PlanAttention(const AttentionParams& p, AttentionPlan* plan) {
   const int G = p.num_qo_heads / p.num_kv_heads;
   if (G > kMaxRows) {
-    return Status::InvalidArgument("attention (cuda v1): numQoHeads / numKvHeads must be <= " + std::to_string(kMaxRows) +
+    return Status::InvalidArgument("attention (cuda): numQoHeads / numKvHeads must be <= " + std::to_string(kMaxRows) +
                                    "; received " + std::to_string(G));
   }
   plan->words = 0;

@@ -192,6 +192,14 @@ bool CudaAttentionMatchesCpu() {
     if (!RunOne(DType::kF32, 8, 4, d, MaskMode::kCausal, {3, 1}, {9, 40}, 0)) return false;
     if (!RunOne(DType::kBF16, 8, 4, d, MaskMode::kTree, {5}, {30}, 0)) return false;
   }
+  // Head sizes off the 16-byte vector (f32: 4 elements, 16-bit: 8): version 2 stages K/V element
+  // by element there (6: every dtype; 36: f16/bf16 only); NaN spare rows read through kv_lens.
+  for (int d : {6, 36}) {
+    if (!RunOne(DType::kF16, 8, 2, d, MaskMode::kCausal, {3, 1, 17}, {9, 40, 70}, 0)) return false;
+    if (!RunOne(DType::kBF16, 8, 4, d, MaskMode::kTree, {5}, {30}, 0)) return false;
+    if (!RunOne(DType::kF32, 8, 2, d, MaskMode::kNone, {3, 1}, {3, 100}, 3, /*pad=*/5)) return false;
+  }
+  if (!RunOne(DType::kF32, 4, 2, 37, MaskMode::kCausal, {1, 7}, {1, 40}, 0)) return false;  // odd head_dim
   return true;
 }
 

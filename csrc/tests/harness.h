@@ -30,14 +30,28 @@ struct Register {
 // Deterministic RNG so failures reproduce (seed printed by the runner).
 std::mt19937_64& Rng();
 
-// Runs a test with CANOPY_CUDA_KERNELS=v1 (the version-1 CUDA kernels, see
-// csrc/cuda/kernel_version.cuh), so each later version and version 1 are both held to the CPU.
+// Sets CANOPY_CUDA_KERNELS for a scope (v1: the version-1 CUDA kernels, see
+// csrc/cuda/kernel_version.cuh; else unset: the defaults) and unsets it however the scope ends,
+// so a failing check cannot leave later tests on the wrong version.
+struct KernelsVersionScope {
+  explicit KernelsVersionScope(bool v1) {
+    if (v1) {
+      setenv("CANOPY_CUDA_KERNELS", "v1", 1);
+    } else {
+      unsetenv("CANOPY_CUDA_KERNELS");
+    }
+  }
+  ~KernelsVersionScope() { unsetenv("CANOPY_CUDA_KERNELS"); }
+  KernelsVersionScope(const KernelsVersionScope&) = delete;
+  KernelsVersionScope& operator=(const KernelsVersionScope&) = delete;
+};
+
+// Runs a test with the version-1 CUDA kernels, so each later version and version 1 are both
+// held to the CPU.
 inline std::function<bool()> WithKernelsV1(std::function<bool()> fn) {
   return [fn] {
-    setenv("CANOPY_CUDA_KERNELS", "v1", 1);
-    const bool ok = fn();
-    unsetenv("CANOPY_CUDA_KERNELS");
-    return ok;
+    KernelsVersionScope v1(true);
+    return fn();
   };
 }
 

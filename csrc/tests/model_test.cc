@@ -61,12 +61,8 @@ bool Near(const std::vector<float>& a, const std::vector<float>& b, float atol, 
 // 8-row group partly (1, 3), exactly (8) and across groups (17).
 bool CudaLinearMatchesCpu() {
   CANOPY_CHECK_OK(cuda::SetDevice(0));
-  for (const char* version : {"v2", "v1"}) {
-    if (std::strcmp(version, "v1") == 0) {
-      setenv("CANOPY_CUDA_KERNELS", "v1", 1);
-    } else {
-      unsetenv("CANOPY_CUDA_KERNELS");
-    }
+  for (bool v1 : {false, true}) {
+    const KernelsVersionScope version(v1);
     for (DType wt : {DType::kF32, DType::kF16, DType::kBF16}) {
       for (int64_t in : {100, 264, 1032}) {
         for (int64_t rows : {1, 3, 8, 17}) {
@@ -85,19 +81,15 @@ bool CudaLinearMatchesCpu() {
             lp.w = Up(w, &o.p);
             lp.bias = static_cast<float*>(Up(bias, &o.p));
             lp.y = static_cast<float*>(Up(y0, &o.p));
-            const Status st = cuda::Linear(lp);
-            unsetenv("CANOPY_CUDA_KERNELS");
-            CANOPY_CHECK_OK(st);
+            CANOPY_CHECK_OK(cuda::Linear(lp));
             CANOPY_CHECK(Near(Down<float>(lp.y, rows * out), y_cpu, 1e-4f, 1e-4f, "linear"), "%s %s in=%lld rows=%lld x+%lld",
-                         version, DTypeName(wt), static_cast<long long>(in), static_cast<long long>(rows),
+                         v1 ? "v1" : "v2", DTypeName(wt), static_cast<long long>(in), static_cast<long long>(rows),
                          static_cast<long long>(x0));
-            if (std::strcmp(version, "v1") == 0) setenv("CANOPY_CUDA_KERNELS", "v1", 1);
           }
         }
       }
     }
   }
-  unsetenv("CANOPY_CUDA_KERNELS");
   return true;
 }
 
