@@ -1,9 +1,12 @@
 // CUDA Llama forward (csrc/common/llama.h), version 1: the same sequence as the
-// CPU forward with the CUDA ops; activations in a per-call device allocation;
-// token ids, positions, cache destinations and logit rows uploaded once.
+// CPU forward with the CUDA ops; activations in the per-device forward scratch
+// (workspace.cuh, grow-only: no allocation per step); token ids, positions,
+// cache destinations, logit rows and RoPE frequencies uploaded in one copy.
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "../common/attention.h"
@@ -13,6 +16,7 @@
 #include "../common/llama.h"
 #include "../common/runtime.h"
 #include "check.cuh"
+#include "workspace.cuh"
 
 namespace canopy {
 namespace cuda {
@@ -30,23 +34,6 @@ __global__ void GatherRowsKernel(const float* src, const int32_t* rows, int64_t 
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dst[r * width + i] = src[rows[r] * width + i];
 }
 
-// Frees its allocations however the function returns.
-struct DeviceScratch {
-  int device = 0;
-  std::vector<void*> ptrs;
-  ~DeviceScratch() {
-    for (void* p : ptrs) Free(device, p);
-  }
-  template <typename T>
-  Status Alloc(int64_t count, T** out) {
-    void* p = nullptr;
-    CANOPY_RETURN_IF_ERROR(Malloc(device, static_cast<size_t>(count > 0 ? count : 1) * sizeof(T), &p));
-    ptrs.push_back(p);
-    *out = static_cast<T*>(p);
-    return Status::Ok();
-  }
-};
-
 Status Lin(const float* x, const void* w, DType dt, const float* bias, float* y, int64_t rows, int64_t in, int64_t out,
            bool acc) {
   return Linear(MakeLinearParams(x, w, dt, bias, y, rows, in, out, acc));
@@ -58,40 +45,57 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   CANOPY_RETURN_IF_ERROR(CheckLlamaForward(m, p));
   const int64_t n = p.n, dim = m.dim, D = m.head_dim;
   const int64_t qdim = static_cast<int64_t>(m.n_heads) * D, kvdim = static_cast<int64_t>(m.n_kv_heads) * D;
-  DeviceScratch s;
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&s.device));
-  float *x, *h, *q, *k, *v, *att, *g, *u, *inv_freq;
-  int32_t *tokens, *positions, *dest, *rows;
-  void *q_cast = nullptr, *o_cast = nullptr;
-  CANOPY_RETURN_IF_ERROR(s.Alloc(n * dim, &x));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(n * dim, &h));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(n * qdim, &q));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(n * kvdim, &k));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(n * kvdim, &v));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(n * qdim, &att));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(n * m.hidden_dim, &g));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(n * m.hidden_dim, &u));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(D / 2, &inv_freq));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(n, &tokens));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(n, &positions));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(n, &dest));
-  CANOPY_RETURN_IF_ERROR(s.Alloc(p.n_logit_rows, &rows));
   const bool cast_q = p.kv_quant == nullptr && p.cache_dtype != DType::kF32;
-  if (cast_q) {
-    uint16_t *qc, *oc;
-    CANOPY_RETURN_IF_ERROR(s.Alloc(n * qdim, &qc));
-    CANOPY_RETURN_IF_ERROR(s.Alloc(n * qdim, &oc));
-    q_cast = qc;
-    o_cast = oc;
-  }
+  const int64_t r = p.n_logit_rows;
   const LlamaCacheLayout layout = MakeLlamaCacheLayout(p);
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(tokens, p.tokens, n * sizeof(int32_t), cudaMemcpyHostToDevice));
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(positions, p.positions, n * sizeof(int32_t), cudaMemcpyHostToDevice));
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(dest, layout.dest.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice));
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(inv_freq, m.inv_freq.data(), (D / 2) * sizeof(float), cudaMemcpyHostToDevice));
-  if (p.n_logit_rows > 0) {
-    CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(rows, p.logit_rows, p.n_logit_rows * sizeof(int32_t), cudaMemcpyHostToDevice));
-  }
+
+  // Every temporary of the pass in one grow-only scratch buffer (no cudaMalloc / cudaFree per
+  // step): first the inputs uploaded in one copy (token ids, positions, cache rows, logit rows,
+  // RoPE frequencies), then the activations.
+  WorkspaceLayout lay;
+  const size_t o_tokens = lay.Add(n * sizeof(int32_t)), o_positions = lay.Add(n * sizeof(int32_t));
+  const size_t o_dest = lay.Add(n * sizeof(int32_t)), o_rows = lay.Add(r * sizeof(int32_t));
+  const size_t o_inv_freq = lay.Add((D / 2) * sizeof(float));
+  const size_t upload_bytes = lay.size();
+  const size_t o_x = lay.Add(n * dim * sizeof(float)), o_h = lay.Add(n * dim * sizeof(float));
+  const size_t o_q = lay.Add(n * qdim * sizeof(float)), o_att = lay.Add(n * qdim * sizeof(float));
+  const size_t o_k = lay.Add(n * kvdim * sizeof(float)), o_v = lay.Add(n * kvdim * sizeof(float));
+  const size_t o_g = lay.Add(n * m.hidden_dim * sizeof(float)), o_u = lay.Add(n * m.hidden_dim * sizeof(float));
+  const size_t o_q_cast = lay.Add(cast_q ? n * qdim * sizeof(uint16_t) : 0);
+  const size_t o_o_cast = lay.Add(cast_q ? n * qdim * sizeof(uint16_t) : 0);
+  const size_t o_sel = lay.Add(r * dim * sizeof(float)), o_normed = lay.Add(r * dim * sizeof(float));
+
+  std::lock_guard<std::mutex> lock(ForwardScratchMutex());  // held until the pass has finished (the sync at the end)
+  int device = 0;
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  char* base = nullptr;
+  CANOPY_RETURN_IF_ERROR(AcquireForwardScratch(device, lay.size(), reinterpret_cast<void**>(&base)));
+  auto at = [base](size_t off) { return base + off; };
+  int32_t* tokens = reinterpret_cast<int32_t*>(at(o_tokens));
+  int32_t* positions = reinterpret_cast<int32_t*>(at(o_positions));
+  int32_t* dest = reinterpret_cast<int32_t*>(at(o_dest));
+  int32_t* rows = reinterpret_cast<int32_t*>(at(o_rows));
+  float* inv_freq = reinterpret_cast<float*>(at(o_inv_freq));
+  float* x = reinterpret_cast<float*>(at(o_x));
+  float* h = reinterpret_cast<float*>(at(o_h));
+  float* q = reinterpret_cast<float*>(at(o_q));
+  float* att = reinterpret_cast<float*>(at(o_att));
+  float* k = reinterpret_cast<float*>(at(o_k));
+  float* v = reinterpret_cast<float*>(at(o_v));
+  float* g = reinterpret_cast<float*>(at(o_g));
+  float* u = reinterpret_cast<float*>(at(o_u));
+  void* q_cast = cast_q ? at(o_q_cast) : nullptr;
+  void* o_cast = cast_q ? at(o_o_cast) : nullptr;
+  float* sel = reinterpret_cast<float*>(at(o_sel));
+  float* normed = reinterpret_cast<float*>(at(o_normed));
+
+  std::vector<char> upload(upload_bytes);
+  std::memcpy(upload.data() + o_tokens, p.tokens, n * sizeof(int32_t));
+  std::memcpy(upload.data() + o_positions, p.positions, n * sizeof(int32_t));
+  std::memcpy(upload.data() + o_dest, layout.dest.data(), n * sizeof(int32_t));
+  if (r > 0) std::memcpy(upload.data() + o_rows, p.logit_rows, r * sizeof(int32_t));
+  std::memcpy(upload.data() + o_inv_freq, m.inv_freq.data(), (D / 2) * sizeof(float));
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(base, upload.data(), upload_bytes, cudaMemcpyHostToDevice));
   CANOPY_RETURN_IF_ERROR(Embed(tokens, n, m.embed, m.weight_dtype, m.vocab, dim, x));
   const int64_t layer_elems = p.capacity * kvdim;
   const int esize = DTypeSize(p.cache_dtype);
@@ -139,11 +143,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_RETURN_IF_ERROR(SwiGlu(g, u, g, n * m.hidden_dim));
     CANOPY_RETURN_IF_ERROR(Lin(g, w.w2, m.weight_dtype, nullptr, x, n, m.hidden_dim, dim, true));
   }
-  const int64_t r = p.n_logit_rows;
   if (r > 0) {
-    float *sel, *normed;
-    CANOPY_RETURN_IF_ERROR(s.Alloc(r * dim, &sel));
-    CANOPY_RETURN_IF_ERROR(s.Alloc(r * dim, &normed));
     GatherRowsKernel<<<static_cast<unsigned>(r), 128>>>(x, rows, dim, sel);
     CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     CANOPY_RETURN_IF_ERROR(RmsNorm(sel, m.norm, m.norm_dtype, m.norm_eps, normed, r, dim));

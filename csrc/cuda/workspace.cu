@@ -9,20 +9,19 @@
 namespace canopy {
 namespace cuda {
 
-std::mutex& WorkspaceMutex() {
-  static std::mutex mu;
-  return mu;
-}
+namespace {
 
-Status AcquireWorkspace(int device, size_t bytes, void** ptr) {
-  struct Slot {
-    void* ptr = nullptr;
-    size_t bytes = 0;
-  };
-  static std::vector<Slot> slots;  // guarded by WorkspaceMutex()
+struct Slot {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+};
+
+// Grows slots[device] to at least `bytes` (1 MiB at least, 25% headroom); the caller holds the
+// mutex guarding `slots`. The old buffer is freed only after the device is idle.
+Status Acquire(std::vector<Slot>* slots, int device, size_t bytes, void** ptr) {
   if (device < 0) return Status::InvalidArgument("workspace: bad device");
-  if (slots.size() <= static_cast<size_t>(device)) slots.resize(device + 1);
-  Slot& s = slots[device];
+  if (slots->size() <= static_cast<size_t>(device)) slots->resize(device + 1);
+  Slot& s = (*slots)[device];
   if (s.bytes < bytes) {
     if (s.ptr) {
       CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
@@ -36,6 +35,28 @@ Status AcquireWorkspace(int device, size_t bytes, void** ptr) {
   }
   *ptr = s.ptr;
   return Status::Ok();
+}
+
+}  // namespace
+
+std::mutex& WorkspaceMutex() {
+  static std::mutex mu;
+  return mu;
+}
+
+Status AcquireWorkspace(int device, size_t bytes, void** ptr) {
+  static std::vector<Slot> slots;  // guarded by WorkspaceMutex()
+  return Acquire(&slots, device, bytes, ptr);
+}
+
+std::mutex& ForwardScratchMutex() {
+  static std::mutex mu;
+  return mu;
+}
+
+Status AcquireForwardScratch(int device, size_t bytes, void** ptr) {
+  static std::vector<Slot> slots;  // guarded by ForwardScratchMutex()
+  return Acquire(&slots, device, bytes, ptr);
 }
 
 }  // namespace cuda

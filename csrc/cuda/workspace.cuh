@@ -1,6 +1,11 @@
-// A grow-only device workspace per CUDA device for small per-call uploads
-// (work lists, index arrays, masks) and temporaries (split-KV partials).
-// Callers hold WorkspaceMutex() from AcquireWorkspace until their kernels have
+// Grow-only device buffers, one per CUDA device and purpose, so per-call
+// temporaries cost no cudaMalloc / cudaFree (cudaFree synchronises the device):
+// - the kernel workspace: small per-call uploads of one op (work lists, index
+//   arrays, masks) and its temporaries (split-KV partials);
+// - the forward scratch: the activations and index arrays of one LlamaForward,
+//   which calls ops that take the kernel workspace in turn (hence two buffers
+//   and two mutexes, always taken in the order forward, then kernel).
+// Callers hold the buffer's mutex from Acquire* until their kernels have
 // finished with it.
 #pragma once
 
@@ -29,6 +34,10 @@ class WorkspaceLayout {
 std::mutex& WorkspaceMutex();
 // Returns a device buffer of at least `bytes` on `device` (reallocating when too small).
 Status AcquireWorkspace(int device, size_t bytes, void** ptr);
+
+std::mutex& ForwardScratchMutex();
+// As AcquireWorkspace, for the forward pass's scratch.
+Status AcquireForwardScratch(int device, size_t bytes, void** ptr);
 
 }  // namespace cuda
 }  // namespace canopy
