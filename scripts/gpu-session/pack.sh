@@ -8,7 +8,8 @@
 #
 # .gpu-kit/ holds:
 #   node.xz          the Node.js binary (../shared/node; the same v20 as here)
-#   js.tar.xz        node_modules/ and dist/ as built here (vitest, cmake-js,
+#   node_modules.tar.xz, dist.tar.xz
+#                    node_modules/ and dist/ as built here (vitest, cmake-js,
 #                    node-addon-api and node-api-headers included, so the addon
 #                    and the tests build and run there without npm or network)
 #   models/          the tiny test models (../shared/models), for the suites
@@ -39,7 +40,12 @@ rm -rf "$kit"
 mkdir -p "$kit"
 cp "$node_xz" "$kit/node.xz"
 echo "gpu-session/pack: compressing node_modules and dist (about 20 s)" >&2
-tar -C "$root" -cf - node_modules dist | xz -T0 -6 > "$kit/js.tar.xz"
+# node_modules may be a symbolic link (a git worktree's): archive what it points to, under the
+# name node_modules (links inside it, node_modules/.bin, stay links).
+modules=$(realpath "$root/node_modules")
+tar -C "$modules" --transform 's,^\.,node_modules,' -cf - . | xz -T0 -6 > "$kit/node_modules.tar.xz"
+tar -C "$root" -cf - dist | xz -T0 -6 > "$kit/dist.tar.xz"
+[ "$(stat -c %s "$kit/node_modules.tar.xz")" -gt 1000000 ] || die "node_modules.tar.xz is suspiciously small"
 cp -R "$shared/models" "$kit/models"
 chmod -R u+w "$kit/models"
 

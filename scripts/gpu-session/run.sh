@@ -69,15 +69,15 @@ step() {
 
 # --- setup: Node.js, node_modules/dist, models, the addon ---------------------
 setup() {
-  [ -f "$kit/node.xz" ] && [ -f "$kit/js.tar.xz" ] || { note "no .gpu-kit (run scripts/gpu-session/pack.sh here and carry .gpu-kit)"; exit 1; }
+  [ -f "$kit/node.xz" ] && [ -f "$kit/node_modules.tar.xz" ] && [ -f "$kit/dist.tar.xz" ] ||
+    { note "no complete .gpu-kit (run scripts/gpu-session/pack.sh here and carry .gpu-kit)"; exit 1; }
   local nodedir=/tmp/canopy-node/bin
   if [ ! -x "$nodedir/node" ]; then
     mkdir -p "$nodedir" && xz -dc "$kit/node.xz" >"$nodedir/node" && chmod +x "$nodedir/node"
   fi
   export PATH="$nodedir:$PATH"
-  if [ ! -f node_modules/vitest/vitest.mjs ] || [ ! -f dist/cli/index.js ]; then
-    xz -dc "$kit/js.tar.xz" | tar -xf - -C "$root"
-  fi
+  [ -f node_modules/vitest/vitest.mjs ] || xz -dc "$kit/node_modules.tar.xz" | tar -xf - -C "$root"
+  [ -f dist/cli/index.js ] || xz -dc "$kit/dist.tar.xz" | tar -xf - -C "$root"
   export CANOPY_TEST_MODELS=$kit/models CANOPY_MODELS=$kit/models
   # This machine's GPU only (sm_90 on an H100/H200): a quarter of the compile time.
   if [ -z "${CANOPY_CUDA_ARCHS:-}" ]; then
