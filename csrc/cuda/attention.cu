@@ -544,59 +544,61 @@ Status PlanAttention(const AttentionParams& p, AttentionPlan* plan) {
   return Status::Ok();
 }
 
-// Launches a planned attention. num_slots == 0: writes p.o / p.lse (plan.splits must be 1).
-// Else writes the f32 partial state of split s into slot slot0 + s of part_o / part_lse; when
-// part_o is null the partials live in the workspace and are merged into p.o / p.lse here.
-Status LaunchAttention(const AttentionParams& p, const AttentionPlan& plan, int32_t slot0, int32_t num_slots, float* part_o,
-                       float* part_lse) {
-  if (plan.items.empty()) return Status::Ok();
-  if (p.kv_quant != nullptr && p.kv_quant->format == KvFormat::kFp8) {
-    int device = 0, major = 0, minor = 0;
-    CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-    CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    if (major * 10 + minor < 89) {
-      return Status::CudaUnavailable("attention: fp8 (e4m3) KV caches need compute capability 8.9 or newer; device " +
-                                     std::to_string(device) + " has " + std::to_string(major) + "." + std::to_string(minor));
-    }
+namespace {
+
+// fp8 (e4m3) caches need the hardware conversion of compute capability 8.9+.
+Status CheckFp8Device(const AttentionParams& p) {
+  if (p.kv_quant == nullptr || p.kv_quant->format != KvFormat::kFp8) return Status::Ok();
+  int device = 0, major = 0, minor = 0;
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  if (major * 10 + minor < 89) {
+    return Status::CudaUnavailable("attention: fp8 (e4m3) KV caches need compute capability 8.9 or newer; device " +
+                                   std::to_string(device) + " has " + std::to_string(major) + "." + std::to_string(minor));
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status BuildAttentionUpload(const AttentionParams& p, const AttentionPlan& plan, int32_t slot0, AttentionUpload* up) {
   std::vector<Item> items(plan.items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     const AttentionPlanItem& w = plan.items[i];
     items[i] = {w.b, w.h, w.t0, w.t1, w.k0, w.k1, slot0 + w.split};
   }
   const bool quant_arrays = p.kv_quant != nullptr && p.kv_quant->format == KvFormat::kInt4;
-  // One workspace upload: items, indptrs, kv lens, tree mask, quantized lengths and ring starts.
   const size_t b1 = p.batch_size + 1;
+  up->has_lens = p.kv_lens != nullptr;
+  up->has_mask = !plan.tree_mask.empty();
+  up->has_quant_lens = quant_arrays && p.kv_quant_lens != nullptr;
+  up->has_res_start = quant_arrays && p.kv_res_start != nullptr;
   WorkspaceLayout layout;
-  const size_t off_items = layout.Add(items.size() * sizeof(Item));
-  const size_t off_qo = layout.Add(b1 * sizeof(int32_t));
-  const size_t off_kv = layout.Add(b1 * sizeof(int32_t));
-  const size_t off_lens = layout.Add(p.kv_lens ? p.batch_size * sizeof(int32_t) : 0);
-  const size_t off_mask = layout.Add(plan.tree_mask.size() * sizeof(uint32_t));
-  const size_t off_ql = layout.Add(quant_arrays && p.kv_quant_lens ? p.batch_size * sizeof(int32_t) : 0);
-  const size_t off_rs = layout.Add(quant_arrays && p.kv_res_start ? p.batch_size * sizeof(int32_t) : 0);
-  const size_t host_bytes = layout.size();
-  const bool own_partials = num_slots > 0 && part_o == nullptr;
-  const size_t part_rows = own_partials ? static_cast<size_t>(p.total_q) * num_slots * p.num_qo_heads : 0;
-  const size_t off_part_o = layout.Add(part_rows * p.head_dim * sizeof(float));
-  const size_t off_part_lse = layout.Add(part_rows * sizeof(float));
+  up->off_items = layout.Add(items.size() * sizeof(Item));
+  up->off_qo = layout.Add(b1 * sizeof(int32_t));
+  up->off_kv = layout.Add(b1 * sizeof(int32_t));
+  up->off_lens = layout.Add(up->has_lens ? p.batch_size * sizeof(int32_t) : 0);
+  up->off_mask = layout.Add(plan.tree_mask.size() * sizeof(uint32_t));
+  up->off_quant_lens = layout.Add(up->has_quant_lens ? p.batch_size * sizeof(int32_t) : 0);
+  up->off_res_start = layout.Add(up->has_res_start ? p.batch_size * sizeof(int32_t) : 0);
+  up->bytes.assign(layout.size(), 0);
+  char* h = up->bytes.data();
+  std::memcpy(h + up->off_items, items.data(), items.size() * sizeof(Item));
+  std::memcpy(h + up->off_qo, p.qo_indptr, b1 * sizeof(int32_t));
+  std::memcpy(h + up->off_kv, p.kv_indptr, b1 * sizeof(int32_t));
+  if (up->has_lens) std::memcpy(h + up->off_lens, p.kv_lens, p.batch_size * sizeof(int32_t));
+  if (up->has_mask) std::memcpy(h + up->off_mask, plan.tree_mask.data(), plan.tree_mask.size() * sizeof(uint32_t));
+  if (up->has_quant_lens) std::memcpy(h + up->off_quant_lens, p.kv_quant_lens, p.batch_size * sizeof(int32_t));
+  if (up->has_res_start) std::memcpy(h + up->off_res_start, p.kv_res_start, p.batch_size * sizeof(int32_t));
+  up->num_items = static_cast<int64_t>(items.size());
+  return Status::Ok();
+}
 
-  std::lock_guard<std::mutex> lock(WorkspaceMutex());
-  int device = 0;
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  char* ws = nullptr;
-  CANOPY_RETURN_IF_ERROR(AcquireWorkspace(device, layout.size(), reinterpret_cast<void**>(&ws)));
-  std::vector<char> host(host_bytes);
-  std::memcpy(host.data() + off_items, items.data(), items.size() * sizeof(Item));
-  std::memcpy(host.data() + off_qo, p.qo_indptr, b1 * sizeof(int32_t));
-  std::memcpy(host.data() + off_kv, p.kv_indptr, b1 * sizeof(int32_t));
-  if (p.kv_lens) std::memcpy(host.data() + off_lens, p.kv_lens, p.batch_size * sizeof(int32_t));
-  if (!plan.tree_mask.empty()) std::memcpy(host.data() + off_mask, plan.tree_mask.data(), plan.tree_mask.size() * sizeof(uint32_t));
-  if (quant_arrays && p.kv_quant_lens) std::memcpy(host.data() + off_ql, p.kv_quant_lens, p.batch_size * sizeof(int32_t));
-  if (quant_arrays && p.kv_res_start) std::memcpy(host.data() + off_rs, p.kv_res_start, p.batch_size * sizeof(int32_t));
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(ws, host.data(), host_bytes, cudaMemcpyHostToDevice));
-
+Status LaunchAttentionUploaded(const AttentionParams& p, const AttentionPlan& plan, const AttentionUpload& up,
+                               const char* dev, int32_t num_slots, float* part_o, float* part_lse, bool merge) {
+  if (up.num_items == 0) return Status::Ok();
+  CANOPY_RETURN_IF_ERROR(CheckFp8Device(p));
   KernelArgs a;
   a.q = p.q;
   a.k = p.k;
@@ -610,21 +612,21 @@ Status LaunchAttention(const AttentionParams& p, const AttentionPlan& plan, int3
   a.head_dim = p.head_dim;
   a.mask = p.mask;
   a.scale = p.scale;
-  a.items = reinterpret_cast<const Item*>(ws + off_items);
-  a.qo_indptr = reinterpret_cast<const int32_t*>(ws + off_qo);
-  a.kv_indptr = reinterpret_cast<const int32_t*>(ws + off_kv);
-  a.kv_lens = p.kv_lens ? reinterpret_cast<const int32_t*>(ws + off_lens) : nullptr;
-  a.tree_mask = plan.tree_mask.empty() ? nullptr : reinterpret_cast<const uint32_t*>(ws + off_mask);
+  a.items = reinterpret_cast<const Item*>(dev + up.off_items);
+  a.qo_indptr = reinterpret_cast<const int32_t*>(dev + up.off_qo);
+  a.kv_indptr = reinterpret_cast<const int32_t*>(dev + up.off_kv);
+  a.kv_lens = up.has_lens ? reinterpret_cast<const int32_t*>(dev + up.off_lens) : nullptr;
+  a.tree_mask = up.has_mask ? reinterpret_cast<const uint32_t*>(dev + up.off_mask) : nullptr;
   a.mask_words = plan.words;
   a.num_slots = num_slots;
-  a.part_o = own_partials ? reinterpret_cast<float*>(ws + off_part_o) : part_o;
-  a.part_lse = own_partials ? reinterpret_cast<float*>(ws + off_part_lse) : part_lse;
+  a.part_o = part_o;
+  a.part_lse = part_lse;
   a.quant = p.kv_quant != nullptr;
   if (a.quant) a.kvq = *p.kv_quant;
-  a.quant_lens = quant_arrays && p.kv_quant_lens ? reinterpret_cast<const int32_t*>(ws + off_ql) : nullptr;
-  a.res_start = quant_arrays && p.kv_res_start ? reinterpret_cast<const int32_t*>(ws + off_rs) : nullptr;
+  a.quant_lens = up.has_quant_lens ? reinterpret_cast<const int32_t*>(dev + up.off_quant_lens) : nullptr;
+  a.res_start = up.has_res_start ? reinterpret_cast<const int32_t*>(dev + up.off_res_start) : nullptr;
 
-  const int64_t n = static_cast<int64_t>(items.size());
+  const int64_t n = up.num_items;
   Status st;
   switch ((p.head_dim + 31) / 32) {
     case 1: st = LaunchVersion<1>(a, n); break;
@@ -638,9 +640,38 @@ Status LaunchAttention(const AttentionParams& p, const AttentionPlan& plan, int3
     default: return Status::InvalidArgument("attention: unsupported headDim");
   }
   CANOPY_RETURN_IF_ERROR(st);
-  if (own_partials) {
-    CANOPY_RETURN_IF_ERROR(MergePartials(a.part_o, a.part_lse, p.o, p.lse, p.dtype, p.total_q, num_slots, p.num_qo_heads, p.head_dim));
+  if (merge && num_slots > 0) {
+    CANOPY_RETURN_IF_ERROR(MergePartials(part_o, part_lse, p.o, p.lse, p.dtype, p.total_q, num_slots, p.num_qo_heads, p.head_dim));
   }
+  return Status::Ok();
+}
+
+// Launches a planned attention. num_slots == 0: writes p.o / p.lse (plan.splits must be 1).
+// Else writes the f32 partial state of split s into slot slot0 + s of part_o / part_lse; when
+// part_o is null the partials live in the workspace and are merged into p.o / p.lse here.
+Status LaunchAttention(const AttentionParams& p, const AttentionPlan& plan, int32_t slot0, int32_t num_slots, float* part_o,
+                       float* part_lse) {
+  if (plan.items.empty()) return Status::Ok();
+  CANOPY_RETURN_IF_ERROR(CheckFp8Device(p));
+  AttentionUpload up;
+  CANOPY_RETURN_IF_ERROR(BuildAttentionUpload(p, plan, slot0, &up));
+  // One workspace: the upload image, then (when this call owns them) the split partials.
+  WorkspaceLayout layout;
+  const size_t off_up = layout.Add(up.bytes.size());
+  const bool own_partials = num_slots > 0 && part_o == nullptr;
+  const size_t part_rows = own_partials ? static_cast<size_t>(p.total_q) * num_slots * p.num_qo_heads : 0;
+  const size_t off_part_o = layout.Add(part_rows * p.head_dim * sizeof(float));
+  const size_t off_part_lse = layout.Add(part_rows * sizeof(float));
+
+  std::lock_guard<std::mutex> lock(WorkspaceMutex());
+  int device = 0;
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  char* ws = nullptr;
+  CANOPY_RETURN_IF_ERROR(AcquireWorkspace(device, layout.size(), reinterpret_cast<void**>(&ws)));
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(ws + off_up, up.bytes.data(), up.bytes.size(), cudaMemcpyHostToDevice));
+  float* po = own_partials ? reinterpret_cast<float*>(ws + off_part_o) : part_o;
+  float* pl = own_partials ? reinterpret_cast<float*>(ws + off_part_lse) : part_lse;
+  CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(p, plan, up, ws + off_up, num_slots, po, pl, own_partials));
   // The workspace is reused by the next call: wait for the kernels before releasing it.
   CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return Status::Ok();

@@ -15,6 +15,7 @@
 #include "../common/kv_quant.h"
 #include "../common/llama.h"
 #include "../common/runtime.h"
+#include "attention_internal.cuh"
 #include "check.cuh"
 #include "workspace.cuh"
 
@@ -49,14 +50,48 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   const int64_t r = p.n_logit_rows;
   const LlamaCacheLayout layout = MakeLlamaCacheLayout(p);
 
+  const int64_t layer_elems = p.capacity * kvdim;
+  const int esize = DTypeSize(p.cache_dtype);
+  const bool int4 = p.kv_quant != nullptr && p.kv_quant->format == KvFormat::kInt4;
+
+  // Layer l's attention: q (cast to the cache dtype for 16-bit caches) against its cache layer.
+  // Every layer has the same batch shapes, so one plan and one uploaded work list serve them all.
+  auto layer_attention = [&](int32_t l, void* q_in, void* o_out, QuantKvCache* layer_view) {
+    const char* kc = p.kv_quant ? nullptr : static_cast<const char*>(p.k_cache) + l * layer_elems * esize;
+    const char* vc = p.kv_quant ? nullptr : static_cast<const char*>(p.v_cache) + l * layer_elems * esize;
+    AttentionParams ap = MakeLlamaAttentionParams(m, p, layout, q_in, o_out, kc, vc);
+    if (p.kv_quant != nullptr) {
+      *layer_view = QuantKvLayer(*p.kv_quant, l);
+      ap.dtype = DType::kF32;
+      ap.kv_quant = layer_view;
+      ap.kv_quant_lens = int4 ? p.quant_len_after : nullptr;
+      ap.kv_res_start = int4 ? p.kv_res_start : nullptr;
+    }
+    return ap;
+  };
+  AttentionPlan plan;
+  AttentionUpload att_up;
+  if (n > 0 && m.n_layers > 0) {
+    // Shapes only: the checks, the plan and the work list read no tensor (q / o are not known yet).
+    QuantKvCache view0;
+    const AttentionParams ap0 = layer_attention(0, nullptr, nullptr, &view0);
+    CANOPY_RETURN_IF_ERROR(CheckAttentionParams(ap0));
+    CANOPY_RETURN_IF_ERROR(PlanAttention(ap0, &plan));
+    CANOPY_RETURN_IF_ERROR(BuildAttentionUpload(ap0, plan, 0, &att_up));
+  }
+  const int32_t att_slots = plan.splits > 1 ? plan.splits : 0;
+
   // Every temporary of the pass in one grow-only scratch buffer (no cudaMalloc / cudaFree per
   // step): first the inputs uploaded in one copy (token ids, positions, cache rows, logit rows,
-  // RoPE frequencies), then the activations.
+  // RoPE frequencies, the attention work list), then the activations.
   WorkspaceLayout lay;
   const size_t o_tokens = lay.Add(n * sizeof(int32_t)), o_positions = lay.Add(n * sizeof(int32_t));
   const size_t o_dest = lay.Add(n * sizeof(int32_t)), o_rows = lay.Add(r * sizeof(int32_t));
   const size_t o_inv_freq = lay.Add((D / 2) * sizeof(float));
+  const size_t o_att_up = lay.Add(att_up.bytes.size());
   const size_t upload_bytes = lay.size();
+  const size_t part_rows = static_cast<size_t>(n) * att_slots * m.n_heads;
+  const size_t o_part_o = lay.Add(part_rows * D * sizeof(float)), o_part_lse = lay.Add(part_rows * sizeof(float));
   const size_t o_x = lay.Add(n * dim * sizeof(float)), o_h = lay.Add(n * dim * sizeof(float));
   const size_t o_q = lay.Add(n * qdim * sizeof(float)), o_att = lay.Add(n * qdim * sizeof(float));
   const size_t o_k = lay.Add(n * kvdim * sizeof(float)), o_v = lay.Add(n * kvdim * sizeof(float));
@@ -95,15 +130,15 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   std::memcpy(upload.data() + o_dest, layout.dest.data(), n * sizeof(int32_t));
   if (r > 0) std::memcpy(upload.data() + o_rows, p.logit_rows, r * sizeof(int32_t));
   std::memcpy(upload.data() + o_inv_freq, m.inv_freq.data(), (D / 2) * sizeof(float));
+  if (!att_up.bytes.empty()) std::memcpy(upload.data() + o_att_up, att_up.bytes.data(), att_up.bytes.size());
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(base, upload.data(), upload_bytes, cudaMemcpyHostToDevice));
+  float* part_o = reinterpret_cast<float*>(at(o_part_o));
+  float* part_lse = reinterpret_cast<float*>(at(o_part_lse));
   CANOPY_RETURN_IF_ERROR(Embed(tokens, n, m.embed, m.weight_dtype, m.vocab, dim, x));
-  const int64_t layer_elems = p.capacity * kvdim;
-  const int esize = DTypeSize(p.cache_dtype);
   QuantKvBatch seqs;
   seqs.batch = p.batch;
   seqs.kv_start = p.kv_start;
   seqs.res_start = p.kv_res_start;
-  const bool int4 = p.kv_quant != nullptr && p.kv_quant->format == KvFormat::kInt4;
   if (int4 && n > 0) CANOPY_RETURN_IF_ERROR(QuantizeKvGroups(*p.kv_quant, seqs, p.quant_len_before, p.quant_len_after));
   for (int32_t l = 0; l < m.n_layers && n > 0; ++l) {
     const LlamaLayerWeights& w = m.layers[l];
@@ -113,28 +148,20 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wv, m.weight_dtype, w.bv, v, n, dim, kvdim, false));
     const RopeParams rp = MakeLlamaRopeParams(m, q, k, positions, inv_freq, n);
     CANOPY_RETURN_IF_ERROR(Rope(rp));
-    char* kc = p.kv_quant ? nullptr : static_cast<char*>(p.k_cache) + l * layer_elems * esize;
-    char* vc = p.kv_quant ? nullptr : static_cast<char*>(p.v_cache) + l * layer_elems * esize;
     QuantKvCache layer_view;
+    const AttentionParams ap = layer_attention(l, cast_q ? q_cast : q, cast_q ? o_cast : att, &layer_view);
     if (p.kv_quant != nullptr) {
       // Quantized cache: append (quantizing, or into the int4 rings), attend with f32 q.
-      layer_view = QuantKvLayer(*p.kv_quant, l);
       CANOPY_RETURN_IF_ERROR(AppendQuantKv(layer_view, MakeLlamaQuantAppend(p, seqs, k, v)));
     } else {
-      ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(k, dest, kvdim, kc, p.cache_dtype);
-      ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(v, dest, kvdim, vc, p.cache_dtype);
+      ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(k, dest, kvdim, const_cast<void*>(ap.k), p.cache_dtype);
+      ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(v, dest, kvdim, const_cast<void*>(ap.v), p.cache_dtype);
       CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
       if (cast_q) CANOPY_RETURN_IF_ERROR(Cast(q, DType::kF32, q_cast, p.cache_dtype, n * qdim));
     }
-    AttentionParams ap = MakeLlamaAttentionParams(m, p, layout, cast_q ? static_cast<const void*>(q_cast) : q,
-                                                  cast_q ? static_cast<void*>(o_cast) : att, kc, vc);
-    if (p.kv_quant != nullptr) {
-      ap.dtype = DType::kF32;
-      ap.kv_quant = &layer_view;
-      ap.kv_quant_lens = int4 ? p.quant_len_after : nullptr;
-      ap.kv_res_start = int4 ? p.kv_res_start : nullptr;
-    }
-    CANOPY_RETURN_IF_ERROR(Attention(ap));
+    // No upload and no synchronisation per layer: the work list is on the device already, and
+    // the split partials are reused layer after layer in stream order.
+    CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(ap, plan, att_up, at(o_att_up), att_slots, part_o, part_lse, true));
     if (cast_q) CANOPY_RETURN_IF_ERROR(Cast(o_cast, p.cache_dtype, att, DType::kF32, n * qdim));
     CANOPY_RETURN_IF_ERROR(Lin(att, w.wo, m.weight_dtype, nullptr, x, n, qdim, dim, true));
     CANOPY_RETURN_IF_ERROR(RmsNorm(x, w.ffn_norm, m.norm_dtype, m.norm_eps, h, n, dim));
