@@ -37,6 +37,9 @@ namespace cuda {
 // Device kernel on the current CUDA device, on the default stream; synchronous
 // on return. `in` and `out` are device pointers.
 Status Cast(const void* in, DType from, void* out, DType to, int64_t n);
+// The same, returning once the kernel is queued (for callers that keep working in stream
+// order, such as the forward pass).
+Status CastAsync(const void* in, DType from, void* out, DType to, int64_t n);
 }  // namespace cuda
 
 }  // namespace canopy

@@ -15,7 +15,10 @@ namespace canopy {
 
 Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   auto bad = [](const std::string& s) { return Status::InvalidArgument("forward: " + s); };
-  if (p.n < 0 || p.batch < 0) return bad("negative sizes");
+  if (p.n < 0 || p.batch < 0 || p.n_logit_rows < 0) return bad("negative sizes");
+  if (m.head_dim <= 0 || m.inv_freq.size() != static_cast<size_t>(m.head_dim / 2)) {
+    return bad("the model needs head_dim / 2 RoPE frequencies");
+  }
   if (p.qo_indptr == nullptr || p.kv_start == nullptr || p.kv_len_before == nullptr) return bad("missing batch layout");
   if (p.qo_indptr[0] != 0 || p.qo_indptr[p.batch] != p.n) return bad("qoIndptr must run from 0 to the number of tokens");
   for (int b = 0; b < p.batch; ++b) {

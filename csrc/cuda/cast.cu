@@ -25,13 +25,17 @@ __global__ void CastKernel(const void* in, DType from, void* out, DType to, int6
 
 }  // namespace
 
-Status Cast(const void* in, DType from, void* out, DType to, int64_t n) {
+Status CastAsync(const void* in, DType from, void* out, DType to, int64_t n) {
   CANOPY_RETURN_IF_ERROR(CheckCastArgs(from, to, n));
   if (n == 0) return Status::Ok();
   constexpr int kThreads = 256;
   const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, 65536);
   CastKernel<<<static_cast<unsigned>(blocks), kThreads>>>(in, from, out, to, n);
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return FromCudaError(cudaGetLastError(), "CastKernel launch");
+}
+
+Status Cast(const void* in, DType from, void* out, DType to, int64_t n) {
+  CANOPY_RETURN_IF_ERROR(CastAsync(in, from, out, to, n));
   CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return Status::Ok();
 }

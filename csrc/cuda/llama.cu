@@ -125,9 +125,11 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   float* normed = reinterpret_cast<float*>(at(o_normed));
 
   std::vector<char> upload(upload_bytes);
-  std::memcpy(upload.data() + o_tokens, p.tokens, n * sizeof(int32_t));
-  std::memcpy(upload.data() + o_positions, p.positions, n * sizeof(int32_t));
-  std::memcpy(upload.data() + o_dest, layout.dest.data(), n * sizeof(int32_t));
+  if (n > 0) {
+    std::memcpy(upload.data() + o_tokens, p.tokens, n * sizeof(int32_t));
+    std::memcpy(upload.data() + o_positions, p.positions, n * sizeof(int32_t));
+    std::memcpy(upload.data() + o_dest, layout.dest.data(), n * sizeof(int32_t));
+  }
   if (r > 0) std::memcpy(upload.data() + o_rows, p.logit_rows, r * sizeof(int32_t));
   std::memcpy(upload.data() + o_inv_freq, m.inv_freq.data(), (D / 2) * sizeof(float));
   if (!att_up.bytes.empty()) std::memcpy(upload.data() + o_att_up, att_up.bytes.data(), att_up.bytes.size());
@@ -157,12 +159,12 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
       ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(k, dest, kvdim, const_cast<void*>(ap.k), p.cache_dtype);
       ScatterRowsKernel<<<static_cast<unsigned>(n), 128>>>(v, dest, kvdim, const_cast<void*>(ap.v), p.cache_dtype);
       CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-      if (cast_q) CANOPY_RETURN_IF_ERROR(Cast(q, DType::kF32, q_cast, p.cache_dtype, n * qdim));
+      if (cast_q) CANOPY_RETURN_IF_ERROR(CastAsync(q, DType::kF32, q_cast, p.cache_dtype, n * qdim));
     }
     // No upload and no synchronisation per layer: the work list is on the device already, and
     // the split partials are reused layer after layer in stream order.
     CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(ap, plan, att_up, at(o_att_up), att_slots, part_o, part_lse, true));
-    if (cast_q) CANOPY_RETURN_IF_ERROR(Cast(o_cast, p.cache_dtype, att, DType::kF32, n * qdim));
+    if (cast_q) CANOPY_RETURN_IF_ERROR(CastAsync(o_cast, p.cache_dtype, att, DType::kF32, n * qdim));
     CANOPY_RETURN_IF_ERROR(Lin(att, w.wo, m.weight_dtype, nullptr, x, n, qdim, dim, true));
     CANOPY_RETURN_IF_ERROR(RmsNorm(x, w.ffn_norm, m.norm_dtype, m.norm_eps, h, n, dim));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.w1, m.weight_dtype, nullptr, g, n, dim, m.hidden_dim, false));
@@ -178,7 +180,8 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_RETURN_IF_ERROR(Lin(normed, m.output, m.weight_dtype, nullptr, p.logits, r, dim, m.vocab, false));
   }
   CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
-  return Status::Ok();
+  // A long prefill grows the scratch; give most of it back once steps are much smaller again.
+  return TrimForwardScratch(device, lay.size());
 }
 
 }  // namespace cuda

@@ -29,8 +29,13 @@ Status Acquire(std::vector<Slot>* slots, int device, size_t bytes, void** ptr) {
       s.ptr = nullptr;
       s.bytes = 0;
     }
-    const size_t want = bytes < (1u << 20) ? (1u << 20) : bytes + bytes / 4;
-    CANOPY_RETURN_IF_ERROR(Malloc(device, want, &s.ptr));
+    size_t want = bytes < (1u << 20) ? (1u << 20) : bytes + bytes / 4;
+    Status st = Malloc(device, want, &s.ptr);
+    if (!st.ok() && st.code() == StatusCode::kOutOfMemory && want > bytes) {
+      want = bytes;  // the headroom did not fit: the exact size may
+      st = Malloc(device, want, &s.ptr);
+    }
+    CANOPY_RETURN_IF_ERROR(st);
     s.bytes = want;
   }
   *ptr = s.ptr;
@@ -54,9 +59,23 @@ std::mutex& ForwardScratchMutex() {
   return mu;
 }
 
-Status AcquireForwardScratch(int device, size_t bytes, void** ptr) {
+std::vector<Slot>& ForwardSlots() {
   static std::vector<Slot> slots;  // guarded by ForwardScratchMutex()
-  return Acquire(&slots, device, bytes, ptr);
+  return slots;
+}
+
+Status AcquireForwardScratch(int device, size_t bytes, void** ptr) { return Acquire(&ForwardSlots(), device, bytes, ptr); }
+
+Status TrimForwardScratch(int device, size_t used) {
+  std::vector<Slot>& slots = ForwardSlots();
+  if (device < 0 || static_cast<size_t>(device) >= slots.size()) return Status::Ok();
+  Slot& s = slots[device];
+  if (s.ptr != nullptr && s.bytes > (size_t{64} << 20) && used < s.bytes / 4) {
+    CANOPY_RETURN_IF_ERROR(Free(device, s.ptr));
+    s.ptr = nullptr;
+    s.bytes = 0;
+  }
+  return Status::Ok();
 }
 
 }  // namespace cuda

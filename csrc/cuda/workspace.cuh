@@ -38,6 +38,10 @@ Status AcquireWorkspace(int device, size_t bytes, void** ptr);
 std::mutex& ForwardScratchMutex();
 // As AcquireWorkspace, for the forward pass's scratch.
 Status AcquireForwardScratch(int device, size_t bytes, void** ptr);
+// Frees the forward scratch when it is over 64 MiB and more than 4x what the last pass used
+// (`used` bytes), so a long prefill does not keep its peak for the life of the process. Call
+// with ForwardScratchMutex() held and the device idle.
+Status TrimForwardScratch(int device, size_t used);
 
 }  // namespace cuda
 }  // namespace canopy

@@ -240,7 +240,10 @@ bool CudaOpsEdgeCases() {
 }
 
 // A random model whose CUDA forward must match the CPU forward (causal prefill, decode, tree).
-bool CudaForwardMatchesCpu() {
+// long_context: a 600-token prefill, then a decode step and a tree step over 601+ keys, so the
+// CUDA attention splits the keys (split-KV partials in the forward scratch, merged every layer)
+// and the forward scratch grows past its first size for the prefill (f32, int8 and f16 caches).
+bool CudaForwardCase(bool long_context) {
   CANOPY_CHECK_OK(cuda::SetDevice(0));
   LlamaModelDesc m;
   m.dim = 64;
@@ -297,11 +300,12 @@ bool CudaForwardMatchesCpu() {
     d.w2 = up(w.w2, m.dim * m.hidden_dim);
     d.w3 = up(w.w3, m.hidden_dim * m.dim);
   }
-  const int64_t capacity = 32;
+  const int64_t capacity = long_context ? 640 : 32;
   // Cache kinds: 0 the f32 cache; 1 int8 and 2 int4 quantized caches (kv_quant.h) with the same
   // steps, host copies for the CPU and uploads for CUDA (the int4 ring holds every key here);
   // 3 an f16 cache (q cast to f16 for attention and the output cast back: the cast_q path).
   for (int kind = 0; kind < 4; ++kind) {
+    if (long_context && kind == 2) continue;  // the int4 ring here is sized for the short steps
     const bool quant = kind == 1 || kind == 2;
     std::vector<float> kc(m.n_layers * capacity * kvd), vc(kc.size());
     void* dk = Up(kc, &o.p);
@@ -341,6 +345,14 @@ bool CudaForwardMatchesCpu() {
     std::vector<Step> steps = {{{1, 5, 9, 2, 33}, {0, 1, 2, 3, 4}, {}, 0, MaskMode::kCausal},
                                {{7}, {5}, {}, 5, MaskMode::kCausal},
                                {{3, 4, 8, 9}, {6, 6, 7, 7}, {-1, -1, 0, 1}, 6, MaskMode::kTree}};
+    if (long_context) {
+      Step prefill{{}, {}, {}, 0, MaskMode::kCausal};
+      for (int32_t i = 0; i < 600; ++i) {
+        prefill.tokens.push_back((i * 7 + 3) % m.vocab);
+        prefill.positions.push_back(i);
+      }
+      steps = {prefill, {{7}, {600}, {}, 600, MaskMode::kCausal}, {{3, 4, 8, 9}, {601, 601, 602, 602}, {-1, -1, 0, 1}, 601, MaskMode::kTree}};
+    }
     for (const Step& st : steps) {
       LlamaForwardParams p;
       const int32_t n = static_cast<int32_t>(st.tokens.size());
@@ -383,18 +395,24 @@ bool CudaForwardMatchesCpu() {
       // The f16 cache rounds keys, values, q and the attention output to f16 on both sides from f32
       // values that differ in their last bits, so an f16 ulp (about 5e-4 relative) may differ.
       const float tol = kind == 1 || kind == 3 ? 5e-3f : 2e-4f;
-      CANOPY_CHECK(Near(Down<float>(dl, logits_cpu.size()), logits_cpu, tol, tol, "logits"), "forward step mask=%d cache kind %d",
-                   static_cast<int>(st.mask), kind);
+      CANOPY_CHECK(Near(Down<float>(dl, logits_cpu.size()), logits_cpu, tol, tol, "logits"),
+                   "forward step n=%d mask=%d cache kind %d", n, static_cast<int>(st.mask), kind);
     }
   }
   return true;
 }
+
+bool CudaForwardMatchesCpu() { return CudaForwardCase(false); }
+bool CudaLongForwardMatchesCpu() { return CudaForwardCase(true); }
 
 Register r1("linear: cuda equals cpu (f32/f16/bf16 weights, odd sizes, bias, accumulate)", true, CudaLinearMatchesCpu);
 Register r2("rmsnorm, rope, argmax: cuda equals cpu", true, CudaOpsMatchCpu);
 Register r2b("rmsnorm, rope, argmax, swiglu, embed: cuda equals cpu on edge sizes", true, CudaOpsEdgeCases);
 Register r3("llama forward: cuda equals cpu (prefill, decode, tree step; f32, f16, int8 and int4 caches)", true, CudaForwardMatchesCpu);
 Register r3v1("llama forward v1: cuda equals cpu (the version-1 kernels)", true, WithKernelsV1(CudaForwardMatchesCpu));
+Register r4("llama forward: cuda equals cpu over 600+ keys (split-KV in the forward, scratch growth)", true,
+            CudaLongForwardMatchesCpu);
+Register r4v1("llama forward v1: cuda equals cpu over 600+ keys", true, WithKernelsV1(CudaLongForwardMatchesCpu));
 
 }  // namespace
 }  // namespace tests

@@ -148,6 +148,24 @@ describe.runIf(gate.available)(`KV cache fork and grow on ${backend}`, () => {
   });
 });
 
+describe.runIf(gate.available)(`long context on ${backend}`, () => {
+  // 700 keys: the CUDA attention splits them (split-KV partials merged in every layer).
+  const config = randomConfig({ maxSeqLen: 1024 });
+  const tensors = randomWeights(config, 11);
+  const ids = Array.from({ length: 701 }, (_, i) => (i * 7 + 3) % config.vocabSize);
+
+  it('a 700-token prefill, then a decode step, give the reference logits', async () => {
+    const ref = llamaReference(config, tensors, ids);
+    const model = await Model.fromWeights({ config, tensors }, { backend, dtype: 'f32' });
+    const cache = model.createCache({ capacity: 768 });
+    const pre = await model.forward(cache, [{ sequence: 0, tokens: ids.slice(0, 700) }]);
+    expect(mismatches(pre.logits.toFloat32(), ref[699]!, TOL.atol, TOL.rtol)).toEqual([]);
+    const next = await model.forward(cache, [{ sequence: 0, tokens: [ids[700]!] }]);
+    expect(mismatches(next.logits.toFloat32(), ref[700]!, TOL.atol, TOL.rtol)).toEqual([]);
+    model.dispose();
+  });
+});
+
 describe.runIf(gate.available && dir)(`stories260K on ${backend}`, () => {
   const bin = join(dir ?? '', 'stories260K', 'stories260K.bin');
 
