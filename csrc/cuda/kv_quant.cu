@@ -4,11 +4,14 @@
 // quantizers are the host/device functions of kv_quant.h, so codes equal the CPU kernels' codes.
 #include <cuda_runtime.h>
 
+#include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "../common/kv_quant.h"
 #include "../common/runtime.h"
 #include "check.cuh"
+#include "workspace.cuh"
 
 namespace canopy {
 namespace cuda {
@@ -16,23 +19,48 @@ namespace {
 
 constexpr int kThreads = 128;
 
-// Device copies of host vectors, freed however the launcher returns.
-struct Uploads {
-  int device = 0;
-  std::vector<void*> ptrs;
-  ~Uploads() {
-    for (void* p : ptrs) Free(device, p);
-  }
-  template <typename T>
-  Status Put(const std::vector<T>& host, const T** out) {
-    void* p = nullptr;
-    const size_t bytes = host.size() * sizeof(T);
-    CANOPY_RETURN_IF_ERROR(Malloc(device, bytes > 0 ? bytes : 1, &p));
-    ptrs.push_back(p);
-    if (bytes > 0) CANOPY_RETURN_IF_ERROR(CopyHostToDevice(device, p, host.data(), bytes));
-    *out = static_cast<const T*>(p);
+// Device copies of an op's host index arrays, in the kernel workspace (workspace.cuh: no
+// cudaMalloc / cudaFree per call) with one copy. Holds WorkspaceMutex() from Put until
+// destroyed, which is after the op's Finish has waited for its kernel.
+class Uploads {
+ public:
+  template <typename A>
+  Status Put(const std::vector<A>& a, const A** da) {
+    WorkspaceLayout layout;
+    const size_t oa = layout.Add(a.size() * sizeof(A));
+    char* ws = nullptr;
+    CANOPY_RETURN_IF_ERROR(Acquire(layout, &ws));
+    std::vector<char> host(layout.size());
+    if (!a.empty()) std::memcpy(host.data() + oa, a.data(), a.size() * sizeof(A));
+    CANOPY_RETURN_IF_ERROR(CopyHostToDevice(device_, ws, host.data(), host.size()));
+    *da = reinterpret_cast<const A*>(ws + oa);
     return Status::Ok();
   }
+  template <typename A, typename B>
+  Status Put(const std::vector<A>& a, const A** da, const std::vector<B>& b, const B** db) {
+    WorkspaceLayout layout;
+    const size_t oa = layout.Add(a.size() * sizeof(A));
+    const size_t ob = layout.Add(b.size() * sizeof(B));
+    char* ws = nullptr;
+    CANOPY_RETURN_IF_ERROR(Acquire(layout, &ws));
+    std::vector<char> host(layout.size());
+    if (!a.empty()) std::memcpy(host.data() + oa, a.data(), a.size() * sizeof(A));
+    if (!b.empty()) std::memcpy(host.data() + ob, b.data(), b.size() * sizeof(B));
+    CANOPY_RETURN_IF_ERROR(CopyHostToDevice(device_, ws, host.data(), host.size()));
+    *da = reinterpret_cast<const A*>(ws + oa);
+    *db = reinterpret_cast<const B*>(ws + ob);
+    return Status::Ok();
+  }
+
+ private:
+  Status Acquire(const WorkspaceLayout& layout, char** ws) {
+    if (lock_.owns_lock()) return Status::Internal("kv quant uploads: one Put per op");
+    lock_.lock();
+    CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device_));
+    return AcquireWorkspace(device_, layout.size() > 0 ? layout.size() : 1, reinterpret_cast<void**>(ws));
+  }
+  std::unique_lock<std::mutex> lock_{WorkspaceMutex(), std::defer_lock};
+  int device_ = 0;
 };
 
 Status Finish(const char* what) {
@@ -208,7 +236,6 @@ Status AppendQuantKv(const QuantKvCache& c, const QuantAppendParams& p) {
     }
   }
   Uploads up;
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&up.device));
   const int64_t* d_dest = nullptr;
   CANOPY_RETURN_IF_ERROR(up.Put(dest, &d_dest));
   AppendKernel<<<static_cast<unsigned>(p.n), kThreads>>>(c, p.k, p.v, d_dest);
@@ -224,7 +251,6 @@ Status QuantizeKvGroups(const QuantKvCache& c, const QuantKvBatch& b, const int3
   if (units.empty()) return Status::Ok();
   CANOPY_RETURN_IF_ERROR(CheckGrid(static_cast<int64_t>(units.size()), "quantizeKvGroups"));
   Uploads up;
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&up.device));
   const GroupUnit* d_units = nullptr;
   CANOPY_RETURN_IF_ERROR(up.Put(units, &d_units));
   QuantizeGroupsKernel<<<static_cast<unsigned>(units.size()), kThreads>>>(c, d_units);
@@ -240,7 +266,6 @@ Status RestoreKvGroups(const QuantKvCache& c, const QuantKvBatch& b, const int32
   if (units.empty()) return Status::Ok();
   CANOPY_RETURN_IF_ERROR(CheckGrid(static_cast<int64_t>(units.size()), "restoreKvGroups"));
   Uploads up;
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&up.device));
   const RestoreUnit* d_units = nullptr;
   CANOPY_RETURN_IF_ERROR(up.Put(units, &d_units));
   RestoreKernel<<<static_cast<unsigned>(units.size()), kThreads>>>(c, d_units);
@@ -270,10 +295,8 @@ Status CommitQuantKv(const QuantKvCache& c, const QuantKvBatch& b, const int32_t
   }
   if (!moves.empty()) {
     Uploads up;
-    CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&up.device));
     const int64_t *d_indptr = nullptr, *d_moves = nullptr;
-    CANOPY_RETURN_IF_ERROR(up.Put(indptr, &d_indptr));
-    CANOPY_RETURN_IF_ERROR(up.Put(moves, &d_moves));
+    CANOPY_RETURN_IF_ERROR(up.Put(indptr, &d_indptr, moves, &d_moves));
     CommitKernel<<<dim3(static_cast<unsigned>(b.batch), static_cast<unsigned>(c.layers)), 256>>>(c, d_indptr, d_moves);
     CANOPY_RETURN_IF_ERROR(Finish("commitKv kernel"));
   }
@@ -293,7 +316,6 @@ Status DequantizeKv(const QuantKvCache& c, const QuantKvBatch& b, const int32_t*
   if (rows.empty()) return Status::Ok();
   CANOPY_RETURN_IF_ERROR(CheckGrid(static_cast<int64_t>(rows.size()), "dequantizeKv"));
   Uploads up;
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&up.device));
   const DequantRow* d_rows = nullptr;
   CANOPY_RETURN_IF_ERROR(up.Put(rows, &d_rows));
   DequantizeKernel<<<static_cast<unsigned>(rows.size()), kThreads>>>(c, d_rows, k_out, v_out);
