@@ -119,6 +119,106 @@ __device__ __forceinline__ float WarpSum(float x) {
   return x;
 }
 
+// ---- pieces both kernel versions share ----------------------------------------------------
+
+// Where a work item's rows and keys live. Rows r < R of the tile are (token t0 + r / group,
+// query head h * group + r % group).
+struct ItemView {
+  int64_t qo_start, kv_start, kv_len;
+  int64_t prefix;  // keys before the item's sequence's first query token (bottom-right causal / tree)
+  int R;           // rows of the tile, <= kMaxRows
+};
+
+__device__ __forceinline__ ItemView ViewItem(const KernelArgs& a, const Item& it) {
+  ItemView v;
+  v.qo_start = a.qo_indptr[it.b];
+  const int64_t qo_len = a.qo_indptr[it.b + 1] - v.qo_start;
+  v.kv_start = a.kv_indptr[it.b];
+  v.kv_len = a.kv_lens ? a.kv_lens[it.b] : a.kv_indptr[it.b + 1] - v.kv_start;
+  v.prefix = v.kv_len - qo_len;
+  v.R = (it.t1 - it.t0) * a.group;
+  return v;
+}
+
+// Qs [kMaxRows][D] <- the tile's query rows times the scale (rows past R zero); all threads.
+__device__ __forceinline__ void LoadQueryTile(const KernelArgs& a, const Item& it, const ItemView& v, float* Qs) {
+  const int D = a.head_dim;
+  for (int i = threadIdx.x; i < kMaxRows * D; i += blockDim.x) {
+    const int r = i / D, d = i % D;
+    float x = 0.f;
+    if (r < v.R) {
+      const int64_t row = v.qo_start + it.t0 + r / a.group;
+      const int hq = it.h * a.group + r % a.group;
+      x = LoadAsF32(a.q, a.dtype, (row * a.hq + hq) * D + d) * a.scale;
+    }
+    Qs[i] = x;
+  }
+}
+
+// Ks [kBlockKeys][D + 1], Vs [kBlockKeys][D] <- keys [j0, j0 + nb) as f32, element by element
+// (any dtype, quantized caches too); rows past nb zero. All threads.
+__device__ __forceinline__ void StageKvElements(const KernelArgs& a, const Item& it, const ItemView& v, int64_t j0, int nb,
+                                                float* Ks, float* Vs) {
+  const int D = a.head_dim;
+  for (int i = threadIdx.x; i < kBlockKeys * D; i += blockDim.x) {
+    const int jj = i / D, d = i % D;
+    float kx = 0.f, vx = 0.f;
+    if (jj < nb) {
+      kx = LoadKvElement(a, false, it.b, v.kv_start, v.kv_len, j0 + jj, it.h, d);
+      vx = LoadKvElement(a, true, it.b, v.kv_start, v.kv_len, j0 + jj, it.h, d);
+    }
+    Ks[jj * (D + 1) + d] = kx;
+    Vs[jj * D + d] = vx;
+  }
+}
+
+// Whether query token t of the item's sequence sees key j (both sequence-relative), by the mask;
+// the caller checks j against the key range.
+__device__ __forceinline__ bool KeyVisible(const KernelArgs& a, const ItemView& v, int64_t t, int64_t j) {
+  if (a.mask == MaskMode::kCausal) return j <= v.prefix + t;
+  if (a.mask == MaskMode::kTree && j >= v.prefix) {
+    const int64_t node = j - v.prefix;
+    const uint32_t* bits = a.tree_mask + (v.qo_start + t) * a.mask_words;
+    return (bits[node >> 5] >> (node & 31)) & 1u;
+  }
+  return true;
+}
+
+// The end of the keys an item reads: its range, cut at the last key its last token sees (causal).
+__device__ __forceinline__ int64_t ItemKeyEnd(const KernelArgs& a, const Item& it, const ItemView& v) {
+  return a.mask == MaskMode::kCausal ? min(it.k1, v.prefix + it.t1) : it.k1;
+}
+
+// Writes dim d of tile row r: o = acc / l (0 where l = 0), and with write_lse the LSE m + log l
+// (-inf where l = 0); into o / lse, or into the item's split slot of the partial states.
+__device__ __forceinline__ void StoreRowOutput(const KernelArgs& a, const Item& it, const ItemView& v, int r, int d, float acc,
+                                               float m, float l, bool write_lse) {
+  const int64_t row = v.qo_start + it.t0 + r / a.group;
+  const int hq = it.h * a.group + r % a.group;
+  const float out = acc * (l > 0.f ? 1.f / l : 0.f);
+  const float lse = l > 0.f ? m + logf(l) : -INFINITY;
+  if (a.num_slots == 0) {
+    StoreFromF32(a.o, a.dtype, (row * a.hq + hq) * a.head_dim + d, out);
+    if (a.lse && write_lse) a.lse[row * a.hq + hq] = lse;
+  } else {
+    const int64_t idx = (row * a.num_slots + it.split) * a.hq + hq;
+    a.part_o[idx * a.head_dim + d] = out;
+    if (write_lse) a.part_lse[idx] = lse;
+  }
+}
+
+// One block per work item, with `smem` bytes of dynamic shared memory (opting in above 48 KiB).
+Status LaunchItems(void (*kernel)(KernelArgs), int threads, size_t smem, const KernelArgs& a, int64_t num_items,
+                   const char* what) {
+  if (smem > 48 * 1024) {
+    CANOPY_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  }
+  kernel<<<static_cast<unsigned>(num_items), threads, smem>>>(a);
+  return FromCudaError(cudaGetLastError(), what);
+}
+
+// ---- version 1 -----------------------------------------------------------------------------
+
 template <int kDChunks>  // head_dim <= 32 * kDChunks; lane l owns dims l, l + 32, ...
 __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
   const int D = a.head_dim;
@@ -129,23 +229,9 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
 
   const Item it = a.items[blockIdx.x];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t qo_start = a.qo_indptr[it.b];
-  const int64_t qo_len = a.qo_indptr[it.b + 1] - qo_start;
-  const int64_t kv_start = a.kv_indptr[it.b];
-  const int64_t kv_len = a.kv_lens ? a.kv_lens[it.b] : a.kv_indptr[it.b + 1] - kv_start;
-  const int64_t prefix = kv_len - qo_len;
-  const int R = (it.t1 - it.t0) * a.group;
-
-  for (int i = threadIdx.x; i < kMaxRows * D; i += blockDim.x) {
-    const int r = i / D, d = i % D;
-    float x = 0.f;
-    if (r < R) {
-      const int64_t row = qo_start + it.t0 + r / a.group;
-      const int hq = it.h * a.group + r % a.group;
-      x = LoadAsF32(a.q, a.dtype, (row * a.hq + hq) * D + d) * a.scale;
-    }
-    Qs[i] = x;
-  }
+  const ItemView iv = ViewItem(a, it);
+  const int R = iv.R;
+  LoadQueryTile(a, it, iv, Qs);
 
   float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][kDChunks];
 #pragma unroll
@@ -156,21 +242,11 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
     for (int c = 0; c < kDChunks; ++c) acc[i][c] = 0.f;
   }
 
-  int64_t k_end = it.k1;
-  if (a.mask == MaskMode::kCausal) k_end = min(k_end, prefix + it.t1);
+  const int64_t k_end = ItemKeyEnd(a, it, iv);
   for (int64_t j0 = it.k0; j0 < k_end; j0 += kBlockKeys) {
     const int nb = static_cast<int>(min(static_cast<int64_t>(kBlockKeys), k_end - j0));
     __syncthreads();  // previous block fully consumed (and Qs written, first time)
-    for (int i = threadIdx.x; i < kBlockKeys * D; i += blockDim.x) {
-      const int jj = i / D, d = i % D;
-      float kx = 0.f, vx = 0.f;
-      if (jj < nb) {
-        kx = LoadKvElement(a, false, it.b, kv_start, kv_len, j0 + jj, it.h, d);
-        vx = LoadKvElement(a, true, it.b, kv_start, kv_len, j0 + jj, it.h, d);
-      }
-      Ks[jj * (D + 1) + d] = kx;
-      Vs[jj * D + d] = vx;
-    }
+    StageKvElements(a, it, iv, j0, nb, Ks, Vs);
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) {
@@ -182,15 +258,7 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
       const float* kr = Ks + lane * (D + 1);
 #pragma unroll 8
       for (int d = 0; d < D; ++d) s += qr[d] * kr[d];
-      const int64_t j = j0 + lane;
-      bool visible = lane < nb;
-      if (a.mask == MaskMode::kCausal) {
-        visible = visible && j <= prefix + t;
-      } else if (a.mask == MaskMode::kTree && j >= prefix) {
-        const int64_t node = j - prefix;
-        const uint32_t* bits = a.tree_mask + (qo_start + t) * a.mask_words;
-        visible = visible && ((bits[node >> 5] >> (node & 31)) & 1u);
-      }
+      const bool visible = lane < nb && KeyVisible(a, iv, t, j0 + lane);
       s = visible ? s : -INFINITY;
       const float m_new = fmaxf(m[i], WarpMax(s));
       if (m_new == -INFINITY) continue;  // nothing visible yet for this row
@@ -214,21 +282,9 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
   for (int i = 0; i < kRowsPerWarp; ++i) {
     const int r = warp * kRowsPerWarp + i;
     if (r >= R) continue;
-    const int64_t row = qo_start + it.t0 + r / a.group;
-    const int hq = it.h * a.group + r % a.group;
-    const float inv = l[i] > 0.f ? 1.f / l[i] : 0.f;
-    const float lse = l[i] > 0.f ? m[i] + logf(l[i]) : -INFINITY;
-    if (a.num_slots == 0) {
 #pragma unroll
-      for (int c = 0; c < kDChunks; ++c)
-        if (lane + 32 * c < D) StoreFromF32(a.o, a.dtype, (row * a.hq + hq) * D + lane + 32 * c, acc[i][c] * inv);
-      if (a.lse && lane == 0) a.lse[row * a.hq + hq] = lse;
-    } else {
-      const int64_t idx = (row * a.num_slots + it.split) * a.hq + hq;
-#pragma unroll
-      for (int c = 0; c < kDChunks; ++c)
-        if (lane + 32 * c < D) a.part_o[idx * D + lane + 32 * c] = acc[i][c] * inv;
-      if (lane == 0) a.part_lse[idx] = lse;
+    for (int c = 0; c < kDChunks; ++c) {
+      if (lane + 32 * c < D) StoreRowOutput(a, it, iv, r, lane + 32 * c, acc[i][c], m[i], l[i], c == 0 && lane == 0);
     }
   }
 }
@@ -237,12 +293,7 @@ template <int kDChunks>
 Status Launch(const KernelArgs& a, int64_t num_items) {
   const int D = a.head_dim;
   const size_t smem = sizeof(float) * (kMaxRows * D + kBlockKeys * (D + 1) + kBlockKeys * D);
-  if (smem > 48 * 1024) {
-    CANOPY_CUDA_RETURN_IF_ERROR(
-        cudaFuncSetAttribute(AttentionKernelV1<kDChunks>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  }
-  AttentionKernelV1<kDChunks><<<static_cast<unsigned>(num_items), kWarps * 32, smem>>>(a);
-  return FromCudaError(cudaGetLastError(), "AttentionKernelV1 launch");
+  return LaunchItems(AttentionKernelV1<kDChunks>, kWarps * 32, smem, a, num_items, "AttentionKernelV1 launch");
 }
 
 // ---- version 2 -------------------------------------------------------------
@@ -258,8 +309,8 @@ __device__ __forceinline__ float HalfBitsToF32(uint32_t bits) {
 // f32 (rows past nb are zero). kVec: 16-byte loads (the launcher checked alignment), four K and
 // four V vectors loaded per thread before any is converted, so eight loads are in flight.
 template <bool kVec>
-__device__ __forceinline__ void StageKvV2(const KernelArgs& a, const Item& it, int64_t kv_start, int64_t kv_len, int64_t j0,
-                                          int nb, float* Ks, float* Vs) {
+__device__ __forceinline__ void StageKvV2(const KernelArgs& a, const Item& it, const ItemView& iv, int64_t j0, int nb, float* Ks,
+                                          float* Vs) {
   const int D = a.head_dim;
   if constexpr (kVec) {
     const int E = a.dtype == DType::kF32 ? 4 : 8;  // elements per 16 bytes
@@ -274,7 +325,7 @@ __device__ __forceinline__ void StageKvV2(const KernelArgs& a, const Item& it, i
         const int jj = vi / vpr, c = vi % vpr;
         kr[u] = vr[u] = make_uint4(0u, 0u, 0u, 0u);
         if (vi < total && jj < nb) {
-          const int64_t off = (((kv_start + j0 + jj) * a.hkv + it.h) * D + static_cast<int64_t>(c) * E) * esize;
+          const int64_t off = (((iv.kv_start + j0 + jj) * a.hkv + it.h) * D + static_cast<int64_t>(c) * E) * esize;
           kr[u] = __ldg(reinterpret_cast<const uint4*>(static_cast<const char*>(a.k) + off));
           vr[u] = __ldg(reinterpret_cast<const uint4*>(static_cast<const char*>(a.v) + off));
         }
@@ -308,16 +359,7 @@ __device__ __forceinline__ void StageKvV2(const KernelArgs& a, const Item& it, i
       }
     }
   } else {
-    for (int i = threadIdx.x; i < kBlockKeys * D; i += kThreadsV2) {
-      const int jj = i / D, d = i % D;
-      float kx = 0.f, vx = 0.f;
-      if (jj < nb) {
-        kx = LoadKvElement(a, false, it.b, kv_start, kv_len, j0 + jj, it.h, d);
-        vx = LoadKvElement(a, true, it.b, kv_start, kv_len, j0 + jj, it.h, d);
-      }
-      Ks[jj * (D + 1) + d] = kx;
-      Vs[jj * D + d] = vx;
-    }
+    StageKvElements(a, it, iv, j0, nb, Ks, Vs);
   }
 }
 
@@ -343,23 +385,9 @@ __global__ void __launch_bounds__(kThreadsV2) AttentionKernelV2(KernelArgs a) {
 
   const Item it = a.items[blockIdx.x];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t qo_start = a.qo_indptr[it.b];
-  const int64_t qo_len = a.qo_indptr[it.b + 1] - qo_start;
-  const int64_t kv_start = a.kv_indptr[it.b];
-  const int64_t kv_len = a.kv_lens ? a.kv_lens[it.b] : a.kv_indptr[it.b + 1] - kv_start;
-  const int64_t prefix = kv_len - qo_len;
-  const int R = (it.t1 - it.t0) * a.group;  // rows: tokens x the kv head's query heads, <= kMaxRows
-
-  for (int i = threadIdx.x; i < kMaxRows * D; i += kThreadsV2) {
-    const int r = i / D, d = i % D;
-    float x = 0.f;
-    if (r < R) {
-      const int64_t row = qo_start + it.t0 + r / a.group;
-      const int hq = it.h * a.group + r % a.group;
-      x = LoadAsF32(a.q, a.dtype, (row * a.hq + hq) * D + d) * a.scale;
-    }
-    Qs[i] = x;
-  }
+  const ItemView iv = ViewItem(a, it);
+  const int R = iv.R;
+  LoadQueryTile(a, it, iv, Qs);
 
   // Phase C state: warp w owns rows w, w + 4, w + 8, w + 12 (every lane holds the same m, l).
   constexpr int kRowsPerWarpV2 = kMaxRows / (kThreadsV2 / 32);
@@ -374,12 +402,11 @@ __global__ void __launch_bounds__(kThreadsV2) AttentionKernelV2(KernelArgs a) {
 #pragma unroll
   for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
 
-  int64_t k_end = it.k1;
-  if (a.mask == MaskMode::kCausal) k_end = min(k_end, prefix + it.t1);
+  const int64_t k_end = ItemKeyEnd(a, it, iv);
   for (int64_t j0 = it.k0; j0 < k_end; j0 += kBlockKeys) {
     const int nb = static_cast<int>(min(static_cast<int64_t>(kBlockKeys), k_end - j0));
     __syncthreads();  // A: the previous block's V and P fully consumed (and Qs written, first time)
-    StageKvV2<kVec>(a, it, kv_start, kv_len, j0, nb, Ks, Vs);
+    StageKvV2<kVec>(a, it, iv, j0, nb, Ks, Vs);
     __syncthreads();
     // B: scores of (row, key) pairs; a warp shares its row (Q read broadcast) and lanes read
     // distinct K rows (padded stride D + 1: no bank conflicts).
@@ -402,15 +429,7 @@ __global__ void __launch_bounds__(kThreadsV2) AttentionKernelV2(KernelArgs a) {
       const int r = warp + i * (kThreadsV2 / 32);
       if (r >= R) break;  // warp-uniform
       const int64_t t = it.t0 + r / a.group;
-      const int64_t j = j0 + lane;
-      bool visible = lane < nb;
-      if (a.mask == MaskMode::kCausal) {
-        visible = visible && j <= prefix + t;
-      } else if (a.mask == MaskMode::kTree && j >= prefix) {
-        const int64_t node = j - prefix;
-        const uint32_t* bits = a.tree_mask + (qo_start + t) * a.mask_words;
-        visible = visible && ((bits[node >> 5] >> (node & 31)) & 1u);
-      }
+      const bool visible = lane < nb && KeyVisible(a, iv, t, j0 + lane);
       const float s = visible ? Ps[r * kSP + lane] : -INFINITY;
       const float m_new = fmaxf(m[i], WarpMax(s));
       float p = 0.f, alpha = 1.f;
@@ -456,30 +475,14 @@ __global__ void __launch_bounds__(kThreadsV2) AttentionKernelV2(KernelArgs a) {
     const int e = threadIdx.x + kThreadsV2 * i;
     if (e >= R * D) break;
     const int r = e / D, d = e % D;
-    const int64_t row = qo_start + it.t0 + r / a.group;
-    const int hq = it.h * a.group + r % a.group;
-    const float lr = l_s[r];
-    const float inv = lr > 0.f ? 1.f / lr : 0.f;
-    if (a.num_slots == 0) {
-      StoreFromF32(a.o, a.dtype, (row * a.hq + hq) * D + d, acc[i] * inv);
-      if (a.lse && d == 0) a.lse[row * a.hq + hq] = lr > 0.f ? m_s[r] + logf(lr) : -INFINITY;
-    } else {
-      const int64_t idx = (row * a.num_slots + it.split) * a.hq + hq;
-      a.part_o[idx * D + d] = acc[i] * inv;
-      if (d == 0) a.part_lse[idx] = lr > 0.f ? m_s[r] + logf(lr) : -INFINITY;
-    }
+    StoreRowOutput(a, it, iv, r, d, acc[i], m_s[r], l_s[r], d == 0);
   }
 }
 
 template <int kDChunks, bool kVec>
 Status LaunchV2(const KernelArgs& a, int64_t num_items) {
   const size_t smem = sizeof(float) * SmemFloatsV2(a.head_dim);
-  if (smem > 48 * 1024) {
-    CANOPY_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(AttentionKernelV2<kDChunks, kVec>,
-                                                     cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  }
-  AttentionKernelV2<kDChunks, kVec><<<static_cast<unsigned>(num_items), kThreadsV2, smem>>>(a);
-  return FromCudaError(cudaGetLastError(), "AttentionKernelV2 launch");
+  return LaunchItems(AttentionKernelV2<kDChunks, kVec>, kThreadsV2, smem, a, num_items, "AttentionKernelV2 launch");
 }
 
 // Version 1 or 2 for this call; 16-byte staging when K / V rows start on 16 bytes.

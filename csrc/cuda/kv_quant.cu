@@ -26,15 +26,9 @@ class Uploads {
  public:
   template <typename A>
   Status Put(const std::vector<A>& a, const A** da) {
-    WorkspaceLayout layout;
-    const size_t oa = layout.Add(a.size() * sizeof(A));
-    char* ws = nullptr;
-    CANOPY_RETURN_IF_ERROR(Acquire(layout, &ws));
-    std::vector<char> host(layout.size());
-    if (!a.empty()) std::memcpy(host.data() + oa, a.data(), a.size() * sizeof(A));
-    CANOPY_RETURN_IF_ERROR(CopyHostToDevice(device_, ws, host.data(), host.size()));
-    *da = reinterpret_cast<const A*>(ws + oa);
-    return Status::Ok();
+    const std::vector<char> none;
+    const char* unused = nullptr;
+    return Put(a, da, none, &unused);
   }
   template <typename A, typename B>
   Status Put(const std::vector<A>& a, const A** da, const std::vector<B>& b, const B** db) {

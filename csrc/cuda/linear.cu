@@ -31,6 +31,22 @@ namespace {
 constexpr int kRowsPerWarp = 8;
 constexpr int kWarpsPerBlock = 4;
 
+// Sums each row's per-lane partial dot products across the warp and lane 0 writes y[n0 + r][o]
+// (+ bias; added into y with accumulate). Rows r >= nr are past the end.
+__device__ __forceinline__ void ReduceAndStore(const LinearParams& p, const float (&acc)[kRowsPerWarp], int nr, int64_t n0,
+                                               int64_t o, int lane) {
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    float v = acc[r];
+    for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
+    if (lane == 0 && r < nr) {
+      v += p.bias ? p.bias[o] : 0.f;
+      float* y = p.y + (n0 + r) * p.out + o;
+      *y = p.accumulate ? *y + v : v;
+    }
+  }
+}
+
 __global__ void LinearKernelV1(LinearParams p) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t o = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
@@ -47,16 +63,7 @@ __global__ void LinearKernelV1(LinearParams p) {
     for (int r = 0; r < kRowsPerWarp; ++r)
       if (r < nr) acc[r] += w * p.x[(n0 + r) * p.in + i];
   }
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    float v = acc[r];
-    for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
-    if (lane == 0 && r < nr) {
-      v += p.bias ? p.bias[o] : 0.f;
-      float* y = p.y + (n0 + r) * p.out + o;
-      *y = p.accumulate ? *y + v : v;
-    }
-  }
+  ReduceAndStore(p, acc, nr, n0, o, lane);
 }
 
 // Weights per 16-byte vector.
@@ -113,16 +120,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) LinearKernelV2(LinearPara
       }
     }
   }
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    float v = acc[r];
-    for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
-    if (lane == 0 && r < nr) {
-      v += p.bias ? p.bias[o] : 0.f;
-      float* y = p.y + (n0 + r) * p.out + o;
-      *y = p.accumulate ? *y + v : v;
-    }
-  }
+  ReduceAndStore(p, acc, nr, n0, o, lane);
 }
 
 bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }

@@ -93,6 +93,34 @@ bool CudaLinearMatchesCpu() {
   return true;
 }
 
+// RoPE on random q [rows, nq, D] and k [rows, nk, D]: CUDA equals the CPU kernel. *device gets
+// the CUDA call's parameters (device pointers, owned by *o) for further checks.
+bool RopeMatchesCpu(int64_t rows, int nq, int nk, int D, const std::vector<int32_t>& pos, const std::vector<float>& inv,
+                    RopeLayout layout, Owned* o, RopeParams* device) {
+  auto q = Rand(rows * nq * D), k = Rand(rows * nk * D);
+  auto qc = q, kc = k;
+  RopeParams rp;
+  rp.q = qc.data();
+  rp.k = kc.data();
+  rp.positions = pos.data();
+  rp.inv_freq = inv.data();
+  rp.rows = rows;
+  rp.nq = nq;
+  rp.nk = nk;
+  rp.head_dim = D;
+  rp.layout = layout;
+  CANOPY_CHECK_OK(cpu::Rope(rp));
+  rp.q = static_cast<float*>(Up(q, &o->p));
+  rp.k = static_cast<float*>(Up(k, &o->p));
+  rp.positions = static_cast<int32_t*>(Up(pos, &o->p));
+  rp.inv_freq = static_cast<float*>(Up(inv, &o->p));
+  CANOPY_CHECK_OK(cuda::Rope(rp));
+  CANOPY_CHECK(Near(Down<float>(rp.q, q.size()), qc, 1e-5f, 1e-5f, "rope q"), "rope q, head_dim %d", D);
+  CANOPY_CHECK(Near(Down<float>(rp.k, k.size()), kc, 1e-5f, 1e-5f, "rope k"), "rope k, head_dim %d", D);
+  *device = rp;
+  return true;
+}
+
 bool CudaOpsMatchCpu() {
   CANOPY_CHECK_OK(cuda::SetDevice(0));
   const int64_t rows = 5, dim = 96;
@@ -106,30 +134,12 @@ bool CudaOpsMatchCpu() {
   CANOPY_CHECK(Near(Down<float>(dy, rows * dim), y, 1e-5f, 1e-5f, "rmsnorm"), "rmsnorm");
   // RoPE both layouts.
   for (RopeLayout layout : {RopeLayout::kInterleaved, RopeLayout::kHalf}) {
-    const int nq = 4, nk = 2, D = 16;
-    auto q = Rand(rows * nq * D), k = Rand(rows * nk * D);
-    std::vector<int32_t> pos = {0, 1, 7, 100, 4095};
+    const int D = 16;
     std::vector<float> inv(D / 2);
     for (int j = 0; j < D / 2; ++j) inv[j] = std::pow(10000.f, -2.f * j / D);
-    RopeParams rp;
-    auto qc = q, kc = k;
-    rp.q = qc.data();
-    rp.k = kc.data();
-    rp.positions = pos.data();
-    rp.inv_freq = inv.data();
-    rp.rows = rows;
-    rp.nq = nq;
-    rp.nk = nk;
-    rp.head_dim = D;
-    rp.layout = layout;
-    CANOPY_CHECK_OK(cpu::Rope(rp));
-    rp.q = static_cast<float*>(Up(q, &o.p));
-    rp.k = static_cast<float*>(Up(k, &o.p));
-    rp.positions = static_cast<int32_t*>(Up(pos, &o.p));
-    rp.inv_freq = static_cast<float*>(Up(inv, &o.p));
-    CANOPY_CHECK_OK(cuda::Rope(rp));
-    CANOPY_CHECK(Near(Down<float>(rp.q, q.size()), qc, 1e-5f, 1e-5f, "rope q"), "rope");
-    CANOPY_CHECK(Near(Down<float>(rp.k, k.size()), kc, 1e-5f, 1e-5f, "rope k"), "rope");
+    RopeParams device;
+    CANOPY_CHECK(RopeMatchesCpu(rows, 4, 2, D, {0, 1, 7, 100, 4095}, inv, layout, &o, &device), "rope layout %d",
+                 static_cast<int>(layout));
   }
   // Argmax with ties.
   std::vector<float> logits = {1, 5, 5, 2, -1, 7, 7, 7};
@@ -162,30 +172,9 @@ bool CudaOpsEdgeCases() {
     CANOPY_CHECK(!cuda::RmsNorm(dy, dy, DType::kI32, 1e-6f, dy, rows, dim).ok(), "rmsnorm: an int32 weight must be rejected");
   }
   for (RopeLayout layout : {RopeLayout::kInterleaved, RopeLayout::kHalf}) {
-    const int64_t rows = 4;
-    const int nq = 3, nk = 1, D = 6;
-    auto q = Rand(rows * nq * D), k = Rand(rows * nk * D);
-    std::vector<int32_t> pos = {0, 65535, 131071, 1000000};
-    std::vector<float> inv = {1.f, 0.01f, 1e-4f};
-    auto qc = q, kc = k;
     RopeParams rp;
-    rp.q = qc.data();
-    rp.k = kc.data();
-    rp.positions = pos.data();
-    rp.inv_freq = inv.data();
-    rp.rows = rows;
-    rp.nq = nq;
-    rp.nk = nk;
-    rp.head_dim = D;
-    rp.layout = layout;
-    CANOPY_CHECK_OK(cpu::Rope(rp));
-    rp.q = static_cast<float*>(Up(q, &o.p));
-    rp.k = static_cast<float*>(Up(k, &o.p));
-    rp.positions = static_cast<int32_t*>(Up(pos, &o.p));
-    rp.inv_freq = static_cast<float*>(Up(inv, &o.p));
-    CANOPY_CHECK_OK(cuda::Rope(rp));
-    CANOPY_CHECK(Near(Down<float>(rp.q, q.size()), qc, 1e-5f, 1e-5f, "rope q"), "rope D=6 layout %d", static_cast<int>(layout));
-    CANOPY_CHECK(Near(Down<float>(rp.k, k.size()), kc, 1e-5f, 1e-5f, "rope k"), "rope D=6 layout %d", static_cast<int>(layout));
+    CANOPY_CHECK(RopeMatchesCpu(4, 3, 1, 6, {0, 65535, 131071, 1000000}, {1.f, 0.01f, 1e-4f}, layout, &o, &rp),
+                 "rope D=6 layout %d", static_cast<int>(layout));
     rp.head_dim = 5;
     CANOPY_CHECK(!cuda::Rope(rp).ok(), "rope: an odd head_dim must be rejected");
   }
