@@ -3,57 +3,17 @@
  * autoregressive tokens exactly (f32, CPU), batch 1 and ragged batches, with EOS and
  * maxTokens cutting accepted runs; the draft pair reaches the expected acceptance.
  */
-import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-import { type StrategyName, generate } from '../../lib/generate.js';
-import { type LoadedModel, loadModel } from '../../lib/model/load.js';
+import { generate } from '../../lib/generate.js';
+import { STORY_PROMPTS, defineStoryPairTests } from '../helpers/strategy-suite.js';
 import { testModelsDir } from '../helpers/test-models.js';
 
 const dir = testModelsDir('decoding strategies on stories260K');
 
-describe.runIf(dir)('greedy losslessness of every strategy (stories260K)', () => {
-  let target: LoadedModel;
-  let draft: LoadedModel;
-  beforeAll(async () => {
-    target = await loadModel(join(dir!, 'stories260K', 'stories260K.bin'), { backend: 'cpu' });
-    draft = await loadModel(join(dir!, 'llama2xs-281K', 'model.bin'), { backend: 'cpu', tokenizer: join(dir!, 'stories260K', 'tok512.bin') });
-  });
-  afterAll(() => {
-    target.model.dispose();
-    draft.model.dispose();
-  });
-
-  const prompts = ['Once upon a time', 'The little dog', 'Tom and Sue went to the park. They', 'One day, a big bird'];
-  const strategies: StrategyName[] = ['speculative', 'tree', 'lookup', 'ngram-tree', 'token-recycling', 'jacobi'];
-
-  it.each(strategies)('%s equals autoregressive, batch 1 and a ragged batch', async (strategy) => {
-    const base = { model: target.model, tokenizer: target.tokenizer, maxTokens: 60, temperature: 0 };
-    const withDraft = strategy === 'speculative' || strategy === 'tree' ? { draft: draft.model } : {};
-    for (const prompt of prompts.slice(0, 2)) {
-      const ar = await generate({ ...base, prompt });
-      const sp = await generate({ ...base, prompt, strategy, ...withDraft, speculation: { autoDisable: false } });
-      expect(sp.tokens).toEqual(ar.tokens);
-      expect(sp.text).toBe(ar.text);
-      expect(sp.finishReason).toBe(ar.finishReason);
-      expect(sp.stats.speculation?.strategy).toBeDefined();
-    }
-    const arBatch = await generate({ ...base, prompt: prompts });
-    const spBatch = await generate({ ...base, prompt: prompts, strategy, ...withDraft, speculation: { autoDisable: false } });
-    expect(spBatch.map((r) => r.tokens)).toEqual(arBatch.map((r) => r.tokens));
-  });
-
-  it.each(['int8', 'int4'] as const)('with a %s KV cache, speculative and tree equal autoregressive over the same cache format', async (kvDtype) => {
-    const base = { model: target.model, tokenizer: target.tokenizer, maxTokens: 60, temperature: 0, kvDtype };
-    const ar = await generate({ ...base, prompt: prompts.slice(0, 2) });
-    for (const strategy of ['speculative', 'tree', 'lookup'] as const) {
-      const sp = await generate({ ...base, prompt: prompts.slice(0, 2), strategy, ...(strategy === 'lookup' ? {} : { draft: draft.model }), speculation: { autoDisable: false } });
-      expect(sp.map((r) => r.tokens), strategy).toEqual(ar.map((r) => r.tokens));
-    }
-  });
-
+describe.runIf(dir)('greedy losslessness of every strategy (stories260K)', () => defineStoryPairTests(dir ?? '', 'cpu', ['int8', 'int4'], (pair) => {
   it('maxTokens cuts an accepted run exactly, and EOS inside a run ends the sequence', async () => {
+    const { target, draft } = pair();
     const base = { model: target.model, tokenizer: target.tokenizer, temperature: 0 };
     for (const maxTokens of [1, 2, 7, 13]) {
       const ar = await generate({ ...base, prompt: 'Once upon a time', maxTokens });
@@ -69,6 +29,7 @@ describe.runIf(dir)('greedy losslessness of every strategy (stories260K)', () =>
   });
 
   it('stop strings end a run inside an accepted draft', async () => {
+    const { target, draft } = pair();
     const base = { model: target.model, tokenizer: target.tokenizer, temperature: 0, maxTokens: 80 };
     const ar = await generate({ ...base, prompt: 'Once upon a time', stop: ['park'] });
     const sp = await generate({ ...base, prompt: 'Once upon a time', stop: ['park'], draft: draft.model, speculation: { autoDisable: false } });
@@ -77,8 +38,9 @@ describe.runIf(dir)('greedy losslessness of every strategy (stories260K)', () =>
   });
 
   it('llama2xs-281K drafting for stories260K at k = 4 (greedy): mean accepted length >= 2.6', async () => {
+    const { target, draft } = pair();
     const r = await generate({
-      model: target.model, tokenizer: target.tokenizer, prompt: prompts, maxTokens: 120, temperature: 0,
+      model: target.model, tokenizer: target.tokenizer, prompt: STORY_PROMPTS, maxTokens: 120, temperature: 0,
       draft: draft.model, speculation: { k: 4, fixed: true, autoDisable: false },
     });
     const spec = r[0]!.stats.speculation!;
@@ -87,4 +49,4 @@ describe.runIf(dir)('greedy losslessness of every strategy (stories260K)', () =>
     // Agreement at the first draft position is the per-token greedy match rate (README: about 0.71).
     expect(spec.perPositionAcceptance[0]).toBeGreaterThan(0.6);
   });
-});
+}));
