@@ -8,14 +8,8 @@
 #include "../common/attention.h"
 #include "attention_cpu.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define CANOPY_HAVE_AVX512_TU 1
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
-#endif
+#include "avx512_begin.h"
+#ifdef CANOPY_HAVE_AVX512_TU
 
 #define CANOPY_TILE_NS tiles_avx512
 #define CANOPY_TILE_VEC_BYTES 64
@@ -36,12 +30,8 @@ void RunAvx512(const AttentionParams& p, const AttentionWorkItem& w, const uint3
 }  // namespace cpu
 }  // namespace canopy
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
 #endif
-#endif
+#include "avx512_end.h"
 
 namespace canopy {
 namespace cpu {

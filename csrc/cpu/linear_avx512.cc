@@ -5,14 +5,8 @@
 #include "../common/linear.h"
 #include "linear_cpu.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define CANOPY_HAVE_AVX512_TU 1
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
-#endif
+#include "avx512_begin.h"
+#ifdef CANOPY_HAVE_AVX512_TU
 
 #define CANOPY_TILE_NS linear_avx512
 #define CANOPY_TILE_VEC_BYTES 64
@@ -28,12 +22,8 @@ void RunAvx512(const LinearParams& p, int64_t o_begin, int64_t o_end) { linear_a
 }  // namespace cpu
 }  // namespace canopy
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
 #endif
-#endif
+#include "avx512_end.h"
 
 namespace canopy {
 namespace cpu {
