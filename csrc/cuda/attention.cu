@@ -659,22 +659,17 @@ Status LaunchAttention(const AttentionParams& p, const AttentionPlan& plan, int3
   AttentionUpload up;
   CANOPY_RETURN_IF_ERROR(BuildAttentionUpload(p, plan, slot0, &up));
   // One workspace: the upload image, then (when this call owns them) the split partials.
-  WorkspaceLayout layout;
-  const size_t off_up = layout.Add(up.bytes.size());
+  WorkspaceLease ws;
+  const size_t off_up = ws.Reserve(up.bytes.size());
   const bool own_partials = num_slots > 0 && part_o == nullptr;
   const size_t part_rows = own_partials ? static_cast<size_t>(p.total_q) * num_slots * p.num_qo_heads : 0;
-  const size_t off_part_o = layout.Add(part_rows * p.head_dim * sizeof(float));
-  const size_t off_part_lse = layout.Add(part_rows * sizeof(float));
-
-  std::lock_guard<std::mutex> lock(WorkspaceMutex());
-  int device = 0;
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  char* ws = nullptr;
-  CANOPY_RETURN_IF_ERROR(AcquireWorkspace(device, layout.size(), reinterpret_cast<void**>(&ws)));
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(ws + off_up, up.bytes.data(), up.bytes.size(), cudaMemcpyHostToDevice));
-  float* po = own_partials ? reinterpret_cast<float*>(ws + off_part_o) : part_o;
-  float* pl = own_partials ? reinterpret_cast<float*>(ws + off_part_lse) : part_lse;
-  CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(p, plan, up, ws + off_up, num_slots, po, pl, own_partials));
+  const size_t off_part_o = ws.Reserve(part_rows * p.head_dim * sizeof(float));
+  const size_t off_part_lse = ws.Reserve(part_rows * sizeof(float));
+  CANOPY_RETURN_IF_ERROR(ws.Acquire());
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(ws.At<char>(off_up), up.bytes.data(), up.bytes.size(), cudaMemcpyHostToDevice));
+  float* po = own_partials ? ws.At<float>(off_part_o) : part_o;
+  float* pl = own_partials ? ws.At<float>(off_part_lse) : part_lse;
+  CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(p, plan, up, ws.At<const char>(off_up), num_slots, po, pl, own_partials));
   // The workspace is reused by the next call: wait for the kernels before releasing it.
   CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return Status::Ok();

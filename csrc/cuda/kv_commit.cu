@@ -9,6 +9,7 @@
 
 #include "../common/kv_commit.h"
 #include "check.cuh"
+#include "workspace.cuh"
 
 namespace canopy {
 namespace cuda {
@@ -58,20 +59,18 @@ Status CommitKv(void* k, void* v, DType dtype, int64_t layers, int64_t capacity,
   }
   const int64_t row_words = row_elems * DTypeSize(dtype) / 2;
   if (num_moves > 0 && layers > 0 && row_words > 0) {
-    void* d = nullptr;
-    CANOPY_CUDA_RETURN_IF_ERROR(cudaMalloc(&d, staged.size() * sizeof(int64_t)));
-    Status st = FromCudaError(cudaMemcpy(d, staged.data(), staged.size() * sizeof(int64_t), cudaMemcpyHostToDevice),
-                              "cudaMemcpy(commitKv plan)");
-    if (st.ok()) {
-      const int64_t* d_indptr = static_cast<const int64_t*>(d);
-      dim3 grid(static_cast<unsigned>(plan.batch), static_cast<unsigned>(layers), 2);
-      CommitKvKernel<<<grid, kThreads>>>(static_cast<uint16_t*>(k), static_cast<uint16_t*>(v), capacity, row_words,
-                                         d_indptr, d_indptr + plan.batch + 1);
-      st = FromCudaError(cudaGetLastError(), "CommitKvKernel launch");
-      if (st.ok()) st = FromCudaError(cudaDeviceSynchronize(), "CommitKvKernel");
-    }
-    cudaFree(d);
-    CANOPY_RETURN_IF_ERROR(st);
+    WorkspaceLease ws;  // the kernel workspace: no cudaMalloc / cudaFree per call
+    const size_t off = ws.Reserve(staged.size() * sizeof(int64_t));
+    CANOPY_RETURN_IF_ERROR(ws.Acquire());
+    const int64_t* d_indptr = ws.At<const int64_t>(off);
+    CANOPY_RETURN_IF_ERROR(FromCudaError(
+        cudaMemcpy(ws.At<int64_t>(off), staged.data(), staged.size() * sizeof(int64_t), cudaMemcpyHostToDevice),
+        "cudaMemcpy(commitKv plan)"));
+    dim3 grid(static_cast<unsigned>(plan.batch), static_cast<unsigned>(layers), 2);
+    CommitKvKernel<<<grid, kThreads>>>(static_cast<uint16_t*>(k), static_cast<uint16_t*>(v), capacity, row_words, d_indptr,
+                                       d_indptr + plan.batch + 1);
+    CANOPY_RETURN_IF_ERROR(FromCudaError(cudaGetLastError(), "CommitKvKernel launch"));
+    CANOPY_RETURN_IF_ERROR(FromCudaError(cudaDeviceSynchronize(), "CommitKvKernel"));
   }
   for (int32_t b = 0; b < plan.batch; ++b) new_lens[b] = plan.prefix_lens[b] + plan.accepted_count[b];
   return Status::Ok();

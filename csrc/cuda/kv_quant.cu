@@ -32,29 +32,20 @@ class Uploads {
   }
   template <typename A, typename B>
   Status Put(const std::vector<A>& a, const A** da, const std::vector<B>& b, const B** db) {
-    WorkspaceLayout layout;
-    const size_t oa = layout.Add(a.size() * sizeof(A));
-    const size_t ob = layout.Add(b.size() * sizeof(B));
-    char* ws = nullptr;
-    CANOPY_RETURN_IF_ERROR(Acquire(layout, &ws));
-    std::vector<char> host(layout.size());
+    const size_t oa = lease_.Reserve(a.size() * sizeof(A));
+    const size_t ob = lease_.Reserve(b.size() * sizeof(B));
+    CANOPY_RETURN_IF_ERROR(lease_.Acquire());
+    std::vector<char> host(lease_.size());
     if (!a.empty()) std::memcpy(host.data() + oa, a.data(), a.size() * sizeof(A));
     if (!b.empty()) std::memcpy(host.data() + ob, b.data(), b.size() * sizeof(B));
-    CANOPY_RETURN_IF_ERROR(CopyHostToDevice(device_, ws, host.data(), host.size()));
-    *da = reinterpret_cast<const A*>(ws + oa);
-    *db = reinterpret_cast<const B*>(ws + ob);
+    CANOPY_RETURN_IF_ERROR(CopyHostToDevice(lease_.device(), lease_.At<char>(0), host.data(), host.size()));
+    *da = lease_.At<const A>(oa);
+    *db = lease_.At<const B>(ob);
     return Status::Ok();
   }
 
  private:
-  Status Acquire(const WorkspaceLayout& layout, char** ws) {
-    if (lock_.owns_lock()) return Status::Internal("kv quant uploads: one Put per op");
-    lock_.lock();
-    CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device_));
-    return AcquireWorkspace(device_, layout.size() > 0 ? layout.size() : 1, reinterpret_cast<void**>(ws));
-  }
-  std::unique_lock<std::mutex> lock_{WorkspaceMutex(), std::defer_lock};
-  int device_ = 0;
+  WorkspaceLease lease_;  // one Put per op (a second Acquire is refused)
 };
 
 Status Finish(const char* what) {

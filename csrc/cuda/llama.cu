@@ -84,45 +84,40 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   // Every temporary of the pass in one grow-only scratch buffer (no cudaMalloc / cudaFree per
   // step): first the inputs uploaded in one copy (token ids, positions, cache rows, logit rows,
   // RoPE frequencies, the attention work list), then the activations.
-  WorkspaceLayout lay;
-  const size_t o_tokens = lay.Add(n * sizeof(int32_t)), o_positions = lay.Add(n * sizeof(int32_t));
-  const size_t o_dest = lay.Add(n * sizeof(int32_t)), o_rows = lay.Add(r * sizeof(int32_t));
-  const size_t o_inv_freq = lay.Add((D / 2) * sizeof(float));
-  const size_t o_att_up = lay.Add(att_up.bytes.size());
-  const size_t upload_bytes = lay.size();
+  WorkspaceLease s(WorkspaceLease::kForward);  // held until the pass has finished (the sync at the end)
+  const size_t o_tokens = s.Reserve(n * sizeof(int32_t)), o_positions = s.Reserve(n * sizeof(int32_t));
+  const size_t o_dest = s.Reserve(n * sizeof(int32_t)), o_rows = s.Reserve(r * sizeof(int32_t));
+  const size_t o_inv_freq = s.Reserve((D / 2) * sizeof(float));
+  const size_t o_att_up = s.Reserve(att_up.bytes.size());
+  const size_t upload_bytes = s.size();
   const size_t part_rows = static_cast<size_t>(n) * att_slots * m.n_heads;
-  const size_t o_part_o = lay.Add(part_rows * D * sizeof(float)), o_part_lse = lay.Add(part_rows * sizeof(float));
-  const size_t o_x = lay.Add(n * dim * sizeof(float)), o_h = lay.Add(n * dim * sizeof(float));
-  const size_t o_q = lay.Add(n * qdim * sizeof(float)), o_att = lay.Add(n * qdim * sizeof(float));
-  const size_t o_k = lay.Add(n * kvdim * sizeof(float)), o_v = lay.Add(n * kvdim * sizeof(float));
-  const size_t o_g = lay.Add(n * m.hidden_dim * sizeof(float)), o_u = lay.Add(n * m.hidden_dim * sizeof(float));
-  const size_t o_q_cast = lay.Add(cast_q ? n * qdim * sizeof(uint16_t) : 0);
-  const size_t o_o_cast = lay.Add(cast_q ? n * qdim * sizeof(uint16_t) : 0);
-  const size_t o_sel = lay.Add(r * dim * sizeof(float)), o_normed = lay.Add(r * dim * sizeof(float));
+  const size_t o_part_o = s.Reserve(part_rows * D * sizeof(float)), o_part_lse = s.Reserve(part_rows * sizeof(float));
+  const size_t o_x = s.Reserve(n * dim * sizeof(float)), o_h = s.Reserve(n * dim * sizeof(float));
+  const size_t o_q = s.Reserve(n * qdim * sizeof(float)), o_att = s.Reserve(n * qdim * sizeof(float));
+  const size_t o_k = s.Reserve(n * kvdim * sizeof(float)), o_v = s.Reserve(n * kvdim * sizeof(float));
+  const size_t o_g = s.Reserve(n * m.hidden_dim * sizeof(float)), o_u = s.Reserve(n * m.hidden_dim * sizeof(float));
+  const size_t o_q_cast = s.Reserve(cast_q ? n * qdim * sizeof(uint16_t) : 0);
+  const size_t o_o_cast = s.Reserve(cast_q ? n * qdim * sizeof(uint16_t) : 0);
+  const size_t o_sel = s.Reserve(r * dim * sizeof(float)), o_normed = s.Reserve(r * dim * sizeof(float));
 
-  std::lock_guard<std::mutex> lock(ForwardScratchMutex());  // held until the pass has finished (the sync at the end)
-  int device = 0;
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  char* base = nullptr;
-  CANOPY_RETURN_IF_ERROR(AcquireForwardScratch(device, lay.size(), reinterpret_cast<void**>(&base)));
-  auto at = [base](size_t off) { return base + off; };
-  int32_t* tokens = reinterpret_cast<int32_t*>(at(o_tokens));
-  int32_t* positions = reinterpret_cast<int32_t*>(at(o_positions));
-  int32_t* dest = reinterpret_cast<int32_t*>(at(o_dest));
-  int32_t* rows = reinterpret_cast<int32_t*>(at(o_rows));
-  float* inv_freq = reinterpret_cast<float*>(at(o_inv_freq));
-  float* x = reinterpret_cast<float*>(at(o_x));
-  float* h = reinterpret_cast<float*>(at(o_h));
-  float* q = reinterpret_cast<float*>(at(o_q));
-  float* att = reinterpret_cast<float*>(at(o_att));
-  float* k = reinterpret_cast<float*>(at(o_k));
-  float* v = reinterpret_cast<float*>(at(o_v));
-  float* g = reinterpret_cast<float*>(at(o_g));
-  float* u = reinterpret_cast<float*>(at(o_u));
-  void* q_cast = cast_q ? at(o_q_cast) : nullptr;
-  void* o_cast = cast_q ? at(o_o_cast) : nullptr;
-  float* sel = reinterpret_cast<float*>(at(o_sel));
-  float* normed = reinterpret_cast<float*>(at(o_normed));
+  CANOPY_RETURN_IF_ERROR(s.Acquire());
+  int32_t* tokens = s.At<int32_t>(o_tokens);
+  int32_t* positions = s.At<int32_t>(o_positions);
+  int32_t* dest = s.At<int32_t>(o_dest);
+  int32_t* rows = s.At<int32_t>(o_rows);
+  float* inv_freq = s.At<float>(o_inv_freq);
+  float* x = s.At<float>(o_x);
+  float* h = s.At<float>(o_h);
+  float* q = s.At<float>(o_q);
+  float* att = s.At<float>(o_att);
+  float* k = s.At<float>(o_k);
+  float* v = s.At<float>(o_v);
+  float* g = s.At<float>(o_g);
+  float* u = s.At<float>(o_u);
+  void* q_cast = cast_q ? s.At<void>(o_q_cast) : nullptr;
+  void* o_cast = cast_q ? s.At<void>(o_o_cast) : nullptr;
+  float* sel = s.At<float>(o_sel);
+  float* normed = s.At<float>(o_normed);
 
   std::vector<char> upload(upload_bytes);
   if (n > 0) {
@@ -133,9 +128,9 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   if (r > 0) std::memcpy(upload.data() + o_rows, p.logit_rows, r * sizeof(int32_t));
   std::memcpy(upload.data() + o_inv_freq, m.inv_freq.data(), (D / 2) * sizeof(float));
   if (!att_up.bytes.empty()) std::memcpy(upload.data() + o_att_up, att_up.bytes.data(), att_up.bytes.size());
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(base, upload.data(), upload_bytes, cudaMemcpyHostToDevice));
-  float* part_o = reinterpret_cast<float*>(at(o_part_o));
-  float* part_lse = reinterpret_cast<float*>(at(o_part_lse));
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(s.At<char>(0), upload.data(), upload_bytes, cudaMemcpyHostToDevice));
+  float* part_o = s.At<float>(o_part_o);
+  float* part_lse = s.At<float>(o_part_lse);
   CANOPY_RETURN_IF_ERROR(Embed(tokens, n, m.embed, m.weight_dtype, m.vocab, dim, x));
   QuantKvBatch seqs;
   seqs.batch = p.batch;
@@ -163,7 +158,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     }
     // No upload and no synchronisation per layer: the work list is on the device already, and
     // the split partials are reused layer after layer in stream order.
-    CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(ap, plan, att_up, at(o_att_up), att_slots, part_o, part_lse, true));
+    CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(ap, plan, att_up, s.At<const char>(o_att_up), att_slots, part_o, part_lse, true));
     if (cast_q) CANOPY_RETURN_IF_ERROR(CastAsync(o_cast, p.cache_dtype, att, DType::kF32, n * qdim));
     CANOPY_RETURN_IF_ERROR(Lin(att, w.wo, m.weight_dtype, nullptr, x, n, qdim, dim, true));
     CANOPY_RETURN_IF_ERROR(RmsNorm(x, w.ffn_norm, m.norm_dtype, m.norm_eps, h, n, dim));
@@ -181,7 +176,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   }
   CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   // A long prefill grows the scratch; give most of it back once steps are much smaller again.
-  return TrimForwardScratch(device, lay.size());
+  return TrimForwardScratch(s.device(), s.size());
 }
 
 }  // namespace cuda

@@ -23,6 +23,7 @@
 
 #include "../common/verify.h"
 #include "check.cuh"
+#include "workspace.cuh"
 
 namespace canopy {
 namespace cuda {
@@ -31,32 +32,6 @@ namespace {
 constexpr int kArgmaxThreads = 256;
 constexpr int kWalkThreads = 128;
 constexpr int kSampleThreads = 256;
-
-// One cudaMalloc carved into aligned pieces; freed on every path.
-class Scratch {
- public:
-  ~Scratch() {
-    if (ptr_) cudaFree(ptr_);
-  }
-  // Reserves `bytes` (aligned to 256) and returns its offset.
-  size_t Reserve(size_t bytes) {
-    size_t off = size_;
-    size_ += (bytes + 255) / 256 * 256;
-    return off;
-  }
-  Status Allocate() {
-    if (size_ == 0) return Status::Ok();
-    return FromCudaError(cudaMalloc(&ptr_, size_), "cudaMalloc(verify scratch)");
-  }
-  template <typename T>
-  T* At(size_t off) const {
-    return reinterpret_cast<T*>(static_cast<char*>(ptr_) + off);
-  }
-
- private:
-  void* ptr_ = nullptr;
-  size_t size_ = 0;
-};
 
 // ---- greedy -----------------------------------------------------------------
 
@@ -267,12 +242,12 @@ Status VerifyGreedy(const VerifyTree& tree, const void* logits, DType dtype, int
   const int64_t B = tree.batch, N = num_nodes, rows = N + B;
   // Layout (int32): tree [B+1+2N] | argmax [rows] | walk scratch [2N] | outputs count [B], nodes [N], next [B].
   const std::vector<int32_t> packed = PackTree(tree, N);
-  Scratch s;
+  WorkspaceLease s;  // the kernel workspace: no cudaMalloc / cudaFree per call
   const size_t o_tree = s.Reserve(packed.size() * 4);
   const size_t o_argmax = s.Reserve(rows * 4);
   const size_t o_walk = s.Reserve((2 * N + 1) * 4);
   const size_t o_out = s.Reserve((B + N + B) * 4);
-  CANOPY_RETURN_IF_ERROR(s.Allocate());
+  CANOPY_RETURN_IF_ERROR(s.Acquire());
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(s.At<void>(o_tree), packed.data(), packed.size() * 4, cudaMemcpyHostToDevice));
   const int32_t* d_indptr = s.At<int32_t>(o_tree);
   int32_t* d_out = s.At<int32_t>(o_out);
@@ -298,14 +273,14 @@ Status VerifySampling(const VerifyTree& tree, const float* target, const float* 
   if (tree.batch == 0) return Status::Ok();
   const int64_t B = tree.batch, N = num_nodes, rows = N + B, chunks = VerifyNumChunks(vocab);
   const std::vector<int32_t> packed = PackTree(tree, N);
-  Scratch s;
+  WorkspaceLease s;  // the kernel workspace: no cudaMalloc / cudaFree per call
   const size_t o_tree = s.Reserve(packed.size() * 4);
   const size_t o_uni = s.Reserve(rows * 8);
   const size_t o_p = s.Reserve(B * vocab * 8);
   const size_t o_partials = s.Reserve(B * chunks * 8);
   const size_t o_out = s.Reserve((B + N + B + B + B) * 4);  // count, nodes, next, err_code, err_row
   const size_t o_err_sum = s.Reserve(B * 8);
-  CANOPY_RETURN_IF_ERROR(s.Allocate());
+  CANOPY_RETURN_IF_ERROR(s.Acquire());
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(s.At<void>(o_tree), packed.data(), packed.size() * 4, cudaMemcpyHostToDevice));
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(s.At<void>(o_uni), uniforms, rows * 8, cudaMemcpyHostToDevice));
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemset(s.At<void>(o_out), 0, (B + N + B + B + B) * 4));

@@ -78,5 +78,16 @@ Status TrimForwardScratch(int device, size_t used) {
   return Status::Ok();
 }
 
+Status WorkspaceLease::Acquire() {
+  if (lock_.owns_lock()) return Status::Internal("workspace lease: acquired twice");
+  lock_.lock();
+  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device_));
+  void* p = nullptr;
+  const size_t bytes = layout_.size() > 0 ? layout_.size() : 1;
+  CANOPY_RETURN_IF_ERROR(buffer_ == kKernel ? AcquireWorkspace(device_, bytes, &p) : AcquireForwardScratch(device_, bytes, &p));
+  base_ = static_cast<char*>(p);
+  return Status::Ok();
+}
+
 }  // namespace cuda
 }  // namespace canopy

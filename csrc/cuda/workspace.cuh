@@ -43,5 +43,33 @@ Status AcquireForwardScratch(int device, size_t bytes, void** ptr);
 // with ForwardScratchMutex() held and the device idle.
 Status TrimForwardScratch(int device, size_t used);
 
+// One op's hold on a workspace: reserve aligned regions, Acquire (takes the buffer's mutex,
+// grows the buffer on the current device), then At<T>(offset) for device pointers. The mutex is
+// held until the lease is destroyed; the op must have finished with the memory by then (a
+// synchronising copy or cudaDeviceSynchronize; later launches on the default stream are ordered
+// after it anyway).
+class WorkspaceLease {
+ public:
+  enum Buffer { kKernel, kForward };
+  explicit WorkspaceLease(Buffer buffer = kKernel)
+      : buffer_(buffer), lock_(buffer == kKernel ? WorkspaceMutex() : ForwardScratchMutex(), std::defer_lock) {}
+  // Reserves `bytes` (aligned to 256) and returns its offset.
+  size_t Reserve(size_t bytes) { return layout_.Add(bytes); }
+  size_t size() const { return layout_.size(); }
+  Status Acquire();
+  template <typename T>
+  T* At(size_t off) const {
+    return reinterpret_cast<T*>(base_ + off);
+  }
+  int device() const { return device_; }
+
+ private:
+  Buffer buffer_;
+  std::unique_lock<std::mutex> lock_;
+  WorkspaceLayout layout_;
+  char* base_ = nullptr;
+  int device_ = 0;
+};
+
 }  // namespace cuda
 }  // namespace canopy
