@@ -42,11 +42,12 @@
         "csrc/napi/prefix_attention_bindings.cc",
         "csrc/napi/sampling_bindings.cc",
         "csrc/napi/tensor_arg.cc",
+        "csrc/napi/test_bindings.cc",
         "csrc/napi/verify_bindings.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "csrc"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "CANOPY_BUILD_SYSTEM=\"node-gyp\""],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL", "NODE_ADDON_API_DISABLE_DEPRECATED", "CANOPY_BUILD_SYSTEM=\"node-gyp\""],
       "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fvisibility=hidden"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"],
       "conditions": [

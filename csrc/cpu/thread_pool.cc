@@ -4,7 +4,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
+#include <new>
+#include <string>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -45,7 +49,7 @@ class Pool {
     grain = std::max<int64_t>(grain, 1);
     int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, static_cast<int64_t>(size_) * 4);
     if (chunks <= 1 || size_ == 1) {
-      fn(0, n);
+      fn(0, n);  // on the caller's thread: an exception propagates as it is
       return;
     }
     std::lock_guard<std::mutex> serial(run_mu_);
@@ -56,6 +60,7 @@ class Pool {
       job_n_ = n;
       job_chunk_ = chunk;
       next_.store(0);
+      error_ = nullptr;
       pending_ = (n + chunk - 1) / chunk;
       ++generation_;
     }
@@ -66,6 +71,13 @@ class Pool {
     // can touch this job's state once the next job starts.
     done_cv_.wait(lock, [this] { return pending_ == 0 && active_ == 0; });
     job_fn_ = nullptr;
+    // The first exception any chunk threw (on a worker or here) goes to the caller, who is
+    // inside a Guard or an async worker that turns it into a Status.
+    if (error_) {
+      std::exception_ptr e = error_;
+      error_ = nullptr;
+      std::rethrow_exception(e);
+    }
   }
 
  private:
@@ -74,8 +86,21 @@ class Pool {
       int64_t begin = next_.fetch_add(job_chunk_);
       if (begin >= job_n_) return;
       int64_t end = std::min(begin + job_chunk_, job_n_);
-      (*job_fn_)(begin, end);
+      // A chunk that throws must still be counted done, or Run() would wait forever; the
+      // exception is kept for the caller and the chunks not yet claimed are skipped.
+      std::exception_ptr thrown;
+      try {
+        (*job_fn_)(begin, end);
+      } catch (...) {
+        thrown = std::current_exception();
+      }
       std::lock_guard<std::mutex> lock(mu_);
+      if (thrown) {
+        if (!error_) error_ = thrown;
+        // Claim every remaining chunk at once so nobody starts them.
+        const int64_t rest = next_.exchange(job_n_);
+        if (rest < job_n_) pending_ -= (job_n_ - rest + job_chunk_ - 1) / job_chunk_;
+      }
       if (--pending_ == 0) done_cv_.notify_all();
     }
   }
@@ -106,6 +131,7 @@ class Pool {
   const std::function<void(int64_t, int64_t)>* job_fn_ = nullptr;
   int64_t job_n_ = 0, job_chunk_ = 1, pending_ = 0;
   int active_ = 0;  // workers inside Work()
+  std::exception_ptr error_;  // the first exception a chunk of the current job threw (under mu_)
   std::atomic<int64_t> next_{0};
 };
 
@@ -122,6 +148,15 @@ int NumThreads() { return GlobalPool().size(); }
 
 void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   GlobalPool().Run(n, grain, fn);
+}
+
+void ParallelForThrowForTest(int64_t n, int64_t throw_at, int kind) {
+  ParallelFor(n, 1, [&](int64_t begin, int64_t end) {
+    if (throw_at >= begin && throw_at < end) {
+      if (kind == 0) throw std::bad_alloc();
+      throw std::runtime_error("test exception from chunk [" + std::to_string(begin) + ", " + std::to_string(end) + ")");
+    }
+  });
 }
 
 }  // namespace cpu

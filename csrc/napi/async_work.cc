@@ -2,6 +2,8 @@
 
 #include <exception>
 #include <new>
+#include <stdexcept>
+#include <string>
 
 #include "errors.h"
 
@@ -26,7 +28,9 @@ class StatusWorker : public Napi::AsyncWorker {
     try {
       status_ = work_();
     } catch (const std::bad_alloc&) {
-      status_ = Status::OutOfMemory("host out of memory");
+      status_ = Status::OutOfMemory("host out of memory (a native allocation failed)");
+    } catch (const std::length_error& e) {
+      status_ = Status::OutOfMemory(std::string("host out of memory: ") + e.what());
     } catch (const std::exception& e) {
       status_ = Status::Internal(std::string("native error: ") + e.what());
     } catch (...) {

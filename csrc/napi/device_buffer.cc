@@ -29,6 +29,10 @@ bool DeviceBuffer::IsInstance(Napi::Value v) {
 }
 
 DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceBuffer>(info) {
+  GuardCall(info.Env(), [&] { Construct(info); });
+}
+
+void DeviceBuffer::Construct(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
     throw ArgumentError(env, "DeviceBuffer: expected (device: number, bytes: number)");
@@ -68,9 +72,11 @@ void DeviceBuffer::Release() {
 }
 
 Napi::Value DeviceBuffer::Free(const Napi::CallbackInfo& info) {
-  freed_ = true;
-  if (busy_ == 0) ReleaseMemory();
-  return info.Env().Undefined();
+  return Guard(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+    freed_ = true;
+    if (busy_ == 0) ReleaseMemory();
+    return info.Env().Undefined();
+  });
 }
 
 Napi::Value DeviceBuffer::GetBytes(const Napi::CallbackInfo& info) {

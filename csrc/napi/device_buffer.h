@@ -38,6 +38,7 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
   Napi::Value GetDevice(const Napi::CallbackInfo& info);
   Napi::Value GetFreed(const Napi::CallbackInfo& info);
   void ReleaseMemory();
+  void Construct(const Napi::CallbackInfo& info);
 
   void* ptr_ = nullptr;
   size_t bytes_ = 0;

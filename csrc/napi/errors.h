@@ -9,6 +9,8 @@
 #include <napi.h>
 
 #include <exception>
+#include <new>
+#include <stdexcept>
 #include <string>
 
 #include "../common/status.h"
@@ -31,21 +33,32 @@ inline Napi::Error ArgumentError(Napi::Env env, const std::string& message) {
   return StatusToError(env, Status::InvalidArgument(message));
 }
 
-// Wraps a binding so that any C++ exception becomes a JavaScript error.
+// Runs fn() and turns any C++ exception other than a Napi::Error into one with a
+// Status code: std::bad_alloc (and std::length_error from a container asked for more
+// than it can hold) -> ERR_CANOPY_OUT_OF_MEMORY, anything else -> ERR_CANOPY_INTERNAL.
+// Used by every entry point: exported functions (Guard / CANOPY_GUARDED), class
+// constructors and methods (DeviceBuffer, NativeModel).
 template <typename Fn>
-Napi::Value Guard(const Napi::CallbackInfo& info, Fn&& fn) {
-  Napi::Env env = info.Env();
+auto GuardCall(Napi::Env env, Fn&& fn) -> decltype(fn()) {
   try {
-    return fn(info);
+    return fn();
   } catch (const Napi::Error&) {
     throw;
   } catch (const std::bad_alloc&) {
-    throw StatusToError(env, Status::OutOfMemory("host out of memory"));
+    throw StatusToError(env, Status::OutOfMemory("host out of memory (a native allocation failed)"));
+  } catch (const std::length_error& e) {
+    throw StatusToError(env, Status::OutOfMemory(std::string("host out of memory: ") + e.what()));
   } catch (const std::exception& e) {
     throw StatusToError(env, Status::Internal(std::string("native error: ") + e.what()));
   } catch (...) {
     throw StatusToError(env, Status::Internal("unknown native error"));
   }
+}
+
+// Wraps a binding so that any C++ exception becomes a JavaScript error.
+template <typename Fn>
+Napi::Value Guard(const Napi::CallbackInfo& info, Fn&& fn) {
+  return GuardCall(info.Env(), [&]() -> Napi::Value { return fn(info); });
 }
 
 #define CANOPY_GUARDED(fn) \

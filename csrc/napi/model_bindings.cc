@@ -55,13 +55,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
     Napi::Env env = info.Env();
-    try {
-      Build(env, info[0]);
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw StatusToError(env, Status::Internal(std::string("createModel: ") + e.what()));
-    }
+    GuardCall(env, [&] { Build(env, info[0]); });
   }
 
  private:
@@ -289,10 +283,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    dispose_requested_ = true;
-    disposed_ = true;
-    if (busy_ == 0) ReleaseWeights();
-    return info.Env().Undefined();
+    return Guard(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      dispose_requested_ = true;
+      disposed_ = true;
+      if (busy_ == 0) ReleaseWeights();
+      return info.Env().Undefined();
+    });
   }
 
   void ReleaseWeights() {

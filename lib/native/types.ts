@@ -162,6 +162,12 @@ export interface NativeAddon {
   cudaMemInfo(device: number): { free: number; total: number };
   /** Maps [offset, offset+length) of a file copy-on-write. */
   mapFile(path: string, offset: number, length: number): ArrayBuffer;
+  /**
+   * Test hook (csrc/napi/test_bindings.cc): throws a C++ exception of `kind` ('bad_alloc', 'huge',
+   * 'runtime', 'unknown') in a binding ('sync'), a thread-pool chunk ('pool'), an async worker
+   * ('async') or a pool chunk inside an async worker ('poolAsync').
+   */
+  throwForTest(where: 'sync' | 'pool' | 'async' | 'poolAsync', kind: 'bad_alloc' | 'huge' | 'runtime' | 'unknown'): Promise<void> | undefined;
   copy(dst: TensorDescriptor, src: TensorDescriptor): Promise<void>;
   copySync(dst: TensorDescriptor, src: TensorDescriptor): void;
   cast(src: TensorDescriptor, dst: TensorDescriptor): Promise<void>;
