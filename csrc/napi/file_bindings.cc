@@ -2,14 +2,23 @@
 //
 // mapFile(path, offset, length) maps [offset, offset+length) of the file
 // copy-on-write (MAP_PRIVATE, read+write): JavaScript may write to the
-// returned ArrayBuffer without touching the file and without faulting. The
-// mapping is released when the ArrayBuffer is garbage collected.
+// returned ArrayBuffer without touching the file and without faulting.
+//
+// unmapFile(buffer) releases a mapping now: it first detaches the ArrayBuffer
+// (napi_detach_arraybuffer), so every typed array over it reads as empty
+// instead of touching unmapped memory, then munmaps. Returns false for a
+// buffer that mapFile did not return or that was already unmapped. A mapping
+// never unmapped is released when its ArrayBuffer is garbage collected (the
+// safety net). Main thread only, like every binding.
 #include <napi.h>
 
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #if !defined(_WIN32)
 #include <fcntl.h>
@@ -28,7 +37,15 @@ namespace {
 struct Mapping {
   void* base;
   size_t length;
+  bool unmapped;
 };
+
+// Live mappings by the data pointer their ArrayBuffer exposes (for unmapFile).
+std::mutex g_mu;
+std::unordered_map<const void*, Mapping*>& Live() {
+  static auto* live = new std::unordered_map<const void*, Mapping*>();  // leaked: finalizers may run at exit
+  return *live;
+}
 
 int64_t ParseNonNegative(Napi::Env env, Napi::Value v, const char* name) {
   if (!v.IsNumber()) throw ArgumentError(env, std::string(name) + " must be a non-negative integer");
@@ -73,19 +90,72 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
   int e = errno;
   close(fd);  // the mapping keeps the file referenced
   if (base == MAP_FAILED) throw StatusToError(env, Status::IoError("cannot map " + path + ": " + std::strerror(e)));
-  auto* mapping = new Mapping{base, map_len};
+  std::unique_ptr<Mapping> mapping;
   char* data = static_cast<char*>(base) + (offset - aligned);
-  return Napi::ArrayBuffer::New(env, data, static_cast<size_t>(length), [](Napi::Env, void*, Mapping* m) {
-    munmap(m->base, m->length);
-    delete m;
-  }, mapping);
+  try {
+    mapping.reset(new Mapping{base, map_len, false});
+    std::lock_guard<std::mutex> lock(g_mu);
+    Live()[data] = mapping.get();
+  } catch (...) {
+    munmap(base, map_len);
+    throw;
+  }
+  Napi::ArrayBuffer ab;
+  try {
+    ab = Napi::ArrayBuffer::New(env, data, static_cast<size_t>(length), [](Napi::Env, void* d, Mapping* m) {
+      {
+        std::lock_guard<std::mutex> lock(g_mu);
+        if (!m->unmapped) Live().erase(d);
+      }
+      if (!m->unmapped) munmap(m->base, m->length);
+      delete m;
+    }, mapping.get());
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(g_mu);
+      Live().erase(data);
+    }
+    munmap(base, map_len);
+    throw;
+  }
+  mapping.release();  // owned by the ArrayBuffer's finalizer now
+  return ab;
 #endif
+}
+
+Napi::Value UnmapFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) throw ArgumentError(env, "unmapFile: expected an ArrayBuffer from mapFile");
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  if (ab.IsDetached() || ab.ByteLength() == 0) return Napi::Boolean::New(env, false);
+  const void* data = ab.Data();
+  Mapping* m = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = Live().find(data);
+    if (it == Live().end()) return Napi::Boolean::New(env, false);
+    m = it->second;
+  }
+  // Detach first: once the views read as empty, nothing in JavaScript can reach the pages.
+  ab.Detach();
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    Live().erase(data);
+    m->unmapped = true;  // the finalizer (still to run) only frees the record
+  }
+#if !defined(_WIN32)
+  if (munmap(m->base, m->length) != 0) {
+    throw StatusToError(env, Status::IoError(std::string("cannot unmap: ") + std::strerror(errno)));
+  }
+#endif
+  return Napi::Boolean::New(env, true);
 }
 
 }  // namespace
 
 void RegisterFileBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("mapFile", Napi::Function::New(env, CANOPY_GUARDED(MapFile), "mapFile"));
+  exports.Set("unmapFile", Napi::Function::New(env, CANOPY_GUARDED(UnmapFile), "unmapFile"));
 }
 
 }  // namespace napi

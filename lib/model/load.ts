@@ -84,7 +84,9 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     }
     const { tokenizer: _ignored, ...modelOptions } = options;
     const model = await Model.fromWeights(weights, modelOptions);
-    // The model keeps the mapped weight tensors alive through its own references.
+    // The model holds its own reference on the weights' file maps; dropping the loader's
+    // leaves model.dispose() to unmap them.
+    weights.dispose();
     return { model, tokenizer, format: weights.format, path };
   } catch (e) {
     weights.dispose();

@@ -16,6 +16,7 @@ import { Tensor } from '../tensor/tensor.js';
 import type { FloatDType } from '../tensor/dtype.js';
 import { type ModelConfig, expectedShapes, layerTensorNames } from './config.js';
 import { KvCache, type KvCacheOptions } from './kv-cache.js';
+import { retainWeightMaps } from './formats/common.js';
 import { ropeInverseFrequencies } from './rope.js';
 
 export interface ModelWeights {
@@ -64,14 +65,27 @@ export class Model {
   readonly weightDtype: FloatDType;
   readonly #native: NativeModelHandle;
   readonly #owned: Tensor[];
+  /** Gives back this model's reference on the weights' file maps (lib/model/formats/common.ts). */
+  readonly #releaseMaps: () => void;
+  /** Forward calls in flight: the file maps are released only after the last one ends. */
+  #inflight = 0;
   #disposed = false;
 
-  private constructor(config: ModelConfig, device: Device, weightDtype: FloatDType, handle: NativeModelHandle, owned: Tensor[], fallbackReason?: string) {
+  private constructor(
+    config: ModelConfig,
+    device: Device,
+    weightDtype: FloatDType,
+    handle: NativeModelHandle,
+    owned: Tensor[],
+    releaseMaps: () => void,
+    fallbackReason?: string,
+  ) {
     this.config = config;
     this.device = device;
     this.weightDtype = weightDtype;
     this.#native = handle;
     this.#owned = owned;
+    this.#releaseMaps = releaseMaps;
     this.fallbackReason = fallbackReason;
   }
 
@@ -87,6 +101,9 @@ export class Model {
       if (t.shape.join() !== shape.join()) throw new ArgumentError(`${name}.shape`, `[${shape.join(', ')}]`, t.shape);
     }
     const owned: Tensor[] = [];
+    // The native model points into the weights' memory maps: hold them until dispose(), so
+    // weights.dispose() before the model's cannot unmap memory the model still reads.
+    const releaseMaps = retainWeightMaps(tensors);
     // Matrices share one dtype natively: `dtype` if given, else the embedding's (a file mixing
     // matrix dtypes is converted to it).
     const matrixDtype: FloatDType = dtype ?? (tensors.get('embed')!.dtype as FloatDType);
@@ -145,9 +162,10 @@ export class Model {
             weights: { embed, norm, ...(output ? { output } : {}), layers },
           }),
       );
-      return new Model(config, device, matrixDtype, handle, owned, placement.fallbackReason);
+      return new Model(config, device, matrixDtype, handle, owned, releaseMaps, placement.fallbackReason);
     } catch (e) {
       owned.forEach((t) => t.dispose());
+      releaseMaps();
       throw e;
     }
   }
@@ -228,6 +246,7 @@ export class Model {
     const quant = cache.quantized ? cache.quantizedStep(stepSeqs, sorted.map((s) => s.tokens.length)) : undefined;
     const logits = Tensor.empty([rows.length, this.config.vocabSize], 'f32', { device: this.device });
     const hidden = options.hidden ? Tensor.empty([rows.length, this.config.dim], 'f32', { device: this.device }) : undefined;
+    this.#inflight++;
     try {
       await awaitNative(
         callNative(() => this.#native.forward({
@@ -248,6 +267,8 @@ export class Model {
       logits.dispose();
       hidden?.dispose();
       throw e;
+    } finally {
+      if (--this.#inflight === 0 && this.#disposed) this.#releaseMaps();
     }
     if (quant) cache.quantizedStepDone(stepSeqs, quant.after);
     if (!isTree) sorted.forEach((s) => cache.advance(s.sequence, s.tokens.length));
@@ -259,6 +280,8 @@ export class Model {
     this.#disposed = true;
     this.#native.dispose();
     this.#owned.forEach((t) => t.dispose());
+    // With a forward in flight the native side still reads the weights: its finally releases them.
+    if (this.#inflight === 0) this.#releaseMaps();
   }
 
   [Symbol.dispose](): void {

@@ -163,6 +163,11 @@ export interface NativeAddon {
   /** Maps [offset, offset+length) of a file copy-on-write. */
   mapFile(path: string, offset: number, length: number): ArrayBuffer;
   /**
+   * Unmaps a buffer from mapFile now, detaching it first (views over it then read as empty).
+   * False when the buffer is not a live mapping (already unmapped, or not from mapFile).
+   */
+  unmapFile(buffer: ArrayBuffer): boolean;
+  /**
    * Test hook (csrc/napi/test_bindings.cc): throws a C++ exception of `kind` ('bad_alloc', 'huge',
    * 'runtime', 'unknown') in a binding ('sync'), a thread-pool chunk ('pool'), an async worker
    * ('async') or a pool chunk inside an async worker ('poolAsync').

@@ -116,6 +116,8 @@ export class Tensor {
   readonly device: Device;
   #host: AnyTypedArray | undefined;
   #buffer: NativeDeviceBuffer | undefined;
+  /** A file mapping this tensor owns (Tensor.fromFile): unmapped by dispose(). */
+  #mapping: ArrayBuffer | undefined;
   #disposed = false;
 
   private constructor(dtype: DType, shape: readonly number[], device: Device, host?: AnyTypedArray, buffer?: NativeDeviceBuffer) {
@@ -211,7 +213,9 @@ export class Tensor {
       const Ctor = arrayTypeFor(dtype);
       if (mode === 'mmap' && offset % dtypeSize(dtype) === 0 && process.platform !== 'win32' && bytes > 0) {
         const ab = callNative(() => native().mapFile(path, offset, bytes));
-        return new Tensor(dtype, shape, 'cpu', new Ctor(ab, 0, numel));
+        const t = new Tensor(dtype, shape, 'cpu', new Ctor(ab, 0, numel));
+        t.#mapping = ab;
+        return t;
       }
       const ab = new ArrayBuffer(bytes);
       const view = new Uint8Array(ab);
@@ -241,7 +245,12 @@ export class Tensor {
 
   /** The native view of this tensor (for lib/ wrappers). Throws DisposedError after dispose(). */
   descriptor(argument = 'tensor'): TensorDescriptor {
-    if (this.#disposed) throw new DisposedError(`${argument} (a ${this.dtype} tensor of shape [${this.shape.join(', ')}] on ${this.device})`);
+    // A host view whose memory was released underneath it (its file mapping was unmapped by
+    // the weights' dispose(): the ArrayBuffer is detached and the view reads as empty).
+    const released = this.#host !== undefined && this.#host.byteLength === 0 && this.numel > 0;
+    if (this.#disposed || released) {
+      throw new DisposedError(`${argument} (a ${this.dtype} tensor of shape [${this.shape.join(', ')}] on ${this.device})`);
+    }
     return { data: (this.#host ?? this.#buffer)!, dtype: this.dtype, shape: this.shape };
   }
 
@@ -300,7 +309,11 @@ export class Tensor {
     return out;
   }
 
-  /** Releases the memory (device memory now; host memory when the typed array is unreferenced). Idempotent. */
+  /**
+   * Releases the memory: device memory and a file mapping of Tensor.fromFile now (views of
+   * the mapping read as empty afterwards), other host memory when the typed array is
+   * unreferenced. Idempotent.
+   */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
@@ -310,6 +323,12 @@ export class Tensor {
     }
     this.#buffer = undefined;
     this.#host = undefined;
+    if (this.#mapping) {
+      // Detached, then unmapped now (typed arrays handed out by toArray() read as empty after this).
+      const ab = this.#mapping;
+      this.#mapping = undefined;
+      callNative(() => native().unmapFile(ab));
+    }
   }
 
   [Symbol.dispose](): void {

@@ -14,8 +14,9 @@
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
-import { ArgumentError, IoError, OutOfMemoryError } from '../../errors.js';
-import type { DType } from '../../tensor/dtype.js';
+import { ArgumentError, IoError, OutOfMemoryError, callNative } from '../../errors.js';
+import { native } from '../../native/loader.js';
+import { type DType, arrayTypeFor, dtypeSize } from '../../tensor/dtype.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { type ModelConfig, expectedShapes, layerTensorNames } from '../config.js';
 
@@ -29,7 +30,10 @@ export interface LoadedWeightsBase {
   tensors: Map<string, Tensor>;
   /** The path given to the loader, as given. */
   path: string;
-  /** Disposes every tensor (the mappings are released when the arrays are collected). Idempotent. */
+  /**
+   * Disposes every tensor and unmaps the weight files now, unless a Model built from these
+   * weights still uses them (it releases them with its own dispose()). Idempotent.
+   */
   dispose(): void;
 }
 
@@ -51,8 +55,94 @@ export interface TensorSource {
   /** Absolute byte offset of the data in `file`, and its length. */
   offset: number;
   byteLength: number;
-  /** Creates the tensor (called only after all checks pass). */
-  load(): Tensor;
+  /**
+   * Creates the tensor (called only after all checks pass). Reads go through `maps`, which
+   * maps each file once for the whole load (see FileMaps).
+   */
+  load(maps: FileMaps): Tensor;
+}
+
+/**
+ * The memory maps of one load: each file is mapped once, whole (copy-on-write), and every
+ * tensor of it is a typed array over that one mapping (not a mapping per tensor). The maps
+ * are reference-counted: the loader holds one reference, each Model built from the weights
+ * another; when the last is released the files are unmapped synchronously. The native side
+ * detaches the ArrayBuffers before unmapping, so a view kept past that point reads as empty
+ * (and a Tensor over it throws DisposedError) instead of touching unmapped memory.
+ */
+export class FileMaps {
+  #buffers = new Map<string, ArrayBuffer>();
+  #refs = 1;
+
+  /** The whole of `file`, mapped (once), or undefined where files cannot be mapped (Windows, empty files). */
+  #map(file: string): ArrayBuffer | undefined {
+    if (this.#refs <= 0) throw new IoError(`${file}: the weights' file maps were already released`);
+    let ab = this.#buffers.get(file);
+    if (ab) return ab;
+    if (process.platform === 'win32') return undefined;
+    const size = fileSize(file);
+    if (size === 0) return undefined;
+    ab = callNative(() => native().mapFile(file, 0, size));
+    this.#buffers.set(file, ab);
+    return ab;
+  }
+
+  /** Bytes [offset, offset + length) of `file`: a view of the mapping (a copy where nothing is mapped). */
+  bytes(file: string, offset: number, length: number): Uint8Array {
+    const ab = this.#map(file);
+    if (ab && offset + length <= ab.byteLength) return new Uint8Array(ab, offset, length);
+    return Tensor.fromFile(file, { dtype: 'uint8', shape: [length], offset, mode: 'read' }).toArray() as Uint8Array;
+  }
+
+  /** A CPU tensor over the mapping (copied when `offset` is not aligned to the element size). */
+  tensor(file: string, dtype: DType, shape: number[], offset: number): Tensor {
+    const numel = shape.reduce((a, b) => a * b, 1);
+    const size = dtypeSize(dtype);
+    const ab = this.#map(file);
+    if (ab && offset % size === 0 && offset + numel * size <= ab.byteLength) {
+      const Ctor = arrayTypeFor(dtype);
+      return Tensor.from(new Ctor(ab, offset, numel), { dtype, shape });
+    }
+    return Tensor.fromFile(file, { dtype, shape, offset, mode: 'read' });
+  }
+
+  /** How many files are mapped now. */
+  get mappedFiles(): number {
+    return this.#buffers.size;
+  }
+
+  retain(): void {
+    if (this.#refs <= 0) throw new IoError('the weights were disposed; their file maps are gone');
+    this.#refs++;
+  }
+
+  /** Drops one reference; the last one unmaps every file now. */
+  release(): void {
+    if (this.#refs <= 0) return;
+    if (--this.#refs > 0) return;
+    for (const ab of this.#buffers.values()) callNative(() => native().unmapFile(ab));
+    this.#buffers.clear();
+  }
+}
+
+// The maps behind each loader's tensor map (set by materialize; released by disposeAll).
+const mapsOfTensors = new WeakMap<Map<string, Tensor>, FileMaps>();
+
+/**
+ * Takes a reference on the file maps behind loaded weights (for a Model that keeps using
+ * them after the weights are disposed); returns the function that gives it back (idempotent).
+ * Tensors not from a loader have no maps: the function does nothing then.
+ */
+export function retainWeightMaps(tensors: Map<string, Tensor>): () => void {
+  const maps = mapsOfTensors.get(tensors);
+  if (!maps) return () => {};
+  maps.retain();
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    maps.release();
+  };
 }
 
 /** A source read straight from the file: memory-mapped when the offset is aligned to the element size. */
@@ -74,7 +164,7 @@ export function mappedSource(
     storedType,
     offset,
     byteLength: shape.reduce((a, b) => a * b, 1) * elementSize,
-    load: () => Tensor.fromFile(file, { dtype, shape, offset }),
+    load: (maps) => maps.tensor(file, dtype, shape, offset),
   };
 }
 
@@ -134,10 +224,11 @@ export function materialize(
     }
   }
   const tensors = new Map<string, Tensor>();
+  const maps = new FileMaps();
   try {
     for (const s of sources) {
       try {
-        tensors.set(s.canonical, s.load());
+        tensors.set(s.canonical, s.load(maps));
       } catch (e) {
         // Same class (argument, out of memory, otherwise I/O), now naming the file and the tensor.
         const message = `${s.file}: tensor ${describeTensor(s)}: ${(e as Error).message}`;
@@ -148,8 +239,10 @@ export function materialize(
     }
   } catch (e) {
     for (const t of tensors.values()) t.dispose();
+    maps.release();
     throw e;
   }
+  mapsOfTensors.set(tensors, maps);
   return tensors;
 }
 
@@ -158,9 +251,14 @@ export function configSummary(c: ModelConfig): string {
   return `dim ${c.dim}, hiddenDim ${c.hiddenDim}, nLayers ${c.nLayers}, nHeads ${c.nHeads}, nKvHeads ${c.nKvHeads}, headDim ${c.headDim}, vocabSize ${c.vocabSize}`;
 }
 
-/** Disposes all tensors of a map. */
+/** Disposes all tensors of a map and releases the loader's reference on its file maps. */
 export function disposeAll(tensors: Map<string, Tensor>): void {
   for (const t of tensors.values()) t.dispose();
+  const maps = mapsOfTensors.get(tensors);
+  if (maps) {
+    mapsOfTensors.delete(tensors);
+    maps.release();
+  }
 }
 
 /** The size of a file in bytes (IoError naming it when it cannot be opened). */

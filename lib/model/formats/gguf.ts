@@ -536,12 +536,7 @@ export function loadGguf(path: string): GgufWeights {
         storedType: t.typeName,
         offset: t.fileOffset,
         byteLength: t.byteLength,
-        load: () => {
-          const raw = Tensor.fromFile(path, { dtype: 'uint8', shape: [t.byteLength], offset: t.fileOffset });
-          const out = dequantizeQ8_0(raw.toArray() as Uint8Array, numel);
-          raw.dispose();
-          return Tensor.from(out, { shape: t.shape });
-        },
+        load: (maps) => Tensor.from(dequantizeQ8_0(maps.bytes(path, t.fileOffset, t.byteLength), numel), { shape: t.shape }),
       });
     } else {
       throw new ArgumentError(`${path}: tensor '${t.name}' has type ${t.typeName}, which canopy does not load (F32, F16, BF16, Q8_0)`);

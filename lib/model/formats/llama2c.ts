@@ -41,6 +41,7 @@ import { type ModelConfig, layerTensorNames } from '../config.js';
 import {
   type LoadedWeightsBase,
   type TensorSource,
+  type FileMaps,
   HeaderReader,
   disposeAll,
   mappedSource,
@@ -269,7 +270,7 @@ function sourcesV2(path: string, h: Llama2cHeader, c: ModelConfig): { sources: T
       storedType: `int8 (group size ${gs})`,
       offset: off,
       byteLength,
-      load: () => dequantizeGroups(path, qOffset, sOffset, numel, gs, shape),
+      load: (maps) => dequantizeGroups(maps, path, qOffset, sOffset, numel, gs, shape),
     });
     off += byteLength;
   };
@@ -278,9 +279,10 @@ function sourcesV2(path: string, h: Llama2cHeader, c: ModelConfig): { sources: T
 }
 
 /** value[i] = int8[i] * scale[floor(i / groupSize)], in f32 (a new array: quantized data cannot be mapped). */
-function dequantizeGroups(path: string, qOffset: number, sOffset: number, numel: number, gs: number, shape: number[]): Tensor {
-  const q = Tensor.fromFile(path, { dtype: 'int8', shape: [numel], offset: qOffset }).toArray() as Int8Array;
-  const s = Tensor.fromFile(path, { dtype: 'f32', shape: [numel / gs], offset: sOffset }).toArray() as Float32Array;
+function dequantizeGroups(maps: FileMaps, path: string, qOffset: number, sOffset: number, numel: number, gs: number, shape: number[]): Tensor {
+  const qBytes = maps.bytes(path, qOffset, numel);
+  const q = new Int8Array(qBytes.buffer, qBytes.byteOffset, numel);
+  const s = maps.tensor(path, 'f32', [numel / gs], sOffset).toArray() as Float32Array;
   const out = new Float32Array(numel);
   for (let g = 0, i = 0; g < s.length; g++) {
     const scale = s[g]!;
