@@ -27,6 +27,8 @@
  * The loader reports the layout the stored q/k rows are in; no weights are permuted at load.
  */
 
+import { ArgumentError } from '../errors.js';
+
 export type RopeStyle = 'interleaved' | 'half';
 
 /** Llama 3 frequency scaling (rope_scaling.rope_type == "llama3"). */
@@ -76,8 +78,39 @@ export const layerTensorNames = (i: number) => ({
   w3: `layers.${i}.w3`,
 });
 
+/** The largest value of each dimension canopy runs (the native model's limits, csrc/napi/model_bindings.cc). */
+export const CONFIG_LIMITS = {
+  dim: 1 << 16,
+  hiddenDim: 1 << 18,
+  nLayers: 1024,
+  nHeads: 1024,
+  nKvHeads: 1024,
+  headDim: 256,
+  vocabSize: 1 << 24,
+} as const;
+
+/**
+ * Checks a config's dimensions against CONFIG_LIMITS (positive integers, headDim even, heads
+ * divisible) before anything is sized from them, so an absurd count (num_hidden_layers 1e9)
+ * fails at once with an ArgumentError naming `file` and the field, instead of running for a
+ * minute and failing on a Map limit.
+ */
+export function checkConfigBounds(config: ModelConfig, file: string): void {
+  for (const [key, max] of Object.entries(CONFIG_LIMITS) as [keyof typeof CONFIG_LIMITS, number][]) {
+    const v = config[key];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > max) {
+      throw new ArgumentError(`${file}: ${key} must be an integer in [1, ${max}]; found ${String(v)}`);
+    }
+  }
+  if (config.headDim % 2 !== 0) throw new ArgumentError(`${file}: headDim must be even (RoPE rotates pairs); found ${config.headDim}`);
+  if (config.nHeads % config.nKvHeads !== 0) {
+    throw new ArgumentError(`${file}: nHeads ${config.nHeads} must be a multiple of nKvHeads ${config.nKvHeads}`);
+  }
+}
+
 /** The shape every canonical tensor must have under `config`. */
 export function expectedShapes(config: ModelConfig): Map<string, number[]> {
+  checkConfigBounds(config, 'config');
   const { dim, hiddenDim, nHeads, nKvHeads, headDim, vocabSize } = config;
   const shapes = new Map<string, number[]>();
   shapes.set('embed', [vocabSize, dim]);

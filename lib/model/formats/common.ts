@@ -223,6 +223,14 @@ export function materialize(
       );
     }
   }
+  // Within each file: no two tensors' bytes overlap (whatever the format's own rules).
+  const byFile = new Map<string, DataRange[]>();
+  for (const s of sources) {
+    let list = byFile.get(s.file);
+    if (!list) byFile.set(s.file, (list = []));
+    list.push({ name: s.name, type: s.storedType, offset: s.offset, byteLength: s.byteLength });
+  }
+  for (const [f, ranges] of byFile) checkDataRanges(f, ranges, { start: 0, end: sizes.get(f)!, alignment: 1, packed: false });
   const tensors = new Map<string, Tensor>();
   const maps = new FileMaps();
   try {
@@ -459,4 +467,144 @@ export function canonicalName(
   if (!m) return undefined;
   const field = layerFields[m[2]!];
   return field ? layerTensorNames(Number(m[1]))[field] : undefined;
+}
+
+/** A tensor's stored bytes, for the integrity checks (any storage type: float, block-quantized). */
+export interface DataRange {
+  /** The tensor's name in the file. */
+  name: string;
+  /** Its storage type in the file's vocabulary (F32, Q8_0, ...), for messages. */
+  type: string;
+  /** Absolute byte offset in the file, and the byte length its type and shape require. */
+  offset: number;
+  byteLength: number;
+}
+
+export interface DataRangeRules {
+  /** Where tensor data may lie: [start, end) of the file (end: the file size). */
+  start: number;
+  end: number;
+  /** Every offset (relative to `start`) must be a multiple of this (1: any). */
+  alignment: number;
+  /**
+   * The format packs tensors back to back (each padded to `alignment`), from `start` to `end`
+   * (GGUF, as llama.cpp checks it; safetensors, as its reference implementation does): a gap
+   * means a declared type or shape does not describe the bytes (F32 data declared F16, ...).
+   */
+  packed: boolean;
+}
+
+/**
+ * Checks a file's tensor data ranges: each lies inside [start, end), is aligned, no two
+ * overlap, and, for packed formats, none leaves a gap. The errors (IoError) name the file,
+ * the tensors and the byte ranges. Generic over storage types: byteLength is whatever the
+ * format computes for the type and shape.
+ */
+export function checkDataRanges(file: string, all: readonly DataRange[], rules: DataRangeRules): void {
+  const desc = (r: DataRange) => `'${r.name}' (${r.type}, bytes [${r.offset}, ${r.offset + r.byteLength}))`;
+  const pad = (n: number) => Math.ceil(n / rules.alignment) * rules.alignment;
+  // A range that starts in the data section but ends past the end of the file is a truncated
+  // file: materialize reports it naming the tensor's canonical name and shape, so it is left
+  // out here (and the file's end is then not checked for trailing bytes).
+  const ranges = all.filter((r) => !(r.offset >= rules.start && r.offset + r.byteLength > rules.end));
+  const truncated = ranges.length < all.length;
+  for (const r of ranges) {
+    if (!Number.isSafeInteger(r.offset) || !Number.isSafeInteger(r.byteLength) || r.byteLength < 0) {
+      throw new IoError(`${file}: tensor '${r.name}' has an invalid data range (offset ${r.offset}, ${r.byteLength} bytes)`);
+    }
+    if (r.offset < rules.start || r.offset + r.byteLength > rules.end) {
+      throw new IoError(
+        `${file}: tensor ${desc(r)} lies outside the data section [${rules.start}, ${rules.end}) of the file; is the file truncated or the offset corrupt?`,
+      );
+    }
+    if ((r.offset - rules.start) % rules.alignment !== 0) {
+      throw new IoError(`${file}: tensor ${desc(r)} is not aligned to ${rules.alignment} bytes from the data start ${rules.start}`);
+    }
+  }
+  const sorted = [...ranges].sort((a, b) => a.offset - b.offset || a.byteLength - b.byteLength);
+  let expected = rules.start;
+  let prev: DataRange | undefined;
+  for (const r of sorted) {
+    if (prev && r.offset < prev.offset + prev.byteLength) {
+      throw new IoError(`${file}: the data of tensors ${desc(prev)} and ${desc(r)} overlap`);
+    }
+    if (rules.packed && r.offset !== expected) {
+      const after = prev ? `'${prev.name}' (${prev.type}) ends at byte ${prev.offset + prev.byteLength}` : `the data section starts at byte ${rules.start}`;
+      throw new IoError(
+        `${file}: ${after} but tensor ${desc(r)} starts at byte ${r.offset}: ${r.offset - expected} bytes belong to no tensor; a declared type or shape does not match the data`,
+      );
+    }
+    expected = r.offset + pad(r.byteLength);
+    prev = r;
+  }
+  // Packed: the last tensor (and its padding, which writers may omit) ends the file.
+  if (rules.packed && !truncated && rules.end - (prev ? prev.offset + prev.byteLength : rules.start) >= rules.alignment) {
+    const what = prev ? `the last tensor ${desc(prev)} ends at byte ${prev.offset + prev.byteLength}` : 'the file has no tensors';
+    throw new IoError(`${file}: ${what} but the file holds ${rules.end} bytes; a declared type or shape does not match the data`);
+  }
+}
+
+/**
+ * The first key that appears twice in one object of a JSON text (JSON.parse keeps the last
+ * silently), as "outer.key" paths, or undefined. Assumes `text` already parsed as JSON.
+ */
+export function duplicateJsonKey(text: string): string | undefined {
+  let i = 0;
+  const ws = () => {
+    while (i < text.length && (text[i] === ' ' || text[i] === '\n' || text[i] === '\r' || text[i] === '\t')) i++;
+  };
+  const str = (): string => {
+    const start = i;
+    i++; // opening quote
+    while (text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+    i++;
+    return JSON.parse(text.slice(start, i)) as string;
+  };
+  const value = (path: string): string | undefined => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      const seen = new Set<string>();
+      ws();
+      if (text[i] === '}') {
+        i++;
+        return undefined;
+      }
+      for (;;) {
+        ws();
+        const key = str();
+        const at = path ? `${path}.${key}` : key;
+        if (seen.has(key)) return at;
+        seen.add(key);
+        ws();
+        i++; // ':'
+        const dup = value(at);
+        if (dup !== undefined) return dup;
+        ws();
+        if (text[i++] === '}') return undefined; // else ','
+      }
+    }
+    if (c === '[') {
+      i++;
+      ws();
+      if (text[i] === ']') {
+        i++;
+        return undefined;
+      }
+      for (let n = 0; ; n++) {
+        const dup = value(`${path}[${n}]`);
+        if (dup !== undefined) return dup;
+        ws();
+        if (text[i++] === ']') return undefined;
+      }
+    }
+    if (c === '"') {
+      str();
+      return undefined;
+    }
+    while (i < text.length && !',}] \n\r\t'.includes(text[i]!)) i++; // number, true, false, null
+    return undefined;
+  };
+  return value('');
 }

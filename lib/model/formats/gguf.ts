@@ -27,15 +27,17 @@
 import { ArgumentError, IoError } from '../../errors.js';
 import { fromF16Bits } from '../../tensor/dtype.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { type ModelConfig, layerTensorNames } from '../config.js';
+import { type ModelConfig, checkConfigBounds, layerTensorNames } from '../config.js';
 import {
   type LoadedWeightsBase,
   type TensorSource,
   HeaderReader,
   canonicalName,
+  checkDataRanges,
   checkDim,
   disposeAll,
   f32Decimal,
+  fileSize,
   mappedSource,
   materialize,
 } from './common.js';
@@ -509,10 +511,23 @@ export function dequantizeQ8_0(blocks: Uint8Array, numel: number): Float32Array 
 
 const DIRECT: Partial<Record<string, 'f32' | 'f16' | 'bf16'>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 
+/**
+ * The tensor data lies packed from the data start in alignment-padded slots, as llama.cpp
+ * requires (each offset equals the padded end of the tensors before it), inside the file:
+ * overlapping data, gaps and trailing bytes (a tensor whose declared type or shape does not
+ * match its bytes) are errors. Generic over ggml types: it uses each tensor's byteLength.
+ */
+function checkGgufData(file: GgufFile, path: string): void {
+  const ranges = file.tensors.map((t) => ({ name: t.name, type: t.typeName, offset: t.fileOffset, byteLength: t.byteLength }));
+  checkDataRanges(path, ranges, { start: file.dataOffset, end: fileSize(path), alignment: file.alignment, packed: true });
+}
+
 /** Loads a GGUF model of the Llama family into canonical tensors (F32/F16/BF16 mapped, Q8_0 dequantized to f32). */
 export function loadGguf(path: string): GgufWeights {
   const file = readGguf(path);
+  checkGgufData(file, path);
   const config = ggufConfig(file, path);
+  checkConfigBounds(config, path);
   const sources: TensorSource[] = [];
   for (const t of file.tensors) {
     const canonical = canonicalFromGguf(t.name);

@@ -21,7 +21,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
 import { ArgumentError, IoError } from '../../errors.js';
-import { type Llama3RopeScaling, type ModelConfig, layerTensorNames } from '../config.js';
+import { type Llama3RopeScaling, type ModelConfig, checkConfigBounds, layerTensorNames } from '../config.js';
 import { type LoadedWeightsBase, type TensorSource, canonicalName, disposeAll, materialize } from './common.js';
 import { type SafetensorsFile, readSafetensors, safetensorsSource } from './safetensors.js';
 
@@ -276,6 +276,7 @@ export function loadHf(dir: string): HfWeights {
   const json = readJson(configPath);
   const { files, owner } = readWeightFiles(dir);
   const config = hfConfig(json, configPath, owner.has('lm_head.weight'));
+  checkConfigBounds(config, configPath);
   const infos = new Map(files.flatMap((f) => f.tensors.map((t) => [`${f.path}\0${t.name}`, t] as const)));
   const sources: TensorSource[] = [];
   for (const [name, file] of owner) {

@@ -37,7 +37,7 @@
 
 import { IoError } from '../../errors.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { type ModelConfig, layerTensorNames } from '../config.js';
+import { type ModelConfig, checkConfigBounds, layerTensorNames } from '../config.js';
 import {
   type LoadedWeightsBase,
   type TensorSource,
@@ -295,6 +295,7 @@ function dequantizeGroups(maps: FileMaps, path: string, qOffset: number, sOffset
 export function loadLlama2c(path: string): Llama2cWeights {
   const header = readLlama2cHeader(path);
   const config = llama2cConfig(header);
+  checkConfigBounds(config, path);
   const layout = header.version === 0 ? sourcesV0 : header.version === 1 ? sourcesV1 : sourcesV2;
   const { sources, end } = layout(path, header, config);
   const r = new HeaderReader(path);

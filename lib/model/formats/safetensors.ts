@@ -15,7 +15,7 @@ import { writeFileSync } from 'node:fs';
 
 import { ArgumentError, IoError } from '../../errors.js';
 import type { DType } from '../../tensor/dtype.js';
-import { type TensorSource, HeaderReader, mappedSource } from './common.js';
+import { type TensorSource, HeaderReader, checkDataRanges, duplicateJsonKey, mappedSource } from './common.js';
 
 /** Bytes per element of each safetensors dtype. */
 export const SAFETENSORS_DTYPES: Record<string, number> = {
@@ -87,6 +87,9 @@ export function readSafetensors(path: string): SafetensorsFile {
       throw new IoError(`${path}: the header is not valid JSON (${(cause as Error).message}); corrupt file or not safetensors`, { cause });
     }
     if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new IoError(`${path}: the header is not a JSON object`);
+    // JSON.parse keeps the last of duplicated keys silently: a tensor named twice is an error.
+    const dup = duplicateJsonKey(text);
+    if (dup !== undefined) throw new IoError(`${path}: the header names '${dup}' twice`);
     const dataOffset = 8 + n;
     let metadata: Record<string, string> = {};
     const tensors: SafetensorsTensorInfo[] = [];
@@ -100,6 +103,13 @@ export function readSafetensors(path: string): SafetensorsFile {
       }
       tensors.push(checkEntry(path, name, entry, dataOffset));
     }
+    // The data section holds the tensors back to back, nothing else (as the reference
+    // implementation requires): overlapping data_offsets, gaps and trailing bytes are errors.
+    checkDataRanges(
+      path,
+      tensors.map((t) => ({ name: t.name, type: t.dtype, offset: t.fileOffset, byteLength: t.end - t.begin })),
+      { start: dataOffset, end: r.size, alignment: 1, packed: true },
+    );
     return { path, metadata, tensors, dataOffset };
   } finally {
     r.close();
