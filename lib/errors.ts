@@ -14,6 +14,7 @@ export type CanopyErrorCode =
   | 'ERR_CANOPY_CUDA'
   | 'ERR_CANOPY_IO'
   | 'ERR_CANOPY_NATIVE_LOAD'
+  | 'ERR_CANOPY_NUMERIC'
   | 'ERR_CANOPY_INTERNAL';
 
 export class CanopyError extends Error {
@@ -82,6 +83,13 @@ export class IoError extends CanopyError {
 export class NativeLoadError extends CanopyError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_CANOPY_NATIVE_LOAD', message, options);
+  }
+}
+
+/** Numbers that cannot be right: NaN/Inf in weights (validate: true) or logits with no usable value. */
+export class NumericError extends CanopyError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_CANOPY_NUMERIC', message, options);
   }
 }
 

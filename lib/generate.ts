@@ -4,7 +4,7 @@
  * per sequence; text is decoded incrementally (partial UTF-8 held back) and streamed.
  */
 
-import { ArgumentError } from './errors.js';
+import { ArgumentError, type CanopyError } from './errors.js';
 import { type FinishReason, decodeLoop } from './decode/loop.js';
 import { DraftChainProposer, DraftTreeProposer } from './decode/proposers/draft-model.js';
 import { LookupProposer, NgramTreeProposer } from './decode/proposers/lookup.js';
@@ -103,7 +103,10 @@ export interface GenerateStats {
 export interface GenerateResult {
   text: string;
   tokens: number[];
+  /** 'error': the sequence ended because the model's numbers broke; `error` says how. */
   finishReason: FinishReason;
+  /** Present with finishReason 'error' (a NumericError: logits all NaN). */
+  error?: CanopyError;
   stats: GenerateStats;
 }
 
@@ -275,6 +278,7 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
       text: sq.text,
       tokens: sq.tokens,
       finishReason: sq.finishReason,
+      ...(sq.error ? { error: sq.error } : {}),
       stats: {
         promptTokens: sq.promptTokens,
         generatedTokens: gen,

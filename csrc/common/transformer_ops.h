@@ -9,7 +9,8 @@
 //   Embed     x[n][:] = table[token[n]][:]                                        table: f32/f16/bf16
 //   AddBias   y[n][:] += b[:]
 //   Argmax    best[n] = argmax_v logits[n][v], ties to the lowest id; NaN counts as -inf
-//             (as in verify.h), so a row with no value above -inf gives 0
+//             (as in verify.h), but a row with no value above -inf (all NaN / -inf: broken
+//             numbers) gives -1, not a token
 #pragma once
 
 #include <cstdint>

@@ -78,8 +78,9 @@ Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best) {
   for (int64_t n = 0; n < rows; ++n) {
     const float* l = logits + n * vocab;
     // Strict '>' from -inf: ties keep the lowest id, NaN (never greater) counts as -inf,
-    // and a row with nothing above -inf gives 0; the CUDA kernel decides the same way.
-    int64_t arg = 0;
+    // and a row with nothing above -inf (all NaN: broken numbers) gives -1, never a token;
+    // the CUDA kernel decides the same way.
+    int64_t arg = -1;
     float best_value = -std::numeric_limits<float>::infinity();
     for (int64_t v = 0; v < vocab; ++v) {
       if (l[v] > best_value) {

@@ -92,7 +92,7 @@ __global__ void ArgmaxKernel(const float* logits, int64_t vocab, int32_t* best) 
     }
     __syncthreads();
   }
-  if (threadIdx.x == 0) best[blockIdx.x] = si[0] == 0x7fffffff ? 0 : si[0];
+  if (threadIdx.x == 0) best[blockIdx.x] = si[0] == 0x7fffffff ? -1 : si[0];  // nothing above -inf: -1
 }
 
 unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }

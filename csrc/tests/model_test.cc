@@ -180,8 +180,8 @@ bool CudaOpsEdgeCases() {
   }
   {
     // Row 0: ties at 300 and 700 (different threads) -> 300. Row 1: ties at 0 and 256 (same
-    // thread) -> 0. Row 2: all -inf -> 0. Row 3: ties at 999 and 998 -> 998. Row 4: NaN at 0
-    // and 500 count as -inf -> 600. Row 5: all NaN -> 0.
+    // thread) -> 0. Row 2: all -inf -> -1 (no token). Row 3: ties at 999 and 998 -> 998. Row 4:
+    // NaN at 0 and 500 count as -inf -> 600. Row 5: all NaN -> -1.
     const int64_t vocab = 1000, rows = 6;
     std::vector<float> logits = Rand(rows * vocab);
     logits[300] = logits[700] = 9.f;
@@ -196,7 +196,7 @@ bool CudaOpsEdgeCases() {
     int32_t* db = static_cast<int32_t*>(Up(none, &o.p));
     CANOPY_CHECK_OK(cuda::Argmax(static_cast<float*>(Up(logits, &o.p)), rows, vocab, db));
     auto got = Down<int32_t>(db, rows);
-    const std::vector<int32_t> want = {300, 0, 0, 998, 600, 0};
+    const std::vector<int32_t> want = {300, 0, -1, 998, 600, -1};
     CANOPY_CHECK(got == want && best == want, "argmax: cuda %d %d %d %d %d %d cpu %d %d %d %d %d %d", got[0], got[1],
                  got[2], got[3], got[4], got[5], best[0], best[1], best[2], best[3], best[4], best[5]);
     std::vector<float> one = {-3.f, 2.f};  // vocab 1: two rows of one column

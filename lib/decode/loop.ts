@@ -14,6 +14,7 @@
  * the target's processed distribution. The uniforms come from a per-sequence seeded generator.
  */
 
+import { type CanopyError, NumericError } from '../errors.js';
 import { argmaxRows } from '../kernels/sampling.js';
 import { verifyGreedyBatch, verifySamplingBatch } from '../kernels/verify.js';
 import type { KvCache, KvCacheDtype } from '../model/kv-cache.js';
@@ -23,7 +24,8 @@ import { Random, argmax, processedDistribution, sampleFrom } from './sampling.js
 import type { DraftTree, Proposer, SpeculationStats } from './types.js';
 import { EMPTY_DRAFT } from './types.js';
 
-export type FinishReason = 'length' | 'eos' | 'stop' | 'abort' | 'context';
+/** 'error': the model's logits for the sequence had no usable value (all NaN; see LoopSequenceResult.error). */
+export type FinishReason = 'length' | 'eos' | 'stop' | 'abort' | 'context' | 'error';
 
 export interface StreamingTokenizer {
   streamDecoder(context?: ArrayLike<number>): { push(id: number): string; flush(): string };
@@ -59,6 +61,8 @@ export interface LoopSequenceResult {
   tokens: number[];
   finishReason: FinishReason;
   promptTokens: number;
+  /** Why the sequence ended with finishReason 'error'. */
+  error?: CanopyError;
 }
 
 export interface LoopResult {
@@ -78,7 +82,19 @@ interface Seq {
   pending: string;
   decoder: { push(id: number): string; flush(): string } | undefined;
   done: FinishReason | undefined;
+  error?: CanopyError;
   random: Random;
+}
+
+/** Whether a logits row can be decoded: some value above -inf, and (sampling) no NaN. */
+function usableLogits(row: Float32Array, sampling: boolean): boolean {
+  let any = false;
+  for (let i = 0; i < row.length; i++) {
+    const x = row[i]!;
+    if (x > -Infinity) any = true;
+    else if (sampling && x !== x) return false;
+  }
+  return any;
 }
 
 /** Longest suffix of `text` that is a proper prefix of some stop string (held back while streaming). */
@@ -125,13 +141,26 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
   let specTokens = 0;
   let specSeqSteps = 0; // (sequence, tree step) pairs: tau is per sequence
 
-  const pick = (row: Float32Array, s: number): number =>
-    sampling ? sampleFrom(processedDistribution(row, dist), seqs[s]!.random.next()) : argmax(row);
+  // -1 (see emit) when the row has nothing to choose from: greedy needs a value above -inf
+  // (NaN never is), sampling a distribution without NaN.
+  const pick = (row: Float32Array, s: number): number => {
+    if (!usableLogits(row, sampling)) return -1;
+    return sampling ? sampleFrom(processedDistribution(row, dist), seqs[s]!.random.next()) : argmax(row);
+  };
 
   /** Emits one token; returns false when the sequence finished on it (the token may be cut). */
   const emit = (s: number, token: number): boolean => {
     const st = seqs[s]!;
     if (!firstTokenAt) firstTokenAt = performance.now();
+    if (token < 0) {
+      // The argmax kernels and pick() give -1 for a row with no usable logit: the model's
+      // numbers broke (NaN weights, overflow). End the sequence instead of emitting token 0.
+      st.done = 'error';
+      st.error = new NumericError(
+        `sequence ${s}: the model's logits after ${st.all.length} tokens have no usable value (all NaN or -Infinity); check the weights (loadWeights(path, { validate: true }))`,
+      );
+      return false;
+    }
     if (o.eos.has(token)) {
       st.done = 'eos';
       return false;
@@ -378,7 +407,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
             o.onText?.(tail, -1, seqs.indexOf(st));
           }
         }
-        return { text: st.text, tokens: st.out, finishReason: st.done ?? 'length', promptTokens: st.prompt.length };
+        return { text: st.text, tokens: st.out, finishReason: st.done ?? 'length', promptTokens: st.prompt.length, ...(st.error ? { error: st.error } : {}) };
       }),
       targetPasses: passes,
       timeToFirstTokenMs: firstTokenAt ? firstTokenAt - start : 0,

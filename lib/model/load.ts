@@ -15,6 +15,8 @@ import { type LoadedWeights, loadWeights } from './weights.js';
 export interface LoadModelOptions extends ModelOptions {
   /** A tokenizer file or folder (overrides the one found with the model). */
   tokenizer?: string;
+  /** Scan the weights for NaN / Infinity at load (see LoadWeightsOptions.validate). */
+  validate?: boolean;
 }
 
 export interface LoadedModel {
@@ -71,7 +73,7 @@ export function ggufVocabulary(metadata: Map<string, GgufValue>, path: string): 
 
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
   if (typeof path !== 'string' || path.length === 0) throw new ArgumentError('path', 'a model file or folder', path);
-  const weights = loadWeights(path);
+  const weights = loadWeights(path, options.validate !== undefined ? { validate: options.validate } : {});
   try {
     let tokenizer: Tokenizer;
     const vocabSize = weights.config.vocabSize;
@@ -82,7 +84,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     } else {
       tokenizer = loadTokenizer({ modelPath: path, vocabSize });
     }
-    const { tokenizer: _ignored, ...modelOptions } = options;
+    const { tokenizer: _ignored, validate: _validated, ...modelOptions } = options;
     const model = await Model.fromWeights(weights, modelOptions);
     // The model holds its own reference on the weights' file maps; dropping the loader's
     // leaves model.dispose() to unmap them.

@@ -19,7 +19,8 @@
 
 import { statSync } from 'node:fs';
 
-import { ArgumentError, IoError } from '../errors.js';
+import { ArgumentError, IoError, NumericError } from '../errors.js';
+import type { Tensor } from '../tensor/tensor.js';
 import type { WeightFormat } from './formats/common.js';
 import { readBytes } from './formats/common.js';
 import { type GgufWeights, GGUF_MAGIC, loadGguf } from './formats/gguf.js';
@@ -37,6 +38,11 @@ export type LoadedWeights = Llama2cWeights | GgufWeights | HfWeights;
 export interface LoadWeightsOptions {
   /** Skip detection and read the path as this format. */
   format?: WeightFormat;
+  /**
+   * Scan every weight for NaN and Infinity after loading (reads every page once); the first
+   * one found fails the load with a NumericError naming the tensor and the element index.
+   */
+  validate?: boolean;
 }
 
 const FORMATS: readonly WeightFormat[] = ['llama2c', 'gguf', 'hf'];
@@ -68,13 +74,48 @@ export function loadWeights(path: string, options: LoadWeightsOptions = {}): Loa
   if (options.format !== undefined && !FORMATS.includes(options.format)) {
     throw new ArgumentError('options.format', `one of ${FORMATS.join(', ')}`, options.format);
   }
+  if (options.validate !== undefined && typeof options.validate !== 'boolean') {
+    throw new ArgumentError('options.validate', 'a boolean', options.validate);
+  }
   const format = options.format ?? detectFormat(path);
-  switch (format) {
-    case 'hf':
-      return loadHf(path);
-    case 'gguf':
-      return loadGguf(path);
-    case 'llama2c':
-      return loadLlama2c(path);
+  const weights = format === 'hf' ? loadHf(path) : format === 'gguf' ? loadGguf(path) : loadLlama2c(path);
+  if (options.validate) {
+    try {
+      checkFinite(weights.tensors, path);
+    } catch (e) {
+      weights.dispose();
+      throw e;
+    }
+  }
+  return weights;
+}
+
+/**
+ * The index of the first element of `t` that is NaN or +-Infinity, or -1. f16 and bf16 are
+ * tested on their bits (exponent all ones), f32 with x - x (NaN exactly for NaN and Inf).
+ */
+export function firstNonFinite(t: Tensor): number {
+  const a = t.toArray();
+  if (t.dtype === 'f32') {
+    const f = a as Float32Array;
+    for (let i = 0; i < f.length; i++) if (f[i]! - f[i]! !== 0) return i;
+    return -1;
+  }
+  if (t.dtype === 'f16' || t.dtype === 'bf16') {
+    const mask = t.dtype === 'f16' ? 0x7c00 : 0x7f80;
+    const u = a as Uint16Array;
+    for (let i = 0; i < u.length; i++) if ((u[i]! & mask) === mask) return i;
+  }
+  return -1;
+}
+
+/** Throws a NumericError naming the first tensor (in load order) holding NaN or Infinity, and where. */
+function checkFinite(tensors: Map<string, Tensor>, path: string): void {
+  for (const [name, t] of tensors) {
+    const i = firstNonFinite(t);
+    if (i < 0) continue;
+    const v = t.dtype === 'f32' ? (t.toArray() as Float32Array)[i] : t.toFloat32()[i];
+    const where = t.shape.length > 1 ? ` (row ${Math.floor(i / t.shape[t.shape.length - 1]!)}, column ${i % t.shape[t.shape.length - 1]!})` : '';
+    throw new NumericError(`${path}: tensor '${name}' (${t.dtype} [${t.shape.join(', ')}]) holds ${v} at element ${i}${where} (validate: true)`);
   }
 }

@@ -1,12 +1,12 @@
-/** argmaxRows (greedy decoding's pick): ties to the lowest id, NaN as -inf, bad input named. */
+/** argmaxRows (greedy decoding's pick): ties to the lowest id, NaN as -inf, -1 for a row with no usable value, bad input named. */
 import { describe, expect, it } from 'vitest';
 
 import { argmaxRows } from '../../lib/kernels/sampling.js';
 import { Tensor } from '../../lib/tensor/tensor.js';
 
-/** The obvious argmax: strict '>' from -inf over every id. */
+/** The obvious argmax: strict '>' from -inf over every id; -1 when nothing is above -inf. */
 function argmaxReference(row: Float32Array): number {
-  let arg = 0;
+  let arg = -1;
   let best = -Infinity;
   row.forEach((v, i) => {
     if (v > best) {
@@ -18,7 +18,7 @@ function argmaxReference(row: Float32Array): number {
 }
 
 describe('argmaxRows (CPU)', () => {
-  it('ties keep the lowest id; NaN never wins; rows with nothing above -inf give 0', async () => {
+  it('ties keep the lowest id; NaN never wins; rows with nothing above -inf (all NaN: broken numbers) give -1, not token 0', async () => {
     const vocab = 777;
     const rows = [
       Float32Array.from({ length: vocab }, (_, i) => Math.sin(i * 1.3)),
@@ -32,7 +32,7 @@ describe('argmaxRows (CPU)', () => {
     rows.forEach((r, i) => flat.set(r, i * vocab));
     const best = await argmaxRows(Tensor.from(flat, { shape: [rows.length, vocab] }));
     expect(Array.from(best)).toEqual(rows.map(argmaxReference));
-    expect(Array.from(best)).toEqual([argmaxReference(rows[0]!), 5, 0, 400, 0, vocab - 1]);
+    expect(Array.from(best)).toEqual([argmaxReference(rows[0]!), 5, -1, 400, -1, vocab - 1]);
   });
 
   it('names a bad argument', async () => {
