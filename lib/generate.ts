@@ -6,6 +6,7 @@
 
 import { ArgumentError, type CanopyError } from './errors.js';
 import { type FinishReason, decodeLoop } from './decode/loop.js';
+import { validateGenerateOptions } from './generate-options.js';
 import { DraftChainProposer, DraftTreeProposer } from './decode/proposers/draft-model.js';
 import { LookupProposer, NgramTreeProposer } from './decode/proposers/lookup.js';
 import type { PredictionHeads } from './decode/heads.js';
@@ -157,6 +158,7 @@ export async function* stream(options: GenerateOptions): AsyncGenerator<string, 
   let finished = false;
   let failure: unknown;
   let result: GenerateResult[] | undefined;
+  validateGenerateOptions(options); // before onText is wrapped below
   const userOnText = options.onText;
   run({
     ...options,
@@ -238,7 +240,7 @@ function proposerFor(o: GenerateOptions, seed: number): Proposer | undefined {
 }
 
 async function run(o: GenerateOptions): Promise<GenerateResult[]> {
-  if (o === null || typeof o !== 'object') throw new ArgumentError('options', 'an object', o);
+  validateGenerateOptions(o);
   const { model } = o;
   if (!model || typeof (model as Model).forward !== 'function') throw new ArgumentError('model', 'a Model', model);
   const maxTokens = o.maxTokens ?? 128;

@@ -17,7 +17,9 @@
  * keys of that group back to the ring, dequantized (they keep exactly the values attention saw).
  */
 
-import { ArgumentError, DisposedError, callNative } from '../errors.js';
+import { totalmem } from 'node:os';
+
+import { ArgumentError, DisposedError, OutOfMemoryError, callNative } from '../errors.js';
 import { commitKvBatch } from '../kernels/kv-commit.js';
 import {
   type KvQuantFormat,
@@ -28,7 +30,7 @@ import {
   quantizedBytesPerToken,
   restoreKvGroupsSync,
 } from '../kernels/kv-quant.js';
-import type { Device } from '../native/backend.js';
+import { type Device, deviceIndex } from '../native/backend.js';
 import { native } from '../native/loader.js';
 import type { NativeQuantKv } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -65,6 +67,36 @@ export interface QuantizedForwardArgs {
   resStart?: Int32Array;
   quantLenBefore?: Int32Array;
   quantLenAfter?: Int32Array;
+}
+
+/** Bytes per cached element of each storage type (int4: half a byte; scales and residuals not counted). */
+const CACHE_ELEMENT_BYTES: Record<KvCacheDtype, number> = { f32: 4, f16: 2, bf16: 2, int8: 1, fp8: 1, int4: 0.5 };
+
+/**
+ * Throws OutOfMemoryError, before anything is allocated, when the keys and values of `rows`
+ * cache rows cannot fit the device: more bytes than the machine's memory (CPU) or the
+ * device's total memory (CUDA). Smaller requests may still fail later if memory is in use.
+ */
+function checkCacheFits(config: ModelConfig, device: Device, rows: number, dtype: KvCacheDtype): void {
+  const bytes = 2 * config.nLayers * rows * config.nKvHeads * config.headDim * CACHE_ELEMENT_BYTES[dtype];
+  let limit: number;
+  let where: string;
+  if (device === 'cpu') {
+    limit = totalmem();
+    where = 'the machine';
+  } else {
+    try {
+      limit = callNative(() => native().cudaMemInfo(deviceIndex(device))).total;
+    } catch {
+      return; // no figure to compare with: the allocation itself reports
+    }
+    where = device;
+  }
+  if (bytes > limit) {
+    throw new OutOfMemoryError(
+      `a ${dtype} KV cache of ${rows} rows (capacity x sequences) needs ${(bytes / 2 ** 30).toFixed(1)} GiB for keys and values, more than ${where} has (${(limit / 2 ** 30).toFixed(1)} GiB); lower capacity, maxTokens or the number of sequences`,
+    );
+  }
 }
 
 export class KvCache {
@@ -104,6 +136,7 @@ export class KvCache {
     if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16' && !isKvQuantFormat(dtype)) {
       throw new ArgumentError('dtype', "one of 'f32', 'f16', 'bf16', 'int8', 'int4', 'fp8'", dtype);
     }
+    checkCacheFits(config, device, capacity * sequences, dtype);
     this.dtype = dtype;
     this.#capacity = capacity;
     this.numSequences = sequences;

@@ -12,7 +12,7 @@
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
-import { ArgumentError, DisposedError, IoError, awaitNative, callNative } from '../errors.js';
+import { ArgumentError, DisposedError, IoError, OutOfMemoryError, awaitNative, callNative } from '../errors.js';
 import { type Backend, type Device, deviceIndex, selectBackend } from '../native/backend.js';
 import { native } from '../native/loader.js';
 import type { NativeDeviceBuffer, TensorDescriptor } from '../native/types.js';
@@ -178,7 +178,14 @@ export class Tensor {
     const bytes = numelOf(s) * dtypeSize(dt);
     if (device === 'cpu') {
       const Ctor = arrayTypeFor(dt);
-      return new Tensor(dt, s, 'cpu', new Ctor(new ArrayBuffer(bytes), 0, numelOf(s)));
+      let ab: ArrayBuffer;
+      try {
+        ab = new ArrayBuffer(bytes);
+      } catch (cause) {
+        // V8 refuses (RangeError) a buffer larger than it or the machine can give.
+        throw new OutOfMemoryError(`cannot allocate ${bytes} bytes for a ${dt} tensor of shape [${s.join(', ')}]`, { cause });
+      }
+      return new Tensor(dt, s, 'cpu', new Ctor(ab, 0, numelOf(s)));
     }
     const addon = native();
     const buffer = callNative(() => new addon.DeviceBuffer(deviceIndex(device), bytes));
