@@ -69,7 +69,7 @@ describe('generate', () => {
     const many = await generate({ ...opts, n: 3 });
     expect(many).toHaveLength(3);
     for (let i = 0; i < 3; i++) expect(many[i]!.tokens).toEqual((await generate({ ...opts, seed: 5 + i })).tokens);
-    await expect(generate({ ...opts, n: 0 })).rejects.toThrow(/n must be an integer >= 1; received 0/);
+    await expect(generate({ ...opts, n: 0 })).rejects.toThrow(/n must be an integer in \[1, 4096\]; received 0/);
   });
 
   it('text prompts, streaming and stop strings', async () => {
@@ -108,7 +108,7 @@ describe('generate', () => {
     await expect(generate({ model, prompt: 'hi' })).rejects.toThrow(/tokenizer must be a tokenizer to encode the prompt/);
     await expect(generate({ model, tokens: [1], temperature: -1 })).rejects.toThrow(/temperature must be a finite number >= 0; received -1/);
     await expect(generate({ model, tokens: [1], topP: 0 })).rejects.toThrow(/topP must be a number in \(0, 1\]; received 0/);
-    await expect(generate({ model, tokens: [1], maxTokens: -2 })).rejects.toThrow(/maxTokens must be an integer >= 0; received -2/);
+    await expect(generate({ model, tokens: [1], maxTokens: -2 })).rejects.toThrow(/maxTokens must be an integer in \[0, \d+\]; received -2/);
   });
 });
 
