@@ -68,6 +68,7 @@ if (!testsOnly) {
     LD_PRELOAD: libasan,
     ASAN_OPTIONS: asanOptions,
     UBSAN_OPTIONS: ubsanOptions,
+    CANOPY_SANITIZER: 'address,undefined',
   });
 }
 console.error('sanitize: clean');

@@ -142,7 +142,11 @@ inline void ExpInPlace(float* __restrict x, int n) {
   for (int i = 0; i < n; ++i) {
     const float in = x[i];
     const float v = in < -87.3f ? -87.3f : in;
+    // A NaN score (NaN inputs, or lanes a tile does not use) must stay NaN without undefined
+    // behaviour: converting NaN to int32 is UB (UBSan: "left shift of negative value"), so the
+    // exponent k is taken as 0 for NaN (p is NaN then anyway) and kept in [-126, 127].
     const float k = std::nearbyint(v * 1.44269504088896341f);
+    const int32_t ki = k == k ? static_cast<int32_t>(std::fmin(k, 127.f)) : 0;
     const float f = (v - k * 0.693145751953125f) - k * 1.42860682030941723212e-6f;
     float p = 1.f / 720.f;
     p = p * f + 1.f / 120.f;
@@ -151,7 +155,7 @@ inline void ExpInPlace(float* __restrict x, int n) {
     p = p * f + 0.5f;
     p = p * f + 1.f;
     p = p * f + 1.f;
-    const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+    const int32_t bits = static_cast<int32_t>(static_cast<uint32_t>(ki + 127) << 23);
     float scale;
     std::memcpy(&scale, &bits, sizeof scale);
     x[i] = in < -87.3f ? 0.f : p * scale;

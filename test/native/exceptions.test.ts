@@ -17,7 +17,11 @@ import { CanopyError, InternalError, OutOfMemoryError, awaitNative, callNative }
 import { loadAddon, native } from '../../lib/native/loader.js';
 
 const WHERE = ['sync', 'pool', 'async', 'poolAsync'] as const;
-const KINDS = ['bad_alloc', 'huge', 'runtime', 'unknown'] as const;
+// Under AddressSanitizer (scripts/sanitize.mjs sets CANOPY_SANITIZER) a 2^62-byte request aborts
+// the process by design instead of failing, so the real oversized allocation is left out there.
+const SANITIZED = process.env.CANOPY_SANITIZER !== undefined;
+const KINDS = SANITIZED ? (['bad_alloc', 'runtime', 'unknown'] as const) : (['bad_alloc', 'huge', 'runtime', 'unknown'] as const);
+const HUGE = SANITIZED ? 'bad_alloc' : 'huge';
 const expectedCode = (kind: string) =>
   kind === 'bad_alloc' || kind === 'huge' ? 'ERR_CANOPY_OUT_OF_MEMORY' : 'ERR_CANOPY_INTERNAL';
 
@@ -57,7 +61,7 @@ describe('native exceptions become CanopyErrors', () => {
     for (const where of ['sync', 'pool'] as const) {
       let err: unknown;
       try {
-        callNative(() => addon.throwForTest(where, 'huge'));
+        callNative(() => addon.throwForTest(where, HUGE));
       } catch (e) {
         err = e;
       }
