@@ -45,6 +45,9 @@ const gc = () => {
 };
 
 const linux = process.platform === 'linux';
+// Under AddressSanitizer (scripts/sanitize.mjs) freed memory sits in ASan's quarantine, so RSS
+// is not a leak measure there; the map counts still are.
+const checkRss = process.env.CANOPY_SANITIZER === undefined;
 
 describe.skipIf(!gguf || !bin || !linux)('file maps and dispose', () => {
   it.each([
@@ -142,7 +145,7 @@ describe.skipIf(!gguf || !bin || !linux)('file maps and dispose', () => {
     // (the old code: 48 per GGUF load until a collection) is far above this.
     expect(maps1 - maps0).toBeLessThan(100);
     // The old code grew ~50 MB per 1000 cycles and ran out of maps near 1,200.
-    expect(rss1 - rss0).toBeLessThan(16 + CYCLES * 0.002);
+    if (checkRss) expect(rss1 - rss0).toBeLessThan(16 + CYCLES * 0.002);
   }, 600_000);
 
   it(`${Math.ceil(CYCLES / 6)} + ${Math.ceil(CYCLES / 6)} generate calls (load, generate, dispose) hold the maps and the RSS flat`, async () => {
@@ -163,6 +166,6 @@ describe.skipIf(!gguf || !bin || !linux)('file maps and dispose', () => {
     console.log(`[leak] ${n} (after ${n}) load+generate+dispose: maps ${maps0} -> ${maps1}, RSS ${rss0.toFixed(1)} -> ${rss1.toFixed(1)} MB`);
     expect(mapsOf(gguf!)).toBe(0);
     expect(maps1 - maps0).toBeLessThan(100);
-    expect(rss1 - rss0).toBeLessThan(16 + n * 0.01);
+    if (checkRss) expect(rss1 - rss0).toBeLessThan(16 + n * 0.01);
   }, 600_000);
 });
