@@ -44,6 +44,7 @@ export {
   IoError,
   NativeLoadError,
   InternalError,
+  NumericError,
   type CanopyErrorCode,
   type CudaUnavailableReason,
 } from './errors.js';
