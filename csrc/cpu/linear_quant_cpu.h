@@ -1,0 +1,42 @@
+// Private to the CPU block-quantized linear layer (linear_quant*.cc): activation quantization
+// and the per-ISA integer dot products.
+//
+// Activations are quantized per row in blocks of the weight's block size (32, or 256 for the
+// K-quants), as ggml's q8_0 / q8_K do:
+//   a = max |x_i| over the block, d = a / 127, q_i = rint(x_i * (127 / a)) (ties to even), in
+//   [-127, 127] (a = 0: d = 0, q = 0; a non-finite block: d = NaN, q = 0, so its rows give NaN),
+// with d kept in f32 (ggml rounds q8_0's d to f16) and the sums of the codes per 16 values (ggml's
+// q8_K bsums) for the types with mins.
+// A weight block dotted with an activation block is then, exactly in int32,
+//   S = sum_j sc_j sum_{i in sub-block j} q_i a_i,   Smin = sum_j m_j sum_{i in j} a_i
+// and the row's f32 accumulator takes  acc = fma(d_a, fma(-dmin, Smin, d * S), acc)  block by block
+// in order. Every ISA computes S exactly, so all paths give bit-identical results, and each output
+// element is computed the same way whatever the number of rows or threads.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace canopy {
+namespace cpu {
+
+struct QuantActivations {
+  int64_t rows = 0, in = 0;
+  int block = 32;
+  std::vector<int8_t> q;        // [rows][in]
+  std::vector<float> d;         // [rows][in / block]
+  std::vector<int32_t> sum16;   // [rows][in / 16]
+};
+
+void QuantizeActivations(const float* x, int64_t rows, int64_t in, int block, QuantActivations* out);
+
+// sum over k < n / 4 of lane_scale[k] * (w[4k..4k+3] . a[4k..4k+3]) in int32 (n a multiple of 32);
+// lane_scale == nullptr means every scale is 1. |w| <= 128, |a| <= 127.
+using ScaledDotFn = int32_t (*)(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n);
+
+int32_t ScaledDotPortable(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n);
+ScaledDotFn ScaledDotAvx2();   // nullptr when not built for x86
+ScaledDotFn ScaledDotVnni();   // AVX-512 VNNI (256-bit vpdpbusd); nullptr when not built
+
+}  // namespace cpu
+}  // namespace canopy
