@@ -39,22 +39,6 @@ function randomValues(n: number, seed: number): Float32Array {
   return out;
 }
 
-/** Where each type keeps its f16 scales (byte offsets in a block). */
-const F16_FIELDS: Record<QuantType, number[]> = {
-  Q8_0: [0],
-  Q4_0: [0],
-  Q4_1: [0, 2],
-  Q5_0: [0],
-  Q5_1: [0, 2],
-  IQ4_NL: [0],
-  Q2_K: [80, 82],
-  Q3_K: [108],
-  Q4_K: [0, 2],
-  Q5_K: [0, 2],
-  Q6_K: [208],
-  IQ4_XS: [0],
-};
-
 /** Random blocks: every code pattern, with finite f16 scales of mixed sign and size. */
 function randomBlocks(type: QuantType, rows: number, inF: number, seed: number): Uint8Array {
   const r = rng(seed);
@@ -62,7 +46,7 @@ function randomBlocks(type: QuantType, rows: number, inF: number, seed: number):
   const bytes = new Uint8Array(rows * quantRowBytes(type, inF));
   for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(r() * 256);
   for (let b = 0; b < bytes.length / t.bytes; b++) {
-    for (const f of F16_FIELDS[type]) {
+    for (const f of t.f16At) {
       const bits = toF16Bits((r() < 0.5 ? -1 : 1) * (0.001 + 0.02 * r()));
       bytes[b * t.bytes + f] = bits & 255;
       bytes[b * t.bytes + f + 1] = bits >> 8;
