@@ -82,7 +82,7 @@ struct QuantTypeInfo {
 };
 
 // Facts of a block type; block == 0 for kNone or an id canopy does not read.
-inline QuantTypeInfo GetQuantTypeInfo(QuantType t) {
+constexpr QuantTypeInfo GetQuantTypeInfoConst(QuantType t) {
   switch (t) {
     case QuantType::kQ8_0: return {"Q8_0", 32, 34, 32, false};
     case QuantType::kQ4_0: return {"Q4_0", 32, 18, 32, false};
@@ -100,6 +100,8 @@ inline QuantTypeInfo GetQuantTypeInfo(QuantType t) {
   }
   return {"none", 0, 0, 0, false};
 }
+
+inline QuantTypeInfo GetQuantTypeInfo(QuantType t) { return GetQuantTypeInfoConst(t); }
 
 inline bool IsValidQuantType(int32_t id) { return GetQuantTypeInfo(static_cast<QuantType>(id)).block != 0; }
 
@@ -144,7 +146,14 @@ struct DecodedBlock {
 // 4-bit code i of a 16-byte nibble array holding 32 codes (low nibbles first, then high).
 CANOPY_HD int Nibble32(const uint8_t* qs, int i) { return i < 16 ? (qs[i] & 15) : (qs[i - 16] >> 4); }
 
-CANOPY_HD void DecodeBlock(QuantType t, const uint8_t* b, DecodedBlock* o) {
+// Host kernels call DecodeBlock with a constant type: always inlined there, so the switch folds away.
+#if !defined(__CUDACC__) && (defined(__GNUC__) || defined(__clang__))
+#define CANOPY_DECODE_INLINE inline __attribute__((always_inline))
+#else
+#define CANOPY_DECODE_INLINE CANOPY_HD
+#endif
+
+CANOPY_DECODE_INLINE void DecodeBlock(QuantType t, const uint8_t* b, DecodedBlock* o) {
   o->dmin = 0.f;
   for (int j = 0; j < 16; ++j) {
     o->sc[j] = 1;

@@ -20,9 +20,6 @@
 #include "linear_quant_cpu.h"
 #include "thread_pool.h"
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 namespace canopy {
 namespace cpu {
@@ -67,6 +64,8 @@ void QuantizeActivations(const float* x, int64_t rows, int64_t in, int block, Qu
   });
 }
 
+// ---- portable C++: the reference arithmetic every ISA reproduces bit for bit ----------------------
+
 int32_t ScaledDotPortable(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n) {
   int32_t s = 0;
   for (int k = 0; k < n / 4; ++k) {
@@ -77,55 +76,67 @@ int32_t ScaledDotPortable(const int8_t* w, const int8_t* a, const int32_t* lane_
   return s;
 }
 
-#if defined(__AVX2__)
 namespace {
-// maddubs multiplies unsigned |w| by a * sign(w) and adds pairs into int16 (at most
-// 2 * 128 * 127 = 32512: no saturation); madd by ones adds pairs into int32 lanes of 4 values.
-int32_t ScaledDotAvx2Impl(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i acc = _mm256_setzero_si256();
-  for (int c = 0; c < n; c += 32) {
-    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + c));
-    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + c));
-    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv)), ones);
-    if (lane_scale == nullptr) {
-      acc = _mm256_add_epi32(acc, p);
-    } else {
-      const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_scale + c / 4));
-      acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, s));
+
+struct IsaPortable {
+  struct Acc8 {
+    float l[8];
+  };
+  static Acc8 Zero8() { return Acc8{{0, 0, 0, 0, 0, 0, 0, 0}}; }
+  static void Fma8(const int8_t* w, const int8_t* a, float scale, Acc8& acc) {
+    for (int k = 0; k < 8; ++k) {
+      int32_t p = 0;
+      for (int i = 0; i < 4; ++i) p += static_cast<int32_t>(w[4 * k + i]) * a[4 * k + i];
+      acc.l[k] = std::fma(static_cast<float>(p), scale, acc.l[k]);
     }
   }
-  __m128i r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-  r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4e));
-  r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
-  return _mm_cvtsi128_si32(r);
-}
+  static float Sum8(const Acc8& acc) {
+    const float* l = acc.l;
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+  }
+  static int32_t ScaledDot(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n) {
+    return ScaledDotPortable(w, a, lane_scale, n);
+  }
+};
+
 }  // namespace
-ScaledDotFn ScaledDotAvx2() { return ScaledDotAvx2Impl; }
+}  // namespace cpu
+}  // namespace canopy
+
+#define CANOPY_QUANT_NS quant_portable
+#include "linear_quant_kernel.h"
+#undef CANOPY_QUANT_NS
+
+#if defined(__AVX2__)
+#include "linear_quant_x86.h"
+#define CANOPY_QUANT_NS quant_avx2
+#include "linear_quant_kernel.h"
+#undef CANOPY_QUANT_NS
+#endif
+
+namespace canopy {
+namespace cpu {
+
+QuantRowsFn QuantRowsPortable() { return quant_portable::QuantRowsAnyType<IsaPortable>; }
+#if defined(__AVX2__)
+QuantRowsFn QuantRowsAvx2() { return quant_avx2::QuantRowsAnyType<x86::IsaX86<false>>; }
 #else
-ScaledDotFn ScaledDotAvx2() { return nullptr; }
+QuantRowsFn QuantRowsAvx2() { return nullptr; }
 #endif
 
 namespace {
 
-constexpr int64_t kRowGroup = 64;
-
-// The integer dot for this call: CANOPY_CPU_ISA=portable | avx2 forces a path; otherwise VNNI
+// The row kernel for this call: CANOPY_CPU_ISA=portable | avx2 forces a path; otherwise VNNI
 // where the CPU has it, else AVX2, else portable.
-Status PickDot(ScaledDotFn* fn) {
+QuantRowsFn PickRows() {
   const char* isa = std::getenv("CANOPY_CPU_ISA");
   const std::string want = isa ? isa : "";
   const CpuFeatures& f = GetCpuFeatures();
-  ScaledDotFn avx2 = f.avx2 ? ScaledDotAvx2() : nullptr;
-  ScaledDotFn vnni = (f.avx512_vnni && f.avx512vl && f.avx512bw && f.avx512f) ? ScaledDotVnni() : nullptr;
-  if (want == "portable") {
-    *fn = ScaledDotPortable;
-  } else if (want == "avx2") {
-    *fn = avx2 ? avx2 : ScaledDotPortable;
-  } else {
-    *fn = vnni ? vnni : avx2 ? avx2 : ScaledDotPortable;
-  }
-  return Status::Ok();
+  QuantRowsFn avx2 = f.avx2 && f.fma ? QuantRowsAvx2() : nullptr;
+  QuantRowsFn vnni = (f.avx512_vnni && f.avx512vl && f.avx512bw && f.avx512f) ? QuantRowsVnni() : nullptr;
+  if (want == "portable") return QuantRowsPortable();
+  if (want == "avx2") return avx2 ? avx2 : QuantRowsPortable();
+  return vnni ? vnni : avx2 ? avx2 : QuantRowsPortable();
 }
 
 }  // namespace
@@ -145,59 +156,11 @@ Status CheckLinearQuantParams(const LinearParams& p) {
 Status LinearQuant(const LinearParams& p) {
   CANOPY_RETURN_IF_ERROR(CheckLinearQuantParams(p));
   if (p.rows == 0) return Status::Ok();
-  ScaledDotFn dot = nullptr;
-  CANOPY_RETURN_IF_ERROR(PickDot(&dot));
-  const QuantType type = p.w_quant;
-  const QuantTypeInfo info = GetQuantTypeInfo(type);
+  const QuantRowsFn rows_fn = PickRows();
+  const QuantTypeInfo info = GetQuantTypeInfo(p.w_quant);
   QuantActivations act;
   QuantizeActivations(p.x, p.rows, p.in, info.block, &act);
-  const int64_t nb = p.in / info.block;
-  const int64_t row_bytes = nb * info.bytes;
-  const int64_t n16 = p.in / 16;
-  const int subs = info.block / info.sub;
-  const bool unit_scales = info.block == info.sub;  // 32-blocks: one sub-block, scale 1
-  const uint8_t* w = static_cast<const uint8_t*>(p.w);
-  ParallelFor(p.out, 4, [&](int64_t o_begin, int64_t o_end) {
-    DecodedBlock db;
-    int32_t lane_scale[64];
-    float acc[kRowGroup];
-    for (int64_t g0 = 0; g0 < p.rows; g0 += kRowGroup) {
-      const int64_t g1 = std::min(p.rows, g0 + kRowGroup);
-      for (int64_t o = o_begin; o < o_end; ++o) {
-        std::fill(acc, acc + (g1 - g0), 0.f);
-        const uint8_t* wrow = w + o * row_bytes;
-        for (int64_t b = 0; b < nb; ++b) {
-          DecodeBlock(type, wrow + b * info.bytes, &db);
-          if (!unit_scales) {
-            for (int k = 0; k < info.block / 4; ++k) lane_scale[k] = db.sc[(4 * k) / info.sub];
-          }
-          for (int64_t r = g0; r < g1; ++r) {
-            const int8_t* a = act.q.data() + r * p.in + b * info.block;
-            const int32_t s = dot(db.q, a, unit_scales ? nullptr : lane_scale, info.block);
-            float t = db.d * static_cast<float>(s);
-            if (info.has_min) {
-              const int32_t* s16 = act.sum16.data() + r * n16 + b * (info.block / 16);
-              const int per = info.sub / 16;
-              int32_t smin = 0;
-              for (int j = 0; j < subs; ++j) {
-                int32_t asum = 0;
-                for (int k = 0; k < per; ++k) asum += s16[j * per + k];
-                smin += db.mn[j] * asum;
-              }
-              t = std::fma(-db.dmin, static_cast<float>(smin), t);
-            }
-            acc[r - g0] = std::fma(act.d[r * nb + b], t, acc[r - g0]);
-          }
-        }
-        for (int64_t r = g0; r < g1; ++r) {
-          float v = acc[r - g0];
-          if (p.bias) v += p.bias[o];
-          float* yo = p.y + r * p.out + o;
-          *yo = p.accumulate ? *yo + v : v;
-        }
-      }
-    }
-  });
+  ParallelFor(p.out, 4, [&](int64_t o_begin, int64_t o_end) { rows_fn(p, act, o_begin, o_end); });
   return Status::Ok();
 }
 

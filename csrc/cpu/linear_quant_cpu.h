@@ -18,6 +18,7 @@
 #include <vector>
 
 namespace canopy {
+struct LinearParams;
 namespace cpu {
 
 struct QuantActivations {
@@ -32,11 +33,13 @@ void QuantizeActivations(const float* x, int64_t rows, int64_t in, int block, Qu
 
 // sum over k < n / 4 of lane_scale[k] * (w[4k..4k+3] . a[4k..4k+3]) in int32 (n a multiple of 32);
 // lane_scale == nullptr means every scale is 1. |w| <= 128, |a| <= 127.
-using ScaledDotFn = int32_t (*)(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n);
-
 int32_t ScaledDotPortable(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n);
-ScaledDotFn ScaledDotAvx2();   // nullptr when not built for x86
-ScaledDotFn ScaledDotVnni();   // AVX-512 VNNI (256-bit vpdpbusd); nullptr when not built
+
+// Computes weight rows [o_begin, o_end) of p for every activation row (linear_quant_kernel.h).
+using QuantRowsFn = void (*)(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end);
+QuantRowsFn QuantRowsPortable();
+QuantRowsFn QuantRowsAvx2();  // nullptr when not built for x86
+QuantRowsFn QuantRowsVnni();  // AVX-512 VNNI (256-bit vpdpbusd); nullptr when not built
 
 }  // namespace cpu
 }  // namespace canopy

@@ -1,0 +1,56 @@
+// x86 vector pieces of the block-quantized linear layer (linear_quant_kernel.h's Isa): AVX2
+// (maddubs + madd) or, with kVnni, AVX-512 VNNI on 256-bit vectors (vpdpbusd). Both compute each
+// int32 lane as the exact dot of 4 values, so they agree with the portable path bit for bit.
+// Included where the matching target is enabled (the AVX2 baseline, or the VNNI section).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace canopy {
+namespace cpu {
+namespace x86 {
+
+template <bool kVnni>
+struct IsaX86 {
+  using Acc8 = __m256;
+  // Lane k: w[4k..4k+3] . a[4k..4k+3], as unsigned |w| times a * sign(w) (|w| <= 128, |a| <= 127:
+  // maddubs's int16 pair sums stay below 32767).
+  static inline __m256i LaneDots(const int8_t* w, const int8_t* a) {
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+    const __m256i aw = _mm256_sign_epi8(wv, wv), sa = _mm256_sign_epi8(av, wv);
+    if constexpr (kVnni) {
+      return _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sa);  // instantiated only in the VNNI section
+    } else {
+      return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sa), _mm256_set1_epi16(1));
+    }
+  }
+  static inline Acc8 Zero8() { return _mm256_setzero_ps(); }
+  static inline void Fma8(const int8_t* w, const int8_t* a, float scale, Acc8& acc) {
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(LaneDots(w, a)), _mm256_set1_ps(scale), acc);
+  }
+  // ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)), as the portable path.
+  static inline float Sum8(const Acc8& acc) {
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));                    // (0+2), (1+3)
+    v = _mm_add_ss(v, _mm_shuffle_ps(v, v, 0x55));              // (0+2) + (1+3)
+    return _mm_cvtss_f32(v);
+  }
+  static inline int32_t ScaledDot(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n) {
+    __m256i acc = _mm256_setzero_si256();
+    for (int c = 0; c < n; c += 32) {
+      const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_scale + c / 4));
+      acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(LaneDots(w + c, a + c), s));
+    }
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4e));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
+    return _mm_cvtsi128_si32(r);
+  }
+};
+
+}  // namespace x86
+}  // namespace cpu
+}  // namespace canopy
