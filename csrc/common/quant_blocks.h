@@ -167,7 +167,10 @@ CANOPY_DECODE_INLINE void DecodeBlock(QuantType t, const uint8_t* b, DecodedBloc
     }
     case QuantType::kQ4_0: {
       o->d = LoadF16(b);
-      for (int i = 0; i < 32; ++i) o->q[i] = static_cast<int8_t>(Nibble32(b + 2, i) - 8);
+      for (int i = 0; i < 16; ++i) {
+        o->q[i] = static_cast<int8_t>((b[2 + i] & 15) - 8);
+        o->q[i + 16] = static_cast<int8_t>((b[2 + i] >> 4) - 8);
+      }
       break;
     }
     case QuantType::kIQ4_NL: {
@@ -179,7 +182,10 @@ CANOPY_DECODE_INLINE void DecodeBlock(QuantType t, const uint8_t* b, DecodedBloc
       o->d = LoadF16(b);
       o->dmin = -LoadF16(b + 2);
       o->mn[0] = 1;
-      for (int i = 0; i < 32; ++i) o->q[i] = static_cast<int8_t>(Nibble32(b + 4, i));
+      for (int i = 0; i < 16; ++i) {
+        o->q[i] = static_cast<int8_t>(b[4 + i] & 15);
+        o->q[i + 16] = static_cast<int8_t>(b[4 + i] >> 4);
+      }
       break;
     }
     case QuantType::kQ5_0:
@@ -207,10 +213,10 @@ CANOPY_DECODE_INLINE void DecodeBlock(QuantType t, const uint8_t* b, DecodedBloc
         o->sc[j] = scales[j] & 15;
         o->mn[j] = scales[j] >> 4;
       }
-      for (int i = 0; i < 256; ++i) {
-        const int h = i >> 7, s = (i >> 5) & 3, l = i & 31;
-        o->q[i] = static_cast<int8_t>((qs[32 * h + l] >> (2 * s)) & 3);
-      }
+      // i = 128 h + 32 s + l; loops in that order so the inner one is contiguous.
+      for (int h = 0; h < 2; ++h)
+        for (int s = 0; s < 4; ++s)
+          for (int l = 0; l < 32; ++l) o->q[128 * h + 32 * s + l] = static_cast<int8_t>((qs[32 * h + l] >> (2 * s)) & 3);
       break;
     }
     case QuantType::kQ3_K: {
@@ -223,12 +229,13 @@ CANOPY_DECODE_INLINE void DecodeBlock(QuantType t, const uint8_t* b, DecodedBloc
         const int hi = (scales[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
         o->sc[j] = static_cast<int16_t>((lo | (hi << 4)) - 32);
       }
-      for (int i = 0; i < 256; ++i) {
-        const int h = i >> 7, s = (i >> 5) & 3, l = i & 31;
-        const int low = (qs[32 * h + l] >> (2 * s)) & 3;
-        const bool high = (hmask[l] >> (4 * h + s)) & 1;
-        o->q[i] = static_cast<int8_t>(low - (high ? 0 : 4));
-      }
+      for (int h = 0; h < 2; ++h)
+        for (int s = 0; s < 4; ++s)
+          for (int l = 0; l < 32; ++l) {
+            const int low = (qs[32 * h + l] >> (2 * s)) & 3;
+            const int high = (hmask[l] >> (4 * h + s)) & 1;
+            o->q[128 * h + 32 * s + l] = static_cast<int8_t>(low - 4 + 4 * high);
+          }
       break;
     }
     case QuantType::kQ4_K:
@@ -245,12 +252,13 @@ CANOPY_DECODE_INLINE void DecodeBlock(QuantType t, const uint8_t* b, DecodedBloc
         o->sc[j] = static_cast<int16_t>(sc);
         o->mn[j] = static_cast<int16_t>(m);
       }
-      for (int i = 0; i < 256; ++i) {
-        const int h = i >> 6, s = (i >> 5) & 1, l = i & 31;
-        int q = (qs[32 * h + l] >> (4 * s)) & 15;
-        if (five) q |= ((qh[l] >> (2 * h + s)) & 1) << 4;
-        o->q[i] = static_cast<int8_t>(q);
-      }
+      for (int h = 0; h < 4; ++h)
+        for (int s = 0; s < 2; ++s)
+          for (int l = 0; l < 32; ++l) {
+            int q = (qs[32 * h + l] >> (4 * s)) & 15;
+            if (five) q |= ((qh[l] >> (2 * h + s)) & 1) << 4;
+            o->q[64 * h + 32 * s + l] = static_cast<int8_t>(q);
+          }
       break;
     }
     case QuantType::kQ6_K: {
@@ -259,12 +267,13 @@ CANOPY_DECODE_INLINE void DecodeBlock(QuantType t, const uint8_t* b, DecodedBloc
       const int8_t* scales = reinterpret_cast<const int8_t*>(b + 192);
       o->d = LoadF16(b + 208);
       for (int j = 0; j < 16; ++j) o->sc[j] = scales[j];
-      for (int i = 0; i < 256; ++i) {
-        const int h = i >> 7, s = (i >> 5) & 3, l = i & 31;
-        const int low = (ql[64 * h + 32 * (s & 1) + l] >> (4 * (s >> 1))) & 15;
-        const int high = (qh[32 * h + l] >> (2 * s)) & 3;
-        o->q[i] = static_cast<int8_t>((low | (high << 4)) - 32);
-      }
+      for (int h = 0; h < 2; ++h)
+        for (int s = 0; s < 4; ++s)
+          for (int l = 0; l < 32; ++l) {
+            const int low = (ql[64 * h + 32 * (s & 1) + l] >> (4 * (s >> 1))) & 15;
+            const int high = (qh[32 * h + l] >> (2 * s)) & 3;
+            o->q[128 * h + 32 * s + l] = static_cast<int8_t>((low | (high << 4)) - 32);
+          }
       break;
     }
     case QuantType::kIQ4_XS: {

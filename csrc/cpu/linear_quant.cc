@@ -82,11 +82,23 @@ struct IsaPortable {
   struct Acc8 {
     float l[8];
   };
+  // A 32-value block's codes: decoded by the reference decoder.
+  struct W32 {
+    int8_t q[32];
+  };
+  template <QuantType T>
+  static W32 Load32(const uint8_t* blk) {
+    DecodedBlock db;
+    DecodeBlock(T, blk, &db);
+    W32 w;
+    std::memcpy(w.q, db.q, 32);
+    return w;
+  }
   static Acc8 Zero8() { return Acc8{{0, 0, 0, 0, 0, 0, 0, 0}}; }
-  static void Fma8(const int8_t* w, const int8_t* a, float scale, Acc8& acc) {
+  static void Fma8(const W32& w, const int8_t* a, float scale, Acc8& acc) {
     for (int k = 0; k < 8; ++k) {
       int32_t p = 0;
-      for (int i = 0; i < 4; ++i) p += static_cast<int32_t>(w[4 * k + i]) * a[4 * k + i];
+      for (int i = 0; i < 4; ++i) p += static_cast<int32_t>(w.q[4 * k + i]) * a[4 * k + i];
       acc.l[k] = std::fma(static_cast<float>(p), scale, acc.l[k]);
     }
   }

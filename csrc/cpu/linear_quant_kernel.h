@@ -10,8 +10,9 @@
 //     to a ninth, scalar accumulator; the result is ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + min.
 //   256-value (K) blocks: one exact int32 S_b = sum_j sc_j (dot of sub-block j), and
 //     acc = fma(da_b, fma(-dmin_b, Smin_b, d_b * S_b), acc).
-// Isa supplies: Acc8 (8 f32 lanes), Zero8(), Fma8(w, a, scale, acc) (32 values), Sum8(acc) (in the
-// order above), ScaledDot(w, a, lane_scale, n).
+// Isa supplies: Acc8 (8 f32 lanes), W32 and Load32<T>(block) (a 32-value block's int8 codes, as
+// DecodeBlock gives them), Zero8(), Fma8(w, a, scale, acc), Sum8(acc) (in the order above),
+// ScaledDot(w, a, lane_scale, n).
 // (No include guard: included once per ISA, each time in its own CANOPY_QUANT_NS.)
 
 #include <algorithm>
@@ -53,18 +54,23 @@ void QuantRows(const LinearParams& p, const QuantActivations& act, int64_t o_beg
       }
       const uint8_t* wrow = w + o * row_bytes;
       for (int64_t b = 0; b < nb; ++b) {
-        DecodeBlock(T, wrow + b * info.bytes, &db);
+        const uint8_t* blk = wrow + b * info.bytes;
         if constexpr (kBlock32) {
+          // d at byte 0 and, for Q4_1 / Q5_1, m at byte 2 (dmin = -m): as DecodeBlock.
+          const typename Isa::W32 wq = Isa::template Load32<T>(blk);
+          const float d = LoadF16(blk);
+          const float dmin = info.has_min ? -LoadF16(blk + 2) : 0.f;
           for (int64_t r = 0; r < gn; ++r) {
             const int64_t ar = g0 + r;
             const float da = act.d[ar * nb + b];
-            Isa::Fma8(db.q, act.q.data() + ar * p.in + b * B, db.d * da, acc8[r]);
+            Isa::Fma8(wq, act.q.data() + ar * p.in + b * B, d * da, acc8[r]);
             if constexpr (info.has_min) {
               const int32_t* s16 = act.sum16.data() + ar * n16 + b * 2;
-              accm[r] = std::fma(-db.dmin * da, static_cast<float>(s16[0] + s16[1]), accm[r]);
+              accm[r] = std::fma(-dmin * da, static_cast<float>(s16[0] + s16[1]), accm[r]);
             }
           }
         } else {
+          DecodeBlock(T, blk, &db);
           for (int k = 0; k < B / 4; ++k) lane_scale[k] = db.sc[(4 * k) / info.sub];
           for (int64_t r = 0; r < gn; ++r) {
             const int64_t ar = g0 + r;

@@ -7,6 +7,9 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
+
+#include "../common/quant_blocks.h"
 
 namespace canopy {
 namespace cpu {
@@ -15,10 +18,42 @@ namespace x86 {
 template <bool kVnni>
 struct IsaX86 {
   using Acc8 = __m256;
+  using W32 = __m256i;
+  // The 32 codes of a 32-value block as int8 (the values DecodeBlock gives), straight from its bytes.
+  template <QuantType T>
+  static inline W32 Load32(const uint8_t* blk) {
+    if constexpr (T == QuantType::kQ8_0) {
+      return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    } else {
+      constexpr int kQs = T == QuantType::kQ4_1 ? 4 : T == QuantType::kQ5_0 ? 6 : T == QuantType::kQ5_1 ? 8 : 2;
+      const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kQs));
+      const __m128i m4 = _mm_set1_epi8(15);
+      __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), m4), _mm_and_si128(qs, m4));  // codes 0..15 | 16..31
+      if constexpr (T == QuantType::kQ5_0 || T == QuantType::kQ5_1) {
+        uint32_t h;
+        std::memcpy(&h, blk + (T == QuantType::kQ5_1 ? 4 : 2), 4);
+        // Byte i of the result takes bit i of h: spread byte i / 8 of h to byte i, keep bit i % 8.
+        const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int32_t>(h)),
+                                                   _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+        const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+        v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+      }
+      if constexpr (T == QuantType::kQ4_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+      if constexpr (T == QuantType::kQ5_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(16));
+      if constexpr (T == QuantType::kIQ4_NL) {
+        const __m128i grid = _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+        v = _mm256_shuffle_epi8(_mm256_set_m128i(grid, grid), v);
+      }
+      return v;
+    }
+  }
   // Lane k: w[4k..4k+3] . a[4k..4k+3], as unsigned |w| times a * sign(w) (|w| <= 128, |a| <= 127:
   // maddubs's int16 pair sums stay below 32767).
   static inline __m256i LaneDots(const int8_t* w, const int8_t* a) {
-    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+    return LaneDots(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)), a);
+  }
+  static inline __m256i LaneDots(__m256i wv, const int8_t* a) {
     const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
     const __m256i aw = _mm256_sign_epi8(wv, wv), sa = _mm256_sign_epi8(av, wv);
     if constexpr (kVnni) {
@@ -28,7 +63,7 @@ struct IsaX86 {
     }
   }
   static inline Acc8 Zero8() { return _mm256_setzero_ps(); }
-  static inline void Fma8(const int8_t* w, const int8_t* a, float scale, Acc8& acc) {
+  static inline void Fma8(W32 w, const int8_t* a, float scale, Acc8& acc) {
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(LaneDots(w, a)), _mm256_set1_ps(scale), acc);
   }
   // ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)), as the portable path.
