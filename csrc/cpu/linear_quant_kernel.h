@@ -2,9 +2,11 @@
 // for the portable and AVX2 paths and by linear_quant_vnni.cc for AVX-512 VNNI) and per block
 // type (so the decoder of quant_blocks.h is specialised and inlined).
 //
-// Per weight row o and group of activation rows, each block is decoded once into a DecodedBlock
-// and used for every row of the group. The arithmetic of one output element (all paths, any
-// number of rows or threads; linear_quant_cpu.h states the integer parts):
+// 32-value blocks: a tile of 4 weight rows is decoded once (all its blocks) and every activation row
+// runs over it with 4 accumulators in registers. K blocks: per weight row and group of activation
+// rows, each block is decoded once into a DecodedBlock and used for every row of the group.
+// Either way the arithmetic of one output element is fixed (all paths, any number of rows or
+// threads; linear_quant_cpu.h states the integer parts):
 //   32-value blocks: eight f32 lane accumulators; block b adds fma(P_k, d_b * da_b, acc_k) to lane k,
 //     P_k the exact int32 dot of values 4k..4k+3; blocks with a min add (-m_b * da_b) * asum_b
 //     to a ninth, scalar accumulator; the result is ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + min.
@@ -18,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "../common/linear.h"
 #include "../common/quant_blocks.h"
@@ -29,75 +32,117 @@ namespace CANOPY_QUANT_NS {
 
 constexpr int64_t kRowGroup = 64;
 
+// 32-value blocks, a tile of TN weight rows: their blocks decoded once into `tile` (TN x nb codes,
+// scales), then every activation row runs over them with TN accumulators in registers (each
+// activation block loaded once for the TN rows). The per-output arithmetic is QuantRows's.
+template <class Isa, QuantType T, int TN>
+void QuantTile32(const LinearParams& p, const QuantActivations& act, int64_t o0, typename Isa::W32* tile, float* d, float* dmin) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  const int64_t nb = p.in / 32;
+  const int64_t row_bytes = nb * info.bytes;
+  const uint8_t* w = static_cast<const uint8_t*>(p.w);
+  for (int t = 0; t < TN; ++t) {
+    const uint8_t* wrow = w + (o0 + t) * row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = wrow + b * info.bytes;
+      tile[t * nb + b] = Isa::template Load32<T>(blk);
+      // d at byte 0 and, for Q4_1 / Q5_1, m at byte 2 (dmin = -m): as DecodeBlock.
+      d[t * nb + b] = LoadF16(blk);
+      dmin[t * nb + b] = info.has_min ? -LoadF16(blk + 2) : 0.f;
+    }
+  }
+  for (int64_t r = 0; r < p.rows; ++r) {
+    typename Isa::Acc8 acc[TN];
+    float accm[TN];
+    for (int t = 0; t < TN; ++t) {
+      acc[t] = Isa::Zero8();
+      accm[t] = 0.f;
+    }
+    const int8_t* arow = act.q.data() + r * p.in;
+    const float* drow = act.d.data() + r * nb;
+    const int32_t* srow = act.sum16.data() + r * (p.in / 16);
+    for (int64_t b = 0; b < nb; ++b) {
+      const float da = drow[b];
+      for (int t = 0; t < TN; ++t) {
+        Isa::Fma8(tile[t * nb + b], arow + b * 32, d[t * nb + b] * da, acc[t]);
+        if constexpr (info.has_min) accm[t] = std::fma(-dmin[t * nb + b] * da, static_cast<float>(srow[2 * b] + srow[2 * b + 1]), accm[t]);
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      float v = Isa::Sum8(acc[t]) + accm[t];
+      if (p.bias) v += p.bias[o0 + t];
+      float* yo = p.y + r * p.out + o0 + t;
+      *yo = p.accumulate ? *yo + v : v;
+    }
+  }
+}
+
 template <class Isa, QuantType T>
-void QuantRows(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+void QuantRows32(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+  constexpr int kTile = 4;
+  const int64_t nb = p.in / 32;
+  std::vector<typename Isa::W32> tile(static_cast<size_t>(kTile * nb));
+  std::vector<float> d(static_cast<size_t>(kTile * nb)), dmin(static_cast<size_t>(kTile * nb));
+  int64_t o = o_begin;
+  for (; o + kTile <= o_end; o += kTile) QuantTile32<Isa, T, kTile>(p, act, o, tile.data(), d.data(), dmin.data());
+  for (; o < o_end; ++o) QuantTile32<Isa, T, 1>(p, act, o, tile.data(), d.data(), dmin.data());
+}
+
+// 256-value (K) blocks: per weight row and group of up to kRowGroup activation rows, each block is
+// decoded once and used for every row of the group.
+template <class Isa, QuantType T>
+void QuantRowsK(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
   constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
   constexpr int B = info.block;
-  constexpr bool kBlock32 = info.block == 32;
   const int64_t nb = p.in / B;
   const int64_t row_bytes = nb * info.bytes;
   const int64_t n16 = p.in / 16;
   const uint8_t* w = static_cast<const uint8_t*>(p.w);
   DecodedBlock db;
   int32_t lane_scale[B / 4];
-  typename Isa::Acc8 acc8[kRowGroup];
   float acc[kRowGroup];
-  float accm[kRowGroup];
   for (int64_t g0 = 0; g0 < p.rows; g0 += kRowGroup) {
-    const int64_t g1 = std::min(p.rows, g0 + kRowGroup);
-    const int64_t gn = g1 - g0;
+    const int64_t gn = std::min(p.rows, g0 + kRowGroup) - g0;
     for (int64_t o = o_begin; o < o_end; ++o) {
-      for (int64_t r = 0; r < gn; ++r) {
-        acc8[r] = Isa::Zero8();
-        acc[r] = 0.f;
-        accm[r] = 0.f;
-      }
+      std::fill(acc, acc + gn, 0.f);
       const uint8_t* wrow = w + o * row_bytes;
       for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* blk = wrow + b * info.bytes;
-        if constexpr (kBlock32) {
-          // d at byte 0 and, for Q4_1 / Q5_1, m at byte 2 (dmin = -m): as DecodeBlock.
-          const typename Isa::W32 wq = Isa::template Load32<T>(blk);
-          const float d = LoadF16(blk);
-          const float dmin = info.has_min ? -LoadF16(blk + 2) : 0.f;
-          for (int64_t r = 0; r < gn; ++r) {
-            const int64_t ar = g0 + r;
-            const float da = act.d[ar * nb + b];
-            Isa::Fma8(wq, act.q.data() + ar * p.in + b * B, d * da, acc8[r]);
-            if constexpr (info.has_min) {
-              const int32_t* s16 = act.sum16.data() + ar * n16 + b * 2;
-              accm[r] = std::fma(-dmin * da, static_cast<float>(s16[0] + s16[1]), accm[r]);
+        DecodeBlock(T, wrow + b * info.bytes, &db);
+        for (int k = 0; k < B / 4; ++k) lane_scale[k] = db.sc[(4 * k) / info.sub];
+        for (int64_t r = 0; r < gn; ++r) {
+          const int64_t ar = g0 + r;
+          const int32_t s = Isa::ScaledDot(db.q, act.q.data() + ar * p.in + b * B, lane_scale, B);
+          float t = db.d * static_cast<float>(s);
+          if constexpr (info.has_min) {
+            const int32_t* s16 = act.sum16.data() + ar * n16 + b * (B / 16);
+            constexpr int per = info.sub / 16;
+            int32_t smin = 0;
+            for (int j = 0; j < B / info.sub; ++j) {
+              int32_t asum = 0;
+              for (int k = 0; k < per; ++k) asum += s16[j * per + k];
+              smin += db.mn[j] * asum;
             }
+            t = std::fma(-db.dmin, static_cast<float>(smin), t);
           }
-        } else {
-          DecodeBlock(T, blk, &db);
-          for (int k = 0; k < B / 4; ++k) lane_scale[k] = db.sc[(4 * k) / info.sub];
-          for (int64_t r = 0; r < gn; ++r) {
-            const int64_t ar = g0 + r;
-            const int32_t s = Isa::ScaledDot(db.q, act.q.data() + ar * p.in + b * B, lane_scale, B);
-            float t = db.d * static_cast<float>(s);
-            if constexpr (info.has_min) {
-              const int32_t* s16 = act.sum16.data() + ar * n16 + b * (B / 16);
-              constexpr int per = info.sub / 16;
-              int32_t smin = 0;
-              for (int j = 0; j < B / info.sub; ++j) {
-                int32_t asum = 0;
-                for (int k = 0; k < per; ++k) asum += s16[j * per + k];
-                smin += db.mn[j] * asum;
-              }
-              t = std::fma(-db.dmin, static_cast<float>(smin), t);
-            }
-            acc[r] = std::fma(act.d[ar * nb + b], t, acc[r]);
-          }
+          acc[r] = std::fma(act.d[ar * nb + b], t, acc[r]);
         }
       }
       for (int64_t r = 0; r < gn; ++r) {
-        float v = kBlock32 ? Isa::Sum8(acc8[r]) + accm[r] : acc[r];
+        float v = acc[r];
         if (p.bias) v += p.bias[o];
         float* yo = p.y + (g0 + r) * p.out + o;
         *yo = p.accumulate ? *yo + v : v;
       }
     }
+  }
+}
+
+template <class Isa, QuantType T>
+void QuantRows(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+  if constexpr (GetQuantTypeInfoConst(T).block == 32) {
+    QuantRows32<Isa, T>(p, act, o_begin, o_end);
+  } else {
+    QuantRowsK<Isa, T>(p, act, o_begin, o_end);
   }
 }
 
