@@ -66,16 +66,6 @@ void QuantizeActivations(const float* x, int64_t rows, int64_t in, int block, Qu
 
 // ---- portable C++: the reference arithmetic every ISA reproduces bit for bit ----------------------
 
-int32_t ScaledDotPortable(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n) {
-  int32_t s = 0;
-  for (int k = 0; k < n / 4; ++k) {
-    int32_t p = 0;
-    for (int i = 0; i < 4; ++i) p += static_cast<int32_t>(w[4 * k + i]) * a[4 * k + i];
-    s += (lane_scale ? lane_scale[k] : 1) * p;
-  }
-  return s;
-}
-
 namespace {
 
 struct IsaPortable {
@@ -106,8 +96,17 @@ struct IsaPortable {
     const float* l = acc.l;
     return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
   }
-  static int32_t ScaledDot(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n) {
-    return ScaledDotPortable(w, a, lane_scale, n);
+  static void FmaK(const int8_t* w, const int8_t* a, const int16_t* pair_scale, float scale, Acc8& acc) {
+    for (int k = 0; k < 8; ++k) {
+      int32_t lane = 0;
+      for (int c = 0; c < 8; ++c) {
+        for (int j = 0; j < 2; ++j) {
+          const int v = 32 * c + 4 * k + 2 * j;
+          lane += pair_scale[16 * c + 2 * k + j] * (static_cast<int32_t>(w[v]) * a[v] + static_cast<int32_t>(w[v + 1]) * a[v + 1]);
+        }
+      }
+      acc.l[k] = std::fma(static_cast<float>(lane), scale, acc.l[k]);
+    }
   }
 };
 

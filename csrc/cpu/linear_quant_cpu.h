@@ -7,11 +7,10 @@
 //   [-127, 127] (a = 0: d = 0, q = 0; a non-finite block: d = NaN, q = 0, so its rows give NaN),
 // with d kept in f32 (ggml rounds q8_0's d to f16) and the sums of the codes per 16 values (ggml's
 // q8_K bsums) for the types with mins.
-// A weight block dotted with an activation block is then, exactly in int32,
-//   S = sum_j sc_j sum_{i in sub-block j} q_i a_i,   Smin = sum_j m_j sum_{i in j} a_i
-// and the row's f32 accumulator takes  acc = fma(d_a, fma(-dmin, Smin, d * S), acc)  block by block
-// in order. Every ISA computes S exactly, so all paths give bit-identical results, and each output
-// element is computed the same way whatever the number of rows or threads.
+// A weight block dotted with an activation block is then integer arithmetic, exact in int32, scaled
+// once per block in f32 (linear_quant_kernel.h states the per-output arithmetic). Every ISA computes
+// the integer parts exactly and the f32 parts in the same order, so all paths give bit-identical
+// results, and each output element is computed the same way whatever the number of rows or threads.
 #pragma once
 
 #include <cstdint>
@@ -30,10 +29,6 @@ struct QuantActivations {
 };
 
 void QuantizeActivations(const float* x, int64_t rows, int64_t in, int block, QuantActivations* out);
-
-// sum over k < n / 4 of lane_scale[k] * (w[4k..4k+3] . a[4k..4k+3]) in int32 (n a multiple of 32);
-// lane_scale == nullptr means every scale is 1. |w| <= 128, |a| <= 127.
-int32_t ScaledDotPortable(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n);
 
 // Computes weight rows [o_begin, o_end) of p for every activation row (linear_quant_kernel.h).
 using QuantRowsFn = void (*)(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end);

@@ -2,19 +2,19 @@
 // for the portable and AVX2 paths and by linear_quant_vnni.cc for AVX-512 VNNI) and per block
 // type (so the decoder of quant_blocks.h is specialised and inlined).
 //
-// 32-value blocks: a tile of 4 weight rows is decoded once (all its blocks) and every activation row
-// runs over it with 4 accumulators in registers. K blocks: per weight row and group of activation
-// rows, each block is decoded once into a DecodedBlock and used for every row of the group.
+// A tile of 4 weight rows is decoded once (all its blocks) and every activation row runs over it
+// with 4 accumulators in registers (each activation block read once for the 4 rows).
 // Either way the arithmetic of one output element is fixed (all paths, any number of rows or
 // threads; linear_quant_cpu.h states the integer parts):
-//   32-value blocks: eight f32 lane accumulators; block b adds fma(P_k, d_b * da_b, acc_k) to lane k,
-//     P_k the exact int32 dot of values 4k..4k+3; blocks with a min add (-m_b * da_b) * asum_b
-//     to a ninth, scalar accumulator; the result is ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + min.
-//   256-value (K) blocks: one exact int32 S_b = sum_j sc_j (dot of sub-block j), and
-//     acc = fma(da_b, fma(-dmin_b, Smin_b, d_b * S_b), acc).
+//   eight f32 lane accumulators; block b adds fma(P_k, d_b * da_b, acc_k) to lane k, with P_k the
+//   exact int32 sum over the block's 32-value chunks c of sc(c, k) * (the dot of values
+//   32c + 4k .. 32c + 4k + 3), sc the sub-block scale of those values (1 for 32-value blocks);
+//   blocks with a min add fma(-dmin_b * da_b, Smin_b, accm) to a ninth, scalar accumulator
+//   (Smin_b = sum_j m_j * (sum of the activation codes of sub-block j)); the result is
+//   ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + accm.
 // Isa supplies: Acc8 (8 f32 lanes), W32 and Load32<T>(block) (a 32-value block's int8 codes, as
-// DecodeBlock gives them), Zero8(), Fma8(w, a, scale, acc), Sum8(acc) (in the order above),
-// ScaledDot(w, a, lane_scale, n).
+// DecodeBlock gives them), Zero8(), Fma8(w, a, scale, acc) (one 32-value chunk), FmaK(w, a,
+// pair_scale, scale, acc) (a 256-value block), Sum8(acc) (in the order above).
 // (No include guard: included once per ISA, each time in its own CANOPY_QUANT_NS.)
 
 #include <algorithm>
@@ -30,7 +30,6 @@ namespace canopy {
 namespace cpu {
 namespace CANOPY_QUANT_NS {
 
-constexpr int64_t kRowGroup = 64;
 
 // 32-value blocks, a tile of TN weight rows: their blocks decoded once into `tile` (TN x nb codes,
 // scales), then every activation row runs over them with TN accumulators in registers (each
@@ -88,53 +87,79 @@ void QuantRows32(const LinearParams& p, const QuantActivations& act, int64_t o_b
   for (; o < o_end; ++o) QuantTile32<Isa, T, 1>(p, act, o, tile.data(), d.data(), dmin.data());
 }
 
-// 256-value (K) blocks: per weight row and group of up to kRowGroup activation rows, each block is
-// decoded once and used for every row of the group.
-template <class Isa, QuantType T>
-void QuantRowsK(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+// A K block decoded for the tile: codes, the sub-block scale of each pair of values (as int16 lanes
+// for pmaddwd), mins, factors.
+struct KBlock {
+  int8_t q[256];
+  int16_t pair_scale[128];
+  int16_t mn[16];
+  float d, dmin;
+};
+
+// 256-value (K) blocks, a tile of TN weight rows decoded once (as QuantTile32).
+template <class Isa, QuantType T, int TN>
+void QuantTileK(const LinearParams& p, const QuantActivations& act, int64_t o0, KBlock* tile) {
   constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
-  constexpr int B = info.block;
-  const int64_t nb = p.in / B;
+  const int64_t nb = p.in / 256;
   const int64_t row_bytes = nb * info.bytes;
   const int64_t n16 = p.in / 16;
   const uint8_t* w = static_cast<const uint8_t*>(p.w);
   DecodedBlock db;
-  int32_t lane_scale[B / 4];
-  float acc[kRowGroup];
-  for (int64_t g0 = 0; g0 < p.rows; g0 += kRowGroup) {
-    const int64_t gn = std::min(p.rows, g0 + kRowGroup) - g0;
-    for (int64_t o = o_begin; o < o_end; ++o) {
-      std::fill(acc, acc + gn, 0.f);
-      const uint8_t* wrow = w + o * row_bytes;
-      for (int64_t b = 0; b < nb; ++b) {
-        DecodeBlock(T, wrow + b * info.bytes, &db);
-        for (int k = 0; k < B / 4; ++k) lane_scale[k] = db.sc[(4 * k) / info.sub];
-        for (int64_t r = 0; r < gn; ++r) {
-          const int64_t ar = g0 + r;
-          const int32_t s = Isa::ScaledDot(db.q, act.q.data() + ar * p.in + b * B, lane_scale, B);
-          float t = db.d * static_cast<float>(s);
-          if constexpr (info.has_min) {
-            const int32_t* s16 = act.sum16.data() + ar * n16 + b * (B / 16);
-            constexpr int per = info.sub / 16;
-            int32_t smin = 0;
-            for (int j = 0; j < B / info.sub; ++j) {
-              int32_t asum = 0;
-              for (int k = 0; k < per; ++k) asum += s16[j * per + k];
-              smin += db.mn[j] * asum;
-            }
-            t = std::fma(-db.dmin, static_cast<float>(smin), t);
-          }
-          acc[r] = std::fma(act.d[ar * nb + b], t, acc[r]);
-        }
-      }
-      for (int64_t r = 0; r < gn; ++r) {
-        float v = acc[r];
-        if (p.bias) v += p.bias[o];
-        float* yo = p.y + (g0 + r) * p.out + o;
-        *yo = p.accumulate ? *yo + v : v;
-      }
+  for (int t = 0; t < TN; ++t) {
+    for (int64_t b = 0; b < nb; ++b) {
+      DecodeBlock(T, w + (o0 + t) * row_bytes + b * info.bytes, &db);
+      KBlock& kb = tile[t * nb + b];
+      std::copy(db.q, db.q + 256, kb.q);
+      for (int k = 0; k < 128; ++k) kb.pair_scale[k] = db.sc[(2 * k) / info.sub];
+      std::copy(db.mn, db.mn + 16, kb.mn);
+      kb.d = db.d;
+      kb.dmin = db.dmin;
     }
   }
+  for (int64_t r = 0; r < p.rows; ++r) {
+    typename Isa::Acc8 acc[TN];
+    float accm[TN];
+    for (int t = 0; t < TN; ++t) {
+      acc[t] = Isa::Zero8();
+      accm[t] = 0.f;
+    }
+    const int8_t* arow = act.q.data() + r * p.in;
+    const float* drow = act.d.data() + r * nb;
+    const int32_t* srow = act.sum16.data() + r * n16;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float da = drow[b];
+      for (int t = 0; t < TN; ++t) {
+        const KBlock& kb = tile[t * nb + b];
+        Isa::FmaK(kb.q, arow + b * 256, kb.pair_scale, kb.d * da, acc[t]);
+        if constexpr (info.has_min) {
+          constexpr int per = info.sub / 16;
+          int32_t smin = 0;
+          for (int j = 0; j < 256 / info.sub; ++j) {
+            int32_t asum = 0;
+            for (int k = 0; k < per; ++k) asum += srow[b * 16 + j * per + k];
+            smin += kb.mn[j] * asum;
+          }
+          accm[t] = std::fma(-kb.dmin * da, static_cast<float>(smin), accm[t]);
+        }
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      float v = Isa::Sum8(acc[t]) + accm[t];
+      if (p.bias) v += p.bias[o0 + t];
+      float* yo = p.y + r * p.out + o0 + t;
+      *yo = p.accumulate ? *yo + v : v;
+    }
+  }
+}
+
+template <class Isa, QuantType T>
+void QuantRowsK(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+  constexpr int kTile = 4;
+  const int64_t nb = p.in / 256;
+  std::vector<KBlock> tile(static_cast<size_t>(kTile * nb));
+  int64_t o = o_begin;
+  for (; o + kTile <= o_end; o += kTile) QuantTileK<Isa, T, kTile>(p, act, o, tile.data());
+  for (; o < o_end; ++o) QuantTileK<Isa, T, 1>(p, act, o, tile.data());
 }
 
 template <class Isa, QuantType T>

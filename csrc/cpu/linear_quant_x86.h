@@ -73,16 +73,19 @@ struct IsaX86 {
     v = _mm_add_ss(v, _mm_shuffle_ps(v, v, 0x55));              // (0+2) + (1+3)
     return _mm_cvtss_f32(v);
   }
-  static inline int32_t ScaledDot(const int8_t* w, const int8_t* a, const int32_t* lane_scale, int n) {
-    __m256i acc = _mm256_setzero_si256();
-    for (int c = 0; c < n; c += 32) {
-      const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_scale + c / 4));
-      acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(LaneDots(w + c, a + c), s));
+  // A 256-value block: lane k sums, over the 8 chunks c, the sub-block scale times each pair's
+  // products in int32 (exact: pmaddwd multiplies maddubs's pair sums by the int16 pair scales and
+  // adds neighbours), then acc = fma(lanes, scale, acc).
+  static inline void FmaK(const int8_t* w, const int8_t* a, const int16_t* pair_scale, float scale, Acc8& acc) {
+    __m256i lanes = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * c));
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32 * c));
+      const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv));
+      const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pair_scale + 16 * c));
+      lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, s));
     }
-    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4e));
-    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
-    return _mm_cvtsi128_si32(r);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(scale), acc);
   }
 };
 
