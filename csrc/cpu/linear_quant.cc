@@ -69,6 +69,9 @@ void QuantizeActivations(const float* x, int64_t rows, int64_t in, int block, Qu
 namespace {
 
 struct IsaPortable {
+  static constexpr bool kVectorDecodeK = false;  // K codes through DecodeBlock
+  static void DecodeQ4KCodes(const uint8_t*, int8_t*) {}
+  static void DecodeQ6KCodes(const uint8_t*, const uint8_t*, int8_t*) {}
   struct Acc8 {
     float l[8];
   };

@@ -107,13 +107,35 @@ void QuantTileK(const LinearParams& p, const QuantActivations& act, int64_t o0, 
   DecodedBlock db;
   for (int t = 0; t < TN; ++t) {
     for (int64_t b = 0; b < nb; ++b) {
-      DecodeBlock(T, w + (o0 + t) * row_bytes + b * info.bytes, &db);
+      const uint8_t* blk = w + (o0 + t) * row_bytes + b * info.bytes;
       KBlock& kb = tile[t * nb + b];
-      std::copy(db.q, db.q + 256, kb.q);
-      for (int k = 0; k < 128; ++k) kb.pair_scale[k] = db.sc[(2 * k) / info.sub];
-      std::copy(db.mn, db.mn + 16, kb.mn);
-      kb.d = db.d;
-      kb.dmin = db.dmin;
+      if constexpr (Isa::kVectorDecodeK && T == QuantType::kQ4_K) {
+        // The codes unpacked by the ISA; scales, mins and factors as DecodeBlock.
+        Isa::DecodeQ4KCodes(blk + 16, kb.q);
+        for (int j = 0; j < 8; ++j) {
+          int sc, m;
+          ScaleMinK4(j, blk + 4, &sc, &m);
+          for (int k = 0; k < 16; ++k) kb.pair_scale[16 * j + k] = static_cast<int16_t>(sc);
+          kb.mn[j] = static_cast<int16_t>(m);
+        }
+        kb.d = LoadF16(blk);
+        kb.dmin = LoadF16(blk + 2);
+      } else if constexpr (Isa::kVectorDecodeK && T == QuantType::kQ6_K) {
+        Isa::DecodeQ6KCodes(blk, blk + 128, kb.q);
+        for (int j = 0; j < 16; ++j) {
+          for (int k = 0; k < 8; ++k) kb.pair_scale[8 * j + k] = static_cast<int8_t>(blk[192 + j]);
+          kb.mn[j] = 0;
+        }
+        kb.d = LoadF16(blk + 208);
+        kb.dmin = 0.f;
+      } else {
+        DecodeBlock(T, blk, &db);
+        std::copy(db.q, db.q + 256, kb.q);
+        for (int k = 0; k < 128; ++k) kb.pair_scale[k] = db.sc[(2 * k) / info.sub];
+        std::copy(db.mn, db.mn + 16, kb.mn);
+        kb.d = db.d;
+        kb.dmin = db.dmin;
+      }
     }
   }
   for (int64_t r = 0; r < p.rows; ++r) {

@@ -19,6 +19,34 @@ template <bool kVnni>
 struct IsaX86 {
   using Acc8 = __m256;
   using W32 = __m256i;
+  static constexpr bool kVectorDecodeK = true;
+  // Q4_K codes (quant_blocks.h): value 64h + l (l < 32) is the low nibble of qs[32h + l], value
+  // 64h + 32 + l its high nibble.
+  static inline void DecodeQ4KCodes(const uint8_t* qs, int8_t* q) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int h = 0; h < 4; ++h) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * h));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 64 * h), _mm256_and_si256(v, m4));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 64 * h + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+    }
+  }
+  // Q6_K codes: value 128h + 32s + l = (low 4 bits | 2 high bits << 4) - 32, the low bits from
+  // ql[64h + 32(s & 1) + l] (low nibble for s < 2, high for s >= 2), the high bits (qh[32h + l] >> 2s) & 3.
+  static inline void DecodeQ6KCodes(const uint8_t* ql, const uint8_t* qh, int8_t* q) {
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3), k32 = _mm256_set1_epi8(32);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * h));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * h + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh + 32 * h));
+      const __m256i low[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                              _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
+      for (int s = 0; s < 4; ++s) {
+        const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * s), m2);
+        const __m256i v = _mm256_sub_epi8(_mm256_or_si256(low[s], _mm256_slli_epi16(high, 4)), k32);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * h + 32 * s), v);
+      }
+    }
+  }
   // The 32 codes of a 32-value block as int8 (the values DecodeBlock gives), straight from its bytes.
   template <QuantType T>
   static inline W32 Load32(const uint8_t* blk) {
