@@ -9,9 +9,11 @@
  *     same function as the original): greedy tokens and teacher-forced next-token agreement
  *     against the f32 model, reported.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -25,7 +27,7 @@ import type { GgufWeights } from '../../lib/model/formats/gguf.js';
 import { QUANT_TYPES, QUANT_TYPE_NAMES, type QuantType } from '../../lib/tensor/quant-types.js';
 import { Tensor } from '../../lib/tensor/tensor.js';
 import { llamaReference } from '../helpers/llama-reference.js';
-import { syntheticTensors, writeGgufModel } from '../helpers/model-writers.js';
+import { ggufName, llamaGgufMetadata, syntheticTensors, writeGguf, writeGgufModel } from '../helpers/model-writers.js';
 import { dequantizeRef, quantizeActivationsRef } from '../helpers/quant-reference.js';
 import { testModelsDir } from '../helpers/test-models.js';
 
@@ -248,5 +250,61 @@ describe.runIf(dir)('stories260K with block-quantized weights against f32', () =
       Q6_K: 0.9,
     };
     for (const [name, min] of Object.entries(floor)) expect(results.get(name)!.agree, name).toBeGreaterThanOrEqual(min!);
+  }, 120_000);
+});
+
+describe('memory: a block-quantized file is mapped as stored', () => {
+  // A 1B-layer-shaped model (4 layers of dim 2048, hidden 5632) in the mix of llama.cpp's Q4_K_M:
+  // Q4_K matrices, Q6_K for the embedding and ffn_down, F32 norms; a sparse file (all-zero
+  // blocks: valid, every value 0).
+  const big: ModelConfig = {
+    architecture: 'llama',
+    dim: 2048,
+    hiddenDim: 5632,
+    nLayers: 4,
+    nHeads: 16,
+    nKvHeads: 4,
+    headDim: 128,
+    vocabSize: 32000,
+    maxSeqLen: 2048,
+    ropeTheta: 10000,
+    ropeStyle: 'interleaved',
+    normEps: 1e-5,
+    tiedEmbeddings: true,
+    qkvBias: false,
+  };
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+
+  it('loading grows RSS by under 64 MiB, and a forward step by under 1.2x the file size', async () => {
+    const shapes = expectedShapes(big);
+    const typeOf = (n: string) => (isNorm(n) ? 0 : n === 'embed' || /w2$/.test(n) ? 14 : 12);
+    const path = join(tmp, 'big-q4km.gguf');
+    writeGguf(path, {
+      metadata: llamaGgufMetadata(big),
+      tensors: [...shapes].map(([name, s]) => {
+        const type = typeOf(name);
+        const numel = s.reduce((a, b) => a * b, 1);
+        const q = Object.values(QUANT_TYPES).find((t) => t.id === type);
+        return { name: ggufName(name), type, ne: [...s].reverse(), data: { byteLength: q ? (numel / q.block) * q.bytes : numel * 4 } };
+      }),
+    });
+    const fileBytes = statSync(path).size;
+    gc();
+    const before = process.memoryUsage.rss();
+    const w = loadWeights(path) as GgufWeights;
+    const loaded = process.memoryUsage.rss() - before;
+    expect(w.quant.get('layers.3.w2')).toBe('Q6_K');
+    expect(loaded, `RSS grew by ${(loaded / 2 ** 20).toFixed(1)} MiB loading a ${(fileBytes / 2 ** 20).toFixed(0)} MiB file`).toBeLessThan(64 * 2 ** 20);
+    const model = await Model.fromWeights(w, { backend: 'cpu' });
+    const cache = model.createCache({ capacity: 16 });
+    const { logits } = await model.forward(cache, [{ sequence: 0, tokens: [1, 2, 3] }]);
+    expect(Array.from(logits.toFloat32().subarray(0, 4))).toEqual([0, 0, 0, 0]); // zero blocks: zero logits
+    const stepped = process.memoryUsage.rss() - before;
+    console.log(`Q4_K_M-shaped file of ${(fileBytes / 2 ** 20).toFixed(0)} MiB: RSS +${(loaded / 2 ** 20).toFixed(1)} MiB after loading, +${(stepped / 2 ** 20).toFixed(1)} MiB after a forward step`);
+    expect(stepped).toBeLessThan(1.2 * fileBytes);
+    logits.dispose();
+    model.dispose();
+    w.dispose();
   }, 120_000);
 });
