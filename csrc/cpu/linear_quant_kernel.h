@@ -13,7 +13,7 @@
 //   (Smin_b = sum_j m_j * (sum of the activation codes of sub-block j)); the result is
 //   ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + accm.
 // Isa supplies: Acc8 (8 f32 lanes), W32 and Load32<T>(block) (a 32-value block's int8 codes, as
-// DecodeBlock gives them), Zero8(), Fma8(w, a, scale, acc) (one 32-value chunk), FmaK(w, a,
+// DecodeBlock gives them), F16(p) (an f16 field, exactly), Zero8(), Fma8(w, a, scale, acc) (one 32-value chunk), FmaK(w, a,
 // pair_scale, scale, acc) (a 256-value block), Sum8(acc) (in the order above).
 // (No include guard: included once per ISA, each time in its own CANOPY_QUANT_NS.)
 
@@ -46,8 +46,8 @@ void QuantTile32(const LinearParams& p, const QuantActivations& act, int64_t o0,
       const uint8_t* blk = wrow + b * info.bytes;
       tile[t * nb + b] = Isa::template Load32<T>(blk);
       // d at byte 0 and, for Q4_1 / Q5_1, m at byte 2 (dmin = -m): as DecodeBlock.
-      d[t * nb + b] = LoadF16(blk);
-      dmin[t * nb + b] = info.has_min ? -LoadF16(blk + 2) : 0.f;
+      d[t * nb + b] = Isa::F16(blk);
+      dmin[t * nb + b] = info.has_min ? -Isa::F16(blk + 2) : 0.f;
     }
   }
   for (int64_t r = 0; r < p.rows; ++r) {
@@ -118,15 +118,15 @@ void QuantTileK(const LinearParams& p, const QuantActivations& act, int64_t o0, 
           for (int k = 0; k < 16; ++k) kb.pair_scale[16 * j + k] = static_cast<int16_t>(sc);
           kb.mn[j] = static_cast<int16_t>(m);
         }
-        kb.d = LoadF16(blk);
-        kb.dmin = LoadF16(blk + 2);
+        kb.d = Isa::F16(blk);
+        kb.dmin = Isa::F16(blk + 2);
       } else if constexpr (Isa::kVectorDecodeK && T == QuantType::kQ6_K) {
         Isa::DecodeQ6KCodes(blk, blk + 128, kb.q);
         for (int j = 0; j < 16; ++j) {
           for (int k = 0; k < 8; ++k) kb.pair_scale[8 * j + k] = static_cast<int8_t>(blk[192 + j]);
           kb.mn[j] = 0;
         }
-        kb.d = LoadF16(blk + 208);
+        kb.d = Isa::F16(blk + 208);
         kb.dmin = 0.f;
       } else {
         DecodeBlock(T, blk, &db);

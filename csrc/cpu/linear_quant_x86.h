@@ -20,6 +20,12 @@ struct IsaX86 {
   using Acc8 = __m256;
   using W32 = __m256i;
   static constexpr bool kVectorDecodeK = true;
+  // An f16 field by F16C (exact, as LoadF16).
+  static inline float F16(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+  }
   // Q4_K codes (quant_blocks.h): value 64h + l (l < 32) is the low nibble of qs[32h + l], value
   // 64h + 32 + l its high nibble.
   static inline void DecodeQ4KCodes(const uint8_t* qs, int8_t* q) {
