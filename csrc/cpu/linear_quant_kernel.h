@@ -76,9 +76,50 @@ void QuantTile32(const LinearParams& p, const QuantActivations& act, int64_t o0,
   }
 }
 
+// One activation row (a decode step): the TN weight rows' blocks are unpacked in registers as they
+// are used, with no tile in memory (the same arithmetic as QuantTile32).
+template <class Isa, QuantType T, int TN>
+void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t o0) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  const int64_t nb = p.in / 32;
+  const int64_t row_bytes = nb * info.bytes;
+  const uint8_t* w = static_cast<const uint8_t*>(p.w) + o0 * row_bytes;
+  typename Isa::Acc8 acc[TN];
+  float accm[TN];
+  for (int t = 0; t < TN; ++t) {
+    acc[t] = Isa::Zero8();
+    accm[t] = 0.f;
+  }
+  const int8_t* arow = act.q.data();
+  for (int64_t b = 0; b < nb; ++b) {
+    const float da = act.d[b];
+    for (int t = 0; t < TN; ++t) {
+      const uint8_t* blk = w + t * row_bytes + b * info.bytes;
+      const float d = Isa::F16(blk);
+      Isa::Fma8(Isa::template Load32<T>(blk), arow + b * 32, d * da, acc[t]);
+      if constexpr (info.has_min) {
+        const float dmin = -Isa::F16(blk + 2);
+        accm[t] = std::fma(-dmin * da, static_cast<float>(act.sum16[2 * b] + act.sum16[2 * b + 1]), accm[t]);
+      }
+    }
+  }
+  for (int t = 0; t < TN; ++t) {
+    float v = Isa::Sum8(acc[t]) + accm[t];
+    if (p.bias) v += p.bias[o0 + t];
+    float* yo = p.y + o0 + t;
+    *yo = p.accumulate ? *yo + v : v;
+  }
+}
+
 template <class Isa, QuantType T>
 void QuantRows32(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
   constexpr int kTile = 4;
+  if (p.rows == 1) {
+    int64_t o = o_begin;
+    for (; o + kTile <= o_end; o += kTile) QuantTile32Row<Isa, T, kTile>(p, act, o);
+    for (; o < o_end; ++o) QuantTile32Row<Isa, T, 1>(p, act, o);
+    return;
+  }
   const int64_t nb = p.in / 32;
   std::vector<typename Isa::W32> tile(static_cast<size_t>(kTile * nb));
   std::vector<float> d(static_cast<size_t>(kTile * nb)), dmin(static_cast<size_t>(kTile * nb));
