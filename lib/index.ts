@@ -33,6 +33,8 @@ export {
   type UniformsLike,
 } from './kernels/verify.js';
 export { commitKv, commitKvBatch, type KvCommitSequence } from './kernels/kv-commit.js';
+export { linearQuant, type LinearQuantOptions } from './kernels/linear-quant.js';
+export { QUANT_TYPES, QUANT_TYPE_NAMES, isQuantType, quantRowBytes, type QuantType, type QuantTypeInfo } from './tensor/quant-types.js';
 export { type IntArrayLike } from './kernels/args.js';
 export {
   CanopyError,
@@ -114,7 +116,7 @@ export {
   type GgufWeights,
   type HfWeights,
 } from './model/weights.js';
-export { readGguf, type GgufFile, type GgufTensorInfo, type GgufValue } from './model/formats/gguf.js';
+export { readGguf, ggmlTypeBlock, type GgufFile, type GgufTensorInfo, type GgufValue } from './model/formats/gguf.js';
 export { readSafetensors, type SafetensorsFile, type SafetensorsTensorInfo } from './model/formats/safetensors.js';
 export { loadModel, ggufVocabulary, type LoadModelOptions, type LoadedModel } from './model/load.js';
 export { STRATEGIES, type StrategyName } from './generate.js';

@@ -3,7 +3,8 @@
 //   y[n][o] = sum_i x[n][i] * W[o][i]  (+ bias[o])     for n < rows, o < out
 //
 // x  [rows, in]  f32 activations
-// W  [out, in]   f32, f16 or bf16 weights (PyTorch layout: y = x W^T)
+// W  [out, in]   f32, f16 or bf16 weights (PyTorch layout: y = x W^T), or, with w_quant set, a
+//                GGUF block-quantized matrix as stored (quant_blocks.h; CPU only for now)
 // y  [rows, out] f32; accumulate == true adds into y (residual connections)
 // Accumulation is fp32. Decode (rows = 1..8) is bound by reading W once; prefill
 // (many rows) reuses each W tile across a block of rows.
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "dtype.h"
+#include "quant_blocks.h"
 #include "status.h"
 
 namespace canopy {
@@ -21,6 +23,7 @@ struct LinearParams {
   const float* x = nullptr;
   const void* w = nullptr;
   DType w_dtype = DType::kF32;
+  QuantType w_quant = QuantType::kNone;  // a block type: w holds its blocks and w_dtype is unused
   const float* bias = nullptr;  // optional [out] f32
   float* y = nullptr;
   int64_t rows = 0;
@@ -45,6 +48,10 @@ inline LinearParams MakeLinearParams(const float* x, const void* w, DType w_dtyp
 }
 
 inline Status CheckLinearParams(const LinearParams& p) {
+  if (p.w_quant != QuantType::kNone) {
+    return Status::InvalidArgument(std::string("linear: ") + GetQuantTypeInfo(p.w_quant).name +
+                                   " block-quantized weights are not supported on this device yet (CPU only)");
+  }
   if (!IsFloatDType(p.w_dtype)) return Status::InvalidArgument("linear: weight dtype must be f32, f16 or bf16");
   if (p.rows < 0 || p.in <= 0 || p.out <= 0) return Status::InvalidArgument("linear: bad shape");
   return Status::Ok();
@@ -52,6 +59,9 @@ inline Status CheckLinearParams(const LinearParams& p) {
 
 namespace cpu {
 Status Linear(const LinearParams& p);
+// The block-quantized path (csrc/cpu/linear_quant.cc); Linear dispatches to it when w_quant is set.
+Status LinearQuant(const LinearParams& p);
+Status CheckLinearQuantParams(const LinearParams& p);
 }  // namespace cpu
 namespace cuda {
 Status Linear(const LinearParams& p);  // pointers are device pointers

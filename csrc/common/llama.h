@@ -9,6 +9,11 @@
 //               h = RmsNorm(x) ; x += (silu(h W1^T) * (h W3^T)) W2^T
 //   logits[r] = RmsNorm(x[logit_rows[r]]) Wout^T            (Wout = embed when tied)
 //
+// Each matrix (and the embedding) has its own storage type (MatrixRef): f32 / f16 / bf16 elements,
+// or GGUF blocks as stored (quant_blocks.h; files mix types per tensor, as llama.cpp's Q4_K_M
+// does). The embedding lookup dequantizes only the rows of the step's tokens. Block-quantized
+// matrices run on the CPU (the CUDA forward refuses them for now).
+//
 // KV cache: k_cache, v_cache [n_layers][capacity][n_kv_heads][head_dim] (f32/f16/bf16).
 // Sequence b's cache region starts at row kv_start[b] and holds kv_len_before[b] committed
 // rows; this step's keys are written at rows kv_start[b] + kv_len_before[b] + t (t-th new
@@ -34,15 +39,26 @@
 #include "attention.h"
 #include "dtype.h"
 #include "kv_quant.h"
+#include "quant_blocks.h"
 #include "status.h"
 #include "transformer_ops.h"
 
 namespace canopy {
 
+// A weight matrix [rows][cols] as stored: elements of a float dtype (quant == kNone), or rows of
+// GGUF blocks of type `quant` (dtype unused).
+struct MatrixRef {
+  const void* data = nullptr;
+  DType dtype = DType::kF32;
+  QuantType quant = QuantType::kNone;
+};
+
 struct LlamaLayerWeights {
-  const void *attn_norm = nullptr, *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
+  const void* attn_norm = nullptr;
+  MatrixRef wq, wk, wv, wo;
   const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // f32, optional (Qwen2)
-  const void *ffn_norm = nullptr, *w1 = nullptr, *w2 = nullptr, *w3 = nullptr;
+  const void* ffn_norm = nullptr;
+  MatrixRef w1, w2, w3;
 };
 
 struct LlamaModelDesc {
@@ -51,11 +67,10 @@ struct LlamaModelDesc {
   float norm_eps = 1e-5f;
   RopeLayout rope_layout = RopeLayout::kInterleaved;
   std::vector<float> inv_freq;  // [head_dim / 2], host (rope theta and scaling applied)
-  DType weight_dtype = DType::kF32;  // every matrix (and the embedding)
-  DType norm_dtype = DType::kF32;    // the RMSNorm weights
-  const void* embed = nullptr;
+  DType norm_dtype = DType::kF32;  // the RMSNorm weights
+  MatrixRef embed;                 // [vocab][dim]
   const void* norm = nullptr;
-  const void* output = nullptr;  // == embed when tied
+  MatrixRef output;  // [vocab][dim]; == embed when tied
   std::vector<LlamaLayerWeights> layers;
 };
 
@@ -86,6 +101,17 @@ struct LlamaForwardParams {
   float* logits = nullptr;  // [n_logit_rows, vocab] f32 (device memory for CUDA)
   float* hidden = nullptr;  // optional [n_logit_rows, dim] f32: the final-normed hidden states
 };
+
+// True when any matrix of the model is block-quantized.
+inline bool LlamaHasQuantMatrices(const LlamaModelDesc& m) {
+  if (m.embed.quant != QuantType::kNone || m.output.quant != QuantType::kNone) return true;
+  for (const LlamaLayerWeights& w : m.layers) {
+    for (const MatrixRef* r : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w1, &w.w2, &w.w3}) {
+      if (r->quant != QuantType::kNone) return true;
+    }
+  }
+  return false;
+}
 
 // Checks a forward call against the model (indices, capacity, token ids).
 Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p);

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "dtype.h"
+#include "quant_blocks.h"
 #include "status.h"
 
 namespace canopy {
@@ -37,6 +38,9 @@ Status RmsNorm(const float* x, const void* w, DType w_dtype, float eps, float* y
 Status Rope(const RopeParams& p);
 Status SwiGlu(const float* g, const float* u, float* h, int64_t n);
 Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype, int64_t vocab, int64_t dim, float* x);
+// Embed from a GGUF block-quantized table [vocab][dim] (quant_blocks.h): only the looked-up rows are
+// dequantized (dim a multiple of the block).
+Status EmbedQuant(const int32_t* tokens, int64_t rows, const void* table, QuantType type, int64_t vocab, int64_t dim, float* x);
 Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best);
 }  // namespace cpu
 

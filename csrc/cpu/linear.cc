@@ -18,6 +18,7 @@ namespace canopy {
 namespace cpu {
 
 Status Linear(const LinearParams& p) {
+  if (p.w_quant != QuantType::kNone) return LinearQuant(p);  // GGUF blocks: linear_quant.cc
   CANOPY_RETURN_IF_ERROR(CheckLinearParams(p));
   if (p.rows == 0) return Status::Ok();
   const char* isa = std::getenv("CANOPY_CPU_ISA");

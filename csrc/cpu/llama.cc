@@ -80,9 +80,10 @@ Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
 namespace cpu {
 namespace {
 
-Status Linear(const float* x, const void* w, DType dt, const float* bias, float* y, int64_t rows, int64_t in, int64_t out,
-              bool accumulate) {
-  return cpu::Linear(MakeLinearParams(x, w, dt, bias, y, rows, in, out, accumulate));
+Status Linear(const float* x, const MatrixRef& w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out, bool accumulate) {
+  LinearParams lp = MakeLinearParams(x, w.data, w.dtype, bias, y, rows, in, out, accumulate);
+  lp.w_quant = w.quant;
+  return cpu::Linear(lp);
 }
 
 }  // namespace
@@ -93,7 +94,11 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   const int64_t qdim = static_cast<int64_t>(m.n_heads) * D, kvdim = static_cast<int64_t>(m.n_kv_heads) * D;
   std::vector<float> x(n * dim), h(n * dim), q(n * qdim), k(n * kvdim), v(n * kvdim), att(n * qdim),
       g(n * m.hidden_dim), u(n * m.hidden_dim);
-  CANOPY_RETURN_IF_ERROR(Embed(p.tokens, n, m.embed, m.weight_dtype, m.vocab, dim, x.data()));
+  if (m.embed.quant != QuantType::kNone) {
+    CANOPY_RETURN_IF_ERROR(EmbedQuant(p.tokens, n, m.embed.data, m.embed.quant, m.vocab, dim, x.data()));
+  } else {
+    CANOPY_RETURN_IF_ERROR(Embed(p.tokens, n, m.embed.data, m.embed.dtype, m.vocab, dim, x.data()));
+  }
 
   const LlamaCacheLayout layout = MakeLlamaCacheLayout(p);
   const int64_t layer_elems = p.capacity * kvdim;
@@ -108,9 +113,9 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   for (int32_t l = 0; l < m.n_layers && n > 0; ++l) {
     const LlamaLayerWeights& w = m.layers[l];
     CANOPY_RETURN_IF_ERROR(RmsNorm(x.data(), w.attn_norm, m.norm_dtype, m.norm_eps, h.data(), n, dim));
-    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wq, m.weight_dtype, w.bq, q.data(), n, dim, qdim, false));
-    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wk, m.weight_dtype, w.bk, k.data(), n, dim, kvdim, false));
-    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wv, m.weight_dtype, w.bv, v.data(), n, dim, kvdim, false));
+    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wq, w.bq, q.data(), n, dim, qdim, false));
+    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wk, w.bk, k.data(), n, dim, kvdim, false));
+    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wv, w.bv, v.data(), n, dim, kvdim, false));
     const RopeParams rp = MakeLlamaRopeParams(m, q.data(), k.data(), p.positions, m.inv_freq.data(), n);
     CANOPY_RETURN_IF_ERROR(Rope(rp));
     // Append this step's keys and values (quantized caches quantize on append), then attend.
@@ -150,12 +155,12 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     if (cast_q) {
       for (size_t i = 0; i < att.size(); ++i) att[i] = LoadAsF32(o16.data(), p.cache_dtype, static_cast<int64_t>(i));
     }
-    CANOPY_RETURN_IF_ERROR(Linear(att.data(), w.wo, m.weight_dtype, nullptr, x.data(), n, qdim, dim, true));
+    CANOPY_RETURN_IF_ERROR(Linear(att.data(), w.wo, nullptr, x.data(), n, qdim, dim, true));
     CANOPY_RETURN_IF_ERROR(RmsNorm(x.data(), w.ffn_norm, m.norm_dtype, m.norm_eps, h.data(), n, dim));
-    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.w1, m.weight_dtype, nullptr, g.data(), n, dim, m.hidden_dim, false));
-    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.w3, m.weight_dtype, nullptr, u.data(), n, dim, m.hidden_dim, false));
+    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.w1, nullptr, g.data(), n, dim, m.hidden_dim, false));
+    CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.w3, nullptr, u.data(), n, dim, m.hidden_dim, false));
     CANOPY_RETURN_IF_ERROR(SwiGlu(g.data(), u.data(), g.data(), n * m.hidden_dim));
-    CANOPY_RETURN_IF_ERROR(Linear(g.data(), w.w2, m.weight_dtype, nullptr, x.data(), n, m.hidden_dim, dim, true));
+    CANOPY_RETURN_IF_ERROR(Linear(g.data(), w.w2, nullptr, x.data(), n, m.hidden_dim, dim, true));
   }
 
   // Final norm and the output head on the requested rows only.
@@ -165,7 +170,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   for (int64_t i = 0; i < r; ++i) std::copy_n(x.data() + p.logit_rows[i] * dim, dim, sel.data() + i * dim);
   CANOPY_RETURN_IF_ERROR(RmsNorm(sel.data(), m.norm, m.norm_dtype, m.norm_eps, normed.data(), r, dim));
   if (p.hidden) std::copy(normed.begin(), normed.end(), p.hidden);
-  return Linear(normed.data(), m.output, m.weight_dtype, nullptr, p.logits, r, dim, m.vocab, false);
+  return Linear(normed.data(), m.output, nullptr, p.logits, r, dim, m.vocab, false);
 }
 
 }  // namespace cpu

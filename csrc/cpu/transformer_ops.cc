@@ -74,6 +74,27 @@ Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype
   return Status::Ok();
 }
 
+Status EmbedQuant(const int32_t* tokens, int64_t rows, const void* table, QuantType type, int64_t vocab, int64_t dim, float* x) {
+  const QuantTypeInfo info = GetQuantTypeInfo(type);
+  if (info.block == 0) return Status::InvalidArgument("embed: unknown block type " + std::to_string(static_cast<int>(type)));
+  if (dim % info.block != 0) {
+    return Status::InvalidArgument(std::string("embed: ") + info.name + " rows need dim to be a multiple of " + std::to_string(info.block));
+  }
+  for (int64_t n = 0; n < rows; ++n) {
+    if (tokens[n] < 0 || tokens[n] >= vocab) {
+      return Status::InvalidArgument("embed: token id " + std::to_string(tokens[n]) + " at position " + std::to_string(n) +
+                                     " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    }
+  }
+  const int64_t row_bytes = QuantRowBytes(type, dim);
+  ParallelFor(rows, 4, [&](int64_t b, int64_t e) {
+    for (int64_t n = b; n < e; ++n) {
+      DequantizeRow(type, static_cast<const uint8_t*>(table) + tokens[n] * row_bytes, 0, dim, x + n * dim);
+    }
+  });
+  return Status::Ok();
+}
+
 Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best) {
   for (int64_t n = 0; n < rows; ++n) {
     const float* l = logits + n * vocab;

@@ -22,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   canopy::napi::RegisterKvQuantBindings(env, exports);
   canopy::napi::RegisterPrefixAttentionBindings(env, exports);
   canopy::napi::RegisterTestBindings(env, exports);
+  canopy::napi::RegisterLinearQuantBindings(env, exports);
   return exports;
 }
 

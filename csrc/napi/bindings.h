@@ -19,6 +19,7 @@ void RegisterKvCommitBindings(Napi::Env env, Napi::Object exports);
 void RegisterKvQuantBindings(Napi::Env env, Napi::Object exports);
 void RegisterPrefixAttentionBindings(Napi::Env env, Napi::Object exports);
 void RegisterTestBindings(Napi::Env env, Napi::Object exports);
+void RegisterLinearQuantBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace napi
 }  // namespace canopy

@@ -5,6 +5,9 @@
 //                1 half), invFreq: Float32Array [headDim/2] }
 //     weights: { embed, norm, output?, layers: [{ attnNorm, wq, wk, wv, wo, bq?, bk?, bv?, ffnNorm, w1, w2, w3 }] }
 //              tensor descriptors, all on one device; the model keeps them alive until dispose().
+//              Each matrix has its own dtype (f32 / f16 / bf16), or is GGUF blocks: a uint8 descriptor
+//              with `quant` (the ggml type id, csrc/common/quant_blocks.h) holding rows * (cols / block)
+//              blocks.
 //   model.forward({ tokens, positions, qoIndptr, kvStart, kvLenBefore: Int32Array, mask: 1 causal | 2 tree,
 //                   parents?, k, v (cache [layers, capacity, nKvHeads, headDim]), logitRows: Int32Array,
 //                   logits [rows, vocab] f32, hidden? [rows, dim] f32,
@@ -60,26 +63,15 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
  private:
   // Parses one weight tensor: checks its shape and device, records it to keep it alive.
+  // Matrices go through Matrix(); here norms (one shared float dtype) and biases (f32).
   const void* Weight(Napi::Env env, Napi::Object o, const std::string& key, const std::string& name,
-                     std::initializer_list<int64_t> shape, bool is_matrix, bool optional = false) {
+                     std::initializer_list<int64_t> shape, bool optional = false) {
     Napi::Value v = o.Get(key);
     if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
     TensorArg t = ParseTensorArg(env, v, name);
     CheckTensorShape(env, t, shape, name);
-    if (weights_.empty()) {
-      device_ = t.view.device;
-    } else if (t.view.device.kind != device_.kind || t.view.device.index != device_.index) {
-      throw ArgumentError(env, name + " is on another device than the other weights");
-    }
-    const bool bias = !is_matrix && key.size() == 2 && key[0] == 'b';
-    if (is_matrix) {
-      if (!have_weight_dtype_) {
-        desc_.weight_dtype = t.view.dtype;
-        have_weight_dtype_ = true;
-      } else if (t.view.dtype != desc_.weight_dtype) {
-        throw ArgumentError(env, name + " must have the dtype of the other matrices (" + DTypeName(desc_.weight_dtype) + ")");
-      }
-    } else if (bias) {
+    const bool bias = key.size() == 2 && key[0] == 'b';
+    if (bias) {
       if (t.view.dtype != DType::kF32) throw ArgumentError(env, name + " must be f32");
     } else {
       if (!have_norm_dtype_) {
@@ -90,9 +82,55 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       }
     }
     if (!IsFloatDType(t.view.dtype)) throw ArgumentError(env, name + " must be f32, f16 or bf16");
+    Keep(env, t, name);
+    return t.view.data;
+  }
+
+  // A weight matrix [rows, cols]: float elements, or GGUF blocks when the descriptor has `quant`.
+  MatrixRef Matrix(Napi::Env env, Napi::Object o, const std::string& key, const std::string& name, int64_t rows, int64_t cols,
+                   bool optional = false) {
+    MatrixRef ref;
+    Napi::Value v = o.Get(key);
+    if (optional && (v.IsUndefined() || v.IsNull())) return ref;
+    TensorArg t = ParseTensorArg(env, v, name);
+    Napi::Value qv = v.IsObject() ? v.As<Napi::Object>().Get("quant") : env.Undefined();
+    if (qv.IsUndefined() || qv.IsNull()) {
+      CheckTensorShape(env, t, {rows, cols}, name);
+      if (!IsFloatDType(t.view.dtype)) throw ArgumentError(env, name + " must be f32, f16 or bf16 (or GGUF blocks with `quant`)");
+      ref.dtype = t.view.dtype;
+    } else {
+      const double id = qv.IsNumber() ? qv.As<Napi::Number>().DoubleValue() : -1;
+      if (id != static_cast<int32_t>(id) || !IsValidQuantType(static_cast<int32_t>(id))) {
+        throw ArgumentError(env, name + ".quant must be a ggml block type id canopy reads");
+      }
+      ref.quant = static_cast<QuantType>(static_cast<int32_t>(id));
+      const QuantTypeInfo qi = GetQuantTypeInfo(ref.quant);
+      if (cols % qi.block != 0) {
+        throw ArgumentError(env, name + ": " + qi.name + " needs " + std::to_string(cols) + " columns to be a multiple of " +
+                                     std::to_string(qi.block));
+      }
+      const int64_t want = rows * QuantRowBytes(ref.quant, cols);
+      if (t.view.dtype != DType::kU8 || t.view.nbytes() != want) {
+        throw ArgumentError(env, name + " must be uint8 blocks of " + std::to_string(want) + " bytes (" + std::to_string(rows) + " rows of " +
+                                     std::to_string(cols) + " " + qi.name + " values); received " + DTypeName(t.view.dtype) + " of " +
+                                     std::to_string(t.view.nbytes()) + " bytes");
+      }
+      if (t.view.device.kind != DeviceKind::kCpu) throw ArgumentError(env, name + ": block-quantized weights run on the CPU only for now");
+    }
+    Keep(env, t, name);
+    ref.data = t.view.data;
+    return ref;
+  }
+
+  // Checks the device matches the other weights and keeps the tensor alive.
+  void Keep(Napi::Env env, TensorArg& t, const std::string& name) {
+    if (weights_.empty()) {
+      device_ = t.view.device;
+    } else if (t.view.device.kind != device_.kind || t.view.device.index != device_.index) {
+      throw ArgumentError(env, name + " is on another device than the other weights");
+    }
     weights_.push_back(t);
     if (t.device_buffer) t.device_buffer->Acquire();  // freed only after dispose()
-    return t.view.data;
   }
 
   void Build(Napi::Env env, Napi::Value arg) {
@@ -123,10 +161,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     m.inv_freq.assign(invf.Data(), invf.Data() + invf.ElementLength());
 
     const int64_t qdim = static_cast<int64_t>(m.n_heads) * m.head_dim, kvdim = static_cast<int64_t>(m.n_kv_heads) * m.head_dim;
-    m.embed = Weight(env, w, "embed", "weights.embed", {m.vocab, m.dim}, true);
-    m.norm = Weight(env, w, "norm", "weights.norm", {m.dim}, false);
-    m.output = Weight(env, w, "output", "weights.output", {m.vocab, m.dim}, true, true);
-    if (m.output == nullptr) m.output = m.embed;  // tied embeddings
+    m.embed = Matrix(env, w, "embed", "weights.embed", m.vocab, m.dim);
+    m.norm = Weight(env, w, "norm", "weights.norm", {m.dim});
+    m.output = Matrix(env, w, "output", "weights.output", m.vocab, m.dim, true);
+    if (m.output.data == nullptr) m.output = m.embed;  // tied embeddings
     Napi::Value lv = w.Get("layers");
     if (!lv.IsArray() || lv.As<Napi::Array>().Length() != static_cast<uint32_t>(m.n_layers)) {
       throw ArgumentError(env, "weights.layers must be an array of nLayers entries");
@@ -137,18 +175,18 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       Napi::Object lo = layers.Get(l).As<Napi::Object>();
       const std::string pre = "weights.layers[" + std::to_string(l) + "].";
       LlamaLayerWeights lw;
-      lw.attn_norm = Weight(env, lo, "attnNorm", pre + "attnNorm", {m.dim}, false);
-      lw.wq = Weight(env, lo, "wq", pre + "wq", {qdim, m.dim}, true);
-      lw.wk = Weight(env, lo, "wk", pre + "wk", {kvdim, m.dim}, true);
-      lw.wv = Weight(env, lo, "wv", pre + "wv", {kvdim, m.dim}, true);
-      lw.wo = Weight(env, lo, "wo", pre + "wo", {m.dim, qdim}, true);
-      lw.bq = static_cast<const float*>(Weight(env, lo, "bq", pre + "bq", {qdim}, false, true));
-      lw.bk = static_cast<const float*>(Weight(env, lo, "bk", pre + "bk", {kvdim}, false, true));
-      lw.bv = static_cast<const float*>(Weight(env, lo, "bv", pre + "bv", {kvdim}, false, true));
-      lw.ffn_norm = Weight(env, lo, "ffnNorm", pre + "ffnNorm", {m.dim}, false);
-      lw.w1 = Weight(env, lo, "w1", pre + "w1", {m.hidden_dim, m.dim}, true);
-      lw.w2 = Weight(env, lo, "w2", pre + "w2", {m.dim, m.hidden_dim}, true);
-      lw.w3 = Weight(env, lo, "w3", pre + "w3", {m.hidden_dim, m.dim}, true);
+      lw.attn_norm = Weight(env, lo, "attnNorm", pre + "attnNorm", {m.dim});
+      lw.wq = Matrix(env, lo, "wq", pre + "wq", qdim, m.dim);
+      lw.wk = Matrix(env, lo, "wk", pre + "wk", kvdim, m.dim);
+      lw.wv = Matrix(env, lo, "wv", pre + "wv", kvdim, m.dim);
+      lw.wo = Matrix(env, lo, "wo", pre + "wo", m.dim, qdim);
+      lw.bq = static_cast<const float*>(Weight(env, lo, "bq", pre + "bq", {qdim}, true));
+      lw.bk = static_cast<const float*>(Weight(env, lo, "bk", pre + "bk", {kvdim}, true));
+      lw.bv = static_cast<const float*>(Weight(env, lo, "bv", pre + "bv", {kvdim}, true));
+      lw.ffn_norm = Weight(env, lo, "ffnNorm", pre + "ffnNorm", {m.dim});
+      lw.w1 = Matrix(env, lo, "w1", pre + "w1", m.hidden_dim, m.dim);
+      lw.w2 = Matrix(env, lo, "w2", pre + "w2", m.dim, m.hidden_dim);
+      lw.w3 = Matrix(env, lo, "w3", pre + "w3", m.hidden_dim, m.dim);
       m.layers.push_back(lw);
     }
   }
@@ -301,7 +339,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   LlamaModelDesc desc_;
   Device device_;
-  bool have_weight_dtype_ = false, have_norm_dtype_ = false;
+  bool have_norm_dtype_ = false;
   std::vector<TensorArg> weights_;
   int busy_ = 0;
   bool disposed_ = false, dispose_requested_ = false;

@@ -250,20 +250,20 @@ bool CudaForwardCase(bool long_context) {
     host.push_back(Rand(n, scale));
     return host.back().data();
   };
-  m.embed = mk(m.vocab * m.dim, 0.5f);
+  m.embed.data = mk(m.vocab * m.dim, 0.5f);
   m.norm = mk(m.dim, 1.f);
-  m.output = mk(m.vocab * m.dim, 0.5f);
+  m.output.data = mk(m.vocab * m.dim, 0.5f);
   for (int l = 0; l < m.n_layers; ++l) {
     LlamaLayerWeights w;
     w.attn_norm = mk(m.dim, 1.f);
-    w.wq = mk(qd * m.dim, 0.25f);
-    w.wk = mk(kvd * m.dim, 0.25f);
-    w.wv = mk(kvd * m.dim, 0.25f);
-    w.wo = mk(m.dim * qd, 0.25f);
+    w.wq.data = mk(qd * m.dim, 0.25f);
+    w.wk.data = mk(kvd * m.dim, 0.25f);
+    w.wv.data = mk(kvd * m.dim, 0.25f);
+    w.wo.data = mk(m.dim * qd, 0.25f);
     w.ffn_norm = mk(m.dim, 1.f);
-    w.w1 = mk(m.hidden_dim * m.dim, 0.25f);
-    w.w2 = mk(m.dim * m.hidden_dim, 0.25f);
-    w.w3 = mk(m.hidden_dim * m.dim, 0.25f);
+    w.w1.data = mk(m.hidden_dim * m.dim, 0.25f);
+    w.w2.data = mk(m.dim * m.hidden_dim, 0.25f);
+    w.w3.data = mk(m.hidden_dim * m.dim, 0.25f);
     m.layers.push_back(w);
   }
   // The CUDA model: same weights uploaded.
@@ -273,21 +273,21 @@ bool CudaForwardCase(bool long_context) {
     std::vector<float> v(static_cast<const float*>(hp), static_cast<const float*>(hp) + n);
     return Up(v, &o.p);
   };
-  g.embed = up(m.embed, m.vocab * m.dim);
+  g.embed.data = up(m.embed.data, m.vocab * m.dim);
   g.norm = up(m.norm, m.dim);
-  g.output = up(m.output, m.vocab * m.dim);
+  g.output.data = up(m.output.data, m.vocab * m.dim);
   for (int l = 0; l < m.n_layers; ++l) {
     const LlamaLayerWeights& w = m.layers[l];
     LlamaLayerWeights& d = g.layers[l];
     d.attn_norm = up(w.attn_norm, m.dim);
-    d.wq = up(w.wq, qd * m.dim);
-    d.wk = up(w.wk, kvd * m.dim);
-    d.wv = up(w.wv, kvd * m.dim);
-    d.wo = up(w.wo, m.dim * qd);
+    d.wq.data = up(w.wq.data, qd * m.dim);
+    d.wk.data = up(w.wk.data, kvd * m.dim);
+    d.wv.data = up(w.wv.data, kvd * m.dim);
+    d.wo.data = up(w.wo.data, m.dim * qd);
     d.ffn_norm = up(w.ffn_norm, m.dim);
-    d.w1 = up(w.w1, m.hidden_dim * m.dim);
-    d.w2 = up(w.w2, m.dim * m.hidden_dim);
-    d.w3 = up(w.w3, m.hidden_dim * m.dim);
+    d.w1.data = up(w.w1.data, m.hidden_dim * m.dim);
+    d.w2.data = up(w.w2.data, m.dim * m.hidden_dim);
+    d.w3.data = up(w.w3.data, m.hidden_dim * m.dim);
   }
   const int64_t capacity = long_context ? 640 : 32;
   // Cache kinds: 0 the f32 cache; 1 int8 and 2 int4 quantized caches (kv_quant.h) with the same

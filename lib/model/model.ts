@@ -5,7 +5,9 @@
  * Weight storage (whatever the file holds): CPU keeps f32 / f16 / bf16 weights as they are
  * (memory-mapped, no copy) unless `dtype` asks for a conversion; CUDA uploads them and
  * converts to `dtype` (default f16). Conversions round to nearest even. Biases and the
- * attention/RMSNorm math stay f32.
+ * attention/RMSNorm math stay f32. GGUF block-quantized matrices (`weights.quant`, e.g. Q4_K)
+ * are read as stored, each with its own type (files mix them), on the CPU only for now; `dtype`
+ * applies to the float matrices.
  */
 
 import { ArgumentError, DisposedError, awaitNative, callNative } from '../errors.js';
@@ -14,6 +16,7 @@ import { native } from '../native/loader.js';
 import type { NativeLayerWeights, NativeModelHandle, TensorDescriptor } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FloatDType } from '../tensor/dtype.js';
+import { QUANT_TYPES, type QuantType, quantRowBytes } from '../tensor/quant-types.js';
 import { type ModelConfig, expectedShapes, layerTensorNames } from './config.js';
 import { KvCache, type KvCacheOptions } from './kv-cache.js';
 import { retainWeightMaps } from './formats/common.js';
@@ -22,6 +25,8 @@ import { ropeInverseFrequencies } from './rope.js';
 export interface ModelWeights {
   config: ModelConfig;
   tensors: Map<string, Tensor>;
+  /** Block-quantized matrices: canonical name -> type; each such tensor holds its blocks as uint8 (lib/tensor/quant-types.ts). */
+  quant?: ReadonlyMap<string, QuantType>;
 }
 
 export interface ModelOptions {
@@ -61,8 +66,10 @@ export class Model {
   readonly config: ModelConfig;
   readonly device: Device;
   readonly fallbackReason: string | undefined;
-  /** Storage dtype of the weight matrices on the device (what a decode step reads). */
+  /** Storage dtype of the float weight matrices on the device (block-quantized ones: weightTypes). */
   readonly weightDtype: FloatDType;
+  /** The storage type of every matrix (canonical name -> f32 / f16 / bf16 or a block type). */
+  readonly weightTypes: ReadonlyMap<string, FloatDType | QuantType>;
   readonly #native: NativeModelHandle;
   readonly #owned: Tensor[];
   /** Gives back this model's reference on the weights' file maps (lib/model/formats/common.ts). */
@@ -75,6 +82,7 @@ export class Model {
     config: ModelConfig,
     device: Device,
     weightDtype: FloatDType,
+    weightTypes: ReadonlyMap<string, FloatDType | QuantType>,
     handle: NativeModelHandle,
     owned: Tensor[],
     releaseMaps: () => void,
@@ -83,6 +91,7 @@ export class Model {
     this.config = config;
     this.device = device;
     this.weightDtype = weightDtype;
+    this.weightTypes = weightTypes;
     this.#native = handle;
     this.#owned = owned;
     this.#releaseMaps = releaseMaps;
@@ -92,21 +101,51 @@ export class Model {
   /** Builds a model from loaded weights (see lib/model/weights.ts), placing them on the backend. */
   static async fromWeights(weights: ModelWeights, options: ModelOptions = {}): Promise<Model> {
     const { config, tensors } = weights;
-    const placement = selectBackend(options.backend ?? 'auto', 'backend');
+    const quant = weights.quant ?? new Map<string, QuantType>();
+    // Block-quantized weights run on the CPU only for now: 'auto' picks it for them.
+    const auto = (options.backend ?? 'auto') === 'auto';
+    const selected = selectBackend(options.backend ?? 'auto', 'backend');
+    const placement =
+      auto && quant.size > 0 && selected.device !== 'cpu'
+        ? { device: 'cpu' as Device, fallbackReason: 'block-quantized (GGUF) weights run on the CPU only for now' }
+        : selected;
     const device = placement.device;
     const dtype = options.dtype ?? (device === 'cpu' ? undefined : 'f16');
     for (const [name, shape] of expectedShapes(config)) {
       const t = tensors.get(name);
       if (!t) throw new ArgumentError(`weights.tensors.get('${name}')`, 'a tensor', undefined);
-      if (t.shape.join() !== shape.join()) throw new ArgumentError(`${name}.shape`, `[${shape.join(', ')}]`, t.shape);
+      const q = quant.get(name);
+      if (q !== undefined) {
+        if (!(q in QUANT_TYPES)) throw new ArgumentError(`weights.quant.get('${name}')`, `one of ${Object.keys(QUANT_TYPES).join(', ')}`, q);
+        if (shape.length !== 2 || shape[1]! % QUANT_TYPES[q].block !== 0) {
+          throw new ArgumentError(`${name}.shape`, `a matrix with a multiple of ${QUANT_TYPES[q].block} columns for ${q}`, shape);
+        }
+        const bytes = shape[0]! * quantRowBytes(q, shape[1]!);
+        if (t.dtype !== 'uint8' || t.byteLength !== bytes) {
+          throw new ArgumentError(`weights.tensors.get('${name}')`, `uint8 blocks of ${bytes} bytes (${q} [${shape.join(', ')}])`, `${t.dtype} of ${t.byteLength} bytes`);
+        }
+        if (device !== 'cpu') {
+          throw new ArgumentError('options.backend', `'cpu' for a model with block-quantized (${q}) weights: they run on the CPU only for now`, device);
+        }
+      } else if (t.shape.join() !== shape.join()) {
+        throw new ArgumentError(`${name}.shape`, `[${shape.join(', ')}]`, t.shape);
+      }
     }
     const owned: Tensor[] = [];
     // The native model points into the weights' memory maps: hold them until dispose(), so
     // weights.dispose() before the model's cannot unmap memory the model still reads.
     const releaseMaps = retainWeightMaps(tensors);
-    // Matrices share one dtype natively: `dtype` if given, else the embedding's (a file mixing
-    // matrix dtypes is converted to it).
-    const matrixDtype: FloatDType = dtype ?? (tensors.get('embed')!.dtype as FloatDType);
+    // Float matrices share one dtype: `dtype` if given, else the first float matrix's (the
+    // embedding's when it is a float; a file mixing float dtypes is converted to it). Block-quantized
+    // matrices keep their own types.
+    const matrices = ['embed', ...(config.tiedEmbeddings ? [] : ['output'])];
+    for (let i = 0; i < config.nLayers; i++) {
+      const n = layerTensorNames(i);
+      matrices.push(n.wq, n.wk, n.wv, n.wo, n.w1, n.w2, n.w3);
+    }
+    const firstFloat = matrices.find((n) => !quant.has(n));
+    const matrixDtype: FloatDType = dtype ?? ((firstFloat ? tensors.get(firstFloat)!.dtype : 'f32') as FloatDType);
+    const weightTypes = new Map<string, FloatDType | QuantType>();
     // Places one tensor: matrices in matrixDtype, norms as loaded on the CPU (f32 on CUDA),
     // biases f32; converted and moved copies are owned (disposed with the model).
     const place = async (name: string, kind: 'matrix' | 'norm' | 'bias'): Promise<TensorDescriptor> => {
@@ -122,7 +161,15 @@ export class Model {
       }
       return t.descriptor(name);
     };
-    const placeMatrix = (name: string) => place(name, 'matrix');
+    const placeMatrix = async (name: string): Promise<TensorDescriptor & { quant?: number }> => {
+      const q = quant.get(name);
+      if (q === undefined) {
+        weightTypes.set(name, matrixDtype);
+        return place(name, 'matrix');
+      }
+      weightTypes.set(name, q);
+      return { ...tensors.get(name)!.descriptor(name), quant: QUANT_TYPES[q].id };
+    };
     try {
       const layers: NativeLayerWeights[] = [];
       for (let i = 0; i < config.nLayers; i++) {
@@ -162,7 +209,7 @@ export class Model {
             weights: { embed, norm, ...(output ? { output } : {}), layers },
           }),
       );
-      return new Model(config, device, matrixDtype, handle, owned, releaseMaps, placement.fallbackReason);
+      return new Model(config, device, matrixDtype, weightTypes, handle, owned, releaseMaps, placement.fallbackReason);
     } catch (e) {
       owned.forEach((t) => t.dispose());
       releaseMaps();

@@ -7,9 +7,10 @@
  *   *.gguf, or a file starting "GGUF"    GGUF v2/v3 (llama.cpp)                     lib/model/formats/gguf.ts
  *   anything else                        llama2.c checkpoint (v0, or v1/v2 "ak42")  lib/model/formats/llama2c.ts
  *
- * Tensors stored as f32, f16 or bf16 are memory-mapped (copy-on-write; pages
- * load on first touch), so a model loads with little more memory than the
- * pages it uses; quantized tensors (GGUF Q8_0, llama2.c v2 int8) are
+ * Tensors stored as f32, f16 or bf16, and GGUF block-quantized tensors (Q8_0,
+ * Q4_K, ...: uint8 tensors of their blocks, listed in GgufWeights.quant), are
+ * memory-mapped (copy-on-write; pages load on first touch), so a model loads
+ * with little more memory than the pages it uses; llama2.c v2 int8 is
  * dequantized to f32. Every tensor is checked against expectedShapes(config)
  * before any is mapped. Failures are CanopyErrors naming the file and the
  * tensor: IoError for unreadable, truncated or corrupt files, ArgumentError

@@ -176,6 +176,8 @@ export interface NativeAddon {
   copy(dst: TensorDescriptor, src: TensorDescriptor): Promise<void>;
   copySync(dst: TensorDescriptor, src: TensorDescriptor): void;
   cast(src: TensorDescriptor, dst: TensorDescriptor): Promise<void>;
+  /** y = x W^T (+ bias) with W GGUF blocks of ggml type id `type` (CPU; lib/kernels/linear-quant.ts). */
+  linearQuant(x: TensorDescriptor, w: TensorDescriptor, type: number, y: TensorDescriptor, bias?: TensorDescriptor, accumulate?: boolean): Promise<void>;
   /** mask: 0 none, 1 causal (bottom-right), 2 tree (parents required). kvQuant replaces k and v. */
   attention(args: {
     q: TensorDescriptor;

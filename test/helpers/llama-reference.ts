@@ -31,8 +31,17 @@ function rmsnorm(x: Mat, w: Mat, eps: number): Mat {
   return x.map((v, i) => v * inv * w[i]!);
 }
 
-/** Logits [tokens.length][vocab] for a token sequence at positions 0..n-1. */
-export function llamaReference(config: ModelConfig, tensors: Map<string, Tensor>, tokens: number[]): Float64Array[] {
+/**
+ * Logits [tokens.length][vocab] for a token sequence at positions 0..n-1. `inputOf`, when given,
+ * replaces the input vector of each matrix product (named by the matrix's canonical name), e.g.
+ * to apply the 8-bit activation rounding of block-quantized kernels.
+ */
+export function llamaReference(
+  config: ModelConfig,
+  tensors: Map<string, Tensor>,
+  tokens: number[],
+  inputOf: (matrix: string, x: Mat) => Mat = (_m, x) => x,
+): Float64Array[] {
   const { dim, nHeads, nKvHeads, headDim, hiddenDim, vocabSize } = config;
   const invFreq = Array.from(ropeInverseFrequencies(config), Number);
   const embed = get(tensors, 'embed');
@@ -63,9 +72,9 @@ export function llamaReference(config: ModelConfig, tensors: Map<string, Tensor>
     const qs: Mat[] = [], ks: Mat[] = [], vs: Mat[] = [];
     for (let t = 0; t < n; t++) {
       const h = rmsnorm(xs[t]!, an, config.normEps);
-      qs.push(rope(matvec(wq, h, nHeads * headDim, dim).map((v, i) => v + bq[i]!), nHeads, t));
-      ks.push(rope(matvec(wk, h, nKvHeads * headDim, dim).map((v, i) => v + bk[i]!), nKvHeads, t));
-      vs.push(matvec(wv, h, nKvHeads * headDim, dim).map((v, i) => v + bv[i]!));
+      qs.push(rope(matvec(wq, inputOf(nm.wq, h), nHeads * headDim, dim).map((v, i) => v + bq[i]!), nHeads, t));
+      ks.push(rope(matvec(wk, inputOf(nm.wk, h), nKvHeads * headDim, dim).map((v, i) => v + bk[i]!), nKvHeads, t));
+      vs.push(matvec(wv, inputOf(nm.wv, h), nKvHeads * headDim, dim).map((v, i) => v + bv[i]!));
     }
     const next: Mat[] = [];
     for (let t = 0; t < n; t++) {
@@ -83,18 +92,18 @@ export function llamaReference(config: ModelConfig, tensors: Map<string, Tensor>
         const z = e.reduce((a, b) => a + b, 0);
         for (let j = 0; j <= t; j++) for (let d = 0; d < headDim; d++) att[hq * headDim + d] = att[hq * headDim + d]! + (e[j]! / z) * vs[j]![kh * headDim + d]!;
       }
-      const proj = matvec(wo, att, dim, nHeads * headDim);
+      const proj = matvec(wo, inputOf(nm.wo, att), dim, nHeads * headDim);
       const x1 = xs[t]!.map((v, i) => v + proj[i]!);
       const h2 = rmsnorm(x1, fn, config.normEps);
-      const g = matvec(w1, h2, hiddenDim, dim);
-      const u = matvec(w3, h2, hiddenDim, dim);
+      const g = matvec(w1, inputOf(nm.w1, h2), hiddenDim, dim);
+      const u = matvec(w3, inputOf(nm.w3, h2), hiddenDim, dim);
       const act = g.map((z, i) => (z / (1 + Math.exp(-z))) * u[i]!);
-      const down = matvec(w2, act, dim, hiddenDim);
+      const down = matvec(w2, inputOf(nm.w2, act), dim, hiddenDim);
       next.push(x1.map((v, i) => v + down[i]!));
     }
     xs = next;
   }
   const norm = get(tensors, 'norm');
   const out = config.tiedEmbeddings ? embed : get(tensors, 'output');
-  return xs.map((x) => matvec(out, rmsnorm(x, norm, config.normEps), vocabSize, dim));
+  return xs.map((x) => matvec(out, inputOf(config.tiedEmbeddings ? 'embed' : 'output', rmsnorm(x, norm, config.normEps)), vocabSize, dim));
 }

@@ -6,6 +6,8 @@
  * of these formats.
  */
 
+import { quantTypeOfGgmlId } from '../../lib/tensor/quant-types.js';
+import { quantizeRef } from './quant-reference.js';
 import { mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -323,28 +325,34 @@ export function dequantizeQ8_0Reference(blocks: Uint8Array): Float32Array {
 
 /**
  * Writes a GGUF model of `c` from canonical f32 tensors, each stored as the
- * ggml type `typeOf(name)` (0 F32, 1 F16, 30 BF16, 8 Q8_0), and returns the
- * values the loader must produce (f32 as stored, f16/bf16 bits, Q8_0 as the
- * reference dequantization).
+ * ggml type `typeOf(name)` (0 F32, 1 F16, 30 BF16, or a block type: 8 Q8_0, 2 Q4_0, 12 Q4_K, ...
+ * quantized by the references of test/helpers/quant-reference.ts), and returns what the loader
+ * must produce (f32 as stored, f16/bf16 bits, the blocks as stored).
  */
 export function writeGgufModel(
   path: string,
   c: ModelConfig,
   tensors: Map<string, Float32Array>,
   shapes: Map<string, number[]>,
-  typeOf: (canonical: string) => 0 | 1 | 8 | 30,
+  typeOf: (canonical: string) => number,
   options: { arch?: string; alignment?: number; extraMetadata?: GgufEntry[] } = {},
-): Map<string, { type: number; f32?: Float32Array; bits?: Uint16Array }> {
-  const expected = new Map<string, { type: number; f32?: Float32Array; bits?: Uint16Array }>();
+): Map<string, { type: number; f32?: Float32Array; bits?: Uint16Array; blocks?: Uint8Array }> {
+  const expected = new Map<string, { type: number; f32?: Float32Array; bits?: Uint16Array; blocks?: Uint8Array }>();
   const specs: GgufTensorSpec[] = [];
   for (const [name, values] of tensors) {
     const type = typeOf(name);
     const ne = [...shapes.get(name)!].reverse();
     let data: Uint8Array;
+    const block = quantTypeOfGgmlId(type);
     if (type === 8) {
+      // llama.cpp's own Q8_0 rounding (quantizeQ8_0); loaded as stored blocks.
       data = quantizeQ8_0(values);
-      expected.set(name, { type, f32: dequantizeQ8_0Reference(data) });
+      expected.set(name, { type, blocks: data });
+    } else if (block !== undefined) {
+      data = quantizeRef(block, values);
+      expected.set(name, { type, blocks: data });
     } else {
+      if (type !== 0 && type !== 1 && type !== 30) throw new Error(`writeGgufModel: ggml type ${type} is not written here`);
       data = ggmlFloatBytes(values, type);
       if (type === 0) expected.set(name, { type, f32: values });
       else expected.set(name, { type, bits: new Uint16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) });

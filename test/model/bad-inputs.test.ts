@@ -166,9 +166,9 @@ describeBadInputs('GGUF files', [
   ['a layer beyond block_count', () => loadWeights(ggufModel('layer9.gguf', (t) => t.push({ name: 'blk.9.attn_norm.weight', type: 0, ne: [32], data: new Uint8Array(128) }))), /layer9\.gguf: tensor 'blk\.9\.attn_norm\.weight' \(layers\.9\.attnNorm\) is not expected/],
   ['rope_freqs (Llama 3.1)', () => loadWeights(ggufModel('freqs.gguf', (t) => t.push({ name: 'rope_freqs.weight', type: 0, ne: [4], data: new Uint8Array(16) }))), /freqs\.gguf: tensor 'rope_freqs\.weight' .* not supported/],
   [
-    'unsupported tensor type (Q4_0)',
-    () => loadWeights(ggufModel('q4.gguf', (t) => Object.assign(t.find((x) => x.name === 'blk.0.attn_q.weight')!, { type: 2, data: new Uint8Array((32 * 32 * 18) / 32) }))),
-    /q4\.gguf: tensor 'blk\.0\.attn_q\.weight' has type Q4_0, which canopy does not load \(F32, F16, BF16, Q8_0\)/,
+    'unsupported tensor type (Q8_1)',
+    () => loadWeights(ggufModel('q81.gguf', (t) => Object.assign(t.find((x) => x.name === 'blk.0.attn_q.weight')!, { type: 9, data: new Uint8Array((32 * 32 * 36) / 32) }))),
+    /q81\.gguf: tensor 'blk\.0\.attn_q\.weight' has type Q8_1, which canopy does not load \(F32, F16, BF16, Q8_0, Q4_0, .*IQ4_XS\)/,
   ],
   ['missing embedding_length', () => loadWeights(ggufModel('nodim.gguf', () => {}, withoutKey('llama.embedding_length'))), /nodim\.gguf: metadata 'llama\.embedding_length' is missing/],
   ['missing rms epsilon', () => loadWeights(ggufModel('noeps.gguf', () => {}, withoutKey('llama.attention.layer_norm_rms_epsilon'))), /noeps\.gguf: metadata 'llama\.attention\.layer_norm_rms_epsilon' is missing/],

@@ -107,7 +107,10 @@ function expectLoaded(tensors: Map<string, Tensor>, expected: ReturnType<typeof 
   expect([...tensors.keys()].sort()).toEqual([...expected.keys()].sort());
   for (const [name, e] of expected) {
     const t = tensors.get(name)!;
-    if (e.bits) {
+    if (e.blocks) {
+      expect(t.dtype, name).toBe('uint8');
+      expect(firstDiff(t.toArray(), e.blocks), name).toBe(-1);
+    } else if (e.bits) {
       expect(t.dtype, name).toBe(e.type === 1 ? 'f16' : 'bf16');
       expect(firstDiff(t.toArray(), e.bits), name).toBe(-1);
     } else {
@@ -218,7 +221,7 @@ describe('GGUF files written by the test helper', () => {
     }
   });
 
-  it('Q8_0 tensors are dequantized to f32 exactly as f16(d) * q', () => {
+  it('Q8_0 tensors are kept as stored blocks (memory-mapped), and the blocks decode to within d / 2 of the originals', () => {
     const { tensors, shapes } = syntheticTensors(tiny, 2);
     const path = join(dir, 'tiny-q8.gguf');
     const expected = writeGgufModel(path, tiny, tensors, shapes, (n) => (/Norm$|^norm$/.test(n) ? 0 : 8));
@@ -226,15 +229,38 @@ describe('GGUF files written by the test helper', () => {
     const w = loadGguf(path);
     try {
       expectLoaded(w.tensors, expected);
-      // And close to the originals: |x - d q| <= d / 2 (+ the f16 rounding of d, at most 2^-11 relative, times 127).
+      expect(w.quant.get('layers.1.w3')).toBe('Q8_0');
+      expect(w.quant.has('norm')).toBe(false);
+      expect(w.tensors.get('layers.1.w3')!.shape).toEqual([96, (64 / 32) * 34]);
+      // |x - d q| <= d / 2 (+ the f16 rounding of d, at most 2^-11 relative, times 127).
       const x = tensors.get('layers.1.w3')!;
-      const y = w.tensors.get('layers.1.w3')!.toArray() as Float32Array;
+      const y = dequantizeQ8_0(w.tensors.get('layers.1.w3')!.toArray() as Uint8Array, x.length);
       for (let b = 0; b < x.length / 32; b++) {
         let amax = 0;
         for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b * 32 + j]!));
         const d = amax / 127;
         for (let j = 0; j < 32; j++) expect(Math.abs(x[b * 32 + j]! - y[b * 32 + j]!)).toBeLessThanOrEqual(d / 2 + amax * 2 ** -11 + 1e-12);
       }
+    } finally {
+      w.dispose();
+    }
+  });
+
+  it('a file mixing types per tensor (Q4_K, Q6_K, Q8_0, Q4_0, F16, F32) loads each as stored', () => {
+    const wide: ModelConfig = { ...tiny, dim: 256, hiddenDim: 512, nHeads: 4, nKvHeads: 2, headDim: 64 };
+    const { tensors, shapes } = syntheticTensors(wide, 3);
+    const path = join(dir, 'mixed.gguf');
+    const typeOf = (n: string) => (/Norm$|^norm$/.test(n) ? 0 : n === 'embed' ? 14 : /w2$/.test(n) ? 8 : /wv$/.test(n) ? 2 : /wo$/.test(n) ? 1 : 12);
+    const expected = writeGgufModel(path, wide, tensors, shapes, typeOf);
+    const w = loadGguf(path);
+    try {
+      expectLoaded(w.tensors, expected);
+      expect(w.quant.get('embed')).toBe('Q6_K');
+      expect(w.quant.get('layers.0.w2')).toBe('Q8_0');
+      expect(w.quant.get('layers.0.wv')).toBe('Q4_0');
+      expect(w.quant.get('layers.0.wq')).toBe('Q4_K');
+      expect(w.quant.has('layers.0.wo')).toBe(false);
+      expect(w.tensors.get('layers.0.wo')!.dtype).toBe('f16');
     } finally {
       w.dispose();
     }

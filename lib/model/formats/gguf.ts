@@ -27,6 +27,7 @@
 import { ArgumentError, IoError } from '../../errors.js';
 import { fromF16Bits } from '../../tensor/dtype.js';
 import { Tensor } from '../../tensor/tensor.js';
+import { type QuantType, quantTypeOfGgmlId } from '../../tensor/quant-types.js';
 import { type ModelConfig, checkConfigBounds, layerTensorNames } from '../config.js';
 import {
   type LoadedWeightsBase,
@@ -122,6 +123,15 @@ export const GGML_TYPES: Record<number, { name: string; blockSize: number; typeS
   39: { name: 'MXFP4', blockSize: 32, typeSize: 17 },
 };
 
+/**
+ * A ggml type's block: values per block and bytes per block (1 and the element size for the
+ * unquantized types); undefined for an unknown type id. A tensor of ne[0] columns (a multiple of
+ * blockSize) and numel values takes numel / blockSize * typeSize bytes.
+ */
+export function ggmlTypeBlock(type: number): { name: string; blockSize: number; typeSize: number } | undefined {
+  return GGML_TYPES[type];
+}
+
 /** One tensor's description (its data is not read). */
 export interface GgufTensorInfo {
   name: string;
@@ -151,6 +161,11 @@ export interface GgufFile {
 
 export interface GgufWeights extends LoadedWeightsBase {
   format: 'gguf';
+  /**
+   * The block-quantized tensors (canonical name -> type): each is a uint8 tensor [rows, row bytes]
+   * of the file's blocks, memory-mapped as stored (lib/tensor/quant-types.ts).
+   */
+  quant: Map<string, QuantType>;
   /** All metadata, including the tokenizer (tokenizer.ggml.*). */
   metadata: Map<string, GgufValue>;
 }
@@ -495,7 +510,7 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   };
 }
 
-/** Q8_0: blocks of 34 bytes (f16 scale d, 32 int8 q); value = d * q, computed in f32 (exact). */
+/** Q8_0: blocks of 34 bytes (f16 scale d, 32 int8 q); value = d * q, computed in f32 (exact). Not used by loadGguf (which keeps blocks as stored); a reference for tests and tools. */
 export function dequantizeQ8_0(blocks: Uint8Array, numel: number): Float32Array {
   const out = new Float32Array(numel);
   const view = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength);
@@ -510,6 +525,7 @@ export function dequantizeQ8_0(blocks: Uint8Array, numel: number): Float32Array 
 }
 
 const DIRECT: Partial<Record<string, 'f32' | 'f16' | 'bf16'>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+const QUANT_NAMES = 'Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS';
 
 /**
  * The tensor data lies packed from the data start in alignment-padded slots, as llama.cpp
@@ -522,13 +538,18 @@ function checkGgufData(file: GgufFile, path: string): void {
   checkDataRanges(path, ranges, { start: file.dataOffset, end: fileSize(path), alignment: file.alignment, packed: true });
 }
 
-/** Loads a GGUF model of the Llama family into canonical tensors (F32/F16/BF16 mapped, Q8_0 dequantized to f32). */
+/**
+ * Loads a GGUF model of the Llama family into canonical tensors, every one memory-mapped as stored:
+ * F32/F16/BF16 as float tensors, block-quantized types (Q8_0, Q4_0, Q4_K, ...: QUANT_TYPES) as
+ * uint8 tensors of their blocks, listed in `quant`. Files may mix types per tensor.
+ */
 export function loadGguf(path: string): GgufWeights {
   const file = readGguf(path);
   checkGgufData(file, path);
   const config = ggufConfig(file, path);
   checkConfigBounds(config, path);
   const sources: TensorSource[] = [];
+  const quant = new Map<string, QuantType>();
   for (const t of file.tensors) {
     const canonical = canonicalFromGguf(t.name);
     if (canonical === undefined) {
@@ -538,11 +559,15 @@ export function loadGguf(path: string): GgufWeights {
       throw new ArgumentError(`${path}: unexpected tensor '${t.name}' (${t.typeName} ne [${t.ne.join(', ')}]): not a weight of a ${config.architecture} model`);
     }
     const direct = DIRECT[t.typeName];
+    const blockType = quantTypeOfGgmlId(t.type);
     if (direct) {
       const size = direct === 'f32' ? 4 : 2;
       sources.push(mappedSource(canonical, t.name, path, direct, t.shape, t.fileOffset, t.typeName, size));
-    } else if (t.typeName === 'Q8_0') {
-      const numel = t.shape.reduce((a, b) => a * b, 1);
+    } else if (blockType !== undefined && t.shape.length === 2) {
+      // Blocks as stored: [rows, row bytes] uint8, mapped (no copy, no dequantization).
+      const rows = t.shape[0]!;
+      const rowBytes = t.byteLength / rows;
+      quant.set(canonical, blockType);
       sources.push({
         canonical,
         name: t.name,
@@ -551,12 +576,14 @@ export function loadGguf(path: string): GgufWeights {
         storedType: t.typeName,
         offset: t.fileOffset,
         byteLength: t.byteLength,
-        load: (maps) => Tensor.from(dequantizeQ8_0(maps.bytes(path, t.fileOffset, t.byteLength), numel), { shape: t.shape }),
+        load: (maps) => maps.tensor(path, 'uint8', [rows, rowBytes], t.fileOffset),
       });
     } else {
-      throw new ArgumentError(`${path}: tensor '${t.name}' has type ${t.typeName}, which canopy does not load (F32, F16, BF16, Q8_0)`);
+      throw new ArgumentError(
+        `${path}: tensor '${t.name}' has type ${t.typeName}${blockType ? ` with ${t.shape.length} dimensions (block types are read for matrices)` : ''}, which canopy does not load (F32, F16, BF16, ${QUANT_NAMES})`,
+      );
     }
   }
   const tensors = materialize(config, sources, path, ggufNameOf);
-  return { format: 'gguf', config, tensors, path, metadata: file.metadata, dispose: () => disposeAll(tensors) };
+  return { format: 'gguf', config, tensors, path, metadata: file.metadata, quant, dispose: () => disposeAll(tensors) };
 }

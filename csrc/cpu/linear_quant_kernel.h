@@ -1,0 +1,259 @@
+// The block-quantized linear layer's row loop, compiled once per ISA (included by linear_quant.cc
+// for the portable and AVX2 paths and by linear_quant_vnni.cc for AVX-512 VNNI) and per block
+// type (so the decoder of quant_blocks.h is specialised and inlined).
+//
+// A tile of 4 weight rows is decoded once (all its blocks) and every activation row runs over it
+// with 4 accumulators in registers (each activation block read once for the 4 rows).
+// Either way the arithmetic of one output element is fixed (all paths, any number of rows or
+// threads; linear_quant_cpu.h states the integer parts):
+//   eight f32 lane accumulators; block b adds fma(P_k, d_b * da_b, acc_k) to lane k, with P_k the
+//   exact int32 sum over the block's 32-value chunks c of sc(c, k) * (the dot of values
+//   32c + 4k .. 32c + 4k + 3), sc the sub-block scale of those values (1 for 32-value blocks);
+//   blocks with a min add fma(-dmin_b * da_b, Smin_b, accm) to a ninth, scalar accumulator
+//   (Smin_b = sum_j m_j * (sum of the activation codes of sub-block j)); the result is
+//   ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + accm.
+// Isa supplies: Acc8 (8 f32 lanes), W32 and Load32<T>(block) (a 32-value block's int8 codes, as
+// DecodeBlock gives them), F16(p) (an f16 field, exactly), Zero8(), Fma8(w, a, scale, acc) (one 32-value chunk), FmaK(w, a,
+// pair_scale, scale, acc) (a 256-value block), Sum8(acc) (in the order above).
+// (No include guard: included once per ISA, each time in its own CANOPY_QUANT_NS.)
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "../common/linear.h"
+#include "../common/quant_blocks.h"
+#include "linear_quant_cpu.h"
+
+namespace canopy {
+namespace cpu {
+namespace CANOPY_QUANT_NS {
+
+
+// 32-value blocks, a tile of TN weight rows: their blocks decoded once into `tile` (TN x nb codes,
+// scales), then every activation row runs over them with TN accumulators in registers (each
+// activation block loaded once for the TN rows). The per-output arithmetic is QuantRows's.
+template <class Isa, QuantType T, int TN>
+void QuantTile32(const LinearParams& p, const QuantActivations& act, int64_t o0, typename Isa::W32* tile, float* d, float* dmin) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  const int64_t nb = p.in / 32;
+  const int64_t row_bytes = nb * info.bytes;
+  const uint8_t* w = static_cast<const uint8_t*>(p.w);
+  for (int t = 0; t < TN; ++t) {
+    const uint8_t* wrow = w + (o0 + t) * row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = wrow + b * info.bytes;
+      tile[t * nb + b] = Isa::template Load32<T>(blk);
+      // d at byte 0 and, for Q4_1 / Q5_1, m at byte 2 (dmin = -m): as DecodeBlock.
+      d[t * nb + b] = Isa::F16(blk);
+      dmin[t * nb + b] = info.has_min ? -Isa::F16(blk + 2) : 0.f;
+    }
+  }
+  for (int64_t r = 0; r < p.rows; ++r) {
+    typename Isa::Acc8 acc[TN];
+    float accm[TN];
+    for (int t = 0; t < TN; ++t) {
+      acc[t] = Isa::Zero8();
+      accm[t] = 0.f;
+    }
+    const int8_t* arow = act.q.data() + r * p.in;
+    const float* drow = act.d.data() + r * nb;
+    const int32_t* srow = act.sum16.data() + r * (p.in / 16);
+    for (int64_t b = 0; b < nb; ++b) {
+      const float da = drow[b];
+      for (int t = 0; t < TN; ++t) {
+        Isa::Fma8(tile[t * nb + b], arow + b * 32, d[t * nb + b] * da, acc[t]);
+        if constexpr (info.has_min) accm[t] = std::fma(-dmin[t * nb + b] * da, static_cast<float>(srow[2 * b] + srow[2 * b + 1]), accm[t]);
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      float v = Isa::Sum8(acc[t]) + accm[t];
+      if (p.bias) v += p.bias[o0 + t];
+      float* yo = p.y + r * p.out + o0 + t;
+      *yo = p.accumulate ? *yo + v : v;
+    }
+  }
+}
+
+// One activation row (a decode step): the TN weight rows' blocks are unpacked in registers as they
+// are used, with no tile in memory (the same arithmetic as QuantTile32).
+template <class Isa, QuantType T, int TN>
+void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t o0) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  const int64_t nb = p.in / 32;
+  const int64_t row_bytes = nb * info.bytes;
+  const uint8_t* w = static_cast<const uint8_t*>(p.w) + o0 * row_bytes;
+  typename Isa::Acc8 acc[TN];
+  float accm[TN];
+  for (int t = 0; t < TN; ++t) {
+    acc[t] = Isa::Zero8();
+    accm[t] = 0.f;
+  }
+  const int8_t* arow = act.q.data();
+  for (int64_t b = 0; b < nb; ++b) {
+    const float da = act.d[b];
+    for (int t = 0; t < TN; ++t) {
+      const uint8_t* blk = w + t * row_bytes + b * info.bytes;
+      const float d = Isa::F16(blk);
+      Isa::Fma8(Isa::template Load32<T>(blk), arow + b * 32, d * da, acc[t]);
+      if constexpr (info.has_min) {
+        const float dmin = -Isa::F16(blk + 2);
+        accm[t] = std::fma(-dmin * da, static_cast<float>(act.sum16[2 * b] + act.sum16[2 * b + 1]), accm[t]);
+      }
+    }
+  }
+  for (int t = 0; t < TN; ++t) {
+    float v = Isa::Sum8(acc[t]) + accm[t];
+    if (p.bias) v += p.bias[o0 + t];
+    float* yo = p.y + o0 + t;
+    *yo = p.accumulate ? *yo + v : v;
+  }
+}
+
+template <class Isa, QuantType T>
+void QuantRows32(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+  constexpr int kTile = 4;
+  if (p.rows == 1) {
+    int64_t o = o_begin;
+    for (; o + kTile <= o_end; o += kTile) QuantTile32Row<Isa, T, kTile>(p, act, o);
+    for (; o < o_end; ++o) QuantTile32Row<Isa, T, 1>(p, act, o);
+    return;
+  }
+  const int64_t nb = p.in / 32;
+  std::vector<typename Isa::W32> tile(static_cast<size_t>(kTile * nb));
+  std::vector<float> d(static_cast<size_t>(kTile * nb)), dmin(static_cast<size_t>(kTile * nb));
+  int64_t o = o_begin;
+  for (; o + kTile <= o_end; o += kTile) QuantTile32<Isa, T, kTile>(p, act, o, tile.data(), d.data(), dmin.data());
+  for (; o < o_end; ++o) QuantTile32<Isa, T, 1>(p, act, o, tile.data(), d.data(), dmin.data());
+}
+
+// A K block decoded for the tile: codes, the sub-block scale of each pair of values (as int16 lanes
+// for pmaddwd), mins, factors.
+struct KBlock {
+  int8_t q[256];
+  int16_t pair_scale[128];
+  int16_t mn[16];
+  float d, dmin;
+};
+
+// 256-value (K) blocks, a tile of TN weight rows decoded once (as QuantTile32).
+template <class Isa, QuantType T, int TN>
+void QuantTileK(const LinearParams& p, const QuantActivations& act, int64_t o0, KBlock* tile) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  const int64_t nb = p.in / 256;
+  const int64_t row_bytes = nb * info.bytes;
+  const int64_t n16 = p.in / 16;
+  const uint8_t* w = static_cast<const uint8_t*>(p.w);
+  DecodedBlock db;
+  for (int t = 0; t < TN; ++t) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = w + (o0 + t) * row_bytes + b * info.bytes;
+      KBlock& kb = tile[t * nb + b];
+      if constexpr (Isa::kVectorDecodeK && T == QuantType::kQ4_K) {
+        // The codes unpacked by the ISA; scales, mins and factors as DecodeBlock.
+        Isa::DecodeQ4KCodes(blk + 16, kb.q);
+        for (int j = 0; j < 8; ++j) {
+          int sc, m;
+          ScaleMinK4(j, blk + 4, &sc, &m);
+          for (int k = 0; k < 16; ++k) kb.pair_scale[16 * j + k] = static_cast<int16_t>(sc);
+          kb.mn[j] = static_cast<int16_t>(m);
+        }
+        kb.d = Isa::F16(blk);
+        kb.dmin = Isa::F16(blk + 2);
+      } else if constexpr (Isa::kVectorDecodeK && T == QuantType::kQ6_K) {
+        Isa::DecodeQ6KCodes(blk, blk + 128, kb.q);
+        for (int j = 0; j < 16; ++j) {
+          for (int k = 0; k < 8; ++k) kb.pair_scale[8 * j + k] = static_cast<int8_t>(blk[192 + j]);
+          kb.mn[j] = 0;
+        }
+        kb.d = Isa::F16(blk + 208);
+        kb.dmin = 0.f;
+      } else {
+        DecodeBlock(T, blk, &db);
+        std::copy(db.q, db.q + 256, kb.q);
+        for (int k = 0; k < 128; ++k) kb.pair_scale[k] = db.sc[(2 * k) / info.sub];
+        std::copy(db.mn, db.mn + 16, kb.mn);
+        kb.d = db.d;
+        kb.dmin = db.dmin;
+      }
+    }
+  }
+  for (int64_t r = 0; r < p.rows; ++r) {
+    typename Isa::Acc8 acc[TN];
+    float accm[TN];
+    for (int t = 0; t < TN; ++t) {
+      acc[t] = Isa::Zero8();
+      accm[t] = 0.f;
+    }
+    const int8_t* arow = act.q.data() + r * p.in;
+    const float* drow = act.d.data() + r * nb;
+    const int32_t* srow = act.sum16.data() + r * n16;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float da = drow[b];
+      for (int t = 0; t < TN; ++t) {
+        const KBlock& kb = tile[t * nb + b];
+        Isa::FmaK(kb.q, arow + b * 256, kb.pair_scale, kb.d * da, acc[t]);
+        if constexpr (info.has_min) {
+          constexpr int per = info.sub / 16;
+          int32_t smin = 0;
+          for (int j = 0; j < 256 / info.sub; ++j) {
+            int32_t asum = 0;
+            for (int k = 0; k < per; ++k) asum += srow[b * 16 + j * per + k];
+            smin += kb.mn[j] * asum;
+          }
+          accm[t] = std::fma(-kb.dmin * da, static_cast<float>(smin), accm[t]);
+        }
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      float v = Isa::Sum8(acc[t]) + accm[t];
+      if (p.bias) v += p.bias[o0 + t];
+      float* yo = p.y + r * p.out + o0 + t;
+      *yo = p.accumulate ? *yo + v : v;
+    }
+  }
+}
+
+template <class Isa, QuantType T>
+void QuantRowsK(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+  constexpr int kTile = 4;
+  const int64_t nb = p.in / 256;
+  std::vector<KBlock> tile(static_cast<size_t>(kTile * nb));
+  int64_t o = o_begin;
+  for (; o + kTile <= o_end; o += kTile) QuantTileK<Isa, T, kTile>(p, act, o, tile.data());
+  for (; o < o_end; ++o) QuantTileK<Isa, T, 1>(p, act, o, tile.data());
+}
+
+template <class Isa, QuantType T>
+void QuantRows(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+  if constexpr (GetQuantTypeInfoConst(T).block == 32) {
+    QuantRows32<Isa, T>(p, act, o_begin, o_end);
+  } else {
+    QuantRowsK<Isa, T>(p, act, o_begin, o_end);
+  }
+}
+
+// Runs weight rows [o_begin, o_end) for every activation row, with the type's specialisation.
+template <class Isa>
+void QuantRowsAnyType(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+  switch (p.w_quant) {
+    case QuantType::kQ8_0: return QuantRows<Isa, QuantType::kQ8_0>(p, act, o_begin, o_end);
+    case QuantType::kQ4_0: return QuantRows<Isa, QuantType::kQ4_0>(p, act, o_begin, o_end);
+    case QuantType::kQ4_1: return QuantRows<Isa, QuantType::kQ4_1>(p, act, o_begin, o_end);
+    case QuantType::kQ5_0: return QuantRows<Isa, QuantType::kQ5_0>(p, act, o_begin, o_end);
+    case QuantType::kQ5_1: return QuantRows<Isa, QuantType::kQ5_1>(p, act, o_begin, o_end);
+    case QuantType::kIQ4_NL: return QuantRows<Isa, QuantType::kIQ4_NL>(p, act, o_begin, o_end);
+    case QuantType::kQ2_K: return QuantRows<Isa, QuantType::kQ2_K>(p, act, o_begin, o_end);
+    case QuantType::kQ3_K: return QuantRows<Isa, QuantType::kQ3_K>(p, act, o_begin, o_end);
+    case QuantType::kQ4_K: return QuantRows<Isa, QuantType::kQ4_K>(p, act, o_begin, o_end);
+    case QuantType::kQ5_K: return QuantRows<Isa, QuantType::kQ5_K>(p, act, o_begin, o_end);
+    case QuantType::kQ6_K: return QuantRows<Isa, QuantType::kQ6_K>(p, act, o_begin, o_end);
+    case QuantType::kIQ4_XS: return QuantRows<Isa, QuantType::kIQ4_XS>(p, act, o_begin, o_end);
+    case QuantType::kNone: return;
+  }
+}
+
+}  // namespace CANOPY_QUANT_NS
+}  // namespace cpu
+}  // namespace canopy
