@@ -1,5 +1,7 @@
-// CPU linear layer: threads split the weight rows (each weight row is read once
-// per call, from whichever thread owns it), tiles in linear_tiles.h.
+// CPU linear layer: ISA dispatch and threading. The tiles are in linear_tiles.h (see there
+// for the fixed per-element arithmetic that makes results independent of the row count and
+// the thread count). Threads split the weight rows in chunks of kLinearChunk: each weight
+// row is read from memory once per call, by the thread that owns it.
 #include <cstdlib>
 #include <cstring>
 
@@ -16,23 +18,49 @@
 
 namespace canopy {
 namespace cpu {
+namespace {
+void RunBase(const LinearParams& p, int64_t o_begin, int64_t o_end) { linear_base::Run(p, o_begin, o_end); }
+static_assert(linear_base::kChunk == kLinearChunk, "chunk sizes agree");
+}  // namespace
+
+LinearRowsFn SelectLinearRows(const char** name) {
+  const char* isa = std::getenv("CANOPY_CPU_ISA");
+  const bool force_base = isa != nullptr && std::strcmp(isa, "avx2") == 0;
+  const bool force_portable = isa != nullptr && std::strcmp(isa, "portable") == 0;
+  const CpuFeatures& f = GetCpuFeatures();
+  LinearRowsFn wide = LinearRowsAvx512();
+  const char* chosen;
+  LinearRowsFn fn;
+#if defined(__AVX2__)
+  const bool have_base = true;
+#else
+  const bool have_base = false;  // a non-x86 build: linear_base is the portable code itself
+#endif
+  if (force_portable) {
+    fn = LinearRowsPortable(), chosen = "portable";
+  } else if (!force_base && wide && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq) {
+    fn = wide, chosen = "avx512";
+  } else if (have_base) {
+    fn = &RunBase, chosen = "avx2";
+  } else {
+    fn = LinearRowsPortable(), chosen = "portable";
+  }
+  if (name) *name = chosen;
+  return fn;
+}
 
 Status Linear(const LinearParams& p) {
   CANOPY_RETURN_IF_ERROR(CheckLinearParams(p));
   if (p.rows == 0) return Status::Ok();
-  const char* isa = std::getenv("CANOPY_CPU_ISA");
-  const bool force_base = isa != nullptr && std::strcmp(isa, "avx2") == 0;
-  const CpuFeatures& f = GetCpuFeatures();
-  LinearRowsFn wide = LinearRowsAvx512();
-  const bool use_wide = !force_base && wide && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
-  const int64_t tiles = (p.out + 3) / 4;
-  ParallelFor(tiles, 4, [&](int64_t b, int64_t e) {
-    const int64_t o0 = b * 4, o1 = e * 4 < p.out ? e * 4 : p.out;
-    if (use_wide) {
-      wide(p, o0, o1);
-    } else {
-      linear_base::Run(p, o0, o1);
-    }
+  LinearRowsFn rows_fn = SelectLinearRows(nullptr);
+  const int64_t chunks = (p.out + kLinearChunk - 1) / kLinearChunk;
+  // At least ~256k multiply-adds per task: tiny layers (test models) stay on one thread
+  // instead of paying for a wake-up per call.
+  const int64_t per_chunk = kLinearChunk * p.in * p.rows;
+  const int64_t grain = per_chunk >= (int64_t{1} << 18) ? 1 : ((int64_t{1} << 18) + per_chunk - 1) / per_chunk;
+  ParallelFor(chunks, grain, [&](int64_t b, int64_t e) {
+    const int64_t o0 = b * kLinearChunk, o1 = e * kLinearChunk < p.out ? e * kLinearChunk : p.out;
+    rows_fn(p, o0, o1);
   });
   return Status::Ok();
 }

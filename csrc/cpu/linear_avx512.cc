@@ -18,6 +18,7 @@ namespace canopy {
 namespace cpu {
 namespace {
 void RunAvx512(const LinearParams& p, int64_t o_begin, int64_t o_end) { linear_avx512::Run(p, o_begin, o_end); }
+static_assert(linear_avx512::kChunk == kLinearChunk, "chunk sizes agree");
 }  // namespace
 }  // namespace cpu
 }  // namespace canopy

@@ -21,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   canopy::napi::RegisterKvCommitBindings(env, exports);
   canopy::napi::RegisterKvQuantBindings(env, exports);
   canopy::napi::RegisterPrefixAttentionBindings(env, exports);
+  canopy::napi::RegisterLinearBindings(env, exports);
   return exports;
 }
 

@@ -18,6 +18,7 @@ void RegisterVerifyBindings(Napi::Env env, Napi::Object exports);
 void RegisterKvCommitBindings(Napi::Env env, Napi::Object exports);
 void RegisterKvQuantBindings(Napi::Env env, Napi::Object exports);
 void RegisterPrefixAttentionBindings(Napi::Env env, Napi::Object exports);
+void RegisterLinearBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace napi
 }  // namespace canopy

@@ -3,9 +3,10 @@ import { attentionSuite } from './attention.js';
 import { decodeSuite } from './decode.js';
 import { generateSuite } from './generate.js';
 import { kvquantSuite } from './kvquant.js';
+import { linearSuite } from './linear.js';
 import { prefixSuite } from './prefix.js';
 import { treeSuite } from './tree.js';
 import type { Suite } from './types.js';
 
-export const SUITES: Suite[] = [attentionSuite, treeSuite, prefixSuite, kvquantSuite, generateSuite, decodeSuite];
+export const SUITES: Suite[] = [attentionSuite, treeSuite, prefixSuite, kvquantSuite, generateSuite, decodeSuite, linearSuite];
 export type { Suite, SuiteContext } from './types.js';
