@@ -4,6 +4,8 @@
 // row is read from memory once per call, by the thread that owns it.
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
 
 #include "../common/linear.h"
 #include "../common/runtime.h"
@@ -19,8 +21,23 @@
 namespace canopy {
 namespace cpu {
 namespace {
-void RunBase(const LinearParams& p, int64_t o_begin, int64_t o_end) { linear_base::Run(p, o_begin, o_end); }
+void RunBase(const LinearParams& p, int64_t o_begin, int64_t o_end, float* scratch) {
+  linear_base::Run(p, o_begin, o_end, scratch);
+}
 static_assert(linear_base::kChunk == kLinearChunk, "chunk sizes agree");
+static_assert(linear_base::ScratchFloats(1) <= kLinearChunk * (1 + 64 * 16), "scratch covers the tiles' needs");
+
+// This thread's widening buffer (kept between calls; grown as needed). nullptr if it cannot
+// be allocated: the tiles then convert in registers (same results, slower for many rows).
+float* Scratch(int64_t floats) {
+  thread_local std::unique_ptr<float[]> buf;
+  thread_local int64_t size = 0;
+  if (size < floats) {
+    buf.reset(new (std::nothrow) float[floats]);
+    size = buf ? floats : 0;
+  }
+  return buf.get();
+}
 }  // namespace
 
 LinearRowsFn SelectLinearRows(const char** name) {
@@ -58,9 +75,12 @@ Status Linear(const LinearParams& p) {
   // instead of paying for a wake-up per call.
   const int64_t per_chunk = kLinearChunk * p.in * p.rows;
   const int64_t grain = per_chunk >= (int64_t{1} << 18) ? 1 : ((int64_t{1} << 18) + per_chunk - 1) / per_chunk;
+  // Scratch for widened weight chunks and k-blocked accumulators (linear_tiles.h
+  // ScratchFloats, at the widest vectors): only blocks of 8+ rows use it.
+  const bool scratch = p.rows >= 8;
   ParallelFor(chunks, grain, [&](int64_t b, int64_t e) {
     const int64_t o0 = b * kLinearChunk, o1 = e * kLinearChunk < p.out ? e * kLinearChunk : p.out;
-    rows_fn(p, o0, o1);
+    rows_fn(p, o0, o1, scratch ? Scratch(kLinearChunk * (p.in + 64 * 16)) : nullptr);
   });
   return Status::Ok();
 }

@@ -8,8 +8,9 @@
 namespace canopy {
 namespace cpu {
 // Computes weight rows [o_begin, o_end) for all activation rows; o_begin is a multiple of
-// kLinearChunk (o_end too, except at `out`).
-using LinearRowsFn = void (*)(const LinearParams&, int64_t, int64_t);
+// kLinearChunk (o_end too, except at `out`). scratch: kLinearChunk * in floats owned by the
+// calling thread (16-bit weights are widened there for many rows), or nullptr.
+using LinearRowsFn = void (*)(const LinearParams&, int64_t, int64_t, float*);
 constexpr int64_t kLinearChunk = 24;  // linear_tiles.h's kChunk
 
 LinearRowsFn LinearRowsAvx512();    // nullptr when not built

@@ -17,8 +17,11 @@
 namespace canopy {
 namespace cpu {
 namespace {
-void RunPortable(const LinearParams& p, int64_t o_begin, int64_t o_end) { linear_portable::Run(p, o_begin, o_end); }
+void RunPortable(const LinearParams& p, int64_t o_begin, int64_t o_end, float* scratch) {
+  linear_portable::Run(p, o_begin, o_end, scratch);
+}
 static_assert(linear_portable::kChunk == kLinearChunk, "chunk sizes agree");
+static_assert(linear_portable::ScratchFloats(1) <= kLinearChunk * (1 + 64 * 16), "scratch covers the tiles' needs");
 }  // namespace
 LinearRowsFn LinearRowsPortable() { return &RunPortable; }
 }  // namespace cpu

@@ -124,27 +124,33 @@ inline float LoadScalar(const void* w, int64_t i) {
 
 constexpr int64_t kElemBytes(DType t) { return t == DType::kF32 ? 4 : 2; }
 
-// Software prefetch distance along a weight row, bytes: far enough ahead to cover memory
-// latency at this core's streaming rate (the hardware prefetchers follow 8+ streams poorly).
-constexpr int kPrefetchBytes = 1024;
+// Software prefetch distance along a weight row for the small-M tiles, bytes (to L2: a
+// non-temporal prefetch measured 2-3x slower here).
+constexpr int kPrefetchBytes = 2048;
 
-// y rows [n0, n0 + R) x weight rows [o0, o0 + C) (weight rows past `out` repeat row o0 and
-// are not stored).
+// y rows [n0, n0 + R) x weight rows [o0, o0 + C), the products of elements [k0, k1) (k1 <=
+// the vector part `full`, both multiples of kLanes). w0 points at weight row o0, stored as
+// kType, rows `in` elements apart (p.w itself, or a widened copy of a chunk). Weight rows past
+// `out` repeat row o0 and are not stored.
+// The accumulators start at zero when k0 == 0, else from `saved`; when k1 == full the tile
+// finishes (horizontal sum, tail, bias, store y), else it leaves them in `saved` (vector
+// (r, j) at saved + (r * saved_stride + j) * kLanes). Storing and reloading an f32
+// accumulator is exact, so a K-blocked walk gives the numbers of a single pass.
 template <DType kType, int R, int C>
-inline void Tile(const LinearParams& p, int64_t n0, int64_t o0) {
+inline void Tile(const LinearParams& p, const char* w0, int64_t n0, int64_t o0, int64_t k0, int64_t k1, float* saved,
+                 int64_t saved_stride) {
   const int64_t in = p.in;
-  const char* wbase = static_cast<const char*>(p.w);
+  const int64_t full = in / kLanes * kLanes;
   const void* w[C];
-  for (int j = 0; j < C; ++j) w[j] = wbase + (o0 + (o0 + j < p.out ? j : 0)) * in * kElemBytes(kType);
+  for (int j = 0; j < C; ++j) w[j] = w0 + (o0 + j < p.out ? j : 0) * in * kElemBytes(kType);
   const float* x[R];
   for (int r = 0; r < R; ++r) x[r] = p.x + (n0 + r) * in;
   VecF acc[R][C];
   for (int r = 0; r < R; ++r)
-    for (int j = 0; j < C; ++j) acc[r][j] = VecF{};
-  const int64_t full = in / kLanes * kLanes;
-  for (int64_t i = 0; i < full; i += kLanes) {
+    for (int j = 0; j < C; ++j) acc[r][j] = k0 == 0 ? VecF{} : LoadU(saved + (r * saved_stride + j) * kLanes);
+  for (int64_t i = k0; i < k1; i += kLanes) {
     if (R <= 2 && (i * kElemBytes(kType)) % 64 == 0) {
-      for (int j = 0; j < C; ++j) __builtin_prefetch(static_cast<const char*>(w[j]) + i * kElemBytes(kType) + kPrefetchBytes, 0, 0);
+      for (int j = 0; j < C; ++j) __builtin_prefetch(static_cast<const char*>(w[j]) + i * kElemBytes(kType) + kPrefetchBytes, 0, 2);
     }
     VecF xv[R];
     for (int r = 0; r < R; ++r) xv[r] = LoadU(x[r] + i);
@@ -154,6 +160,11 @@ inline void Tile(const LinearParams& p, int64_t n0, int64_t o0) {
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) acc[r][j] = Fma(xv[r], wv, acc[r][j]);
     }
+  }
+  if (k1 < full) {
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < C; ++j) StoreU(saved + (r * saved_stride + j) * kLanes, acc[r][j]);
+    return;
   }
   float tail[R][C];
   for (int r = 0; r < R; ++r)
@@ -190,40 +201,112 @@ template <int R> constexpr int kCols = R == 1 ? 8 : R == 2 ? 4 : 3;
 #endif
 constexpr int64_t kChunk = 24;
 
-// Activation rows per cache block: their x rows (<= 64 * in floats) stay in L2 while a
-// thread's weight rows stream past them; more rows repeat the sweep per block.
-constexpr int64_t kRowBlock = 64;
+// From this many activation rows in a block, a 16-bit weight chunk is first widened to f32
+// (exactly) in the thread's scratch and the tiles read that: the conversion is paid once per
+// block instead of once per 4 rows. The products are the same numbers either way.
+constexpr int64_t kWidenRows = 32;
 
+// From this many rows in a block the walk along `in` is blocked by kKBlock elements: one
+// k-block of a weight tile (6 x 512 floats) stays in L1 while every 4-row tile of the block
+// passes over it, instead of each tile streaming whole weight rows from L2.
+constexpr int64_t kKBlockRows = 8;
+constexpr int64_t kKBlock = 512;
+
+// Activation rows per cache block: their x rows (about 512 KiB) stay in L2 while the
+// thread's weight chunks pass them.
+constexpr int64_t kMaxRowBlock = 64;
+inline int64_t RowBlock(int64_t in) {
+  int64_t r = (int64_t{1} << 19) / (in * 4) / 4 * 4;
+  return r < 16 ? 16 : r > kMaxRowBlock ? kMaxRowBlock : r;
+}
+
+// Floats of scratch a thread needs: a widened chunk and the saved accumulators of a block.
+constexpr int64_t ScratchFloats(int64_t in) { return kChunk * in + kMaxRowBlock * kChunk * kLanes; }
+
+// The tiles of rows [n0, n1) x weight rows [c0, c1) over elements [k0, k1): weight tiles
+// outer, so one weight tile's k-block stays in L1 while the rows' tiles pass it.
 template <DType kType, int R>
-inline void Rows(const LinearParams& p, int64_t n0, int64_t o_begin, int64_t o_end) {
-  constexpr int C = kCols<R>;
-  for (int64_t o = o_begin; o < o_end; o += C) Tile<kType, R, C>(p, n0, o);
+inline void RowTiles(const LinearParams& p, const char* w0, int64_t n0, int64_t n1, int64_t c0, int64_t o, int64_t k0,
+                     int64_t k1, float* acc) {
+  const int64_t row_bytes = p.in * kElemBytes(kType);
+  for (int64_t n = n0; n + R <= n1; n += R) {
+    float* saved = acc == nullptr ? nullptr : acc + ((n - n0) * kChunk + (o - c0)) * kLanes;
+    Tile<kType, R, kCols<R>>(p, w0 + (o - c0) * row_bytes, n, o, k0, k1, saved, kChunk);
+  }
+}
+
+template <DType kType>
+inline void BlockPass(const LinearParams& p, const char* w0, int64_t n0, int64_t n1, int64_t c0, int64_t c1, int64_t k0,
+                      int64_t k1, float* acc) {
+  const int64_t n4 = n0 + (n1 - n0) / 4 * 4;  // rows [n4, n1): one tile of 1-3 rows
+  float* acc_rest = acc == nullptr ? nullptr : acc + (n4 - n0) * kChunk * kLanes;
+  for (int64_t o = c0; o < c1; o += kCols<4>) RowTiles<kType, 4>(p, w0, n0, n4, c0, o, k0, k1, acc);
+  const char* wr = w0;
+  switch (n1 - n4) {
+    case 3:
+      for (int64_t o = c0; o < c1; o += kCols<3>) RowTiles<kType, 3>(p, wr, n4, n1, c0, o, k0, k1, acc_rest);
+      break;
+    case 2:
+      for (int64_t o = c0; o < c1; o += kCols<2>) RowTiles<kType, 2>(p, wr, n4, n1, c0, o, k0, k1, acc_rest);
+      break;
+    case 1:
+      for (int64_t o = c0; o < c1; o += kCols<1>) RowTiles<kType, 1>(p, wr, n4, n1, c0, o, k0, k1, acc_rest);
+      break;
+    default: break;
+  }
+}
+
+// Rows [n0, n1) x weight rows [c0, c1) (one chunk) from weights w0 (row c0) of type kType:
+// one pass along `in`, or k-blocks of kKBlock with the accumulators saved in `acc` between
+// them (nullptr: one pass).
+template <DType kType>
+inline void Block(const LinearParams& p, const char* w0, int64_t n0, int64_t n1, int64_t c0, int64_t c1, float* acc) {
+  const int64_t full = p.in / kLanes * kLanes;
+  if (acc == nullptr || n1 - n0 < kKBlockRows || full <= kKBlock) {
+    BlockPass<kType>(p, w0, n0, n1, c0, c1, 0, full, nullptr);
+    return;
+  }
+  for (int64_t k0 = 0; k0 < full; k0 += kKBlock) {
+    const int64_t k1 = k0 + kKBlock < full ? k0 + kKBlock : full;
+    BlockPass<kType>(p, w0, n0, n1, c0, c1, k0, k1, acc);
+  }
 }
 
 // Weight rows [o_begin, o_end) (o_begin a multiple of kChunk) for every activation row.
+// scratch: ScratchFloats(in) floats of this thread's own, or nullptr (then no widening and no
+// k-blocking: slower for many rows, the same numbers).
 template <DType kType>
-void RunRows(const LinearParams& p, int64_t o_begin, int64_t o_end) {
-  for (int64_t nb = 0; nb < p.rows; nb += kRowBlock) {
-    const int64_t ne = nb + kRowBlock < p.rows ? nb + kRowBlock : p.rows;
+void RunRows(const LinearParams& p, int64_t o_begin, int64_t o_end, float* scratch) {
+  const int64_t in = p.in;
+  const int64_t block = RowBlock(in);
+  const char* wbase = static_cast<const char*>(p.w);
+  float* acc = scratch == nullptr ? nullptr : scratch + kChunk * in;
+  for (int64_t nb = 0; nb < p.rows; nb += block) {
+    const int64_t ne = nb + block < p.rows ? nb + block : p.rows;
     for (int64_t c0 = o_begin; c0 < o_end; c0 += kChunk) {
       const int64_t c1 = c0 + kChunk < o_end ? c0 + kChunk : o_end;
-      int64_t n = nb;
-      for (; n + 4 <= ne; n += 4) Rows<kType, 4>(p, n, c0, c1);
-      switch (ne - n) {
-        case 3: Rows<kType, 3>(p, n, c0, c1); break;
-        case 2: Rows<kType, 2>(p, n, c0, c1); break;
-        case 1: Rows<kType, 1>(p, n, c0, c1); break;
-        default: break;
+      const char* w0 = wbase + c0 * in * kElemBytes(kType);
+      if (kType != DType::kF32 && scratch != nullptr && ne - nb >= kWidenRows) {
+        for (int64_t o = 0; o < c1 - c0; ++o) {
+          const void* src = w0 + o * in * kElemBytes(kType);
+          float* dst = scratch + o * in;
+          int64_t i = 0;
+          for (; i + kLanes <= in; i += kLanes) StoreU(dst + i, LoadW<kType>(src, i));
+          for (; i < in; ++i) dst[i] = LoadScalar<kType>(src, i);
+        }
+        Block<DType::kF32>(p, reinterpret_cast<const char*>(scratch), nb, ne, c0, c1, acc);
+      } else {
+        Block<kType>(p, w0, nb, ne, c0, c1, acc);
       }
     }
   }
 }
 
-inline void Run(const LinearParams& p, int64_t o_begin, int64_t o_end) {
+inline void Run(const LinearParams& p, int64_t o_begin, int64_t o_end, float* scratch) {
   switch (p.w_dtype) {
-    case DType::kF16: RunRows<DType::kF16>(p, o_begin, o_end); break;
-    case DType::kBF16: RunRows<DType::kBF16>(p, o_begin, o_end); break;
-    default: RunRows<DType::kF32>(p, o_begin, o_end); break;
+    case DType::kF16: RunRows<DType::kF16>(p, o_begin, o_end, scratch); break;
+    case DType::kBF16: RunRows<DType::kBF16>(p, o_begin, o_end, scratch); break;
+    default: RunRows<DType::kF32>(p, o_begin, o_end, scratch); break;
   }
 }
 
