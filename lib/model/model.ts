@@ -11,6 +11,7 @@
 import { ArgumentError, DisposedError, awaitNative, callNative } from '../errors.js';
 import { type Backend, type Device, selectBackend } from '../native/backend.js';
 import { native } from '../native/loader.js';
+import { checkThreadsOption, setThreads } from '../native/threads.js';
 import type { NativeLayerWeights, NativeModelHandle, TensorDescriptor } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FloatDType } from '../tensor/dtype.js';
@@ -27,6 +28,11 @@ export interface ModelOptions {
   backend?: Backend | Device;
   /** Storage dtype of the weights on the device (CPU default: as loaded; CUDA default: f16). */
   dtype?: FloatDType;
+  /**
+   * CPU threads for every CPU kernel from now on (the pool is process-wide: see setThreads);
+   * default: as it is (CANOPY_THREADS, else the physical cores). Results do not depend on it.
+   */
+  threads?: number;
 }
 
 /** One sequence's tokens for a forward step. */
@@ -78,7 +84,9 @@ export class Model {
   /** Builds a model from loaded weights (see lib/model/weights.ts), placing them on the backend. */
   static async fromWeights(weights: ModelWeights, options: ModelOptions = {}): Promise<Model> {
     const { config, tensors } = weights;
+    const threads = checkThreadsOption(options.threads);
     const placement = selectBackend(options.backend ?? 'auto', 'backend');
+    if (threads !== undefined) setThreads(threads);
     const device = placement.device;
     const dtype = options.dtype ?? (device === 'cpu' ? undefined : 'f16');
     for (const [name, shape] of expectedShapes(config)) {

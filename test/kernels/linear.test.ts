@@ -12,7 +12,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { linear } from '../../lib/kernels/linear.js';
 import { native } from '../../lib/native/loader.js';
-import { getThreads, setThreads } from '../../lib/native/threads.js';
+import { checkThreadsOption, getThreads, setThreads } from '../../lib/native/threads.js';
 import { Tensor } from '../../lib/tensor/tensor.js';
 import type { FloatDType } from '../../lib/tensor/dtype.js';
 import { randomValues } from '../helpers/attention-reference.js';
@@ -188,4 +188,6 @@ describeBadInputs('linear rejects bad arguments', [
   ['accumulate without out', () => linear(x2, w43, { accumulate: true }), /out/],
   ['threads negative', () => setThreads(-1), /threads/],
   ['threads fractional', () => setThreads(1.5), /threads/],
+  ['threads option 0', () => checkThreadsOption(0), /threads/],
+  ['threads option string', () => checkThreadsOption('2'), /threads/],
 ]);
