@@ -4,6 +4,7 @@
 // row is read from memory once per call, by the thread that owns it.
 #include <cstdlib>
 #include <cstring>
+#include <cstdint>
 #include <memory>
 #include <new>
 
@@ -27,16 +28,23 @@ void RunBase(const LinearParams& p, int64_t o_begin, int64_t o_end, float* scrat
 static_assert(linear_base::kChunk == kLinearChunk, "chunk sizes agree");
 static_assert(linear_base::ScratchFloats(1) <= kLinearChunk * (1 + 64 * 16), "scratch covers the tiles' needs");
 
-// This thread's widening buffer (kept between calls; grown as needed). nullptr if it cannot
-// be allocated: the tiles then convert in registers (same results, slower for many rows).
-float* Scratch(int64_t floats) {
-  thread_local std::unique_ptr<float[]> buf;
-  thread_local int64_t size = 0;
-  if (size < floats) {
-    buf.reset(new (std::nothrow) float[floats]);
-    size = buf ? floats : 0;
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+
+// A 64-byte aligned buffer of this thread's (kept between calls; grown as needed), one per
+// `slot`. nullptr if it cannot be allocated: the callers then go without (same results,
+// slower for many rows).
+float* Scratch(int64_t floats, int slot = 0) {
+  thread_local std::unique_ptr<float, AlignedFree> buf[2];
+  thread_local int64_t size[2] = {0, 0};
+  if (size[slot] < floats) {
+    buf[slot].reset(nullptr);
+    const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
+    buf[slot].reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+    size[slot] = buf[slot] ? floats : 0;
   }
-  return buf.get();
+  return buf[slot].get();
 }
 }  // namespace
 
@@ -70,6 +78,15 @@ Status Linear(const LinearParams& p) {
   CANOPY_RETURN_IF_ERROR(CheckLinearParams(p));
   if (p.rows == 0) return Status::Ok();
   LinearRowsFn rows_fn = SelectLinearRows(nullptr);
+  // Many rows: activations at a 64-byte aligned address (a copy, the same values) when the rows
+  // then stay aligned, so the tiles' vector loads never split cache lines.
+  LinearParams q = p;
+  if (p.rows >= 8 && p.in % 16 == 0 && reinterpret_cast<uintptr_t>(p.x) % 64 != 0) {
+    if (float* xa = Scratch(p.rows * p.in, 1)) {
+      std::memcpy(xa, p.x, static_cast<size_t>(p.rows * p.in) * sizeof(float));
+      q.x = xa;
+    }
+  }
   const int64_t chunks = (p.out + kLinearChunk - 1) / kLinearChunk;
   // At least ~256k multiply-adds per task: tiny layers (test models) stay on one thread
   // instead of paying for a wake-up per call.
@@ -80,7 +97,7 @@ Status Linear(const LinearParams& p) {
   const bool scratch = p.rows >= 8;
   ParallelFor(chunks, grain, [&](int64_t b, int64_t e) {
     const int64_t o0 = b * kLinearChunk, o1 = e * kLinearChunk < p.out ? e * kLinearChunk : p.out;
-    rows_fn(p, o0, o1, scratch ? Scratch(kLinearChunk * (p.in + 64 * 16)) : nullptr);
+    rows_fn(q, o0, o1, scratch ? Scratch(kLinearChunk * (p.in + 64 * 16)) : nullptr);
   });
   return Status::Ok();
 }
