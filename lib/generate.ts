@@ -17,6 +17,7 @@ import { type SamplingOptions, checkSamplingOptions } from './decode/sampling.js
 import type { Proposer, SpeculationStats } from './decode/types.js';
 import type { KvCacheDtype } from './model/kv-cache.js';
 import type { Model } from './model/model.js';
+import { checkThreadsOption, setThreads } from './native/threads.js';
 
 /** Built-in decoding strategies (a Proposer object plugs in its own). */
 export const STRATEGIES = ['autoregressive', 'speculative', 'tree', 'lookup', 'ngram-tree', 'token-recycling', 'jacobi', 'heads'] as const;
@@ -53,6 +54,8 @@ export interface GenerateOptions extends SamplingOptions {
   stop?: string[];
   /** Stop at EOS (default true). */
   stopAtEos?: boolean;
+  /** CPU threads for the CPU kernels from now on (process-wide, as setThreads); default: as it is. */
+  threads?: number;
   signal?: AbortSignal;
   /** Called with each new piece of text (and token id) as it is decoded. */
   onText?: (piece: string, token: number, sequence: number) => void;
@@ -243,6 +246,8 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
   validateGenerateOptions(o);
   const { model } = o;
   if (!model || typeof (model as Model).forward !== 'function') throw new ArgumentError('model', 'a Model', model);
+  const threads = checkThreadsOption(o.threads);
+  if (threads !== undefined) setThreads(threads);
   const maxTokens = o.maxTokens ?? 128;
   if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new ArgumentError('maxTokens', 'an integer >= 0', maxTokens);
   const stops = o.stop ?? [];

@@ -22,6 +22,8 @@ export {
 } from './tensor/dtype.js';
 export { selectBackend, cudaInfo, type Backend, type Device, type Placement } from './native/backend.js';
 export { loadAddon, type AddonSource } from './native/loader.js';
+export { setThreads, getThreads, defaultThreads } from './native/threads.js';
+export { linear, type LinearOptions } from './kernels/linear.js';
 export { info, type CanopyInfo } from './info.js';
 export {
   verifyGreedy,

@@ -8,6 +8,11 @@
 // y  [rows, out] f32; accumulate == true adds into y (residual connections)
 // Accumulation is fp32. Decode (rows = 1..8) is bound by reading W once; prefill
 // (many rows) reuses each W tile across a block of rows.
+//
+// Contract (CPU): each y[n][o] is computed by the same sequence of operations whatever
+// `rows` is and however the work is split over threads (csrc/cpu/linear_tiles.h states it),
+// so a row is bit-identical alone (decode) and inside a batch (speculative verification).
+// Results may differ between ISA paths (CANOPY_CPU_ISA), never within one.
 #pragma once
 
 #include <cstdint>

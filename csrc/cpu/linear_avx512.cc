@@ -17,7 +17,11 @@
 namespace canopy {
 namespace cpu {
 namespace {
-void RunAvx512(const LinearParams& p, int64_t o_begin, int64_t o_end) { linear_avx512::Run(p, o_begin, o_end); }
+void RunAvx512(const LinearParams& p, int64_t o_begin, int64_t o_end, float* scratch) {
+  linear_avx512::Run(p, o_begin, o_end, scratch);
+}
+static_assert(linear_avx512::kChunk == kLinearChunk, "chunk sizes agree");
+static_assert(linear_avx512::ScratchFloats(1) <= kLinearChunk * (1 + 64 * 16), "scratch covers the tiles' needs");
 }  // namespace
 }  // namespace cpu
 }  // namespace canopy

@@ -3,52 +3,98 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <new>
 #include <string>
 #include <stdexcept>
+#include <set>
 #include <thread>
+#include <utility>
 #include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 namespace canopy {
 namespace cpu {
 namespace {
 
+constexpr int kMaxThreads = 1024;
+
+// Reads one integer from a small sysfs file; -1 when absent.
+long ReadSysInt(const char* path) {
+  FILE* f = std::fopen(path, "r");
+  if (!f) return -1;
+  long v = -1;
+  if (std::fscanf(f, "%ld", &v) != 1) v = -1;
+  std::fclose(f);
+  return v;
+}
+
+int DetectDefaultThreads() {
+  unsigned hw = std::thread::hardware_concurrency();
+  int fallback = hw == 0 ? 1 : static_cast<int>(std::min<unsigned>(hw, kMaxThreads));
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return fallback;
+  const int allowed = CPU_COUNT(&set);
+  if (allowed <= 0) return fallback;
+  std::set<std::pair<long, long>> cores;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (!CPU_ISSET(c, &set)) continue;
+    char path[128];
+    std::snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/physical_package_id", c);
+    const long pkg = ReadSysInt(path);
+    std::snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/core_id", c);
+    const long core = ReadSysInt(path);
+    if (pkg < 0 || core < 0) return std::min(allowed, kMaxThreads);  // no topology: every allowed CPU
+    cores.insert({pkg, core});
+  }
+  return std::max(1, std::min(static_cast<int>(cores.size()), kMaxThreads));
+#else
+  return fallback;
+#endif
+}
+
 int ConfiguredThreads() {
   if (const char* env = std::getenv("CANOPY_THREADS")) {
     char* end = nullptr;
     long v = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && v > 0 && v <= 1024) return static_cast<int>(v);
+    if (end != env && *end == '\0' && v > 0 && v <= kMaxThreads) return static_cast<int>(v);
   }
-  unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : static_cast<int>(hw);
+  return DefaultThreads();
 }
 
 // Workers sleep on a condition variable; a job is a chunked range that
 // workers and the caller claim chunk by chunk with an atomic counter.
 class Pool {
  public:
-  explicit Pool(int threads) : size_(threads) {
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
-  }
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
+  explicit Pool(int threads) { Start(threads); }
+  ~Pool() { Stop(); }
 
-  int size() const { return size_; }
+  int size() const { return size_.load(); }
+
+  // Waits for the running job (if any), then replaces the workers.
+  void Resize(int threads) {
+    std::lock_guard<std::mutex> serial(run_mu_);
+    if (threads == size_.load()) return;
+    Stop();
+    Start(threads);
+  }
 
   void Run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
     if (n <= 0) return;
     grain = std::max<int64_t>(grain, 1);
-    int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, static_cast<int64_t>(size_) * 4);
-    if (chunks <= 1 || size_ == 1) {
+    // Decided before taking the lock, so a kernel run inline (one chunk) may itself call
+    // ParallelFor. A concurrent Resize only changes how many chunks this job has.
+    const int size = size_.load();
+    int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, static_cast<int64_t>(size) * 4);
+    if (chunks <= 1 || size == 1) {
       fn(0, n);  // on the caller's thread: an exception propagates as it is
       return;
     }
@@ -81,6 +127,25 @@ class Pool {
   }
 
  private:
+  void Start(int threads) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = false;
+    }
+    size_.store(threads);
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
   void Work() {
     for (;;) {
       int64_t begin = next_.fetch_add(job_chunk_);
@@ -106,7 +171,11 @@ class Pool {
   }
 
   void WorkerLoop() {
-    uint64_t seen = 0;
+    uint64_t seen;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      seen = generation_;  // a worker started by Resize must not rerun the last job
+    }
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mu_);
@@ -121,9 +190,9 @@ class Pool {
     }
   }
 
-  const int size_;
+  std::atomic<int> size_{1};
   std::vector<std::thread> workers_;
-  std::mutex run_mu_;  // one job at a time
+  std::mutex run_mu_;  // one job (or resize) at a time
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   bool stop_ = false;
@@ -145,6 +214,17 @@ Pool& GlobalPool() {
 }  // namespace
 
 int NumThreads() { return GlobalPool().size(); }
+
+int DefaultThreads() {
+  static const int threads = DetectDefaultThreads();
+  return threads;
+}
+
+int SetNumThreads(int threads) {
+  const int n = threads <= 0 ? DefaultThreads() : std::min(threads, kMaxThreads);
+  GlobalPool().Resize(n);
+  return GlobalPool().size();
+}
 
 void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   GlobalPool().Run(n, grain, fn);

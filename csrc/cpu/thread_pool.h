@@ -1,10 +1,13 @@
-// A fixed-size thread pool for CPU kernels.
+// A thread pool for CPU kernels.
 //
-// Size: CANOPY_THREADS if set to a positive integer, else the number of
-// hardware threads. ParallelFor splits [0, n) into contiguous chunks of at
-// least `grain` items; the calling thread works too. Concurrent ParallelFor
-// calls (from several async workers) are serialised, so each kernel gets the
-// whole pool.
+// Size: CANOPY_THREADS if set to a positive integer, else DefaultThreads() (the physical
+// cores this process may run on); SetNumThreads changes it at run time (setThreads in
+// TypeScript). ParallelFor splits [0, n) into contiguous chunks of at least `grain` items;
+// the calling thread works too. Concurrent ParallelFor calls (from several async workers)
+// are serialised, so each kernel gets the whole pool.
+//
+// Kernels must not let results depend on how [0, n) is chunked or on the pool size (the
+// linear layer's bit-identity across thread counts rests on this).
 //
 // Exceptions: if fn throws on any thread (a worker or the caller), the chunks
 // not yet started are skipped and, once every started chunk has finished, the
@@ -20,6 +23,14 @@ namespace canopy {
 namespace cpu {
 
 int NumThreads();
+
+// Physical cores among the CPUs this process may run on (Linux: sched affinity and sysfs
+// topology); the hardware thread count where that cannot be read. At least 1.
+int DefaultThreads();
+
+// Resizes the pool to `threads` (1..1024; <= 0 means DefaultThreads()). Waits for a running
+// ParallelFor to finish. Returns the new size.
+int SetNumThreads(int threads);
 
 // fn(begin, end) is called for disjoint ranges covering [0, n).
 // Test hook for the exception path: calls ParallelFor over n items with a function that

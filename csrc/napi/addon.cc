@@ -23,6 +23,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   canopy::napi::RegisterPrefixAttentionBindings(env, exports);
   canopy::napi::RegisterTestBindings(env, exports);
   canopy::napi::RegisterLinearQuantBindings(env, exports);
+  canopy::napi::RegisterLinearBindings(env, exports);
   return exports;
 }
 

@@ -20,6 +20,7 @@ void RegisterKvQuantBindings(Napi::Env env, Napi::Object exports);
 void RegisterPrefixAttentionBindings(Napi::Env env, Napi::Object exports);
 void RegisterTestBindings(Napi::Env env, Napi::Object exports);
 void RegisterLinearQuantBindings(Napi::Env env, Napi::Object exports);
+void RegisterLinearBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace napi
 }  // namespace canopy

@@ -35,12 +35,25 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("threads", cpu::NumThreads());
+  o.Set("defaultThreads", cpu::DefaultThreads());
   o.Set("model", cpu::CpuModelName());
   std::vector<std::string> names = cpu::CpuFeatureNames();
   Napi::Array features = Napi::Array::New(env, names.size());
   for (size_t i = 0; i < names.size(); ++i) features.Set(static_cast<uint32_t>(i), names[i]);
   o.Set("features", features);
   return o;
+}
+
+// setThreads(n): resizes the CPU thread pool (n <= 0: the default, physical cores); returns
+// the new size. Waits for a running CPU kernel to finish.
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw ArgumentError(env, "threads must be an integer in [0, 1024] (0: the default)");
+  const double n = info[0].As<Napi::Number>().DoubleValue();
+  if (!(n >= 0 && n <= 1024) || n != static_cast<double>(static_cast<int>(n))) {
+    throw ArgumentError(env, "threads must be an integer in [0, 1024] (0: the default); received " + std::to_string(n));
+  }
+  return Napi::Number::New(env, cpu::SetNumThreads(static_cast<int>(n)));
 }
 
 Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
@@ -90,6 +103,7 @@ Napi::Value CudaMemInfo(const Napi::CallbackInfo& info) {
 void RegisterInfoBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, CANOPY_GUARDED(BuildInfo), "buildInfo"));
   exports.Set("cpuInfo", Napi::Function::New(env, CANOPY_GUARDED(CpuInfo), "cpuInfo"));
+  exports.Set("setThreads", Napi::Function::New(env, CANOPY_GUARDED(SetThreads), "setThreads"));
   exports.Set("cudaInfo", Napi::Function::New(env, CANOPY_GUARDED(CudaInfo), "cudaInfo"));
   exports.Set("cudaMemInfo", Napi::Function::New(env, CANOPY_GUARDED(CudaMemInfo), "cudaMemInfo"));
 }

@@ -7,6 +7,7 @@ import { installPeers, peersDir } from '../bench/peers/llama-cpp.js';
 import { formatCsv, formatReport } from '../bench/report.js';
 import { runBench } from '../bench/run.js';
 import type { Backend } from '../native/backend.js';
+import { setThreads } from '../native/threads.js';
 
 export interface BenchCliOptions {
   quick?: boolean;
@@ -20,6 +21,7 @@ export interface BenchCliOptions {
   /** Draft model for the decode suite. */
   draft?: string;
   installPeers?: boolean;
+  threads?: string;
 }
 
 export async function runBenchCli(suites: string[], opts: BenchCliOptions): Promise<number> {
@@ -30,6 +32,11 @@ export async function runBenchCli(suites: string[], opts: BenchCliOptions): Prom
     const r = await installPeers(dir, (line) => process.stderr.write(`canopy bench: ${line}\n`));
     process.stderr.write(`canopy bench: ${r.message}\n`);
     if (!r.ok) status = 1;
+  }
+  if (opts.threads !== undefined) {
+    const n = Number(opts.threads);
+    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new ArgumentError('--threads', 'an integer in [1, 1024]', opts.threads);
+    setThreads(n);
   }
   // No suite named: the quick tour of every suite. A suite named: that suite in full, unless --quick.
   const quick = opts.quick ?? suites.length === 0;

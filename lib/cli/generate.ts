@@ -21,6 +21,7 @@ export interface GenerateCliOptions {
   seed?: string;
   backend?: string;
   dtype?: string;
+  threads?: string;
   json?: boolean;
 }
 
@@ -39,8 +40,11 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
   }
   const dtype = o.dtype as FloatDType | undefined;
   if (dtype !== undefined && !['f32', 'f16', 'bf16'].includes(dtype)) throw new ArgumentError('--dtype', 'f32, f16 or bf16', dtype);
+  const threads = num(o.threads, 'threads', true);
+  if (threads !== undefined && (threads < 1 || threads > 1024)) throw new ArgumentError('--threads', 'an integer in [1, 1024]', o.threads);
   const { model, tokenizer } = await loadModel(o.model, {
     backend: (o.backend ?? 'auto') as Backend,
+    ...(threads !== undefined ? { threads } : {}),
     ...(dtype ? { dtype } : {}),
     ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
   });

@@ -35,6 +35,7 @@ program
   .option('--seed <s>', 'random seed')
   .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
   .option('--dtype <dtype>', 'weight storage dtype: f32, f16 or bf16')
+  .option('--threads <n>', 'CPU threads (default: CANOPY_THREADS, else the physical cores)')
   .option('--json', 'print {text, tokens, finishReason, stats} as JSON')
   .action(async (opts: GenerateCliOptions) => {
     process.exitCode = await runGenerateCli(opts);
@@ -43,13 +44,14 @@ program
 program
   .command('bench')
   .description('benchmarks: achieved GB/s or TFLOP/s against this machine\'s limits, with peers (llama.cpp, PyTorch) measured in the same run')
-  .argument('[suites...]', 'attention, tree, prefix, kvquant, generate, decode (default: a quick run of every suite)')
+  .argument('[suites...]', 'attention, tree, prefix, kvquant, generate, decode, linear (default: a quick run of every suite)')
   .option('--quick', 'smaller configurations and time budgets')
   .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
   .option('--json', 'print the report as JSON instead of tables')
   .option('--csv', 'print the rows as CSV instead of tables')
   .option('--out <file>', 'also write the JSON report (with the machine description) to a file')
   .option('--filter <text>', 'only benchmarks whose label contains the text')
+  .option('--threads <n>', 'CPU threads for canopy (default: CANOPY_THREADS, else the physical cores)')
   .option('--model <path>', 'also run greedy generation on this model file (repeatable; GGUF files get the llama.cpp peer)', (v: string, acc: string[] = []) => [...acc, v])
   .option('--draft <path>', 'decode suite: a draft model for the speculative and tree strategies')
   .option('--install-peers', 'first install the llama.cpp peer (node-llama-cpp, prebuilt) into CANOPY_PEERS_DIR or ~/.cache/canopy/peers')

@@ -13,6 +13,7 @@
 import { ArgumentError, DisposedError, awaitNative, callNative } from '../errors.js';
 import { type Backend, type Device, selectBackend } from '../native/backend.js';
 import { native } from '../native/loader.js';
+import { checkThreadsOption, setThreads } from '../native/threads.js';
 import type { NativeLayerWeights, NativeModelHandle, TensorDescriptor } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FloatDType } from '../tensor/dtype.js';
@@ -33,6 +34,11 @@ export interface ModelOptions {
   backend?: Backend | Device;
   /** Storage dtype of the weights on the device (CPU default: as loaded; CUDA default: f16). */
   dtype?: FloatDType;
+  /**
+   * CPU threads for every CPU kernel from now on (the pool is process-wide: see setThreads);
+   * default: as it is (CANOPY_THREADS, else the physical cores). Results do not depend on it.
+   */
+  threads?: number;
 }
 
 /** One sequence's tokens for a forward step. */
@@ -103,12 +109,14 @@ export class Model {
     const { config, tensors } = weights;
     const quant = weights.quant ?? new Map<string, QuantType>();
     // Block-quantized weights run on the CPU only for now: 'auto' picks it for them.
+    const threads = checkThreadsOption(options.threads);
     const auto = (options.backend ?? 'auto') === 'auto';
     const selected = selectBackend(options.backend ?? 'auto', 'backend');
     const placement =
       auto && quant.size > 0 && selected.device !== 'cpu'
         ? { device: 'cpu' as Device, fallbackReason: 'block-quantized (GGUF) weights run on the CPU only for now' }
         : selected;
+    if (threads !== undefined) setThreads(threads);
     const device = placement.device;
     const dtype = options.dtype ?? (device === 'cpu' ? undefined : 'f16');
     for (const [name, shape] of expectedShapes(config)) {

@@ -39,6 +39,8 @@ export interface NativeBuildInfo {
 
 export interface NativeCpuInfo {
   threads: number;
+  /** The pool size without CANOPY_THREADS or setThreads: physical cores this process may use. */
+  defaultThreads: number;
   model: string;
   features: string[];
 }
@@ -178,6 +180,10 @@ export interface NativeAddon {
   cast(src: TensorDescriptor, dst: TensorDescriptor): Promise<void>;
   /** y = x W^T (+ bias) with W GGUF blocks of ggml type id `type` (CPU; lib/kernels/linear-quant.ts). */
   linearQuant(x: TensorDescriptor, w: TensorDescriptor, type: number, y: TensorDescriptor, bias?: TensorDescriptor, accumulate?: boolean): Promise<void>;
+  /** Linear layer y = x w^T (+ bias) (csrc/common/linear.h); accumulate adds into y. */
+  linear(args: { x: TensorDescriptor; w: TensorDescriptor; bias?: TensorDescriptor; y: TensorDescriptor; accumulate: boolean }): Promise<void>;
+  /** Resizes the CPU thread pool (waits for a running kernel to finish); returns the new size. */
+  setThreads(threads: number): number;
   /** mask: 0 none, 1 causal (bottom-right), 2 tree (parents required). kvQuant replaces k and v. */
   attention(args: {
     q: TensorDescriptor;

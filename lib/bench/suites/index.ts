@@ -4,9 +4,10 @@ import { decodeSuite } from './decode.js';
 import { generateSuite } from './generate.js';
 import { kvquantSuite } from './kvquant.js';
 import { linearQuantSuite } from './linear-quant.js';
+import { linearSuite } from './linear.js';
 import { prefixSuite } from './prefix.js';
 import { treeSuite } from './tree.js';
 import type { Suite } from './types.js';
 
-export const SUITES: Suite[] = [attentionSuite, treeSuite, prefixSuite, kvquantSuite, generateSuite, decodeSuite, linearQuantSuite];
+export const SUITES: Suite[] = [attentionSuite, treeSuite, prefixSuite, kvquantSuite, generateSuite, decodeSuite, linearSuite, linearQuantSuite];
 export type { Suite, SuiteContext } from './types.js';
