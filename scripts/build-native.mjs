@@ -18,8 +18,9 @@
 //   node-gyp (scripts/node-gyp/binding.gyp): CPU only, no cmake. node-gyp comes from
 //     node_modules or, failing that, the copy bundled with npm; Node's headers from the
 //     local Node installation when it has them (no download).
-// --cpu-only uses cmake-js when it and cmake are present, node-gyp otherwise; without cmake
-// every build is the node-gyp CPU-only one (with a message). node-addon-api
+// With cmake on PATH every build goes through cmake-js (--cpu-only: without CUDA); without
+// cmake it is the node-gyp CPU-only build (with a message); --node-gyp asks for that one
+// explicitly. node-addon-api
 // (headers) is a dependency of the package. A stamp records the configuration so a changed
 // CANOPY_CUDA_ARCHS or --cpu-only triggers a full rebuild (cmake-js `build` does not
 // reconfigure by itself).
@@ -172,8 +173,6 @@ const cmake = which('cmake');
 let cmakeJs = resolveIn('cmake-js', 'bin/cmake-js');
 if (forceNodeGyp) {
   buildWithNodeGyp('--node-gyp');
-} else if (cpuOnly && !(cmake && cmakeJs)) {
-  buildWithNodeGyp(cmake ? 'cmake-js is not installed' : 'cmake is not on PATH');
 } else if (!cmake) {
   console.error('canopy build: cmake is not on PATH: building the CPU-only addon instead. The full build (CUDA when nvcc is found) needs cmake >= 3.18 (e.g. apt install cmake).');
   buildWithNodeGyp('cmake is not on PATH');

@@ -14,7 +14,7 @@
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
-import { ArgumentError, IoError, OutOfMemoryError } from '../../errors.js';
+import { ArgumentError, IoError, NativeLoadError, OutOfMemoryError } from '../../errors.js';
 import type { DType } from '../../tensor/dtype.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { type ModelConfig, expectedShapes, layerTensorNames } from '../config.js';
@@ -139,6 +139,8 @@ export function materialize(
       try {
         tensors.set(s.canonical, s.load());
       } catch (e) {
+        // A missing or unloadable addon is not about this tensor: pass it on as it is.
+        if (e instanceof NativeLoadError) throw e;
         // Same class (argument, out of memory, otherwise I/O), now naming the file and the tensor.
         const message = `${s.file}: tensor ${describeTensor(s)}: ${(e as Error).message}`;
         if (e instanceof ArgumentError) throw new ArgumentError(message, { cause: e });
