@@ -52,7 +52,7 @@ function loadFailureHint(detail: string): string {
   const glibc = /version `(GLIBC_[0-9.]+)' not found/.exec(detail);
   if (glibc) return ` This system's C library is older than the binary needs (${glibc[1]}); the prebuilt binary needs glibc >= 2.28.`;
   if (/GLIBCXX_|CXXABI_/.test(detail)) return ' The binary was built against a newer libstdc++ than this system has.';
-  if (/invalid ELF header|wrong ELF class|cannot open shared object/.test(detail)) return ' The file is not a native addon for this platform.';
+  if (/invalid ELF header|wrong ELF class|file too short|ELF load command|cannot open shared object/.test(detail)) return ' The file is not a native addon for this platform.';
   return '';
 }
 
