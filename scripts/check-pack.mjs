@@ -97,6 +97,9 @@ try {
   );
   const pkgDir = join(app, 'node_modules', 'canopy-llm');
   console.error(`installed: ${readdirSync(pkgDir).join(' ')}`);
+  // npm marks a package it would run an install script for (scripts, or a binding.gyp at its root).
+  const lock = JSON.parse(readFileSync(join(app, 'package-lock.json'), 'utf8'));
+  if (lock.packages?.['node_modules/canopy-llm']?.hasInstallScript) throw new Error('npm lists canopy-llm with an install script (hasInstallScript)');
   const canopy = join(app, 'node_modules', '.bin', 'canopy');
 
   // The API: where the addon came from, a kernel, and greedy text from stories260K.
