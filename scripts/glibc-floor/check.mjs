@@ -96,7 +96,8 @@ function main() {
   }
   if (files.length === 0) {
     console.error('usage: check.mjs [--floor 2.28] [--json] FILE...');
-    process.exit(2);
+    process.exitCode = 2;
+    return;
   }
   let failed = false;
   const reports = [];
@@ -104,14 +105,15 @@ function main() {
     const needs = readNeeds(file);
     const problems = floorProblems(needs, floor);
     failed ||= problems.length > 0;
-    reports.push({ ...needs, floor, newestGlibc: newestGlibc(needs), problems });
+    const { exported, ...rest } = needs; // thousands for a C++ library: a count and a sample
+    reports.push({ ...rest, exportedCount: exported.length, exportedSample: exported.slice(0, 10), floor, newestGlibc: newestGlibc(needs), problems });
     if (!json) {
       console.error(`${file}: newest glibc need GLIBC_${newestGlibc(needs)} (floor ${floor}); needs ${needs.libraries.join(' ')}`);
       for (const p of problems) console.error(`  ${p}`);
     }
   }
   if (json) console.log(JSON.stringify(reports, null, 2));
-  process.exit(failed ? 1 : 0);
+  process.exitCode = failed ? 1 : 0; // not process.exit(): a piped stdout must drain first
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) main();

@@ -146,6 +146,15 @@ function main() {
     if (home && movedVersions.get(home).has(version)) add(home, name, sym, version);
     else dropped++; // moved from libutil, libanl, libresolv...: not offered
   }
+  // On glibc < 2.34 hosts these libraries still hold their own symbols (on newer ones, placeholders).
+  for (const [, soname] of MOVED_HOME) {
+    const real = join(libDir, soname);
+    if (!existsSync(real)) continue;
+    for (const [name, sym] of exportedSymbols(real)) {
+      const version = floorVersion(sym);
+      if (version && !homes.get('libc.so.6')?.has(name) && !homes.get(soname)?.has(name)) add(soname, name, sym, version);
+    }
+  }
   for (const [name, sym] of exportedSymbols(libm)) {
     const version = floorVersion(sym);
     if (version) add('libm.so.6', name, sym, version);

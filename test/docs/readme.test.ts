@@ -1,5 +1,6 @@
 /**
- * The README's code runs: every ```sh and ```js block is executed against the test
+ * The README's code runs: every ```sh and ```js block, and the command of every
+ * transcript (an untagged block starting `$ `), is executed against the test
  * models, except blocks marked on the line before with
  *   <!-- docs-test: skip (the reason) -->
  * (GPU-only, registry installs, full benchmarks, fragments that use the reader's own
@@ -50,7 +51,13 @@ function readmeBlocks(markdown: string): Block[] {
 }
 
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
-const blocks = readmeBlocks(readme).filter((b) => b.lang === 'sh' || b.lang === 'js');
+const allBlocks = readmeBlocks(readme);
+// An untagged block is a transcript: its first line is the command (`$ npx canopy info`), run as sh.
+const transcripts = allBlocks.filter((b) => b.lang === '' && b.code.startsWith('$ '));
+const blocks = [
+  ...allBlocks.filter((b) => b.lang === 'sh' || b.lang === 'js'),
+  ...transcripts.map((b) => ({ ...b, lang: 'sh', code: b.code.split('\n')[0]!.slice(2) })),
+].sort((a, b) => a.line - b.line);
 const models = testModelsDir('README code blocks');
 const haveDist = existsSync(dist) && existsSync(cli);
 if (!haveDist) console.warn(`[skip] README code blocks: ${dist} not built (npm install builds it)`);
@@ -63,6 +70,9 @@ describe('README code blocks', () => {
       { lang: 'js', line: 7, code: 'console.log(1)', skip: null },
       { lang: '', line: 10, code: 'plain', skip: null },
     ]);
+    // Every block is sh, js or a transcript: a command block without a tag would go untested.
+    const other = allBlocks.filter((b) => !['sh', 'js'].includes(b.lang) && !(b.lang === '' && b.code.startsWith('$ ')));
+    expect(other.map((b) => `README.md:${b.line} (${b.lang || 'untagged'})`)).toEqual([]);
     // The README keeps runnable examples: at least the quick start, the CLI and the weights.
     expect(blocks.filter((b) => !b.skip).length).toBeGreaterThanOrEqual(4);
     for (const b of blocks.filter((b) => b.skip)) expect(b.skip!.length, `README.md:${b.line}`).toBeGreaterThan(3);
