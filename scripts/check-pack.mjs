@@ -146,7 +146,12 @@ try {
 
   const full = { ...baseEnv };
   delete full.CANOPY_ADDON_PATH;
-  if (builds.includes('node-gyp')) {
+  // node-gyp needs Node's headers: the local installation's, or a download from nodejs.org
+  // (which CI cannot reach: only the npm registry).
+  const localHeaders = existsSync(join(dirname(dirname(process.execPath)), 'include', 'node', 'common.gypi'));
+  if (builds.includes('node-gyp') && !localHeaders) {
+    console.error(`\n== [skip] npx canopy build --node-gyp: this Node.js (${process.execPath}) has no headers installed, and node-gyp would download them`);
+  } else if (builds.includes('node-gyp')) {
     step('npx canopy build --node-gyp in the installed package', () => {
       run(process.execPath, [canopy, 'build', '--node-gyp'], { cwd: app, env: full, stdio: ['ignore', 'inherit', 'inherit'] });
       checkGenerate('node-gyp build', 'local build', full);

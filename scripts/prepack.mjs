@@ -68,6 +68,10 @@ function inputsHash() {
 if (process.env.npm_command === 'publish' && cpuOnly) {
   refuse('CANOPY_PREBUILD_CPU_ONLY=1 builds a CPU-only binary for pack checks; a published package ships the CUDA build.');
 }
+const archs = process.env.CANOPY_CUDA_ARCHS;
+if (process.env.npm_command === 'publish' && archs && archs !== '80;86;89;90') {
+  refuse(`CANOPY_CUDA_ARCHS=${archs}: the README promises sm_80/86/89/90 in the published binary; unset it to publish.`);
+}
 const nvcc = process.env.CUDACXX || which('nvcc') || (existsSync('/usr/local/cuda/bin/nvcc') ? '/usr/local/cuda/bin/nvcc' : null);
 if (!cpuOnly && !nvcc) {
   refuse(
