@@ -1,59 +1,159 @@
 #!/usr/bin/env node
-// Builds the native addon into build/Release/canopy.node.
+// Builds the native addon into build/Release/canopy.node. `npx canopy build` runs this,
+// in a clone and in an installed package alike.
 //
 //   node scripts/build-native.mjs              configure if needed, then build (incremental)
 //   node scripts/build-native.mjs --if-needed  same; skips nothing the compiler would redo
 //   node scripts/build-native.mjs --force      wipe build/ and rebuild
 //   node scripts/build-native.mjs --cpu-only   no CUDA even when nvcc is present
+//   node scripts/build-native.mjs --node-gyp   CPU-only with node-gyp (scripts/node-gyp/binding.gyp)
+//   node scripts/build-native.mjs --out DIR    the cmake-js build folder (default build/)
 //
-// cmake-js drives CMake (CUDA compiled in when nvcc is found; architectures
-// from CANOPY_CUDA_ARCHS). Without cmake, falls back to node-gyp, which builds
-// the CPU-only addon from binding.gyp. A stamp records the configuration so a
-// changed CANOPY_CUDA_ARCHS or --cpu-only triggers a full rebuild (cmake-js
-// `build` does not reconfigure by itself).
+// Two ways to build:
+//   cmake-js + CMake (CMakeLists.txt): CPU, and CUDA when nvcc is found (architectures
+//     from CANOPY_CUDA_ARCHS); on x86-64 Linux a portable binary (glibc floor, static
+//     C++ runtime). Needs cmake on PATH and the cmake-js npm package: a devDependency in
+//     a clone; in an installed package it is installed on demand into .build-tools/
+//     (CANOPY_NO_TOOL_INSTALL=1 refuses, with instructions).
+//   node-gyp (scripts/node-gyp/binding.gyp): CPU only, no cmake. node-gyp comes from
+//     node_modules or, failing that, the copy bundled with npm; Node's headers from the
+//     local Node installation when it has them (no download).
+// With cmake on PATH every build goes through cmake-js (--cpu-only: without CUDA); without
+// cmake it is the node-gyp CPU-only build (with a message); --node-gyp asks for that one
+// explicitly. node-addon-api
+// (headers) is a dependency of the package. A stamp records the configuration so a changed
+// CANOPY_CUDA_ARCHS or --cpu-only triggers a full rebuild (cmake-js `build` does not
+// reconfigure by itself).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(join(root, 'package.json'));
-const args = new Set(process.argv.slice(2));
-const cpuOnly = args.has('--cpu-only') || process.env.CANOPY_NO_CUDA === '1';
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const argv = process.argv.slice(2);
+const args = new Set(argv);
+const outIndex = argv.indexOf('--out');
+const buildDir = outIndex >= 0 ? resolve(argv[outIndex + 1]) : join(root, 'build');
+const forceNodeGyp = args.has('--node-gyp');
+const cpuOnly = forceNodeGyp || args.has('--cpu-only') || process.env.CANOPY_NO_CUDA === '1';
 const force = args.has('--force');
+const toolsDir = join(root, '.build-tools'); // on-demand build tools of an installed package
 
 function which(cmd) {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : null;
 }
 
-function resolveBin(pkg, bin) {
+/** A file inside an npm package, from the package's own node_modules chain or .build-tools. */
+function resolveIn(name, file) {
+  for (const from of [join(root, 'package.json'), join(toolsDir, 'package.json')]) {
+    try {
+      return join(dirname(createRequire(from).resolve(`${name}/package.json`)), file);
+    } catch {
+      // not there
+    }
+  }
+  return null;
+}
+
+function run(cmd, cmdArgs, env = {}, cwd = root) {
+  console.error(`> ${[cmd, ...cmdArgs].join(' ')}`);
+  const r = spawnSync(cmd, cmdArgs, { cwd, stdio: 'inherit', env: { ...process.env, ...env } });
+  if (r.error) throw r.error;
+  return r.status ?? 1;
+}
+
+function fail(message) {
+  console.error(`canopy build: ${message}`);
+  process.exit(1);
+}
+
+/** Children (cmake's `node -p require(...)`, node-gyp's `<!(node ...)`) also find on-demand tools. */
+const toolEnv = existsSync(join(toolsDir, 'node_modules'))
+  ? { NODE_PATH: [join(toolsDir, 'node_modules'), process.env.NODE_PATH].filter(Boolean).join(delimiter) }
+  : {};
+
+/** Installs cmake-js (the version range this package was developed with) into .build-tools/. */
+function installCmakeJs() {
+  const range = pkg.devDependencies?.['cmake-js'] ?? 'latest';
+  const spec = `cmake-js@${range}`;
+  if (process.env.CANOPY_NO_TOOL_INSTALL === '1') {
+    fail(
+      `cmake-js is not installed (a build tool, not a dependency of ${pkg.name}) and CANOPY_NO_TOOL_INSTALL=1 forbids installing it.\n` +
+        `Install it yourself (npm install --no-save ${spec}) and run \`npx canopy build\` again, or build CPU-only without cmake: \`npx canopy build --cpu-only\`.`,
+    );
+  }
+  const npmCli = npmCliPath();
+  if (!npmCli) fail(`cmake-js is not installed and npm was not found to install it; install ${spec} and retry.`);
+  console.error(
+    `canopy build: cmake-js is not installed: it is a build tool, not a dependency of ${pkg.name} (most installs use the prebuilt binary).\n` +
+      `canopy build: installing ${spec} into ${toolsDir} (npm; set CANOPY_NO_TOOL_INSTALL=1 to refuse) ...`,
+  );
+  mkdirSync(toolsDir, { recursive: true });
+  if (!existsSync(join(toolsDir, 'package.json'))) {
+    writeFileSync(join(toolsDir, 'package.json'), JSON.stringify({ name: 'canopy-build-tools', private: true }, null, 2) + '\n');
+  }
+  const status = run(process.execPath, [npmCli, 'install', '--no-audit', '--no-fund', '--no-package-lock', '--ignore-scripts', spec], {}, toolsDir);
+  if (status !== 0) fail(`installing ${spec} failed (see above); install it yourself (npm install --no-save ${spec}) and retry.`);
+  toolEnv.NODE_PATH = [join(toolsDir, 'node_modules'), process.env.NODE_PATH].filter(Boolean).join(delimiter);
+}
+
+/** npm's CLI script (for installing tools and finding the node-gyp npm bundles). */
+function npmCliPath() {
+  if (process.env.npm_execpath && existsSync(process.env.npm_execpath)) return process.env.npm_execpath;
+  const npm = which('npm');
+  if (!npm) return null;
   try {
-    return join(dirname(require.resolve(`${pkg}/package.json`)), bin);
+    const real = realpathSync(npm); // .../npm/bin/npm-cli.js
+    return existsSync(real) && real.endsWith('.js') ? real : join(dirname(real), 'npm-cli.js');
   } catch {
     return null;
   }
 }
 
-function run(cmd, argv, env) {
-  console.error(`> ${[cmd, ...argv].join(' ')}`);
-  const r = spawnSync(cmd, argv, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
-  if (r.error) throw r.error;
-  return r.status ?? 1;
+/** node-gyp: from node_modules, else the copy npm bundles. */
+function nodeGypPath() {
+  const local = resolveIn('node-gyp', 'bin/node-gyp.js');
+  if (local && existsSync(local)) return local;
+  if (process.env.npm_config_node_gyp && existsSync(process.env.npm_config_node_gyp)) return process.env.npm_config_node_gyp;
+  const npmCli = npmCliPath();
+  if (npmCli) {
+    const bundled = join(dirname(dirname(npmCli)), 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+    if (existsSync(bundled)) return bundled;
+  }
+  return null;
 }
 
-const buildDir = join(root, 'build');
-const stampPath = join(buildDir, 'canopy-build.json');
-const stamp = JSON.stringify({ cpuOnly, archs: process.env.CANOPY_CUDA_ARCHS ?? '' });
-const previous = existsSync(stampPath) ? readFileSync(stampPath, 'utf8') : null;
+/** --nodedir for node-gyp: the running Node's own headers when installed (saves a download). */
+function localNodeDir() {
+  if (process.env.npm_config_nodedir) return null; // the user's choice stands
+  const prefix = dirname(dirname(process.execPath));
+  return existsSync(join(prefix, 'include', 'node', 'node_api.h')) && existsSync(join(prefix, 'include', 'node', 'common.gypi')) ? prefix : null;
+}
 
-const cmakeJs = resolveBin('cmake-js', 'bin/cmake-js');
-const nodeAddonApi = resolveBin('node-addon-api', 'package.json');
-const cmake = which('cmake');
+function buildWithNodeGyp(reason) {
+  const nodeGyp = nodeGypPath();
+  if (!nodeGyp) fail('node-gyp was not found (neither in node_modules nor bundled with npm); install it (npm install -g node-gyp) and retry.');
+  if (!resolveIn('node-addon-api', 'package.json')) fail('node-addon-api is missing (a dependency of canopy-llm): reinstall the package.');
+  console.error(`canopy build: CPU-only build with node-gyp (${reason}).`);
+  const gypDir = join(root, 'scripts', 'node-gyp');
+  const nodeDir = localNodeDir();
+  const status = run(process.execPath, [nodeGyp, 'rebuild', `--directory=${gypDir}`, `--jobs=${availableParallelism()}`, ...(nodeDir ? [`--nodedir=${nodeDir}`] : [])], toolEnv);
+  if (status !== 0) fail('the node-gyp build failed (see above).');
+  mkdirSync(join(buildDir, 'Release'), { recursive: true });
+  copyFileSync(join(gypDir, 'build', 'Release', 'canopy.node'), join(buildDir, 'Release', 'canopy.node'));
+  // The CMake build's configuration and portability promise no longer describe build/Release.
+  for (const f of ['canopy-build.json', 'canopy-portable.json', 'CMakeCache.txt']) rmSync(join(buildDir, f), { force: true });
+  console.error(`canopy build: wrote ${join(buildDir, 'Release', 'canopy.node')}`);
+}
 
-if (cmakeJs && cmake && nodeAddonApi) {
+function buildWithCmakeJs(cmakeJs) {
+  const stampPath = join(buildDir, 'canopy-build.json');
+  const stamp = JSON.stringify({ cpuOnly, archs: process.env.CANOPY_CUDA_ARCHS ?? '' });
+  const previous = existsSync(stampPath) ? readFileSync(stampPath, 'utf8') : null;
   const fresh = force || previous !== stamp || !existsSync(join(buildDir, 'CMakeCache.txt'));
   // A fresh configure wipes the addon's build tree, but not the native tests' (build/native-tests).
   if (fresh && existsSync(buildDir)) {
@@ -62,24 +162,25 @@ if (cmakeJs && cmake && nodeAddonApi) {
     }
   }
   mkdirSync(buildDir, { recursive: true });
-  const env = cpuOnly ? { CANOPY_NO_CUDA: '1' } : {};
-  const status = run(process.execPath, [cmakeJs, 'build', '--parallel', String(availableParallelism()), '--log-level', 'warn'], env);
-  if (status !== 0) {
-    console.error('canopy: the native build failed (see above).');
-    process.exit(status);
-  }
+  const env = { ...toolEnv, ...(cpuOnly ? { CANOPY_NO_CUDA: '1' } : {}) };
+  const cmakeArgs = ['build', '--out', buildDir, '--parallel', String(availableParallelism()), '--log-level', 'warn'];
+  const status = run(process.execPath, [cmakeJs, ...cmakeArgs], env);
+  if (status !== 0) fail('the native build failed (see above).');
   writeFileSync(stampPath, stamp);
+}
+
+const cmake = which('cmake');
+let cmakeJs = resolveIn('cmake-js', 'bin/cmake-js');
+if (forceNodeGyp) {
+  buildWithNodeGyp('--node-gyp');
+} else if (!cmake) {
+  console.error('canopy build: cmake is not on PATH: building the CPU-only addon instead. The full build (CUDA when nvcc is found) needs cmake >= 3.18 (e.g. apt install cmake).');
+  buildWithNodeGyp('cmake is not on PATH');
 } else {
-  const nodeGyp = resolveBin('node-gyp', 'bin/node-gyp.js');
-  const missing = [!cmake && 'cmake (on PATH)', !cmakeJs && 'cmake-js (npm)', !nodeAddonApi && 'node-addon-api (npm)'].filter(Boolean);
-  if (!nodeGyp || !nodeAddonApi) {
-    console.error(
-      `canopy: cannot build the addon: missing ${missing.join(', ')}${nodeGyp ? '' : ' and node-gyp (npm)'}.\n` +
-        'Install cmake and run `npm install --no-save cmake-js node-addon-api`, then `npx canopy build`.',
-    );
-    process.exit(1);
+  if (!cmakeJs) {
+    installCmakeJs();
+    cmakeJs = resolveIn('cmake-js', 'bin/cmake-js');
+    if (!cmakeJs) fail(`cmake-js was installed into ${toolsDir} but cannot be found there.`);
   }
-  console.error(`canopy: ${missing.join(', ')} not found; building the CPU-only addon with node-gyp (no CUDA).`);
-  const status = run(process.execPath, [nodeGyp, 'rebuild']);
-  if (status !== 0) process.exit(status);
+  buildWithCmakeJs(cmakeJs);
 }

@@ -21,6 +21,8 @@ const bin = join(root, 'dist', 'cli', 'index.js');
 if (existsSync(bin) && process.platform !== 'win32') chmodSync(bin, 0o755);
 
 if (process.env.CANOPY_SKIP_NATIVE_BUILD === '1') process.exit(0);
+// `npm pack` / `npm publish` ship prebuilds/ (the prepack step builds it), not build/.
+if (process.env.npm_command === 'pack' || process.env.npm_command === 'publish') process.exit(0);
 const native = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--if-needed'], { cwd: root, stdio: ['ignore', 2, 2] });
 if (native.status !== 0) {
   console.error('canopy: warning: the native addon was not built; run `npx canopy build` once the toolchain is installed.');

@@ -1,4 +1,4 @@
-/** `canopy build`: compile the addon from source (cmake-js; node-gyp for --cpu-only without cmake). */
+/** `canopy build`: compile the addon from source (scripts/build-native.mjs: cmake-js; node-gyp for --cpu-only without cmake). */
 
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { packageRoot } from '../native/loader.js';
 
 export interface BuildOptions {
   cpuOnly?: boolean;
+  nodeGyp?: boolean;
   cudaArchs?: string;
   force?: boolean;
 }
@@ -14,6 +15,7 @@ export interface BuildOptions {
 export function runBuild(options: BuildOptions): number {
   const args = [join(packageRoot, 'scripts', 'build-native.mjs')];
   if (options.cpuOnly) args.push('--cpu-only');
+  if (options.nodeGyp) args.push('--node-gyp');
   if (options.force) args.push('--force');
   const env = { ...process.env };
   if (options.cudaArchs) env.CANOPY_CUDA_ARCHS = options.cudaArchs;

@@ -61,11 +61,15 @@ program
 
 program
   .command('build')
-  .description('compile the native addon from source (cmake-js; CUDA too when nvcc is found)')
+  .description(
+    'compile the native addon from source: cmake-js (CUDA too when nvcc is found; installs cmake-js on first use), ' +
+      'or, without cmake, a CPU-only build with node-gyp (bundled with npm)',
+  )
   .option('--cpu-only', 'skip CUDA even when nvcc is present')
+  .option('--node-gyp', 'CPU-only build with node-gyp (scripts/node-gyp/binding.gyp), even when cmake is present')
   .option('--cuda-archs <list>', 'CUDA architectures, e.g. "80;90" (default 80;86;89;90)')
   .option('--force', 'reconfigure and rebuild from scratch')
-  .action((opts: { cpuOnly?: boolean; cudaArchs?: string; force?: boolean }) => {
+  .action((opts: { cpuOnly?: boolean; nodeGyp?: boolean; cudaArchs?: string; force?: boolean }) => {
     process.exitCode = runBuild(opts);
   });
 

@@ -6,6 +6,7 @@
  */
 
 import { ArgumentError } from '../errors.js';
+import { loadAddon } from '../native/loader.js';
 import type { GgufValue } from './formats/gguf.js';
 import { Model, type ModelOptions } from './model.js';
 import type { GgufVocabulary } from './tokenizer/gguf.js';
@@ -73,6 +74,7 @@ export function ggufVocabulary(metadata: Map<string, GgufValue>, path: string): 
 
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
   if (typeof path !== 'string' || path.length === 0) throw new ArgumentError('path', 'a model file or folder', path);
+  loadAddon(); // no usable native addon: NativeLoadError (ERR_CANOPY_NATIVE_LOAD) with build instructions, before any file is read
   const weights = loadWeights(path, options.validate !== undefined ? { validate: options.validate } : {});
   try {
     let tokenizer: Tokenizer;

@@ -3,8 +3,8 @@
  *
  * Order: CANOPY_ADDON_PATH (a .node file) if set; otherwise node-gyp-build's
  * search of prebuilds/<platform>-<arch>/ and build/Release in the package
- * root. There is no install script: when nothing matches, the error says how
- * to build from source.
+ * root. There is no install script: when nothing matches, the error
+ * (NativeLoadError, ERR_CANOPY_NATIVE_LOAD) says how to build from source.
  */
 
 import { createRequire } from 'node:module';
@@ -40,8 +40,21 @@ let loaded: LoadedAddon | undefined;
 let loadError: NativeLoadError | undefined;
 
 const BUILD_HELP =
-  'Build it from source with `npx canopy build` (cmake-js; compiles CUDA too when nvcc is found; needs cmake and a C++17 compiler) ' +
-  'or, for a CPU-only build, `npx node-gyp rebuild` in the package folder.';
+  'To build it from source in the installed package (needs a C++17 compiler): `npx canopy build` (CPU, plus CUDA when nvcc is ' +
+  'found; with cmake >= 3.18 it uses cmake-js, installed on first use; without cmake it builds CPU-only with node-gyp, bundled ' +
+  'with npm), or `npx canopy build --cpu-only` to skip CUDA. See the README, section Install.';
+
+/** What ships prebuilt (package.json files: prebuilds/), for the no-match message. */
+const PREBUILT_PLATFORMS = 'linux-x64 with glibc >= 2.28';
+
+/** A load failure's likely cause, when the dynamic loader's message says. */
+function loadFailureHint(detail: string): string {
+  const glibc = /version `(GLIBC_[0-9.]+)' not found/.exec(detail);
+  if (glibc) return ` This system's C library is older than the binary needs (${glibc[1]}); the prebuilt binary needs glibc >= 2.28.`;
+  if (/GLIBCXX_|CXXABI_/.test(detail)) return ' The binary was built against a newer libstdc++ than this system has.';
+  if (/invalid ELF header|wrong ELF class|file too short|ELF load command|cannot open shared object/.test(detail)) return ' The file is not a native addon for this platform.';
+  return '';
+}
 
 function resolveAddonPath(): { path: string; source: AddonSource } {
   const override = process.env.CANOPY_ADDON_PATH;
@@ -58,7 +71,8 @@ function resolveAddonPath(): { path: string; source: AddonSource } {
   } catch (cause) {
     throw new NativeLoadError(
       `no canopy native addon matches this platform (${process.platform}-${process.arch}, Node ${process.version}): ` +
-        `no prebuilt binary in ${join(packageRoot, 'prebuilds')} and no local build in ${join(packageRoot, 'build', 'Release')}. ` +
+        `no prebuilt binary in ${join(packageRoot, 'prebuilds')} for it (the package ships prebuilt binaries for ${PREBUILT_PLATFORMS}) ` +
+        `and no local build in ${join(packageRoot, 'build', 'Release')}. ` +
         BUILD_HELP,
       { cause },
     );
@@ -77,7 +91,7 @@ export function loadAddon(): LoadedAddon {
       addon = require(path) as NativeAddon;
     } catch (cause) {
       const detail = cause instanceof Error ? cause.message : String(cause);
-      throw new NativeLoadError(`the canopy native addon at ${path} failed to load: ${detail}. ${BUILD_HELP}`, { cause });
+      throw new NativeLoadError(`the canopy native addon at ${path} failed to load: ${detail}.${loadFailureHint(detail)} ${BUILD_HELP}`, { cause });
     }
     loaded = { addon, path, source };
     return loaded;

@@ -14,7 +14,7 @@
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
-import { ArgumentError, IoError, OutOfMemoryError, callNative } from '../../errors.js';
+import { ArgumentError, IoError, NativeLoadError, OutOfMemoryError, callNative } from '../../errors.js';
 import { native } from '../../native/loader.js';
 import { type DType, arrayTypeFor, dtypeSize } from '../../tensor/dtype.js';
 import { Tensor } from '../../tensor/tensor.js';
@@ -238,6 +238,8 @@ export function materialize(
       try {
         tensors.set(s.canonical, s.load(maps));
       } catch (e) {
+        // A missing or unloadable addon is not about this tensor: pass it on as it is.
+        if (e instanceof NativeLoadError) throw e;
         // Same class (argument, out of memory, otherwise I/O), now naming the file and the tensor.
         const message = `${s.file}: tensor ${describeTensor(s)}: ${(e as Error).message}`;
         if (e instanceof ArgumentError) throw new ArgumentError(message, { cause: e });
