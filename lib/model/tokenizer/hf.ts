@@ -11,7 +11,10 @@
  *
  * Decoding skips special tokens and applies `clean_up_tokenization_spaces` only when
  * tokenizer_config.json asks for it (the library would by default; it breaks round trips:
- * "a ." -> "a."). The library matches its added tokens (e.g. "<|im_start|>") in the text.
+ * "a ." -> "a."). The library matches every added token (e.g. "<|im_start|>") in the text;
+ * `encode(text, { special: false })` (the default) uses a second instance of the library
+ * built without the added tokens marked special, so their text is encoded as plain text
+ * (as the Rust crate's split_special_tokens does), and non-special added tokens still match.
  *
  * Streaming (as text-generation-inference does it): decode a window of recent ids twice, with
  * and without the new ones; the difference is the new text. While the decoded window ends in
@@ -64,6 +67,9 @@ export class HfTokenizer implements Tokenizer {
   readonly eosIds: number[];
   readonly addBosByDefault: boolean;
   private readonly lib: HfLibTokenizer;
+  private readonly json: object;
+  private readonly config: object;
+  private plain?: HfLibTokenizer;
   private readonly cleanUp: boolean;
 
   /** Builds from parsed files; a file the library rejects is an ArgumentError carrying its message. */
@@ -80,6 +86,8 @@ export class HfTokenizer implements Tokenizer {
     }
     // The library requires the added_tokens list, which tokenizer.json may omit when empty.
     const withAdded = Array.isArray(json.added_tokens) ? tokenizer : { ...tokenizer, added_tokens: [] };
+    this.json = withAdded;
+    this.config = config;
     try {
       this.lib = new HfLibTokenizer(withAdded, config);
     } catch (cause) {
@@ -114,6 +122,26 @@ export class HfTokenizer implements Tokenizer {
     this.addBosByDefault = bos !== undefined && (typeof addBos === 'boolean' ? addBos : leading.includes(bos));
   }
 
+  /** The library without its special added tokens (built on first use; see the module comment). */
+  private plainLib(): HfLibTokenizer {
+    if (!this.plain) {
+      const json = this.json as { added_tokens?: Array<{ special?: boolean }> };
+      const added = (json.added_tokens ?? []).filter((t) => t.special !== true);
+      this.plain = new HfLibTokenizer({ ...json, added_tokens: added }, this.config);
+      keepByteOrderMarks(this.plain.decoder);
+    }
+    return this.plain;
+  }
+
+  tokenToId(token: string): number | undefined {
+    if (typeof token !== 'string') throw new ArgumentError('token', 'a string', token);
+    return this.lib.token_to_id(token);
+  }
+
+  idToToken(id: number): string {
+    return this.tokenText(id);
+  }
+
   /** The library's encode, typed (its declaration files do not resolve the Encoding type). */
   private libEncode(text: string, addSpecialTokens: boolean): LibEncoding {
     return this.lib.encode(text, { add_special_tokens: addSpecialTokens }) as LibEncoding;
@@ -131,8 +159,8 @@ export class HfTokenizer implements Tokenizer {
 
   /** The library's encoding of the text (no post-processor), then BOS/EOS per the options. */
   encode(text: string, options?: EncodeOptions): number[] {
-    const { bos, eos } = checkEncodeArgs(text, options, this);
-    const encoding = this.libEncode(text, false);
+    const { bos, eos, special } = checkEncodeArgs(text, options, this);
+    const encoding = special ? this.libEncode(text, false) : (this.plainLib().encode(text, { add_special_tokens: false }) as LibEncoding);
     const ids = encoding.ids;
     ids.forEach((id: number | undefined, i) => {
       if (id === undefined) {
