@@ -70,6 +70,8 @@ export function ggufVocabulary(metadata: Map<string, GgufValue>, path: string): 
   const addSpace = bool('tokenizer.ggml.add_space_prefix');
   if (addSpace !== undefined) vocab.addSpacePrefix = addSpace;
   if (typeof pre === 'string') vocab.pre = pre;
+  const chatTemplate = metadata.get('tokenizer.chat_template');
+  if (typeof chatTemplate === 'string') vocab.chatTemplate = chatTemplate;
   return vocab;
 }
 

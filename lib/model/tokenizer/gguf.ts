@@ -64,6 +64,8 @@ export interface GgufVocabulary {
   addSpacePrefix?: boolean;
   /** tokenizer.ggml.pre ('gpt2' only): the pre-tokenizer, see {@link PRE_TOKENIZERS}. Default 'default' (as llama.cpp). */
   pre?: string;
+  /** tokenizer.chat_template: the model's Jinja chat template. */
+  chatTemplate?: string;
   /** tokenizer.ggml.eot_token_id: end of turn (ends generation). */
   eotId?: number;
   /** tokenizer.ggml.eom_token_id: end of message (ends generation). */
@@ -110,6 +112,7 @@ export class GgufTokenizer extends BytePieceTokenizer {
   readonly eosIds: number[];
   readonly addBosByDefault: boolean;
   readonly addSpacePrefix: boolean;
+  readonly chatTemplate?: string;
   private readonly tokens: readonly string[];
   private readonly rendered: Uint8Array[];
   /** Ids that render nothing and take no part in leading-space rules. */
@@ -149,6 +152,7 @@ export class GgufTokenizer extends BytePieceTokenizer {
       if (id !== undefined) eog.add(id);
     }
     this.eosIds = [...eog];
+    if (v.chatTemplate !== undefined) this.chatTemplate = v.chatTemplate;
     this.pre = isLlama ? undefined : preTokenizerFor(v.pre ?? 'default', 'ggufMetadata.pre');
     this.addBosByDefault = (v.addBos ?? (isLlama || this.pre!.addBos)) && this.bosId !== undefined;
     this.addSpacePrefix = isLlama && (v.addSpacePrefix ?? true);
@@ -409,6 +413,8 @@ function checkVocabulary(v: unknown): GgufVocabulary {
   const bosId = checkOptionalId(g.bosId, n, 'bosId');
   const eosId = checkOptionalId(g.eosId, n, 'eosId');
   const unknownId = checkOptionalId(g.unknownId, n, 'unknownId');
+  if (g.chatTemplate !== undefined && typeof g.chatTemplate !== 'string') throw new ArgumentError('ggufMetadata.chatTemplate', 'a string', g.chatTemplate);
+  if (g.chatTemplate !== undefined) out.chatTemplate = g.chatTemplate as string;
   const eotId = checkOptionalId(g.eotId, n, 'eotId');
   const eomId = checkOptionalId(g.eomId, n, 'eomId');
   if (eotId !== undefined) out.eotId = eotId;

@@ -66,6 +66,7 @@ export class HfTokenizer implements Tokenizer {
   readonly bosId?: number;
   readonly eosIds: number[];
   readonly addBosByDefault: boolean;
+  readonly chatTemplate?: string;
   private readonly lib: HfLibTokenizer;
   private readonly json: object;
   private readonly config: object;
@@ -118,6 +119,8 @@ export class HfTokenizer implements Tokenizer {
     }
     if (eos.size === 0 && trailing.length > 0) eos.add(trailing[trailing.length - 1]!);
     this.eosIds = [...eos];
+    const template = chatTemplateOf(cfg.chat_template);
+    if (template !== undefined) this.chatTemplate = template;
     const addBos = cfg.add_bos_token;
     this.addBosByDefault = bos !== undefined && (typeof addBos === 'boolean' ? addBos : leading.includes(bos));
   }
@@ -226,6 +229,17 @@ function keepByteOrderMarks(decoder: unknown): void {
     d.text_decoder = new TextDecoder(d.text_decoder.encoding, { fatal: d.text_decoder.fatal, ignoreBOM: true });
   }
   if (Array.isArray(d.decoders)) d.decoders.forEach(keepByteOrderMarks);
+}
+
+/**
+ * tokenizer_config.json's chat_template: a string, or a list of { name, template } (the one
+ * named 'default', else the first).
+ */
+function chatTemplateOf(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (!Array.isArray(value)) return undefined;
+  const named = value.filter((t): t is { name?: unknown; template: string } => t !== null && typeof t === 'object' && typeof (t as { template?: unknown }).template === 'string');
+  return (named.find((t) => t.name === 'default') ?? named[0])?.template;
 }
 
 function commonPrefixLength(a: string, b: string): number {

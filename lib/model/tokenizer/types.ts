@@ -58,6 +58,11 @@ export interface Tokenizer {
   readonly eosIds: number[];
   /** Whether `encode` prepends BOS when `options.bos` is not given. */
   readonly addBosByDefault: boolean;
+  /**
+   * The chat template (Jinja) the model ships, when it has one: GGUF tokenizer.chat_template,
+   * or chat_template in tokenizer_config.json. See lib/chat.
+   */
+  readonly chatTemplate?: string;
   /** Text to token ids. */
   encode(text: string, options?: EncodeOptions): number[];
   /** A whole sequence of ids to text (see the module comment for special tokens and leading spaces). */
