@@ -14,7 +14,7 @@ import { JacobiProposer } from './decode/proposers/jacobi.js';
 import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';
 import { type SamplingOptions, checkSamplingOptions } from './decode/sampling.js';
 import type { Proposer, SpeculationStats } from './decode/types.js';
-import type { KvCacheDtype } from './model/kv-cache.js';
+import type { KvCache, KvCacheDtype } from './model/kv-cache.js';
 import type { Model } from './model/model.js';
 
 /** Built-in decoding strategies (a Proposer object plugs in its own). */
@@ -46,11 +46,19 @@ export interface GenerateOptions extends SamplingOptions {
   kvDtype?: KvCacheDtype;
   /** Samples per prompt (default 1): n > 1 draws n sequences from one prompt as a batch (seeds seed, seed + 1, ...). */
   n?: number;
-  /** New tokens at most (default 128). */
+  /** New tokens at most (default 128); generation also ends at the model's context length (finishReason 'context'). */
   maxTokens?: number;
+  /**
+   * A prompt longer than the context (model.config.maxSeqLen, less one token to generate) is
+   * an error unless this is true: then its oldest tokens are dropped (a leading BOS is kept).
+   */
+  truncatePrompt?: boolean;
   /** Stop when the text ends with one of these strings (the stop string is kept out of the text). */
   stop?: string[];
-  /** Stop at EOS (default true). */
+  /**
+   * Stop at end of generation (default true): the tokenizer's eosIds (EOS, EOT, ...) and BOS
+   * (a model that emits BOS has begun a new document; llama2.c's story models end that way).
+   */
   stopAtEos?: boolean;
   signal?: AbortSignal;
   /** Called with each new piece of text (and token id) as it is decoded. */
@@ -87,6 +95,8 @@ export interface GenerateOptions extends SamplingOptions {
 
 
 export interface GenerateStats {
+  /** The sampling seed used: options.seed, or a random one when none was given. */
+  seed: number;
   promptTokens: number;
   generatedTokens: number;
   /** From the call to the first generated token, ms. */
@@ -147,7 +157,11 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   return promptsOf(options).batch ? results : results[0]!;
 }
 
-/** Streams the text of one sequence as it is generated. */
+/**
+ * Streams the text of one sequence as it is generated. Leaving the loop early (`break`,
+ * `return()`, a throw in the loop body) stops the generation at once: the step in flight
+ * finishes and no other starts; the generator returns after the work has stopped.
+ */
 export async function* stream(options: GenerateOptions): AsyncGenerator<string, GenerateResult, undefined> {
   const queue: string[] = [];
   let wake: (() => void) | undefined;
@@ -155,8 +169,11 @@ export async function* stream(options: GenerateOptions): AsyncGenerator<string, 
   let failure: unknown;
   let result: GenerateResult[] | undefined;
   const userOnText = options.onText;
-  run({
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const work = run({
     ...options,
+    signal,
     onText: (piece, token, seq) => {
       userOnText?.(piece, token, seq);
       if (seq === 0) queue.push(piece);
@@ -174,15 +191,23 @@ export async function* stream(options: GenerateOptions): AsyncGenerator<string, 
       wake?.();
     },
   );
-  for (;;) {
+  try {
+    for (;;) {
+      while (queue.length) yield queue.shift()!;
+      if (finished) break;
+      await new Promise<void>((r) => (wake = r));
+      wake = undefined;
+    }
     while (queue.length) yield queue.shift()!;
-    if (finished) break;
-    await new Promise<void>((r) => (wake = r));
-    wake = undefined;
+    if (failure) throw failure;
+    return result![0]!;
+  } finally {
+    if (!finished) {
+      // The consumer left early: stop the loop and wait for it (its cache is freed then).
+      stop.abort();
+      await work.catch(() => undefined);
+    }
   }
-  while (queue.length) yield queue.shift()!;
-  if (failure) throw failure;
-  return result![0]!;
 }
 
 /** The proposer for a strategy name (or the proposer itself). */
@@ -234,7 +259,15 @@ function proposerFor(o: GenerateOptions, seed: number): Proposer | undefined {
   }
 }
 
-async function run(o: GenerateOptions): Promise<GenerateResult[]> {
+/**
+ * For chat sessions (lib/chat): generate() for one token prompt, continuing in a KV cache the
+ * caller owns whose first `reuse` rows already hold the prompt's first `reuse` tokens.
+ */
+export async function generateInCache(options: GenerateOptions & { tokens: number[] }, session: { cache: KvCache; reuse: number }): Promise<GenerateResult> {
+  return (await run(options, session))[0]!;
+}
+
+async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number }): Promise<GenerateResult[]> {
   if (o === null || typeof o !== 'object') throw new ArgumentError('options', 'an object', o);
   const { model } = o;
   if (!model || typeof (model as Model).forward !== 'function') throw new ArgumentError('model', 'a Model', model);
@@ -253,7 +286,21 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
       if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new ArgumentError(`tokens[${s}][${i}]`, `a token id in [0, ${vocab - 1}]`, t);
     }),
   );
-  const eos = new Set(o.stopAtEos === false ? [] : (o.tokenizer?.eosIds ?? model.config.eosTokenIds ?? []));
+  const contextLength = model.config.maxSeqLen;
+  ids.forEach((p, s) => {
+    if (p.length < contextLength) return;
+    if (o.truncatePrompt !== true || session) {
+      throw new ArgumentError(
+        o.tokens !== undefined ? `tokens${ids.length > 1 ? `[${s}]` : ''}` : `prompt${ids.length > 1 ? `[${s}]` : ''}`,
+        `at most ${contextLength - 1} tokens (the model's context is ${contextLength} tokens, one kept for the reply; pass truncatePrompt: true to drop the oldest)`,
+        `${p.length} tokens`,
+      );
+    }
+    const keepBos = o.tokenizer?.bosId !== undefined && p[0] === o.tokenizer.bosId ? 1 : 0;
+    ids[s] = [...p.slice(0, keepBos), ...p.slice(p.length - (contextLength - 1 - keepBos))];
+  });
+  const bos = o.tokenizer?.bosId;
+  const eos = new Set(o.stopAtEos === false ? [] : [...(o.tokenizer?.eosIds ?? model.config.eosTokenIds ?? []), ...(bos !== undefined ? [bos] : [])]);
   const proposer = proposerFor(o, sampling.seed);
   const r = await decodeLoop({
     model,
@@ -268,6 +315,8 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
     ...(proposer ? { proposer } : {}),
     ...(o.speculation?.autoDisable !== undefined ? { autoDisable: o.speculation.autoDisable } : {}),
     ...(o.kvDtype ? { cacheDtype: o.kvDtype } : {}),
+    contextLength,
+    ...(session ? { session } : {}),
   });
   return r.sequences.map((sq) => {
     const gen = sq.tokens.length;
@@ -276,6 +325,7 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
       tokens: sq.tokens,
       finishReason: sq.finishReason,
       stats: {
+        seed: sampling.seed,
         promptTokens: sq.promptTokens,
         generatedTokens: gen,
         timeToFirstTokenMs: r.timeToFirstTokenMs,

@@ -113,6 +113,7 @@ export class GgufTokenizer extends BytePieceTokenizer {
   readonly addBosByDefault: boolean;
   readonly addSpacePrefix: boolean;
   readonly chatTemplate?: string;
+  readonly continuationSafe = true;
   private readonly tokens: readonly string[];
   private readonly rendered: Uint8Array[];
   /** Ids that render nothing and take no part in leading-space rules. */
@@ -233,10 +234,10 @@ export class GgufTokenizer extends BytePieceTokenizer {
    * options.special, see the module comment), EOS per options.eos.
    */
   encode(text: string, options?: EncodeOptions): number[] {
-    const { bos, eos, special } = checkEncodeArgs(text, options, this);
+    const { bos, eos, special, continuation } = checkEncodeArgs(text, options, this);
     const ids: number[] = [];
     if (bos) ids.push(this.bosId!);
-    let prevSpecial = true;
+    let prevSpecial = !continuation;
     for (const piece of this.partition(wellFormed(text), special)) {
       if (typeof piece === 'number') {
         ids.push(piece);

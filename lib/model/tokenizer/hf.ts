@@ -67,6 +67,8 @@ export class HfTokenizer implements Tokenizer {
   readonly eosIds: number[];
   readonly addBosByDefault: boolean;
   readonly chatTemplate?: string;
+  /** False: the library encodes every text as a start (a Metaspace prefix, for one); options.continuation is ignored. */
+  readonly continuationSafe = false;
   private readonly lib: HfLibTokenizer;
   private readonly json: object;
   private readonly config: object;

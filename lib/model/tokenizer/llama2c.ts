@@ -110,6 +110,7 @@ export class Llama2cTokenizer extends BytePieceTokenizer {
   /** run.c encodes prompts with BOS. */
   readonly addBosByDefault: boolean;
   readonly maxTokenLength: number;
+  readonly continuationSafe = true;
   private readonly texts: Uint8Array[];
   /** Bytes each id renders to in decode (empty for special tokens; one byte for `<0xNN>`). */
   private readonly rendered: Uint8Array[];
@@ -172,7 +173,7 @@ export class Llama2cTokenizer extends BytePieceTokenizer {
    * fallbacks, score-driven merges; BOS (default on) and EOS (default off) per the options.
    */
   encode(text: string, options?: EncodeOptions): number[] {
-    const { bos, eos, special } = checkEncodeArgs(text, options, this);
+    const { bos, eos, special, continuation } = checkEncodeArgs(text, options, this);
     let pieces: Array<string | number> = text.length > 0 ? [text] : [];
     if (special) {
       for (const [tokenText, id] of this.specialTexts) {
@@ -180,10 +181,10 @@ export class Llama2cTokenizer extends BytePieceTokenizer {
       }
     }
     const ids: number[] = bos ? [this.bosId!] : [];
-    for (const p of pieces) {
+    pieces.forEach((p, i) => {
       if (typeof p === 'number') ids.push(p);
-      else ids.push(...encodeScored(this.vocab, splitUtf8Chars(toBinary(' ' + p))));
-    }
+      else ids.push(...encodeScored(this.vocab, splitUtf8Chars(toBinary(continuation && i === 0 ? p : ' ' + p))));
+    });
     if (eos) ids.push(this.eosIds[0]!);
     return ids;
   }

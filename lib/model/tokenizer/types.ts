@@ -31,6 +31,12 @@ export interface EncodeOptions {
   eos?: boolean;
   /** Match special (control) tokens written in the text, e.g. "<|im_start|>" (default false: plain text). */
   special?: boolean;
+  /**
+   * The text continues earlier text (default false): SentencePiece tokenizers (llama2.c,
+   * GGUF 'llama') then add no space prefix. Byte-level BPE adds none anyway. Hugging Face
+   * tokenizers ignore it (see {@link Tokenizer.continuationSafe}).
+   */
+  continuation?: boolean;
 }
 
 /**
@@ -58,6 +64,12 @@ export interface Tokenizer {
   readonly eosIds: number[];
   /** Whether `encode` prepends BOS when `options.bos` is not given. */
   readonly addBosByDefault: boolean;
+  /**
+   * Whether `encode(text, { continuation: true })` encodes text that continues earlier text
+   * as it would be encoded in place (no start-of-text artefacts such as a SentencePiece space
+   * prefix). Chat sessions append to the ids a reply was generated as only when this is true.
+   */
+  readonly continuationSafe: boolean;
   /**
    * The chat template (Jinja) the model ships, when it has one: GGUF tokenizer.chat_template,
    * or chat_template in tokenizer_config.json. See lib/chat.
@@ -112,12 +124,13 @@ export function checkEncodeArgs(
   text: unknown,
   options: unknown,
   tokenizer: Pick<Tokenizer, 'bosId' | 'eosIds' | 'addBosByDefault'>,
-): { bos: boolean; eos: boolean; special: boolean } {
+): { bos: boolean; eos: boolean; special: boolean; continuation: boolean } {
   if (typeof text !== 'string') throw new ArgumentError('text', 'a string', text);
   if (options === undefined) options = {};
   if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object { bos?, eos?, special? }', options);
-  const { bos, eos, special } = options as { bos?: unknown; eos?: unknown; special?: unknown };
+  const { bos, eos, special, continuation } = options as { bos?: unknown; eos?: unknown; special?: unknown; continuation?: unknown };
   if (special !== undefined && typeof special !== 'boolean') throw new ArgumentError('options.special', 'a boolean', special);
+  if (continuation !== undefined && typeof continuation !== 'boolean') throw new ArgumentError('options.continuation', 'a boolean', continuation);
   if (bos !== undefined && typeof bos !== 'boolean') throw new ArgumentError('options.bos', 'a boolean', bos);
   if (eos !== undefined && typeof eos !== 'boolean') throw new ArgumentError('options.eos', 'a boolean', eos);
   const wantBos = bos ?? tokenizer.addBosByDefault;
@@ -128,7 +141,7 @@ export function checkEncodeArgs(
   if (wantEos && tokenizer.eosIds.length === 0) {
     throw new ArgumentError('options.eos', 'false or absent: this tokenizer has no EOS token', eos);
   }
-  return { bos: wantBos, eos: wantEos, special: special ?? false };
+  return { bos: wantBos, eos: wantEos, special: special ?? false, continuation: continuation ?? false };
 }
 
 /** Checks the `context` argument of streamDecoder (absent means empty). */
