@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 import { BYTE_TO_UNICODE, type GgufVocabulary, GgufTokenizer, PRE_TOKENIZERS, TokenType } from '../../lib/model/tokenizer/gguf.js';
-import { splitWords } from '../../lib/model/tokenizer/pretokenize.js';
+import { splitWords, wellFormed } from '../../lib/model/tokenizer/pretokenize.js';
 import { parseLlama2cTokenizer, readLlama2cTokenizer } from '../../lib/model/tokenizer/llama2c.js';
 import { STORIES_REFERENCE_IDS, STORIES_REFERENCE_TEXT, testModel } from '../helpers/test-models.js';
 import { readGgufMetadata } from '../helpers/tokenizer-reference.js';
@@ -255,6 +255,43 @@ describe('pre-tokenizer regexes', () => {
         const words = split(pre, text);
         expect(words.join(''), `${pre} ${JSON.stringify(text)}`).toBe(text);
         expect(words.every((w) => w.length > 0)).toBe(true);
+      }
+    }
+  });
+});
+
+describe('pre-tokenizers by tokenizer.ggml.pre name (hand-derived splits, as llama.cpp splits)', () => {
+  const TEXT = "HelloWorld I'M 1234567 日本語\u3000x  \n\ty!?/\n";
+  const cases: Array<[string, string[]]> = [
+    // Llama 3: case-insensitive contractions, digits by three, a leading non-letter joins a word (U+3000 too), newlines with the whitespace before them.
+    ['llama3', ['HelloWorld', ' I', "'M", ' ', '123', '456', '7', ' 日本語', '\u3000x', '  \n', '\ty', '!?/\n']],
+    ['qwen2', ['HelloWorld', ' I', "'M", ' ', '1', '2', '3', '4', '5', '6', '7', ' 日本語', '\u3000x', '  \n', '\ty', '!?/\n']],
+    // Tekken (Mistral Nemo): words split at a lower-to-upper case change; single digits.
+    ['tekken', ['Hello', 'World', ' I', "'M", ' ', '1', '2', '3', '4', '5', '6', '7', ' 日本語', '\u3000x', '  \n', '\ty', '!?/\n']],
+    // o200k (gpt-4o, llama4): case-aware words that keep their contraction; digits by three.
+    ['gpt-4o', ['Hello', 'World', " I'M", ' ', '123', '456', '7', ' 日本語', '\u3000x', '  \n', '\ty', '!?/\n']],
+    // DeepSeek V3: digits by three first, then CJK runs apart from the space before them.
+    ['deepseek-v3', ['HelloWorld', ' I', "'M", ' ', '123', '456', '7', ' ', '日本語', '\u3000x', '  \n', '\ty', '!?/\n']],
+    // SmolLM / StarCoder: every digit alone, then GPT-2's regex (case-sensitive contractions).
+    ['smollm', ['HelloWorld', ' I', "'", 'M', ' ', '1', '2', '3', '4', '5', '6', '7', ' 日本語', '\u3000', 'x', '  \n', '\t', 'y', '!?/', '\n']],
+    // SuperBPE: digit runs, cut into groups of three from the right; nothing else is split.
+    ['superbpe', ["HelloWorld I'M ", '1', '234', '567', ' 日本語\u3000x  \n\ty!?/\n']],
+  ];
+  it.each(cases)('%s', (pre, words) => {
+    expect(splitWords(TEXT, PRE_TOKENIZERS[pre]!)).toEqual(words);
+  });
+
+  it('every name encodes and decodes an awkward corpus losslessly (lone surrogates become U+FFFD)', () => {
+    const corpus = [
+      '😀👩‍👩‍👧🇫🇷 emoji', '日本語のテキスト、中文。한국어', 'digits 0 12 345 6789 1234567890 ٣٤٥', 'def f(x):\n\treturn x**2  # code\n',
+      '   spaces\t\ttabs\n\n\nnewlines\r\n', '\u00a0\u2003\u3000\u2028\u0085odd spaces\ufeff', 'lone \ud800 surrogate \udc00 end', "it's I'M we'Ve",
+    ];
+    expect(wellFormed('a\ud800b\ud83d\ude00c\udc00')).toBe('a\ufffdb\u{1F600}c\ufffd');
+    for (const pre of Object.keys(PRE_TOKENIZERS)) {
+      const tok = new GgufTokenizer(byteLevelVocabulary([['Ġ', 't'], ['h', 'e']], pre));
+      for (const text of corpus) {
+        const ids = tok.encode(text, { bos: false });
+        expect(tok.decode(ids), `${pre}: ${JSON.stringify(text)}`).toBe(wellFormed(text));
       }
     }
   });

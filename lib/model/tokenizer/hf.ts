@@ -46,6 +46,8 @@ export interface HfTokenizerFiles {
   config?: object;
   /** generation_config.json, when present (for `eos_token_id`). */
   generationConfig?: object;
+  /** chat_template.jinja, when present (it takes precedence over tokenizer_config.json's chat_template). */
+  chatTemplate?: string;
 }
 
 /** What the library's encode returns (ids are undefined for pieces missing from the vocabulary when there is no unknown token). */
@@ -121,7 +123,7 @@ export class HfTokenizer implements Tokenizer {
     }
     if (eos.size === 0 && trailing.length > 0) eos.add(trailing[trailing.length - 1]!);
     this.eosIds = [...eos];
-    const template = chatTemplateOf(cfg.chat_template);
+    const template = files.chatTemplate ?? chatTemplateOf(cfg.chat_template);
     if (template !== undefined) this.chatTemplate = template;
     const addBos = cfg.add_bos_token;
     this.addBosByDefault = bos !== undefined && (typeof addBos === 'boolean' ? addBos : leading.includes(bos));
@@ -278,6 +280,14 @@ export function readHfTokenizer(path: string): HfTokenizer {
   if (existsSync(configPath)) files.config = readJson(configPath);
   const generationPath = join(dir, 'generation_config.json');
   if (existsSync(generationPath)) files.generationConfig = readJson(generationPath);
+  const templatePath = join(dir, 'chat_template.jinja');
+  if (existsSync(templatePath)) {
+    try {
+      files.chatTemplate = readFileSync(templatePath, 'utf8');
+    } catch (cause) {
+      throw new IoError(`cannot read ${templatePath}: ${(cause as Error).message}`, { cause });
+    }
+  }
   try {
     return new HfTokenizer(files);
   } catch (cause) {
