@@ -296,3 +296,21 @@ describe('pre-tokenizers by tokenizer.ggml.pre name (hand-derived splits, as lla
     }
   });
 });
+
+describe('GGUF end-of-generation tokens', () => {
+  it('EOS, EOT, EOM and the texts llama.cpp treats as end of generation (made control whatever their stored type)', () => {
+    const v = byteLevelVocabulary([['Ġ', 't']], 'qwen2');
+    const tokens = [...v.tokens, '<|im_end|>', '<|eom_id|>', '<|eot_x|>'];
+    const imEnd = tokens.length - 3;
+    const eom = tokens.length - 2;
+    const eot = tokens.length - 1;
+    const types = [...Array.from(v.tokenTypes!), TokenType.NORMAL, TokenType.USER_DEFINED, TokenType.CONTROL];
+    const tok = new GgufTokenizer({ ...v, tokens, tokenTypes: types, eotId: eot });
+    expect(tok.eosIds[0]).toBe(v.eosId);
+    expect(new Set(tok.eosIds)).toEqual(new Set([v.eosId, eot, imEnd, eom]));
+    // <|im_end|> is stored as a normal token: still control (matched only with special: true, decodes to nothing).
+    expect(tok.encode('a<|im_end|>', { bos: false })).not.toContain(imEnd);
+    expect(tok.encode('a<|im_end|>', { bos: false, special: true })).toEqual([tok.tokenToId('a'), imEnd]);
+    expect(tok.decode([tok.tokenToId('a')!, imEnd])).toBe('a');
+  });
+});

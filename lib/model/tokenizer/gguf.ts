@@ -148,10 +148,13 @@ export class GgufTokenizer extends BytePieceTokenizer {
     for (let id = 0; id < n; id++) this.textToId.set(this.tokens[id]!, id);
     const eog = new Set<number>();
     for (const id of [eosId, v.eotId, v.eomId]) if (id !== undefined) eog.add(id);
+    // As llama.cpp: these are control tokens whatever their stored type says.
+    const eogByText = new Set<number>();
     for (const text of EOG_TEXTS) {
       const id = this.textToId.get(text);
-      if (id !== undefined) eog.add(id);
+      if (id !== undefined) eogByText.add(id);
     }
+    for (const id of eogByText) eog.add(id);
     this.eosIds = [...eog];
     if (v.chatTemplate !== undefined) this.chatTemplate = v.chatTemplate;
     this.pre = isLlama ? undefined : preTokenizerFor(v.pre ?? 'default', 'ggufMetadata.pre');
@@ -176,12 +179,13 @@ export class GgufTokenizer extends BytePieceTokenizer {
       for (const id of this.eosIds) this.control[id] = 1;
       if (unkId !== undefined) this.control[unkId] = 1;
     }
+    for (const id of eogByText) this.control[id] = 1;
     for (let id = 0; id < n; id++) {
       const text = this.tokens[id]!;
       if (text.length === 0) continue;
       const t = typeOf(id);
-      if (t === TokenType.USER_DEFINED) this.matchAlways.push([text, id]);
-      else if (t === TokenType.CONTROL || t === TokenType.UNKNOWN || (!types && this.control[id])) this.matchSpecial.push([text, id]);
+      if (eogByText.has(id) || t === TokenType.CONTROL || t === TokenType.UNKNOWN || (!types && this.control[id])) this.matchSpecial.push([text, id]);
+      else if (t === TokenType.USER_DEFINED) this.matchAlways.push([text, id]);
     }
     const longestFirst = (a: [string, number], b: [string, number]): number => utf8Length(b[0]) - utf8Length(a[0]) || a[1] - b[1];
     this.matchAlways.sort(longestFirst);
