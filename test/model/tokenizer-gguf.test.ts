@@ -281,6 +281,11 @@ describe('pre-tokenizers by tokenizer.ggml.pre name (hand-derived splits, as lla
     expect(splitWords(TEXT, PRE_TOKENIZERS[pre]!)).toEqual(words);
   });
 
+  it('kimi-k2: Han runs apart, a word keeps its contraction; afmoe: digit runs cut n mod 3 first, text before a run joins its first group', () => {
+    expect(splitWords("HelloWorld I'M 1234567 日本語x 中文", PRE_TOKENIZERS['kimi-k2']!)).toEqual(['HelloWorld', " I'M", ' ', '123', '456', '7', ' ', '日本語', 'x', ' ', '中文']);
+    expect(splitWords('ab1234 x12345 ab123 ภาษาไทย 9', PRE_TOKENIZERS.afmoe!)).toEqual(['ab', '1', '234', ' x', '12', '345', ' ab', '123', ' ', 'ภาษาไทย', ' ', '9']);
+  });
+
   it('every name encodes and decodes an awkward corpus losslessly (lone surrogates become U+FFFD)', () => {
     const corpus = [
       '😀👩‍👩‍👧🇫🇷 emoji', '日本語のテキスト、中文。한국어', 'digits 0 12 345 6789 1234567890 ٣٤٥', 'def f(x):\n\treturn x**2  # code\n',

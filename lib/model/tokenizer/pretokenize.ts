@@ -55,9 +55,29 @@ const DEEPSEEK_LLM_LETTERS = [
   '\\u{10C80}-\\u{10CB2}\\u{10CC0}-\\u{10CF2}\\u{118A0}-\\u{118DF}\\u{1E900}-\\u{1E943}',
 ].join('');
 /** deepseek's CJK class [一-龥ࠀ-一가-퟿] as code points (U+3000 and the other whitespace in it never match: see the module comment). */
+ /** DeepSeek V3's (and AFMoE's) main split. */
+const DEEPSEEK_V3_MAIN =
+  String.raw`[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_` + '`' + String.raw`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|${S}*[\r\n]+|${S}+(?!${NS})|${S}+`;
 const CJK_DEEPSEEK = '[\\u4E00-\\u9FA5\\u0800-\\u4E00\\uAC00-\\uD7FF]+';
 /** Poro / BLOOM: [^(\s|.,!?…。，、।۔،)] (the parentheses and | are literal members of the class). */
 const NOT_PORO_PUNCT = `[^(${WS}|.,!?\\u2026\\u3002\\uFF0C\\u3001\\u0964\\u06D4\\u060C)]`;
+
+/** Han characters as llama.cpp's unicode_cpt_is_han lists them (CJK ideograph blocks). */
+const HAN = '\\u4E00-\\u9FFF\\u3400-\\u4DBF\\u{20000}-\\u{2A6DF}\\u{2A700}-\\u{2EBEF}\\uF900-\\uFAFF\\u{2F800}-\\u{2FA1F}';
+/**
+ * Kimi K2 (llama.cpp splits it by hand, not with its regex): Han runs; words of non-Han letters
+ * (case ignored, marks not included) with an optional leading non-letter and an optional
+ * contraction; digits by three; then Llama 3's punctuation and whitespace rules.
+ */
+const KIMI_K2 = String.raw`[${HAN}]+|[^
+\p{L}\p{N}]?(?:(?![${HAN}])\p{L})+(?:${CONTRACTIONS_CI})?|\p{N}{1,3}| ?[^${WS}\p{L}\p{N}]+[
+]*|${S}*[
+]+|${S}+(?!${NS})|${S}+`;
+/** Marks the AFMoE digit split (not a regex; see afmoeDigits). */
+const AFMOE_DIGITS = '<afmoe digits>';
+const AFMOE_SCRIPTS =
+  '[\\u4E00-\\u9FFF\\u3400-\\u4DBF\\uF900-\\uFAFF\\u3040-\\u309F\\u30A0-\\u30FF\\uFF65-\\uFF9F\\u2F00-\\u2FDF\\u0E00-\\u0E7F\\u0E80-\\u0EFF' +
+  '\\u1780-\\u17FF\\u1000-\\u109F\\uAA60-\\uAA7F\\uA9E0-\\uA9FF\\uAC00-\\uD7AF\\u1100-\\u11FF]+';
 
 export interface PreTokenizer {
   /** The regexes, applied in turn (see the module comment). */
@@ -85,7 +105,7 @@ const KINDS = {
   deepseekV3: p([
     String.raw`\p{N}{1,3}`,
     '[\\u4E00-\\u9FA5\\u3040-\\u309F\\u30A0-\\u30FF]+',
-    String.raw`[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_` + '`' + String.raw`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|${S}*[\r\n]+|${S}+(?!${NS})|${S}+`,
+    DEEPSEEK_V3_MAIN,
   ]),
   deepseekCoder: p(['[\r\n]', String.raw`${S}?\p{L}+`, String.raw`${S}?\p{P}+`, CJK_DEEPSEEK, String.raw`\p{N}`]),
   falcon: p([String.raw`[\p{P}$+<=>^~|` + '`]+', GPT2, '[0-9][0-9][0-9]']),
@@ -112,13 +132,15 @@ const KINDS = {
   gpt4o: p([GPT4O]),
   superbpe: p([String.raw`\p{N}+`, String.raw`(?=(\d{3})+(?!\d))`]),
   bailingmoe: p([String.raw`'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^${WS}\p{L}\p{N}]+[\r\n]*|${S}*[\r\n]|${S}+(?!${NS})|${S}+`]),
+  kimiK2: p([KIMI_K2]),
+  afmoe: p([AFMOE_DIGITS, AFMOE_SCRIPTS, DEEPSEEK_V3_MAIN]),
   seedCoder: p([String.raw`${CONTRACTIONS_CI}|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^${WS}\p{L}\p{N}\r\n]+|${S}*[\r\n]+|${S}+(?!${NS})|${S}+`]),
 } satisfies Record<string, PreTokenizer>;
 
 /**
- * Pre-tokenizers by tokenizer.ggml.pre value: every name llama.cpp (mid-2025 and later)
- * accepts for a byte-level BPE vocabulary, except those that need a hand-written splitter
- * there (kimi-k2, afmoe), which are refused rather than tokenized differently.
+ * Pre-tokenizers by tokenizer.ggml.pre value: the names llama.cpp (late 2025) accepts for a
+ * byte-level BPE vocabulary. Unknown names are refused (llama.cpp would fall back to 'default'
+ * with a warning; a silently different tokenization is worse than an error).
  */
 export const PRE_TOKENIZERS: Readonly<Record<string, PreTokenizer>> = {
   default: KINDS.default,
@@ -187,6 +209,8 @@ export const PRE_TOKENIZERS: Readonly<Record<string, PreTokenizer>> = {
   bailingmoe2: KINDS.bailingmoe,
   'llada-moe': KINDS.bailingmoe,
   'seed-coder': KINDS.seedCoder,
+  'kimi-k2': KINDS.kimiK2,
+  afmoe: KINDS.afmoe,
 };
 
 /** The pre-tokenizer of a tokenizer.ggml.pre name; an ArgumentError naming `argument` when unknown. */
@@ -225,8 +249,13 @@ export function splitWords(text: string, pre: PreTokenizer): string[] {
   // Pieces as [start, end) in UTF-16 units.
   let pieces: Array<[number, number]> = clean.length > 0 ? [[0, clean.length]] : [];
   for (const source of pre.regexes) {
-    const re = compile(source);
     const next: Array<[number, number]> = [];
+    if (source === AFMOE_DIGITS) {
+      for (const [start, end] of pieces) afmoeDigits(shadow, start, end, next);
+      pieces = next;
+      continue;
+    }
+    const re = compile(source);
     for (const [start, end] of pieces) {
       const part = shadow.slice(start, end);
       let last = 0;
@@ -242,4 +271,40 @@ export function splitWords(text: string, pre: PreTokenizer): string[] {
     pieces = next;
   }
   return pieces.map(([a, b]) => clean.slice(a, b));
+}
+
+/**
+ * AFMoE's digit split (llama.cpp's hand-written one): a run of n digits is cut into a first
+ * group of n mod 3 digits (when not 0) and groups of three. The cuts fall only at those group
+ * ends, so the text before a run stays joined to the run's first group; text after the last
+ * run is one more piece.
+ */
+function afmoeDigits(text: string, start: number, end: number, out: Array<[number, number]>): void {
+  const isDigit = /\p{N}/u;
+  let prev = start;
+  let pos = start;
+  const cut = (at: number): void => {
+    if (at > prev) out.push([prev, at]);
+    prev = at;
+  };
+  while (pos < end) {
+    const cp = text.codePointAt(pos)!;
+    const width = cp > 0xffff ? 2 : 1;
+    if (!isDigit.test(String.fromCodePoint(cp))) {
+      pos += width;
+      continue;
+    }
+    // Digit run: count code points, remembering where each ends.
+    const ends: number[] = [];
+    while (pos < end) {
+      const c = text.codePointAt(pos)!;
+      if (!isDigit.test(String.fromCodePoint(c))) break;
+      pos += c > 0xffff ? 2 : 1;
+      ends.push(pos);
+    }
+    const first = ends.length % 3;
+    if (first > 0) cut(ends[first - 1]!);
+    for (let i = first + 2; i < ends.length; i += 3) cut(ends[i]!);
+  }
+  cut(end);
 }
