@@ -273,13 +273,20 @@ export class ChatSession {
     const prompt = continues
       ? [...this.seen, ...this.tokenizer.encode(text.slice(this.seenText.length), { bos: false, special: true, continuation: true })]
       : chatPromptIds(this.tokenizer, text);
+    const context = this.model.config.maxSeqLen;
+    if (prompt.length >= context) {
+      throw new ArgumentError(
+        'content',
+        `a message that keeps the conversation within the model's context of ${context} tokens (one kept for the reply); start a new session or a shorter conversation`,
+        `a conversation of ${prompt.length} tokens`,
+      );
+    }
     let common = 0;
     while (common < this.cached.length && common < prompt.length && this.cached[common] === prompt[common]) common++;
     const reuse = Math.min(common, prompt.length - 1);
     const merged = { ...this.defaults, ...generateOptionsOf(options) };
     const { onText, ...rest } = merged;
     if (!this.cache) {
-      const context = this.model.config.maxSeqLen;
       const dtype = rest.kvDtype;
       const float = dtype === undefined || dtype === 'f32' || dtype === 'f16' || dtype === 'bf16';
       this.cache = this.model.createCache({ capacity: float ? Math.min(context, prompt.length + 320) : context, ...(dtype ? { dtype } : {}) });

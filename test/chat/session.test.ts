@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { ChatSession, chat, chatPromptIds, chatTemplateFor } from '../../lib/chat/session.js';
 import { generate, stream } from '../../lib/generate.js';
 import { loadModel } from '../../lib/model/load.js';
-import type { Model } from '../../lib/model/model.js';
+import { Model } from '../../lib/model/model.js';
+import { loadWeights } from '../../lib/model/weights.js';
 import { testModel } from '../helpers/test-models.js';
 
 const TEMPLATE = '{% for m in messages %}{{ m.role }}:{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}';
@@ -87,6 +88,26 @@ describe.skipIf(!bin)('chat on stories260K', async () => {
     }
   });
 
+  it('speculative decoding with a draft model inside a session gives the greedy tokens; sampling with a seed is reproducible', async () => {
+    const draftPath = testModel('llama2xs-281K/model.bin', 'speculative chat session');
+    if (!draftPath) return;
+    const draft = await Model.fromWeights(loadWeights(draftPath), { backend: 'cpu' });
+    const plain = new ChatSession({ model, tokenizer, template: TEMPLATE, maxTokens: 20, temperature: 0 });
+    const spec = new ChatSession({ model, tokenizer, template: TEMPLATE, maxTokens: 20, temperature: 0, draft });
+    const sampledA = new ChatSession({ model, tokenizer, template: TEMPLATE, maxTokens: 12, temperature: 0.8, seed: 7 });
+    const sampledB = new ChatSession({ model, tokenizer, template: TEMPLATE, maxTokens: 12, temperature: 0.8, seed: 7 });
+    try {
+      for (const text of ['Lily had a ball.', 'She liked to play.']) {
+        expect((await spec.send(text)).tokens).toEqual((await plain.send(text)).tokens);
+        expect((await sampledB.send(text)).tokens).toEqual((await sampledA.send(text)).tokens);
+      }
+      expect(spec.lastTurn.reusedTokens).toBeGreaterThan(0);
+    } finally {
+      for (const s of [plain, spec, sampledA, sampledB]) s.dispose();
+      draft.dispose();
+    }
+  });
+
   it('breaking out of a session stream stops the reply at once and keeps what was generated', async () => {
     const session = new ChatSession({ model, tokenizer, template: TEMPLATE, maxTokens: 200, temperature: 0, stopAtEos: false });
     try {
@@ -145,6 +166,17 @@ describe.skipIf(!bin)('chat on stories260K', async () => {
       cache.dispose();
     }
     expect(r.tokens).toEqual(out);
+  });
+
+  it('a session whose conversation outgrows the context says so and stays usable', async () => {
+    const session = new ChatSession({ model, tokenizer, template: TEMPLATE, maxTokens: 4, temperature: 0 });
+    try {
+      await expect(session.send('Once upon a time '.repeat(200))).rejects.toThrow(/content must be a message that keeps the conversation within the model's context of 512 tokens/);
+      expect(session.messages).toHaveLength(0);
+      expect((await session.send('Hi')).tokens.length).toBeGreaterThan(0);
+    } finally {
+      session.dispose();
+    }
   });
 
   it('the default seed is random and reported; a given seed is reproducible', async () => {
