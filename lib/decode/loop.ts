@@ -14,6 +14,7 @@
  * the target's processed distribution. The uniforms come from a per-sequence seeded generator.
  */
 
+import { InternalError } from '../errors.js';
 import { argmaxRows } from '../kernels/sampling.js';
 import { verifyGreedyBatch, verifySamplingBatch } from '../kernels/verify.js';
 import type { KvCache, KvCacheDtype } from '../model/kv-cache.js';
@@ -134,9 +135,9 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
   const initial = growable(o.cacheDtype) ? Math.min(capacity, longest + Math.min(o.maxTokens, 256) + 64) : capacity;
   const session = o.session;
   if (session) {
-    if (o.prompts.length !== 1) throw new Error('decodeLoop: a session continues exactly one sequence');
+    if (o.prompts.length !== 1) throw new InternalError('decodeLoop: a session continues exactly one sequence');
     const { cache: c, reuse } = session;
-    if (reuse < 0 || reuse >= o.prompts[0]!.length || reuse > c.length(0)) throw new Error(`decodeLoop: session reuse ${reuse} out of range`);
+    if (reuse < 0 || reuse >= o.prompts[0]!.length || reuse > c.length(0)) throw new InternalError(`decodeLoop: session reuse ${reuse} out of range`);
     c.truncate(0, reuse);
     if (c.capacity < initial && growable(c.dtype)) c.grow(initial);
   }
