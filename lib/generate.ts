@@ -158,11 +158,18 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
 }
 
 /**
- * Streams the text of one sequence as it is generated. Leaving the loop early (`break`,
+ * Streams the text of one sequence as it is generated (a batch is refused: use generate()'s
+ * onText, which names each piece's sequence). Leaving the loop early (`break`,
  * `return()`, a throw in the loop body) stops the generation at once: the step in flight
  * finishes and no other starts; the generator returns after the work has stopped.
  */
-export async function* stream(options: GenerateOptions): AsyncGenerator<string, GenerateResult, undefined> {
+export async function* stream(
+  options: GenerateOptions & { prompt?: string; tokens?: number[]; n?: 1 },
+): AsyncGenerator<string, GenerateResult, undefined> {
+  const isBatch = (o: GenerateOptions): boolean => Array.isArray(o.prompt) || (Array.isArray(o.tokens) && Array.isArray(o.tokens[0])) || (typeof o.n === 'number' && o.n > 1);
+  if (options !== null && typeof options === 'object' && isBatch(options)) {
+    throw new ArgumentError('options', 'one sequence to stream (a string prompt or one token list, n 1); for a batch use generate() with onText(piece, token, sequence)', 'a batch');
+  }
   const queue: string[] = [];
   let wake: (() => void) | undefined;
   let finished = false;
