@@ -15,7 +15,7 @@ import { JacobiProposer } from './decode/proposers/jacobi.js';
 import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';
 import { type SamplingOptions, checkSamplingOptions } from './decode/sampling.js';
 import type { Proposer, SpeculationStats } from './decode/types.js';
-import type { KvCacheDtype } from './model/kv-cache.js';
+import type { KvCache, KvCacheDtype } from './model/kv-cache.js';
 import type { Model } from './model/model.js';
 import { checkThreadsOption, setThreads } from './native/threads.js';
 
@@ -48,11 +48,19 @@ export interface GenerateOptions extends SamplingOptions {
   kvDtype?: KvCacheDtype;
   /** Samples per prompt (default 1): n > 1 draws n sequences from one prompt as a batch (seeds seed, seed + 1, ...). */
   n?: number;
-  /** New tokens at most (default 128). */
+  /** New tokens at most (default 128); generation also ends at the model's context length (finishReason 'context'). */
   maxTokens?: number;
+  /**
+   * A prompt longer than the context (model.config.maxSeqLen, less one token to generate) is
+   * an error unless this is true: then its oldest tokens are dropped (a leading BOS is kept).
+   */
+  truncatePrompt?: boolean;
   /** Stop when the text ends with one of these strings (the stop string is kept out of the text). */
   stop?: string[];
-  /** Stop at EOS (default true). */
+  /**
+   * Stop at end of generation (default true): the tokenizer's eosIds (EOS, EOT, ...) and BOS
+   * (a model that emits BOS has begun a new document; llama2.c's story models end that way).
+   */
   stopAtEos?: boolean;
   /** CPU threads for the CPU kernels from now on (process-wide, as setThreads); default: as it is. */
   threads?: number;
@@ -91,6 +99,8 @@ export interface GenerateOptions extends SamplingOptions {
 
 
 export interface GenerateStats {
+  /** The sampling seed used: options.seed, or a random one when none was given. */
+  seed: number;
   promptTokens: number;
   generatedTokens: number;
   /** From the call to the first generated token, ms. */
@@ -154,8 +164,19 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   return promptsOf(options).batch ? results : results[0]!;
 }
 
-/** Streams the text of one sequence as it is generated. */
-export async function* stream(options: GenerateOptions): AsyncGenerator<string, GenerateResult, undefined> {
+/**
+ * Streams the text of one sequence as it is generated (a batch is refused: use generate()'s
+ * onText, which names each piece's sequence). Leaving the loop early (`break`,
+ * `return()`, a throw in the loop body) stops the generation at once: the step in flight
+ * finishes and no other starts; the generator returns after the work has stopped.
+ */
+export async function* stream(
+  options: GenerateOptions & { prompt?: string; tokens?: number[]; n?: 1 },
+): AsyncGenerator<string, GenerateResult, undefined> {
+  const isBatch = (o: GenerateOptions): boolean => Array.isArray(o.prompt) || (Array.isArray(o.tokens) && Array.isArray(o.tokens[0])) || (typeof o.n === 'number' && o.n > 1);
+  if (options !== null && typeof options === 'object' && isBatch(options)) {
+    throw new ArgumentError('options', 'one sequence to stream (a string prompt or one token list, n 1); for a batch use generate() with onText(piece, token, sequence)', 'a batch');
+  }
   const queue: string[] = [];
   let wake: (() => void) | undefined;
   let finished = false;
@@ -163,8 +184,11 @@ export async function* stream(options: GenerateOptions): AsyncGenerator<string, 
   let result: GenerateResult[] | undefined;
   validateGenerateOptions(options); // before onText is wrapped below
   const userOnText = options.onText;
-  run({
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const work = run({
     ...options,
+    signal,
     onText: (piece, token, seq) => {
       userOnText?.(piece, token, seq);
       if (seq === 0) queue.push(piece);
@@ -182,15 +206,23 @@ export async function* stream(options: GenerateOptions): AsyncGenerator<string, 
       wake?.();
     },
   );
-  for (;;) {
+  try {
+    for (;;) {
+      while (queue.length) yield queue.shift()!;
+      if (finished) break;
+      await new Promise<void>((r) => (wake = r));
+      wake = undefined;
+    }
     while (queue.length) yield queue.shift()!;
-    if (finished) break;
-    await new Promise<void>((r) => (wake = r));
-    wake = undefined;
+    if (failure) throw failure;
+    return result![0]!;
+  } finally {
+    if (!finished) {
+      // The consumer left early: stop the loop and wait for it (its cache is freed then).
+      stop.abort();
+      await work.catch(() => undefined);
+    }
   }
-  while (queue.length) yield queue.shift()!;
-  if (failure) throw failure;
-  return result![0]!;
 }
 
 /** The proposer for a strategy name (or the proposer itself). */
@@ -242,7 +274,15 @@ function proposerFor(o: GenerateOptions, seed: number): Proposer | undefined {
   }
 }
 
-async function run(o: GenerateOptions): Promise<GenerateResult[]> {
+/**
+ * For chat sessions (lib/chat): generate() for one token prompt, continuing in a KV cache the
+ * caller owns whose first `reuse` rows already hold the prompt's first `reuse` tokens.
+ */
+export async function generateInCache(options: GenerateOptions & { tokens: number[] }, session: { cache: KvCache; reuse: number }): Promise<GenerateResult> {
+  return (await run(options, session))[0]!;
+}
+
+async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number }): Promise<GenerateResult[]> {
   validateGenerateOptions(o);
   const { model } = o;
   if (!model || typeof (model as Model).forward !== 'function') throw new ArgumentError('model', 'a Model', model);
@@ -263,7 +303,21 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
       if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new ArgumentError(`tokens[${s}][${i}]`, `a token id in [0, ${vocab - 1}]`, t);
     }),
   );
-  const eos = new Set(o.stopAtEos === false ? [] : (o.tokenizer?.eosIds ?? model.config.eosTokenIds ?? []));
+  const contextLength = model.config.maxSeqLen;
+  ids.forEach((p, s) => {
+    if (p.length < contextLength) return;
+    if (o.truncatePrompt !== true || session) {
+      throw new ArgumentError(
+        o.tokens !== undefined ? `tokens${ids.length > 1 ? `[${s}]` : ''}` : `prompt${ids.length > 1 ? `[${s}]` : ''}`,
+        `at most ${contextLength - 1} tokens (the model's context is ${contextLength} tokens, one kept for the reply; pass truncatePrompt: true to drop the oldest)`,
+        `${p.length} tokens`,
+      );
+    }
+    const keepBos = o.tokenizer?.bosId !== undefined && p[0] === o.tokenizer.bosId ? 1 : 0;
+    ids[s] = [...p.slice(0, keepBos), ...p.slice(p.length - (contextLength - 1 - keepBos))];
+  });
+  const bos = o.tokenizer?.bosId;
+  const eos = new Set(o.stopAtEos === false ? [] : [...(o.tokenizer?.eosIds ?? model.config.eosTokenIds ?? []), ...(bos !== undefined ? [bos] : [])]);
   const proposer = proposerFor(o, sampling.seed);
   const r = await decodeLoop({
     model,
@@ -278,6 +332,8 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
     ...(proposer ? { proposer } : {}),
     ...(o.speculation?.autoDisable !== undefined ? { autoDisable: o.speculation.autoDisable } : {}),
     ...(o.kvDtype ? { cacheDtype: o.kvDtype } : {}),
+    contextLength,
+    ...(session ? { session } : {}),
   });
   return r.sequences.map((sq) => {
     const gen = sq.tokens.length;
@@ -287,6 +343,7 @@ async function run(o: GenerateOptions): Promise<GenerateResult[]> {
       finishReason: sq.finishReason,
       ...(sq.error ? { error: sq.error } : {}),
       stats: {
+        seed: sampling.seed,
         promptTokens: sq.promptTokens,
         generatedTokens: gen,
         timeToFirstTokenMs: r.timeToFirstTokenMs,

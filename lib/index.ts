@@ -91,6 +91,20 @@ export {
 export { Model, type ModelOptions, type ModelWeights, type ForwardSequence, type ForwardOptions, type ForwardResult } from './model/model.js';
 export { KvCache, type KvCacheOptions, type KvCacheDtype } from './model/kv-cache.js';
 export { generate, stream, type GenerateOptions, type GenerateResult, type GenerateStats, type FinishReason, type TextTokenizer } from './generate.js';
+export {
+  chat,
+  streamChat,
+  ChatSession,
+  chatTemplateFor,
+  chatPromptIds,
+  type ChatOptions,
+  type ChatResult,
+  type ChatSessionOptions,
+  type ChatGenerateOptions,
+  type ChatSetup,
+  type TurnStats,
+} from './chat/session.js';
+export { ChatTemplate, ChatTemplateError, type ChatMessage, type RenderOptions } from './chat/template.js';
 export { Sampler, type SamplingOptions } from './decode/sampling.js';
 export {
   loadTokenizer,

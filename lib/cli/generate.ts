@@ -1,12 +1,22 @@
-/** `canopy generate`: text from a model on disk, streamed to stdout; stats on stderr. */
+/**
+ * `canopy generate`: text from a model on disk, streamed to stdout; stats on stderr.
+ * --prompt - reads the prompt from stdin; --chat (or --system) sends it as a user message
+ * through the model's chat template.
+ */
 
-import { ArgumentError } from '../errors.js';
+import { readFileSync } from 'node:fs';
+
+import { chatPromptIds, chatTemplateFor } from '../chat/session.js';
+import type { ChatMessage } from '../chat/template.js';
+import { ArgumentError, IoError } from '../errors.js';
 import { STRATEGIES, type StrategyName, generate, stream } from '../generate.js';
+import type { KvCacheDtype } from '../model/kv-cache.js';
 import { loadModel } from '../model/load.js';
 import { Model } from '../model/model.js';
 import { loadWeights } from '../model/weights.js';
 import type { Backend } from '../native/backend.js';
 import type { FloatDType } from '../tensor/dtype.js';
+import { KV_DTYPES, num } from './chat.js';
 
 export interface GenerateCliOptions {
   model: string;
@@ -23,13 +33,14 @@ export interface GenerateCliOptions {
   dtype?: string;
   threads?: string;
   json?: boolean;
-}
-
-function num(value: string | undefined, name: string, integer: boolean): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new ArgumentError(`--${name}`, integer ? 'an integer' : 'a number', value);
-  return n;
+  stop?: string[];
+  n?: string;
+  kvDtype?: string;
+  speculationK?: string;
+  system?: string;
+  chat?: boolean;
+  template?: string;
+  verbose?: boolean;
 }
 
 export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
@@ -42,6 +53,19 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
   if (dtype !== undefined && !['f32', 'f16', 'bf16'].includes(dtype)) throw new ArgumentError('--dtype', 'f32, f16 or bf16', dtype);
   const threads = num(o.threads, 'threads', true);
   if (threads !== undefined && (threads < 1 || threads > 1024)) throw new ArgumentError('--threads', 'an integer in [1, 1024]', o.threads);
+  if (o.kvDtype !== undefined && !KV_DTYPES.includes(o.kvDtype)) throw new ArgumentError('--kv-dtype', KV_DTYPES.join(', '), o.kvDtype);
+  const n = num(o.n, 'n', true) ?? 1;
+  if (n < 1) throw new ArgumentError('--n', 'an integer >= 1', o.n);
+  const speculationK = num(o.speculationK, 'speculation-k', true);
+  let promptText = o.prompt;
+  if (promptText === '-') {
+    try {
+      promptText = readFileSync(0, 'utf8');
+    } catch (cause) {
+      throw new IoError(`cannot read the prompt from stdin: ${(cause as Error).message}`, { cause });
+    }
+  }
+  const asChat = o.chat === true || o.system !== undefined || o.template !== undefined;
   const { model, tokenizer } = await loadModel(o.model, {
     backend: (o.backend ?? 'auto') as Backend,
     ...(threads !== undefined ? { threads } : {}),
@@ -50,6 +74,13 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
   });
   // The draft shares the target's tokenizer: only its weights are loaded.
   const draft = o.draft ? await Model.fromWeights(loadWeights(o.draft), { backend: model.device, ...(dtype ? { dtype } : {}) }) : undefined;
+  if (o.verbose && model.fallbackReason) process.stderr.write(`[cpu] CUDA not used: ${model.fallbackReason}\n`);
+  let tokens: number[] | undefined;
+  if (asChat) {
+    const template = chatTemplateFor(tokenizer, o.template !== undefined ? readFileSync(o.template, 'utf8') : undefined);
+    const messages: ChatMessage[] = [...(o.system !== undefined ? [{ role: 'system', content: o.system }] : []), { role: 'user', content: promptText }];
+    tokens = chatPromptIds(tokenizer, template.render(messages));
+  }
   const abort = new AbortController();
   const onSigint = () => abort.abort();
   process.once('SIGINT', onSigint);
@@ -57,7 +88,7 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
     const opts = {
       model,
       tokenizer,
-      prompt: o.prompt,
+      ...(tokens ? { tokens } : { prompt: promptText }),
       maxTokens: num(o.maxTokens, 'max-tokens', true) ?? 256,
       temperature: num(o.temperature, 'temperature', false) ?? 0.8,
       ...(o.topK !== undefined ? { topK: num(o.topK, 'top-k', true)! } : {}),
@@ -66,13 +97,21 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
       signal: abort.signal,
       strategy,
       ...(draft ? { draft } : {}),
+      ...(o.stop && o.stop.length > 0 ? { stop: o.stop } : {}),
+      ...(o.kvDtype !== undefined ? { kvDtype: o.kvDtype as KvCacheDtype } : {}),
+      ...(speculationK !== undefined ? { speculation: { k: speculationK } } : {}),
     };
-    if (o.json) {
-      const r = await generate(opts);
-      process.stdout.write(JSON.stringify({ text: r.text, tokens: r.tokens, finishReason: r.finishReason, stats: r.stats }, null, 2) + '\n');
+    if (o.json || n > 1) {
+      const results = n > 1 ? await generate({ ...opts, n }) : [await generate(opts)];
+      if (o.json) {
+        const rows = results.map((r) => ({ text: r.text, tokens: r.tokens, finishReason: r.finishReason, stats: r.stats }));
+        process.stdout.write(JSON.stringify(n > 1 ? rows : rows[0], null, 2) + '\n');
+      } else {
+        results.forEach((r, i) => process.stdout.write(`--- sample ${i + 1} (${r.finishReason}) ---\n${asChat ? '' : promptText}${r.text}\n`));
+      }
       return 0;
     }
-    process.stdout.write(o.prompt);
+    if (!asChat) process.stdout.write(promptText);
     const it = stream(opts);
     let next = await it.next();
     while (!next.done) {
@@ -83,9 +122,9 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
     process.stdout.write('\n');
     const s = r.stats;
     process.stderr.write(
-      `\n[${model.device}${model.fallbackReason ? ` (CUDA not used: ${model.fallbackReason})` : ''}] ` +
+      `\n[${model.device}${o.verbose && model.fallbackReason ? ` (CUDA not used: ${model.fallbackReason})` : ''}] ` +
         `prompt ${s.promptTokens} tokens, generated ${s.generatedTokens} (${r.finishReason}), ` +
-        `first token ${s.timeToFirstTokenMs.toFixed(1)} ms, ${s.tokensPerSecond.toFixed(1)} tokens/s, ${s.targetPasses} forward passes\n`,
+        `first token ${s.timeToFirstTokenMs.toFixed(1)} ms, ${s.tokensPerSecond.toFixed(1)} tokens/s, ${s.targetPasses} forward passes, seed ${s.seed}\n`,
     );
     if (s.speculation) {
       const sp = s.speculation;

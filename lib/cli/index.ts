@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { packageVersion } from '../info.js';
 import { type BenchCliOptions, runBenchCli } from './bench.js';
 import { runBuild } from './build.js';
+import { type ChatCliOptions, runChatCli } from './chat.js';
 import { type GenerateCliOptions, runGenerateCli } from './generate.js';
 import { runInfo } from './info.js';
 
@@ -24,10 +25,11 @@ program
   .command('generate')
   .description('generate text with a model from disk (llama2.c .bin, GGUF, or a Hugging Face folder)')
   .requiredOption('--model <path>', 'model file or folder')
-  .requiredOption('--prompt <text>', 'the prompt')
+  .requiredOption('--prompt <text>', "the prompt ('-': read it from stdin)")
   .option('--tokenizer <path>', 'tokenizer file (default: embedded in GGUF, or found beside the model)')
   .option('--draft <path>', 'draft model (speculative strategies)')
-  .option('--strategy <name>', 'decoding strategy', 'autoregressive')
+  .option('--strategy <name>', 'decoding strategy (default: speculative with --draft, else autoregressive)')
+  .option('--speculation-k <k>', 'draft length to start from (speculative, lookup)')
   .option('--max-tokens <n>', 'new tokens at most', '256')
   .option('--temperature <t>', '0 is greedy', '0.8')
   .option('--top-k <k>', 'keep the k most probable tokens')
@@ -36,9 +38,36 @@ program
   .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
   .option('--dtype <dtype>', 'weight storage dtype: f32, f16 or bf16')
   .option('--threads <n>', 'CPU threads (default: CANOPY_THREADS, else the physical cores)')
+  .option('--stop <text>', 'stop when the text ends with this string (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
+  .option('--n <n>', 'samples of the prompt (a batch)')
+  .option('--kv-dtype <dtype>', 'KV cache storage: f32, f16, bf16, int8, int4 or fp8')
+  .option('--chat', "send the prompt as a user message through the model's chat template")
+  .option('--system <text>', 'a system message (implies --chat)')
+  .option('--template <file>', 'a Jinja chat template file overriding the model\'s (implies --chat)')
+  .option('--verbose', 'also report why CUDA is not used')
   .option('--json', 'print {text, tokens, finishReason, stats} as JSON')
   .action(async (opts: GenerateCliOptions) => {
     process.exitCode = await runGenerateCli(opts);
+  });
+
+program
+  .command('chat')
+  .description("chat with an instruct model in the terminal (its chat template; Ctrl-C stops a reply, Ctrl-D or /exit quits, /reset starts over)")
+  .requiredOption('--model <path>', 'model file or folder')
+  .option('--tokenizer <path>', 'tokenizer file (default: embedded in GGUF, or found beside the model)')
+  .option('--template <file>', "a Jinja chat template file overriding the model's")
+  .option('--system <text>', 'a system message')
+  .option('--max-tokens <n>', 'new tokens per reply at most', '512')
+  .option('--temperature <t>', '0 is greedy', '0.7')
+  .option('--top-k <k>', 'keep the k most probable tokens')
+  .option('--top-p <p>', 'nucleus sampling mass')
+  .option('--seed <s>', 'random seed')
+  .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
+  .option('--dtype <dtype>', 'weight storage dtype: f32, f16 or bf16')
+  .option('--kv-dtype <dtype>', 'KV cache storage: f32, f16, bf16, int8, int4 or fp8')
+  .option('--verbose', 'report cache reuse per turn and why CUDA is not used')
+  .action(async (opts: ChatCliOptions) => {
+    process.exitCode = await runChatCli(opts);
   });
 
 program

@@ -14,7 +14,7 @@
  * the target's processed distribution. The uniforms come from a per-sequence seeded generator.
  */
 
-import { type CanopyError, NumericError } from '../errors.js';
+import { type CanopyError, InternalError, NumericError } from '../errors.js';
 import { argmaxRows } from '../kernels/sampling.js';
 import { verifyGreedyBatch, verifySamplingBatch } from '../kernels/verify.js';
 import type { KvCache, KvCacheDtype } from '../model/kv-cache.js';
@@ -49,6 +49,18 @@ export interface LoopOptions {
   autoDisable?: boolean;
   /** KV cache storage: f32 (default), f16, bf16, or quantized int8 / int4 / fp8. */
   cacheDtype?: KvCacheDtype;
+  /**
+   * The most tokens a sequence may hold (prompt + generated): the model's context length
+   * (default model.config.maxSeqLen). A sequence that reaches it finishes with 'context'.
+   */
+  contextLength?: number;
+  /**
+   * Continue in a KV cache the caller owns (chat sessions; one sequence): its first `reuse`
+   * rows already hold the first `reuse` tokens of prompts[0] (reuse < the prompt's length), so
+   * only the rest is prefilled. Rows past `reuse` are dropped first; the cache is grown as
+   * needed (float caches) and not disposed.
+   */
+  session?: { cache: KvCache; reuse: number };
   /**
    * Replaces the sampling verifier (tests only: negative controls such as "always accept"
    * must make the distribution tests fail). Arguments as verifySamplingBatch's.
@@ -130,9 +142,26 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     random: new Random(o.seed + s),
   }));
   const longest = Math.max(...o.prompts.map((p) => p.length));
-  // Room for the prompt, every new token, and one draft tree beyond them.
-  const capacity = longest + o.maxTokens + 64;
-  const cache: KvCache = model.createCache({ capacity, sequences: seqs.length, ...(o.cacheDtype ? { dtype: o.cacheDtype } : {}) });
+  const limit = o.contextLength ?? model.config.maxSeqLen;
+  // Room for the prompt, every new token, and one draft tree beyond them, within the context.
+  const capacity = Math.min(limit, longest + o.maxTokens + 64);
+  // Float caches start small and grow in chunks as they fill; quantized ones cannot grow.
+  const growable = (dtype: KvCacheDtype | undefined): boolean => dtype === undefined || dtype === 'f32' || dtype === 'f16' || dtype === 'bf16';
+  const initial = growable(o.cacheDtype) ? Math.min(capacity, longest + Math.min(o.maxTokens, 256) + 64) : capacity;
+  const session = o.session;
+  if (session) {
+    if (o.prompts.length !== 1) throw new InternalError('decodeLoop: a session continues exactly one sequence');
+    const { cache: c, reuse } = session;
+    if (reuse < 0 || reuse >= o.prompts[0]!.length || reuse > c.length(0)) throw new InternalError(`decodeLoop: session reuse ${reuse} out of range`);
+    c.truncate(0, reuse);
+    if (c.capacity < initial && growable(c.dtype)) c.grow(initial);
+  }
+  const cache: KvCache = session?.cache ?? model.createCache({ capacity: initial, sequences: seqs.length, ...(o.cacheDtype ? { dtype: o.cacheDtype } : {}) });
+  /** Grows a float cache (doubling, up to `capacity`) when a live sequence has less than one draft tree of room. */
+  const ensureRoom = (sequences: number[]): void => {
+    if (!growable(cache.dtype) || cache.capacity >= capacity) return;
+    if (sequences.some((s) => cache.free(s) < 65)) cache.grow(Math.min(capacity, Math.max(cache.capacity * 2, cache.capacity + 65)));
+  };
   const spec: SpeculationStats | undefined = proposer
     ? { strategy: proposer.name, drafted: 0, accepted: 0, acceptanceRate: 0, meanAcceptedLength: 0, perPositionAcceptance: [], timeMs: { propose: 0, forward: 0, verify: 0 } }
     : undefined;
@@ -217,7 +246,8 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
       return leaderOf.get(key)!;
     });
     const leaders = [...leaderOf.values()].sort((a, b) => a - b);
-    const pre = await model.forward(cache, leaders.map((s) => ({ sequence: s, tokens: seqs[s]!.prompt })), { hidden: wantsHidden });
+    const skip = session?.reuse ?? 0;
+    const pre = await model.forward(cache, leaders.map((s) => ({ sequence: s, tokens: seqs[s]!.prompt.slice(skip) })), { hidden: wantsHidden });
     passes++;
     const preLogits = pre.logits.toFloat32();
     pre.logits.dispose();
@@ -237,6 +267,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
         break;
       }
       const active = seqs.map((st, s) => ({ st, s })).filter((x) => !x.st.done);
+      ensureRoom(active.map((x) => x.s));
       for (const { st, s } of active) if (cache.free(s) < 1) st.done = 'context';
       const live = active.filter((x) => !x.st.done);
       if (live.length === 0) break;
@@ -416,7 +447,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
       ...(spec ? { speculation: spec } : {}),
     };
   } finally {
-    cache.dispose();
+    if (!session) cache.dispose();
     proposer?.dispose?.();
   }
 }

@@ -19,7 +19,7 @@ export interface SamplingOptions {
   topK?: number;
   /** Nucleus: keep the most probable tokens up to this mass (1 or undefined: all). */
   topP?: number;
-  /** Seed of the random generator (default 0). */
+  /** Seed of the random generator (default: a random seed, reported in the stats). */
   seed?: number;
 }
 
@@ -32,7 +32,8 @@ export function checkSamplingOptions(o: SamplingOptions): Required<Omit<Sampling
   if (!Number.isInteger(topK) || topK < 0) throw new ArgumentError('topK', 'an integer >= 0 (0 keeps all tokens)', topK);
   const topP = o.topP ?? 1;
   if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw new ArgumentError('topP', 'a number in (0, 1]', topP);
-  const seed = o.seed ?? 0;
+  // No seed: a random one (reported in generate()'s stats), so sampled text differs run to run.
+  const seed = o.seed ?? randomSeed();
   if (!Number.isSafeInteger(seed)) throw new ArgumentError('seed', 'an integer', seed);
   return { temperature, topK, topP, seed };
 }
@@ -123,4 +124,9 @@ export class Sampler {
     if (this.greedy) return argmax(logits);
     return sampleFrom(processedDistribution(logits, this.options), this.#random.next());
   }
+}
+
+/** A random 32-bit seed from the platform's cryptographic generator. */
+export function randomSeed(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0]!;
 }

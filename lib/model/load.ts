@@ -62,6 +62,10 @@ export function ggufVocabulary(metadata: Map<string, GgufValue>, path: string): 
   if (bos !== undefined) vocab.bosId = bos;
   const eos = num('tokenizer.ggml.eos_token_id');
   if (eos !== undefined) vocab.eosId = eos;
+  const eot = num('tokenizer.ggml.eot_token_id');
+  if (eot !== undefined && eot < tokens.length) vocab.eotId = eot;
+  const eom = num('tokenizer.ggml.eom_token_id');
+  if (eom !== undefined && eom < tokens.length) vocab.eomId = eom;
   const unk = num('tokenizer.ggml.unknown_token_id');
   if (unk !== undefined) vocab.unknownId = unk;
   const addBos = bool('tokenizer.ggml.add_bos_token');
@@ -69,6 +73,8 @@ export function ggufVocabulary(metadata: Map<string, GgufValue>, path: string): 
   const addSpace = bool('tokenizer.ggml.add_space_prefix');
   if (addSpace !== undefined) vocab.addSpacePrefix = addSpace;
   if (typeof pre === 'string') vocab.pre = pre;
+  const chatTemplate = metadata.get('tokenizer.chat_template');
+  if (typeof chatTemplate === 'string') vocab.chatTemplate = chatTemplate;
   return vocab;
 }
 

@@ -39,7 +39,7 @@ type Case = [string, () => unknown, CanopyErrorCode, RegExp];
 
 const gen = (o: Partial<GenerateOptions>) => () => generate({ model, tokens: [1], maxTokens: 4, ...o } as GenerateOptions);
 const streamAll = (o: Partial<GenerateOptions>) => async () => {
-  for await (const _ of stream({ model, tokens: [1], maxTokens: 4, ...o } as GenerateOptions)) {
+  for await (const _ of stream({ model, tokens: [1], maxTokens: 4, ...o } as Parameters<typeof stream>[0])) {
     /* drain */
   }
 };

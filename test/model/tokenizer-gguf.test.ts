@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 
 import { describe, expect, it } from 'vitest';
 
-import { BYTE_TO_UNICODE, type GgufVocabulary, GgufTokenizer, PRE_TOKENIZERS, TokenType, preTokenize } from '../../lib/model/tokenizer/gguf.js';
+import { BYTE_TO_UNICODE, type GgufVocabulary, GgufTokenizer, PRE_TOKENIZERS, TokenType } from '../../lib/model/tokenizer/gguf.js';
+import { splitWords, wellFormed } from '../../lib/model/tokenizer/pretokenize.js';
 import { parseLlama2cTokenizer, readLlama2cTokenizer } from '../../lib/model/tokenizer/llama2c.js';
 import { STORIES_REFERENCE_IDS, STORIES_REFERENCE_TEXT, testModel } from '../helpers/test-models.js';
 import { readGgufMetadata } from '../helpers/tokenizer-reference.js';
@@ -224,12 +225,12 @@ describe('GGUF byte-level BPE vocabulary (gpt2): handmade', () => {
   it('llama-bpe pre-tokenizer: a word that is a token is taken whole (ignore_merges)', () => {
     expect(tok.encode('xyz')).toEqual([id('x'), id('y'), id('z')]);
     const llama3 = new GgufTokenizer(byteLevelVocabulary(MERGES, 'llama-bpe'));
-    expect(llama3.encode('xyz')).toEqual([id('xyz')]);
+    expect(llama3.encode('xyz', { bos: false })).toEqual([id('xyz')]);
   });
 });
 
 describe('pre-tokenizer regexes', () => {
-  const split = (pre: string, text: string) => preTokenize(text, new RegExp(PRE_TOKENIZERS[pre]!.regex, 'gu'));
+  const split = (pre: string, text: string) => splitWords(text, PRE_TOKENIZERS[pre]!);
 
   it('GPT-2: contractions, letters, digits and punctuation runs with one leading space; whitespace before a word joins it', () => {
     expect(split('gpt2', "Hello world's 12345 ok?!  \n x")).toEqual(['Hello', ' world', "'s", ' 12345', ' ok', '?!', '  \n', ' x']);
@@ -246,15 +247,75 @@ describe('pre-tokenizer regexes', () => {
     expect(split('qwen2', 'a 123')).toEqual(['a', ' ', '1', '2', '3']);
   });
 
-  it('the regexes alone cover every character (preTokenize never needs its gap filler)', () => {
+  it('every pre-tokenizer splits text into non-empty words that concatenate back to it', () => {
     const r = rng(11);
-    for (const [pre, { regex }] of Object.entries(PRE_TOKENIZERS)) {
-      for (let i = 0; i < 100; i++) {
-        const text = randomText(r, Math.floor(r() * 40)) + '\u0085\u00a0\u2028\r\n\u000b';
-        const matched = [...text.matchAll(new RegExp(regex, 'gu'))].map((m) => m[0]).join('');
-        expect(matched, `${pre} ${JSON.stringify(text)}`).toBe(text);
-        expect(split(pre, text).join('')).toBe(text);
+    for (const pre of Object.keys(PRE_TOKENIZERS)) {
+      for (let i = 0; i < 50; i++) {
+        const text = randomText(r, Math.floor(r() * 40)) + '\u0085\u00a0\u2028\r\n\u000b\u3000 x 1234567';
+        const words = split(pre, text);
+        expect(words.join(''), `${pre} ${JSON.stringify(text)}`).toBe(text);
+        expect(words.every((w) => w.length > 0)).toBe(true);
       }
     }
+  });
+});
+
+describe('pre-tokenizers by tokenizer.ggml.pre name (hand-derived splits, as llama.cpp splits)', () => {
+  const TEXT = "HelloWorld I'M 1234567 日本語\u3000x  \n\ty!?/\n";
+  const cases: Array<[string, string[]]> = [
+    // Llama 3: case-insensitive contractions, digits by three, a leading non-letter joins a word (U+3000 too), newlines with the whitespace before them.
+    ['llama3', ['HelloWorld', ' I', "'M", ' ', '123', '456', '7', ' 日本語', '\u3000x', '  \n', '\ty', '!?/\n']],
+    ['qwen2', ['HelloWorld', ' I', "'M", ' ', '1', '2', '3', '4', '5', '6', '7', ' 日本語', '\u3000x', '  \n', '\ty', '!?/\n']],
+    // Tekken (Mistral Nemo): words split at a lower-to-upper case change; single digits.
+    ['tekken', ['Hello', 'World', ' I', "'M", ' ', '1', '2', '3', '4', '5', '6', '7', ' 日本語', '\u3000x', '  \n', '\ty', '!?/\n']],
+    // o200k (gpt-4o, llama4): case-aware words that keep their contraction; digits by three.
+    ['gpt-4o', ['Hello', 'World', " I'M", ' ', '123', '456', '7', ' 日本語', '\u3000x', '  \n', '\ty', '!?/\n']],
+    // DeepSeek V3: digits by three first, then CJK runs apart from the space before them.
+    ['deepseek-v3', ['HelloWorld', ' I', "'M", ' ', '123', '456', '7', ' ', '日本語', '\u3000x', '  \n', '\ty', '!?/\n']],
+    // SmolLM / StarCoder: every digit alone, then GPT-2's regex (case-sensitive contractions).
+    ['smollm', ['HelloWorld', ' I', "'", 'M', ' ', '1', '2', '3', '4', '5', '6', '7', ' 日本語', '\u3000', 'x', '  \n', '\t', 'y', '!?/', '\n']],
+    // SuperBPE: digit runs, cut into groups of three from the right; nothing else is split.
+    ['superbpe', ["HelloWorld I'M ", '1', '234', '567', ' 日本語\u3000x  \n\ty!?/\n']],
+  ];
+  it.each(cases)('%s', (pre, words) => {
+    expect(splitWords(TEXT, PRE_TOKENIZERS[pre]!)).toEqual(words);
+  });
+
+  it('kimi-k2: Han runs apart, a word keeps its contraction; afmoe: digit runs cut n mod 3 first, text before a run joins its first group', () => {
+    expect(splitWords("HelloWorld I'M 1234567 日本語x 中文", PRE_TOKENIZERS['kimi-k2']!)).toEqual(['HelloWorld', " I'M", ' ', '123', '456', '7', ' ', '日本語', 'x', ' ', '中文']);
+    expect(splitWords('ab1234 x12345 ab123 ภาษาไทย 9', PRE_TOKENIZERS.afmoe!)).toEqual(['ab', '1', '234', ' x', '12', '345', ' ab', '123', ' ', 'ภาษาไทย', ' ', '9']);
+  });
+
+  it('every name encodes and decodes an awkward corpus losslessly (lone surrogates become U+FFFD)', () => {
+    const corpus = [
+      '😀👩‍👩‍👧🇫🇷 emoji', '日本語のテキスト、中文。한국어', 'digits 0 12 345 6789 1234567890 ٣٤٥', 'def f(x):\n\treturn x**2  # code\n',
+      '   spaces\t\ttabs\n\n\nnewlines\r\n', '\u00a0\u2003\u3000\u2028\u0085odd spaces\ufeff', 'lone \ud800 surrogate \udc00 end', "it's I'M we'Ve",
+    ];
+    expect(wellFormed('a\ud800b\ud83d\ude00c\udc00')).toBe('a\ufffdb\u{1F600}c\ufffd');
+    for (const pre of Object.keys(PRE_TOKENIZERS)) {
+      const tok = new GgufTokenizer(byteLevelVocabulary([['Ġ', 't'], ['h', 'e']], pre));
+      for (const text of corpus) {
+        const ids = tok.encode(text, { bos: false });
+        expect(tok.decode(ids), `${pre}: ${JSON.stringify(text)}`).toBe(wellFormed(text));
+      }
+    }
+  });
+});
+
+describe('GGUF end-of-generation tokens', () => {
+  it('EOS, EOT, EOM and the texts llama.cpp treats as end of generation (made control whatever their stored type)', () => {
+    const v = byteLevelVocabulary([['Ġ', 't']], 'qwen2');
+    const tokens = [...v.tokens, '<|im_end|>', '<|eom_id|>', '<|eot_x|>'];
+    const imEnd = tokens.length - 3;
+    const eom = tokens.length - 2;
+    const eot = tokens.length - 1;
+    const types = [...Array.from(v.tokenTypes!), TokenType.NORMAL, TokenType.USER_DEFINED, TokenType.CONTROL];
+    const tok = new GgufTokenizer({ ...v, tokens, tokenTypes: types, eotId: eot });
+    expect(tok.eosIds[0]).toBe(v.eosId);
+    expect(new Set(tok.eosIds)).toEqual(new Set([v.eosId, eot, imEnd, eom]));
+    // <|im_end|> is stored as a normal token: still control (matched only with special: true, decodes to nothing).
+    expect(tok.encode('a<|im_end|>', { bos: false })).not.toContain(imEnd);
+    expect(tok.encode('a<|im_end|>', { bos: false, special: true })).toEqual([tok.tokenToId('a'), imEnd]);
+    expect(tok.decode([tok.tokenToId('a')!, imEnd])).toBe('a');
   });
 });

@@ -7,7 +7,7 @@
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -235,6 +235,27 @@ describe('tokenizer.json: byte-level BPE (GPT-2 style)', () => {
     expect(tok.decode(ids)).toBe(text);
     const { pieces, flushed } = streamPieces(tok, ids);
     expect(pieces.join('') + flushed).toBe(text);
+  });
+
+  it('special tokens in text: plain text by default, their token with special: true; tokenToId / idToToken', () => {
+    expect(tok.encode('a<|endoftext|>b')).not.toContain(eot);
+    expect(tok.decode(tok.encode('a<|endoftext|>b'))).toBe('a<|endoftext|>b');
+    expect(tok.encode('a<|endoftext|>b', { special: true })).toEqual([...tok.encode('a'), eot, ...tok.encode('b')]);
+    expect(tok.tokenToId('<|endoftext|>')).toBe(eot);
+    expect(tok.idToToken(eot)).toBe('<|endoftext|>');
+    expect(tok.tokenToId('not a token')).toBeUndefined();
+    expect(tok.continuationSafe).toBe(false);
+  });
+
+  it('the chat template: tokenizer_config.json chat_template (a string or named list), chat_template.jinja first', () => {
+    const named = readHfTokenizer(
+      writeTokenizer('bytelevel-templates', { tokenizer: json, config: { chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }] } }),
+    );
+    expect(named.chatTemplate).toBe('D');
+    const path = writeTokenizer('bytelevel-template-file', { tokenizer: json, config: { chat_template: 'C' } });
+    expect(readHfTokenizer(path).chatTemplate).toBe('C');
+    writeFileSync(join(dirname(path), 'chat_template.jinja'), 'J');
+    expect(readHfTokenizer(path).chatTemplate).toBe('J');
   });
 
   it('round-trips random text; special tokens decode to nothing', () => {

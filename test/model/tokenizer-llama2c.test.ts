@@ -41,7 +41,7 @@ describe('llama2.c tokenizer: stories260K tok512.bin', () => {
     expect(tok.vocabSize).toBe(512);
     expect(tok.maxTokenLength).toBe(7);
     expect(tok.bosId).toBe(1);
-    expect(tok.eosIds).toEqual([2]);
+    expect(tok.eosIds).toEqual([2, 1]); // EOS, then BOS (run.c stops on it);
     expect(tok.tokenText(0)).toBe('<unk>');
     expect(tok.tokenText(1)).toBe('\n<s>\n');
     expect(tok.tokenText(3 + 0x41)).toBe('<0x41>');

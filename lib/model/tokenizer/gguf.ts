@@ -20,13 +20,23 @@
  * Token types (tokenizer.ggml.token_type), as llama.cpp numbers them: 1 normal, 2 unknown,
  * 3 control, 4 user-defined, 5 unused, 6 byte. Unknown, control and unused tokens render as
  * nothing and are never produced by merges; without types, byte tokens are recognised by their
- * text `<0xNN>` and BOS/EOS are the control tokens. Special-token spellings in the text
- * (e.g. "<|im_start|>") are encoded as plain text, not as their special tokens.
+ * text `<0xNN>` and BOS/EOS are the control tokens.
+ *
+ * Special tokens in text, as llama.cpp's tokenizer_st_partition: before any BPE, the text is cut
+ * at every occurrence of a user-defined token (always) and of a control or unknown token (only
+ * with `encode(text, { special: true })`), longest token text first; those pieces become their
+ * tokens and the text between them is encoded as usual (a SentencePiece piece that follows a
+ * special token gets its own space prefix, as llama.cpp does).
+ *
+ * End of generation (`eosIds`): EOS, then EOT and EOM (tokenizer.ggml.eot_token_id /
+ * eom_token_id), then the tokens llama.cpp recognises by their text (<|eot_id|>, <|im_end|>,
+ * <|end|>, <end_of_turn>, <|endoftext|>, <|eom_id|>, <EOT>).
  */
 
 import { ArgumentError } from '../../errors.js';
 import { type ScoredVocab, encodeScored, mergeSymbols } from './bpe.js';
 import { BytePieceTokenizer, type PieceState } from './pieces.js';
+import { type PreTokenizer, preTokenizerFor, splitWords, wellFormed } from './pretokenize.js';
 import { type EncodeOptions, checkEncodeArgs, checkId } from './types.js';
 import { parseByteToken, splitUtf8Chars, toBinary, utf8Bytes } from './utf8.js';
 
@@ -52,46 +62,18 @@ export interface GgufVocabulary {
   addBos?: boolean;
   /** tokenizer.ggml.add_space_prefix ('llama' only; default true). */
   addSpacePrefix?: boolean;
-  /** tokenizer.ggml.pre ('gpt2' only): the pre-tokenizer regex, see {@link PRE_TOKENIZERS}. Default 'gpt2'. */
+  /** tokenizer.ggml.pre ('gpt2' only): the pre-tokenizer, see {@link PRE_TOKENIZERS}. Default 'default' (as llama.cpp). */
   pre?: string;
+  /** tokenizer.chat_template: the model's Jinja chat template. */
+  chatTemplate?: string;
+  /** tokenizer.ggml.eot_token_id: end of turn (ends generation). */
+  eotId?: number;
+  /** tokenizer.ggml.eom_token_id: end of message (ends generation). */
+  eomId?: number;
 }
 
 /** llama.cpp's token types. */
 export const TokenType = { UNDEFINED: 0, NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
-
-const GPT2_REGEX = String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`;
-// Llama 3 and Qwen2 write the contractions case-insensitively ((?i:...)), spelled out here
-// because Node 20's RegExp has no inline modifiers.
-const CONTRACTIONS_CI = String.raw`'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]`;
-const LLAMA3_REGEX = String.raw`${CONTRACTIONS_CI}|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
-const QWEN2_REGEX = String.raw`${CONTRACTIONS_CI}|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
-
-/**
- * Pre-tokenizer regexes by tokenizer.ggml.pre value (Unicode-aware JavaScript regexes; `\s`
- * is JavaScript's whitespace class). 'llama-bpe' also encodes a word that is itself a token
- * directly (ignore_merges, as llama.cpp does for Llama 3).
- */
-export const PRE_TOKENIZERS: Readonly<Record<string, { regex: string; ignoreMerges: boolean }>> = {
-  gpt2: { regex: GPT2_REGEX, ignoreMerges: false },
-  default: { regex: GPT2_REGEX, ignoreMerges: false },
-  'llama-bpe': { regex: LLAMA3_REGEX, ignoreMerges: true },
-  llama3: { regex: LLAMA3_REGEX, ignoreMerges: true },
-  qwen2: { regex: QWEN2_REGEX, ignoreMerges: false },
-};
-
-/** Splits text into pre-tokenizer words; every character lands in exactly one word. */
-export function preTokenize(text: string, regex: RegExp): string[] {
-  const words: string[] = [];
-  let last = 0;
-  regex.lastIndex = 0;
-  for (const m of text.matchAll(regex)) {
-    if (m.index > last) words.push(text.slice(last, m.index)); // never happens with the regexes above
-    if (m[0].length > 0) words.push(m[0]);
-    last = m.index + m[0].length;
-  }
-  if (last < text.length) words.push(text.slice(last));
-  return words;
-}
 
 /**
  * GPT-2's bytes-to-unicode table: printable Latin-1 bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') stand
@@ -109,6 +91,13 @@ export const BYTE_TO_UNICODE: readonly string[] = (() => {
 const UNICODE_TO_BYTE = new Map<string, number>(BYTE_TO_UNICODE.map((c, b) => [c, b]));
 
 const EMPTY = new Uint8Array(0);
+
+/** Token texts llama.cpp treats as end of generation whatever the metadata says. */
+const EOG_TEXTS = ['<|eot_id|>', '<|im_end|>', '<|end|>', '<end_of_turn>', '<|endoftext|>', '<|eom_id|>', '<EOT>'];
+
+function utf8Length(text: string): number {
+  return utf8Bytes(text).length;
+}
 const SPACE_MARK = '\u2581';
 
 /** Builds the tokenizer a GGUF file describes; every field is checked (ArgumentError naming `ggufMetadata.<field>`). */
@@ -123,6 +112,8 @@ export class GgufTokenizer extends BytePieceTokenizer {
   readonly eosIds: number[];
   readonly addBosByDefault: boolean;
   readonly addSpacePrefix: boolean;
+  readonly chatTemplate?: string;
+  readonly continuationSafe = true;
   private readonly tokens: readonly string[];
   private readonly rendered: Uint8Array[];
   /** Ids that render nothing and take no part in leading-space rules. */
@@ -132,9 +123,13 @@ export class GgufTokenizer extends BytePieceTokenizer {
   // 'gpt2'
   private readonly ids?: Map<string, number>;
   private readonly ranks?: Map<string, number>;
-  private readonly regex?: RegExp;
-  private readonly ignoreMerges: boolean = false;
+  private readonly pre?: PreTokenizer;
   private readonly unkId?: number;
+  /** Text -> id for every token (the last id wins for duplicate texts, as llama.cpp). */
+  private readonly textToId = new Map<string, number>();
+  /** Tokens matched in text before BPE: [always (user-defined), only with special: true (control, unknown)], longest first. */
+  private readonly matchAlways: Array<[string, number]> = [];
+  private readonly matchSpecial: Array<[string, number]> = [];
 
   constructor(vocabulary: GgufVocabulary) {
     super();
@@ -150,8 +145,20 @@ export class GgufTokenizer extends BytePieceTokenizer {
     const inRange = (id: number): number | undefined => (id < n ? id : undefined);
     this.bosId = v.bosId ?? (isLlama ? inRange(1) : undefined);
     const eosId = v.eosId ?? (isLlama ? inRange(2) : undefined);
-    this.eosIds = eosId === undefined ? [] : [eosId];
-    this.addBosByDefault = (v.addBos ?? isLlama) && this.bosId !== undefined;
+    for (let id = 0; id < n; id++) this.textToId.set(this.tokens[id]!, id);
+    const eog = new Set<number>();
+    for (const id of [eosId, v.eotId, v.eomId]) if (id !== undefined) eog.add(id);
+    // As llama.cpp: these are control tokens whatever their stored type says.
+    const eogByText = new Set<number>();
+    for (const text of EOG_TEXTS) {
+      const id = this.textToId.get(text);
+      if (id !== undefined) eogByText.add(id);
+    }
+    for (const id of eogByText) eog.add(id);
+    this.eosIds = [...eog];
+    if (v.chatTemplate !== undefined) this.chatTemplate = v.chatTemplate;
+    this.pre = isLlama ? undefined : preTokenizerFor(v.pre ?? 'default', 'ggufMetadata.pre');
+    this.addBosByDefault = (v.addBos ?? (isLlama || this.pre!.addBos)) && this.bosId !== undefined;
     this.addSpacePrefix = isLlama && (v.addSpacePrefix ?? true);
     let unkId = v.unknownId;
     if (unkId === undefined && types) for (let id = 0; id < n && unkId === undefined; id++) if (types[id] === TokenType.UNKNOWN) unkId = id;
@@ -172,6 +179,17 @@ export class GgufTokenizer extends BytePieceTokenizer {
       for (const id of this.eosIds) this.control[id] = 1;
       if (unkId !== undefined) this.control[unkId] = 1;
     }
+    for (const id of eogByText) this.control[id] = 1;
+    for (let id = 0; id < n; id++) {
+      const text = this.tokens[id]!;
+      if (text.length === 0) continue;
+      const t = typeOf(id);
+      if (eogByText.has(id) || t === TokenType.CONTROL || t === TokenType.UNKNOWN || (!types && this.control[id])) this.matchSpecial.push([text, id]);
+      else if (t === TokenType.USER_DEFINED) this.matchAlways.push([text, id]);
+    }
+    const longestFirst = (a: [string, number], b: [string, number]): number => utf8Length(b[0]) - utf8Length(a[0]) || a[1] - b[1];
+    this.matchAlways.sort(longestFirst);
+    this.matchSpecial.sort(longestFirst);
 
     this.rendered = new Array<Uint8Array>(n);
     if (isLlama) {
@@ -196,9 +214,6 @@ export class GgufTokenizer extends BytePieceTokenizer {
       }
       this.scored = { normal, scores: v.scores!, byteIds, unkId };
     } else {
-      const pre = PRE_TOKENIZERS[v.pre ?? 'gpt2']!;
-      this.regex = new RegExp(pre.regex, 'gu');
-      this.ignoreMerges = pre.ignoreMerges;
       this.ids = new Map();
       for (let id = 0; id < n; id++) {
         const text = this.tokens[id]!;
@@ -207,7 +222,7 @@ export class GgufTokenizer extends BytePieceTokenizer {
           continue;
         }
         this.rendered[id] = typeOf(id) === TokenType.USER_DEFINED ? utf8Bytes(text) : unmapBytes(text);
-        if (text.length > 0 && !this.ids.has(text)) this.ids.set(text, id);
+        if (text.length > 0) this.ids.set(text, id);
       }
       this.ranks = new Map();
       v.merges!.forEach((merge, rank) => {
@@ -218,18 +233,61 @@ export class GgufTokenizer extends BytePieceTokenizer {
     }
   }
 
-  /** Text to ids: BOS per options.bos (default addBos), the BPE of the text, EOS per options.eos. */
+  /**
+   * Text to ids: BOS per options.bos (default addBos), the text (special tokens matched per
+   * options.special, see the module comment), EOS per options.eos.
+   */
   encode(text: string, options?: EncodeOptions): number[] {
-    const { bos, eos } = checkEncodeArgs(text, options, this);
-    const ids = text.length === 0 ? [] : this.model === 'llama' ? this.encodeSpm(text) : this.encodeByteLevel(text);
-    if (bos) ids.unshift(this.bosId!);
+    const { bos, eos, special, continuation } = checkEncodeArgs(text, options, this);
+    const ids: number[] = [];
+    if (bos) ids.push(this.bosId!);
+    let prevSpecial = !continuation;
+    for (const piece of this.partition(wellFormed(text), special)) {
+      if (typeof piece === 'number') {
+        ids.push(piece);
+        prevSpecial = true;
+      } else {
+        ids.push(...(this.model === 'llama' ? this.encodeSpm(piece, prevSpecial) : this.encodeByteLevel(piece)));
+        prevSpecial = false;
+      }
+    }
     if (eos) ids.push(this.eosIds[0]!);
     return ids;
   }
 
-  private encodeSpm(text: string): number[] {
+  /** The token of a vocabulary entry's exact text (e.g. "<|im_start|>", "▁Once", "Ġthe"), or undefined. */
+  tokenToId(text: string): number | undefined {
+    return this.textToId.get(text);
+  }
+
+  /** Cuts `text` at the special tokens to match: text pieces (strings) and token ids (numbers), in order. */
+  private partition(text: string, special: boolean): Array<string | number> {
+    let pieces: Array<string | number> = text.length > 0 ? [text] : [];
+    const lists = special ? [this.matchAlways, this.matchSpecial] : [this.matchAlways];
+    // Longest first across both lists, as llama.cpp's single sorted list.
+    const all = lists.length === 1 ? lists[0]! : [...lists[0]!, ...lists[1]!].sort((a, b) => utf8Length(b[0]) - utf8Length(a[0]) || a[1] - b[1]);
+    for (const [tokenText, id] of all) {
+      if (!pieces.some((p) => typeof p === 'string' && p.includes(tokenText))) continue;
+      const next: Array<string | number> = [];
+      for (const p of pieces) {
+        if (typeof p !== 'string') {
+          next.push(p);
+          continue;
+        }
+        const parts = p.split(tokenText);
+        parts.forEach((part, i) => {
+          if (i > 0) next.push(id);
+          if (part.length > 0) next.push(part);
+        });
+      }
+      pieces = next;
+    }
+    return pieces;
+  }
+
+  private encodeSpm(text: string, spacePrefix: boolean): number[] {
     let escaped = text.replaceAll(' ', SPACE_MARK);
-    if (this.addSpacePrefix) escaped = SPACE_MARK + escaped;
+    if (this.addSpacePrefix && spacePrefix) escaped = SPACE_MARK + escaped;
     return encodeScored(this.scored!, splitUtf8Chars(toBinary(escaped)));
   }
 
@@ -237,10 +295,10 @@ export class GgufTokenizer extends BytePieceTokenizer {
     const ids = this.ids!;
     const ranks = this.ranks!;
     const out: number[] = [];
-    for (const word of preTokenize(text, this.regex!)) {
+    for (const word of splitWords(text, this.pre!)) {
       const symbols = Array.from(utf8Bytes(word), (b) => BYTE_TO_UNICODE[b]!);
       const whole = symbols.join('');
-      if (this.ignoreMerges && ids.has(whole)) {
+      if (this.pre!.ignoreMerges && ids.has(whole)) {
         out.push(ids.get(whole)!);
         continue;
       }
@@ -354,14 +412,18 @@ function checkVocabulary(v: unknown): GgufVocabulary {
       if (typeof m !== 'string') throw new ArgumentError(`ggufMetadata.merges[${i}]`, 'a string "left right"', m);
     });
     out.merges = g.merges as string[];
-    if (g.pre !== undefined && (typeof g.pre !== 'string' || !Object.hasOwn(PRE_TOKENIZERS, g.pre))) {
-      throw new ArgumentError('ggufMetadata.pre', `a supported pre-tokenizer (${Object.keys(PRE_TOKENIZERS).join(', ')})`, g.pre);
-    }
+    if (g.pre !== undefined && typeof g.pre !== 'string') throw new ArgumentError('ggufMetadata.pre', 'a string (tokenizer.ggml.pre)', g.pre);
     if (g.pre !== undefined) out.pre = g.pre as string;
   }
   const bosId = checkOptionalId(g.bosId, n, 'bosId');
   const eosId = checkOptionalId(g.eosId, n, 'eosId');
   const unknownId = checkOptionalId(g.unknownId, n, 'unknownId');
+  if (g.chatTemplate !== undefined && typeof g.chatTemplate !== 'string') throw new ArgumentError('ggufMetadata.chatTemplate', 'a string', g.chatTemplate);
+  if (g.chatTemplate !== undefined) out.chatTemplate = g.chatTemplate as string;
+  const eotId = checkOptionalId(g.eotId, n, 'eotId');
+  const eomId = checkOptionalId(g.eomId, n, 'eomId');
+  if (eotId !== undefined) out.eotId = eotId;
+  if (eomId !== undefined) out.eomId = eomId;
   const addBos = checkOptionalBool(g.addBos, 'addBos');
   const addSpacePrefix = checkOptionalBool(g.addSpacePrefix, 'addSpacePrefix');
   if (bosId !== undefined) out.bosId = bosId;
@@ -371,3 +433,5 @@ function checkVocabulary(v: unknown): GgufVocabulary {
   if (addSpacePrefix !== undefined) out.addSpacePrefix = addSpacePrefix;
   return out;
 }
+
+export { PRE_TOKENIZERS } from './pretokenize.js';

@@ -11,7 +11,10 @@
  *
  * Decoding skips special tokens and applies `clean_up_tokenization_spaces` only when
  * tokenizer_config.json asks for it (the library would by default; it breaks round trips:
- * "a ." -> "a."). The library matches its added tokens (e.g. "<|im_start|>") in the text.
+ * "a ." -> "a."). The library matches every added token (e.g. "<|im_start|>") in the text;
+ * `encode(text, { special: false })` (the default) uses a second instance of the library
+ * built without the added tokens marked special, so their text is encoded as plain text
+ * (as the Rust crate's split_special_tokens does), and non-special added tokens still match.
  *
  * Streaming (as text-generation-inference does it): decode a window of recent ids twice, with
  * and without the new ones; the difference is the new text. While the decoded window ends in
@@ -43,6 +46,8 @@ export interface HfTokenizerFiles {
   config?: object;
   /** generation_config.json, when present (for `eos_token_id`). */
   generationConfig?: object;
+  /** chat_template.jinja, when present (it takes precedence over tokenizer_config.json's chat_template). */
+  chatTemplate?: string;
 }
 
 /** What the library's encode returns (ids are undefined for pieces missing from the vocabulary when there is no unknown token). */
@@ -63,7 +68,13 @@ export class HfTokenizer implements Tokenizer {
   readonly bosId?: number;
   readonly eosIds: number[];
   readonly addBosByDefault: boolean;
+  readonly chatTemplate?: string;
+  /** False: the library encodes every text as a start (a Metaspace prefix, for one); options.continuation is ignored. */
+  readonly continuationSafe = false;
   private readonly lib: HfLibTokenizer;
+  private readonly json: object;
+  private readonly config: object;
+  private plain?: HfLibTokenizer;
   private readonly cleanUp: boolean;
 
   /** Builds from parsed files; a file the library rejects is an ArgumentError carrying its message. */
@@ -80,6 +91,8 @@ export class HfTokenizer implements Tokenizer {
     }
     // The library requires the added_tokens list, which tokenizer.json may omit when empty.
     const withAdded = Array.isArray(json.added_tokens) ? tokenizer : { ...tokenizer, added_tokens: [] };
+    this.json = withAdded;
+    this.config = config;
     try {
       this.lib = new HfLibTokenizer(withAdded, config);
     } catch (cause) {
@@ -110,8 +123,30 @@ export class HfTokenizer implements Tokenizer {
     }
     if (eos.size === 0 && trailing.length > 0) eos.add(trailing[trailing.length - 1]!);
     this.eosIds = [...eos];
+    const template = files.chatTemplate ?? chatTemplateOf(cfg.chat_template);
+    if (template !== undefined) this.chatTemplate = template;
     const addBos = cfg.add_bos_token;
     this.addBosByDefault = bos !== undefined && (typeof addBos === 'boolean' ? addBos : leading.includes(bos));
+  }
+
+  /** The library without its special added tokens (built on first use; see the module comment). */
+  private plainLib(): HfLibTokenizer {
+    if (!this.plain) {
+      const json = this.json as { added_tokens?: Array<{ special?: boolean }> };
+      const added = (json.added_tokens ?? []).filter((t) => t.special !== true);
+      this.plain = new HfLibTokenizer({ ...json, added_tokens: added }, this.config);
+      keepByteOrderMarks(this.plain.decoder);
+    }
+    return this.plain;
+  }
+
+  tokenToId(token: string): number | undefined {
+    if (typeof token !== 'string') throw new ArgumentError('token', 'a string', token);
+    return this.lib.token_to_id(token);
+  }
+
+  idToToken(id: number): string {
+    return this.tokenText(id);
   }
 
   /** The library's encode, typed (its declaration files do not resolve the Encoding type). */
@@ -131,8 +166,8 @@ export class HfTokenizer implements Tokenizer {
 
   /** The library's encoding of the text (no post-processor), then BOS/EOS per the options. */
   encode(text: string, options?: EncodeOptions): number[] {
-    const { bos, eos } = checkEncodeArgs(text, options, this);
-    const encoding = this.libEncode(text, false);
+    const { bos, eos, special } = checkEncodeArgs(text, options, this);
+    const encoding = special ? this.libEncode(text, false) : (this.plainLib().encode(text, { add_special_tokens: false }) as LibEncoding);
     const ids = encoding.ids;
     ids.forEach((id: number | undefined, i) => {
       if (id === undefined) {
@@ -200,6 +235,17 @@ function keepByteOrderMarks(decoder: unknown): void {
   if (Array.isArray(d.decoders)) d.decoders.forEach(keepByteOrderMarks);
 }
 
+/**
+ * tokenizer_config.json's chat_template: a string, or a list of { name, template } (the one
+ * named 'default', else the first).
+ */
+function chatTemplateOf(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (!Array.isArray(value)) return undefined;
+  const named = value.filter((t): t is { name?: unknown; template: string } => t !== null && typeof t === 'object' && typeof (t as { template?: unknown }).template === 'string');
+  return (named.find((t) => t.name === 'default') ?? named[0])?.template;
+}
+
 function commonPrefixLength(a: string, b: string): number {
   let i = 0;
   while (i < a.length && i < b.length && a.charCodeAt(i) === b.charCodeAt(i)) i++;
@@ -234,6 +280,14 @@ export function readHfTokenizer(path: string): HfTokenizer {
   if (existsSync(configPath)) files.config = readJson(configPath);
   const generationPath = join(dir, 'generation_config.json');
   if (existsSync(generationPath)) files.generationConfig = readJson(generationPath);
+  const templatePath = join(dir, 'chat_template.jinja');
+  if (existsSync(templatePath)) {
+    try {
+      files.chatTemplate = readFileSync(templatePath, 'utf8');
+    } catch (cause) {
+      throw new IoError(`cannot read ${templatePath}: ${(cause as Error).message}`, { cause });
+    }
+  }
   try {
     return new HfTokenizer(files);
   } catch (cause) {

@@ -110,10 +110,14 @@ export class Llama2cTokenizer extends BytePieceTokenizer {
   /** run.c encodes prompts with BOS. */
   readonly addBosByDefault: boolean;
   readonly maxTokenLength: number;
+  readonly continuationSafe = true;
   private readonly texts: Uint8Array[];
   /** Bytes each id renders to in decode (empty for special tokens; one byte for `<0xNN>`). */
   private readonly rendered: Uint8Array[];
   private readonly vocab: ScoredVocab;
+  private readonly textToId = new Map<string, number>();
+  /** Special tokens (BOS, EOS, `<unk>`) by text, longest first, for encode(text, { special: true }). */
+  private readonly specialTexts: Array<[string, number]> = [];
 
   constructor(vocabulary: Llama2cVocabulary) {
     super();
@@ -124,10 +128,21 @@ export class Llama2cTokenizer extends BytePieceTokenizer {
     const binaries = this.texts.map(bytesToBinary);
     // run.c: BOS = 1, EOS = 2; `<unk>` (id 0 in llama2.c vocabularies) renders as nothing too.
     this.bosId = this.vocabSize > 1 ? 1 : undefined;
-    this.eosIds = this.vocabSize > 2 ? [2] : [];
+    // EOS, then BOS: run.c stops when the model emits BOS, and the TinyStories models end each
+    // story that way (a generated BOS starts the next document).
+    this.eosIds = this.vocabSize > 2 ? [2, 1] : [];
     this.addBosByDefault = this.bosId !== undefined;
     const special = new Set<number>([...(this.bosId !== undefined ? [this.bosId] : []), ...this.eosIds]);
     if (binaries[0] === '<unk>') special.add(0);
+    this.texts.forEach((bytes, id) => {
+      const text = decodeUtf8(bytes);
+      if (!this.textToId.has(text)) this.textToId.set(text, id);
+    });
+    for (const id of special) {
+      const text = decodeUtf8(this.texts[id]!);
+      if (text.length > 0) this.specialTexts.push([text, id]);
+    }
+    this.specialTexts.sort((a, b) => b[0].length - a[0].length || a[1] - b[1]);
 
     const byteIds = new Int32Array(256).fill(-1);
     const byteOf = new Int16Array(this.vocabSize).fill(-1);
@@ -158,11 +173,24 @@ export class Llama2cTokenizer extends BytePieceTokenizer {
    * fallbacks, score-driven merges; BOS (default on) and EOS (default off) per the options.
    */
   encode(text: string, options?: EncodeOptions): number[] {
-    const { bos, eos } = checkEncodeArgs(text, options, this);
-    const ids = text.length === 0 ? [] : encodeScored(this.vocab, splitUtf8Chars(toBinary(' ' + text)));
-    if (bos) ids.unshift(this.bosId!);
+    const { bos, eos, special, continuation } = checkEncodeArgs(text, options, this);
+    let pieces: Array<string | number> = text.length > 0 ? [text] : [];
+    if (special) {
+      for (const [tokenText, id] of this.specialTexts) {
+        pieces = pieces.flatMap((p) => (typeof p !== 'string' ? [p] : p.split(tokenText).flatMap((part, i) => [...(i > 0 ? [id] : []), ...(part ? [part] : [])])));
+      }
+    }
+    const ids: number[] = bos ? [this.bosId!] : [];
+    pieces.forEach((p, i) => {
+      if (typeof p === 'number') ids.push(p);
+      else ids.push(...encodeScored(this.vocab, splitUtf8Chars(toBinary(continuation && i === 0 ? p : ' ' + p))));
+    });
     if (eos) ids.push(this.eosIds[0]!);
     return ids;
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.textToId.get(token);
   }
 
   tokenText(id: number): string {

@@ -27,8 +27,14 @@ export abstract class BytePieceTokenizer implements Tokenizer {
   abstract readonly bosId?: number;
   abstract readonly eosIds: number[];
   abstract readonly addBosByDefault: boolean;
+  abstract readonly continuationSafe: boolean;
   abstract encode(text: string, options?: EncodeOptions): number[];
   abstract tokenText(id: number): string;
+  abstract tokenToId(token: string): number | undefined;
+
+  idToToken(id: number): string {
+    return this.tokenText(id);
+  }
 
   /**
    * The bytes token `id` contributes after the tokens summarised by `state`; updates `state`

@@ -3,10 +3,11 @@
  * vocabularies, Hugging Face tokenizer.json) provides, and the argument checks they share.
  *
  * Conventions common to all implementations:
- *  - `encode` treats its input as plain text: special-token spellings such as "<s>" in the
- *    text are NOT turned into special tokens by the llama2.c and GGUF tokenizers (the Hugging
- *    Face library does match its added tokens in text; see hf.ts). BOS/EOS are added only
- *    through the options.
+ *  - `encode` treats special-token spellings such as "<s>" or "<|im_start|>" in the text as
+ *    plain text unless `options.special` is true (then they become their tokens; chat
+ *    templates need this). Tokens a vocabulary marks user-defined (GGUF) or non-special added
+ *    tokens (Hugging Face) are always matched, as llama.cpp and the tokenizers library do.
+ *    BOS/EOS are added only through the options.
  *  - `decode` renders text only: control tokens (BOS, EOS, unknown, other special tokens)
  *    contribute nothing; `tokenText` shows them.
  *  - Byte-fallback tokens (`<0xNN>`) are raw bytes; the bytes of a whole sequence are decoded
@@ -28,6 +29,14 @@ export interface EncodeOptions {
   bos?: boolean;
   /** Append the (first) EOS token (default false). */
   eos?: boolean;
+  /** Match special (control) tokens written in the text, e.g. "<|im_start|>" (default false: plain text). */
+  special?: boolean;
+  /**
+   * The text continues earlier text (default false): SentencePiece tokenizers (llama2.c,
+   * GGUF 'llama') then add no space prefix. Byte-level BPE adds none anyway. Hugging Face
+   * tokenizers ignore it (see {@link Tokenizer.continuationSafe}).
+   */
+  continuation?: boolean;
 }
 
 /**
@@ -48,16 +57,34 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** Beginning-of-sequence token, when the vocabulary has one. */
   readonly bosId?: number;
-  /** Ids that end generation (may be empty). */
+  /**
+   * Ids that end generation (may be empty): EOS first (the one `options.eos` appends), then
+   * the other end-of-turn / end-of-message tokens the vocabulary declares.
+   */
   readonly eosIds: number[];
   /** Whether `encode` prepends BOS when `options.bos` is not given. */
   readonly addBosByDefault: boolean;
+  /**
+   * Whether `encode(text, { continuation: true })` encodes text that continues earlier text
+   * as it would be encoded in place (no start-of-text artefacts such as a SentencePiece space
+   * prefix). Chat sessions append to the ids a reply was generated as only when this is true.
+   */
+  readonly continuationSafe: boolean;
+  /**
+   * The chat template (Jinja) the model ships, when it has one: GGUF tokenizer.chat_template,
+   * or chat_template in tokenizer_config.json. See lib/chat.
+   */
+  readonly chatTemplate?: string;
   /** Text to token ids. */
   encode(text: string, options?: EncodeOptions): number[];
   /** A whole sequence of ids to text (see the module comment for special tokens and leading spaces). */
   decode(ids: ArrayLike<number>): string;
   /** The vocabulary entry of one id, unprocessed (e.g. "▁Once", "<0x0A>", "<s>"): for debugging. */
   tokenText(id: number): string;
+  /** The same as {@link tokenText}: the vocabulary entry of an id. */
+  idToToken(id: number): string;
+  /** The id of a vocabulary entry's exact text (e.g. "<|im_start|>", "<s>"), or undefined when there is none. */
+  tokenToId(token: string): number | undefined;
   /**
    * A fresh incremental decoder. `context` (e.g. the prompt's ids) primes it: those ids are
    * decoded for state (leading-space rules, bytes of an unfinished character) but their text
@@ -97,11 +124,13 @@ export function checkEncodeArgs(
   text: unknown,
   options: unknown,
   tokenizer: Pick<Tokenizer, 'bosId' | 'eosIds' | 'addBosByDefault'>,
-): { bos: boolean; eos: boolean } {
+): { bos: boolean; eos: boolean; special: boolean; continuation: boolean } {
   if (typeof text !== 'string') throw new ArgumentError('text', 'a string', text);
   if (options === undefined) options = {};
-  if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object { bos?, eos? }', options);
-  const { bos, eos } = options as { bos?: unknown; eos?: unknown };
+  if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object { bos?, eos?, special? }', options);
+  const { bos, eos, special, continuation } = options as { bos?: unknown; eos?: unknown; special?: unknown; continuation?: unknown };
+  if (special !== undefined && typeof special !== 'boolean') throw new ArgumentError('options.special', 'a boolean', special);
+  if (continuation !== undefined && typeof continuation !== 'boolean') throw new ArgumentError('options.continuation', 'a boolean', continuation);
   if (bos !== undefined && typeof bos !== 'boolean') throw new ArgumentError('options.bos', 'a boolean', bos);
   if (eos !== undefined && typeof eos !== 'boolean') throw new ArgumentError('options.eos', 'a boolean', eos);
   const wantBos = bos ?? tokenizer.addBosByDefault;
@@ -112,7 +141,7 @@ export function checkEncodeArgs(
   if (wantEos && tokenizer.eosIds.length === 0) {
     throw new ArgumentError('options.eos', 'false or absent: this tokenizer has no EOS token', eos);
   }
-  return { bos: wantBos, eos: wantEos };
+  return { bos: wantBos, eos: wantEos, special: special ?? false, continuation: continuation ?? false };
 }
 
 /** Checks the `context` argument of streamDecoder (absent means empty). */
