@@ -19,6 +19,7 @@ import { verifyGreedyBatch, verifySamplingBatch } from '../kernels/verify.js';
 import type { KvCache, KvCacheDtype } from '../model/kv-cache.js';
 import type { Model } from '../model/model.js';
 import { Tensor } from '../tensor/tensor.js';
+import { GoodputController, type GoodputOptions } from './controller.js';
 import { Random, argmax, processedDistribution, sampleFrom } from './sampling.js';
 import type { DraftTree, Proposer, SpeculationStats } from './types.js';
 import { EMPTY_DRAFT } from './types.js';
@@ -43,8 +44,11 @@ export interface LoopOptions {
   signal?: AbortSignal;
   onText?: (piece: string, token: number, sequence: number) => void;
   proposer?: Proposer;
-  /** Turn speculation off while it emits fewer tokens per second than plain decoding (default true). */
-  autoDisable?: boolean;
+  /**
+   * Draft sizes chosen each step by the goodput controller (lib/decode/controller.ts), per
+   * sequence, 0 included. Absent: every step offers the proposer its whole budget (a fixed k).
+   */
+  goodput?: GoodputOptions;
   /** KV cache storage: f32 (default), f16, bf16, or quantized int8 / int4 / fp8. */
   cacheDtype?: KvCacheDtype;
   /**
@@ -167,12 +171,8 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     return true;
   };
 
-  // Speculation governor: EMA of milliseconds per emitted token with and without drafts.
-  let emaSpec = 0;
-  let emaPlain = 0;
-  let disabledUntil = 0;
+  const controller = proposer && o.goodput ? new GoodputController(o.goodput) : undefined;
   let step = 0;
-  const autoDisable = o.autoDisable ?? true;
 
   try {
     await proposer?.start?.(o.prompts, capacity);
@@ -213,13 +213,15 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
       if (live.length === 0) break;
       step++;
       const t0 = performance.now();
-      // Propose.
-      const speculate = proposer !== undefined && step >= disabledUntil;
+      // Propose: the controller's size per sequence (or the whole budget), within what is left.
+      const sizes = controller ? controller.plan(live.map(({ s }) => s)) : live.map(() => Infinity);
       const drafts: DraftTree[] = live.map(() => EMPTY_DRAFT);
-      if (speculate) {
+      let draftBudget = 0;
+      if (proposer) {
         const ctxs = live
-          .map(({ st, s }, i) => ({ i, ctx: { sequence: s, tokens: st.all, promptLength: st.prompt.length, budget: Math.min(o.maxTokens - st.out.length - 1, cache.free(s) - 1), temperature: o.temperature } }))
+          .map(({ st, s }, i) => ({ i, ctx: { sequence: s, tokens: st.all, promptLength: st.prompt.length, budget: Math.min(sizes[i]!, o.maxTokens - st.out.length - 1, cache.free(s) - 1), temperature: o.temperature } }))
           .filter((x) => x.ctx.budget > 0);
+        draftBudget = Math.max(0, ...ctxs.map((x) => x.ctx.budget));
         if (proposer!.proposeBatch && ctxs.length > 1) {
           const out = await proposer!.proposeBatch(ctxs.map((x) => x.ctx));
           ctxs.forEach((x, j) => (drafts[x.i] = out[j]!));
@@ -248,9 +250,14 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
           emitted++;
           emit(s, best ? best[r]! : pick(rows!.subarray(r * vocab, (r + 1) * vocab), s));
         });
-        const per = (performance.now() - t0) / Math.max(1, emitted);
-        emaPlain = emaPlain ? 0.8 * emaPlain + 0.2 * per : per;
         if (spec) spec.timeMs.forward += t2 - t1;
+        controller?.observe({
+          rows: live.length,
+          verifyMs: performance.now() - t1,
+          draftMs: t1 - t0,
+          draftBudget,
+          sequences: live.map(({ s }, i) => ({ sequence: s, budget: sizes[i]!, drafted: 0, depth: 0, accepted: 0 })),
+        });
       } else {
         // Tree step: [pending, ...draft] per sequence.
         const stepSeqs = live.map(({ st, s }, i) => ({
@@ -312,6 +319,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
         spec!.timeMs.propose += t1 - t0;
         spec!.timeMs.forward += t2 - t1;
         spec!.timeMs.verify += t3 - t2;
+        const observed: Array<{ sequence: number; budget: number; drafted: number; depth: number; accepted: number }> = [];
         let rowBase = 0;
         for (let i = 0; i < live.length; i++) {
           const { s } = live[i]!;
@@ -327,6 +335,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
             depthDrafted[depth[n]!] ??= 0;
           });
           new Set(depth).forEach((dd) => (depthDrafted[dd] = (depthDrafted[dd] ?? 0) + 1));
+          observed.push({ sequence: s, budget: Number.isFinite(sizes[i]!) ? sizes[i]! : d.tokens.length, drafted: d.tokens.length, depth: depth.length ? Math.max(...depth) + 1 : 0, accepted: res.acceptedNodes.length });
           res.acceptedNodes.forEach((_, dd) => (depthAccepted[dd] = (depthAccepted[dd] ?? 0) + 1));
           await proposer!.feedback?.({
             sequence: s,
@@ -353,14 +362,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
           }
         }
         specTokens += emitted;
-        const per = (performance.now() - t0) / Math.max(1, emitted);
-        emaSpec = emaSpec ? 0.8 * emaSpec + 0.2 * per : per;
-      }
-      // Governor: when speculating costs more per token than plain steps, pause it for a while
-      // (and probe plain decoding once early so there is something to compare with).
-      if (proposer && autoDisable) {
-        if (anyDraft && !emaPlain && step >= 2) disabledUntil = step + 2;
-        else if (anyDraft && emaPlain && step > 8 && emaSpec > emaPlain * 1.05) disabledUntil = step + 16;
+        controller?.observe({ rows: stepSeqs.reduce((a, x) => a + x.tokens.length, 0), verifyMs: t3 - t1, draftMs: t1 - t0, draftBudget, sequences: observed });
       }
     }
     const end = performance.now();
@@ -368,6 +370,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
       spec.acceptanceRate = spec.drafted ? spec.accepted / spec.drafted : 0;
       spec.meanAcceptedLength = specSeqSteps ? specTokens / specSeqSteps : 0;
       spec.perPositionAcceptance = depthDrafted.map((n, dd) => (n ? (depthAccepted[dd] ?? 0) / n : 0));
+      if (controller) spec.draftSizes = Object.fromEntries([...controller.chosen].sort((a, b) => a[0] - b[0]));
     }
     return {
       sequences: seqs.map((st) => {
