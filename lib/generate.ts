@@ -8,7 +8,7 @@ import { ArgumentError } from './errors.js';
 import { type FinishReason, decodeLoop } from './decode/loop.js';
 import { DraftChainProposer, DraftTreeProposer } from './decode/proposers/draft-model.js';
 import { LookupProposer, NgramTreeProposer } from './decode/proposers/lookup.js';
-import type { PredictionHeads } from './decode/heads.js';
+import type { PredictionHeads } from './model/heads.js';
 import { HeadsProposer } from './decode/proposers/heads.js';
 import { JacobiProposer } from './decode/proposers/jacobi.js';
 import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';

@@ -125,4 +125,5 @@ export { TokenRecyclingProposer, type TokenRecyclingOptions } from './decode/pro
 export { MODEL_PRESETS, weightBytesPerToken } from './model/presets.js';
 export { JacobiProposer, type JacobiOptions } from './decode/proposers/jacobi.js';
 export { HeadsProposer, type HeadsProposerOptions } from './decode/proposers/heads.js';
-export { type PredictionHeads, loadHeads, saveHeads, trainHeads, headLogits, type TrainHeadsOptions, type TrainHeadsReport } from './decode/heads.js';
+export { type PredictionHeads, loadHeads, saveHeads, headLogits } from './model/heads.js';
+export { trainHeads, type TrainHeadsOptions, type TrainHeadsReport } from './train/heads.js';
