@@ -17,9 +17,10 @@
  *                 goodput = sum_s E_s[tokens](k_s) / (draft(max_s k_s) + verify(sum_s (k_s + 1)))
  *               maximised over a common size K from the candidates, then each sequence
  *               lowered on its own while that raises the batch's goodput.
- *   exploration a sequence held at size 0 probes the smallest size every `probeEvery` steps
+ *   exploration a sequence held at size 0 probes the smallest size after `probeEvery` steps
  *               (acceptance changes with the text, and one unlucky early step must not stop
- *               drafting for good); tree budgets never measured count as fully accepted, so
+ *               drafting for good); each probe that does not bring drafting back doubles
+ *               the wait (up to 16x), a size chosen on its merits resets it; tree budgets never measured count as fully accepted, so
  *               each is tried once, and their first measurement replaces that prior.
  */
 
@@ -82,7 +83,7 @@ export interface GoodputOptions {
   mode: 'chain' | 'tree';
   /** Size of a sequence's first speculative step (default min(4, maxDraft)). */
   initial?: number;
-  /** A sequence at size 0 probes the smallest size after this many steps (default 16; 0: never). */
+  /** A sequence at size 0 probes the smallest size after this many steps (default 16; 0: never); doubled after each vain probe, up to 16x. */
   probeEvery?: number;
   /** Acceptance before any measurement (default 0.6: optimistic, so drafting is tried). */
   priorAcceptance?: number;
@@ -109,6 +110,9 @@ interface SeqState {
   weight: number[];
   /** Steps in a row at size 0. */
   idle: number;
+  /** Steps at size 0 before the next probe, and whether the last size was a probe. */
+  probeGap: number;
+  probed: boolean;
   steps: number;
 }
 
@@ -148,7 +152,7 @@ export class GoodputController {
 
   #seq(s: number): SeqState {
     let st = this.#seqs.get(s);
-    if (!st) this.#seqs.set(s, (st = { accept: [], weight: [], idle: 0, steps: 0 }));
+    if (!st) this.#seqs.set(s, (st = { accept: [], weight: [], idle: 0, steps: 0, probeGap: this.#o.probeEvery, probed: false }));
     return st;
   }
 
@@ -251,9 +255,20 @@ export class GoodputController {
         best = ks;
       }
     }
-    // Probes: a sequence idle for probeEvery steps tries the smallest size once.
+    // Probes: a sequence idle for its probe gap tries the smallest size once; a probe followed
+    // by size 0 again doubles the gap, a size chosen on its merits resets it.
     const probe = this.#o.probeEvery;
-    best = best.map((k, i) => (k === 0 && probe > 0 && states[i]!.idle >= probe ? this.candidates[1]! : k));
+    best = best.map((k, i) => {
+      const st = states[i]!;
+      if (k > 0) {
+        st.probed = false;
+        st.probeGap = probe;
+        return k;
+      }
+      if (st.probed) st.probeGap = Math.min(16 * probe, 2 * st.probeGap);
+      st.probed = probe > 0 && st.idle >= st.probeGap;
+      return st.probed ? this.candidates[1]! : 0;
+    });
     return this.#record(best);
   }
 
