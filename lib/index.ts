@@ -119,6 +119,7 @@ export { loadModel, ggufVocabulary, type LoadModelOptions, type LoadedModel } fr
 export { STRATEGIES, type StrategyName } from './generate.js';
 export { decodeLoop, type LoopOptions, type LoopResult } from './decode/loop.js';
 export type { Proposer, DraftTree, ProposeContext, StepFeedback, SpeculationStats } from './decode/types.js';
+export { GoodputController, CostCurve, type GoodputOptions, type StepObservation } from './decode/controller.js';
 export { DraftChainProposer, DraftTreeProposer, growShrinkPolicy, type DraftLengthPolicy, type DraftChainOptions, type DraftTreeOptions } from './decode/proposers/draft-model.js';
 export { LookupProposer, NgramTreeProposer, mergeChains, type LookupOptions } from './decode/proposers/lookup.js';
 export { TokenRecyclingProposer, type TokenRecyclingOptions } from './decode/proposers/token-recycling.js';
