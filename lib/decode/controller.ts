@@ -15,8 +15,8 @@
  *   choice      for a batch of sequences with sizes k_s, one target pass and the proposer's
  *               work for the largest size:
  *                 goodput = sum_s E_s[tokens](k_s) / (draft(max_s k_s) + verify(sum_s (k_s + 1)))
- *               maximised over a common size K from the candidates, then each sequence
- *               lowered on its own while that raises the batch's goodput.
+ *               maximised first over one size K common to the batch, then over each
+ *               sequence's size given the others' (coordinate search, to a local optimum).
  *   exploration a sequence held at size 0 probes the smallest size after `probeEvery` steps
  *               (acceptance changes with the text, and one unlucky early step must not stop
  *               drafting for good); each probe that does not bring drafting back doubles
@@ -27,11 +27,13 @@
 /** Costs (ms) as a function of a count: EMA per count, linear in between and beyond. */
 export class CostCurve {
   readonly #ema = new Map<number, number>();
+  #keys: number[] = [];
   constructor(readonly alpha = 0.25) {}
 
   observe(n: number, ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) return;
     const old = this.#ema.get(n);
+    if (old === undefined) this.#keys = [...this.#keys, n].sort((a, b) => a - b);
     this.#ema.set(n, old === undefined ? ms : old + this.alpha * (ms - old));
   }
 
@@ -53,7 +55,7 @@ export class CostCurve {
     const exact = this.#ema.get(n);
     if (exact !== undefined) return exact;
     if (this.#ema.size === 0) return undefined;
-    const keys = [...this.#ema.keys()].sort((a, b) => a - b);
+    const keys = this.#keys;
     const v = (k: number) => this.#ema.get(k)!;
     const hi = keys.findIndex((k) => k > n);
     if (hi > 0) {
@@ -182,10 +184,33 @@ export class GoodputController {
     if (this.mode === 'tree') {
       if (k === 0) return 1;
       const m = this.#treeTokens.get(k);
-      // Unmeasured: as if every node were accepted, so each budget is tried once.
-      return m ?? 1 + k;
+      // Unmeasured: a chain as deep as a tree of k nodes with two children per level, with
+      // the acceptance measured per depth, plus one (optimism: each budget worth it is tried).
+      return m ?? Math.min(1 + k, 1 + this.#chainTokens(s, Math.min(k, Math.ceil(Math.log2(k + 1)))));
     }
     return this.#chainTokens(s, k);
+  }
+
+  /** expectedTokens(s, k) for k = 0..maxDraft, in O(maxDraft). */
+  #expectedTable(s: number): number[] {
+    const out = [1];
+    if (this.mode === 'tree') {
+      for (let k = 1; k <= this.maxDraft; k++) out.push(this.expectedTokens(s, k));
+      return out;
+    }
+    const st = this.#seqs.get(s);
+    let glob = this.#o.priorAcceptance;
+    let e = 1;
+    let p = 1;
+    for (let j = 0; j < this.maxDraft; j++) {
+      const gw = this.#weight[j] ?? 0;
+      glob = gw > 0 ? (gw * this.#accept[j]! + 2 * glob) / (gw + 2) : glob;
+      const w = st?.weight[j] ?? 0;
+      p *= w > 0 ? (w * st!.accept[j]! + 2 * glob) / (w + 2) : glob;
+      e += p;
+      out.push(e);
+    }
+    return out;
   }
 
   #chainTokens(s: number, k: number): number {
@@ -231,30 +256,65 @@ export class GoodputController {
     // Start: one speculative step at the initial size, then one plain step (the baseline cost).
     if (this.verify.size === 0) return this.#record(seqs.map(() => this.#o.initial));
     if (!this.verify.has(B)) return this.#record(seqs.map(() => 0));
-    let best = seqs.map(() => 0);
-    let bestG = this.goodput(seqs, best);
+    // Tables for this step (goodput() computes the same, one call at a time).
+    const expected = seqs.map((s) => this.#expectedTable(s));
+    const draftMs = new Map(this.candidates.map((k) => [k, this.draftCost(k)]));
+    const verifyMs = new Map<number, number>();
+    const fast = (ks: readonly number[]): number => {
+      let tokens = 0;
+      let rows = 0;
+      let maxK = 0;
+      ks.forEach((k, i) => {
+        tokens += expected[i]![k]!;
+        rows += k + 1;
+        maxK = Math.max(maxK, k);
+      });
+      let v = verifyMs.get(rows);
+      if (v === undefined) verifyMs.set(rows, (v = this.verifyCost(rows)));
+      return tokens / (draftMs.get(maxK)! + v);
+    };
+    // The best common size, then each sequence's size given the others' (coordinate search,
+    // incremental: the batch's token and row sums change by one sequence's terms).
+    let ks = seqs.map(() => 0);
+    let g = fast(ks);
     for (const K of this.candidates) {
-      if (K === 0) continue;
-      const ks = seqs.map(() => K);
-      let g = this.goodput(seqs, ks);
-      // Lower sequences one at a time while that helps the batch.
-      for (let i = 0; i < B && B > 1; i++) {
-        for (const k of this.candidates) {
-          if (k >= ks[i]!) break;
-          const trial = ks.slice();
-          trial[i] = k;
-          const gt = this.goodput(seqs, trial);
-          if (gt > g) {
-            g = gt;
-            ks[i] = k;
-          }
-        }
-      }
-      if (g > bestG) {
-        bestG = g;
-        best = ks;
+      const trial = seqs.map(() => K);
+      const gt = fast(trial);
+      if (gt > g) {
+        g = gt;
+        ks = trial;
       }
     }
+    let tokens = 0;
+    let rows = 0;
+    ks.forEach((k, i) => {
+      tokens += expected[i]![k]!;
+      rows += k + 1;
+    });
+    for (let pass = 0, moved = B > 1; moved && pass < 4; pass++) {
+      moved = false;
+      for (let i = 0; i < B; i++) {
+        let othersMax = 0;
+        for (let m = 0; m < B; m++) if (m !== i) othersMax = Math.max(othersMax, ks[m]!);
+        const cur = ks[i]!;
+        for (const k of this.candidates) {
+          if (k === ks[i]) continue;
+          const t = tokens - expected[i]![cur]! + expected[i]![k]!;
+          const n = rows - cur + k;
+          let v = verifyMs.get(n);
+          if (v === undefined) verifyMs.set(n, (v = this.verifyCost(n)));
+          const gt = t / (draftMs.get(Math.max(othersMax, k))! + v);
+          if (gt > g + 1e-12) {
+            g = gt;
+            ks[i] = k;
+            moved = true;
+          }
+        }
+        tokens += expected[i]![ks[i]!]! - expected[i]![cur]!;
+        rows += ks[i]! - cur;
+      }
+    }
+    let best = ks;
     // Probes: a sequence idle for its probe gap tries the smallest size once; a probe followed
     // by size 0 again doubles the gap, a size chosen on its merits resets it.
     const probe = this.#o.probeEvery;

@@ -130,3 +130,22 @@ describe('CostCurve', () => {
     expect(c.estimate(5)).toBe(30);
   });
 });
+
+describe('GoodputController.plan', () => {
+  it('picks, for a batch, sizes whose goodput() no single-size change improves', () => {
+    const c = new GoodputController({ mode: 'chain', maxDraft: 6, probeEvery: 0 });
+    simulate(c, { verify: (n) => 10 + 0.8 * n, draftStep: 0.4, accept: [0.9, 0.6, 0.2] }, 300, 1);
+    const seqs = [0, 1, 2];
+    const ks = c.plan(seqs);
+    const g = c.goodput(seqs, ks);
+    for (let i = 0; i < 3; i++) {
+      for (const k of c.candidates) {
+        if (k > Math.max(...ks)) continue; // raising the largest size is the common-K search's job
+        const t = ks.slice();
+        t[i] = k;
+        expect(c.goodput(seqs, t)).toBeLessThanOrEqual(g + 1e-12);
+      }
+    }
+    expect(ks[0]).toBeGreaterThanOrEqual(ks[2]!);
+  });
+});
