@@ -20,8 +20,9 @@
  *   exploration a sequence held at size 0 probes the smallest size after `probeEvery` steps
  *               (acceptance changes with the text, and one unlucky early step must not stop
  *               drafting for good); each probe that does not bring drafting back doubles
- *               the wait (up to 16x), a size chosen on its merits resets it; tree budgets never measured count as fully accepted, so
- *               each is tried once, and their first measurement replaces that prior.
+ *               the wait (up to 16x), a size chosen on its merits resets it; a tree budget
+ *               never measured is valued as a chain of its likely depth plus one token, and
+ *               its first measurement replaces that.
  */
 
 /** Costs (ms) as a function of a count: EMA per count, linear in between and beyond. */
