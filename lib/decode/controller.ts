@@ -134,6 +134,8 @@ export class GoodputController {
   readonly candidates: number[];
   /** Sizes chosen, for the stats: size -> times. */
   readonly chosen = new Map<number, number>();
+  /** Plain steps since the last full search that chose size 0 for the whole batch. */
+  #idleSearch = -1;
 
   constructor(o: GoodputOptions) {
     this.maxDraft = Math.max(0, Math.floor(o.maxDraft));
@@ -257,6 +259,13 @@ export class GoodputController {
     // Start: one speculative step at the initial size, then one plain step (the baseline cost).
     if (this.verify.size === 0) return this.#record(seqs.map(() => this.#o.initial));
     if (!this.verify.has(B)) return this.#record(seqs.map(() => 0));
+    // While the search says 0 for everyone, nothing it reads changes but the plain step's
+    // cost (acceptance moves only on drafts): search again every `RESEARCH` steps, not every
+    // step (the search costs about a tiny model's decode step).
+    if (this.#idleSearch >= 0 && this.#idleSearch < GoodputController.RESEARCH) {
+      this.#idleSearch++;
+      return this.#record(this.#probes(states, seqs.map(() => 0)));
+    }
     // Tables for this step (goodput() computes the same, one call at a time).
     const expected = seqs.map((s) => this.#expectedTable(s));
     const draftMs = new Map(this.candidates.map((k) => [k, this.draftCost(k)]));
@@ -315,11 +324,18 @@ export class GoodputController {
         rows += ks[i]! - cur;
       }
     }
-    let best = ks;
+    this.#idleSearch = ks.every((k) => k === 0) ? 0 : -1;
+    return this.#record(this.#probes(states, ks));
+  }
+
+  /** Search again every this many steps while the search gives 0 to every sequence. */
+  static readonly RESEARCH = 8;
+
+  #probes(states: SeqState[], best: number[]): number[] {
     // Probes: a sequence idle for its probe gap tries the smallest size once; a probe followed
     // by size 0 again doubles the gap, a size chosen on its merits resets it.
     const probe = this.#o.probeEvery;
-    best = best.map((k, i) => {
+    return best.map((k, i) => {
       const st = states[i]!;
       if (k > 0) {
         st.probed = false;
@@ -330,7 +346,6 @@ export class GoodputController {
       st.probed = probe > 0 && st.idle >= st.probeGap;
       return st.probed ? this.candidates[1]! : 0;
     });
-    return this.#record(best);
   }
 
   #record(ks: number[]): number[] {
