@@ -9,12 +9,13 @@ import { type FinishReason, decodeLoop } from './decode/loop.js';
 import { validateGenerateOptions } from './generate-options.js';
 import { DraftChainProposer, DraftTreeProposer } from './decode/proposers/draft-model.js';
 import { LookupProposer, NgramTreeProposer } from './decode/proposers/lookup.js';
-import type { PredictionHeads } from './decode/heads.js';
+import type { PredictionHeads } from './model/heads.js';
 import { HeadsProposer } from './decode/proposers/heads.js';
 import { JacobiProposer } from './decode/proposers/jacobi.js';
 import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';
 import { type SamplingOptions, checkSamplingOptions } from './decode/sampling.js';
 import type { Proposer, SpeculationStats } from './decode/types.js';
+import type { GoodputOptions } from './decode/controller.js';
 import type { KvCache, KvCacheDtype } from './model/kv-cache.js';
 import type { Model } from './model/model.js';
 import { checkThreadsOption, setThreads } from './native/threads.js';
@@ -85,14 +86,18 @@ export interface GenerateOptions extends SamplingOptions {
   /** Prediction heads for strategy 'heads' (loadHeads / trainHeads). */
   heads?: PredictionHeads;
   speculation?: {
-    /** Draft length to start from ('speculative', 'lookup'). */
+    /** Draft length ('speculative', 'lookup', 'jacobi'): the first step's size, or every step's with `fixed`. */
     k?: number;
+    /** Longest draft the goodput controller may choose ('speculative': default 8). */
     kMax?: number;
-    /** Keep k fixed. */
+    /** Keep k (or the node budget) fixed instead of the goodput controller's choice. */
     fixed?: boolean;
-    /** Node budget of tree strategies. */
+    /** Node budget of tree strategies (the controller's largest). */
     nodes?: number;
-    /** Pause speculation while it is slower per token than plain decoding (default true). */
+    /**
+     * Draft sizes chosen each step (0 included) for the most tokens per second, from costs and
+     * acceptance measured as it runs (default true; lib/decode/controller.ts). false: as `fixed`.
+     */
     autoDisable?: boolean;
   };
 }
@@ -225,6 +230,29 @@ export async function* stream(
   }
 }
 
+/** The goodput controller's settings for the strategy, or undefined for a fixed size. */
+function goodputFor(o: GenerateOptions): GoodputOptions | undefined {
+  const s = o.speculation ?? {};
+  if (s.fixed || s.autoDisable === false) return undefined;
+  const strategy = o.strategy ?? (o.draft ? 'speculative' : 'autoregressive');
+  const initial = s.k !== undefined ? { initial: s.k } : {};
+  switch (strategy) {
+    case 'speculative':
+      return { mode: 'chain', maxDraft: s.kMax ?? 8, ...initial };
+    case 'lookup':
+      return { mode: 'chain', maxDraft: s.k ?? 8 };
+    case 'jacobi':
+      return { mode: 'tree', maxDraft: (s.k ?? 5) + 6 }; // the block and two pool chains of 3
+    case 'tree':
+    case 'ngram-tree':
+    case 'token-recycling':
+    case 'heads':
+      return { mode: 'tree', maxDraft: s.nodes ?? 24 };
+    default:
+      return typeof strategy === 'object' ? { mode: 'tree', maxDraft: s.nodes ?? 24 } : undefined;
+  }
+}
+
 /** The proposer for a strategy name (or the proposer itself). */
 function proposerFor(o: GenerateOptions, seed: number): Proposer | undefined {
   const strategy = o.strategy ?? (o.draft ? 'speculative' : 'autoregressive');
@@ -244,10 +272,9 @@ function proposerFor(o: GenerateOptions, seed: number): Proposer | undefined {
       if (o.draft) throw new ArgumentError('strategy', "'speculative' or 'tree' when a draft model is given", strategy);
       return undefined;
     case 'speculative':
+      // Under the goodput controller the chain drafts exactly the size it is given.
       return new DraftChainProposer(needDraft(), {
-        ...(s.k !== undefined ? { k: s.k } : {}),
-        ...(s.kMax !== undefined ? { kMax: s.kMax } : {}),
-        ...(s.fixed !== undefined ? { fixed: s.fixed } : {}),
+        ...(goodputFor(o) ? { k: s.kMax ?? 8, fixed: true } : { ...(s.k !== undefined ? { k: s.k } : {}), fixed: true }),
         temperature: o.temperature ?? 0,
         topK: o.topK ?? 0,
         topP: o.topP ?? 1,
@@ -330,7 +357,7 @@ async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.onText ? { onText: o.onText } : {}),
     ...(proposer ? { proposer } : {}),
-    ...(o.speculation?.autoDisable !== undefined ? { autoDisable: o.speculation.autoDisable } : {}),
+    ...(proposer && goodputFor(o) ? { goodput: goodputFor(o)! } : {}),
     ...(o.kvDtype ? { cacheDtype: o.kvDtype } : {}),
     contextLength,
     ...(session ? { session } : {}),

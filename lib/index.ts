@@ -138,10 +138,12 @@ export { loadModel, ggufVocabulary, type LoadModelOptions, type LoadedModel } fr
 export { STRATEGIES, type StrategyName } from './generate.js';
 export { decodeLoop, type LoopOptions, type LoopResult } from './decode/loop.js';
 export type { Proposer, DraftTree, ProposeContext, StepFeedback, SpeculationStats } from './decode/types.js';
+export { GoodputController, CostCurve, type GoodputOptions, type StepObservation } from './decode/controller.js';
 export { DraftChainProposer, DraftTreeProposer, growShrinkPolicy, type DraftLengthPolicy, type DraftChainOptions, type DraftTreeOptions } from './decode/proposers/draft-model.js';
 export { LookupProposer, NgramTreeProposer, mergeChains, type LookupOptions } from './decode/proposers/lookup.js';
 export { TokenRecyclingProposer, type TokenRecyclingOptions } from './decode/proposers/token-recycling.js';
 export { MODEL_PRESETS, weightBytesPerToken } from './model/presets.js';
 export { JacobiProposer, type JacobiOptions } from './decode/proposers/jacobi.js';
 export { HeadsProposer, type HeadsProposerOptions } from './decode/proposers/heads.js';
-export { type PredictionHeads, loadHeads, saveHeads, trainHeads, headLogits, type TrainHeadsOptions, type TrainHeadsReport } from './decode/heads.js';
+export { type PredictionHeads, loadHeads, saveHeads, headLogits } from './model/heads.js';
+export { trainHeads, type TrainHeadsOptions, type TrainHeadsReport } from './train/heads.js';

@@ -14,22 +14,20 @@
  * the target's processed distribution. The uniforms come from a per-sequence seeded generator.
  */
 
-import { type CanopyError, InternalError, NumericError } from '../errors.js';
+import { type CanopyError, InternalError } from '../errors.js';
 import { argmaxRows } from '../kernels/sampling.js';
 import { verifyGreedyBatch, verifySamplingBatch } from '../kernels/verify.js';
 import type { KvCache, KvCacheDtype } from '../model/kv-cache.js';
 import type { Model } from '../model/model.js';
 import { Tensor } from '../tensor/tensor.js';
-import { Random, argmax, processedDistribution, sampleFrom } from './sampling.js';
+import { GoodputController, type GoodputOptions, type StepObservation } from './controller.js';
+import { Emitter, type FinishReason, type Seq, type StreamingTokenizer } from './emit.js';
+import { SpeculationMetrics } from './metrics.js';
+import { argmax, processedDistribution, sampleFrom } from './sampling.js';
 import type { DraftTree, Proposer, SpeculationStats } from './types.js';
 import { EMPTY_DRAFT } from './types.js';
 
-/** 'error': the model's logits for the sequence had no usable value (all NaN; see LoopSequenceResult.error). */
-export type FinishReason = 'length' | 'eos' | 'stop' | 'abort' | 'context' | 'error';
-
-export interface StreamingTokenizer {
-  streamDecoder(context?: ArrayLike<number>): { push(id: number): string; flush(): string };
-}
+export type { FinishReason, StreamingTokenizer } from './emit.js';
 
 export interface LoopOptions {
   model: Model;
@@ -45,8 +43,11 @@ export interface LoopOptions {
   signal?: AbortSignal;
   onText?: (piece: string, token: number, sequence: number) => void;
   proposer?: Proposer;
-  /** Turn speculation off while it emits fewer tokens per second than plain decoding (default true). */
-  autoDisable?: boolean;
+  /**
+   * Draft sizes chosen each step by the goodput controller (lib/decode/controller.ts), per
+   * sequence, 0 included. Absent: every step offers the proposer its whole budget (a fixed k).
+   */
+  goodput?: GoodputOptions;
   /** KV cache storage: f32 (default), f16, bf16, or quantized int8 / int4 / fp8. */
   cacheDtype?: KvCacheDtype;
   /**
@@ -86,17 +87,28 @@ export interface LoopResult {
   speculation?: SpeculationStats;
 }
 
-interface Seq {
-  prompt: number[];
-  all: number[]; // prompt + emitted tokens; the pending token is the last
-  out: number[];
-  text: string;
-  pending: string;
-  decoder: { push(id: number): string; flush(): string } | undefined;
-  done: FinishReason | undefined;
-  error?: CanopyError;
-  random: Random;
+/** Everything one generation's steps share. */
+interface Run {
+  o: LoopOptions;
+  model: Model;
+  proposer: Proposer | undefined;
+  cache: KvCache;
+  /** The most rows a sequence's cache may grow to (prompt, new tokens and one draft tree, within the context). */
+  capacity: number;
+  seqs: Seq[];
+  emitter: Emitter;
+  metrics: SpeculationMetrics | undefined;
+  controller: GoodputController | undefined;
+  sampling: boolean;
+  wantsHidden: boolean;
+  passes: number;
 }
+
+/** A live sequence of this step: its state and index in the batch. */
+type Live = Array<{ st: Seq; s: number }>;
+
+const vocabOf = (r: Run) => r.model.config.vocabSize;
+const dimOf = (r: Run) => r.model.config.dim;
 
 /** Whether a logits row can be decoded: some value above -inf, and (sampling) no NaN. */
 function usableLogits(row: Float32Array, sampling: boolean): boolean {
@@ -109,44 +121,233 @@ function usableLogits(row: Float32Array, sampling: boolean): boolean {
   return any;
 }
 
-/** Longest suffix of `text` that is a proper prefix of some stop string (held back while streaming). */
-function heldBack(text: string, stops: string[]): number {
-  let keep = 0;
-  for (const s of stops) {
-    for (let k = Math.min(s.length - 1, text.length); k > keep; k--) {
-      if (text.endsWith(s.slice(0, k))) {
-        keep = k;
-        break;
+/**
+ * A token from a logits row: argmax, or a draw from the processed distribution; -1 (the
+ * emitter ends the sequence with 'error') when the row has nothing to choose from: greedy
+ * needs a value above -inf (NaN never is), sampling a distribution without NaN.
+ */
+function pick(r: Run, row: Float32Array, s: number): number {
+  const { temperature, topK, topP } = r.o;
+  if (!usableLogits(row, r.sampling)) return -1;
+  return r.sampling ? sampleFrom(processedDistribution(row, { temperature, topK, topP }), r.seqs[s]!.random.next()) : argmax(row);
+}
+
+/**
+ * Prefill: each distinct prompt once (n samples of one prompt share it; the other sequences
+ * get a copy of its KV by fork and sample their first token from the same logits).
+ */
+async function prefill(r: Run): Promise<void> {
+  const { cache, seqs, proposer } = r;
+  const vocab = vocabOf(r);
+  const dim = dimOf(r);
+  const leaderOf = new Map<string, number>();
+  const leader = seqs.map((st, s) => {
+    const key = cache.forkable ? st.prompt.join(',') : String(s); // quantized caches: prefill each
+    if (!leaderOf.has(key)) leaderOf.set(key, s);
+    return leaderOf.get(key)!;
+  });
+  const leaders = [...leaderOf.values()].sort((a, b) => a - b);
+  const skip = r.o.session?.reuse ?? 0; // a session's cache already holds these prompt tokens
+  const pre = await r.model.forward(cache, leaders.map((s) => ({ sequence: s, tokens: seqs[s]!.prompt.slice(skip) })), { hidden: r.wantsHidden });
+  r.passes++;
+  const preLogits = pre.logits.toFloat32();
+  pre.logits.dispose();
+  const preHidden = pre.hidden?.toFloat32();
+  pre.hidden?.dispose();
+  seqs.forEach((st, s) => {
+    const row = leaders.indexOf(leader[s]!);
+    if (leader[s] !== s) cache.fork(leader[s]!, s);
+    if (preHidden) proposer!.observeHidden?.(s, preHidden.slice(row * dim, (row + 1) * dim));
+    if (!st.done) r.emitter.emit(st, s, pick(r, preLogits.subarray(row * vocab, (row + 1) * vocab), s));
+  });
+}
+
+/** Float caches start small and grow in chunks as they fill; quantized ones cannot grow. */
+const growable = (dtype: KvCacheDtype | undefined): boolean => dtype === undefined || dtype === 'f32' || dtype === 'f16' || dtype === 'bf16';
+
+/** Grows a float cache (doubling, up to the run's capacity) when a live sequence has less than one draft tree of room. */
+function ensureRoom(r: Run, sequences: number[]): void {
+  const { cache, capacity } = r;
+  if (!growable(cache.dtype) || cache.capacity >= capacity) return;
+  if (sequences.some((s) => cache.free(s) < 65)) cache.grow(Math.min(capacity, Math.max(cache.capacity * 2, cache.capacity + 65)));
+}
+
+/** The sequences that can take a step (ending those out of cache room); empty when none. */
+function liveSequences(r: Run): Live {
+  const active = r.seqs.map((st, s) => ({ st, s })).filter((x) => !x.st.done);
+  ensureRoom(r, active.map((x) => x.s));
+  for (const { st, s } of active) if (r.cache.free(s) < 1) st.done = 'context';
+  return active.filter((x) => !x.st.done);
+}
+
+/** Propose: each sequence's draft within its size (the controller's) and what is left. */
+async function propose(r: Run, live: Live, sizes: number[]): Promise<{ drafts: DraftTree[]; budget: number }> {
+  const drafts: DraftTree[] = live.map(() => EMPTY_DRAFT);
+  const proposer = r.proposer;
+  if (!proposer) return { drafts, budget: 0 };
+  const ctxs = live
+    .map(({ st, s }, i) => ({
+      i,
+      ctx: { sequence: s, tokens: st.all, promptLength: st.prompt.length, budget: Math.min(sizes[i]!, r.o.maxTokens - st.out.length - 1, r.cache.free(s) - 1), temperature: r.o.temperature },
+    }))
+    .filter((x) => x.ctx.budget > 0);
+  if (proposer.proposeBatch && ctxs.length > 1) {
+    const out = await proposer.proposeBatch(ctxs.map((x) => x.ctx));
+    ctxs.forEach((x, j) => (drafts[x.i] = out[j]!));
+  } else {
+    for (const x of ctxs) drafts[x.i] = await proposer.propose(x.ctx);
+  }
+  return { drafts, budget: Math.max(0, ...ctxs.map((x) => x.ctx.budget)) };
+}
+
+/** A plain decoding step: the pending tokens, causally; one token per sequence. */
+async function plainStep(r: Run, live: Live): Promise<void> {
+  const t1 = performance.now();
+  const dim = dimOf(r);
+  const vocab = vocabOf(r);
+  const { logits, hidden } = await r.model.forward(r.cache, live.map(({ st, s }) => ({ sequence: s, tokens: [st.all[st.all.length - 1]!] })), { hidden: r.wantsHidden });
+  r.passes++;
+  // Greedy: only the chosen ids leave the device; sampling needs the rows on the host.
+  const best = r.sampling ? undefined : await argmaxRows(logits);
+  const rows = r.sampling ? logits.toFloat32() : undefined;
+  logits.dispose();
+  if (hidden) {
+    const h = hidden.toFloat32();
+    live.forEach(({ s }, i) => r.proposer!.observeHidden?.(s, h.slice(i * dim, (i + 1) * dim)));
+    hidden.dispose();
+  }
+  r.metrics?.step(0, 0, 0, performance.now() - t1, 0);
+  live.forEach(({ st, s }, i) => r.emitter.emit(st, s, best ? best[i]! : pick(r, rows!.subarray(i * vocab, (i + 1) * vocab), s)));
+}
+
+/** Verification of every sequence's tree against the target logits: accepted nodes and next token each. */
+async function verify(r: Run, live: Live, drafts: DraftTree[], logits: Tensor, hostLogits: Float32Array | undefined) {
+  const treeIndptr = [0];
+  const treeTokens: number[] = [];
+  const treeParents: number[] = [];
+  drafts.forEach((d) => {
+    treeTokens.push(...d.tokens);
+    treeParents.push(...d.parents);
+    treeIndptr.push(treeTokens.length);
+  });
+  if (!r.sampling) return verifyGreedyBatch(treeIndptr, treeTokens, treeParents, logits);
+  const vocab = vocabOf(r);
+  const { temperature, topK, topP } = r.o;
+  const rows = treeTokens.length + live.length;
+  const target = new Float32Array(rows * vocab);
+  for (let i = 0; i < rows; i++) target.set(processedDistribution(hostLogits!.subarray(i * vocab, (i + 1) * vocab), { temperature, topK, topP }), i * vocab);
+  let draftRows: Float32Array | null = null;
+  if (!drafts.every((d) => !d.draftProbs)) {
+    draftRows = new Float32Array(rows * vocab);
+    let i = 0;
+    drafts.forEach((d) => {
+      for (let j = 0; j <= d.tokens.length; j++, i++) {
+        // Rows the verifier never reads (no children) still hold a valid distribution.
+        draftRows!.set(d.draftProbs?.[j] ?? target.subarray(i * vocab, (i + 1) * vocab), i * vocab);
       }
+    });
+  }
+  const uniforms = new Float64Array(rows);
+  let u = 0;
+  live.forEach(({ st }, i) => {
+    for (let j = 0; j <= drafts[i]!.tokens.length; j++) uniforms[u++] = st.random.next();
+  });
+  const tTarget = Tensor.from(target, { shape: [rows, vocab] });
+  const tDraft = draftRows ? Tensor.from(draftRows, { shape: [rows, vocab] }) : null;
+  return (r.o.samplingVerifier ?? verifySamplingBatch)(treeIndptr, treeTokens, treeParents, tTarget, tDraft, uniforms);
+}
+
+/**
+ * A tree step: [pending, ...draft] per sequence in one target forward, verification, KV
+ * commit of the pending token and the accepted nodes, then feedback, metrics and emission.
+ * Returns what the controller needs to know of it.
+ */
+async function treeStep(r: Run, live: Live, drafts: DraftTree[], sizes: number[], proposeMs: number): Promise<Pick<StepObservation, 'rows' | 'verifyMs' | 'sequences'>> {
+  const t1 = performance.now();
+  const dim = dimOf(r);
+  const vocab = vocabOf(r);
+  const stepSeqs = live.map(({ st, s }, i) => ({
+    sequence: s,
+    tokens: [st.all[st.all.length - 1]!, ...drafts[i]!.tokens],
+    parents: [-1, ...drafts[i]!.parents.map((p) => p + 1)],
+  }));
+  const { logits, hidden } = await r.model.forward(r.cache, stepSeqs, { logits: 'all', hidden: r.wantsHidden });
+  const hostHidden = hidden ? Float32Array.from(hidden.toFloat32()) : undefined;
+  hidden?.dispose();
+  r.passes++;
+  const t2 = performance.now();
+  const hostLogits = r.sampling || r.proposer?.feedback !== undefined ? Float32Array.from(logits.toFloat32()) : undefined;
+  const results = await verify(r, live, drafts, logits, hostLogits);
+  logits.dispose();
+  await r.cache.commit(live.map(({ s }, i) => ({ sequence: s, numNodes: drafts[i]!.tokens.length + 1, acceptedNodes: [0, ...results[i]!.acceptedNodes.map((n) => n + 1)] })));
+  const t3 = performance.now();
+  const observed: StepObservation['sequences'] = [];
+  let emitted = 0;
+  let rowBase = 0;
+  for (let i = 0; i < live.length; i++) {
+    const { st, s } = live[i]!;
+    const d = drafts[i]!;
+    const res = results[i]!;
+    const depth = r.metrics!.draft(d, res.acceptedNodes.length);
+    observed.push({ sequence: s, budget: Number.isFinite(sizes[i]!) ? sizes[i]! : d.tokens.length, drafted: d.tokens.length, depth, accepted: res.acceptedNodes.length });
+    await r.proposer!.feedback?.({
+      sequence: s,
+      pendingToken: stepSeqs[i]!.tokens[0]!,
+      draft: d,
+      acceptedNodes: res.acceptedNodes,
+      nextToken: res.nextToken,
+      ...(hostLogits ? { targetLogits: hostLogits.subarray(rowBase * vocab, (rowBase + d.tokens.length + 1) * vocab) } : {}),
+    });
+    if (hostHidden) {
+      // The row that produced the next token: the last accepted node's (or the pending token's).
+      const row = rowBase + (res.acceptedNodes.length ? res.acceptedNodes.at(-1)! + 1 : 0);
+      r.proposer!.observeHidden?.(s, hostHidden.slice(row * dim, (row + 1) * dim));
+    }
+    rowBase += d.tokens.length + 1;
+    let ok = true;
+    for (const n of res.acceptedNodes) {
+      emitted++;
+      if (!(ok = r.emitter.emit(st, s, d.tokens[n]!))) break;
+    }
+    if (ok) {
+      emitted++;
+      r.emitter.emit(st, s, res.nextToken);
     }
   }
-  return keep;
+  r.metrics!.step(emitted, live.length, proposeMs, t2 - t1, t3 - t2);
+  return { rows: rowBase, verifyMs: t3 - t1, sequences: observed };
+}
+
+/** One step of the live sequences: control (sizes), propose, step (plain or tree), control feedback. */
+async function step(r: Run, live: Live): Promise<void> {
+  const t0 = performance.now();
+  const sizes = r.controller ? r.controller.plan(live.map(({ s }) => s)) : live.map(() => Infinity);
+  const { drafts, budget } = await propose(r, live, sizes);
+  const t1 = performance.now();
+  if (!drafts.some((d) => d.tokens.length > 0)) {
+    await plainStep(r, live);
+    r.controller?.observe({
+      rows: live.length,
+      verifyMs: performance.now() - t1,
+      draftMs: t1 - t0,
+      draftBudget: budget,
+      sequences: live.map(({ s }, i) => ({ sequence: s, budget: sizes[i]!, drafted: 0, depth: 0, accepted: 0 })),
+    });
+    return;
+  }
+  const observed = await treeStep(r, live, drafts, sizes, t1 - t0);
+  r.controller?.observe({ ...observed, draftMs: t1 - t0, draftBudget: budget });
 }
 
 export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
   const { model, proposer } = o;
-  const vocab = model.config.vocabSize;
-  const sampling = o.temperature > 0;
-  const dist = { temperature: o.temperature, topK: o.topK, topP: o.topP };
   const start = performance.now();
-  let firstTokenAt = 0;
-  let passes = 0;
-  const seqs: Seq[] = o.prompts.map((p, s) => ({
-    prompt: p,
-    all: [...p],
-    out: [],
-    text: '',
-    pending: '',
-    decoder: o.tokenizer?.streamDecoder(p),
-    done: o.maxTokens === 0 ? 'length' : undefined,
-    random: new Random(o.seed + s),
-  }));
+  const emitter = new Emitter({ maxTokens: o.maxTokens, eos: o.eos, stops: o.stops, ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}), ...(o.onText ? { onText: o.onText } : {}) });
+  const seqs = o.prompts.map((p, s) => emitter.sequence(p, s, o.seed));
   const longest = Math.max(...o.prompts.map((p) => p.length));
   const limit = o.contextLength ?? model.config.maxSeqLen;
   // Room for the prompt, every new token, and one draft tree beyond them, within the context.
   const capacity = Math.min(limit, longest + o.maxTokens + 64);
-  // Float caches start small and grow in chunks as they fill; quantized ones cannot grow.
-  const growable = (dtype: KvCacheDtype | undefined): boolean => dtype === undefined || dtype === 'f32' || dtype === 'f16' || dtype === 'bf16';
   const initial = growable(o.cacheDtype) ? Math.min(capacity, longest + Math.min(o.maxTokens, 256) + 64) : capacity;
   const session = o.session;
   if (session) {
@@ -157,294 +358,35 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     if (c.capacity < initial && growable(c.dtype)) c.grow(initial);
   }
   const cache: KvCache = session?.cache ?? model.createCache({ capacity: initial, sequences: seqs.length, ...(o.cacheDtype ? { dtype: o.cacheDtype } : {}) });
-  /** Grows a float cache (doubling, up to `capacity`) when a live sequence has less than one draft tree of room. */
-  const ensureRoom = (sequences: number[]): void => {
-    if (!growable(cache.dtype) || cache.capacity >= capacity) return;
-    if (sequences.some((s) => cache.free(s) < 65)) cache.grow(Math.min(capacity, Math.max(cache.capacity * 2, cache.capacity + 65)));
+  const r: Run = {
+    o, model, proposer, cache, capacity, seqs, emitter,
+    metrics: proposer ? new SpeculationMetrics(proposer.name) : undefined,
+    controller: proposer && o.goodput ? new GoodputController(o.goodput) : undefined,
+    sampling: o.temperature > 0,
+    wantsHidden: proposer?.wantsHidden === true,
+    passes: 0,
   };
-  const spec: SpeculationStats | undefined = proposer
-    ? { strategy: proposer.name, drafted: 0, accepted: 0, acceptanceRate: 0, meanAcceptedLength: 0, perPositionAcceptance: [], timeMs: { propose: 0, forward: 0, verify: 0 } }
-    : undefined;
-  const depthDrafted: number[] = [];
-  const depthAccepted: number[] = [];
-  let specTokens = 0;
-  let specSeqSteps = 0; // (sequence, tree step) pairs: tau is per sequence
-
-  // -1 (see emit) when the row has nothing to choose from: greedy needs a value above -inf
-  // (NaN never is), sampling a distribution without NaN.
-  const pick = (row: Float32Array, s: number): number => {
-    if (!usableLogits(row, sampling)) return -1;
-    return sampling ? sampleFrom(processedDistribution(row, dist), seqs[s]!.random.next()) : argmax(row);
-  };
-
-  /** Emits one token; returns false when the sequence finished on it (the token may be cut). */
-  const emit = (s: number, token: number): boolean => {
-    const st = seqs[s]!;
-    if (!firstTokenAt) firstTokenAt = performance.now();
-    if (token < 0) {
-      // The argmax kernels and pick() give -1 for a row with no usable logit: the model's
-      // numbers broke (NaN weights, overflow). End the sequence instead of emitting token 0.
-      st.done = 'error';
-      st.error = new NumericError(
-        `sequence ${s}: the model's logits after ${st.all.length} tokens have no usable value (all NaN or -Infinity); check the weights (loadWeights(path, { validate: true }))`,
-      );
-      return false;
-    }
-    if (o.eos.has(token)) {
-      st.done = 'eos';
-      return false;
-    }
-    st.out.push(token);
-    st.all.push(token);
-    if (st.decoder) {
-      st.pending += st.decoder.push(token);
-      const full = st.text + st.pending;
-      const hits = o.stops.map((stop) => full.indexOf(stop, Math.max(0, st.text.length - stop.length))).filter((i) => i >= 0);
-      if (hits.length) {
-        const piece = full.slice(st.text.length, Math.min(...hits));
-        if (piece) {
-          st.text += piece;
-          o.onText?.(piece, token, s);
-        }
-        st.pending = '';
-        st.done = 'stop';
-        return false;
-      }
-      const keep = heldBack(st.pending, o.stops);
-      const piece = st.pending.slice(0, st.pending.length - keep);
-      st.pending = st.pending.slice(st.pending.length - keep);
-      if (piece) {
-        st.text += piece;
-        o.onText?.(piece, token, s);
-      }
-    }
-    if (st.out.length >= o.maxTokens) {
-      st.done = 'length';
-      return false;
-    }
-    return true;
-  };
-
-  // Speculation governor: EMA of milliseconds per emitted token with and without drafts.
-  let emaSpec = 0;
-  let emaPlain = 0;
-  let disabledUntil = 0;
-  let step = 0;
-  const autoDisable = o.autoDisable ?? true;
-
   try {
     await proposer?.start?.(o.prompts, capacity);
-    // Prefill.
-    const wantsHidden = proposer?.wantsHidden === true;
-    const dim = model.config.dim;
-    // Prefill each distinct prompt once (n samples of one prompt share it): the other sequences
-    // get a copy of its KV (fork) and sample their first token from the same logits.
-    const leaderOf = new Map<string, number>();
-    const leader = seqs.map((st, s) => {
-      const key = cache.forkable ? st.prompt.join(',') : String(s); // quantized caches: prefill each
-      if (!leaderOf.has(key)) leaderOf.set(key, s);
-      return leaderOf.get(key)!;
-    });
-    const leaders = [...leaderOf.values()].sort((a, b) => a - b);
-    const skip = session?.reuse ?? 0;
-    const pre = await model.forward(cache, leaders.map((s) => ({ sequence: s, tokens: seqs[s]!.prompt.slice(skip) })), { hidden: wantsHidden });
-    passes++;
-    const preLogits = pre.logits.toFloat32();
-    pre.logits.dispose();
-    const preHidden = pre.hidden?.toFloat32();
-    pre.hidden?.dispose();
-    seqs.forEach((st, s) => {
-      const r = leaders.indexOf(leader[s]!);
-      if (leader[s] !== s) cache.fork(leader[s]!, s);
-      if (preHidden) proposer!.observeHidden?.(s, preHidden.slice(r * dim, (r + 1) * dim));
-      if (!st.done) emit(s, pick(preLogits.subarray(r * vocab, (r + 1) * vocab), s));
-    });
+    await prefill(r);
     const decodeStart = performance.now();
-
-    while (seqs.some((st) => !st.done)) {
-      if (o.signal?.aborted) {
-        seqs.forEach((st) => (st.done ??= 'abort'));
-        break;
-      }
-      const active = seqs.map((st, s) => ({ st, s })).filter((x) => !x.st.done);
-      ensureRoom(active.map((x) => x.s));
-      for (const { st, s } of active) if (cache.free(s) < 1) st.done = 'context';
-      const live = active.filter((x) => !x.st.done);
+    for (;;) {
+      if (o.signal?.aborted) seqs.forEach((st) => (st.done ??= 'abort'));
+      const live = liveSequences(r);
       if (live.length === 0) break;
-      step++;
-      const t0 = performance.now();
-      // Propose.
-      const speculate = proposer !== undefined && step >= disabledUntil;
-      const drafts: DraftTree[] = live.map(() => EMPTY_DRAFT);
-      if (speculate) {
-        const ctxs = live
-          .map(({ st, s }, i) => ({ i, ctx: { sequence: s, tokens: st.all, promptLength: st.prompt.length, budget: Math.min(o.maxTokens - st.out.length - 1, cache.free(s) - 1), temperature: o.temperature } }))
-          .filter((x) => x.ctx.budget > 0);
-        if (proposer!.proposeBatch && ctxs.length > 1) {
-          const out = await proposer!.proposeBatch(ctxs.map((x) => x.ctx));
-          ctxs.forEach((x, j) => (drafts[x.i] = out[j]!));
-        } else {
-          for (const x of ctxs) drafts[x.i] = await proposer!.propose(x.ctx);
-        }
-      }
-      const t1 = performance.now();
-      const anyDraft = drafts.some((d) => d.tokens.length > 0);
-      let emitted = 0;
-      if (!anyDraft) {
-        // Plain decoding step: the pending tokens, causally.
-        const { logits, hidden } = await model.forward(cache, live.map(({ st, s }) => ({ sequence: s, tokens: [st.all[st.all.length - 1]!] })), { hidden: wantsHidden });
-        passes++;
-        // Greedy: only the chosen ids leave the device; sampling needs the rows on the host.
-        const best = sampling ? undefined : await argmaxRows(logits);
-        const rows = sampling ? logits.toFloat32() : undefined;
-        logits.dispose();
-        if (hidden) {
-          const h = hidden.toFloat32();
-          live.forEach(({ s }, r) => proposer!.observeHidden?.(s, h.slice(r * dim, (r + 1) * dim)));
-          hidden.dispose();
-        }
-        const t2 = performance.now();
-        live.forEach(({ s }, r) => {
-          emitted++;
-          emit(s, best ? best[r]! : pick(rows!.subarray(r * vocab, (r + 1) * vocab), s));
-        });
-        const per = (performance.now() - t0) / Math.max(1, emitted);
-        emaPlain = emaPlain ? 0.8 * emaPlain + 0.2 * per : per;
-        if (spec) spec.timeMs.forward += t2 - t1;
-      } else {
-        // Tree step: [pending, ...draft] per sequence.
-        const stepSeqs = live.map(({ st, s }, i) => ({
-          sequence: s,
-          tokens: [st.all[st.all.length - 1]!, ...drafts[i]!.tokens],
-          parents: [-1, ...drafts[i]!.parents.map((p) => p + 1)],
-        }));
-        const { logits, hidden } = await model.forward(cache, stepSeqs, { logits: 'all', hidden: wantsHidden });
-        const hostHidden = hidden ? Float32Array.from(hidden.toFloat32()) : undefined;
-        hidden?.dispose();
-        passes++;
-        specSeqSteps += live.length;
-        const t2 = performance.now();
-        // Verify: the draft nodes (local parents), logits rows [pending, ...draft] per sequence.
-        const treeIndptr = [0];
-        const treeTokens: number[] = [];
-        const treeParents: number[] = [];
-        drafts.forEach((d) => {
-          treeTokens.push(...d.tokens);
-          treeParents.push(...d.parents);
-          treeIndptr.push(treeTokens.length);
-        });
-        let results;
-        let hostLogits: Float32Array | undefined;
-        const needHost = sampling || proposer?.feedback !== undefined;
-        if (needHost) hostLogits = Float32Array.from(logits.toFloat32());
-        if (!sampling) {
-          results = await verifyGreedyBatch(treeIndptr, treeTokens, treeParents, logits);
-        } else {
-          const rows = treeTokens.length + live.length;
-          const target = new Float32Array(rows * vocab);
-          for (let r = 0; r < rows; r++) target.set(processedDistribution(hostLogits!.subarray(r * vocab, (r + 1) * vocab), dist), r * vocab);
-          const deterministic = drafts.every((d) => !d.draftProbs);
-          let draftRows: Float32Array | null = null;
-          if (!deterministic) {
-            draftRows = new Float32Array(rows * vocab);
-            let r = 0;
-            drafts.forEach((d) => {
-              for (let i = 0; i <= d.tokens.length; i++, r++) {
-                // Rows the verifier never reads (no children) still hold a valid distribution.
-                draftRows!.set(d.draftProbs?.[i] ?? target.subarray(r * vocab, (r + 1) * vocab), r * vocab);
-              }
-            });
-          }
-          const uniforms = new Float64Array(rows);
-          let r = 0;
-          live.forEach(({ st }, i) => {
-            for (let j = 0; j <= drafts[i]!.tokens.length; j++) uniforms[r++] = st.random.next();
-          });
-          const tTarget = Tensor.from(target, { shape: [rows, vocab] });
-          const tDraft = draftRows ? Tensor.from(draftRows, { shape: [rows, vocab] }) : null;
-          results = await (o.samplingVerifier ?? verifySamplingBatch)(treeIndptr, treeTokens, treeParents, tTarget, tDraft, uniforms);
-        }
-        logits.dispose();
-        await cache.commit(
-          live.map(({ s }, i) => ({ sequence: s, numNodes: drafts[i]!.tokens.length + 1, acceptedNodes: [0, ...results[i]!.acceptedNodes.map((n) => n + 1)] })),
-        );
-        const t3 = performance.now();
-        spec!.timeMs.propose += t1 - t0;
-        spec!.timeMs.forward += t2 - t1;
-        spec!.timeMs.verify += t3 - t2;
-        let rowBase = 0;
-        for (let i = 0; i < live.length; i++) {
-          const { s } = live[i]!;
-          const d = drafts[i]!;
-          const res = results[i]!;
-          const pendingToken = stepSeqs[i]!.tokens[0]!;
-          spec!.drafted += d.tokens.length;
-          spec!.accepted += res.acceptedNodes.length;
-          // Per depth: did the draft reach it, was a node there accepted.
-          const depth: number[] = [];
-          d.parents.forEach((p, n) => {
-            depth[n] = p < 0 ? 0 : depth[p]! + 1;
-            depthDrafted[depth[n]!] ??= 0;
-          });
-          new Set(depth).forEach((dd) => (depthDrafted[dd] = (depthDrafted[dd] ?? 0) + 1));
-          res.acceptedNodes.forEach((_, dd) => (depthAccepted[dd] = (depthAccepted[dd] ?? 0) + 1));
-          await proposer!.feedback?.({
-            sequence: s,
-            pendingToken,
-            draft: d,
-            acceptedNodes: res.acceptedNodes,
-            nextToken: res.nextToken,
-            ...(hostLogits ? { targetLogits: hostLogits.subarray(rowBase * vocab, (rowBase + d.tokens.length + 1) * vocab) } : {}),
-          });
-          if (hostHidden) {
-            // The row that produced the next token: the last accepted node's (or the pending token's).
-            const row = rowBase + (res.acceptedNodes.length ? res.acceptedNodes.at(-1)! + 1 : 0);
-            proposer!.observeHidden?.(s, hostHidden.slice(row * dim, (row + 1) * dim));
-          }
-          rowBase += d.tokens.length + 1;
-          let ok = true;
-          for (const n of res.acceptedNodes) {
-            emitted++;
-            if (!(ok = emit(s, d.tokens[n]!))) break;
-          }
-          if (ok) {
-            emitted++;
-            emit(s, res.nextToken);
-          }
-        }
-        specTokens += emitted;
-        const per = (performance.now() - t0) / Math.max(1, emitted);
-        emaSpec = emaSpec ? 0.8 * emaSpec + 0.2 * per : per;
-      }
-      // Governor: when speculating costs more per token than plain steps, pause it for a while
-      // (and probe plain decoding once early so there is something to compare with).
-      if (proposer && autoDisable) {
-        if (anyDraft && !emaPlain && step >= 2) disabledUntil = step + 2;
-        else if (anyDraft && emaPlain && step > 8 && emaSpec > emaPlain * 1.05) disabledUntil = step + 16;
-      }
+      await step(r, live);
     }
     const end = performance.now();
-    if (spec) {
-      spec.acceptanceRate = spec.drafted ? spec.accepted / spec.drafted : 0;
-      spec.meanAcceptedLength = specSeqSteps ? specTokens / specSeqSteps : 0;
-      spec.perPositionAcceptance = depthDrafted.map((n, dd) => (n ? (depthAccepted[dd] ?? 0) / n : 0));
-    }
     return {
-      sequences: seqs.map((st) => {
-        if (st.decoder && st.done !== 'stop') {
-          const tail = st.pending + st.decoder.flush();
-          if (tail) {
-            st.text += tail;
-            o.onText?.(tail, -1, seqs.indexOf(st));
-          }
-        }
+      sequences: seqs.map((st, s) => {
+        emitter.flush(st, s);
         return { text: st.text, tokens: st.out, finishReason: st.done ?? 'length', promptTokens: st.prompt.length, ...(st.error ? { error: st.error } : {}) };
       }),
-      targetPasses: passes,
-      timeToFirstTokenMs: firstTokenAt ? firstTokenAt - start : 0,
+      targetPasses: r.passes,
+      timeToFirstTokenMs: emitter.firstTokenAt ? emitter.firstTokenAt - start : 0,
       decodeMs: end - decodeStart,
       totalMs: end - start,
-      ...(spec ? { speculation: spec } : {}),
+      ...(r.metrics ? { speculation: r.metrics.finish(r.controller) } : {}),
     };
   } finally {
     if (!session) cache.dispose();

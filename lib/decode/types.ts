@@ -86,6 +86,8 @@ export interface SpeculationStats {
   meanAcceptedLength: number;
   /** acceptance rate by depth in the draft (index 0: the first draft token). */
   perPositionAcceptance: number[];
+  /** Draft sizes the goodput controller chose (size -> sequence-steps); absent with a fixed size. */
+  draftSizes?: Record<number, number>;
   /** Milliseconds spent proposing, in target forwards, and verifying + committing. */
   timeMs: { propose: number; forward: number; verify: number };
 }

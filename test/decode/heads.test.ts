@@ -5,7 +5,8 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadHeads, saveHeads, trainHeads, type PredictionHeads } from '../../lib/decode/heads.js';
+import { loadHeads, saveHeads, type PredictionHeads } from '../../lib/model/heads.js';
+import { trainHeads } from '../../lib/train/heads.js';
 import { generate } from '../../lib/generate.js';
 import { loadModel } from '../../lib/model/load.js';
 import { randomValues } from '../../lib/bench/suites/util.js';

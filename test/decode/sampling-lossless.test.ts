@@ -89,7 +89,6 @@ async function sampleJoint(proposer: Proposer | undefined, samplingVerifier?: ty
     seed: 12345,
     eos: new Set(),
     stops: [],
-    autoDisable: false,
     ...(proposer ? { proposer } : {}),
     ...(samplingVerifier ? { samplingVerifier } : {}),
   });

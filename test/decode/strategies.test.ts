@@ -49,4 +49,21 @@ describe.runIf(dir)('greedy losslessness of every strategy (stories260K)', () =>
     // Agreement at the first draft position is the per-token greedy match rate (README: about 0.71).
     expect(spec.perPositionAcceptance[0]).toBeGreaterThan(0.6);
   });
+
+  it('the goodput controller reports its sizes within [0, kMax]; a fixed k drafts k every step and reports none', async () => {
+    const { target, draft } = pair();
+    const base = { model: target.model, tokenizer: target.tokenizer, prompt: 'Once upon a time', maxTokens: 60, temperature: 0, stopAtEos: false, draft: draft.model };
+    const auto = await generate({ ...base, speculation: { kMax: 5 } });
+    const sizes = auto.stats.speculation!.draftSizes!;
+    expect(Object.keys(sizes).length).toBeGreaterThan(0);
+    expect(Object.keys(sizes).every((k) => Number(k) >= 0 && Number(k) <= 5)).toBe(true);
+    // One plan per step after prefill: every step is counted once.
+    expect(Object.values(sizes).reduce((a, b) => a + b, 0)).toBe(auto.stats.targetPasses - 1);
+    const fixed = await generate({ ...base, speculation: { k: 3, fixed: true } });
+    expect(fixed.stats.speculation!.draftSizes).toBeUndefined();
+    // Chains of 3 every step (fewer only near maxTokens, where the budget runs out).
+    const steps = fixed.stats.targetPasses - 1;
+    expect(fixed.stats.speculation!.drafted).toBeLessThanOrEqual(3 * steps);
+    expect(fixed.stats.speculation!.drafted).toBeGreaterThanOrEqual(3 * (steps - 2));
+  });
 }));

@@ -48,17 +48,20 @@ export function defineStoryPairTests(
     const { target, draft } = pair();
     const base = { model: target.model, tokenizer: target.tokenizer, maxTokens: 60, temperature: 0 };
     const withDraft = strategy === 'speculative' || strategy === 'tree' ? { draft: draft.model } : {};
-    for (const prompt of STORY_PROMPTS.slice(0, 2)) {
-      const ar = await generate({ ...base, prompt });
-      const sp = await generate({ ...base, prompt, strategy, ...withDraft, speculation: { autoDisable: false } });
-      expect(sp.tokens).toEqual(ar.tokens);
-      expect(sp.text).toBe(ar.text);
-      expect(sp.finishReason).toBe(ar.finishReason);
-      expect(sp.stats.speculation?.strategy).toBeDefined();
+    // Fixed sizes (every step drafts) and the goodput controller's sizes (0 included).
+    for (const speculation of [{ fixed: true }, {}]) {
+      for (const prompt of STORY_PROMPTS.slice(0, 2)) {
+        const ar = await generate({ ...base, prompt });
+        const sp = await generate({ ...base, prompt, strategy, ...withDraft, speculation });
+        expect(sp.tokens).toEqual(ar.tokens);
+        expect(sp.text).toBe(ar.text);
+        expect(sp.finishReason).toBe(ar.finishReason);
+        expect(sp.stats.speculation?.strategy).toBeDefined();
+      }
+      const arBatch = await generate({ ...base, prompt: STORY_PROMPTS });
+      const spBatch = await generate({ ...base, prompt: STORY_PROMPTS, strategy, ...withDraft, speculation });
+      expect(spBatch.map((r) => r.tokens)).toEqual(arBatch.map((r) => r.tokens));
     }
-    const arBatch = await generate({ ...base, prompt: STORY_PROMPTS });
-    const spBatch = await generate({ ...base, prompt: STORY_PROMPTS, strategy, ...withDraft, speculation: { autoDisable: false } });
-    expect(spBatch.map((r) => r.tokens)).toEqual(arBatch.map((r) => r.tokens));
   });
 
   it.each(kvDtypes)('with a %s KV cache, speculative, tree and lookup equal autoregressive over the same cache format', async (kvDtype) => {
@@ -66,7 +69,7 @@ export function defineStoryPairTests(
     const base = { model: target.model, tokenizer: target.tokenizer, maxTokens: 60, temperature: 0, kvDtype };
     const ar = await generate({ ...base, prompt: STORY_PROMPTS.slice(0, 2) });
     for (const strategy of ['speculative', 'tree', 'lookup'] as const) {
-      const sp = await generate({ ...base, prompt: STORY_PROMPTS.slice(0, 2), strategy, ...(strategy === 'lookup' ? {} : { draft: draft.model }), speculation: { autoDisable: false } });
+      const sp = await generate({ ...base, prompt: STORY_PROMPTS.slice(0, 2), strategy, ...(strategy === 'lookup' ? {} : { draft: draft.model }), speculation: { fixed: true } });
       expect(sp.map((r) => r.tokens), strategy).toEqual(ar.map((r) => r.tokens));
     }
   });

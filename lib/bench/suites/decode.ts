@@ -1,9 +1,19 @@
 /**
  * `canopy bench decode [--model M] [--draft D]`: every applicable decoding strategy on the
  * same prompts, greedy, against autoregressive decoding measured in the same run: tokens/s,
- * mean accepted length (tau) and speedup; whether each strategy's text equals the
- * autoregressive text (it must: the strategies are lossless). Defaults to the real tiny pair
- * stories260K / llama2xs-281K when ../shared/models (or CANOPY_MODELS) holds them.
+ * the ratio to autoregressive (median over interleaved rounds, with its range), mean
+ * accepted length (tau), acceptance by draft position, the draft sizes the goodput
+ * controller chose, the time split, and whether each strategy's text equals the
+ * autoregressive text (it must: the strategies are lossless).
+ *
+ * Pairs, when ../shared/models (or CANOPY_MODELS) holds the test models:
+ *   headline  stories260K inflated to TinyLlama-1.1B's shape (lib/bench/inflate.ts), F16
+ *             GGUF generated once into the cache folder (~/.cache/canopy or CANOPY_CACHE),
+ *             drafted by llama2xs-281K: real acceptance rates at a 1B model's cost; batch 1
+ *             (and 4 without --quick); llama.cpp (node-llama-cpp) plain decoding of the same
+ *             file as a peer when installed.
+ *   tiny      stories260K / llama2xs-281K themselves, batch 1 and 4.
+ * --model M [--draft D] replaces both with one pair.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -14,9 +24,11 @@ import { Model } from '../../model/model.js';
 import { loadWeights } from '../../model/weights.js';
 import { packageRoot } from '../../native/loader.js';
 import { MODEL_PRESETS } from '../../model/presets.js';
-import { type BenchRow, time } from '../harness.js';
+import { type BenchRow, type PeerResult, time } from '../harness.js';
+import { TINYLLAMA_SHAPE, inflatedGguf } from '../inflate.js';
+import { runLlamaCppWorker } from '../peers/llama-cpp.js';
 import { fastRandomWeights } from './generate.js';
-import type { Suite, SuiteContext } from './types.js';
+import type { BenchStep, Suite, SuiteContext } from './types.js';
 
 const PROMPTS = ['Once upon a time', 'The little dog', 'Tom and Sue went to the park. They', 'One day, a big bird'];
 
@@ -26,54 +38,127 @@ export function findModelsDir(): string | undefined {
   return candidates.find((d): d is string => d !== undefined && existsSync(join(d, 'stories260K', 'stories260K.bin')));
 }
 
-async function runDecode(ctx: SuiteContext, modelPath: string, draftPath: string | undefined): Promise<BenchRow[]> {
-  const { model, tokenizer } = await loadModel(modelPath, { backend: ctx.device });
-  const draft = draftPath ? await Model.fromWeights(loadWeights(draftPath), { backend: ctx.device }) : undefined;
-  const maxTokens = ctx.quick ? 96 : 256;
-  const strategies: StrategyName[] = ['autoregressive', ...(draft ? (['speculative', 'tree'] as const) : []), 'lookup', 'ngram-tree', 'token-recycling', 'jacobi'];
-  const rows: BenchRow[] = [];
-  let arMs = 0;
-  let arTokens: number[][] = [];
+/** One decoding configuration of a row: a strategy and its speculation settings. */
+interface Variant {
+  name: string;
+  strategy: StrategyName;
+  speculation?: { k?: number; fixed?: boolean };
+}
+
+const VARIANTS_DRAFT: Variant[] = [
+  { name: 'speculative', strategy: 'speculative' },
+  { name: 'speculative k=4 fixed', strategy: 'speculative', speculation: { k: 4, fixed: true } },
+  { name: 'speculative k=6 fixed', strategy: 'speculative', speculation: { k: 6, fixed: true } },
+  { name: 'tree', strategy: 'tree' },
+];
+const VARIANTS_SELF: Variant[] = [
+  { name: 'lookup', strategy: 'lookup' },
+  { name: 'ngram-tree', strategy: 'ngram-tree' },
+  { name: 'token-recycling', strategy: 'token-recycling' },
+  { name: 'jacobi', strategy: 'jacobi' },
+];
+
+/** A model pair of the decode suite. */
+export interface DecodePair {
+  /** Shown in the rows' config. */
+  label: string;
+  modelPath: string;
+  draftPath?: string;
+  batch: number;
+  maxTokens: number;
+  /** Rounds: each runs every variant once, autoregressive first (ratios are taken per round). */
+  rounds: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+function timingOf(samples: number[]): { medianMs: number; p10Ms: number; p90Ms: number; repeats: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.round(p * (s.length - 1))))]!;
+  return { medianMs: median(s), p10Ms: at(0.1), p90Ms: at(0.9), repeats: s.length };
+}
+
+const fmt = (x: number, d = 2) => x.toFixed(d);
+
+/**
+ * Every variant on one pair, greedy, same prompts (the first `batch` of PROMPTS). The rounds
+ * interleave the variants so a slow spell of a shared machine hits all of them alike; each
+ * row reports the median over rounds of its time and of its ratio to autoregressive in the
+ * same round, with the ratio's range.
+ */
+export async function runDecodePair(ctx: SuiteContext, pair: DecodePair): Promise<BenchRow[]> {
+  const { model, tokenizer } = await loadModel(pair.modelPath, { backend: ctx.device });
+  const draft = pair.draftPath ? await Model.fromWeights(loadWeights(pair.draftPath), { backend: ctx.device }) : undefined;
+  const prompts = Array.from({ length: pair.batch }, (_, i) => PROMPTS[i % PROMPTS.length]!);
+  const variants: Variant[] = [{ name: 'autoregressive', strategy: 'autoregressive' }, ...(draft ? VARIANTS_DRAFT : []), ...VARIANTS_SELF];
+  const times = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+  const ratios = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+  const last = new Map<string, GenerateResult[]>();
+  const run = async (v: Variant): Promise<number> => {
+    const t0 = performance.now();
+    const r = await generate({
+      model, tokenizer, prompt: prompts, maxTokens: pair.maxTokens, temperature: 0, stopAtEos: false, strategy: v.strategy,
+      ...(draft && (v.strategy === 'speculative' || v.strategy === 'tree') ? { draft } : {}),
+      ...(v.speculation ? { speculation: v.speculation } : {}),
+    });
+    const ms = performance.now() - t0;
+    last.set(v.name, r);
+    return ms;
+  };
   try {
-    for (const strategy of strategies) {
-      let last: GenerateResult[] = [];
-      const opts = {
-        model, tokenizer, prompt: PROMPTS, maxTokens, temperature: 0, strategy,
-        ...(draft && (strategy === 'speculative' || strategy === 'tree') ? { draft } : {}),
-        speculation: { autoDisable: false },
-      };
-      const timing = await time(async () => {
-        last = await generate(opts);
-      }, { budgetMs: ctx.budgetMs, warmup: 1, minRepeats: 3, maxRepeats: 20 });
-      const tokens = last;
-      const emitted = tokens.reduce((a, r) => a + r.tokens.length, 0);
-      if (strategy === 'autoregressive') {
-        arMs = timing.medianMs;
-        arTokens = tokens.map((r) => r.tokens);
+    await generate({ model, tokenizer, prompt: prompts, maxTokens: 8, temperature: 0 }); // warm-up (pages in mapped weights)
+    for (let round = 0; round < pair.rounds; round++) {
+      let arMs = 0;
+      for (const v of variants) {
+        const ms = await run(v);
+        if (v.strategy === 'autoregressive') arMs = ms;
+        times.get(v.name)!.push(ms);
+        ratios.get(v.name)!.push(arMs / ms);
       }
-      const same = tokens.every((r, i) => r.tokens.join() === arTokens[i]!.join());
-      const spec = tokens[0]!.stats.speculation;
-      rows.push({
-        suite: 'decode',
-        name: strategy,
-        backend: ctx.backend,
-        config: { model: modelPath.split(/[\\/]/).slice(-2).join('/'), ...(draftPath && (strategy === 'speculative' || strategy === 'tree') ? { draft: draftPath.split(/[\\/]/).slice(-2).join('/') } : {}), batch: PROMPTS.length, maxTokens, greedy: 'yes' },
-        timing,
-        metric: 'tokens/s',
-        value: (emitted * 1000) / timing.medianMs,
-        formula: 'generated tokens of the batch / median time of the whole generate() call',
-        peers: strategy === 'autoregressive' ? [] : [{ name: 'autoregressive', medianMs: arMs, speedup: arMs / timing.medianMs }],
-        notes: {
-          ...(spec ? { tau: spec.meanAcceptedLength, acceptance: spec.acceptanceRate } : {}),
-          'text = autoregressive': same ? 'yes' : 'NO',
-        },
-      });
     }
   } finally {
     model.dispose();
     draft?.dispose();
   }
-  return rows;
+  const arTokens = last.get('autoregressive')!.map((r) => r.tokens);
+  const arMedian = median(times.get('autoregressive')!);
+  return variants.map((v) => {
+    const results = last.get(v.name)!;
+    const timing = timingOf(times.get(v.name)!);
+    const rs = ratios.get(v.name)!;
+    const emitted = results.reduce((a, r) => a + r.tokens.length, 0);
+    const same = results.every((r, i) => r.tokens.join() === arTokens[i]!.join());
+    const sp = results[0]!.stats.speculation;
+    const usesDraft = draft !== undefined && (v.strategy === 'speculative' || v.strategy === 'tree');
+    const notes: Record<string, string | number> = {
+      ...(v.strategy === 'autoregressive' ? {} : { 'x autoregressive': median(rs), 'x range': `${fmt(Math.min(...rs))}-${fmt(Math.max(...rs))}` }),
+      ...(sp
+        ? {
+            tau: sp.meanAcceptedLength,
+            'accept by position': sp.perPositionAcceptance.slice(0, 8).map((a) => fmt(a)).join(' '),
+            ...(sp.draftSizes ? { 'draft sizes (size:steps)': Object.entries(sp.draftSizes).map(([k, n]) => `${k}:${n}`).join(' ') } : {}),
+            'ms propose/forward/verify': `${fmt(sp.timeMs.propose, 0)}/${fmt(sp.timeMs.forward, 0)}/${fmt(sp.timeMs.verify, 0)}`,
+          }
+        : {}),
+      'target passes': results[0]!.stats.targetPasses,
+      'text = autoregressive': same ? 'yes' : 'NO',
+    };
+    return {
+      suite: 'decode',
+      name: v.name,
+      backend: ctx.backend,
+      config: { model: pair.label, ...(usesDraft ? { draft: pair.draftPath!.split(/[\\/]/).slice(-2).join('/') } : {}), batch: pair.batch, maxTokens: pair.maxTokens, greedy: 'yes', rounds: pair.rounds },
+      timing,
+      metric: 'tokens/s',
+      value: (emitted * 1000) / timing.medianMs,
+      formula: 'generated tokens of the batch / median time of the whole generate() call (prefill included)',
+      peers: v.strategy === 'autoregressive' ? [] : [{ name: 'autoregressive', medianMs: arMedian, speedup: median(rs) }],
+      notes,
+    };
+  });
 }
 
 /**
@@ -117,27 +202,64 @@ async function verifyCost(ctx: SuiteContext, preset: string, nodes: number[], ta
   return rows;
 }
 
+/** The llama.cpp peer (plain greedy decoding) on the same GGUF file and prompt, batch 1. */
+async function llamaCppPlain(ctx: SuiteContext, path: string, maxTokens: number, canopyMsPerToken: number): Promise<PeerResult> {
+  if (!ctx.peers.llamaCpp.available) return { name: 'llama.cpp', absent: ctx.peers.llamaCpp.detail };
+  const { model, tokenizer } = await loadModel(path, { backend: 'cpu' });
+  model.dispose();
+  const prompt = tokenizer.encode(PROMPTS[0]!, { bos: true });
+  const threads = [...new Set([1, ctx.threads])];
+  const run = await runLlamaCppWorker({ threads, jobs: [{ id: 'inflated', modelPath: path, prompt, maxTokens, warmup: 1, repeats: 3 }] }, 60_000 + canopyMsPerToken * maxTokens * 20 * 4 * threads.length);
+  const r = run.output?.results[0];
+  if (!r || r.error || !r.variants?.length) return { name: 'llama.cpp', absent: run.reason ?? r?.error ?? 'no result' };
+  const best = r.variants.filter((v) => v.runs.length).map((v) => ({ threads: v.threads, ms: median(v.runs.map((x) => x.msPerToken)) })).sort((a, b) => a.ms - b.ms)[0];
+  if (!best) return { name: 'llama.cpp', absent: 'no timed runs' };
+  return { name: 'llama.cpp (plain)', medianMs: best.ms, speedup: best.ms / canopyMsPerToken, notes: { 'tokens/s': 1000 / best.ms, threads: best.threads } };
+}
+
 export const decodeSuite: Suite = {
   name: 'decode',
-  description: 'decoding strategies against autoregressive decoding on a real model pair',
+  description: 'decoding strategies against autoregressive decoding: the inflated 1B target (stories260K in TinyLlama-1.1B\'s shape, F16) and the tiny pair, drafted by llama2xs-281K',
   plan(ctx) {
     const dir = findModelsDir();
     const given = ctx.models[0];
-    const model = given ?? (dir ? join(dir, 'stories260K', 'stories260K.bin') : undefined);
-    const draft = ctx.draft ?? (dir && !given ? join(dir, 'llama2xs-281K', 'model.bin') : undefined);
-    // Steps producing several rows: the runner appends `extraRows`.
+    const draftPath = ctx.draft ?? (dir && !given ? join(dir, 'llama2xs-281K', 'model.bin') : undefined);
     let tau: number | undefined;
-    const steps: Array<{ label: string; run: () => Promise<BenchRow> }> = [];
-    if (model) {
+    const steps: BenchStep[] = [];
+    const pairStep = (label: string, pair: () => DecodePair, peer?: (rows: BenchRow[]) => Promise<void>) => {
       steps.push({
-        label: 'strategies',
+        label,
         run: async () => {
-          const rows = await runDecode(ctx, model, draft);
-          const sp = rows.find((r) => r.name === 'speculative')?.notes?.tau;
-          tau = typeof sp === 'number' ? sp : undefined;
+          const rows = await runDecodePair(ctx, pair());
+          await peer?.(rows);
           return multiRow(rows);
         },
       });
+    };
+    if (given) {
+      pairStep('strategies', () => ({ label: given.split(/[\\/]/).slice(-2).join('/'), modelPath: given, ...(draftPath ? { draftPath } : {}), batch: PROMPTS.length, maxTokens: ctx.quick ? 96 : 256, rounds: ctx.quick ? 2 : 5 }));
+    } else if (dir) {
+      // The headline: a target with stories260K's predictions and a 1B model's cost.
+      const source = join(dir, 'stories260K', 'stories260K.gguf');
+      let inflated: string | undefined;
+      const target = () => (inflated ??= inflatedGguf(source, TINYLLAMA_SHAPE, 1));
+      const label = 'stories260K inflated to TinyLlama-1.1B shape, F16';
+      for (const batch of ctx.quick ? [1] : [1, 4]) {
+        pairStep(`inflated F16 pair, batch ${batch}`, () => ({ label, modelPath: target(), draftPath: draftPath!, batch, maxTokens: ctx.quick ? 48 : 100, rounds: ctx.quick ? 1 : 3 }), async (rows) => {
+          if (batch !== 1 || ctx.backend !== 'cpu') return;
+          const sp = rows.find((r) => r.name === 'speculative')?.notes?.tau;
+          tau = typeof sp === 'number' ? sp : tau;
+          const ar = rows.find((r) => r.name === 'autoregressive')!;
+          const msPerToken = ar.timing.medianMs / (ctx.quick ? 48 : 100);
+          const peer = await llamaCppPlain(ctx, target(), ctx.quick ? 48 : 100, msPerToken);
+          ar.peers.push(peer);
+          // llama.cpp's draft-model speculation (DraftSequenceTokenPredictor) is not run yet.
+          rows.find((r) => r.name === 'speculative')?.peers.push({ name: 'llama.cpp draft speculation', absent: 'not implemented in the llama.cpp worker yet' });
+        });
+      }
+      for (const batch of [1, 4]) {
+        pairStep(`tiny pair, batch ${batch}`, () => ({ label: 'stories260K', modelPath: join(dir, 'stories260K', 'stories260K.bin'), draftPath: draftPath!, batch, maxTokens: ctx.quick ? 96 : 256, rounds: ctx.quick ? 3 : 5 }));
+      }
     }
     steps.push({ label: 'verify cost', run: async () => multiRow(await verifyCost(ctx, ctx.quick ? 'smollm-135m' : 'llama-1b', [5, 16, 64], tau)) });
     return steps;

@@ -4,7 +4,7 @@
  * places after the pending one; the draft tree is their cartesian expansion (top-k_i at
  * depth i), cut to a node budget in breadth-first order. Deterministic siblings.
  */
-import { type PredictionHeads, headLogits } from '../heads.js';
+import { type PredictionHeads, headLogits } from '../../model/heads.js';
 import { topIndices } from './draft-model.js';
 import type { DraftTree, ProposeContext, Proposer } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';

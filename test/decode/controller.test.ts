@@ -1,0 +1,151 @@
+/**
+ * lib/decode/controller.ts on simulated machines: a target pass whose cost is flat, steep or
+ * linear in the rows it verifies, a draft step of a given cost, drafts accepted with a given
+ * probability per position. The controller sees only what a real loop would show it (times
+ * and accepted counts) and must settle on the size a computation of the true goodput picks:
+ * 0 when drafts never pass or verification is as dear as decoding each token, the largest
+ * size when verification is free, the true optimum in between, per sequence in a batch.
+ */
+import { describe, expect, it } from 'vitest';
+
+import { CostCurve, GoodputController } from '../../lib/decode/controller.js';
+import { Random } from '../../lib/decode/sampling.js';
+
+interface Sim {
+  verify: (rows: number) => number;
+  /** ms per drafted position (the draft runs its largest size for the whole batch). */
+  draftStep: number;
+  /** Per-position acceptance of each sequence. */
+  accept: number[];
+}
+
+/** Runs `steps` simulated steps; returns the sizes planned in the last `tail` steps, per sequence. */
+function simulate(c: GoodputController, sim: Sim, steps: number, tail = 40): number[][] {
+  const rnd = new Random(7);
+  const seqs = sim.accept.map((_, i) => i);
+  const last: number[][] = seqs.map(() => []);
+  for (let step = 0; step < steps; step++) {
+    const ks = c.plan(seqs);
+    const K = Math.max(...ks);
+    const sequences = seqs.map((s, i) => {
+      let accepted = 0;
+      while (accepted < ks[i]! && rnd.next() < sim.accept[i]!) accepted++;
+      return { sequence: s, budget: ks[i]!, drafted: ks[i]!, depth: ks[i]!, accepted };
+    });
+    const rows = ks.reduce((a, k) => a + k + 1, 0);
+    const jitter = 1 + 0.05 * (rnd.next() - 0.5);
+    c.observe({ rows, verifyMs: sim.verify(rows) * jitter, draftMs: K * sim.draftStep * jitter, draftBudget: K, sequences });
+    if (step >= steps - tail) ks.forEach((k, i) => last[i]!.push(k));
+  }
+  return last;
+}
+
+/** The size maximising the true expected goodput of one sequence. */
+function trueBest(sim: Sim, maxK: number): { k: number; goodput: (k: number) => number } {
+  const a = sim.accept[0]!;
+  const goodput = (k: number) => {
+    let e = 1;
+    for (let i = 1; i <= k; i++) e += a ** i;
+    return e / (k * sim.draftStep + sim.verify(k + 1));
+  };
+  let k = 0;
+  for (let j = 1; j <= maxK; j++) if (goodput(j) > goodput(k)) k = j;
+  return { k, goodput };
+}
+
+const mode = (xs: number[]) => {
+  const n = new Map<number, number>();
+  xs.forEach((x) => n.set(x, (n.get(x) ?? 0) + 1));
+  return [...n].sort((a, b) => b[1] - a[1])[0]![0];
+};
+
+describe('GoodputController (chain, simulated costs)', () => {
+  it('drafts never pass: settles on k = 0, drafting again (probes, forgotten failures) at most every 16 steps', () => {
+    const sim: Sim = { verify: () => 10, draftStep: 1, accept: [0] };
+    const probing = simulate(new GoodputController({ mode: 'chain', maxDraft: 8, probeEvery: 16 }), sim, 400, 160);
+    const probes = probing[0]!.filter((k) => k > 0);
+    expect(probes.every((k) => k === 1)).toBe(true);
+    expect(probes.length).toBeGreaterThan(0);
+    expect(probes.length).toBeLessThanOrEqual(160 / 16 + 1);
+  });
+
+  it('verification free (flat cost) and a free draft: the largest k', () => {
+    const sim: Sim = { verify: () => 10, draftStep: 0, accept: [0.8] };
+    const last = simulate(new GoodputController({ mode: 'chain', maxDraft: 8 }), sim, 200);
+    expect(last[0]!.every((k) => k === 8)).toBe(true);
+  });
+
+  it('verification as dear as decoding each token (cost linear through 0): k = 0 even at acceptance 0.9', () => {
+    const sim: Sim = { verify: (n) => 10 * n, draftStep: 0.2, accept: [0.9] };
+    const last = simulate(new GoodputController({ mode: 'chain', maxDraft: 8, probeEvery: 0 }), sim, 200);
+    expect(last[0]!.every((k) => k === 0)).toBe(true);
+  });
+
+  it.each([
+    ['linear', (n: number) => 10 + 1.5 * (n - 1), 0.5, 0.75],
+    ['steep after 4 rows', (n: number) => (n <= 4 ? 10 : 10 + 6 * (n - 4)), 0.3, 0.9],
+    ['flat with a dear draft', () => 10, 2.5, 0.7],
+  ])('%s verification: the true optimum (within 3%% of its goodput)', (_label, verify, draftStep, accept) => {
+    const sim: Sim = { verify, draftStep, accept: [accept] };
+    const best = trueBest(sim, 8);
+    const chosen = mode(simulate(new GoodputController({ mode: 'chain', maxDraft: 8 }), sim, 600)[0]!);
+    expect(best.goodput(chosen)).toBeGreaterThanOrEqual(0.97 * best.goodput(best.k));
+    expect(best.k).toBeGreaterThan(0); // the cases are ones where drafting pays
+  });
+
+  it('per sequence in a batch: the sequence whose drafts never pass gets 0, the other drafts', () => {
+    const sim: Sim = { verify: (n) => 10 + 0.2 * n, draftStep: 0.3, accept: [0.85, 0] };
+    const last = simulate(new GoodputController({ mode: 'chain', maxDraft: 8 }), sim, 300);
+    expect(mode(last[0]!)).toBeGreaterThanOrEqual(3);
+    expect(last[1]!.filter((k) => k > 0).length).toBeLessThanOrEqual(40 / 16 + 1); // probes only
+  });
+});
+
+describe('GoodputController (tree mode)', () => {
+  it('measures tokens per node budget: a budget that gains nothing over a smaller one is not chosen', () => {
+    // Trees of 8+ nodes emit 3 tokens, 4-node trees 2.5, smaller ones 1.5; verification linear.
+    const c = new GoodputController({ mode: 'tree', maxDraft: 24, probeEvery: 0 });
+    const tokensAt = (b: number) => (b >= 8 ? 3 : b >= 4 ? 2.5 : b > 0 ? 1.5 : 1);
+    for (let step = 0; step < 200; step++) {
+      const [b] = c.plan([0]);
+      const accepted = Math.max(0, tokensAt(b!) - 1);
+      c.observe({ rows: b! + 1, verifyMs: 10 + 0.5 * b!, draftMs: b! ? 2 : 0, draftBudget: b!, sequences: [{ sequence: 0, budget: b!, drafted: b!, depth: Math.min(b!, 3), accepted: Math.floor(accepted + (step % 2) * (accepted % 1) * 2) }] });
+    }
+    const picks = Array.from({ length: 20 }, () => c.plan([0])[0]);
+    // 8 nodes: 3 / 16 = 0.1875 per ms; 16: 3 / 20; 24: 3 / 24; 4: 2.5 / 14 = 0.178.
+    expect(mode(picks as number[])).toBe(8);
+  });
+});
+
+describe('CostCurve', () => {
+  it('interpolates between measured counts and extrapolates from the two largest', () => {
+    const c = new CostCurve(1);
+    expect(c.estimate(3)).toBeUndefined();
+    c.observe(1, 10);
+    expect(c.estimate(5, 0.1)).toBeCloseTo(14); // one point: the prior slope (0.1 x 10 per row)
+    c.observe(5, 18);
+    expect(c.estimate(3)).toBeCloseTo(14);
+    expect(c.estimate(9)).toBeCloseTo(26);
+    c.observe(5, 30); // alpha 1: the newest measurement
+    expect(c.estimate(5)).toBe(30);
+  });
+});
+
+describe('GoodputController.plan', () => {
+  it('picks, for a batch, sizes whose goodput() no single-size change improves', () => {
+    const c = new GoodputController({ mode: 'chain', maxDraft: 6, probeEvery: 0 });
+    simulate(c, { verify: (n) => 10 + 0.8 * n, draftStep: 0.4, accept: [0.9, 0.6, 0.2] }, 300, 1);
+    const seqs = [0, 1, 2];
+    const ks = c.plan(seqs);
+    const g = c.goodput(seqs, ks);
+    for (let i = 0; i < 3; i++) {
+      for (const k of c.candidates) {
+        if (k > Math.max(...ks)) continue; // raising the largest size is the common-K search's job
+        const t = ks.slice();
+        t[i] = k;
+        expect(c.goodput(seqs, t)).toBeLessThanOrEqual(g + 1e-12);
+      }
+    }
+    expect(ks[0]).toBeGreaterThanOrEqual(ks[2]!);
+  });
+});
