@@ -7,7 +7,92 @@
  */
 
 import { ArgumentError } from './errors.js';
-import type { GenerateOptions } from './generate.js';
+import type { SamplingOptions } from './decode/sampling.js';
+import type { Proposer } from './decode/types.js';
+import type { PredictionHeads } from './model/heads.js';
+import type { KvCacheDtype } from './model/kv-cache.js';
+import type { Model } from './model/model.js';
+
+/** Built-in decoding strategies (a Proposer object plugs in its own). */
+export const STRATEGIES = ['autoregressive', 'speculative', 'tree', 'lookup', 'ngram-tree', 'token-recycling', 'jacobi', 'heads'] as const;
+export type StrategyName = (typeof STRATEGIES)[number];
+
+/** What generate needs of a tokenizer (lib/model/tokenizer implements it). */
+export interface TextTokenizer {
+  readonly bosId?: number;
+  readonly eosIds: number[];
+  encode(text: string, options?: { bos?: boolean; eos?: boolean }): number[];
+  decode(ids: ArrayLike<number>): string;
+  /** context: the ids before the generated ones (the prompt), so the first piece decodes as it would in place. */
+  streamDecoder(context?: ArrayLike<number>): { push(id: number): string; flush(): string };
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  model: Model;
+  tokenizer?: TextTokenizer;
+  /** A prompt, or several (one batch). Needs a tokenizer. */
+  prompt?: string | string[];
+  /** Prompt token ids instead of text (one sequence or a batch). */
+  tokens?: number[] | number[][];
+  /** Prepend BOS to text prompts (default true when the tokenizer has one). */
+  addBos?: boolean;
+  /** KV cache storage (default f32): f16, bf16, or quantized int8, int4 (KIVI), fp8 (CUDA). */
+  kvDtype?: KvCacheDtype;
+  /** Samples per prompt (default 1): n > 1 draws n sequences from one prompt as a batch (seeds seed, seed + 1, ...). */
+  n?: number;
+  /** New tokens at most (default 128); generation also ends at the model's context length (finishReason 'context'). */
+  maxTokens?: number;
+  /**
+   * A prompt longer than the context (model.config.maxSeqLen, less one token to generate) is
+   * an error unless this is true: then its oldest tokens are dropped (a leading BOS is kept).
+   */
+  truncatePrompt?: boolean;
+  /** Stop when the text ends with one of these strings (the stop string is kept out of the text). */
+  stop?: string[];
+  /**
+   * Stop at end of generation (default true): the tokenizer's eosIds (EOS, EOT, ...) and BOS
+   * (a model that emits BOS has begun a new document; llama2.c's story models end that way).
+   */
+  stopAtEos?: boolean;
+  /** CPU threads for the CPU kernels from now on (process-wide, as setThreads); default: as it is. */
+  threads?: number;
+  signal?: AbortSignal;
+  /** Called with each new piece of text (and token id) as it is decoded. */
+  onText?: (piece: string, token: number, sequence: number) => void;
+  /**
+   * Decoding strategy (default 'speculative' when a draft is given, else 'autoregressive'):
+   *   speculative      a draft model proposes k tokens (chain), adaptive k
+   *   tree             a draft model proposes a dynamic top-k tree (EAGLE-2 style)
+   *   lookup           prompt lookup: the continuation of the longest earlier n-gram match
+   *   ngram-tree       several lookup continuations merged into a tree
+   *   token-recycling  a tree from the target's own recorded top-k successors
+   *   jacobi           blockwise: a guessed block iterated to the model's fixed point, plus an n-gram pool
+   *   heads            blockwise: prediction heads on the target's hidden state propose a tree
+   * Every strategy is lossless: greedy output equals autoregressive greedy output, and
+   * sampling draws from the target's distribution.
+   */
+  strategy?: StrategyName | Proposer;
+  /** The draft model for 'speculative' and 'tree' (same tokenizer as the target). */
+  draft?: Model;
+  /** Prediction heads for strategy 'heads' (loadHeads / trainHeads). */
+  heads?: PredictionHeads;
+  speculation?: {
+    /** Draft length ('speculative', 'lookup', 'jacobi'): the first step's size, or every step's with `fixed`. */
+    k?: number;
+    /** Longest draft the goodput controller may choose ('speculative': default 8). */
+    kMax?: number;
+    /** Keep k (or the node budget) fixed instead of the goodput controller's choice. */
+    fixed?: boolean;
+    /** Node budget of tree strategies (the controller's largest). */
+    nodes?: number;
+    /**
+     * Draft sizes chosen each step (0 included) for the most tokens per second, from costs and
+     * acceptance measured as it runs (default true; lib/decode/controller.ts). false: as `fixed`.
+     */
+    autoDisable?: boolean;
+  };
+}
+
 
 /** Largest batch: prompts x n samples (the KV cache holds one region per sequence). */
 export const MAX_SEQUENCES = 4096;
