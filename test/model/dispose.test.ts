@@ -11,7 +11,7 @@
  * CANOPY_LEAK_GENERATES=10000. Checked on
  * the old code: every test here failed (48 maps for stories260K.gguf, none released by dispose()).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -30,11 +30,12 @@ const bin = testModel('stories260K/stories260K.bin', 'dispose');
 const CYCLES = Number(process.env.CANOPY_LEAK_CYCLES ?? 300);
 const GENERATES = Number(process.env.CANOPY_LEAK_GENERATES ?? Math.ceil(CYCLES / 3));
 
-/** Lines of /proc/self/maps naming `path` (every mapping of that file). */
+/** Lines of /proc/self/maps naming `path` (every mapping of that file; the kernel names it by its real path, links resolved). */
 function mapsOf(path: string): number {
+  const real = realpathSync(path);
   return readFileSync('/proc/self/maps', 'utf8')
     .split('\n')
-    .filter((l) => l.endsWith(path)).length;
+    .filter((l) => l.endsWith(real)).length;
 }
 const totalMaps = () => readFileSync('/proc/self/maps', 'utf8').split('\n').length;
 const rssMb = () => process.memoryUsage().rss / 2 ** 20;
