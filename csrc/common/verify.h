@@ -28,7 +28,7 @@
 // Greedy verification (VerifyGreedy): rows are target LOGITS, f32 / f16 / bf16.
 // ---------------------------------------------------------------------------
 //   argmax(row): the largest value, ties broken by the LOWEST token id; NaN compares as -inf
-//   (a row of only NaN / -inf gives token 0). Exact in every dtype (values widen to f32).
+//   (a row of only NaN / -inf gives -1: no token; the decode loop ends that sequence with an error). Exact in every dtype (values widen to f32).
 //   Node c is accepted iff its parent is accepted (the root always is) and
 //   tree_tokens[c] == argmax(row of its parent). The result is the LONGEST accepted
 //   root-to-node path; among equally long paths the lexicographically smallest sequence
@@ -168,6 +168,10 @@ struct ArgmaxCandidate {
   float value;
   int32_t index;
 };
+
+// Where an argmax starts: {-inf, -1}. A candidate at -inf never beats it (same value, higher
+// index), so a row with no value above -inf (all NaN / -inf) gives -1, as argmaxRows does.
+CANOPY_HD ArgmaxCandidate ArgmaxNone() { return ArgmaxCandidate{F32FromBits(0xff800000u), -1}; }
 
 CANOPY_HD float ArgmaxKey(float v) { return v != v ? F32FromBits(0xff800000u) : v; }  // NaN -> -inf
 

@@ -122,6 +122,10 @@ inline void AccumulateValues(const float* __restrict St, const float* __restrict
         for (int c = 0; c < kChunkVecs; ++c) vv[c] = LoadU(v + c * kLanes);
 #pragma GCC unroll 8
         for (int i = 0; i < kRows; ++i) {
+          // A key with probability 0 (masked: causal, tree, or a row that sees nothing) adds
+          // nothing, even when its value holds Inf or NaN (0 * NaN would be NaN): a rejected
+          // draft node's broken value must not reach its siblings.
+          if (pj[i] == 0.f) continue;
           const VecF pv = Splat(pj[i]);
 #pragma GCC unroll 8
           for (int c = 0; c < kChunkVecs; ++c) acc[i][c] += pv * vv[c];

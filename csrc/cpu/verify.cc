@@ -15,7 +15,7 @@ namespace cpu {
 namespace {
 
 int32_t ArgmaxRow(const void* row_base, DType dtype, int64_t row, int64_t vocab) {
-  ArgmaxCandidate best{F32FromBits(0xff800000u), INT32_MAX};
+  ArgmaxCandidate best = ArgmaxNone();
   const int64_t off = row * vocab;
   for (int64_t y = 0; y < vocab; ++y) {
     ArgmaxCandidate c{ArgmaxKey(LoadFloat(row_base, dtype, off + y)), static_cast<int32_t>(y)};

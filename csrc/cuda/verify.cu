@@ -39,7 +39,7 @@ __global__ void RowArgmaxKernel(const void* logits, DType dtype, int64_t vocab, 
   __shared__ float s_value[kArgmaxThreads];
   __shared__ int32_t s_index[kArgmaxThreads];
   const int64_t off = static_cast<int64_t>(blockIdx.x) * vocab;
-  ArgmaxCandidate best{F32FromBits(0xff800000u), INT32_MAX};
+  ArgmaxCandidate best = ArgmaxNone();
   for (int64_t y = threadIdx.x; y < vocab; y += blockDim.x) {
     ArgmaxCandidate c{ArgmaxKey(LoadFloat(logits, dtype, off + y)), static_cast<int32_t>(y)};
     if (ArgmaxBetter(c, best)) best = c;

@@ -48,7 +48,7 @@ Batch RandomBatch(int batch, int max_nodes, int vocab) {
 }
 
 int32_t ArgmaxBrute(const std::vector<float>& rows, int64_t row, int64_t vocab) {
-  int32_t best = 0;
+  int32_t best = -1;  // no value above -inf
   float bv = -INFINITY;
   for (int64_t y = 0; y < vocab; ++y) {
     float v = rows[row * vocab + y];

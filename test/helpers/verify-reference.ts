@@ -105,9 +105,9 @@ export function treeRows(model: Model, tree: Tree): Float64Array[] {
 
 // ---- greedy ------------------------------------------------------------------
 
-/** Argmax with ties to the lowest id; NaN counts as -Infinity. */
+/** Argmax with ties to the lowest id; NaN counts as -Infinity; -1 when no value is above -Infinity. */
 export function argmaxRef(row: ArrayLike<number>): number {
-  let best = 0;
+  let best = -1;
   let bestV = -Infinity;
   for (let y = 0; y < row.length; y++) {
     const v = Number.isNaN(row[y]!) ? -Infinity : row[y]!;

@@ -217,6 +217,30 @@ describe('tree attention', () => {
     expect(mismatches(lse!.toFloat32(), ref.lse, LSE_TOL.atol, LSE_TOL.rtol)).toEqual([]);
   });
 
+  it.each(['auto', 'avx2'] as const)('NaN in one node\'s key and value reaches only that node and its descendants (isa %s)', async (isa) => {
+    // A broken draft node (NaN weights, overflow) must not corrupt its siblings: masked keys add
+    // nothing to P V, even NaN ones (0 * NaN would be NaN).
+    if (isa === 'avx2') process.env.CANOPY_CPU_ISA = 'avx2';
+    const { q, k, v, kvLen } = await setup('f32');
+    const clean = (await treeAttention(q, k, v, { parents })).out.toFloat32();
+    const broken = 2; // children 4, then 6 and 7 below it
+    const ka = k.toFloat32().slice();
+    const va = v.toFloat32().slice();
+    ka.fill(NaN, (prefix + broken) * hkv * d, (prefix + broken + 1) * hkv * d);
+    va.fill(NaN, (prefix + broken) * hkv * d, (prefix + broken + 1) * hkv * d);
+    const got = (await treeAttention(q, Tensor.from(ka, { shape: [kvLen, hkv, d] }), Tensor.from(va, { shape: [kvLen, hkv, d] }), { parents })).out.toFloat32();
+    const below = new Set([broken]);
+    parents.forEach((p, node) => {
+      if (below.has(p)) below.add(node);
+    });
+    expect([...below].sort()).toEqual([2, 4, 6, 7]);
+    for (let node = 0; node < n; node++) {
+      const row = got.subarray(node * hq * d, (node + 1) * hq * d);
+      if (below.has(node)) expect(row.some(Number.isNaN), `node ${node}`).toBe(true);
+      else expect(mismatches(row, clean.subarray(node * hq * d, (node + 1) * hq * d), 0, 0), `node ${node}`).toEqual([]);
+    }
+  });
+
   it("each node's row equals causal attention over its root-to-node path", async () => {
     const { q, k, v } = await setup('f32');
     const { out } = await treeAttention(q, k, v, { parents });

@@ -102,10 +102,10 @@ describe('verifyGreedy', () => {
     expect(await verifyGreedy([], [], Float32Array.of(0, 2, 1))).toEqual({ acceptedNodes: [], nextToken: 1 });
   });
 
-  it('ties go to the lowest token id; NaN counts as -inf; an all-NaN row gives token 0', async () => {
+  it('ties go to the lowest token id; NaN counts as -inf; an all-NaN row gives -1 (no token)', async () => {
     const rows = Float32Array.of(1, 5, 5, 2, /* node 0 */ NaN, 3, NaN, 3, /* node 1 */ NaN, NaN, NaN, NaN);
     expect(await verifyGreedy([2, 1], [-1, 0], rows)).toEqual({ acceptedNodes: [], nextToken: 1 });
-    expect(await verifyGreedy([1, 1], [-1, 0], rows)).toEqual({ acceptedNodes: [0, 1], nextToken: 0 });
+    expect(await verifyGreedy([1, 1], [-1, 0], rows)).toEqual({ acceptedNodes: [0, 1], nextToken: -1 });
     expect(await verifyGreedy([1, 3], [-1, 0], rows)).toEqual({ acceptedNodes: [0], nextToken: 1 });
   });
 

@@ -185,4 +185,30 @@ describe.skipIf(!binPath)('NaN and Infinity', () => {
       model.dispose();
     }
   });
+
+  it('logits that turn NaN mid-generation (Inf in a weight) end plain and speculative decoding alike (verify gives -1, not token 0)', async () => {
+    // +Infinity in the embedding row of a token the clean model generates: the output head is
+    // tied, so that token's logit becomes +-Infinity; once it is chosen and fed, RMSNorm turns
+    // the hidden state to NaN and every logit row after it is NaN. A clean copy drafts for the
+    // poisoned target, so the NaN rows reach tree verification, which must end the sequence as
+    // the plain step does (before, it returned token 0 for an all-NaN row).
+    const clean = await loadModel(binPath!, { backend: 'cpu' });
+    const want = await generate({ model: clean.model, tokenizer: clean.tokenizer, prompt: 'Once', maxTokens: 12, temperature: 0 });
+    const bad = want.tokens[2]!;
+    const { model, tokenizer } = await loadModel(poisoned('inf-mid.bin', bad * 64 + 3, Infinity), { backend: 'cpu' });
+    try {
+      const plain = await generate({ model, tokenizer, prompt: 'Once', maxTokens: 12, temperature: 0 });
+      expect(plain.finishReason).toBe('error');
+      expect(plain.tokens.at(-1)).toBe(bad);
+      expect(plain.error).toBeInstanceOf(NumericError);
+      const spec = await generate({ model, tokenizer, prompt: 'Once', maxTokens: 12, temperature: 0, strategy: 'speculative', draft: clean.model, speculation: { k: 4, fixed: true } });
+      expect(spec.stats.speculation!.drafted).toBeGreaterThan(0);
+      expect(spec.finishReason).toBe('error');
+      expect(spec.tokens).toEqual(plain.tokens);
+      expect(spec.error).toBeInstanceOf(NumericError);
+    } finally {
+      model.dispose();
+      clean.model.dispose();
+    }
+  });
 });
