@@ -16,7 +16,7 @@
 
 import { type CanopyError, InternalError } from '../errors.js';
 import { argmaxRows } from '../kernels/sampling.js';
-import { verifyGreedyBatch, verifySamplingBatch } from '../kernels/verify.js';
+import { type VerifyResult, verifyGreedyBatch, verifySamplingBatch } from '../kernels/verify.js';
 import type { KvCache, KvCacheDtype } from '../model/kv-cache.js';
 import type { Model } from '../model/model.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -124,12 +124,14 @@ function usableLogits(row: Float32Array, sampling: boolean): boolean {
 /**
  * A token from a logits row: argmax, or a draw from the processed distribution; -1 (the
  * emitter ends the sequence with 'error') when the row has nothing to choose from: greedy
- * needs a value above -inf (NaN never is), sampling a distribution without NaN.
+ * needs a value above -inf (NaN never is), sampling a finite distribution (no NaN, no +Infinity).
  */
 function pick(r: Run, row: Float32Array, s: number): number {
   const { temperature, topK, topP } = r.o;
   if (!usableLogits(row, r.sampling)) return -1;
-  return r.sampling ? sampleFrom(processedDistribution(row, { temperature, topK, topP }), r.seqs[s]!.random.next()) : argmax(row);
+  if (!r.sampling) return argmax(row);
+  const p = processedDistribution(row, { temperature, topK, topP });
+  return finiteRow(p) ? sampleFrom(p, r.seqs[s]!.random.next()) : -1; // +Infinity logits: no distribution
 }
 
 /**
@@ -235,7 +237,18 @@ async function verify(r: Run, live: Live, drafts: DraftTree[], logits: Tensor, h
   const { temperature, topK, topP } = r.o;
   const rows = treeTokens.length + live.length;
   const target = new Float32Array(rows * vocab);
-  for (let i = 0; i < rows; i++) target.set(processedDistribution(hostLogits!.subarray(i * vocab, (i + 1) * vocab), { temperature, topK, topP }), i * vocab);
+  // A row whose distribution is not finite (NaN or +Infinity logits: broken numbers) gets a uniform stand-in so the verifier can
+  // run; the verifier reads a node's row only when the node is accepted (or it is the root), so
+  // the stand-in matters only where the path reaches it, and there unbrokenPath() ends the sequence.
+  const broken = new Set<number>();
+  for (let i = 0; i < rows; i++) {
+    const p = processedDistribution(hostLogits!.subarray(i * vocab, (i + 1) * vocab), { temperature, topK, topP });
+    if (finiteRow(p)) target.set(p, i * vocab);
+    else {
+      broken.add(i);
+      target.fill(1 / vocab, i * vocab, (i + 1) * vocab);
+    }
+  }
   let draftRows: Float32Array | null = null;
   if (!drafts.every((d) => !d.draftProbs)) {
     draftRows = new Float32Array(rows * vocab);
@@ -254,7 +267,24 @@ async function verify(r: Run, live: Live, drafts: DraftTree[], logits: Tensor, h
   });
   const tTarget = Tensor.from(target, { shape: [rows, vocab] });
   const tDraft = draftRows ? Tensor.from(draftRows, { shape: [rows, vocab] }) : null;
-  return (r.o.samplingVerifier ?? verifySamplingBatch)(treeIndptr, treeTokens, treeParents, tTarget, tDraft, uniforms);
+  const results = await (r.o.samplingVerifier ?? verifySamplingBatch)(treeIndptr, treeTokens, treeParents, tTarget, tDraft, uniforms);
+  return broken.size ? results.map((res, i) => unbrokenPath(res, treeIndptr[i]! + i, broken)) : results;
+}
+
+function finiteRow(p: ArrayLike<number>): boolean {
+  for (let y = 0; y < p.length; y++) if (!Number.isFinite(p[y]!)) return false;
+  return true;
+}
+
+/**
+ * A sequence's verification cut where its path reaches a broken row (rowBase: its root's row):
+ * the nodes accepted from healthy rows stay; the next token, which would come from the broken
+ * row, is -1 (the emitter ends the sequence with a NumericError).
+ */
+function unbrokenPath(res: VerifyResult, rowBase: number, broken: Set<number>): VerifyResult {
+  const path = [0, ...res.acceptedNodes.map((n) => n + 1)];
+  const j = path.findIndex((row) => broken.has(rowBase + row));
+  return j < 0 ? res : { acceptedNodes: res.acceptedNodes.slice(0, j), nextToken: -1 };
 }
 
 /**

@@ -206,6 +206,16 @@ describe.skipIf(!binPath)('NaN and Infinity', () => {
       expect(spec.finishReason).toBe('error');
       expect(spec.tokens).toEqual(plain.tokens);
       expect(spec.error).toBeInstanceOf(NumericError);
+      // Sampling: NaN rows of rejected nodes must not stop the step (the verifier never reads
+      // them); a NaN row on the accepted path ends the sequence with the same error.
+      for (const seed of [1, 2, 3]) {
+        const sampled = await generate({ model, tokenizer, prompt: 'Once', maxTokens: 60, temperature: 1, seed, strategy: 'speculative', draft: clean.model, speculation: { k: 4, fixed: true } });
+        expect(['error', 'length', 'eos']).toContain(sampled.finishReason);
+        // (A row whose logit for `bad` is +Infinity has no distribution either: it may end the
+        // sequence before `bad` is drawn.)
+        if (sampled.finishReason === 'error') expect(sampled.error).toBeInstanceOf(NumericError);
+        else expect(sampled.tokens).not.toContain(bad);
+      }
     } finally {
       model.dispose();
       clean.model.dispose();
