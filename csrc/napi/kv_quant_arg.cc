@@ -8,12 +8,6 @@ namespace canopy {
 namespace napi {
 namespace {
 
-std::string ShapeText(const TensorView& t) {
-  std::string s = "[";
-  for (int i = 0; i < t.ndim; ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
-  return s + "]";
-}
-
 void Expect(Napi::Env env, const TensorArg& t, const std::string& name, DType dtype, std::initializer_list<int64_t> shape) {
   if (t.view.dtype != dtype) {
     throw ArgumentError(env, name + ".dtype must be " + DTypeName(dtype) + "; received " + DTypeName(t.view.dtype));

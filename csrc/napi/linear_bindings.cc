@@ -14,16 +14,11 @@
 #include "async_work.h"
 #include "bindings.h"
 #include "errors.h"
+#include "tensor_arg.h"
 
 namespace canopy {
 namespace napi {
 namespace {
-
-std::string ShapeText(const TensorView& t) {
-  std::string s = "[";
-  for (int i = 0; i < t.ndim; ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
-  return s + "]";
-}
 
 Napi::Value Linear(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -59,16 +59,21 @@ double ParseNumber(Napi::Env env, Napi::Value value, const std::string& name, do
   return value.As<Napi::Number>().DoubleValue();
 }
 
+std::string ShapeText(const TensorView& t) {
+  std::string s = "[";
+  for (int i = 0; i < t.ndim; ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
+  return s + "]";
+}
+
 void CheckTensorShape(Napi::Env env, const TensorArg& t, std::initializer_list<int64_t> shape, const std::string& name) {
   bool ok = t.view.ndim == static_cast<int>(shape.size());
   int i = 0;
   for (int64_t d : shape) ok = ok && t.view.shape[i++] == d;
   if (!ok) {
-    std::string want = "[", got = "[";
+    std::string want = "[";
     i = 0;
     for (int64_t d : shape) want += (i++ ? ", " : "") + std::to_string(d);
-    for (int j = 0; j < t.view.ndim; ++j) got += (j ? ", " : "") + std::to_string(t.view.shape[j]);
-    throw ArgumentError(env, name + " must have shape " + want + "]; received " + got + "]");
+    throw ArgumentError(env, name + " must have shape " + want + "]; received " + ShapeText(t.view));
   }
 }
 

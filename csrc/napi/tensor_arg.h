@@ -33,6 +33,9 @@ TensorArg ParseTensorArg(Napi::Env env, Napi::Value value, const std::string& na
 
 DType ParseDType(Napi::Env env, Napi::Value value, const std::string& name);
 
+// "[2, 3, 4]": a tensor's shape as messages write it.
+std::string ShapeText(const TensorView& t);
+
 // Throws "<name> must have shape [..]; received [..]" unless t has exactly `shape`.
 void CheckTensorShape(Napi::Env env, const TensorArg& t, std::initializer_list<int64_t> shape, const std::string& name);
 
