@@ -8,6 +8,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { rng } from '../helpers/verify-reference.js';
+
 /** One corrupt file (or directory, for Hugging Face). */
 export interface FuzzCase {
   label: string;
@@ -17,17 +19,6 @@ export interface FuzzCase {
   write(dir: string): string;
 }
 
-/** A deterministic generator of uniforms in [0, 1) (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const fileCase = (label: string, reference: FuzzCase['reference'], make: () => Buffer): FuzzCase => ({
   label,

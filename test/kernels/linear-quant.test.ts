@@ -10,23 +10,13 @@ import { QUANT_TYPES, QUANT_TYPE_NAMES, type QuantType, quantRowBytes } from '..
 import { toF16Bits } from '../../lib/tensor/dtype.js';
 import { Tensor } from '../../lib/tensor/tensor.js';
 import { dequantizeRef, linearQuantRef, quantizeRef, roundTripBound } from '../helpers/quant-reference.js';
+import { rng } from '../helpers/verify-reference.js';
 
 const ISAS = ['auto', 'avx2', 'portable'] as const;
 
 afterEach(() => {
   delete process.env.CANOPY_CPU_ISA;
 });
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomValues(n: number, seed: number): Float32Array {
   const r = rng(seed);
