@@ -5,53 +5,21 @@
  * the prompt, Ctrl-D or /exit ends the program. /reset starts a new conversation.
  */
 
-import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 import { ChatSession } from '../chat/session.js';
-import { ArgumentError, IoError } from '../errors.js';
 import { loadModel } from '../model/load.js';
-import type { KvCacheDtype } from '../model/kv-cache.js';
 import type { Backend } from '../native/backend.js';
-import type { FloatDType } from '../tensor/dtype.js';
+import { type ModelCliOptions, readTemplate, samplingOptions, storageOptions } from './options.js';
 
-export interface ChatCliOptions {
-  model: string;
-  tokenizer?: string;
+export interface ChatCliOptions extends ModelCliOptions {
   template?: string;
   system?: string;
-  maxTokens?: string;
-  temperature?: string;
-  topK?: string;
-  topP?: string;
-  seed?: string;
-  backend?: string;
-  dtype?: string;
-  kvDtype?: string;
-  verbose?: boolean;
 }
-
-export function num(value: string | undefined, name: string, integer: boolean): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new ArgumentError(`--${name}`, integer ? 'an integer' : 'a number', value);
-  return n;
-}
-
-export const KV_DTYPES = ['f32', 'f16', 'bf16', 'int8', 'int4', 'fp8'];
 
 export async function runChatCli(o: ChatCliOptions): Promise<number> {
-  const dtype = o.dtype as FloatDType | undefined;
-  if (dtype !== undefined && !['f32', 'f16', 'bf16'].includes(dtype)) throw new ArgumentError('--dtype', 'f32, f16 or bf16', dtype);
-  if (o.kvDtype !== undefined && !KV_DTYPES.includes(o.kvDtype)) throw new ArgumentError('--kv-dtype', KV_DTYPES.join(', '), o.kvDtype);
-  let template: string | undefined;
-  if (o.template !== undefined) {
-    try {
-      template = readFileSync(o.template, 'utf8');
-    } catch (cause) {
-      throw new IoError(`cannot read the chat template ${o.template}: ${(cause as Error).message}`, { cause });
-    }
-  }
+  const { dtype, kvDtype } = storageOptions(o);
+  const template = o.template !== undefined ? readTemplate(o.template) : undefined;
   const { model, tokenizer } = await loadModel(o.model, {
     backend: (o.backend ?? 'auto') as Backend,
     ...(dtype ? { dtype } : {}),
@@ -63,12 +31,8 @@ export async function runChatCli(o: ChatCliOptions): Promise<number> {
     tokenizer,
     ...(template !== undefined ? { template } : {}),
     ...(o.system !== undefined ? { system: o.system } : {}),
-    maxTokens: num(o.maxTokens, 'max-tokens', true) ?? 512,
-    temperature: num(o.temperature, 'temperature', false) ?? 0.7,
-    ...(o.topK !== undefined ? { topK: num(o.topK, 'top-k', true)! } : {}),
-    ...(o.topP !== undefined ? { topP: num(o.topP, 'top-p', false)! } : {}),
-    ...(o.seed !== undefined ? { seed: num(o.seed, 'seed', true)! } : {}),
-    ...(o.kvDtype !== undefined ? { kvDtype: o.kvDtype as KvCacheDtype } : {}),
+    ...samplingOptions(o, { maxTokens: 512, temperature: 0.7 }),
+    ...(kvDtype !== undefined ? { kvDtype } : {}),
   };
   let session = new ChatSession(settings);
   const interactive = process.stdin.isTTY === true;

@@ -10,37 +10,24 @@ import { chatPromptIds, chatTemplateFor } from '../chat/session.js';
 import type { ChatMessage } from '../chat/template.js';
 import { ArgumentError, IoError } from '../errors.js';
 import { STRATEGIES, type StrategyName, generate, stream } from '../generate.js';
-import type { KvCacheDtype } from '../model/kv-cache.js';
 import { loadModel } from '../model/load.js';
 import { Model } from '../model/model.js';
 import { loadWeights } from '../model/weights.js';
 import type { Backend } from '../native/backend.js';
-import type { FloatDType } from '../tensor/dtype.js';
-import { KV_DTYPES, num } from './chat.js';
+import { type ModelCliOptions, num, readTemplate, samplingOptions, storageOptions } from './options.js';
 
-export interface GenerateCliOptions {
-  model: string;
+export interface GenerateCliOptions extends ModelCliOptions {
   prompt: string;
-  tokenizer?: string;
   draft?: string;
   strategy?: string;
-  maxTokens?: string;
-  temperature?: string;
-  topK?: string;
-  topP?: string;
-  seed?: string;
-  backend?: string;
-  dtype?: string;
   threads?: string;
   json?: boolean;
   stop?: string[];
   n?: string;
-  kvDtype?: string;
   speculationK?: string;
   system?: string;
   chat?: boolean;
   template?: string;
-  verbose?: boolean;
 }
 
 export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
@@ -49,11 +36,9 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
   if ((strategy === 'speculative' || strategy === 'tree') && o.draft === undefined) {
     throw new ArgumentError('--draft', `a draft model path for --strategy ${strategy}`, undefined);
   }
-  const dtype = o.dtype as FloatDType | undefined;
-  if (dtype !== undefined && !['f32', 'f16', 'bf16'].includes(dtype)) throw new ArgumentError('--dtype', 'f32, f16 or bf16', dtype);
+  const { dtype, kvDtype } = storageOptions(o);
   const threads = num(o.threads, 'threads', true);
   if (threads !== undefined && (threads < 1 || threads > 1024)) throw new ArgumentError('--threads', 'an integer in [1, 1024]', o.threads);
-  if (o.kvDtype !== undefined && !KV_DTYPES.includes(o.kvDtype)) throw new ArgumentError('--kv-dtype', KV_DTYPES.join(', '), o.kvDtype);
   const n = num(o.n, 'n', true) ?? 1;
   if (n < 1) throw new ArgumentError('--n', 'an integer >= 1', o.n);
   const speculationK = num(o.speculationK, 'speculation-k', true);
@@ -77,7 +62,7 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
   if (o.verbose && model.fallbackReason) process.stderr.write(`[cpu] CUDA not used: ${model.fallbackReason}\n`);
   let tokens: number[] | undefined;
   if (asChat) {
-    const template = chatTemplateFor(tokenizer, o.template !== undefined ? readFileSync(o.template, 'utf8') : undefined);
+    const template = chatTemplateFor(tokenizer, o.template !== undefined ? readTemplate(o.template) : undefined);
     const messages: ChatMessage[] = [...(o.system !== undefined ? [{ role: 'system', content: o.system }] : []), { role: 'user', content: promptText }];
     tokens = chatPromptIds(tokenizer, template.render(messages));
   }
@@ -89,16 +74,12 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
       model,
       tokenizer,
       ...(tokens ? { tokens } : { prompt: promptText }),
-      maxTokens: num(o.maxTokens, 'max-tokens', true) ?? 256,
-      temperature: num(o.temperature, 'temperature', false) ?? 0.8,
-      ...(o.topK !== undefined ? { topK: num(o.topK, 'top-k', true)! } : {}),
-      ...(o.topP !== undefined ? { topP: num(o.topP, 'top-p', false)! } : {}),
-      ...(o.seed !== undefined ? { seed: num(o.seed, 'seed', true)! } : {}),
+      ...samplingOptions(o, { maxTokens: 256, temperature: 0.8 }),
       signal: abort.signal,
       strategy,
       ...(draft ? { draft } : {}),
       ...(o.stop && o.stop.length > 0 ? { stop: o.stop } : {}),
-      ...(o.kvDtype !== undefined ? { kvDtype: o.kvDtype as KvCacheDtype } : {}),
+      ...(kvDtype !== undefined ? { kvDtype } : {}),
       ...(speculationK !== undefined ? { speculation: { k: speculationK } } : {}),
     };
     if (o.json || n > 1) {

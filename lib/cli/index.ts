@@ -9,6 +9,7 @@ import { runBuild } from './build.js';
 import { type ChatCliOptions, runChatCli } from './chat.js';
 import { type GenerateCliOptions, runGenerateCli } from './generate.js';
 import { runInfo } from './info.js';
+import { addModelOptions, addSamplingOptions } from './options.js';
 
 const program = new Command();
 program.name('canopy').description('Fast LLM decoding from Node.js: kernels, models, speculative decoding').version(packageVersion());
@@ -21,26 +22,15 @@ program
     process.exitCode = runInfo(opts);
   });
 
-program
-  .command('generate')
-  .description('generate text with a model from disk (llama2.c .bin, GGUF, or a Hugging Face folder)')
-  .requiredOption('--model <path>', 'model file or folder')
-  .requiredOption('--prompt <text>', "the prompt ('-': read it from stdin)")
-  .option('--tokenizer <path>', 'tokenizer file (default: embedded in GGUF, or found beside the model)')
+const generateCmd = program.command('generate').description('generate text with a model from disk (llama2.c .bin, GGUF, or a Hugging Face folder)');
+addModelOptions(generateCmd).requiredOption('--prompt <text>', "the prompt ('-': read it from stdin)");
+addSamplingOptions(generateCmd, { maxTokens: '256', maxTokensHelp: 'new tokens at most', temperature: '0.8' })
   .option('--draft <path>', 'draft model (speculative strategies)')
   .option('--strategy <name>', 'decoding strategy (default: speculative with --draft, else autoregressive)')
   .option('--speculation-k <k>', 'draft length to start from (speculative, lookup)')
-  .option('--max-tokens <n>', 'new tokens at most', '256')
-  .option('--temperature <t>', '0 is greedy', '0.8')
-  .option('--top-k <k>', 'keep the k most probable tokens')
-  .option('--top-p <p>', 'nucleus sampling mass')
-  .option('--seed <s>', 'random seed')
-  .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
-  .option('--dtype <dtype>', 'weight storage dtype: f32, f16 or bf16')
   .option('--threads <n>', 'CPU threads (default: CANOPY_THREADS, else the physical cores)')
   .option('--stop <text>', 'stop when the text ends with this string (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
   .option('--n <n>', 'samples of the prompt (a batch)')
-  .option('--kv-dtype <dtype>', 'KV cache storage: f32, f16, bf16, int8, int4 or fp8')
   .option('--chat', "send the prompt as a user message through the model's chat template")
   .option('--system <text>', 'a system message (implies --chat)')
   .option('--template <file>', 'a Jinja chat template file overriding the model\'s (implies --chat)')
@@ -50,21 +40,13 @@ program
     process.exitCode = await runGenerateCli(opts);
   });
 
-program
+const chatCmd = program
   .command('chat')
-  .description("chat with an instruct model in the terminal (its chat template; Ctrl-C stops a reply, Ctrl-D or /exit quits, /reset starts over)")
-  .requiredOption('--model <path>', 'model file or folder')
-  .option('--tokenizer <path>', 'tokenizer file (default: embedded in GGUF, or found beside the model)')
+  .description("chat with an instruct model in the terminal (its chat template; Ctrl-C stops a reply, Ctrl-D or /exit quits, /reset starts over)");
+addModelOptions(chatCmd);
+addSamplingOptions(chatCmd, { maxTokens: '512', maxTokensHelp: 'new tokens per reply at most', temperature: '0.7' })
   .option('--template <file>', "a Jinja chat template file overriding the model's")
   .option('--system <text>', 'a system message')
-  .option('--max-tokens <n>', 'new tokens per reply at most', '512')
-  .option('--temperature <t>', '0 is greedy', '0.7')
-  .option('--top-k <k>', 'keep the k most probable tokens')
-  .option('--top-p <p>', 'nucleus sampling mass')
-  .option('--seed <s>', 'random seed')
-  .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
-  .option('--dtype <dtype>', 'weight storage dtype: f32, f16 or bf16')
-  .option('--kv-dtype <dtype>', 'KV cache storage: f32, f16, bf16, int8, int4 or fp8')
   .option('--verbose', 'report cache reuse per turn and why CUDA is not used')
   .action(async (opts: ChatCliOptions) => {
     process.exitCode = await runChatCli(opts);
@@ -73,7 +55,7 @@ program
 program
   .command('bench')
   .description('benchmarks: achieved GB/s or TFLOP/s against this machine\'s limits, with peers (llama.cpp, PyTorch) measured in the same run')
-  .argument('[suites...]', 'attention, tree, prefix, kvquant, generate, decode, linear (default: a quick run of every suite)')
+  .argument('[suites...]', 'attention, tree, prefix, kvquant, generate, decode, linear, linear-quant (default: a quick run of every suite)')
   .option('--quick', 'smaller configurations and time budgets')
   .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
   .option('--json', 'print the report as JSON instead of tables')

@@ -1,0 +1,85 @@
+/**
+ * What `canopy generate` and `canopy chat` share: the options that load a model and set its
+ * storage and sampling, declared once for commander and parsed once, each failure an
+ * ArgumentError naming the flag.
+ */
+
+import { readFileSync } from 'node:fs';
+
+import type { Command } from 'commander';
+
+import { ArgumentError, IoError } from '../errors.js';
+import type { KvCacheDtype } from '../model/kv-cache.js';
+import type { FloatDType } from '../tensor/dtype.js';
+
+export interface ModelCliOptions {
+  model: string;
+  tokenizer?: string;
+  backend?: string;
+  dtype?: string;
+  kvDtype?: string;
+  maxTokens?: string;
+  temperature?: string;
+  topK?: string;
+  topP?: string;
+  seed?: string;
+  verbose?: boolean;
+}
+
+const DTYPES = ['f32', 'f16', 'bf16'];
+const KV_DTYPES = ['f32', 'f16', 'bf16', 'int8', 'int4', 'fp8'];
+
+/** --model, --tokenizer, --backend, --dtype and --kv-dtype. */
+export function addModelOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--model <path>', 'model file or folder')
+    .option('--tokenizer <path>', 'tokenizer file (default: embedded in GGUF, or found beside the model)')
+    .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .option('--dtype <dtype>', 'weight storage dtype: f32, f16 or bf16')
+    .option('--kv-dtype <dtype>', 'KV cache storage: f32, f16, bf16, int8, int4 or fp8');
+}
+
+/** --max-tokens, --temperature, --top-k, --top-p and --seed, with the command's defaults. */
+export function addSamplingOptions(cmd: Command, defaults: { maxTokens: string; maxTokensHelp: string; temperature: string }): Command {
+  return cmd
+    .option('--max-tokens <n>', defaults.maxTokensHelp, defaults.maxTokens)
+    .option('--temperature <t>', '0 is greedy', defaults.temperature)
+    .option('--top-k <k>', 'keep the k most probable tokens')
+    .option('--top-p <p>', 'nucleus sampling mass')
+    .option('--seed <s>', 'random seed');
+}
+
+/** A numeric flag's value (undefined when absent); not a number (or not an integer): ArgumentError. */
+export function num(value: string | undefined, name: string, integer: boolean): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new ArgumentError(`--${name}`, integer ? 'an integer' : 'a number', value);
+  return n;
+}
+
+/** --dtype and --kv-dtype, checked. */
+export function storageOptions(o: ModelCliOptions): { dtype?: FloatDType; kvDtype?: KvCacheDtype } {
+  if (o.dtype !== undefined && !DTYPES.includes(o.dtype)) throw new ArgumentError('--dtype', 'f32, f16 or bf16', o.dtype);
+  if (o.kvDtype !== undefined && !KV_DTYPES.includes(o.kvDtype)) throw new ArgumentError('--kv-dtype', KV_DTYPES.join(', '), o.kvDtype);
+  return { ...(o.dtype !== undefined ? { dtype: o.dtype as FloatDType } : {}), ...(o.kvDtype !== undefined ? { kvDtype: o.kvDtype as KvCacheDtype } : {}) };
+}
+
+/** The sampling flags as generate()/ChatSession options. */
+export function samplingOptions(o: ModelCliOptions, defaults: { maxTokens: number; temperature: number }) {
+  return {
+    maxTokens: num(o.maxTokens, 'max-tokens', true) ?? defaults.maxTokens,
+    temperature: num(o.temperature, 'temperature', false) ?? defaults.temperature,
+    ...(o.topK !== undefined ? { topK: num(o.topK, 'top-k', true)! } : {}),
+    ...(o.topP !== undefined ? { topP: num(o.topP, 'top-p', false)! } : {}),
+    ...(o.seed !== undefined ? { seed: num(o.seed, 'seed', true)! } : {}),
+  };
+}
+
+/** The text of a --template file; unreadable: IoError naming it. */
+export function readTemplate(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new IoError(`cannot read the chat template ${path}: ${(cause as Error).message}`, { cause });
+  }
+}
