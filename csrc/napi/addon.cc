@@ -24,6 +24,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   canopy::napi::RegisterTestBindings(env, exports);
   canopy::napi::RegisterLinearQuantBindings(env, exports);
   canopy::napi::RegisterLinearBindings(env, exports);
+  canopy::napi::RegisterQuantizeBindings(env, exports);
   return exports;
 }
 

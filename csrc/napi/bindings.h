@@ -21,6 +21,7 @@ void RegisterPrefixAttentionBindings(Napi::Env env, Napi::Object exports);
 void RegisterTestBindings(Napi::Env env, Napi::Object exports);
 void RegisterLinearQuantBindings(Napi::Env env, Napi::Object exports);
 void RegisterLinearBindings(Napi::Env env, Napi::Object exports);
+void RegisterQuantizeBindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace napi
 }  // namespace canopy

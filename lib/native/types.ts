@@ -180,6 +180,8 @@ export interface NativeAddon {
   cast(src: TensorDescriptor, dst: TensorDescriptor): Promise<void>;
   /** y = x W^T (+ bias) with W GGUF blocks of ggml type id `type` (CPU; lib/kernels/linear-quant.ts). */
   linearQuant(x: TensorDescriptor, w: TensorDescriptor, type: number, y: TensorDescriptor, bias?: TensorDescriptor, accumulate?: boolean): Promise<void>;
+  /** x (f32/f16/bf16 [rows, cols], CPU) quantized into `out` (uint8 blocks of ggml type id `type`): lib/kernels/quantize.ts. */
+  quantizeRows(x: TensorDescriptor, type: number, out: TensorDescriptor): Promise<void>;
   /** Linear layer y = x w^T (+ bias) (csrc/common/linear.h); accumulate adds into y. */
   linear(args: { x: TensorDescriptor; w: TensorDescriptor; bias?: TensorDescriptor; y: TensorDescriptor; accumulate: boolean }): Promise<void>;
   /** Resizes the CPU thread pool (waits for a running kernel to finish); returns the new size. */
