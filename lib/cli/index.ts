@@ -9,6 +9,7 @@ import { runBuild } from './build.js';
 import { type ChatCliOptions, runChatCli } from './chat.js';
 import { type GenerateCliOptions, runGenerateCli } from './generate.js';
 import { runInfo } from './info.js';
+import { type QuantizeCliOptions, runQuantizeCli } from './quantize.js';
 import { addModelOptions, addSamplingOptions } from './options.js';
 
 const program = new Command();
@@ -68,6 +69,18 @@ program
   .option('--install-peers', 'first install the llama.cpp peer (node-llama-cpp, prebuilt) into CANOPY_PEERS_DIR or ~/.cache/canopy/peers')
   .action(async (suites: string[], opts: BenchCliOptions) => {
     process.exitCode = await runBenchCli(suites, opts);
+  });
+
+program
+  .command('quantize')
+  .description("write a model (F32/F16/BF16 GGUF, Hugging Face folder or llama2.c file) as a quantized GGUF with llama.cpp's presets and per-tensor rules")
+  .argument('<input>', 'model file or folder')
+  .argument('<output>', 'the GGUF file to write')
+  .requiredOption('--type <preset>', 'Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_M, IQ4_NL or IQ4_XS')
+  .option('--threads <n>', 'CPU threads (default: CANOPY_THREADS, else the physical cores)')
+  .option('--quiet', 'no progress bar')
+  .action(async (input: string, output: string, opts: QuantizeCliOptions) => {
+    process.exitCode = await runQuantizeCli(input, output, opts);
   });
 
 program

@@ -12,8 +12,26 @@ import { Model, type ModelOptions } from './model.js';
 import type { GgufVocabulary } from './tokenizer/gguf.js';
 import { type Tokenizer, loadTokenizer } from './tokenizer/index.js';
 import { type LoadedWeights, loadWeights } from './weights.js';
+import { layerTensorNames } from './config.js';
+import { quantizeMatrix } from '../kernels/quantize.js';
+import { fitRows } from '../quantize/presets.js';
+import type { QuantType } from '../tensor/quant-types.js';
 
-export interface LoadModelOptions extends ModelOptions {
+/** A block type to requantize float matrices into at load (lowercase ggml names). */
+export type LoadQuantDtype = 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q2_k' | 'q3_k' | 'q4_k' | 'q5_k' | 'q6_k' | 'iq4_nl' | 'iq4_xs';
+export const LOAD_QUANT_DTYPES: readonly LoadQuantDtype[] = ['q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q2_k', 'q3_k', 'q4_k', 'q5_k', 'q6_k', 'iq4_nl', 'iq4_xs'];
+
+export interface LoadModelOptions extends Omit<ModelOptions, 'dtype'> {
+  /**
+   * Storage of the weight matrices: 'f32' | 'f16' | 'bf16' (see ModelOptions.dtype), or a block
+   * type ('q8_0', 'q4_k', ...) to quantize the float matrices into at load, on the CPU, with
+   * llama.cpp's reference quantizers (as `canopy quantize` does, but every matrix in that one
+   * type: no preset rules). A matrix whose rows are not a multiple of the type's block takes
+   * llama.cpp's fallback (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K / Q3_K / IQ4_XS ->
+   * IQ4_NL), else F16. Matrices already block-quantized in the file are kept as they are.
+   * Block types run on the CPU only.
+   */
+  dtype?: ModelOptions['dtype'] | LoadQuantDtype;
   /** A tokenizer file or folder (overrides the one found with the model). */
   tokenizer?: string;
   /** Scan the weights for NaN / Infinity at load (see LoadWeightsOptions.validate). */
@@ -78,6 +96,27 @@ export function ggufVocabulary(metadata: Map<string, GgufValue>, path: string): 
   return vocab;
 }
 
+/** The weights with every float matrix quantized into `type` (or its fallback / F16, see LoadModelOptions.dtype). */
+async function requantizeWeights(weights: LoadedWeights, type: QuantType): Promise<LoadedWeights> {
+  const c = weights.config;
+  const quant = new Map<string, QuantType>(weights.format === 'gguf' ? weights.quant : []);
+  const tensors = new Map(weights.tensors);
+  const matrices = ['embed', ...(c.tiedEmbeddings ? [] : ['output'])];
+  for (let i = 0; i < c.nLayers; i++) {
+    const n = layerTensorNames(i);
+    matrices.push(n.wq, n.wk, n.wv, n.wo, n.w1, n.w2, n.w3);
+  }
+  for (const name of matrices) {
+    const t = tensors.get(name);
+    if (!t || quant.has(name) || t.shape.length !== 2) continue;
+    const storage = fitRows(type, t.shape[1]!);
+    const q = storage === 'F16' || storage === 'F32' ? await t.cast('f16') : await quantizeMatrix(t, storage);
+    if (storage !== 'F16' && storage !== 'F32') quant.set(name, storage);
+    tensors.set(name, q);
+  }
+  return { ...weights, tensors, quant } as LoadedWeights;
+}
+
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
   if (typeof path !== 'string' || path.length === 0) throw new ArgumentError('path', 'a model file or folder', path);
   loadAddon(); // no usable native addon: NativeLoadError (ERR_CANOPY_NATIVE_LOAD) with build instructions, before any file is read
@@ -92,8 +131,18 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     } else {
       tokenizer = loadTokenizer({ modelPath: path, vocabSize });
     }
-    const { tokenizer: _ignored, validate: _validated, ...modelOptions } = options;
-    const model = await Model.fromWeights(weights, modelOptions);
+    const { tokenizer: _ignored, validate: _validated, dtype, ...rest } = options;
+    let model: Model;
+    if (typeof dtype === 'string' && (LOAD_QUANT_DTYPES as readonly string[]).includes(dtype)) {
+      const requantized = await requantizeWeights(weights, dtype.toUpperCase() as QuantType);
+      // The native model keeps the quantized arrays referenced (as it does any weight).
+      model = await Model.fromWeights(requantized, rest);
+    } else {
+      if (dtype !== undefined && !['f32', 'f16', 'bf16'].includes(dtype as string)) {
+        throw new ArgumentError('options.dtype', `'f32', 'f16', 'bf16' or a block type (${LOAD_QUANT_DTYPES.join(', ')})`, dtype);
+      }
+      model = await Model.fromWeights(weights, { ...rest, ...(dtype !== undefined ? { dtype: dtype as ModelOptions['dtype'] } : {}) });
+    }
     // The model holds its own reference on the weights' file maps; dropping the loader's
     // leaves model.dispose() to unmap them.
     weights.dispose();

@@ -32,7 +32,7 @@ import { QUANT_TYPES, isQuantType } from '../tensor/quant-types.js';
 import { Tensor } from '../tensor/tensor.js';
 import { QUANT_PRESETS, QUANT_PRESET_NAMES, type QuantPreset, type TensorStorage, isQuantPreset, presetTensorTypes } from './presets.js';
 
-export { QUANT_PRESETS, QUANT_PRESET_NAMES, type QuantPreset, type TensorStorage, presetTensorTypes, fitRows, llamaTensorOrder } from './presets.js';
+export { QUANT_PRESETS, QUANT_PRESET_NAMES, type QuantPreset, type TensorStorage, presetTensorTypes, fitRows, llamaTensorOrder, isQuantPreset } from './presets.js';
 
 export interface QuantizeProgress {
   /** The GGUF name of the tensor just written. */
