@@ -8,7 +8,7 @@
 import { ArgumentError } from '../errors.js';
 import { loadAddon } from '../native/loader.js';
 import type { GgufValue } from './formats/gguf.js';
-import { Model, type ModelOptions } from './model.js';
+import { Model, type ModelOptions, type ModelWeights } from './model.js';
 import type { GgufVocabulary } from './tokenizer/gguf.js';
 import { type Tokenizer, loadTokenizer } from './tokenizer/index.js';
 import { type LoadedWeights, loadWeights } from './weights.js';
@@ -97,10 +97,12 @@ export function ggufVocabulary(metadata: Map<string, GgufValue>, path: string): 
 }
 
 /** The weights with every float matrix quantized into `type` (or its fallback / F16, see LoadModelOptions.dtype). */
-async function requantizeWeights(weights: LoadedWeights, type: QuantType): Promise<LoadedWeights> {
+async function requantizeWeights(weights: LoadedWeights, type: QuantType): Promise<ModelWeights> {
   const c = weights.config;
-  const quant = new Map<string, QuantType>(weights.format === 'gguf' ? weights.quant : []);
-  const tensors = new Map(weights.tensors);
+  // In place: the model holds the file maps through this very Map (retainWeightMaps), and the
+  // norms still point into them.
+  const quant = weights.format === 'gguf' ? weights.quant : new Map<string, QuantType>();
+  const tensors = weights.tensors;
   const matrices = ['embed', ...(c.tiedEmbeddings ? [] : ['output'])];
   for (let i = 0; i < c.nLayers; i++) {
     const n = layerTensorNames(i);
@@ -114,7 +116,7 @@ async function requantizeWeights(weights: LoadedWeights, type: QuantType): Promi
     if (storage !== 'F16' && storage !== 'F32') quant.set(name, storage);
     tensors.set(name, q);
   }
-  return { ...weights, tensors, quant } as LoadedWeights;
+  return { config: weights.config, tensors, quant };
 }
 
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
