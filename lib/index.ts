@@ -134,7 +134,17 @@ export {
 } from './model/weights.js';
 export { readGguf, ggmlTypeBlock, type GgufFile, type GgufTensorInfo, type GgufValue } from './model/formats/gguf.js';
 export { readSafetensors, type SafetensorsFile, type SafetensorsTensorInfo } from './model/formats/safetensors.js';
-export { loadModel, ggufVocabulary, type LoadModelOptions, type LoadedModel } from './model/load.js';
+export { loadModel, ggufVocabulary, LOAD_QUANT_DTYPES, type LoadModelOptions, type LoadedModel, type LoadQuantDtype } from './model/load.js';
+export {
+  quantize,
+  QUANT_PRESETS,
+  QUANT_PRESET_NAMES,
+  isQuantPreset,
+  type QuantPreset,
+  type QuantizeOptions,
+  type QuantizeProgress,
+  type QuantizeResult,
+} from './quantize/index.js';
 export { STRATEGIES, type StrategyName } from './generate.js';
 export { decodeLoop, type LoopOptions, type LoopResult } from './decode/loop.js';
 export type { Proposer, DraftTree, ProposeContext, StepFeedback, SpeculationStats } from './decode/types.js';
