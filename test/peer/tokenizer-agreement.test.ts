@@ -36,7 +36,7 @@ import { LlamaPeer, llamaPeerAvailable } from '../helpers/llama-peer.js';
 const peerOk = llamaPeerAvailable('tokenizers vs llama.cpp');
 
 /** Awkward text: every case is encoded with and without special tokens. */
-export const AWKWARD_CORPUS: readonly string[] = [
+const AWKWARD_CORPUS: readonly string[] = [
   '',
   'Hello world',
   ' Hello  world   ',
