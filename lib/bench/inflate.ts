@@ -258,3 +258,27 @@ export function inflatedGguf(sourceGguf: string, shape: InflateShape = TINYLLAMA
   }
   return path;
 }
+
+/**
+ * Any model canopy loads (a llama2.c checkpoint, say: the draft of the benchmark pair) written as
+ * a GGUF file in its own shape (matrices F16 or F32), with `tokenizerGguf`'s tokenizer metadata,
+ * generated once into the cache folder: llama.cpp reads GGUF only. Returns its path.
+ */
+export function ggufCopy(source: string, tokenizerGguf: string, type: 0 | 1 = 0): string {
+  const base = source.split(/[\\/]/).slice(-2).join('-').replace(/\.(bin|gguf)$/i, '');
+  const path = join(benchCacheDir(), `${base}-${type === 1 ? 'f16' : 'f32'}.gguf`);
+  if (existsSync(path)) return path;
+  const w = loadWeights(source);
+  try {
+    const c = w.config;
+    const tensors = new Map<string, Float32Array>();
+    for (const [name, t] of w.tensors) tensors.set(name, Float32Array.from(t.toFloat32()));
+    const tmp = `${path}.${process.pid}.tmp`;
+    const own: InflateShape = { dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim };
+    writeInflatedGguf(tmp, c, tensors, own, type, ggufTokenizerEntries(tokenizerGguf));
+    renameSync(tmp, path);
+  } finally {
+    w.dispose();
+  }
+  return path;
+}

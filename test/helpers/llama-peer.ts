@@ -141,11 +141,6 @@ export class LlamaPeer {
     return out;
   }
 
-  /** Loads a model file (loading errors reject). */
-  async load(path: string): Promise<void> {
-    await this.greedy(path, [0]);
-  }
-
   /** Frees a model the worker holds. */
   async unload(path: string): Promise<void> {
     await this.request({ op: 'unload', path });

@@ -171,6 +171,24 @@ export interface LlamaCppJob {
   /** Untimed runs, then timed runs. */
   warmup: number;
   repeats: number;
+  /**
+   * llama.cpp's speculation, through node-llama-cpp's token predictors: 'draft' is its
+   * DraftSequenceTokenPredictor (a draft model's greedy chain, verified by the target in one
+   * batch; the draft a GGUF file on the same vocabulary), 'lookup' its InputLookupTokenPredictor
+   * (prompt lookup: continuations of n-grams already in the context). Options left out keep
+   * node-llama-cpp's defaults (draft: up to 16 tokens while the draft's confidence is >= 0.6;
+   * minTokens 0: the target does not wait for the draft, which drafts alongside). Absent: plain
+   * decoding. Greedy output is the same either way (the target verifies).
+   */
+  predictor?: { type: 'draft'; draftModelPath: string; minTokens?: number; maxTokens?: number; minConfidence?: number } | { type: 'lookup' };
+}
+
+/** node-llama-cpp's prediction counters over one run (validated + refuted = predictions checked). */
+export interface LlamaCppPredictions {
+  used: number;
+  unused: number;
+  validated: number;
+  refuted: number;
 }
 
 export interface LlamaCppRun {
@@ -198,6 +216,8 @@ export interface LlamaCppJobResult {
   /** Greedy tokens of the last run, and llama.cpp's detokenization of them (prompt as context). */
   tokens?: number[];
   text?: string;
+  /** With a predictor: its counters over the last timed run. */
+  predictions?: LlamaCppPredictions;
 }
 
 export interface LlamaCppOutput {
@@ -225,9 +245,10 @@ export interface LlamaCppRequest {
 interface NlcSequence {
   clearHistory(): Promise<void>;
   evaluate(tokens: number[], options?: { temperature?: number }): AsyncGenerator<number, void, void>;
+  readonly tokenPredictions?: LlamaCppPredictions;
 }
 interface NlcContext {
-  getSequence(): NlcSequence;
+  getSequence(options?: { tokenPredictor?: unknown }): NlcSequence;
   dispose(): Promise<void>;
 }
 interface NlcModel {
@@ -244,6 +265,8 @@ interface NlcLlama {
 interface NlcModule {
   getLlama(o: Record<string, unknown>): Promise<NlcLlama>;
   LlamaLogLevel: Record<string, unknown>;
+  DraftSequenceTokenPredictor?: new (draftSequence: NlcSequence, options?: { minTokens?: number; maxTokens?: number; minConfidence?: number }) => unknown;
+  InputLookupTokenPredictor?: new () => unknown;
 }
 
 /**
@@ -269,6 +292,11 @@ export async function runLlamaCppJobs(entry: string, request: LlamaCppRequest): 
       const t0 = performance.now();
       const model = await llama.loadModel({ modelPath: job.modelPath, gpuLayers: 0, useMmap: true });
       const loadMs = performance.now() - t0;
+      const predictor = job.predictor;
+      if (predictor?.type === 'draft' && !mod.DraftSequenceTokenPredictor) throw new Error('this node-llama-cpp has no DraftSequenceTokenPredictor');
+      if (predictor?.type === 'lookup' && !mod.InputLookupTokenPredictor) throw new Error('this node-llama-cpp has no InputLookupTokenPredictor');
+      const draftModel = predictor?.type === 'draft' ? await llama.loadModel({ modelPath: predictor.draftModelPath, gpuLayers: 0, useMmap: true }) : undefined;
+      let predictions: LlamaCppPredictions | undefined;
       const contextSize = job.prompt.length + job.maxTokens + 8;
       const variants: LlamaCppVariant[] = [];
       let tokens: number[] = [];
@@ -289,7 +317,19 @@ export async function runLlamaCppJobs(entry: string, request: LlamaCppRequest): 
       };
       for (const n of threads) {
         const context = await model.createContext({ contextSize, batchSize: Math.max(job.prompt.length, 32), sequences: 1, threads: n });
-        const seq = context.getSequence();
+        // The draft runs in its own context (same size and threads), as node-llama-cpp's guide does.
+        const draftContext = draftModel ? await draftModel.createContext({ contextSize, batchSize: Math.max(job.prompt.length, 32), sequences: 1, threads: n }) : undefined;
+        const tokenPredictor =
+          predictor?.type === 'draft'
+            ? new mod.DraftSequenceTokenPredictor!(draftContext!.getSequence(), {
+                ...(predictor.minTokens !== undefined ? { minTokens: predictor.minTokens } : {}),
+                ...(predictor.maxTokens !== undefined ? { maxTokens: predictor.maxTokens } : {}),
+                ...(predictor.minConfidence !== undefined ? { minConfidence: predictor.minConfidence } : {}),
+              })
+            : predictor?.type === 'lookup'
+              ? new mod.InputLookupTokenPredictor!()
+              : undefined;
+        const seq = context.getSequence(tokenPredictor ? { tokenPredictor } : undefined);
         const runs: LlamaCppRun[] = [];
         let abandoned: string | undefined;
         // Warm-up runs are short (16 tokens): enough to page the weights in and to see a
@@ -299,19 +339,26 @@ export async function runLlamaCppJobs(entry: string, request: LlamaCppRequest): 
         if (warm > 2 * best && warm > best + 0.5) abandoned = `warm-up ${warm.toFixed(2)} ms/token, over twice the best thread count's ${best.toFixed(2)}`;
         else {
           for (let r = 0; r < job.repeats; r++) {
+            const before = seq.tokenPredictions ? { ...seq.tokenPredictions } : undefined;
             const { run, out } = await generateOnce(seq, job.maxTokens);
             runs.push(run);
             tokens = out;
+            const after = seq.tokenPredictions;
+            if (tokenPredictor && before && after) {
+              predictions = { used: after.used - before.used, unused: after.unused - before.unused, validated: after.validated - before.validated, refuted: after.refuted - before.refuted };
+            }
           }
           const sorted = runs.map((x) => x.msPerToken).sort((a, b) => a - b);
           if (sorted.length) best = Math.min(best, sorted[Math.floor(sorted.length / 2)]!);
         }
         await context.dispose();
+        await draftContext?.dispose();
         variants.push({ threads: n, runs, ...(abandoned ? { abandoned } : {}) });
       }
       const text = model.detokenize(tokens, false, job.prompt);
       await model.dispose();
-      results.push({ id: job.id, loadMs, variants, tokens, text });
+      await draftModel?.dispose();
+      results.push({ id: job.id, loadMs, variants, tokens, text, ...(predictions ? { predictions } : {}) });
     } catch (e) {
       results.push({ id: job.id, error: e instanceof Error ? e.message : String(e) });
     }

@@ -10,8 +10,10 @@
  *   headline  stories260K inflated to TinyLlama-1.1B's shape (lib/bench/inflate.ts), F16
  *             GGUF generated once into the cache folder (~/.cache/canopy or CANOPY_CACHE),
  *             drafted by llama2xs-281K: real acceptance rates at a 1B model's cost; batch 1
- *             (and 4 without --quick); llama.cpp (node-llama-cpp) plain decoding of the same
- *             file as a peer when installed.
+ *             (and 4 without --quick); llama.cpp (node-llama-cpp) on the same file as peers
+ *             when installed: plain decoding (beside autoregressive), its draft-model
+ *             speculation with the same draft written as GGUF (beside speculative) and its
+ *             prompt lookup (beside lookup).
  *   tiny      stories260K / llama2xs-281K themselves, batch 1 and 4.
  * --model M [--draft D] replaces both with one pair.
  */
@@ -25,8 +27,8 @@ import { loadWeights } from '../../model/weights.js';
 import { packageRoot } from '../../native/loader.js';
 import { MODEL_PRESETS } from '../../model/presets.js';
 import { type BenchRow, type PeerResult, time } from '../harness.js';
-import { TINYLLAMA_SHAPE, inflatedGguf } from '../inflate.js';
-import { runLlamaCppWorker } from '../peers/llama-cpp.js';
+import { TINYLLAMA_SHAPE, ggufCopy, inflatedGguf } from '../inflate.js';
+import { type LlamaCppJob, runLlamaCppWorker } from '../peers/llama-cpp.js';
 import { fastRandomWeights } from './generate.js';
 import type { BenchStep, Suite, SuiteContext } from './types.js';
 
@@ -202,19 +204,59 @@ async function verifyCost(ctx: SuiteContext, preset: string, nodes: number[], ta
   return rows;
 }
 
-/** The llama.cpp peer (plain greedy decoding) on the same GGUF file and prompt, batch 1. */
-async function llamaCppPlain(ctx: SuiteContext, path: string, maxTokens: number, canopyMsPerToken: number): Promise<PeerResult> {
-  if (!ctx.peers.llamaCpp.available) return { name: 'llama.cpp', absent: ctx.peers.llamaCpp.detail };
+/**
+ * The llama.cpp peers on the same GGUF file and prompt, batch 1, greedy: plain decoding, its
+ * draft-model speculation (node-llama-cpp's DraftSequenceTokenPredictor, default settings, the
+ * draft written as GGUF) and its prompt lookup (InputLookupTokenPredictor). One child process
+ * runs the three; each peer is compared with the canopy row of the same kind ('speedup':
+ * llama.cpp's time per token over canopy's).
+ */
+async function llamaCppPeers(
+  ctx: SuiteContext,
+  path: string,
+  draftGguf: string | undefined,
+  maxTokens: number,
+  canopyMsPerToken: { autoregressive: number; speculative?: number; lookup?: number },
+): Promise<{ plain: PeerResult; draft: PeerResult; lookup: PeerResult }> {
+  const absent = (detail: string) => ({ plain: { name: 'llama.cpp', absent: detail }, draft: { name: 'llama.cpp draft speculation', absent: detail }, lookup: { name: 'llama.cpp prompt lookup', absent: detail } });
+  if (!ctx.peers.llamaCpp.available) return absent(ctx.peers.llamaCpp.detail);
   const { model, tokenizer } = await loadModel(path, { backend: 'cpu' });
   model.dispose();
   const prompt = tokenizer.encode(PROMPTS[0]!, { bos: true });
   const threads = [...new Set([1, ctx.threads])];
-  const run = await runLlamaCppWorker({ threads, jobs: [{ id: 'inflated', modelPath: path, prompt, maxTokens, warmup: 1, repeats: 3 }] }, 60_000 + canopyMsPerToken * maxTokens * 20 * 4 * threads.length);
-  const r = run.output?.results[0];
-  if (!r || r.error || !r.variants?.length) return { name: 'llama.cpp', absent: run.reason ?? r?.error ?? 'no result' };
-  const best = r.variants.filter((v) => v.runs.length).map((v) => ({ threads: v.threads, ms: median(v.runs.map((x) => x.msPerToken)) })).sort((a, b) => a.ms - b.ms)[0];
-  if (!best) return { name: 'llama.cpp', absent: 'no timed runs' };
-  return { name: 'llama.cpp (plain)', medianMs: best.ms, speedup: best.ms / canopyMsPerToken, notes: { 'tokens/s': 1000 / best.ms, threads: best.threads } };
+  const job = { modelPath: path, prompt, maxTokens, warmup: 1, repeats: 3 };
+  const jobs: LlamaCppJob[] = [
+    { id: 'plain', ...job },
+    ...(draftGguf ? [{ id: 'draft', ...job, predictor: { type: 'draft' as const, draftModelPath: draftGguf } }] : []),
+    { id: 'lookup', ...job, predictor: { type: 'lookup' } },
+  ];
+  const run = await runLlamaCppWorker({ threads, jobs }, 60_000 + canopyMsPerToken.autoregressive * maxTokens * 20 * 4 * threads.length * jobs.length);
+  if (!run.output) return absent(run.reason ?? 'no output');
+  const byId = new Map(run.output.results.map((r) => [r.id, r]));
+  const plainTokens = byId.get('plain')?.tokens;
+  let plainMs: number | undefined;
+  const peer = (id: string, name: string, canopyMs: number | undefined): PeerResult => {
+    const r = byId.get(id);
+    if (!r) return { name, absent: id === 'draft' ? 'no draft model given' : 'no result' };
+    if (r.error || !r.variants?.length) return { name, absent: r.error ?? 'no result' };
+    const best = r.variants.filter((v) => v.runs.length).map((v) => ({ threads: v.threads, ms: median(v.runs.map((x) => x.msPerToken)) })).sort((a, b) => a.ms - b.ms)[0];
+    if (!best) return { name, absent: 'no timed runs' };
+    if (id === 'plain') plainMs = best.ms;
+    const p = r.predictions;
+    const notes: Record<string, string | number> = {
+      'tokens/s': 1000 / best.ms,
+      threads: best.threads,
+      ...(id !== 'plain' && plainMs !== undefined ? { 'x llama.cpp plain': plainMs / best.ms } : {}),
+      ...(p ? { 'predictions validated/refuted': `${p.validated}/${p.refuted}` } : {}),
+      ...(id !== 'plain' && plainTokens ? { 'tokens = llama.cpp plain': r.tokens?.join() === plainTokens.join() ? 'yes' : 'NO' } : {}),
+    };
+    return { name, medianMs: best.ms, ...(canopyMs !== undefined ? { speedup: best.ms / canopyMs } : {}), notes };
+  };
+  return {
+    plain: peer('plain', 'llama.cpp (plain)', canopyMsPerToken.autoregressive),
+    draft: peer('draft', 'llama.cpp draft speculation', canopyMsPerToken.speculative),
+    lookup: peer('lookup', 'llama.cpp prompt lookup', canopyMsPerToken.lookup),
+  };
 }
 
 export const decodeSuite: Suite = {
@@ -249,12 +291,18 @@ export const decodeSuite: Suite = {
           if (batch !== 1 || ctx.backend !== 'cpu') return;
           const sp = rows.find((r) => r.name === 'speculative')?.notes?.tau;
           tau = typeof sp === 'number' ? sp : tau;
-          const ar = rows.find((r) => r.name === 'autoregressive')!;
-          const msPerToken = ar.timing.medianMs / (ctx.quick ? 48 : 100);
-          const peer = await llamaCppPlain(ctx, target(), ctx.quick ? 48 : 100, msPerToken);
-          ar.peers.push(peer);
-          // llama.cpp's draft-model speculation (DraftSequenceTokenPredictor) is not run yet.
-          rows.find((r) => r.name === 'speculative')?.peers.push({ name: 'llama.cpp draft speculation', absent: 'not implemented in the llama.cpp worker yet' });
+          const n = ctx.quick ? 48 : 100;
+          const row = (name: string) => rows.find((r) => r.name === name);
+          const perToken = (name: string) => {
+            const r = row(name);
+            return r ? r.timing.medianMs / n : undefined;
+          };
+          // llama.cpp reads GGUF only: the draft (llama2xs-281K's llama2.c file) is written as one.
+          const draftGguf = draftPath && ctx.peers.llamaCpp.available ? ggufCopy(draftPath, source) : undefined;
+          const peers = await llamaCppPeers(ctx, target(), draftGguf, n, { autoregressive: perToken('autoregressive')!, speculative: perToken('speculative'), lookup: perToken('lookup') });
+          row('autoregressive')!.peers.push(peers.plain);
+          row('speculative')?.peers.push(peers.draft);
+          row('lookup')?.peers.push(peers.lookup);
         });
       }
       for (const batch of [1, 4]) {
