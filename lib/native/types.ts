@@ -200,6 +200,10 @@ export interface NativeAddon {
     parents?: Int32Array;
     numSplits?: number;
     naive?: boolean;
+    softcap?: number;
+    window?: number;
+    qPos?: Int32Array;
+    kvPos?: Int32Array;
   }): Promise<void>;
   /** Shared-prefix attention (csrc/common/prefix_attention.h). */
   prefixAttention(args: {
@@ -211,6 +215,8 @@ export interface NativeAddon {
     mask: number;
     parents?: Int32Array;
     numSplits?: number;
+    softcap?: number;
+    window?: number;
     levels: Array<{ seqIndptr: Int32Array; kv: NativeKvSource }>;
     suffix: NativeKvSource;
   }): Promise<void>;
