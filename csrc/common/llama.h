@@ -9,6 +9,17 @@
 //               h = RmsNorm(x) ; x += (silu(h W1^T) * (h W3^T)) W2^T
 //   logits[r] = RmsNorm(x[logit_rows[r]]) Wout^T            (Wout = embed when tied)
 //
+// Gemma 2 / 3 and Phi-3 options (the defaults give the plain Llama pass above):
+//   x = embed[tokens] * embed_scale                          (Gemma: sqrt(dim))
+//   attention scale attn_scale (0: 1/sqrt(head_dim)), logit soft-capping attn_softcap, and per
+//   layer a sliding window layer_window[l] (0: global) whose layers rotate with inv_freq_local
+//   (Gemma 3's local RoPE base) when it is given
+//   post_attn_norm / post_ffn_norm (Gemma's "sandwich" norms), when present:
+//               x += RmsNorm(Attention(...) Wo^T, post_attn_norm)
+//               x += RmsNorm(act(h W1^T) * (h W3^T)) W2^T, post_ffn_norm)
+//   act = silu (SwiGLU) or the tanh-approximated gelu (GeGLU, Gemma)
+//   logits = final_softcap * tanh(logits / final_softcap) when final_softcap > 0 (Gemma 2)
+//
 // Each matrix (and the embedding) has its own storage type (MatrixRef): f32 / f16 / bf16 elements,
 // or GGUF blocks as stored (quant_blocks.h; files mix types per tensor, as llama.cpp's Q4_K_M
 // does). The embedding lookup dequantizes only the rows of the step's tokens. Block-quantized
@@ -59,7 +70,11 @@ struct LlamaLayerWeights {
   const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // f32, optional (Qwen2)
   const void* ffn_norm = nullptr;
   MatrixRef w1, w2, w3;
+  const void* post_attn_norm = nullptr;  // optional (Gemma): RMSNorm of the attention output
+  const void* post_ffn_norm = nullptr;   // optional (Gemma): RMSNorm of the MLP output
 };
+
+enum class FfnActivation : int32_t { kSilu = 0, kGeluTanh = 1 };
 
 struct LlamaModelDesc {
   int64_t dim = 0, hidden_dim = 0, vocab = 0;
@@ -72,7 +87,24 @@ struct LlamaModelDesc {
   const void* norm = nullptr;
   MatrixRef output;  // [vocab][dim]; == embed when tied
   std::vector<LlamaLayerWeights> layers;
+  // Gemma / Phi-3 options (see the header comment); the defaults leave the Llama pass unchanged.
+  float embed_scale = 1.f;
+  FfnActivation activation = FfnActivation::kSilu;
+  float attn_scale = 0.f;     // 0: 1 / sqrt(head_dim)
+  float attn_softcap = 0.f;   // 0: off
+  float final_softcap = 0.f;  // 0: off
+  std::vector<int32_t> layer_window;  // [n_layers] sliding window per layer (0: global), or empty
+  std::vector<float> inv_freq_local;  // [head_dim / 2] RoPE of the windowed layers, or empty (inv_freq)
 };
+
+// Layer l's sliding window (0: global attention).
+inline int32_t LlamaLayerWindow(const LlamaModelDesc& m, int32_t l) {
+  return m.layer_window.empty() ? 0 : m.layer_window[l];
+}
+// Whether layer l rotates with inv_freq_local.
+inline bool LlamaLayerLocalRope(const LlamaModelDesc& m, int32_t l) {
+  return !m.inv_freq_local.empty() && LlamaLayerWindow(m, l) > 0;
+}
 
 struct LlamaForwardParams {
   // Host arrays.
@@ -156,7 +188,8 @@ inline AttentionParams MakeLlamaAttentionParams(const LlamaModelDesc& m, const L
   ap.kv_indptr = c.kv_indptr.data();
   ap.kv_lens = c.kv_lens.data();
   ap.mask = p.mask;
-  ap.scale = 1.f / std::sqrt(static_cast<float>(m.head_dim));
+  ap.scale = m.attn_scale > 0.f ? m.attn_scale : 1.f / std::sqrt(static_cast<float>(m.head_dim));
+  ap.softcap = m.attn_softcap;
   ap.tree_parents = p.tree_parents;
   return ap;
 }

@@ -6,6 +6,10 @@
 //               (a, b) -> (a cos - b sin, a sin + b cos)
 //             pairs are (2j, 2j+1) for kInterleaved and (j, j + D/2) for kHalf.
 //   SwiGlu    h[n][i] = silu(g[n][i]) * u[n][i],  silu(z) = z / (1 + exp(-z))
+//   GeGlu     h[n][i] = gelu(g[n][i]) * u[n][i] with the tanh approximation (Gemma's
+//             gelu_pytorch_tanh, ggml_gelu): gelu(z) = z/2 (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))
+//   Softcap   x[i] = cap * tanh(x[i] / cap) in place (Gemma 2's final logits)
+//   Scale     x[i] *= s in place (Gemma's embedding scale sqrt(dim))
 //   Embed     x[n][:] = table[token[n]][:]                                        table: f32/f16/bf16
 //   AddBias   y[n][:] += b[:]
 //   Argmax    best[n] = argmax_v logits[n][v], ties to the lowest id; NaN counts as -inf
@@ -37,6 +41,9 @@ namespace cpu {
 Status RmsNorm(const float* x, const void* w, DType w_dtype, float eps, float* y, int64_t rows, int64_t dim);
 Status Rope(const RopeParams& p);
 Status SwiGlu(const float* g, const float* u, float* h, int64_t n);
+Status GeGlu(const float* g, const float* u, float* h, int64_t n);
+Status Softcap(float* x, int64_t n, float cap);
+Status Scale(float* x, int64_t n, float s);
 Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype, int64_t vocab, int64_t dim, float* x);
 // Embed from a GGUF block-quantized table [vocab][dim] (quant_blocks.h): only the looked-up rows are
 // dequantized (dim a multiple of the block).
@@ -48,6 +55,9 @@ namespace cuda {
 Status RmsNorm(const float* x, const void* w, DType w_dtype, float eps, float* y, int64_t rows, int64_t dim);
 Status Rope(const RopeParams& p);
 Status SwiGlu(const float* g, const float* u, float* h, int64_t n);
+Status GeGlu(const float* g, const float* u, float* h, int64_t n);
+Status Softcap(float* x, int64_t n, float cap);
+Status Scale(float* x, int64_t n, float s);
 Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype, int64_t vocab, int64_t dim, float* x);
 Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best);
 }  // namespace cuda

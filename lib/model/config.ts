@@ -40,8 +40,31 @@ export interface Llama3RopeScaling {
   originalMaxPositionEmbeddings: number;
 }
 
+/** Linear position interpolation (rope_scaling.rope_type "linear"): every frequency divided by `factor`. */
+export interface LinearRopeScaling {
+  type: 'linear';
+  factor: number;
+}
+
+/**
+ * LongRoPE (Phi-3 / Phi-3.5, rope_scaling type "longrope"): frequency j divided by longFactors[j]
+ * when the context the model runs with exceeds originalMaxPositionEmbeddings, else by
+ * shortFactors[j] (so the short factors change the model at every length); q and k are also
+ * multiplied by attentionFactor (sqrt(1 + ln(s) / ln(originalMaxPositionEmbeddings)),
+ * s = maxSeqLen / originalMaxPositionEmbeddings, unless the checkpoint gives it).
+ */
+export interface LongRopeScaling {
+  type: 'longrope';
+  longFactors: number[];
+  shortFactors: number[];
+  originalMaxPositionEmbeddings: number;
+  attentionFactor: number;
+}
+
+export type RopeScaling = Llama3RopeScaling | LinearRopeScaling | LongRopeScaling;
+
 export interface ModelConfig {
-  architecture: 'llama' | 'mistral' | 'qwen2';
+  architecture: 'llama' | 'mistral' | 'qwen2' | 'gemma2' | 'gemma3' | 'phi3';
   dim: number;
   hiddenDim: number;
   nLayers: number;
@@ -53,11 +76,28 @@ export interface ModelConfig {
   maxSeqLen: number;
   ropeTheta: number;
   ropeStyle: RopeStyle;
-  ropeScaling?: Llama3RopeScaling;
+  ropeScaling?: RopeScaling;
   normEps: number;
   tiedEmbeddings: boolean;
   /** Qwen2: q/k/v projections have biases. */
   qkvBias: boolean;
+  // Gemma 2 / 3 and Phi-3 options; absent means the plain Llama block.
+  /** Gemma: the embedding rows are multiplied by this (sqrt(dim)). Default 1. */
+  embedScale?: number;
+  /** MLP activation: 'silu' (SwiGLU, default) or 'gelu_tanh' (GeGLU with the tanh approximation of gelu: Gemma). */
+  activation?: 'silu' | 'gelu_tanh';
+  /** Gemma: RMSNorms of the attention output and of the MLP output before each residual add (layers.{i}.postAttnNorm, postFfnNorm). */
+  postNorms?: boolean;
+  /** Attention softmax scale; default 1/sqrt(headDim) (Gemma: query_pre_attn_scalar^-0.5). */
+  attnScale?: number;
+  /** Gemma 2: attention logits become attnSoftcap * tanh(logits / attnSoftcap). */
+  attnSoftcap?: number;
+  /** Gemma 2: output logits become finalSoftcap * tanh(logits / finalSoftcap). */
+  finalSoftcap?: number;
+  /** Sliding window of each layer (0: global attention); absent: every layer is global. */
+  layerWindows?: number[];
+  /** Gemma 3: RoPE base of the windowed (local) layers, unscaled; the global layers use ropeTheta and ropeScaling. */
+  ropeThetaLocal?: number;
   bosTokenId?: number;
   eosTokenIds?: number[];
 }
@@ -76,6 +116,8 @@ export const layerTensorNames = (i: number) => ({
   w1: `layers.${i}.w1`,
   w2: `layers.${i}.w2`,
   w3: `layers.${i}.w3`,
+  postAttnNorm: `layers.${i}.postAttnNorm`,
+  postFfnNorm: `layers.${i}.postFfnNorm`,
 });
 
 /** The largest value of each dimension canopy runs (the native model's limits, csrc/napi/model_bindings.cc). */
@@ -106,6 +148,26 @@ export function checkConfigBounds(config: ModelConfig, file: string): void {
   if (config.nHeads % config.nKvHeads !== 0) {
     throw new ArgumentError(`${file}: nHeads ${config.nHeads} must be a multiple of nKvHeads ${config.nKvHeads}`);
   }
+  if (config.layerWindows !== undefined) {
+    const w = config.layerWindows;
+    if (!Array.isArray(w) || w.length !== config.nLayers || w.some((x) => !Number.isSafeInteger(x) || x < 0 || x > 0x7fffffff)) {
+      throw new ArgumentError(`${file}: layerWindows must hold nLayers (${config.nLayers}) integers >= 0 (0 = global attention); found ${String(w)}`);
+    }
+  }
+  for (const key of ['embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'ropeThetaLocal'] as const) {
+    const v = config[key];
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) {
+      throw new ArgumentError(`${file}: ${key} must be a finite number > 0; found ${String(v)}`);
+    }
+  }
+  const s = config.ropeScaling;
+  if (s?.type === 'longrope') {
+    for (const f of [s.longFactors, s.shortFactors]) {
+      if (!Array.isArray(f) || f.length !== config.headDim / 2 || f.some((x) => !(Number.isFinite(x) && x > 0))) {
+        throw new ArgumentError(`${file}: LongRoPE factors must be headDim / 2 (${config.headDim / 2}) positive numbers; found ${Array.isArray(f) ? `${f.length} values` : String(f)}`);
+      }
+    }
+  }
 }
 
 /** The shape every canonical tensor must have under `config`. */
@@ -130,6 +192,10 @@ export function expectedShapes(config: ModelConfig): Map<string, number[]> {
     shapes.set(n.w1, [hiddenDim, dim]);
     shapes.set(n.w3, [hiddenDim, dim]);
     shapes.set(n.w2, [dim, hiddenDim]);
+    if (config.postNorms) {
+      shapes.set(n.postAttnNorm, [dim]);
+      shapes.set(n.postFfnNorm, [dim]);
+    }
   }
   shapes.set('norm', [dim]);
   if (!config.tiedEmbeddings) shapes.set('output', [vocabSize, dim]);

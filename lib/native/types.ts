@@ -102,6 +102,15 @@ export interface NativeModelConfig {
   /** 0 interleaved pairs, 1 half split */
   ropeLayout: number;
   invFreq: Float32Array;
+  /** Gemma / Phi-3 options (csrc/common/llama.h); absent: the plain Llama forward. */
+  embedScale?: number;
+  /** 0 silu (SwiGLU), 1 gelu with the tanh approximation (GeGLU) */
+  activation?: number;
+  attnScale?: number;
+  attnSoftcap?: number;
+  finalSoftcap?: number;
+  layerWindows?: Int32Array;
+  invFreqLocal?: Float32Array;
 }
 
 export interface NativeLayerWeights {
@@ -117,6 +126,8 @@ export interface NativeLayerWeights {
   w1: TensorDescriptor;
   w2: TensorDescriptor;
   w3: TensorDescriptor;
+  postAttnNorm?: TensorDescriptor;
+  postFfnNorm?: TensorDescriptor;
 }
 
 /** A quantized KV cache as the addon reads it (csrc/napi/kv_quant_arg.h). */
