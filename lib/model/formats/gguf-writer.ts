@@ -213,6 +213,8 @@ export function ggufName(canonical: string): string {
     w1: 'ffn_gate.weight',
     w2: 'ffn_down.weight',
     w3: 'ffn_up.weight',
+    postAttnNorm: 'post_attention_norm.weight',
+    postFfnNorm: 'post_ffw_norm.weight',
   };
   const m = /^layers\.(\d+)\.(\w+)$/.exec(canonical);
   if (!m || !L[m[2]!]) throw new ArgumentError('canonical', 'a canonical tensor name (embed, norm, output, layers.N.wq, ...)', canonical);

@@ -28,7 +28,8 @@ import { ArgumentError, IoError } from '../../errors.js';
 import { fromF16Bits } from '../../tensor/dtype.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { type QuantType, quantTypeOfGgmlId } from '../../tensor/quant-types.js';
-import { type ModelConfig, checkConfigBounds, layerTensorNames } from '../config.js';
+import { type ModelConfig, type RopeScaling, checkConfigBounds, layerTensorNames } from '../config.js';
+import { fusedGateUpRows, fusedQkvRows, ggufGemmaOptions, ggufLongRope } from './arch-options.js';
 import {
   type LoadedWeightsBase,
   type TensorSource,
@@ -41,6 +42,7 @@ import {
   fileSize,
   mappedSource,
   materialize,
+  readBytes,
 } from './common.js';
 
 /** "GGUF" read as a little-endian uint32. */
@@ -388,6 +390,8 @@ const LAYER_NAMES: Record<string, keyof ReturnType<typeof layerTensorNames>> = {
   'ffn_gate.weight': 'w1',
   'ffn_down.weight': 'w2',
   'ffn_up.weight': 'w3',
+  'post_attention_norm.weight': 'postAttnNorm',
+  'post_ffw_norm.weight': 'postFfnNorm',
 };
 const GLOBAL_NAMES: Record<string, string> = { 'token_embd.weight': 'embed', 'output_norm.weight': 'norm', 'output.weight': 'output' };
 
@@ -405,7 +409,7 @@ export function ggufNameOf(canonical: string): string {
 }
 
 /** The architectures loadGguf knows, and the RoPE layout llama.cpp stores their q/k in. */
-const ARCHITECTURES = { llama: 'interleaved', mistral: 'interleaved', qwen2: 'half' } as const;
+const ARCHITECTURES = { llama: 'interleaved', mistral: 'interleaved', qwen2: 'half', gemma2: 'half', gemma3: 'half', phi3: 'half' } as const;
 
 /** Reads an integer metadata value (any integer type); undefined when absent. */
 export function ggufInteger(metadata: Map<string, GgufValue>, key: string, path: string): number | undefined {
@@ -468,7 +472,12 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
     throw new ArgumentError(`${path}: ${arch}.rope.dimension_count ${ropeDims} differs from the head size ${headDim} (partial rotary embeddings are not supported)`);
   }
   const scaling = meta.get(`${arch}.rope.scaling.type`);
-  if (scaling !== undefined && scaling !== 'none') {
+  let ropeScaling: RopeScaling | undefined;
+  if (scaling === 'linear') {
+    const factor = ggufFloat(meta, `${arch}.rope.scaling.factor`, path);
+    if (factor === undefined || !(factor > 0)) throw new ArgumentError(`${path}: ${arch}.rope.scaling.type linear needs ${arch}.rope.scaling.factor > 0; found ${factor}`);
+    if (factor !== 1) ropeScaling = { type: 'linear', factor: f32Decimal(factor) };
+  } else if (scaling !== undefined && scaling !== 'none' && !(architecture === 'phi3' && (scaling === 'longrope' || scaling === 'su'))) {
     throw new ArgumentError(`${path}: ${arch}.rope.scaling.type ${describeValue(scaling)} is not supported`);
   }
   const eps = ggufFloat(meta, `${arch}.attention.layer_norm_rms_epsilon`, path);
@@ -489,6 +498,26 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   const eos = ggufInteger(meta, 'tokenizer.ggml.eos_token_id', path);
   const eot = ggufInteger(meta, 'tokenizer.ggml.eot_token_id', path);
   const eosTokenIds = [eos, eot].filter((x, i, a): x is number => x !== undefined && a.indexOf(x) === i);
+  // Gemma 2 / 3 and Phi-3 (lib/model/formats/arch-options.ts).
+  const num = (key: string) => {
+    const v = meta.get(`${arch}.${key}`);
+    if (v === undefined) return undefined;
+    if (typeof v === 'bigint') return bigToNumber(v, `metadata '${arch}.${key}'`, path);
+    if (typeof v !== 'number') throw new ArgumentError(`${path}: metadata '${arch}.${key}' must be a number; found ${describeValue(v)}`);
+    return f32Decimal(v);
+  };
+  const shape = { dim, nHeads, headDim, nLayers };
+  const archOptions = architecture === 'gemma2' || architecture === 'gemma3' ? ggufGemmaOptions(architecture, num, shape, path) : {};
+  if (architecture === 'phi3') {
+    const factors = (name: string) => {
+      const t = file.tensors.find((x) => x.name === name);
+      if (!t) return undefined;
+      if (t.typeName !== 'F32' || t.ne.length !== 1) throw new ArgumentError(`${path}: tensor '${name}' must be F32 [headDim / 2]; found ${t.typeName} ne [${t.ne.join(', ')}]`);
+      const b = readBytes(path, t.fileOffset, t.byteLength);
+      return Array.from(new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)));
+    };
+    ropeScaling = ggufLongRope(factors('rope_factors_long.weight'), factors('rope_factors_short.weight'), num, maxSeqLen, headDim, path) ?? ropeScaling;
+  }
   return {
     architecture,
     dim,
@@ -502,9 +531,12 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
     // f32 metadata: report the decimal the converter wrote (1e-5, not 9.99999974737875e-6).
     ropeTheta: f32Decimal(theta),
     ropeStyle: ARCHITECTURES[architecture],
+    ...(ropeScaling ? { ropeScaling } : {}),
     normEps: f32Decimal(eps),
-    tiedEmbeddings: !file.tensors.some((t) => t.name === 'output.weight'),
+    // llama.cpp's Gemma reads no output.weight: the head is the embedding.
+    tiedEmbeddings: architecture === 'gemma2' || architecture === 'gemma3' || !file.tensors.some((t) => t.name === 'output.weight'),
     qkvBias: architecture === 'qwen2',
+    ...archOptions,
     ...(bos !== undefined ? { bosTokenId: bos } : {}),
     ...(eosTokenIds.length > 0 ? { eosTokenIds } : {}),
   };
@@ -551,6 +583,33 @@ export function loadGguf(path: string): GgufWeights {
   const sources: TensorSource[] = [];
   const quant = new Map<string, QuantType>();
   for (const t of file.tensors) {
+    // Phi-3: LongRoPE factors (read into the config), fused q/k/v and gate/up rows (mapped in place, split by rows).
+    if (config.architecture === 'phi3' && (t.name === 'rope_factors_long.weight' || t.name === 'rope_factors_short.weight')) continue;
+    const fused = config.architecture === 'phi3' ? /^blk\.(\d+)\.(attn_qkv|ffn_up)\.weight$/.exec(t.name) : null;
+    if (fused) {
+      const parts = fused[2] === 'attn_qkv' ? fusedQkvRows(config) : fusedGateUpRows(config.hiddenDim);
+      const totalRows = parts.reduce((a, p) => a + p.rows, 0);
+      if (t.shape.length !== 2 || t.shape[0] !== totalRows) {
+        throw new ArgumentError(`${path}: tensor '${t.name}' has ne [${t.ne.join(', ')}]; expected [${config.dim}, ${totalRows}] (${fused[2] === 'attn_qkv' ? 'q, k and v rows' : 'gate and up rows'})`);
+      }
+      const rowBytes = t.byteLength / totalRows;
+      const direct = DIRECT[t.typeName];
+      const blockType = quantTypeOfGgmlId(t.type);
+      for (const p of parts) {
+        const canonical = `layers.${fused[1]}.${p.part}`;
+        const offset = t.fileOffset + p.start * rowBytes;
+        const shape = [p.rows, t.shape[1]!];
+        if (direct) {
+          sources.push(mappedSource(canonical, t.name, path, direct, shape, offset, t.typeName, direct === 'f32' ? 4 : 2));
+        } else if (blockType !== undefined) {
+          quant.set(canonical, blockType);
+          sources.push({ canonical, name: t.name, file: path, shape, storedType: t.typeName, offset, byteLength: p.rows * rowBytes, load: (maps) => maps.tensor(path, 'uint8', [p.rows, rowBytes], offset) });
+        } else {
+          throw new ArgumentError(`${path}: tensor '${t.name}' has type ${t.typeName}, which canopy does not load (F32, F16, BF16, ${QUANT_NAMES})`);
+        }
+      }
+      continue;
+    }
     const canonical = canonicalFromGguf(t.name);
     if (canonical === undefined) {
       if (t.name === 'rope_freqs.weight') {

@@ -21,9 +21,11 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
 import { ArgumentError, IoError } from '../../errors.js';
-import { type Llama3RopeScaling, type ModelConfig, checkConfigBounds, layerTensorNames } from '../config.js';
-import { type LoadedWeightsBase, type TensorSource, canonicalName, disposeAll, materialize } from './common.js';
-import { type SafetensorsFile, readSafetensors, safetensorsSource } from './safetensors.js';
+import { Tensor } from '../../tensor/tensor.js';
+import { type ModelConfig, type RopeScaling, checkConfigBounds, layerTensorNames } from '../config.js';
+import { fusedGateUpRows, fusedQkvRows, hfGemmaOptions, hfLongRope } from './arch-options.js';
+import { type LoadedWeightsBase, type TensorSource, canonicalName, disposeAll, mappedSource, materialize } from './common.js';
+import { SAFETENSORS_LOADABLE, type SafetensorsFile, type SafetensorsTensorInfo, readSafetensors, safetensorsSource } from './safetensors.js';
 
 export interface HfWeights extends LoadedWeightsBase {
   format: 'hf';
@@ -68,7 +70,15 @@ export function hfNameOf(canonical: string): string {
 // Buffers some checkpoints save that are not weights (RoPE inverse frequencies).
 const IGNORED = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
 
-const MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+const MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gemma2', 'gemma3_text', 'phi3'] as const;
+
+/** Gemma's layer norms: post_attention_layernorm is the attention output's norm, pre_feedforward_layernorm the MLP input's. */
+const GEMMA_LAYER_NAMES: Record<string, keyof ReturnType<typeof layerTensorNames>> = {
+  ...LAYER_NAMES,
+  'post_attention_layernorm.weight': 'postAttnNorm',
+  'pre_feedforward_layernorm.weight': 'ffnNorm',
+  'post_feedforward_layernorm.weight': 'postFfnNorm',
+};
 
 /**
  * transformers' defaults for fields config.json may omit (LlamaConfig,
@@ -78,6 +88,9 @@ const DEFAULTS: Record<(typeof MODEL_TYPES)[number], { maxPositionEmbeddings: nu
   llama: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, ropeTheta: 10000 },
   mistral: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6, ropeTheta: 10000 },
   qwen2: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, ropeTheta: 10000 },
+  gemma2: { maxPositionEmbeddings: 8192, rmsNormEps: 1e-6, ropeTheta: 10000 },
+  gemma3_text: { maxPositionEmbeddings: 131072, rmsNormEps: 1e-6, ropeTheta: 1000000 },
+  phi3: { maxPositionEmbeddings: 4096, rmsNormEps: 1e-5, ropeTheta: 10000 },
 };
 
 function readJson(file: string): Record<string, unknown> {
@@ -105,8 +118,9 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
       `${file}: model_type ${modelType === undefined ? 'is missing' : JSON.stringify(modelType) + ' is not supported'} (supported: ${MODEL_TYPES.join(', ')})`,
     );
   }
-  const arch = modelType as (typeof MODEL_TYPES)[number];
-  const defaults = DEFAULTS[arch];
+  const modelKind = modelType as (typeof MODEL_TYPES)[number];
+  const arch = modelKind === 'gemma3_text' ? 'gemma3' : modelKind;
+  const defaults = DEFAULTS[modelKind];
   const has = (key: string) => json[key] !== undefined && json[key] !== null;
   const int = (key: string, fallback?: number): number => {
     const v = json[key];
@@ -164,8 +178,13 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
     maxSeqLen = Math.min(maxSeqLen, window);
   }
 
-  const tied = flag('tie_word_embeddings') ?? !hasLmHead;
-  const ropeScaling = parseRopeScaling(json.rope_scaling, file);
+  const gemma = arch === 'gemma2' || arch === 'gemma3';
+  // transformers ties Gemma's head by default.
+  const tied = flag('tie_word_embeddings') ?? (gemma ? true : !hasLmHead);
+  const original = json.original_max_position_embeddings;
+  const ropeScaling = parseRopeScaling(json.rope_scaling, file, { maxSeqLen, headDim, original: typeof original === 'number' ? original : undefined });
+  if (ropeScaling?.type === 'longrope' && arch !== 'phi3') throw new ArgumentError(`${file}: rope_scaling longrope is supported for Phi-3 models only`);
+  const archOptions = gemma ? hfGemmaOptions(arch, json, { dim, nHeads, headDim, nLayers }, file) : {};
   const bos = json.bos_token_id;
   if (bos !== undefined && bos !== null && (typeof bos !== 'number' || !Number.isSafeInteger(bos) || bos < 0)) {
     throw new ArgumentError(`${file}: field 'bos_token_id' must be a token id; found ${JSON.stringify(bos)}`);
@@ -193,18 +212,34 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
     normEps,
     tiedEmbeddings: tied,
     qkvBias: arch === 'qwen2',
+    ...archOptions,
     ...(typeof bos === 'number' ? { bosTokenId: bos } : {}),
     ...(eosList.length > 0 ? { eosTokenIds: eosList as number[] } : {}),
   };
 }
 
-function parseRopeScaling(raw: unknown, file: string): Llama3RopeScaling | undefined {
+function parseRopeScaling(
+  raw: unknown,
+  file: string,
+  shape: { maxSeqLen: number; headDim: number; original: number | undefined },
+): RopeScaling | undefined {
   if (raw === undefined || raw === null) return undefined;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ArgumentError(`${file}: field 'rope_scaling' must be an object or null; found ${JSON.stringify(raw)}`);
   const r = raw as Record<string, unknown>;
   const type = r.rope_type ?? r.type;
   if (type === 'default') return undefined;
-  if (type !== 'llama3') throw new ArgumentError(`${file}: rope_scaling type ${JSON.stringify(type)} is not supported (llama3 only)`);
+  if (type === 'longrope' || type === 'su') {
+    const orig = r.original_max_position_embeddings ?? shape.original;
+    return hfLongRope(r, shape.maxSeqLen, typeof orig === 'number' ? orig : undefined, shape.headDim, file);
+  }
+  if (type === 'linear') {
+    const factor = r.factor;
+    if (typeof factor !== 'number' || !Number.isFinite(factor) || factor <= 0) {
+      throw new ArgumentError(`${file}: rope_scaling.factor must be a positive number; found ${JSON.stringify(factor)}`);
+    }
+    return factor === 1 ? undefined : { type: 'linear', factor };
+  }
+  if (type !== 'llama3') throw new ArgumentError(`${file}: rope_scaling type ${JSON.stringify(type)} is not supported (llama3, linear, longrope)`);
   const num = (key: string): number => {
     const v = r[key];
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
@@ -269,6 +304,32 @@ function isFile(path: string): boolean {
   }
 }
 
+/** The rows [start, start + rows) of a fused matrix as the canonical tensors layers.{layer}.{part}, mapped in place. */
+function splitRows(file: SafetensorsFile, info: SafetensorsTensorInfo, layer: string, parts: Array<{ part: string; start: number; rows: number }>): TensorSource[] {
+  const total = parts.reduce((a, p) => a + p.rows, 0);
+  if (info.shape.length !== 2 || info.shape[0] !== total) {
+    throw new ArgumentError(`${file.path}: tensor '${info.name}' has shape [${info.shape.join(', ')}]; expected [${total}, cols] (${parts.map((p) => p.part).join(' | ')} rows)`);
+  }
+  const whole = safetensorsSource(file, info, `layers.${layer}.${parts[0]!.part}`);
+  const rowBytes = whole.byteLength / total;
+  const elem = rowBytes / info.shape[1]!;
+  const dtype = SAFETENSORS_LOADABLE[info.dtype]!;
+  return parts.map((p) => mappedSource(`layers.${layer}.${p.part}`, info.name, file.path, dtype, [p.rows, info.shape[1]!], info.fileOffset + p.start * rowBytes, info.dtype, elem));
+}
+
+/** A norm source whose tensor is 1 + w in f32 (Gemma's RMSNorm weights). */
+function plusOne(source: TensorSource): TensorSource {
+  return {
+    ...source,
+    load: (maps) => {
+      const v = source.load(maps).toFloat32();
+      const out = new Float32Array(v.length);
+      for (let i = 0; i < v.length; i++) out[i] = 1 + v[i]!;
+      return Tensor.from(out, { shape: source.shape });
+    },
+  };
+}
+
 /** Loads a Hugging Face model directory (config.json + safetensors) into canonical tensors, memory-mapped. */
 export function loadHf(dir: string): HfWeights {
   const configPath = join(dir, 'config.json');
@@ -279,15 +340,25 @@ export function loadHf(dir: string): HfWeights {
   checkConfigBounds(config, configPath);
   const infos = new Map(files.flatMap((f) => f.tensors.map((t) => [`${f.path}\0${t.name}`, t] as const)));
   const sources: TensorSource[] = [];
+  const gemma = config.architecture === 'gemma2' || config.architecture === 'gemma3';
   for (const [name, file] of owner) {
     if (IGNORED.test(name)) continue;
-    const canonical = canonicalFromHf(name);
+    const info = infos.get(`${file.path}\0${name}`)!;
+    // Phi-3: fused [q | k | v] and [gate | up] rows, mapped in place and split by rows.
+    const fused = config.architecture === 'phi3' ? /^model\.layers\.(\d+)\.(self_attn\.qkv_proj|mlp\.gate_up_proj)\.weight$/.exec(name) : null;
+    if (fused) {
+      sources.push(...splitRows(file, info, fused[1]!, fused[2] === 'self_attn.qkv_proj' ? fusedQkvRows(config) : fusedGateUpRows(config.hiddenDim)));
+      continue;
+    }
+    const canonical = canonicalName(name, GLOBAL_NAMES, /^model\.layers\.(\d+)\.(.+)$/, gemma ? GEMMA_LAYER_NAMES : LAYER_NAMES);
     if (canonical === undefined) {
       throw new ArgumentError(`${file.path}: unexpected tensor '${name}': not a weight of a ${config.architecture} model`);
     }
     if (canonical === 'output' && config.tiedEmbeddings) continue; // transformers ties it to the embedding
-    const info = infos.get(`${file.path}\0${name}`)!;
-    sources.push(safetensorsSource(file, info, canonical));
+    const source = safetensorsSource(file, info, canonical);
+    // Gemma's RMSNorm multiplies by (1 + w): the canonical weight is 1 + w (f32).
+    const isNorm = canonical === 'norm' || /Norm$/.test(canonical);
+    sources.push(gemma && isNorm ? plusOne(source) : source);
   }
   const where = files.length === 1 ? files[0]!.path : `${dir} (${files.map((f) => basename(f.path)).join(', ')})`;
   const tensors = materialize(config, sources, where, hfNameOf);
