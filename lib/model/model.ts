@@ -21,7 +21,7 @@ import { QUANT_TYPES, type QuantType, quantRowBytes } from '../tensor/quant-type
 import { type ModelConfig, expectedShapes, layerTensorNames } from './config.js';
 import { KvCache, type KvCacheOptions } from './kv-cache.js';
 import { retainWeightMaps } from './formats/common.js';
-import { ropeInverseFrequencies } from './rope.js';
+import { ropeParameters } from './rope.js';
 
 export interface ModelWeights {
   config: ModelConfig;
@@ -189,6 +189,7 @@ export class Model {
           wv: await placeMatrix(n.wv),
           wo: await placeMatrix(n.wo),
           ...(config.qkvBias ? { bq: await place(n.bq, 'bias'), bk: await place(n.bk, 'bias'), bv: await place(n.bv, 'bias') } : {}),
+          ...(config.qkNorm ? { qNorm: await place(n.qNorm, 'norm'), kNorm: await place(n.kNorm, 'norm') } : {}),
           ffnNorm: await place(n.ffnNorm, 'norm'),
           w1: await placeMatrix(n.w1),
           w2: await placeMatrix(n.w2),
@@ -198,6 +199,7 @@ export class Model {
       const embed = await placeMatrix('embed');
       const norm = await place('norm', 'norm');
       const output = config.tiedEmbeddings ? undefined : await placeMatrix('output');
+      const rope = ropeParameters(config);
       const addon = native();
       const handle = callNative(
         () =>
@@ -212,7 +214,8 @@ export class Model {
               headDim: config.headDim,
               normEps: config.normEps,
               ropeLayout: config.ropeStyle === 'interleaved' ? 0 : 1,
-              invFreq: ropeInverseFrequencies(config),
+              invFreq: rope.invFreq,
+              ropeAttentionFactor: rope.attentionFactor,
             },
             weights: { embed, norm, ...(output ? { output } : {}), layers },
           }),

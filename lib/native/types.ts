@@ -102,6 +102,8 @@ export interface NativeModelConfig {
   /** 0 interleaved pairs, 1 half split */
   ropeLayout: number;
   invFreq: Float32Array;
+  /** Multiplies RoPE's cos and sin (YaRN); default 1. */
+  ropeAttentionFactor?: number;
 }
 
 export interface NativeLayerWeights {
@@ -113,6 +115,9 @@ export interface NativeLayerWeights {
   bq?: TensorDescriptor;
   bk?: TensorDescriptor;
   bv?: TensorDescriptor;
+  /** Per-head q / k RMSNorm weights [headDim] (Qwen3), both or neither. */
+  qNorm?: TensorDescriptor;
+  kNorm?: TensorDescriptor;
   ffnNorm: TensorDescriptor;
   w1: TensorDescriptor;
   w2: TensorDescriptor;

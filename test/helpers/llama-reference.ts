@@ -1,11 +1,13 @@
 /**
  * The slow, obvious float64 reference of the Llama forward pass (lib/model/config.ts
  * semantics): whole-sequence causal attention, no cache. Used to check the native forward
- * on small random models.
+ * on small random models. RoPE frequencies and the YaRN attention factor come from the
+ * independent float64 reference of test/helpers/rope-reference.ts; q/k biases (qkvBias) and
+ * per-head q/k RMSNorm (qkNorm) as the config says.
  */
 import type { ModelConfig } from '../../lib/model/config.js';
 import { layerTensorNames } from '../../lib/model/config.js';
-import { ropeInverseFrequencies } from '../../lib/model/rope.js';
+import { referenceAttentionFactor, referenceFrequencies } from './rope-reference.js';
 import type { Tensor } from '../../lib/tensor/tensor.js';
 
 type Mat = Float64Array;
@@ -43,7 +45,9 @@ export function llamaReference(
   inputOf: (matrix: string, x: Mat) => Mat = (_m, x) => x,
 ): Float64Array[] {
   const { dim, nHeads, nKvHeads, headDim, hiddenDim, vocabSize } = config;
-  const invFreq = Array.from(ropeInverseFrequencies(config), Number);
+  // The kernels take f32 frequencies (the angle itself in double): round the float64 ones once.
+  const invFreq = referenceFrequencies(config).map(Math.fround);
+  const mscale = referenceAttentionFactor(config);
   const embed = get(tensors, 'embed');
   const n = tokens.length;
   let xs: Mat[] = tokens.map((t) => embed.slice(t * dim, (t + 1) * dim));
@@ -55,8 +59,9 @@ export function llamaReference(
         const angle = pos * invFreq[j]!;
         const [i0, i1] = config.ropeStyle === 'interleaved' ? [2 * j, 2 * j + 1] : [j, j + headDim / 2];
         const a = v[h * headDim + i0]!, b = v[h * headDim + i1]!;
-        out[h * headDim + i0] = a * Math.cos(angle) - b * Math.sin(angle);
-        out[h * headDim + i1] = a * Math.sin(angle) + b * Math.cos(angle);
+        const c = Math.cos(angle) * mscale, sn = Math.sin(angle) * mscale;
+        out[h * headDim + i0] = a * c - b * sn;
+        out[h * headDim + i1] = a * sn + b * c;
       }
     }
     return out;
@@ -67,13 +72,22 @@ export function llamaReference(
     const w1 = get(tensors, nm.w1), w2 = get(tensors, nm.w2), w3 = get(tensors, nm.w3);
     const bias = (name: string, len: number) => (config.qkvBias ? get(tensors, name) : new Float64Array(len));
     const [bq, bk, bv] = [bias(nm.bq, nHeads * headDim), bias(nm.bk, nKvHeads * headDim), bias(nm.bv, nKvHeads * headDim)];
+    // Per-head RMSNorm of q and k (Qwen3), before RoPE.
+    const headNorm = (v: Mat, heads: number, w: Mat | undefined): Mat => {
+      if (!w) return v;
+      const out = new Float64Array(v.length);
+      for (let h = 0; h < heads; h++) out.set(rmsnorm(v.subarray(h * headDim, (h + 1) * headDim), w, config.normEps), h * headDim);
+      return out;
+    };
+    const qn = config.qkNorm ? get(tensors, nm.qNorm) : undefined;
+    const kn = config.qkNorm ? get(tensors, nm.kNorm) : undefined;
     const an = get(tensors, nm.attnNorm);
     const fn = get(tensors, nm.ffnNorm);
     const qs: Mat[] = [], ks: Mat[] = [], vs: Mat[] = [];
     for (let t = 0; t < n; t++) {
       const h = rmsnorm(xs[t]!, an, config.normEps);
-      qs.push(rope(matvec(wq, inputOf(nm.wq, h), nHeads * headDim, dim).map((v, i) => v + bq[i]!), nHeads, t));
-      ks.push(rope(matvec(wk, inputOf(nm.wk, h), nKvHeads * headDim, dim).map((v, i) => v + bk[i]!), nKvHeads, t));
+      qs.push(rope(headNorm(matvec(wq, inputOf(nm.wq, h), nHeads * headDim, dim).map((v, i) => v + bq[i]!), nHeads, qn), nHeads, t));
+      ks.push(rope(headNorm(matvec(wk, inputOf(nm.wk, h), nKvHeads * headDim, dim).map((v, i) => v + bk[i]!), nKvHeads, kn), nKvHeads, t));
       vs.push(matvec(wv, inputOf(nm.wv, h), nKvHeads * headDim, dim).map((v, i) => v + bv[i]!));
     }
     const next: Mat[] = [];
