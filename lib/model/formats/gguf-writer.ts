@@ -209,6 +209,8 @@ export function ggufName(canonical: string): string {
     bq: 'attn_q.bias',
     bk: 'attn_k.bias',
     bv: 'attn_v.bias',
+    qNorm: 'attn_q_norm.weight',
+    kNorm: 'attn_k_norm.weight',
     ffnNorm: 'ffn_norm.weight',
     w1: 'ffn_gate.weight',
     w2: 'ffn_down.weight',
@@ -219,9 +221,15 @@ export function ggufName(canonical: string): string {
   return `blk.${m[1]}.${L[m[2]!]}`;
 }
 
-/** The metadata a llama-architecture GGUF needs for `c` (the keys llama.cpp writes); BOS 1, EOS 2. */
+/**
+ * The metadata a Llama-family GGUF needs for `c` (the keys llama.cpp's converter writes); BOS 1,
+ * EOS 2. The head size is written (attention.key_length / value_length) when it is not dim /
+ * nHeads (Qwen3, Mistral Nemo); RoPE scaling as rope.scaling.* (linear: type and factor; yarn:
+ * also original_context_length; llama3 scaling is not metadata but the rope_freqs.weight tensor,
+ * which writeLlamaGguf adds from ropeFreqFactors).
+ */
 export function llamaGgufMetadata(c: ModelConfig, arch = 'llama'): GgufEntry[] {
-  return [
+  const entries: GgufEntry[] = [
     ['general.architecture', 'string', arch],
     [`${arch}.context_length`, 'uint32', c.maxSeqLen],
     [`${arch}.embedding_length`, 'uint32', c.dim],
@@ -234,6 +242,22 @@ export function llamaGgufMetadata(c: ModelConfig, arch = 'llama'): GgufEntry[] {
     ['tokenizer.ggml.bos_token_id', 'uint32', 1],
     ['tokenizer.ggml.eos_token_id', 'uint32', 2],
   ];
+  if (c.headDim * c.nHeads !== c.dim) {
+    entries.push([`${arch}.attention.key_length`, 'uint32', c.headDim], [`${arch}.attention.value_length`, 'uint32', c.headDim]);
+  }
+  const s = c.ropeScaling;
+  if (s?.type === 'linear') {
+    entries.push([`${arch}.rope.scaling.type`, 'string', 'linear'], [`${arch}.rope.scaling.factor`, 'float32', s.factor]);
+  } else if (s?.type === 'yarn') {
+    entries.push(
+      [`${arch}.rope.scaling.type`, 'string', 'yarn'],
+      [`${arch}.rope.scaling.factor`, 'float32', s.factor],
+      [`${arch}.rope.scaling.original_context_length`, 'uint32', s.originalMaxPositionEmbeddings],
+    );
+  } else if (s?.type === 'llama3' && !c.ropeFreqFactors) {
+    throw new ArgumentError('config.ropeScaling', 'ropeFreqFactors for llama3 scaling (GGUF stores it as the rope_freqs.weight tensor)', s.type);
+  }
+  return entries;
 }
 
 /**
@@ -296,6 +320,10 @@ export function writeLlamaGguf(
     const t: 0 | 1 | 30 = shape.length === 1 ? 0 : type; // norms and biases stay F32
     const get = typeof values === 'function' ? values : () => values;
     specs.push({ name: ggufName(name), type: t, ne: [...shape].reverse(), data: () => ggmlFloatBytes(get(), t), byteLength: numel * (t === 0 ? 4 : 2) });
+  }
+  if (config.ropeFreqFactors) {
+    const f = Float32Array.from(config.ropeFreqFactors);
+    specs.push({ name: 'rope_freqs.weight', type: 0, ne: [f.length], data: new Uint8Array(f.buffer) });
   }
   writeGguf(path, { metadata: [...llamaGgufMetadata(config, config.architecture), ...(options.extraMetadata ?? [])], tensors: specs });
 }
