@@ -4,6 +4,7 @@
 // [qo_indptr[b], qo_indptr[b+1])):
 //   x = embed[tokens]
 //   per layer:  h = RmsNorm(x) ; q,k,v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)
+//               (Qwen3, Gemma 3) q, k = RmsNorm of each head's D values (weights q_norm, k_norm [D])
 //               Rope(q, k, positions) ; append k, v to the cache of each sequence
 //               x += Attention(q, cache, causal or tree mask) Wo^T
 //               h = RmsNorm(x) ; x += (silu(h W1^T) * (h W3^T)) W2^T
@@ -68,6 +69,9 @@ struct LlamaLayerWeights {
   const void* attn_norm = nullptr;
   MatrixRef wq, wk, wv, wo;
   const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // f32, optional (Qwen2)
+  // Per-head RMSNorm of q and k after the projection (and biases), before RoPE: [head_dim] each,
+  // in norm_dtype, eps norm_eps; optional (Qwen3, Gemma 3: both or neither).
+  const void *q_norm = nullptr, *k_norm = nullptr;
   const void* ffn_norm = nullptr;
   MatrixRef w1, w2, w3;
   const void* post_attn_norm = nullptr;  // optional (Gemma): RMSNorm of the attention output
@@ -82,6 +86,7 @@ struct LlamaModelDesc {
   float norm_eps = 1e-5f;
   RopeLayout rope_layout = RopeLayout::kInterleaved;
   std::vector<float> inv_freq;  // [head_dim / 2], host (rope theta and scaling applied)
+  float rope_attention_factor = 1.f;  // RopeParams::attention_factor (YaRN), 1 otherwise
   DType norm_dtype = DType::kF32;  // the RMSNorm weights
   MatrixRef embed;                 // [vocab][dim]
   const void* norm = nullptr;
@@ -220,6 +225,7 @@ inline RopeParams MakeLlamaRopeParams(const LlamaModelDesc& m, float* q, float* 
   rp.nk = m.n_kv_heads;
   rp.head_dim = m.head_dim;
   rp.layout = m.rope_layout;
+  rp.attention_factor = m.rope_attention_factor;
   return rp;
 }
 

@@ -141,6 +141,8 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wq, w.bq, q.data(), n, dim, qdim, false));
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wk, w.bk, k.data(), n, dim, kvdim, false));
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wv, w.bv, v.data(), n, dim, kvdim, false));
+    if (w.q_norm != nullptr) CANOPY_RETURN_IF_ERROR(RmsNorm(q.data(), w.q_norm, m.norm_dtype, m.norm_eps, q.data(), n * m.n_heads, D));
+    if (w.k_norm != nullptr) CANOPY_RETURN_IF_ERROR(RmsNorm(k.data(), w.k_norm, m.norm_dtype, m.norm_eps, k.data(), n * m.n_kv_heads, D));
     const float* inv_freq = LlamaLayerLocalRope(m, l) ? m.inv_freq_local.data() : m.inv_freq.data();
     const RopeParams rp = MakeLlamaRopeParams(m, q.data(), k.data(), p.positions, inv_freq, n);
     CANOPY_RETURN_IF_ERROR(Rope(rp));

@@ -33,7 +33,8 @@ Status Rope(const RopeParams& p) {
       for (int j = 0; j < half; ++j) {
         // angle in double: positions up to 1e6 times frequencies near 1 need the precision
         const double angle = pos * p.inv_freq[j];
-        const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+        const float c = static_cast<float>(std::cos(angle) * p.attention_factor);
+        const float s = static_cast<float>(std::sin(angle) * p.attention_factor);
         const int i0 = p.layout == RopeLayout::kInterleaved ? 2 * j : j;
         const int i1 = p.layout == RopeLayout::kInterleaved ? 2 * j + 1 : j + half;
         for (int h = 0; h < p.nq; ++h) {

@@ -169,6 +169,8 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wq.data, w.wq.dtype, w.bq, q, n, dim, qdim, false));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wk.data, w.wk.dtype, w.bk, k, n, dim, kvdim, false));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wv.data, w.wv.dtype, w.bv, v, n, dim, kvdim, false));
+    if (w.q_norm != nullptr) CANOPY_RETURN_IF_ERROR(RmsNorm(q, w.q_norm, m.norm_dtype, m.norm_eps, q, n * m.n_heads, D));
+    if (w.k_norm != nullptr) CANOPY_RETURN_IF_ERROR(RmsNorm(k, w.k_norm, m.norm_dtype, m.norm_eps, k, n * m.n_kv_heads, D));
     const RopeParams rp = MakeLlamaRopeParams(m, q, k, positions, LlamaLayerLocalRope(m, l) ? inv_freq_local : inv_freq, n);
     CANOPY_RETURN_IF_ERROR(Rope(rp));
     QuantKvCache layer_view;

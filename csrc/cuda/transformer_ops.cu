@@ -50,7 +50,7 @@ __global__ void RopeKernel(RopeParams p) {
   const int64_t n = idx / (static_cast<int64_t>(half) * heads);
   float* v = h < p.nq ? p.q + (n * p.nq + h) * p.head_dim : p.k + (n * p.nk + (h - p.nq)) * p.head_dim;
   const double angle = static_cast<double>(p.positions[n]) * p.inv_freq[j];
-  const float c = static_cast<float>(cos(angle)), s = static_cast<float>(sin(angle));
+  const float c = static_cast<float>(cos(angle) * p.attention_factor), s = static_cast<float>(sin(angle) * p.attention_factor);
   const int i0 = p.layout == RopeLayout::kInterleaved ? 2 * j : j;
   const int i1 = p.layout == RopeLayout::kInterleaved ? 2 * j + 1 : j + half;
   const float a = v[i0], b = v[i1];

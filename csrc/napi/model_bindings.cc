@@ -2,11 +2,11 @@
 //
 //   createModel({ config, weights }) -> NativeModel
 //     config:  { dim, hiddenDim, vocab, nLayers, nHeads, nKvHeads, headDim, normEps, ropeLayout (0 interleaved,
-//                1 half), invFreq: Float32Array [headDim/2],
+//                1 half), invFreq: Float32Array [headDim/2], ropeAttentionFactor? (default 1),
 //                Gemma / Phi-3 options: embedScale?, activation? (0 silu, 1 gelu tanh), attnScale?, attnSoftcap?,
 //                finalSoftcap?, layerWindows?: Int32Array [nLayers], invFreqLocal?: Float32Array [headDim/2] }
-//     weights: { embed, norm, output?, layers: [{ attnNorm, wq, wk, wv, wo, bq?, bk?, bv?, ffnNorm, w1, w2, w3,
-//                postAttnNorm?, postFfnNorm? }] }
+//     weights: { embed, norm, output?, layers: [{ attnNorm, wq, wk, wv, wo, bq?, bk?, bv?, qNorm?, kNorm? ([headDim],
+//                both or neither), ffnNorm, w1, w2, w3, postAttnNorm?, postFfnNorm? }] }
 //              tensor descriptors, all on one device; the model keeps them alive until dispose().
 //              Each matrix has its own dtype (f32 / f16 / bf16), or is GGUF blocks: a uint8 descriptor
 //              with `quant` (the ggml type id, csrc/common/quant_blocks.h) holding rows * (cols / block)
@@ -203,6 +203,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Float32Array invf = inv.As<Napi::Float32Array>();
     m.inv_freq.assign(invf.Data(), invf.Data() + invf.ElementLength());
     ParseGemmaOptions(env, c);
+    for (float f : m.inv_freq) {
+      if (!std::isfinite(f)) throw ArgumentError(env, "config.invFreq must hold finite numbers");
+    }
+    const double af = ParseNumber(env, c.Get("ropeAttentionFactor"), "config.ropeAttentionFactor", 1.0);
+    if (!(af > 0 && af < 1e3)) throw ArgumentError(env, "config.ropeAttentionFactor must be a positive number below 1000");
+    m.rope_attention_factor = static_cast<float>(af);
 
     const int64_t qdim = static_cast<int64_t>(m.n_heads) * m.head_dim, kvdim = static_cast<int64_t>(m.n_kv_heads) * m.head_dim;
     m.embed = Matrix(env, w, "embed", "weights.embed", m.vocab, m.dim);
@@ -227,6 +233,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       lw.bq = static_cast<const float*>(Weight(env, lo, "bq", pre + "bq", {qdim}, true));
       lw.bk = static_cast<const float*>(Weight(env, lo, "bk", pre + "bk", {kvdim}, true));
       lw.bv = static_cast<const float*>(Weight(env, lo, "bv", pre + "bv", {kvdim}, true));
+      lw.q_norm = Weight(env, lo, "qNorm", pre + "qNorm", {m.head_dim}, true);
+      lw.k_norm = Weight(env, lo, "kNorm", pre + "kNorm", {m.head_dim}, true);
+      if ((lw.q_norm == nullptr) != (lw.k_norm == nullptr)) throw ArgumentError(env, pre + "qNorm and kNorm must be given together");
       lw.ffn_norm = Weight(env, lo, "ffnNorm", pre + "ffnNorm", {m.dim});
       lw.w1 = Matrix(env, lo, "w1", pre + "w1", m.hidden_dim, m.dim);
       lw.w2 = Matrix(env, lo, "w2", pre + "w2", m.dim, m.hidden_dim);

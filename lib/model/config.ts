@@ -14,6 +14,7 @@
  *   layers.{i}.wk         [nKvHeads * headDim, dim]     layers.{i}.bk [nKvHeads * headDim]
  *   layers.{i}.wv         [nKvHeads * headDim, dim]     layers.{i}.bv [nKvHeads * headDim]
  *   layers.{i}.wo         [dim, nHeads * headDim]
+ *   layers.{i}.qNorm      [headDim]   layers.{i}.kNorm [headDim]   per-head RMSNorm of q and k    (qkNorm only: Qwen3)
  *   layers.{i}.ffnNorm    [dim]
  *   layers.{i}.w1         [hiddenDim, dim]   gate
  *   layers.{i}.w3         [hiddenDim, dim]   up
@@ -21,13 +22,15 @@
  *   norm                  [dim]
  *   output                [vocabSize, dim]   absent when tiedEmbeddings
  *
- * Rotary embeddings rotate pairs of each head's q/k dims by angle pos * theta^(-2i/headDim):
+ * Rotary embeddings rotate pairs of each head's q/k dims by angle pos * invFreq[i], invFreq[i] =
+ * theta^(-2i/headDim) as changed by the config's RoPE scaling (lib/model/rope.ts states the math):
  *   'interleaved'  pairs (2i, 2i+1)            llama2.c, GGUF 'llama' (Meta's layout)
  *   'half'         pairs (i, i + headDim/2)    Hugging Face checkpoints (rotate_half), GGUF qwen2
  * The loader reports the layout the stored q/k rows are in; no weights are permuted at load.
  */
 
 import { ArgumentError } from '../errors.js';
+import type { ArchitectureName } from './architectures.js';
 
 export type RopeStyle = 'interleaved' | 'half';
 
@@ -40,7 +43,7 @@ export interface Llama3RopeScaling {
   originalMaxPositionEmbeddings: number;
 }
 
-/** Linear position interpolation (rope_scaling.rope_type "linear"): every frequency divided by `factor`. */
+/** Linear position interpolation (rope_type "linear"; GGUF rope.scaling.type linear): positions / factor. */
 export interface LinearRopeScaling {
   type: 'linear';
   factor: number;
@@ -61,10 +64,28 @@ export interface LongRopeScaling {
   attentionFactor: number;
 }
 
-export type RopeScaling = Llama3RopeScaling | LinearRopeScaling | LongRopeScaling;
+/**
+ * YaRN (rope_type "yarn"; GGUF rope.scaling.type yarn): inverse frequencies ramped between
+ * theta^(-2i/d) / factor and theta^(-2i/d) over the dimensions set by betaFast / betaSlow, and
+ * cos / sin multiplied by attentionFactor (resolved at load: HF's attention_factor, or
+ * 0.1 ln(factor) + 1, or the mscale / mscale_all_dim ratio). See lib/model/rope.ts.
+ */
+export interface YarnRopeScaling {
+  type: 'yarn';
+  factor: number;
+  originalMaxPositionEmbeddings: number;
+  betaFast: number;
+  betaSlow: number;
+  attentionFactor: number;
+  /** Round the ramp's ends to whole dimensions (HF `truncate`, default true; llama.cpp always does). */
+  truncate: boolean;
+}
+
+export type RopeScaling = Llama3RopeScaling | LinearRopeScaling | YarnRopeScaling | LongRopeScaling;
 
 export interface ModelConfig {
-  architecture: 'llama' | 'mistral' | 'qwen2' | 'gemma2' | 'gemma3' | 'phi3';
+  /** lib/model/architectures.ts. */
+  architecture: ArchitectureName;
   dim: number;
   hiddenDim: number;
   nLayers: number;
@@ -77,6 +98,11 @@ export interface ModelConfig {
   ropeTheta: number;
   ropeStyle: RopeStyle;
   ropeScaling?: RopeScaling;
+  /**
+   * Per-frequency divisors of the inverse frequencies, [headDim / 2]: GGUF's rope_freqs.weight
+   * (llama.cpp's converter writes Llama 3.1's llama3 scaling this way). Applied before ropeScaling.
+   */
+  ropeFreqFactors?: number[];
   normEps: number;
   tiedEmbeddings: boolean;
   /** Qwen2: q/k/v projections have biases. */
@@ -98,6 +124,8 @@ export interface ModelConfig {
   layerWindows?: number[];
   /** Gemma 3: RoPE base of the windowed (local) layers, unscaled; the global layers use ropeTheta and ropeScaling. */
   ropeThetaLocal?: number;
+  /** Qwen3, Gemma 3: per-head RMSNorm of q and k (weights qNorm, kNorm [headDim]) after the projections, before RoPE. */
+  qkNorm?: boolean;
   bosTokenId?: number;
   eosTokenIds?: number[];
 }
@@ -112,6 +140,8 @@ export const layerTensorNames = (i: number) => ({
   bq: `layers.${i}.bq`,
   bk: `layers.${i}.bk`,
   bv: `layers.${i}.bv`,
+  qNorm: `layers.${i}.qNorm`,
+  kNorm: `layers.${i}.kNorm`,
   ffnNorm: `layers.${i}.ffnNorm`,
   w1: `layers.${i}.w1`,
   w2: `layers.${i}.w2`,
@@ -168,6 +198,39 @@ export function checkConfigBounds(config: ModelConfig, file: string): void {
       }
     }
   }
+  checkRopeConfig(config, file);
+}
+
+/** Checks the RoPE fields: theta, the scaling's numbers, the per-frequency factors' count. */
+export function checkRopeConfig(config: ModelConfig, file: string): void {
+  const positive = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0;
+  if (!positive(config.ropeTheta) || config.ropeTheta <= 1) throw new ArgumentError(`${file}: ropeTheta must be a number > 1; found ${String(config.ropeTheta)}`);
+  const f = config.ropeFreqFactors;
+  if (f !== undefined) {
+    if (!Array.isArray(f) || f.length !== config.headDim / 2 || !f.every(positive)) {
+      throw new ArgumentError(`${file}: ropeFreqFactors must be ${config.headDim / 2} positive numbers (headDim / 2); found ${Array.isArray(f) ? `${f.length} values${f.every(positive) ? '' : ', not all positive'}` : String(f)}`);
+    }
+  }
+  const s = config.ropeScaling;
+  if (s === undefined) return;
+  const fields: Record<RopeScaling['type'], string[]> = {
+    llama3: ['factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositionEmbeddings'],
+    linear: ['factor'],
+    yarn: ['factor', 'originalMaxPositionEmbeddings', 'betaFast', 'betaSlow', 'attentionFactor'],
+    longrope: ['originalMaxPositionEmbeddings', 'attentionFactor'],
+  };
+  const want = fields[s.type as RopeScaling['type']];
+  if (!want) throw new ArgumentError(`${file}: ropeScaling.type must be one of ${Object.keys(fields).join(', ')}; found ${JSON.stringify(s.type)}`);
+  for (const k of want) {
+    const v = (s as unknown as Record<string, unknown>)[k];
+    if (!positive(v)) throw new ArgumentError(`${file}: ropeScaling.${k} (${s.type}) must be a positive number; found ${String(v)}`);
+  }
+  if (s.type === 'llama3' && !(s.highFreqFactor > s.lowFreqFactor)) {
+    throw new ArgumentError(`${file}: ropeScaling.highFreqFactor ${s.highFreqFactor} must be greater than lowFreqFactor ${s.lowFreqFactor} (llama3)`);
+  }
+  if (s.type === 'yarn' && !(s.betaFast > s.betaSlow)) {
+    throw new ArgumentError(`${file}: ropeScaling.betaFast ${s.betaFast} must be greater than betaSlow ${s.betaSlow} (yarn)`);
+  }
 }
 
 /** The shape every canonical tensor must have under `config`. */
@@ -187,6 +250,10 @@ export function expectedShapes(config: ModelConfig): Map<string, number[]> {
       shapes.set(n.bq, [nHeads * headDim]);
       shapes.set(n.bk, [nKvHeads * headDim]);
       shapes.set(n.bv, [nKvHeads * headDim]);
+    }
+    if (config.qkNorm) {
+      shapes.set(n.qNorm, [headDim]);
+      shapes.set(n.kNorm, [headDim]);
     }
     shapes.set(n.ffnNorm, [dim]);
     shapes.set(n.w1, [hiddenDim, dim]);

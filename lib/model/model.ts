@@ -21,7 +21,7 @@ import { QUANT_TYPES, type QuantType, quantRowBytes } from '../tensor/quant-type
 import { type ModelConfig, expectedShapes, layerTensorNames } from './config.js';
 import { KvCache, type KvCacheOptions } from './kv-cache.js';
 import { retainWeightMaps } from './formats/common.js';
-import { ropeAttentionFactor, ropeInverseFrequencies, ropeLocalInverseFrequencies } from './rope.js';
+import { ropeLocalInverseFrequencies, ropeParameters } from './rope.js';
 
 export interface ModelWeights {
   config: ModelConfig;
@@ -79,9 +79,7 @@ function gemmaOptions(config: ModelConfig): Partial<NativeModelConfig> {
   const out: Partial<NativeModelConfig> = {};
   if (config.embedScale !== undefined) out.embedScale = config.embedScale;
   if (config.activation === 'gelu_tanh') out.activation = 1;
-  // LongRoPE multiplies q and k by its attention factor: the scores by its square.
-  const factor = ropeAttentionFactor(config);
-  if (config.attnScale !== undefined || factor !== 1) out.attnScale = (config.attnScale ?? 1 / Math.sqrt(config.headDim)) * factor * factor;
+  if (config.attnScale !== undefined) out.attnScale = config.attnScale;
   if (config.attnSoftcap !== undefined) out.attnSoftcap = config.attnSoftcap;
   if (config.finalSoftcap !== undefined) out.finalSoftcap = config.finalSoftcap;
   if (config.layerWindows !== undefined) out.layerWindows = Int32Array.from(config.layerWindows);
@@ -213,6 +211,7 @@ export class Model {
           wv: await placeMatrix(n.wv),
           wo: await placeMatrix(n.wo),
           ...(config.qkvBias ? { bq: await place(n.bq, 'bias'), bk: await place(n.bk, 'bias'), bv: await place(n.bv, 'bias') } : {}),
+          ...(config.qkNorm ? { qNorm: await place(n.qNorm, 'norm'), kNorm: await place(n.kNorm, 'norm') } : {}),
           ffnNorm: await place(n.ffnNorm, 'norm'),
           w1: await placeMatrix(n.w1),
           w2: await placeMatrix(n.w2),
@@ -223,6 +222,7 @@ export class Model {
       const embed = await placeMatrix('embed');
       const norm = await place('norm', 'norm');
       const output = config.tiedEmbeddings ? undefined : await placeMatrix('output');
+      const rope = ropeParameters(config, contextLength);
       const addon = native();
       const handle = callNative(
         () =>
@@ -237,7 +237,8 @@ export class Model {
               headDim: config.headDim,
               normEps: config.normEps,
               ropeLayout: config.ropeStyle === 'interleaved' ? 0 : 1,
-              invFreq: ropeInverseFrequencies(config, contextLength),
+              invFreq: rope.invFreq,
+              ropeAttentionFactor: rope.attentionFactor,
               ...gemmaOptions(config),
             },
             weights: { embed, norm, ...(output ? { output } : {}), layers },

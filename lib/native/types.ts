@@ -111,6 +111,8 @@ export interface NativeModelConfig {
   finalSoftcap?: number;
   layerWindows?: Int32Array;
   invFreqLocal?: Float32Array;
+  /** Multiplies RoPE's cos and sin (YaRN); default 1. */
+  ropeAttentionFactor?: number;
 }
 
 export interface NativeLayerWeights {
@@ -122,6 +124,9 @@ export interface NativeLayerWeights {
   bq?: TensorDescriptor;
   bk?: TensorDescriptor;
   bv?: TensorDescriptor;
+  /** Per-head q / k RMSNorm weights [headDim] (Qwen3), both or neither. */
+  qNorm?: TensorDescriptor;
+  kNorm?: TensorDescriptor;
   ffnNorm: TensorDescriptor;
   w1: TensorDescriptor;
   w2: TensorDescriptor;

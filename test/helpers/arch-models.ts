@@ -20,7 +20,7 @@ export type ArchName = 'gemma2' | 'gemma3' | 'phi3';
 /**
  * A small config of `arch` with the architecture's real options: Gemma 2 alternates window /
  * global layers with soft-capping, Gemma 3 has 5 local layers (RoPE base 10k) per global one
- * (base 1M, linear scaling 8), Phi-3 has LongRoPE with an original context of 32.
+ * (base 1M, linear scaling 8) and q/k norms, Phi-3 has LongRoPE with an original context of 32.
  * vocabSize >= 259 so that llama.cpp accepts the synthetic vocabulary.
  */
 export function archConfig(arch: ArchName, overrides: Partial<ModelConfig> = {}): ModelConfig {
@@ -57,6 +57,7 @@ export function archConfig(arch: ArchName, overrides: Partial<ModelConfig> = {})
   } else if (arch === 'gemma3') {
     Object.assign(base, {
       nLayers: 6,
+      qkNorm: true,
       embedScale: Math.fround(Math.sqrt(64)),
       activation: 'gelu_tanh',
       postNorms: true,
@@ -136,7 +137,9 @@ export function archGgufMetadata(c: ModelConfig): GgufEntry[] {
       [`${a}.rope.scaling.original_context_length`, 'uint32', c.ropeScaling.originalMaxPositionEmbeddings],
     );
   }
-  return [...m, ...syntheticVocabMetadata(c.vocabSize)];
+  // llamaGgufMetadata may already write some of these (head size, rope scaling): keep the first.
+  const seen = new Set<string>();
+  return [...m, ...syntheticVocabMetadata(c.vocabSize)].filter(([k]) => (seen.has(k) ? false : (seen.add(k), true)));
 }
 
 /** Writes `c` as llama.cpp's converter would, F32 (or `type` for matrices): see the module comment. */
@@ -234,6 +237,10 @@ export function writeArchHf(dir: string, c: ModelConfig, values: Map<string, Flo
       put(`${p}self_attn.q_proj.weight`, get(n.wq), shapes.get(n.wq)!);
       put(`${p}self_attn.k_proj.weight`, get(n.wk), shapes.get(n.wk)!);
       put(`${p}self_attn.v_proj.weight`, get(n.wv), shapes.get(n.wv)!);
+      if (c.qkNorm) {
+        put(`${p}self_attn.q_norm.weight`, norm(get(n.qNorm)), [c.headDim]);
+        put(`${p}self_attn.k_norm.weight`, norm(get(n.kNorm)), [c.headDim]);
+      }
       put(`${p}mlp.gate_proj.weight`, get(n.w1), shapes.get(n.w1)!);
       put(`${p}mlp.up_proj.weight`, get(n.w3), shapes.get(n.w3)!);
     } else {

@@ -41,9 +41,10 @@ const configs: Array<[string, ModelConfig]> = [
     }),
   ],
   [
-    'Gemma 3-like: 5 local layers (window 4, RoPE base 10k) per global one (base 1M, linear scaling 8)',
+    'Gemma 3-like: q/k norms, 5 local layers (window 4, RoPE base 10k) per global one (base 1M, linear scaling 8)',
     randomConfig({
       architecture: 'gemma3',
+      qkNorm: true,
       nLayers: 6,
       dim: 32,
       hiddenDim: 40,
@@ -72,6 +73,10 @@ const configs: Array<[string, ModelConfig]> = [
       },
     }),
   ],
+  ['Qwen3-like: per-head q/k RMSNorm, half-split RoPE, heads wider than dim, untied', randomConfig({ architecture: 'qwen3', qkNorm: true, ropeStyle: 'half', nHeads: 4, nKvHeads: 2, headDim: 24, tiedEmbeddings: false, ropeTheta: 1000000 })],
+  ['YaRN (factor 4, attention factor 1.1386), half-split RoPE', randomConfig({ architecture: 'qwen2', ropeStyle: 'half', headDim: 32, nHeads: 2, nKvHeads: 2, ropeScaling: { type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 64, betaFast: 32, betaSlow: 1, attentionFactor: 0.1 * Math.log(4) + 1, truncate: true } })],
+  ['linear RoPE scaling (factor 2.5)', randomConfig({ ropeScaling: { type: 'linear', factor: 2.5 } })],
+  ['GGUF rope_freqs factors (Llama 3.1 as llama.cpp stores it)', randomConfig({ nHeads: 8, nKvHeads: 4, headDim: 8, ropeTheta: 500000, ropeFreqFactors: [1, 1.5, 4.25, 8] })],
 ];
 
 const prompt = [3, 17, 5, 30, 1, 22, 9];

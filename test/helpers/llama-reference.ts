@@ -1,14 +1,16 @@
 /**
  * The slow, obvious float64 reference of the Llama forward pass (lib/model/config.ts
  * semantics): whole-sequence causal attention, no cache. Used to check the native forward
- * on small random models. Covers the Gemma 2 / 3 and Phi-3 options as Hugging Face writes
- * them: embedding scale, GeGLU (tanh gelu), post-attention / post-MLP norms, attention and
- * final soft-capping, per-layer sliding windows with Gemma 3's local RoPE base, and LongRoPE
- * (its attention factor multiplies cos and sin, as in transformers).
+ * on small random models. RoPE frequencies and the YaRN / LongRoPE attention factor come from the
+ * independent float64 reference of test/helpers/rope-reference.ts; q/k biases (qkvBias) and
+ * per-head q/k RMSNorm (qkNorm) as the config says. Covers the Gemma 2 / 3 and Phi-3 options as
+ * Hugging Face writes them: embedding scale, GeGLU (tanh gelu), post-attention / post-MLP norms,
+ * attention and final soft-capping, per-layer sliding windows with Gemma 3's local RoPE base, and
+ * LongRoPE (its attention factor multiplies cos and sin, as in transformers).
  */
 import type { ModelConfig } from '../../lib/model/config.js';
 import { layerTensorNames } from '../../lib/model/config.js';
-import { ropeAttentionFactor, ropeInverseFrequencies, ropeLocalInverseFrequencies } from '../../lib/model/rope.js';
+import { referenceAttentionFactor, referenceFrequencies, referenceLocalFrequencies } from './rope-reference.js';
 import type { Tensor } from '../../lib/tensor/tensor.js';
 
 type Mat = Float64Array;
@@ -47,10 +49,10 @@ export function llamaReference(
   contextLength = config.maxSeqLen,
 ): Float64Array[] {
   const { dim, nHeads, nKvHeads, headDim, hiddenDim, vocabSize } = config;
-  const globalFreq = Array.from(ropeInverseFrequencies(config, contextLength), Number);
-  const localFreqs = ropeLocalInverseFrequencies(config);
-  const localFreq = localFreqs ? Array.from(localFreqs, Number) : globalFreq;
-  const mscale = ropeAttentionFactor(config);
+  // The kernels take f32 frequencies (the angle itself in double): round the float64 ones once.
+  const globalFreq = referenceFrequencies(config, contextLength).map(Math.fround);
+  const localFreq = referenceLocalFrequencies(config)?.map(Math.fround) ?? globalFreq;
+  const mscale = referenceAttentionFactor(config);
   const embed = get(tensors, 'embed');
   const n = tokens.length;
   const embedScale = config.embedScale ?? 1;
@@ -65,9 +67,9 @@ export function llamaReference(
         const angle = pos * invFreq[j]!;
         const [i0, i1] = config.ropeStyle === 'interleaved' ? [2 * j, 2 * j + 1] : [j, j + headDim / 2];
         const a = v[h * headDim + i0]!, b = v[h * headDim + i1]!;
-        const c = Math.cos(angle) * mscale, s = Math.sin(angle) * mscale;
-        out[h * headDim + i0] = a * c - b * s;
-        out[h * headDim + i1] = a * s + b * c;
+        const c = Math.cos(angle) * mscale, sn = Math.sin(angle) * mscale;
+        out[h * headDim + i0] = a * c - b * sn;
+        out[h * headDim + i1] = a * sn + b * c;
       }
     }
     return out;
@@ -80,13 +82,22 @@ export function llamaReference(
     const w1 = get(tensors, nm.w1), w2 = get(tensors, nm.w2), w3 = get(tensors, nm.w3);
     const bias = (name: string, len: number) => (config.qkvBias ? get(tensors, name) : new Float64Array(len));
     const [bq, bk, bv] = [bias(nm.bq, nHeads * headDim), bias(nm.bk, nKvHeads * headDim), bias(nm.bv, nKvHeads * headDim)];
+    // Per-head RMSNorm of q and k (Qwen3), before RoPE.
+    const headNorm = (v: Mat, heads: number, w: Mat | undefined): Mat => {
+      if (!w) return v;
+      const out = new Float64Array(v.length);
+      for (let h = 0; h < heads; h++) out.set(rmsnorm(v.subarray(h * headDim, (h + 1) * headDim), w, config.normEps), h * headDim);
+      return out;
+    };
+    const qn = config.qkNorm ? get(tensors, nm.qNorm) : undefined;
+    const kn = config.qkNorm ? get(tensors, nm.kNorm) : undefined;
     const an = get(tensors, nm.attnNorm);
     const fn = get(tensors, nm.ffnNorm);
     const qs: Mat[] = [], ks: Mat[] = [], vs: Mat[] = [];
     for (let t = 0; t < n; t++) {
       const h = rmsnorm(xs[t]!, an, config.normEps);
-      qs.push(rope(matvec(wq, inputOf(nm.wq, h), nHeads * headDim, dim).map((v, i) => v + bq[i]!), nHeads, t, invFreq));
-      ks.push(rope(matvec(wk, inputOf(nm.wk, h), nKvHeads * headDim, dim).map((v, i) => v + bk[i]!), nKvHeads, t, invFreq));
+      qs.push(rope(headNorm(matvec(wq, inputOf(nm.wq, h), nHeads * headDim, dim).map((v, i) => v + bq[i]!), nHeads, qn), nHeads, t, invFreq));
+      ks.push(rope(headNorm(matvec(wk, inputOf(nm.wk, h), nKvHeads * headDim, dim).map((v, i) => v + bk[i]!), nKvHeads, kn), nKvHeads, t, invFreq));
       vs.push(matvec(wv, inputOf(nm.wv, h), nKvHeads * headDim, dim).map((v, i) => v + bv[i]!));
     }
     const next: Mat[] = [];

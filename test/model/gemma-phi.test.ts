@@ -43,6 +43,7 @@ function archFields(c: ModelConfig) {
     ropeThetaLocal: c.ropeThetaLocal,
     ropeTheta: c.ropeTheta,
     // LongRoPE's attention factor is stored as f32 in GGUF and computed in float64 from a HF config.
+    qkNorm: c.qkNorm,
     ropeScaling: c.ropeScaling?.type === 'longrope' ? { ...c.ropeScaling, attentionFactor: Math.fround(c.ropeScaling.attentionFactor) } : c.ropeScaling,
   };
 }
@@ -72,6 +73,7 @@ describe.each(['gemma2', 'gemma3', 'phi3'] as ArchName[])('%s', (arch) => {
       ['attnScale', { attnScale: undefined }],
       ['ropeThetaLocal', { ropeThetaLocal: undefined }],
       ['ropeScaling', { ropeScaling: undefined }],
+      ['qkNorm', { qkNorm: undefined }],
     ];
     for (const [key, change] of drops) {
       if (config[key as keyof ModelConfig] === undefined) continue;

@@ -28,8 +28,10 @@ import { ArgumentError, IoError } from '../../errors.js';
 import { fromF16Bits } from '../../tensor/dtype.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { type QuantType, quantTypeOfGgmlId } from '../../tensor/quant-types.js';
-import { type ModelConfig, type RopeScaling, checkConfigBounds, layerTensorNames } from '../config.js';
 import { fusedGateUpRows, fusedQkvRows, ggufGemmaOptions, ggufLongRope } from './arch-options.js';
+import { ARCHITECTURES, isArchitecture, isIgnorableTensor } from '../architectures.js';
+import { type ModelConfig, type RopeScaling, checkConfigBounds, layerTensorNames } from '../config.js';
+import { yarnMscale } from '../rope.js';
 import {
   type LoadedWeightsBase,
   type TensorSource,
@@ -386,6 +388,8 @@ const LAYER_NAMES: Record<string, keyof ReturnType<typeof layerTensorNames>> = {
   'attn_q.bias': 'bq',
   'attn_k.bias': 'bk',
   'attn_v.bias': 'bv',
+  'attn_q_norm.weight': 'qNorm',
+  'attn_k_norm.weight': 'kNorm',
   'ffn_norm.weight': 'ffnNorm',
   'ffn_gate.weight': 'w1',
   'ffn_down.weight': 'w2',
@@ -408,8 +412,8 @@ export function ggufNameOf(canonical: string): string {
   return canonical;
 }
 
-/** The architectures loadGguf knows, and the RoPE layout llama.cpp stores their q/k in. */
-const ARCHITECTURES = { llama: 'interleaved', mistral: 'interleaved', qwen2: 'half', gemma2: 'half', gemma3: 'half', phi3: 'half' } as const;
+/** The tensor holding RoPE frequency factors (Llama 3.1 as llama.cpp's converter writes it). */
+export const ROPE_FREQS_TENSOR = 'rope_freqs.weight';
 
 /** Reads an integer metadata value (any integer type); undefined when absent. */
 export function ggufInteger(metadata: Map<string, GgufValue>, key: string, path: string): number | undefined {
@@ -438,10 +442,11 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   const meta = file.metadata;
   const arch = meta.get('general.architecture');
   if (arch === undefined) throw new ArgumentError(`${path}: metadata 'general.architecture' is missing`);
-  if (typeof arch !== 'string' || !(arch in ARCHITECTURES)) {
+  if (!isArchitecture(arch)) {
     throw new ArgumentError(`${path}: general.architecture ${describeValue(arch)} is not supported (supported: ${Object.keys(ARCHITECTURES).join(', ')})`);
   }
-  const architecture = arch as keyof typeof ARCHITECTURES;
+  const architecture = arch;
+  const info = ARCHITECTURES[architecture];
   const req = (key: string): number => {
     const v = ggufInteger(meta, `${arch}.${key}`, path);
     if (v === undefined) throw new ArgumentError(`${path}: metadata '${arch}.${key}' is missing`);
@@ -471,20 +476,14 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   if (ropeDims !== undefined && ropeDims !== headDim) {
     throw new ArgumentError(`${path}: ${arch}.rope.dimension_count ${ropeDims} differs from the head size ${headDim} (partial rotary embeddings are not supported)`);
   }
-  const scaling = meta.get(`${arch}.rope.scaling.type`);
-  let ropeScaling: RopeScaling | undefined;
-  if (scaling === 'linear') {
-    const factor = ggufFloat(meta, `${arch}.rope.scaling.factor`, path);
-    if (factor === undefined || !(factor > 0)) throw new ArgumentError(`${path}: ${arch}.rope.scaling.type linear needs ${arch}.rope.scaling.factor > 0; found ${factor}`);
-    if (factor !== 1) ropeScaling = { type: 'linear', factor: f32Decimal(factor) };
-  } else if (scaling !== undefined && scaling !== 'none' && !(architecture === 'phi3' && (scaling === 'longrope' || scaling === 'su'))) {
-    throw new ArgumentError(`${path}: ${arch}.rope.scaling.type ${describeValue(scaling)} is not supported`);
-  }
   const eps = ggufFloat(meta, `${arch}.attention.layer_norm_rms_epsilon`, path);
   if (eps === undefined) throw new ArgumentError(`${path}: metadata '${arch}.attention.layer_norm_rms_epsilon' is missing`);
   if (!(eps > 0 && eps < 1)) throw new ArgumentError(`${path}: ${arch}.attention.layer_norm_rms_epsilon must be in (0, 1); found ${eps}`);
   const theta = ggufFloat(meta, `${arch}.rope.freq_base`, path) ?? 10000;
   if (!(theta > 1)) throw new ArgumentError(`${path}: ${arch}.rope.freq_base must be > 1; found ${theta}`);
+  // Phi-3's LongRoPE (factor tensors, attn_factor) is read below instead.
+  let ropeScaling = architecture === 'phi3' && file.tensors.some((t) => t.name === 'rope_factors_long.weight') ? undefined : ggufRopeScaling(meta, arch, path, maxSeqLen);
+  const ropeFreqFactors = ggufRopeFreqFactors(file, path, headDim);
 
   const embd = file.tensors.find((t) => t.name === 'token_embd.weight');
   if (!embd) throw new ArgumentError(`${path}: missing tensor 'token_embd.weight' (embed)`);
@@ -530,16 +529,92 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
     maxSeqLen,
     // f32 metadata: report the decimal the converter wrote (1e-5, not 9.99999974737875e-6).
     ropeTheta: f32Decimal(theta),
-    ropeStyle: ARCHITECTURES[architecture],
+    ropeStyle: info.ggufRope,
     ...(ropeScaling ? { ropeScaling } : {}),
+    ...(ropeFreqFactors ? { ropeFreqFactors } : {}),
     normEps: f32Decimal(eps),
     // llama.cpp's Gemma reads no output.weight: the head is the embedding.
     tiedEmbeddings: architecture === 'gemma2' || architecture === 'gemma3' || !file.tensors.some((t) => t.name === 'output.weight'),
-    qkvBias: architecture === 'qwen2',
+    // Qwen2 always has q/k/v biases (a file without them fails as missing tensors); llama.cpp's
+    // llama architecture takes them when present.
+    qkvBias: info.qkvBias === 'always' || (info.qkvBias === 'optional' && file.tensors.some((t) => /^blk\.\d+\.attn_[qkv]\.bias$/.test(t.name))),
+    ...(info.qkNorm ? { qkNorm: true } : {}),
     ...archOptions,
     ...(bos !== undefined ? { bosTokenId: bos } : {}),
     ...(eosTokenIds.length > 0 ? { eosTokenIds } : {}),
   };
+}
+
+/**
+ * The RoPE scaling of a GGUF file, read as llama.cpp reads it (llama-model.cpp, llama-context.cpp):
+ *   {arch}.rope.scaling.type     'none' | 'linear' | 'yarn' ('longrope' belongs to Phi-3); absent:
+ *                                'linear' (llama.cpp's default), which a factor of 1 makes a no-op
+ *   {arch}.rope.scaling.factor   (or the older {arch}.rope.scale_linear); absent or 0: 1
+ *   yarn: {arch}.rope.scaling.original_context_length (default {arch}.context_length),
+ *         {arch}.rope.scaling.yarn_beta_fast / yarn_beta_slow (default 32 / 1),
+ *         {arch}.rope.scaling.yarn_log_multiplier (DeepSeek's mscale_all_dim; attention factor
+ *         get_mscale(factor) / get_mscale(factor, it)), {arch}.rope.scaling.attn_factor (multiplies)
+ */
+function ggufRopeScaling(meta: Map<string, GgufValue>, arch: string, path: string, contextLength: number): RopeScaling | undefined {
+  const key = (k: string) => `${arch}.rope.${k}`;
+  const typeRaw = meta.get(key('scaling.type'));
+  if (typeRaw !== undefined && typeof typeRaw !== 'string') throw new ArgumentError(`${path}: ${key('scaling.type')} must be a string; found ${describeValue(typeRaw)}`);
+  const factorRaw = ggufFloat(meta, key('scaling.factor'), path) ?? ggufFloat(meta, key('scale_linear'), path) ?? 0;
+  if (!Number.isFinite(factorRaw) || factorRaw < 0) throw new ArgumentError(`${path}: ${key('scaling.factor')} must be a positive number; found ${factorRaw}`);
+  const factor = factorRaw === 0 ? 1 : f32Decimal(factorRaw);
+  const type = typeRaw ?? 'linear';
+  const attnFactor = ggufFloat(meta, key('scaling.attn_factor'), path) ?? 1;
+  if (!(attnFactor > 0 && Number.isFinite(attnFactor))) throw new ArgumentError(`${path}: ${key('scaling.attn_factor')} must be a positive number; found ${attnFactor}`);
+  if (attnFactor !== 1 && type !== 'yarn') {
+    throw new ArgumentError(`${path}: ${key('scaling.attn_factor')} ${attnFactor} with rope scaling '${type}' is not supported (only with yarn)`);
+  }
+  switch (type) {
+    case 'none':
+      return undefined;
+    case 'linear':
+      return factor === 1 ? undefined : { type: 'linear', factor };
+    case 'yarn': {
+      const ext = ggufFloat(meta, key('scaling.yarn_ext_factor'), path);
+      if (ext !== undefined && ext !== 1) throw new ArgumentError(`${path}: ${key('scaling.yarn_ext_factor')} ${ext} is not supported (1 only)`);
+      const original = ggufInteger(meta, key('scaling.original_context_length'), path) ?? contextLength;
+      checkDim(original, `metadata '${key('scaling.original_context_length')}'`, path);
+      const betaFast = ggufFloat(meta, key('scaling.yarn_beta_fast'), path) ?? 32;
+      const betaSlow = ggufFloat(meta, key('scaling.yarn_beta_slow'), path) ?? 1;
+      const logMul = ggufFloat(meta, key('scaling.yarn_log_multiplier'), path) ?? 0;
+      const mscale = logMul !== 0 ? yarnMscale(factor) / yarnMscale(factor, logMul) : yarnMscale(factor);
+      return {
+        type: 'yarn',
+        factor,
+        originalMaxPositionEmbeddings: original,
+        betaFast: f32Decimal(betaFast),
+        betaSlow: f32Decimal(betaSlow),
+        attentionFactor: mscale * attnFactor,
+        truncate: true,
+      };
+    }
+    case 'longrope':
+      throw new ArgumentError(`${path}: ${key('scaling.type')} 'longrope' (Phi-3's LongRoPE) is not supported for ${arch} models`);
+    default:
+      throw new ArgumentError(`${path}: ${key('scaling.type')} ${describeValue(type)} is not supported (none, linear, yarn)`);
+  }
+}
+
+/** rope_freqs.weight (F32 [headDim / 2], each > 0) as numbers, or undefined when the file has none. */
+function ggufRopeFreqFactors(file: GgufFile, path: string, headDim: number): number[] | undefined {
+  const t = file.tensors.find((x) => x.name === ROPE_FREQS_TENSOR);
+  if (!t) return undefined;
+  if (t.typeName !== 'F32' || t.ne.length !== 1 || t.ne[0] !== headDim / 2) {
+    throw new ArgumentError(`${path}: tensor '${ROPE_FREQS_TENSOR}' is ${t.typeName} ne [${t.ne.join(', ')}]; expected F32 [${headDim / 2}] (headDim / 2 RoPE frequency factors)`);
+  }
+  const bytes = readBytes(path, t.fileOffset, t.byteLength);
+  if (bytes.length !== t.byteLength) throw new IoError(`${path}: tensor '${ROPE_FREQS_TENSOR}' needs bytes [${t.fileOffset}, ${t.fileOffset + t.byteLength}) but the file ends at ${t.fileOffset + bytes.length}; is the file truncated?`);
+  const values: number[] = [];
+  for (let i = 0; i < headDim / 2; i++) {
+    const v = bytes.readFloatLE(4 * i);
+    if (!(v > 0 && Number.isFinite(v))) throw new ArgumentError(`${path}: tensor '${ROPE_FREQS_TENSOR}' holds ${v} at element ${i}; RoPE frequency factors must be positive`);
+    values.push(v);
+  }
+  return values;
 }
 
 /** Q8_0: blocks of 34 bytes (f16 scale d, 32 int8 q); value = d * q, computed in f32 (exact). Not used by loadGguf (which keeps blocks as stored); a reference for tests and tools. */
@@ -610,12 +685,12 @@ export function loadGguf(path: string): GgufWeights {
       }
       continue;
     }
+    // rope_freqs.weight is in the config (ropeFreqFactors), read by ggufConfig.
+    if (t.name === ROPE_FREQS_TENSOR) continue;
     const canonical = canonicalFromGguf(t.name);
     if (canonical === undefined) {
-      if (t.name === 'rope_freqs.weight') {
-        throw new ArgumentError(`${path}: tensor 'rope_freqs.weight' (Llama 3.1 RoPE frequency factors) is not supported yet`);
-      }
-      throw new ArgumentError(`${path}: unexpected tensor '${t.name}' (${t.typeName} ne [${t.ne.join(', ')}]): not a weight of a ${config.architecture} model`);
+      if (isIgnorableTensor(config.architecture, 'gguf', t.name)) continue;
+      throw new ArgumentError(`${path}: unexpected tensor '${t.name}' (${t.typeName} ne [${t.ne.join(', ')}]): not a weight of a ${config.architecture} model that canopy knows; refusing to ignore it, as it may change the math`);
     }
     const direct = DIRECT[t.typeName];
     const blockType = quantTypeOfGgmlId(t.type);
