@@ -17,7 +17,6 @@ import { runInNewContext } from 'node:vm';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { findNodeLlamaCpp } from '../../lib/bench/peers/llama-cpp.js';
 import { generate } from '../../lib/generate.js';
 import { type ModelConfig, expectedShapes } from '../../lib/model/config.js';
 import { loadModel } from '../../lib/model/load.js';
@@ -179,9 +178,7 @@ describe.runIf(dir)('stories260K with block-quantized weights against f32', () =
   const report: string[] = [];
   afterAll(() => {
     if (report.length) console.log(['stories260K, greedy from BOS (48 tokens) and teacher-forced next-token agreement vs f32:', ...report].join('\n  '));
-    // The same files against llama.cpp (node-llama-cpp) are not compared yet; say why where it is absent.
-    const peer = findNodeLlamaCpp();
-    if (!peer.entry) console.log(`stories260K quantized vs llama.cpp: skipped (${peer.reason})`);
+    // The same types against llama.cpp (node-llama-cpp): test/peer/quant-agreement.test.ts.
   });
 
   async function compare(path: string, label: string, refTokens: number[], refNext: number[]): Promise<{ same: number; agree: number }> {

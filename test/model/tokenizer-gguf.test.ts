@@ -233,9 +233,9 @@ describe('pre-tokenizer regexes', () => {
   const split = (pre: string, text: string) => splitWords(text, PRE_TOKENIZERS[pre]!);
 
   it('GPT-2: contractions, letters, digits and punctuation runs with one leading space; whitespace before a word joins it', () => {
-    expect(split('gpt2', "Hello world's 12345 ok?!  \n x")).toEqual(['Hello', ' world', "'s", ' 12345', ' ok', '?!', '  \n', ' x']);
-    expect(split('gpt2', 'naïve 日本 😀😀')).toEqual(['naïve', ' 日本', ' 😀😀']);
-    expect(split('gpt2', "I'M")).toEqual(['I', "'", 'M']); // case-sensitive contractions
+    expect(split('gpt-2', "Hello world's 12345 ok?!  \n x")).toEqual(['Hello', ' world', "'s", ' 12345', ' ok', '?!', '  \n', ' x']);
+    expect(split('gpt-2', 'naïve 日本 😀😀')).toEqual(['naïve', ' 日本', ' 😀😀']);
+    expect(split('gpt-2', "I'M")).toEqual(['I', "'", 'M']); // case-sensitive contractions
   });
 
   it('Llama 3: digits in groups of up to three, case-insensitive contractions, newlines apart', () => {

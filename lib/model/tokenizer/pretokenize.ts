@@ -139,8 +139,10 @@ const KINDS = {
 
 /**
  * Pre-tokenizers by tokenizer.ggml.pre value: the names llama.cpp (late 2025) accepts for a
- * byte-level BPE vocabulary. Unknown names are refused (llama.cpp would fall back to 'default'
- * with a warning; a silently different tokenization is worse than an error).
+ * byte-level BPE vocabulary. Unknown names are refused, as llama.cpp refuses them ("unknown
+ * pre-tokenizer type"; it falls back to 'default' only when the key is absent). GPT-2's name is
+ * 'gpt-2': llama.cpp refuses 'gpt2' (test/peer/tokenizer-agreement.test.ts checks every name here
+ * against llama.cpp).
  */
 export const PRE_TOKENIZERS: Readonly<Record<string, PreTokenizer>> = {
   default: KINDS.default,
@@ -167,7 +169,6 @@ export const PRE_TOKENIZERS: Readonly<Record<string, PreTokenizer>> = {
   codeshell: KINDS.starcoder,
   exaone: KINDS.starcoder,
   'minerva-7b': KINDS.starcoder,
-  gpt2: KINDS.gpt2,
   'gpt-2': KINDS.gpt2,
   'phi-2': KINDS.gpt2,
   'jina-es': KINDS.gpt2,
