@@ -1,7 +1,7 @@
 /**
  * Hugging Face model directories (transformers' save_pretrained output):
  *
- *   config.json                       model_type "llama" | "mistral" | "qwen2" | "qwen3" and the dimensions
+ *   config.json                       model_type llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3 and the dimensions
  *   model.safetensors                 all weights in one file, or
  *   model.safetensors.index.json      { "weight_map": { tensor name: shard file name } } with the shards
  *
@@ -11,6 +11,11 @@
  *   model.layers.N.self_attn.{q,k,v,o}_proj.weight (+ {q,k,v}_proj.bias for Qwen2),
  *   model.layers.N.self_attn.{q,k}_norm.weight (Qwen3),
  *   model.layers.N.mlp.{gate,up,down}_proj.weight
+ *
+ * Gemma 2 / 3: post_attention_layernorm is the attention output's norm (postAttnNorm),
+ * pre_feedforward_layernorm the MLP input's (ffnNorm), post_feedforward_layernorm the MLP output's
+ * (postFfnNorm); every Gemma norm weight w is loaded as 1 + w (f32). Phi-3: self_attn.qkv_proj and
+ * mlp.gate_up_proj are split by rows in place. See lib/model/formats/arch-options.ts.
  *
  * Hugging Face checkpoints store q/k rows in the half-split RoPE layout
  * (rotate_half: pairs (i, i + headDim/2)); convert_llama_weights_to_hf.py
