@@ -280,6 +280,7 @@ describeBadInputs('Hugging Face directories and safetensors files', [
   ['linear with factor 0', () => loadWeights(hfDir('lin0', hfConfig({ rope_scaling: { type: 'linear', factor: 0 } }))), /lin0[\\/]config\.json: rope_scaling\.factor must be a positive number; found 0/],
   ['rope_parameters that is not an object', () => loadWeights(hfDir('rp', hfConfig({ rope_parameters: 5 }))), /rp[\\/]config\.json: field 'rope_parameters' must be an object; found 5/],
   ['llama3 rope_scaling missing a field', () => loadWeights(hfDir('l3', hfConfig({ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4 } }))), /l3[\\/]config\.json: rope_scaling\.original_max_position_embeddings must be a positive number; found undefined/],
+  ['a gelu MLP', () => loadWeights(hfDir('gelu', hfConfig({ hidden_act: 'gelu_pytorch_tanh' }))), /gelu[\\/]config\.json: hidden_act "gelu_pytorch_tanh" is not supported \(llama models use "silu"\)/],
   ['attention_bias on llama', () => loadWeights(hfDir('abias', hfConfig({ attention_bias: true }))), /abias[\\/]config\.json: attention_bias true is not supported/],
   ['bad eos_token_id', () => loadWeights(hfDir('eos', hfConfig({ eos_token_id: ['2'] }))), /eos[\\/]config\.json: field 'eos_token_id' must be a token id or an array of them/],
   ['no weights file', () => loadWeights((hfDir('noweights'), rmSync(join(dir, 'noweights', 'model.safetensors')), join(dir, 'noweights'))), /noweights: no model\.safetensors or model\.safetensors\.index\.json/],

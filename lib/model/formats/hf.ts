@@ -168,6 +168,11 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
       throw new ArgumentError(`${file}: ${key} true is not supported (${arch} models without biases only)`);
     }
   }
+  // The MLP is SwiGLU: silu(gate) * up. Another activation would run silently wrong.
+  const act = json.hidden_act ?? json.hidden_activation;
+  if (act !== undefined && act !== null && act !== 'silu' && act !== 'swish') {
+    throw new ArgumentError(`${file}: hidden_act ${JSON.stringify(act)} is not supported (${arch} models use "silu")`);
+  }
   const partial = json.partial_rotary_factor;
   if (partial !== undefined && partial !== null && partial !== 1) throw new ArgumentError(`${file}: partial_rotary_factor ${JSON.stringify(partial)} is not supported`);
   // Sliding-window attention equals full attention while the sequence fits the window:
