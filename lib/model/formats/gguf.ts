@@ -458,7 +458,7 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   const nLayers = req('block_count');
   const nHeads = req('attention.head_count');
   const nKvHeads = opt('attention.head_count_kv') ?? nHeads;
-  const maxSeqLen = req('context_length');
+  let maxSeqLen = req('context_length');
   const keyLength = opt('attention.key_length');
   const valueLength = opt('attention.value_length');
   if (keyLength === undefined && dim % nHeads !== 0) {
@@ -479,6 +479,8 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   const theta = ggufFloat(meta, `${arch}.rope.freq_base`, path) ?? 10000;
   if (!(theta > 1)) throw new ArgumentError(`${path}: ${arch}.rope.freq_base must be > 1; found ${theta}`);
   const ropeScaling = ggufRopeScaling(meta, arch, path, maxSeqLen);
+  // YaRN extends the original context by its factor (converters keep context_length at the original).
+  if (ropeScaling?.type === 'yarn') maxSeqLen = Math.max(maxSeqLen, Math.floor(ropeScaling.originalMaxPositionEmbeddings * ropeScaling.factor));
   const ropeFreqFactors = ggufRopeFreqFactors(file, path, headDim);
 
   const embd = file.tensors.find((t) => t.name === 'token_embd.weight');

@@ -175,6 +175,10 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
   }
   const partial = json.partial_rotary_factor;
   if (partial !== undefined && partial !== null && partial !== 1) throw new ArgumentError(`${file}: partial_rotary_factor ${JSON.stringify(partial)} is not supported`);
+  const ropeScaling = parseRopeScaling(rp ?? json.rope_scaling, rp ? 'rope_parameters' : 'rope_scaling', file, maxPositionEmbeddings);
+  // YaRN extends the context the model was trained for (original_max_position_embeddings) by its
+  // factor; configs often keep max_position_embeddings at the original (Qwen2.5's model card).
+  if (ropeScaling?.type === 'yarn') maxSeqLen = Math.max(maxSeqLen, Math.floor(ropeScaling.originalMaxPositionEmbeddings * ropeScaling.factor));
   // Sliding-window attention equals full attention while the sequence fits the window:
   // report the window as the usable context.
   const window = json.sliding_window;
@@ -187,7 +191,6 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
   }
 
   const tied = flag('tie_word_embeddings') ?? !hasLmHead;
-  const ropeScaling = parseRopeScaling(rp ?? json.rope_scaling, rp ? 'rope_parameters' : 'rope_scaling', file, maxPositionEmbeddings);
   const bos = json.bos_token_id;
   if (bos !== undefined && bos !== null && (typeof bos !== 'number' || !Number.isSafeInteger(bos) || bos < 0)) {
     throw new ArgumentError(`${file}: field 'bos_token_id' must be a token id; found ${JSON.stringify(bos)}`);
