@@ -278,6 +278,11 @@ describeBadInputs('Hugging Face directories and safetensors files', [
   ['yarn without a factor', () => loadWeights(hfDir('yarn0', hfConfig({ rope_scaling: { rope_type: 'yarn', original_max_position_embeddings: 64 } }))), /yarn0[\\/]config\.json: rope_scaling\.factor must be a positive number; found undefined/],
   ['yarn with beta_fast <= beta_slow', () => loadWeights(hfDir('yarnb', hfConfig({ rope_scaling: { rope_type: 'yarn', factor: 4, beta_fast: 1, beta_slow: 2 } }))), /yarnb[\\/]config\.json: rope_scaling\.beta_fast 1 must be greater than beta_slow 2/],
   ['linear with factor 0', () => loadWeights(hfDir('lin0', hfConfig({ rope_scaling: { type: 'linear', factor: 0 } }))), /lin0[\\/]config\.json: rope_scaling\.factor must be a positive number; found 0/],
+  [
+    'rope_parameters per layer type on llama',
+    () => loadWeights(hfDir('rpl', hfConfig({ rope_parameters: { full_attention: { rope_type: 'default', rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4 } } }))),
+    /rpl[\\/]config\.json: rope_parameters per layer type \(full_attention, sliding_attention\) is not supported for model_type llama/,
+  ],
   ['rope_parameters that is not an object', () => loadWeights(hfDir('rp', hfConfig({ rope_parameters: 5 }))), /rp[\\/]config\.json: field 'rope_parameters' must be an object; found 5/],
   ['llama3 rope_scaling missing a field', () => loadWeights(hfDir('l3', hfConfig({ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4 } }))), /l3[\\/]config\.json: rope_scaling\.original_max_position_embeddings must be a positive number; found undefined/],
   ['a gelu MLP', () => loadWeights(hfDir('gelu', hfConfig({ hidden_act: 'gelu_pytorch_tanh' }))), /gelu[\\/]config\.json: hidden_act "gelu_pytorch_tanh" is not supported \(llama models use "silu"\)/],

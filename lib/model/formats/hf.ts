@@ -156,6 +156,10 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
     throw new ArgumentError(`${file}: field 'rope_parameters' must be an object; found ${JSON.stringify(ropeParams)}`);
   }
   const rp = ropeParams as Record<string, unknown> | null | undefined;
+  if (rp && rp.rope_type === undefined && rp.rope_theta === undefined && Object.values(rp).some((v) => v !== null && typeof v === 'object')) {
+    // transformers 5 nests rope_parameters per layer type for models whose layers differ (Gemma 3).
+    throw new ArgumentError(`${file}: rope_parameters per layer type (${Object.keys(rp).join(', ')}) is not supported for model_type ${arch}`);
+  }
   const ropeThetaRaw = rp?.rope_theta ?? json.rope_theta;
   if (ropeThetaRaw !== undefined && ropeThetaRaw !== null && !(typeof ropeThetaRaw === 'number' && Number.isFinite(ropeThetaRaw) && ropeThetaRaw > 1)) {
     throw new ArgumentError(`${file}: field '${rp?.rope_theta !== undefined ? 'rope_parameters.rope_theta' : 'rope_theta'}' must be a number > 1; found ${JSON.stringify(ropeThetaRaw)}`);
