@@ -79,6 +79,11 @@ describe('GGUF rope scaling keys, as llama.cpp reads them', () => {
     });
   });
 
+  it("yarn extends the context: maxSeqLen is original_context_length * factor when context_length is the original", () => {
+    const c = configOf(gguf('yarnctx.gguf', plain, (m) => [...m, ['llama.rope.scaling.type', 'string', 'yarn'], ['llama.rope.scaling.factor', 'float32', 4], ['llama.rope.scaling.original_context_length', 'uint32', plain.maxSeqLen]]));
+    expect(c.maxSeqLen).toBe(4 * plain.maxSeqLen);
+  });
+
   it('attn_factor other than 1 without yarn is refused', () => {
     expect(() => configOf(gguf('attnf.gguf', plain, (m) => [...m, ['llama.rope.scaling.attn_factor', 'float32', 2]]))).toThrow(
       /attnf\.gguf: llama\.rope\.scaling\.attn_factor 2 with rope scaling 'linear' is not supported \(only with yarn\)/,
@@ -126,9 +131,10 @@ describe('Hugging Face config.json', () => {
     expect(configOf(dflt).ropeScaling).toBeUndefined();
   });
 
-  it('yarn: mscale / mscale_all_dim give the attention factor their ratio; original defaults to max_position_embeddings', () => {
+  it('yarn: mscale / mscale_all_dim give the attention factor their ratio; original defaults to max_position_embeddings, and the context grows by the factor', () => {
     const d = variantDir('yarnms', (j) => ({ ...j, rope_scaling: { rope_type: 'yarn', factor: 40, mscale: 1, mscale_all_dim: 0.707, beta_fast: 32, beta_slow: 1 } }));
     const s = configOf(d).ropeScaling;
+    expect(configOf(d).maxSeqLen).toBe(40 * (json.max_position_embeddings as number));
     expect(s).toEqual({ type: 'yarn', factor: 40, originalMaxPositionEmbeddings: json.max_position_embeddings, betaFast: 32, betaSlow: 1, attentionFactor: yarnMscale(40, 1) / yarnMscale(40, 0.707), truncate: true });
   });
 

@@ -461,7 +461,7 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   const nLayers = req('block_count');
   const nHeads = req('attention.head_count');
   const nKvHeads = opt('attention.head_count_kv') ?? nHeads;
-  const maxSeqLen = req('context_length');
+  let maxSeqLen = req('context_length');
   const keyLength = opt('attention.key_length');
   const valueLength = opt('attention.value_length');
   if (keyLength === undefined && dim % nHeads !== 0) {
@@ -483,6 +483,8 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   if (!(theta > 1)) throw new ArgumentError(`${path}: ${arch}.rope.freq_base must be > 1; found ${theta}`);
   // Phi-3's LongRoPE (factor tensors, attn_factor) is read below instead.
   let ropeScaling = architecture === 'phi3' && file.tensors.some((t) => t.name === 'rope_factors_long.weight') ? undefined : ggufRopeScaling(meta, arch, path, maxSeqLen);
+  // YaRN extends the original context by its factor (converters keep context_length at the original).
+  if (ropeScaling?.type === 'yarn') maxSeqLen = Math.max(maxSeqLen, Math.floor(ropeScaling.originalMaxPositionEmbeddings * ropeScaling.factor));
   const ropeFreqFactors = ggufRopeFreqFactors(file, path, headDim);
 
   const embd = file.tensors.find((t) => t.name === 'token_embd.weight');

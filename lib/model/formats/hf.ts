@@ -174,7 +174,19 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
   if (ropeParams !== undefined && ropeParams !== null && (typeof ropeParams !== 'object' || Array.isArray(ropeParams))) {
     throw new ArgumentError(`${file}: field 'rope_parameters' must be an object; found ${JSON.stringify(ropeParams)}`);
   }
-  const rp = ropeParams as Record<string, unknown> | null | undefined;
+  let rp = ropeParams as Record<string, unknown> | null | undefined;
+  // Gemma 3 under transformers 5: rope_parameters per layer type; the global layers' entry is the
+  // model's RoPE, the sliding layers' rope_theta its local base (rope_local_base_freq before).
+  let localTheta: unknown;
+  if (arch === 'gemma3' && rp && typeof rp.full_attention === 'object' && rp.full_attention !== null) {
+    const sliding = rp.sliding_attention as Record<string, unknown> | null | undefined;
+    localTheta = sliding && typeof sliding === 'object' ? sliding.rope_theta : undefined;
+    rp = rp.full_attention as Record<string, unknown>;
+  }
+  if (rp && rp.rope_type === undefined && rp.rope_theta === undefined && Object.values(rp).some((v) => v !== null && typeof v === 'object')) {
+    // transformers 5 nests rope_parameters per layer type for models whose layers differ (Gemma 3).
+    throw new ArgumentError(`${file}: rope_parameters per layer type (${Object.keys(rp).join(', ')}) is not supported for model_type ${arch}`);
+  }
   const ropeThetaRaw = rp?.rope_theta ?? json.rope_theta;
   if (ropeThetaRaw !== undefined && ropeThetaRaw !== null && !(typeof ropeThetaRaw === 'number' && Number.isFinite(ropeThetaRaw) && ropeThetaRaw > 1)) {
     throw new ArgumentError(`${file}: field '${rp?.rope_theta !== undefined ? 'rope_parameters.rope_theta' : 'rope_theta'}' must be a number > 1; found ${JSON.stringify(ropeThetaRaw)}`);
@@ -187,8 +199,25 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
       throw new ArgumentError(`${file}: ${key} true is not supported (${arch} models without biases only)`);
     }
   }
+  // The MLP is SwiGLU: silu(gate) * up (Gemma: GeGLU, checked by hfGemmaOptions). Another activation would run silently wrong.
+  const act = json.hidden_act ?? json.hidden_activation;
+  const gemma = arch === 'gemma2' || arch === 'gemma3';
+  if (!gemma && act !== undefined && act !== null && act !== 'silu' && act !== 'swish') {
+    throw new ArgumentError(`${file}: hidden_act ${JSON.stringify(act)} is not supported (${arch} models use "silu")`);
+  }
   const partial = json.partial_rotary_factor;
   if (partial !== undefined && partial !== null && partial !== 1) throw new ArgumentError(`${file}: partial_rotary_factor ${JSON.stringify(partial)} is not supported`);
+  const scalingRaw = rp ?? json.rope_scaling;
+  const scalingType = scalingRaw && typeof scalingRaw === 'object' ? ((scalingRaw as Record<string, unknown>).rope_type ?? (scalingRaw as Record<string, unknown>).type) : undefined;
+  // Phi-3's LongRoPE (lib/model/formats/arch-options.ts); every other type as parseRopeScaling reads it.
+  const original = json.original_max_position_embeddings;
+  const ropeScaling =
+    arch === 'phi3' && (scalingType === 'longrope' || scalingType === 'su')
+      ? hfLongRope(scalingRaw as Record<string, unknown>, maxPositionEmbeddings, typeof original === 'number' ? original : undefined, headDim, file)
+      : parseRopeScaling(scalingRaw, rp ? 'rope_parameters' : 'rope_scaling', file, maxPositionEmbeddings);
+  // YaRN extends the context the model was trained for (original_max_position_embeddings) by its
+  // factor; configs often keep max_position_embeddings at the original (Qwen2.5's model card).
+  if (ropeScaling?.type === 'yarn') maxSeqLen = Math.max(maxSeqLen, Math.floor(ropeScaling.originalMaxPositionEmbeddings * ropeScaling.factor));
   // Sliding-window attention equals full attention while the sequence fits the window:
   // report the window as the usable context.
   const window = json.sliding_window;
@@ -200,18 +229,9 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
     maxSeqLen = Math.min(maxSeqLen, window);
   }
 
-  const gemma = arch === 'gemma2' || arch === 'gemma3';
   // transformers ties Gemma's head by default.
   const tied = flag('tie_word_embeddings') ?? (gemma ? true : !hasLmHead);
-  const scalingRaw = rp ?? json.rope_scaling;
-  const scalingType = scalingRaw && typeof scalingRaw === 'object' ? ((scalingRaw as Record<string, unknown>).rope_type ?? (scalingRaw as Record<string, unknown>).type) : undefined;
-  // Phi-3's LongRoPE (lib/model/formats/arch-options.ts); every other type as parseRopeScaling reads it.
-  const original = json.original_max_position_embeddings;
-  const ropeScaling =
-    arch === 'phi3' && (scalingType === 'longrope' || scalingType === 'su')
-      ? hfLongRope(scalingRaw as Record<string, unknown>, maxPositionEmbeddings, typeof original === 'number' ? original : undefined, headDim, file)
-      : parseRopeScaling(scalingRaw, rp ? 'rope_parameters' : 'rope_scaling', file, maxPositionEmbeddings);
-  const archOptions = gemma ? hfGemmaOptions(arch, json, { dim, nHeads, headDim, nLayers }, file) : {};
+  const archOptions = gemma ? hfGemmaOptions(arch, localTheta !== undefined ? { ...json, rope_local_base_freq: localTheta } : json, { dim, nHeads, headDim, nLayers }, file) : {};
   const bos = json.bos_token_id;
   if (bos !== undefined && bos !== null && (typeof bos !== 'number' || !Number.isSafeInteger(bos) || bos < 0)) {
     throw new ArgumentError(`${file}: field 'bos_token_id' must be a token id; found ${JSON.stringify(bos)}`);
