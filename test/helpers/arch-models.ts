@@ -214,7 +214,7 @@ export function archHfConfig(c: ModelConfig): Record<string, unknown> {
 }
 
 /** Writes a Hugging Face folder of `c` (F32) with the architecture's own tensor names and layout. */
-export function writeArchHf(dir: string, c: ModelConfig, values: Map<string, Float32Array>): void {
+export function writeArchHf(dir: string, c: ModelConfig, values: Map<string, Float32Array>, editConfig: (json: Record<string, unknown>) => Record<string, unknown> = (j) => j): void {
   const a = c.architecture as ArchName;
   const shapes = expectedShapes(c);
   const st: StTensor[] = [];
@@ -251,6 +251,6 @@ export function writeArchHf(dir: string, c: ModelConfig, values: Map<string, Flo
     put(`${p}self_attn.o_proj.weight`, get(n.wo), shapes.get(n.wo)!);
     put(`${p}mlp.down_proj.weight`, get(n.w2), shapes.get(n.w2)!);
   }
-  writeHfDir(dir, archHfConfig(c), st);
+  writeHfDir(dir, editConfig(archHfConfig(c)), st);
   writeFileSync(`${dir}/generation_config.json`, JSON.stringify({ bos_token_id: 1, eos_token_id: 2 }));
 }

@@ -136,6 +136,24 @@ describe.each(['gemma2', 'gemma3', 'phi3'] as ArchName[])('%s', (arch) => {
   });
 });
 
+describe('Gemma 3 under transformers 5: rope_parameters per layer type', () => {
+  it('full_attention gives the global RoPE (base 1M, linear 8), sliding_attention the local base', async () => {
+    const config = archConfig('gemma3');
+    const values = archTensors(config, 11);
+    const hf = join(dir, 'gemma3-tf5');
+    writeArchHf(hf, config, values, (j) => {
+      const { rope_theta: _t, rope_scaling: _s, rope_local_base_freq: _l, ...rest } = j;
+      return { ...rest, rope_parameters: { full_attention: { rope_type: 'linear', factor: 8, rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 10000 } } };
+    });
+    const w = loadWeights(hf);
+    expect({ theta: w.config.ropeTheta, local: w.config.ropeThetaLocal, scaling: w.config.ropeScaling }).toEqual({ theta: 1e6, local: 10000, scaling: { type: 'linear', factor: 8 } });
+    const ref = llamaReference(config, asTensors(config, values), prompt);
+    const rows = await logitsOf(w.config, w.tensors, prompt);
+    rows.forEach((row, t) => expect(mismatches(row, ref[t]!, TOL.atol, TOL.rtol), `position ${t}`).toEqual([]));
+    w.dispose();
+  });
+});
+
 describe('Phi-3 LongRoPE: short factors within the original context, long factors beyond', () => {
   const config = archConfig('phi3');
   const canonical = asTensors(config, archTensors(config, 5));
