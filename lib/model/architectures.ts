@@ -21,13 +21,11 @@
  * the rotary inverse-frequency buffer that older transformers versions saved with the weights
  * (it is recomputed from config.json).
  */
-import type { RopeStyle } from './config.js';
-
 export type ArchitectureName = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3';
 
 export interface ArchitectureInfo {
-  /** The layout llama.cpp's converter stores q/k rows in, in GGUF (Hugging Face is always 'half'). */
-  ggufRope: RopeStyle;
+  /** The layout llama.cpp's converter stores q/k rows in, in GGUF (Hugging Face is always 'half'); config.ts's RopeStyle. */
+  ggufRope: 'interleaved' | 'half';
   /** q/k/v biases: 'always', 'never', or 'optional' (present when the file has them). */
   qkvBias: 'always' | 'never' | 'optional';
   /** Per-head q/k RMSNorm. */
