@@ -33,6 +33,18 @@
 //            sees node t iff t is i or an ancestor of i (bit t of its ancestor mask).
 //            Trees are given by parents (-1 = child of the prefix), topologically ordered.
 //
+// Soft-capping and sliding windows (Gemma 2 / 3, Mistral-style local layers); 0 turns each off
+// and leaves every result bit-identical to a call without it:
+//   softcap > 0  s_j <- softcap * tanh(s_j / softcap), after the scale, before mask and softmax
+//                (lse is then the log-sum-exp of the capped scores)
+//   window > 0   on top of the mask, query i sees key j only if pos(i) - pos(j) < window, i.e.
+//                a query at position P sees keys at positions P - window + 1 .. P.
+// Positions (used only by the window): key j of sequence b is at kv_pos[b] + j (kv_pos null:
+// 0), except that a kTree node's key (j = prefix + u) sits at its own query's position; query
+// row i is at q_pos[i] when given, else at kv_pos[b] + prefix + t for the t-th query of the
+// sequence (kNone, kCausal: the bottom-right alignment above) or kv_pos[b] + prefix + depth(t)
+// (kTree; depth 0 for a child of the prefix). Shared-prefix attention passes absolute positions.
+//
 // Split-KV (flash-decoding): each (sequence, kv head, query tile) may be split into
 // num_splits ranges of keys computed independently and merged with MergeStates. num_splits
 // 0 lets the kernel choose (ChooseNumSplits); 1 disables splitting.
@@ -76,6 +88,11 @@ struct AttentionParams {
   const QuantKvCache* kv_quant = nullptr;
   const int32_t* kv_quant_lens = nullptr;  // [batch], int4
   const int32_t* kv_res_start = nullptr;   // [batch], int4
+  // Soft-capping and sliding window (see above; 0 = off).
+  float softcap = 0.f;
+  int32_t window = 0;
+  const int32_t* q_pos = nullptr;   // host [total_q], optional: each query row's position
+  const int32_t* kv_pos = nullptr;  // host [batch], optional: the position of each sequence's key 0
 };
 
 inline int64_t KvLen(const AttentionParams& p, int b) {
@@ -93,6 +110,10 @@ Status CheckQuantAttention(const AttentionParams& p);
 // of t. words = ceil(max tree size / 32). Also returns each node's depth (root children: 0).
 Status BuildTreeMask(const int32_t* qo_indptr, int32_t batch_size, const int32_t* parents,
                      std::vector<uint32_t>* mask, int32_t* words, std::vector<int32_t>* depths);
+
+// The position of every query row (window attention; see above): q_pos when given, else the
+// default from the mask. `depths` are BuildTreeMask's (kTree only; may be null otherwise).
+void ResolveQueryPositions(const AttentionParams& p, const int32_t* depths, std::vector<int32_t>* out);
 
 // The split count heuristic: enough independent work items for `workers` (CPU threads or
 // CUDA SMs x blocks per SM), and at least `min_chunk` keys per split.

@@ -4,10 +4,22 @@
 // [qo_indptr[b], qo_indptr[b+1])):
 //   x = embed[tokens]
 //   per layer:  h = RmsNorm(x) ; q,k,v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)
+//               (Qwen3, Gemma 3) q, k = RmsNorm of each head's D values (weights q_norm, k_norm [D])
 //               Rope(q, k, positions) ; append k, v to the cache of each sequence
 //               x += Attention(q, cache, causal or tree mask) Wo^T
 //               h = RmsNorm(x) ; x += (silu(h W1^T) * (h W3^T)) W2^T
 //   logits[r] = RmsNorm(x[logit_rows[r]]) Wout^T            (Wout = embed when tied)
+//
+// Gemma 2 / 3 and Phi-3 options (the defaults give the plain Llama pass above):
+//   x = embed[tokens] * embed_scale                          (Gemma: sqrt(dim))
+//   attention scale attn_scale (0: 1/sqrt(head_dim)), logit soft-capping attn_softcap, and per
+//   layer a sliding window layer_window[l] (0: global) whose layers rotate with inv_freq_local
+//   (Gemma 3's local RoPE base) when it is given
+//   post_attn_norm / post_ffn_norm (Gemma's "sandwich" norms), when present:
+//               x += RmsNorm(Attention(...) Wo^T, post_attn_norm)
+//               x += RmsNorm(act(h W1^T) * (h W3^T)) W2^T, post_ffn_norm)
+//   act = silu (SwiGLU) or the tanh-approximated gelu (GeGLU, Gemma)
+//   logits = final_softcap * tanh(logits / final_softcap) when final_softcap > 0 (Gemma 2)
 //
 // Each matrix (and the embedding) has its own storage type (MatrixRef): f32 / f16 / bf16 elements,
 // or GGUF blocks as stored (quant_blocks.h; files mix types per tensor, as llama.cpp's Q4_K_M
@@ -57,9 +69,16 @@ struct LlamaLayerWeights {
   const void* attn_norm = nullptr;
   MatrixRef wq, wk, wv, wo;
   const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // f32, optional (Qwen2)
+  // Per-head RMSNorm of q and k after the projection (and biases), before RoPE: [head_dim] each,
+  // in norm_dtype, eps norm_eps; optional (Qwen3, Gemma 3: both or neither).
+  const void *q_norm = nullptr, *k_norm = nullptr;
   const void* ffn_norm = nullptr;
   MatrixRef w1, w2, w3;
+  const void* post_attn_norm = nullptr;  // optional (Gemma): RMSNorm of the attention output
+  const void* post_ffn_norm = nullptr;   // optional (Gemma): RMSNorm of the MLP output
 };
+
+enum class FfnActivation : int32_t { kSilu = 0, kGeluTanh = 1 };
 
 struct LlamaModelDesc {
   int64_t dim = 0, hidden_dim = 0, vocab = 0;
@@ -67,12 +86,30 @@ struct LlamaModelDesc {
   float norm_eps = 1e-5f;
   RopeLayout rope_layout = RopeLayout::kInterleaved;
   std::vector<float> inv_freq;  // [head_dim / 2], host (rope theta and scaling applied)
+  float rope_attention_factor = 1.f;  // RopeParams::attention_factor (YaRN), 1 otherwise
   DType norm_dtype = DType::kF32;  // the RMSNorm weights
   MatrixRef embed;                 // [vocab][dim]
   const void* norm = nullptr;
   MatrixRef output;  // [vocab][dim]; == embed when tied
   std::vector<LlamaLayerWeights> layers;
+  // Gemma / Phi-3 options (see the header comment); the defaults leave the Llama pass unchanged.
+  float embed_scale = 1.f;
+  FfnActivation activation = FfnActivation::kSilu;
+  float attn_scale = 0.f;     // 0: 1 / sqrt(head_dim)
+  float attn_softcap = 0.f;   // 0: off
+  float final_softcap = 0.f;  // 0: off
+  std::vector<int32_t> layer_window;  // [n_layers] sliding window per layer (0: global), or empty
+  std::vector<float> inv_freq_local;  // [head_dim / 2] RoPE of the windowed layers, or empty (inv_freq)
 };
+
+// Layer l's sliding window (0: global attention).
+inline int32_t LlamaLayerWindow(const LlamaModelDesc& m, int32_t l) {
+  return m.layer_window.empty() ? 0 : m.layer_window[l];
+}
+// Whether layer l rotates with inv_freq_local.
+inline bool LlamaLayerLocalRope(const LlamaModelDesc& m, int32_t l) {
+  return !m.inv_freq_local.empty() && LlamaLayerWindow(m, l) > 0;
+}
 
 struct LlamaForwardParams {
   // Host arrays.
@@ -156,7 +193,8 @@ inline AttentionParams MakeLlamaAttentionParams(const LlamaModelDesc& m, const L
   ap.kv_indptr = c.kv_indptr.data();
   ap.kv_lens = c.kv_lens.data();
   ap.mask = p.mask;
-  ap.scale = 1.f / std::sqrt(static_cast<float>(m.head_dim));
+  ap.scale = m.attn_scale > 0.f ? m.attn_scale : 1.f / std::sqrt(static_cast<float>(m.head_dim));
+  ap.softcap = m.attn_softcap;
   ap.tree_parents = p.tree_parents;
   return ap;
 }
@@ -187,6 +225,7 @@ inline RopeParams MakeLlamaRopeParams(const LlamaModelDesc& m, float* q, float* 
   rp.nk = m.n_kv_heads;
   rp.head_dim = m.head_dim;
   rp.layout = m.rope_layout;
+  rp.attention_factor = m.rope_attention_factor;
   return rp;
 }
 

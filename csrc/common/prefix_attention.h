@@ -78,11 +78,23 @@ struct PrefixAttentionParams {
   MaskMode mask = MaskMode::kCausal;   // of the suffix
   const int32_t* tree_parents = nullptr;
   int32_t num_splits = 0;  // per part: 0 = heuristic, >= 1 forced (testing)
+  // Soft-capping and sliding window, as attention.h (0 = off). Positions are absolute over the
+  // concatenated keys [level 0 | level 1 | ... | suffix] of each sequence: the suffix's queries
+  // sit after them as attention() places them over the suffix (bottom-right, tree depth).
+  float softcap = 0.f;
+  int32_t window = 0;
+};
+
+// Arrays a part's AttentionParams points into.
+struct PrefixPartStorage {
+  std::vector<int32_t> qo;      // a level's query indptr
+  std::vector<int32_t> q_pos;   // window: absolute query positions [total_q]
+  std::vector<int32_t> kv_pos;  // window: absolute position of each group's / sequence's key 0
 };
 
 // The attention problem of level l (groups as sequences, mask none) or of the suffix
-// (level == -1): `qo_storage` receives the level's query indptr. The result points into p.
-AttentionParams PrefixPartParams(const PrefixAttentionParams& p, int32_t level, std::vector<int32_t>* qo_storage);
+// (level == -1), with the arrays it needs in `storage`. The result points into p and storage.
+AttentionParams PrefixPartParams(const PrefixAttentionParams& p, int32_t level, PrefixPartStorage* storage);
 
 // Checks the levels (seq_indptr covers [0, B]), then each part as an attention problem.
 Status CheckPrefixAttentionParams(const PrefixAttentionParams& p);

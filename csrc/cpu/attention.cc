@@ -115,6 +115,13 @@ Status Attention(const AttentionParams& p) {
   if (p.mask == MaskMode::kTree) {
     CANOPY_RETURN_IF_ERROR(BuildTreeMask(p.qo_indptr, p.batch_size, p.tree_parents, &tree_mask, &words, &depths));
   }
+  // A sliding window reads every query's position from q_pos: resolve the defaults once.
+  std::vector<int32_t> q_pos;
+  AttentionParams pw = p;
+  if (p.window > 0) {
+    ResolveQueryPositions(p, depths.empty() ? nullptr : depths.data(), &q_pos);
+    pw.q_pos = q_pos.data();
+  }
 
   // Query tiles: about 64 rows (tokens x heads of one kv group). A tree is one tile when it
   // fits, so the prefix K/V is read once for all its nodes. Small tiles (decode: one or a
@@ -149,7 +156,7 @@ Status Attention(const AttentionParams& p) {
   ParallelFor(static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
     std::vector<float> buf(static_cast<size_t>(scratch_floats));
     const AttentionScratch sc = CarveAttentionScratch(buf.data(), rows, heads_per_item, D);
-    for (int64_t i = begin; i < end; ++i) run(p, items[i], tree_mask.data(), words, out, sc);
+    for (int64_t i = begin; i < end; ++i) run(pw, items[i], tree_mask.data(), words, out, sc);
   });
 
   if (splits > 1) {

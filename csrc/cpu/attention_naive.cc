@@ -18,6 +18,8 @@ Status AttentionNaive(const AttentionParams& p) {
   std::vector<int32_t> depths;
   int32_t words = 0;
   if (p.mask == MaskMode::kTree) CANOPY_RETURN_IF_ERROR(BuildTreeMask(p.qo_indptr, p.batch_size, p.tree_parents, &mask, &words, &depths));
+  std::vector<int32_t> q_pos;
+  if (p.window > 0) ResolveQueryPositions(p, depths.empty() ? nullptr : depths.data(), &q_pos);
   std::vector<int32_t> seq_of_row(static_cast<size_t>(p.total_q));
   for (int b = 0; b < p.batch_size; ++b)
     for (int32_t r = p.qo_indptr[b]; r < p.qo_indptr[b + 1]; ++r) seq_of_row[r] = b;
@@ -47,10 +49,16 @@ Status AttentionNaive(const AttentionParams& p) {
           const int64_t node = j - prefix;
           visible = (mask[row * words + node / 32] >> (node % 32)) & 1u;
         }
+        if (visible && p.window > 0) {
+          const int64_t kpos = p.mask == MaskMode::kTree && j >= prefix ? q_pos[p.qo_indptr[b] + j - prefix]
+                                                                        : (p.kv_pos ? p.kv_pos[b] : 0) + j;
+          visible = q_pos[row] - kpos < p.window;
+        }
         if (!visible) continue;
         float s = 0.f;
         for (int d = 0; d < D; ++d) s += q[d] * load(false, j, d);
         scores[j] = s * p.scale;
+        if (p.softcap > 0.f) scores[j] = p.softcap * std::tanh(scores[j] / p.softcap);
         mx = std::fmax(mx, scores[j]);
       }
       float sum = 0.f;

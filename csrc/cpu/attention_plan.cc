@@ -65,6 +65,10 @@ Status CheckAttentionParams(const AttentionParams& p) {
     }
   }
   if (p.num_splits < 0) return bad("numSplits must be >= 0");
+  if (!(p.softcap >= 0.f) || !std::isfinite(p.softcap)) {
+    return bad("softcap must be finite and >= 0 (0 = off); received " + std::to_string(p.softcap));
+  }
+  if (p.window < 0) return bad("window must be >= 0 (0 = off); received " + std::to_string(p.window));
   if (p.kv_quant != nullptr) CANOPY_RETURN_IF_ERROR(CheckQuantAttention(p));
   return Status::Ok();
 }
@@ -131,6 +135,22 @@ Status BuildTreeMask(const int32_t* qo_indptr, int32_t batch_size, const int32_t
   }
   *words = w;
   return Status::Ok();
+}
+
+void ResolveQueryPositions(const AttentionParams& p, const int32_t* depths, std::vector<int32_t>* out) {
+  out->assign(static_cast<size_t>(p.total_q), 0);
+  for (int b = 0; b < p.batch_size; ++b) {
+    const int32_t start = p.qo_indptr[b], n = p.qo_indptr[b + 1] - start;
+    const int64_t base = (p.kv_pos ? p.kv_pos[b] : 0) + KvLen(p, b) - n;  // position of key `prefix`
+    for (int32_t t = 0; t < n; ++t) {
+      const int32_t r = start + t;
+      if (p.q_pos != nullptr) {
+        (*out)[r] = p.q_pos[r];
+      } else {
+        (*out)[r] = static_cast<int32_t>(base + (p.mask == MaskMode::kTree && depths != nullptr ? depths[r] : t));
+      }
+    }
+  }
 }
 
 int32_t ChooseNumSplits(int64_t work_items, int64_t max_kv_len, int64_t workers, int64_t min_chunk) {

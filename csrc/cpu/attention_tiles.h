@@ -298,7 +298,19 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
   const int64_t st_stride = static_cast<int64_t>(kBc) * Rp;   // per-head score blocks
   int64_t k_end = w.k1;
   if (p.mask == MaskMode::kCausal) k_end = Min64(k_end, prefix + w.t1);  // later keys are invisible to the tile
-  for (int64_t j0 = w.k0; j0 < k_end; j0 += kBc) {
+  // Sliding window (p.q_pos is resolved by the caller whenever window > 0): keys older than the
+  // window of the tile's earliest query are invisible to every row, so the tile starts after them.
+  const bool windowed = p.window > 0;
+  const int64_t kv_pos0 = p.kv_pos ? p.kv_pos[w.b] : 0;
+  int64_t k_begin = w.k0;
+  if (windowed) {
+    int64_t min_pos = p.q_pos[qo_start + w.t0];
+    for (int t = w.t0; t < w.t1; ++t) min_pos = Min64(min_pos, p.q_pos[qo_start + t]);
+    int64_t lb = min_pos - p.window + 1 - kv_pos0;      // first key (by index) inside that window
+    if (p.mask == MaskMode::kTree) lb = Min64(lb, prefix);  // tree nodes sit at their own positions
+    if (lb > k_begin) k_begin = lb;
+  }
+  for (int64_t j0 = k_begin; j0 < k_end; j0 += kBc) {
     const int nb = static_cast<int>(Min64(kBc, k_end - j0));
     const int64_t block_first = (kv_start + j0) * row_stride + static_cast<int64_t>(w.h0) * D;
     // The block's keys and values as f32 rows of `span` floats, `ks` apart: the cache itself
@@ -354,6 +366,15 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
         vs = D;
       }
 
+      // Soft-capping: s <- cap * tanh(s / cap), before the mask (masked scores become -inf below).
+      if (p.softcap > 0.f) {
+        const float cap = p.softcap;
+        for (int j = 0; j < nb; ++j) {
+          float* srow = St + j * Rp;
+          for (int r = 0; r < R; ++r) srow[r] = cap * std::tanh(srow[r] / cap);
+        }
+      }
+
       // Mask (per key row, across query rows).
       if (p.mask == MaskMode::kCausal) {
         for (int j = 0; j < nb; ++j) {
@@ -370,6 +391,16 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
           for (int r = 0; r < R; ++r) {
             const uint32_t* bits = tree_mask + (qo_start + w.t0 + r / G) * mask_words;
             if (!((bits[node >> 5] >> (node & 31)) & 1u)) srow[r] = -INFINITY;
+          }
+        }
+      }
+      if (windowed) {  // on top of the mask: pos(query) - pos(key) < window
+        for (int j = 0; j < nb; ++j) {
+          const int64_t key = j0 + j;
+          const int64_t kpos = p.mask == MaskMode::kTree && key >= prefix ? p.q_pos[qo_start + key - prefix] : kv_pos0 + key;
+          float* srow = St + j * Rp;
+          for (int r = 0; r < R; ++r) {
+            if (p.q_pos[qo_start + w.t0 + r / G] - kpos >= p.window) srow[r] = -INFINITY;
           }
         }
       }

@@ -19,6 +19,18 @@ Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   if (m.head_dim <= 0 || m.inv_freq.size() != static_cast<size_t>(m.head_dim / 2)) {
     return bad("the model needs head_dim / 2 RoPE frequencies");
   }
+  if (!m.inv_freq_local.empty() && m.inv_freq_local.size() != m.inv_freq.size()) {
+    return bad("the local RoPE frequencies must be head_dim / 2 values");
+  }
+  if (!m.layer_window.empty() && m.layer_window.size() != static_cast<size_t>(m.n_layers)) {
+    return bad("layer windows must have one entry per layer");
+  }
+  for (int32_t win : m.layer_window) {
+    if (win < 0) return bad("layer windows must be >= 0");
+  }
+  if (!(m.attn_softcap >= 0.f) || !(m.final_softcap >= 0.f) || !(m.attn_scale >= 0.f) || !std::isfinite(m.embed_scale)) {
+    return bad("softcaps and the attention scale must be >= 0 and the embedding scale finite");
+  }
   if (p.qo_indptr == nullptr || p.kv_start == nullptr || p.kv_len_before == nullptr) return bad("missing batch layout");
   if (p.qo_indptr[0] != 0 || p.qo_indptr[p.batch] != p.n) return bad("qoIndptr must run from 0 to the number of tokens");
   for (int b = 0; b < p.batch; ++b) {
@@ -86,6 +98,18 @@ Status Linear(const float* x, const MatrixRef& w, const float* bias, float* y, i
   return cpu::Linear(lp);
 }
 
+// x += y W^T, or with a post-norm (Gemma) x += RmsNorm(y W^T, post_norm); tmp holds [n, dim].
+Status ProjectResidual(const float* y, const MatrixRef& w, const void* post_norm, const LlamaModelDesc& m, float* x, float* tmp,
+                       int64_t n, int64_t in) {
+  if (post_norm == nullptr) return Linear(y, w, nullptr, x, n, in, m.dim, true);
+  CANOPY_RETURN_IF_ERROR(Linear(y, w, nullptr, tmp, n, in, m.dim, false));
+  CANOPY_RETURN_IF_ERROR(RmsNorm(tmp, post_norm, m.norm_dtype, m.norm_eps, tmp, n, m.dim));
+  ParallelFor(n * m.dim, 1 << 14, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) x[i] += tmp[i];
+  });
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
@@ -99,6 +123,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   } else {
     CANOPY_RETURN_IF_ERROR(Embed(p.tokens, n, m.embed.data, m.embed.dtype, m.vocab, dim, x.data()));
   }
+  if (m.embed_scale != 1.f) CANOPY_RETURN_IF_ERROR(Scale(x.data(), n * dim, m.embed_scale));
 
   const LlamaCacheLayout layout = MakeLlamaCacheLayout(p);
   const int64_t layer_elems = p.capacity * kvdim;
@@ -116,7 +141,10 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wq, w.bq, q.data(), n, dim, qdim, false));
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wk, w.bk, k.data(), n, dim, kvdim, false));
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.wv, w.bv, v.data(), n, dim, kvdim, false));
-    const RopeParams rp = MakeLlamaRopeParams(m, q.data(), k.data(), p.positions, m.inv_freq.data(), n);
+    if (w.q_norm != nullptr) CANOPY_RETURN_IF_ERROR(RmsNorm(q.data(), w.q_norm, m.norm_dtype, m.norm_eps, q.data(), n * m.n_heads, D));
+    if (w.k_norm != nullptr) CANOPY_RETURN_IF_ERROR(RmsNorm(k.data(), w.k_norm, m.norm_dtype, m.norm_eps, k.data(), n * m.n_kv_heads, D));
+    const float* inv_freq = LlamaLayerLocalRope(m, l) ? m.inv_freq_local.data() : m.inv_freq.data();
+    const RopeParams rp = MakeLlamaRopeParams(m, q.data(), k.data(), p.positions, inv_freq, n);
     CANOPY_RETURN_IF_ERROR(Rope(rp));
     // Append this step's keys and values (quantized caches quantize on append), then attend.
     char* kc = p.kv_quant ? nullptr : static_cast<char*>(p.k_cache) + l * layer_elems * esize;
@@ -151,16 +179,21 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
       ap.kv_quant_lens = int4 ? p.quant_len_after : nullptr;
       ap.kv_res_start = int4 ? p.kv_res_start : nullptr;
     }
+    ap.window = LlamaLayerWindow(m, l);
     CANOPY_RETURN_IF_ERROR(Attention(ap));
     if (cast_q) {
       for (size_t i = 0; i < att.size(); ++i) att[i] = LoadAsF32(o16.data(), p.cache_dtype, static_cast<int64_t>(i));
     }
-    CANOPY_RETURN_IF_ERROR(Linear(att.data(), w.wo, nullptr, x.data(), n, qdim, dim, true));
+    CANOPY_RETURN_IF_ERROR(ProjectResidual(att.data(), w.wo, w.post_attn_norm, m, x.data(), h.data(), n, qdim));
     CANOPY_RETURN_IF_ERROR(RmsNorm(x.data(), w.ffn_norm, m.norm_dtype, m.norm_eps, h.data(), n, dim));
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.w1, nullptr, g.data(), n, dim, m.hidden_dim, false));
     CANOPY_RETURN_IF_ERROR(Linear(h.data(), w.w3, nullptr, u.data(), n, dim, m.hidden_dim, false));
-    CANOPY_RETURN_IF_ERROR(SwiGlu(g.data(), u.data(), g.data(), n * m.hidden_dim));
-    CANOPY_RETURN_IF_ERROR(Linear(g.data(), w.w2, nullptr, x.data(), n, m.hidden_dim, dim, true));
+    if (m.activation == FfnActivation::kGeluTanh) {
+      CANOPY_RETURN_IF_ERROR(GeGlu(g.data(), u.data(), g.data(), n * m.hidden_dim));
+    } else {
+      CANOPY_RETURN_IF_ERROR(SwiGlu(g.data(), u.data(), g.data(), n * m.hidden_dim));
+    }
+    CANOPY_RETURN_IF_ERROR(ProjectResidual(g.data(), w.w2, w.post_ffn_norm, m, x.data(), h.data(), n, m.hidden_dim));
   }
 
   // Final norm and the output head on the requested rows only.
@@ -170,7 +203,9 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   for (int64_t i = 0; i < r; ++i) std::copy_n(x.data() + p.logit_rows[i] * dim, dim, sel.data() + i * dim);
   CANOPY_RETURN_IF_ERROR(RmsNorm(sel.data(), m.norm, m.norm_dtype, m.norm_eps, normed.data(), r, dim));
   if (p.hidden) std::copy(normed.begin(), normed.end(), p.hidden);
-  return Linear(normed.data(), m.output, nullptr, p.logits, r, dim, m.vocab, false);
+  CANOPY_RETURN_IF_ERROR(Linear(normed.data(), m.output, nullptr, p.logits, r, dim, m.vocab, false));
+  if (m.final_softcap > 0.f) CANOPY_RETURN_IF_ERROR(Softcap(p.logits, r * m.vocab, m.final_softcap));
+  return Status::Ok();
 }
 
 }  // namespace cpu

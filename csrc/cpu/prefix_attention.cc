@@ -27,7 +27,7 @@ Status PrefixAttentionNaive(const PrefixAttentionParams& p) {
   std::vector<char> one(static_cast<size_t>(n) * D * esize);
   std::vector<float> one_lse(static_cast<size_t>(n));
   for (int32_t part = 0; part < P; ++part) {
-    std::vector<int32_t> qo;
+    PrefixPartStorage qo;
     AttentionParams a = PrefixPartParams(p, part - 1, &qo);
     a.o = one.data();
     a.lse = one_lse.data();
@@ -57,7 +57,7 @@ Status PrefixAttentionNaive(const PrefixAttentionParams& p) {
 Status PrefixAttention(const PrefixAttentionParams& p) {
   CANOPY_RETURN_IF_ERROR(CheckPrefixAttentionParams(p));
   if (p.num_levels == 0) {  // no shared prefix: plain attention over the suffix
-    std::vector<int32_t> qo;
+    PrefixPartStorage qo;
     return Attention(PrefixPartParams(p, -1, &qo));
   }
   if (p.total_q == 0) return Status::Ok();
@@ -67,7 +67,7 @@ Status PrefixAttention(const PrefixAttentionParams& p) {
   const int D = p.head_dim;
   const int32_t P = p.num_levels + 1;  // parts: levels 0 .. L-1, then the suffix
 
-  std::vector<std::vector<int32_t>> qo_storage(P);
+  std::vector<PrefixPartStorage> qo_storage(P);
   std::vector<AttentionParams> parts(P);
   std::vector<AttentionTiles> tiles(P);
   int64_t total_tiles = 0;

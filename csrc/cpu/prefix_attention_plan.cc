@@ -7,7 +7,55 @@
 
 namespace canopy {
 
-AttentionParams PrefixPartParams(const PrefixAttentionParams& p, int32_t level, std::vector<int32_t>* qo_storage) {
+namespace {
+
+int64_t SourceLen(const KvSource& kv, int32_t i) {
+  if (kv.kv_indptr == nullptr) return 0;
+  return kv.kv_lens ? kv.kv_lens[i] : static_cast<int64_t>(kv.kv_indptr[i + 1]) - kv.kv_indptr[i];
+}
+
+// Window positions: every query row's absolute position, and the absolute position of key 0 of
+// each group of `level` (or of each sequence's suffix, level -1).
+void PrefixPositions(const PrefixAttentionParams& p, int32_t level, PrefixPartStorage* st) {
+  const int32_t B = p.batch_size;
+  std::vector<int64_t> off(static_cast<size_t>(B), 0);  // keys of the levels so far, per sequence
+  st->kv_pos.clear();
+  for (int32_t l = 0; l < p.num_levels; ++l) {
+    const PrefixLevel& L = p.levels[l];
+    if (l == level) {  // a group's key 0 follows the levels before it (shared by its sequences)
+      st->kv_pos.assign(static_cast<size_t>(L.num_groups), 0);
+      for (int32_t g = 0; g < L.num_groups; ++g) {
+        if (L.seq_indptr[g] < L.seq_indptr[g + 1]) st->kv_pos[g] = static_cast<int32_t>(off[L.seq_indptr[g]]);
+      }
+    }
+    for (int32_t g = 0; g < L.num_groups; ++g) {
+      for (int32_t b = L.seq_indptr[g]; b < L.seq_indptr[g + 1] && b < B; ++b) off[b] += SourceLen(L.kv, g);
+    }
+  }
+  if (level < 0) {  // the suffix follows every level
+    st->kv_pos.assign(static_cast<size_t>(B), 0);
+    for (int32_t b = 0; b < B; ++b) st->kv_pos[b] = static_cast<int32_t>(off[b]);
+  }
+  const std::vector<int64_t>& total = off;
+  std::vector<uint32_t> mask;
+  std::vector<int32_t> depths;
+  int32_t words = 0;
+  const bool tree = p.mask == MaskMode::kTree && p.tree_parents != nullptr &&
+                    BuildTreeMask(p.qo_indptr, B, p.tree_parents, &mask, &words, &depths).ok();
+  st->q_pos.assign(static_cast<size_t>(p.total_q), 0);
+  for (int32_t b = 0; b < B; ++b) {
+    const int32_t start = p.qo_indptr[b], n = p.qo_indptr[b + 1] - start;
+    const int64_t base = total[b] + SourceLen(p.suffix, b) - n;
+    for (int32_t t = 0; start >= 0 && t < n && start + t < p.total_q; ++t) {
+      st->q_pos[start + t] = static_cast<int32_t>(base + (tree ? depths[start + t] : t));
+    }
+  }
+}
+
+}  // namespace
+
+AttentionParams PrefixPartParams(const PrefixAttentionParams& p, int32_t level, PrefixPartStorage* storage) {
+  std::vector<int32_t>* qo_storage = &storage->qo;
   AttentionParams a;
   a.q = p.q;
   a.o = p.o;
@@ -44,6 +92,13 @@ AttentionParams PrefixPartParams(const PrefixAttentionParams& p, int32_t level, 
   a.kv_quant = kv->quant;
   a.kv_quant_lens = kv->quant_lens;
   a.kv_res_start = kv->res_start;
+  a.softcap = p.softcap;
+  a.window = p.window;
+  if (p.window > 0) {
+    PrefixPositions(p, level, storage);
+    a.q_pos = storage->q_pos.data();
+    a.kv_pos = storage->kv_pos.data();
+  }
   return a;
 }
 
@@ -67,7 +122,7 @@ Status CheckPrefixAttentionParams(const PrefixAttentionParams& p) {
   }
   // Every part as an attention problem (qo_indptr, heads, dtype, K/V ranges, tree parents).
   for (int32_t l = -1; l < p.num_levels; ++l) {
-    std::vector<int32_t> qo;
+    PrefixPartStorage qo;
     const AttentionParams a = PrefixPartParams(p, l, &qo);
     Status s = CheckAttentionParams(a);
     if (!s.ok()) {

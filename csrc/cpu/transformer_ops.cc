@@ -1,6 +1,7 @@
 // CPU implementations of the row-wise Llama block ops (csrc/common/transformer_ops.h).
 #include <cmath>
 #include <limits>
+#include <string>
 
 #include "../common/transformer_ops.h"
 #include "thread_pool.h"
@@ -32,7 +33,8 @@ Status Rope(const RopeParams& p) {
       for (int j = 0; j < half; ++j) {
         // angle in double: positions up to 1e6 times frequencies near 1 need the precision
         const double angle = pos * p.inv_freq[j];
-        const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+        const float c = static_cast<float>(std::cos(angle) * p.attention_factor);
+        const float s = static_cast<float>(std::sin(angle) * p.attention_factor);
         const int i0 = p.layout == RopeLayout::kInterleaved ? 2 * j : j;
         const int i1 = p.layout == RopeLayout::kInterleaved ? 2 * j + 1 : j + half;
         for (int h = 0; h < p.nq; ++h) {
@@ -56,6 +58,32 @@ Status Rope(const RopeParams& p) {
 Status SwiGlu(const float* g, const float* u, float* h, int64_t n) {
   ParallelFor(n, 1 << 14, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) h[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+  });
+  return Status::Ok();
+}
+
+Status GeGlu(const float* g, const float* u, float* h, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  ParallelFor(n, 1 << 14, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float z = g[i];
+      h[i] = 0.5f * z * (1.f + std::tanh(kSqrt2OverPi * (z + 0.044715f * z * z * z))) * u[i];
+    }
+  });
+  return Status::Ok();
+}
+
+Status Softcap(float* x, int64_t n, float cap) {
+  if (!(cap > 0.f)) return Status::InvalidArgument("softcap: cap must be > 0; received " + std::to_string(cap));
+  ParallelFor(n, 1 << 14, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) x[i] = cap * std::tanh(x[i] / cap);
+  });
+  return Status::Ok();
+}
+
+Status Scale(float* x, int64_t n, float s) {
+  ParallelFor(n, 1 << 14, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) x[i] *= s;
   });
   return Status::Ok();
 }

@@ -84,6 +84,12 @@ struct KernelArgs {
   QuantKvCache kvq;
   const int32_t* quant_lens;
   const int32_t* res_start;
+  // Soft-capping and sliding window (attention.h; 0 = off). q_pos: every query row's position
+  // (device, always uploaded); kv_pos: each sequence's key-0 position (device, may be null).
+  float softcap;
+  int32_t window;
+  const int32_t* q_pos;
+  const int32_t* kv_pos;
 };
 
 // e4m3 -> f32: the hardware conversion where the architecture has it, else the exact software
@@ -126,6 +132,7 @@ __device__ __forceinline__ float WarpSum(float x) {
 struct ItemView {
   int64_t qo_start, kv_start, kv_len;
   int64_t prefix;  // keys before the item's sequence's first query token (bottom-right causal / tree)
+  int64_t kv_pos0; // the position of the sequence's key 0 (sliding window)
   int R;           // rows of the tile, <= kMaxRows
 };
 
@@ -136,6 +143,7 @@ __device__ __forceinline__ ItemView ViewItem(const KernelArgs& a, const Item& it
   v.kv_start = a.kv_indptr[it.b];
   v.kv_len = a.kv_lens ? a.kv_lens[it.b] : a.kv_indptr[it.b + 1] - v.kv_start;
   v.prefix = v.kv_len - qo_len;
+  v.kv_pos0 = a.kv_pos ? a.kv_pos[it.b] : 0;
   v.R = (it.t1 - it.t0) * a.group;
   return v;
 }
@@ -174,19 +182,42 @@ __device__ __forceinline__ void StageKvElements(const KernelArgs& a, const Item&
 
 // Whether query token t of the item's sequence sees key j (both sequence-relative), by the mask;
 // the caller checks j against the key range.
+// With a sliding window, also whether pos(t) - pos(j) < window (tree nodes sit at their own
+// queries' positions).
 __device__ __forceinline__ bool KeyVisible(const KernelArgs& a, const ItemView& v, int64_t t, int64_t j) {
-  if (a.mask == MaskMode::kCausal) return j <= v.prefix + t;
+  bool visible = true;
+  if (a.mask == MaskMode::kCausal) visible = j <= v.prefix + t;
   if (a.mask == MaskMode::kTree && j >= v.prefix) {
     const int64_t node = j - v.prefix;
     const uint32_t* bits = a.tree_mask + (v.qo_start + t) * a.mask_words;
-    return (bits[node >> 5] >> (node & 31)) & 1u;
+    visible = (bits[node >> 5] >> (node & 31)) & 1u;
   }
-  return true;
+  if (visible && a.window > 0) {
+    const int64_t kpos = a.mask == MaskMode::kTree && j >= v.prefix ? a.q_pos[v.qo_start + j - v.prefix] : v.kv_pos0 + j;
+    visible = a.q_pos[v.qo_start + t] - kpos < a.window;
+  }
+  return visible;
+}
+
+// A score after the optional soft-capping: cap * tanh(s / cap).
+__device__ __forceinline__ float CapScore(const KernelArgs& a, float s) {
+  return a.softcap > 0.f ? a.softcap * tanhf(s / a.softcap) : s;
 }
 
 // The end of the keys an item reads: its range, cut at the last key its last token sees (causal).
 __device__ __forceinline__ int64_t ItemKeyEnd(const KernelArgs& a, const Item& it, const ItemView& v) {
   return a.mask == MaskMode::kCausal ? min(it.k1, v.prefix + it.t1) : it.k1;
+}
+
+// The first key an item reads: its range, past the keys older than the window of its earliest
+// query (tree nodes are never skipped: they sit at their own positions).
+__device__ __forceinline__ int64_t ItemKeyBegin(const KernelArgs& a, const Item& it, const ItemView& v) {
+  if (a.window <= 0) return it.k0;
+  int64_t min_pos = a.q_pos[v.qo_start + it.t0];
+  for (int t = it.t0 + 1; t < it.t1; ++t) min_pos = min(min_pos, static_cast<int64_t>(a.q_pos[v.qo_start + t]));
+  int64_t lb = min_pos - a.window + 1 - v.kv_pos0;
+  if (a.mask == MaskMode::kTree) lb = min(lb, v.prefix);
+  return max(it.k0, lb);
 }
 
 // Writes dim d of tile row r: o = acc / l (0 where l = 0), and with write_lse the LSE m + log l
@@ -243,7 +274,7 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
   }
 
   const int64_t k_end = ItemKeyEnd(a, it, iv);
-  for (int64_t j0 = it.k0; j0 < k_end; j0 += kBlockKeys) {
+  for (int64_t j0 = ItemKeyBegin(a, it, iv); j0 < k_end; j0 += kBlockKeys) {
     const int nb = static_cast<int>(min(static_cast<int64_t>(kBlockKeys), k_end - j0));
     __syncthreads();  // previous block fully consumed (and Qs written, first time)
     StageKvElements(a, it, iv, j0, nb, Ks, Vs);
@@ -259,7 +290,7 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernelV1(KernelArgs a) {
 #pragma unroll 8
       for (int d = 0; d < D; ++d) s += qr[d] * kr[d];
       const bool visible = lane < nb && KeyVisible(a, iv, t, j0 + lane);
-      s = visible ? s : -INFINITY;
+      s = visible ? CapScore(a, s) : -INFINITY;
       const float m_new = fmaxf(m[i], WarpMax(s));
       if (m_new == -INFINITY) continue;  // nothing visible yet for this row
       const float p = visible ? __expf(s - m_new) : 0.f;
@@ -403,7 +434,7 @@ __global__ void __launch_bounds__(kThreadsV2) AttentionKernelV2(KernelArgs a) {
   for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
 
   const int64_t k_end = ItemKeyEnd(a, it, iv);
-  for (int64_t j0 = it.k0; j0 < k_end; j0 += kBlockKeys) {
+  for (int64_t j0 = ItemKeyBegin(a, it, iv); j0 < k_end; j0 += kBlockKeys) {
     const int nb = static_cast<int>(min(static_cast<int64_t>(kBlockKeys), k_end - j0));
     __syncthreads();  // A: the previous block's V and P fully consumed (and Qs written, first time)
     StageKvV2<kVec>(a, it, iv, j0, nb, Ks, Vs);
@@ -418,6 +449,7 @@ __global__ void __launch_bounds__(kThreadsV2) AttentionKernelV2(KernelArgs a) {
         const float* kr = Ks + jj * (D + 1);
 #pragma unroll 8
         for (int d = 0; d < D; ++d) s += qr[d] * kr[d];
+        s = CapScore(a, s);
       }
       Ps[r * kSP + jj] = s;
     }
@@ -512,10 +544,13 @@ Status PlanAttention(const AttentionParams& p, AttentionPlan* plan) {
   }
   plan->words = 0;
   plan->tree_mask.clear();
+  std::vector<int32_t> depths;
   if (p.mask == MaskMode::kTree) {
-    std::vector<int32_t> depths;
     CANOPY_RETURN_IF_ERROR(BuildTreeMask(p.qo_indptr, p.batch_size, p.tree_parents, &plan->tree_mask, &plan->words, &depths));
   }
+  // Positions depend only on the batch's shapes: resolved always (a forward pass plans once
+  // for layers with and without a window).
+  ResolveQueryPositions(p, depths.empty() ? nullptr : depths.data(), &plan->q_pos);
   const int32_t tq = std::max(1, kMaxRows / G);
   std::vector<Item> base;
   int64_t max_kv = 0;
@@ -585,6 +620,9 @@ Status BuildAttentionUpload(const AttentionParams& p, const AttentionPlan& plan,
   up->off_mask = layout.Add(plan.tree_mask.size() * sizeof(uint32_t));
   up->off_quant_lens = layout.Add(up->has_quant_lens ? p.batch_size * sizeof(int32_t) : 0);
   up->off_res_start = layout.Add(up->has_res_start ? p.batch_size * sizeof(int32_t) : 0);
+  up->has_kv_pos = p.kv_pos != nullptr;
+  up->off_q_pos = layout.Add(plan.q_pos.size() * sizeof(int32_t));
+  up->off_kv_pos = layout.Add(up->has_kv_pos ? p.batch_size * sizeof(int32_t) : 0);
   up->bytes.assign(layout.size(), 0);
   char* h = up->bytes.data();
   std::memcpy(h + up->off_items, items.data(), items.size() * sizeof(Item));
@@ -594,6 +632,8 @@ Status BuildAttentionUpload(const AttentionParams& p, const AttentionPlan& plan,
   if (up->has_mask) std::memcpy(h + up->off_mask, plan.tree_mask.data(), plan.tree_mask.size() * sizeof(uint32_t));
   if (up->has_quant_lens) std::memcpy(h + up->off_quant_lens, p.kv_quant_lens, p.batch_size * sizeof(int32_t));
   if (up->has_res_start) std::memcpy(h + up->off_res_start, p.kv_res_start, p.batch_size * sizeof(int32_t));
+  if (!plan.q_pos.empty()) std::memcpy(h + up->off_q_pos, plan.q_pos.data(), plan.q_pos.size() * sizeof(int32_t));
+  if (up->has_kv_pos) std::memcpy(h + up->off_kv_pos, p.kv_pos, p.batch_size * sizeof(int32_t));
   up->num_items = static_cast<int64_t>(items.size());
   return Status::Ok();
 }
@@ -628,6 +668,10 @@ Status LaunchAttentionUploaded(const AttentionParams& p, const AttentionPlan& pl
   if (a.quant) a.kvq = *p.kv_quant;
   a.quant_lens = up.has_quant_lens ? reinterpret_cast<const int32_t*>(dev + up.off_quant_lens) : nullptr;
   a.res_start = up.has_res_start ? reinterpret_cast<const int32_t*>(dev + up.off_res_start) : nullptr;
+  a.softcap = p.softcap;
+  a.window = p.window;
+  a.q_pos = reinterpret_cast<const int32_t*>(dev + up.off_q_pos);
+  a.kv_pos = up.has_kv_pos ? reinterpret_cast<const int32_t*>(dev + up.off_kv_pos) : nullptr;
 
   const int64_t n = up.num_items;
   Status st;

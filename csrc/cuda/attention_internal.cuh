@@ -23,19 +23,21 @@ struct AttentionPlan {
   int32_t splits = 1;  // key ranges per (sequence, kv head, query tile)
   std::vector<uint32_t> tree_mask;
   int32_t words = 0;
+  std::vector<int32_t> q_pos;  // every query row's position (attention.h), for sliding windows
 };
 
 // Tiles, split-KV choice (p.num_splits or the heuristic) and the tree mask. p must be checked.
 Status PlanAttention(const AttentionParams& p, AttentionPlan* plan);
 
-// The device-side image of a planned attention: the work items, indptrs, kv lengths, tree mask
-// and int4 quantized lengths / ring starts, at 256-byte-aligned offsets of one host buffer, to be
+// The device-side image of a planned attention: the work items, indptrs, kv lengths, tree mask,
+// int4 quantized lengths / ring starts and the positions a sliding window reads, at 256-byte-aligned offsets of one host buffer, to be
 // copied to the device in one piece. Plans and images depend on the batch's shapes, not on the
 // K/V pointers, so a forward pass builds one and launches every layer from it.
 struct AttentionUpload {
   std::vector<char> bytes;
-  size_t off_items = 0, off_qo = 0, off_kv = 0, off_lens = 0, off_mask = 0, off_quant_lens = 0, off_res_start = 0;
-  bool has_lens = false, has_mask = false, has_quant_lens = false, has_res_start = false;
+  size_t off_items = 0, off_qo = 0, off_kv = 0, off_lens = 0, off_mask = 0, off_quant_lens = 0, off_res_start = 0,
+         off_q_pos = 0, off_kv_pos = 0;
+  bool has_lens = false, has_mask = false, has_quant_lens = false, has_res_start = false, has_kv_pos = false;
   int64_t num_items = 0;
 };
 

@@ -40,6 +40,23 @@ Status Lin(const float* x, const void* w, DType dt, const float* bias, float* y,
   return Linear(MakeLinearParams(x, w, dt, bias, y, rows, in, out, acc));
 }
 
+__global__ void AddInPlaceKernel(float* x, const float* y, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] += y[i];
+}
+
+// x += y W^T, or with a post-norm (Gemma) x += RmsNorm(y W^T, post_norm); tmp holds [n, dim].
+Status ProjectResidual(const float* y, const MatrixRef& w, const void* post_norm, const LlamaModelDesc& m, float* x, float* tmp,
+                       int64_t n, int64_t in) {
+  if (post_norm == nullptr) return Lin(y, w.data, w.dtype, nullptr, x, n, in, m.dim, true);
+  CANOPY_RETURN_IF_ERROR(Lin(y, w.data, w.dtype, nullptr, tmp, n, in, m.dim, false));
+  CANOPY_RETURN_IF_ERROR(RmsNorm(tmp, post_norm, m.norm_dtype, m.norm_eps, tmp, n, m.dim));
+  const int64_t total = n * m.dim;
+  if (total == 0) return Status::Ok();
+  AddInPlaceKernel<<<static_cast<unsigned>((total + 255) / 256), 256>>>(x, tmp, total);
+  return FromCudaError(cudaGetLastError(), "AddInPlaceKernel launch");
+}
+
 }  // namespace
 
 Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
@@ -91,6 +108,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   const size_t o_tokens = s.Reserve(n * sizeof(int32_t)), o_positions = s.Reserve(n * sizeof(int32_t));
   const size_t o_dest = s.Reserve(n * sizeof(int32_t)), o_rows = s.Reserve(r * sizeof(int32_t));
   const size_t o_inv_freq = s.Reserve((D / 2) * sizeof(float));
+  const size_t o_inv_freq_local = s.Reserve(m.inv_freq_local.size() * sizeof(float));
   const size_t o_att_up = s.Reserve(att_up.bytes.size());
   const size_t upload_bytes = s.size();
   const size_t part_rows = static_cast<size_t>(n) * att_slots * m.n_heads;
@@ -109,6 +127,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   int32_t* dest = s.At<int32_t>(o_dest);
   int32_t* rows = s.At<int32_t>(o_rows);
   float* inv_freq = s.At<float>(o_inv_freq);
+  float* inv_freq_local = s.At<float>(o_inv_freq_local);
   float* x = s.At<float>(o_x);
   float* h = s.At<float>(o_h);
   float* q = s.At<float>(o_q);
@@ -130,11 +149,15 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   }
   if (r > 0) std::memcpy(upload.data() + o_rows, p.logit_rows, r * sizeof(int32_t));
   std::memcpy(upload.data() + o_inv_freq, m.inv_freq.data(), (D / 2) * sizeof(float));
+  if (!m.inv_freq_local.empty()) {
+    std::memcpy(upload.data() + o_inv_freq_local, m.inv_freq_local.data(), m.inv_freq_local.size() * sizeof(float));
+  }
   if (!att_up.bytes.empty()) std::memcpy(upload.data() + o_att_up, att_up.bytes.data(), att_up.bytes.size());
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(s.At<char>(0), upload.data(), upload_bytes, cudaMemcpyHostToDevice));
   float* part_o = s.At<float>(o_part_o);
   float* part_lse = s.At<float>(o_part_lse);
   CANOPY_RETURN_IF_ERROR(Embed(tokens, n, m.embed.data, m.embed.dtype, m.vocab, dim, x));
+  if (m.embed_scale != 1.f) CANOPY_RETURN_IF_ERROR(Scale(x, n * dim, m.embed_scale));
   QuantKvBatch seqs;
   seqs.batch = p.batch;
   seqs.kv_start = p.kv_start;
@@ -146,10 +169,13 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wq.data, w.wq.dtype, w.bq, q, n, dim, qdim, false));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wk.data, w.wk.dtype, w.bk, k, n, dim, kvdim, false));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.wv.data, w.wv.dtype, w.bv, v, n, dim, kvdim, false));
-    const RopeParams rp = MakeLlamaRopeParams(m, q, k, positions, inv_freq, n);
+    if (w.q_norm != nullptr) CANOPY_RETURN_IF_ERROR(RmsNorm(q, w.q_norm, m.norm_dtype, m.norm_eps, q, n * m.n_heads, D));
+    if (w.k_norm != nullptr) CANOPY_RETURN_IF_ERROR(RmsNorm(k, w.k_norm, m.norm_dtype, m.norm_eps, k, n * m.n_kv_heads, D));
+    const RopeParams rp = MakeLlamaRopeParams(m, q, k, positions, LlamaLayerLocalRope(m, l) ? inv_freq_local : inv_freq, n);
     CANOPY_RETURN_IF_ERROR(Rope(rp));
     QuantKvCache layer_view;
-    const AttentionParams ap = layer_attention(l, cast_q ? q_cast : q, cast_q ? o_cast : att, &layer_view);
+    AttentionParams ap = layer_attention(l, cast_q ? q_cast : q, cast_q ? o_cast : att, &layer_view);
+    ap.window = LlamaLayerWindow(m, l);  // the plan does not depend on it (positions are uploaded always)
     if (p.kv_quant != nullptr) {
       // Quantized cache: append (quantizing, or into the int4 rings), attend with f32 q.
       CANOPY_RETURN_IF_ERROR(AppendQuantKv(layer_view, MakeLlamaQuantAppend(p, seqs, k, v)));
@@ -163,12 +189,16 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     // the split partials are reused layer after layer in stream order.
     CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(ap, plan, att_up, s.At<const char>(o_att_up), att_slots, part_o, part_lse, true));
     if (cast_q) CANOPY_RETURN_IF_ERROR(CastAsync(o_cast, p.cache_dtype, att, DType::kF32, n * qdim));
-    CANOPY_RETURN_IF_ERROR(Lin(att, w.wo.data, w.wo.dtype, nullptr, x, n, qdim, dim, true));
+    CANOPY_RETURN_IF_ERROR(ProjectResidual(att, w.wo, w.post_attn_norm, m, x, h, n, qdim));
     CANOPY_RETURN_IF_ERROR(RmsNorm(x, w.ffn_norm, m.norm_dtype, m.norm_eps, h, n, dim));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.w1.data, w.w1.dtype, nullptr, g, n, dim, m.hidden_dim, false));
     CANOPY_RETURN_IF_ERROR(Lin(h, w.w3.data, w.w3.dtype, nullptr, u, n, dim, m.hidden_dim, false));
-    CANOPY_RETURN_IF_ERROR(SwiGlu(g, u, g, n * m.hidden_dim));
-    CANOPY_RETURN_IF_ERROR(Lin(g, w.w2.data, w.w2.dtype, nullptr, x, n, m.hidden_dim, dim, true));
+    if (m.activation == FfnActivation::kGeluTanh) {
+      CANOPY_RETURN_IF_ERROR(GeGlu(g, u, g, n * m.hidden_dim));
+    } else {
+      CANOPY_RETURN_IF_ERROR(SwiGlu(g, u, g, n * m.hidden_dim));
+    }
+    CANOPY_RETURN_IF_ERROR(ProjectResidual(g, w.w2, w.post_ffn_norm, m, x, h, n, m.hidden_dim));
   }
   if (r > 0) {
     GatherRowsKernel<<<static_cast<unsigned>(r), 128>>>(x, rows, dim, sel);
@@ -176,6 +206,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_RETURN_IF_ERROR(RmsNorm(sel, m.norm, m.norm_dtype, m.norm_eps, normed, r, dim));
     if (p.hidden) CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(p.hidden, normed, r * dim * sizeof(float), cudaMemcpyDeviceToDevice));
     CANOPY_RETURN_IF_ERROR(Lin(normed, m.output.data, m.output.dtype, nullptr, p.logits, r, dim, m.vocab, false));
+    if (m.final_softcap > 0.f) CANOPY_RETURN_IF_ERROR(Softcap(p.logits, r * m.vocab, m.final_softcap));
   }
   CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   // A long prefill grows the scratch; give most of it back once steps are much smaller again.

@@ -20,12 +20,12 @@ namespace cuda {
 Status PrefixAttention(const PrefixAttentionParams& p) {
   CANOPY_RETURN_IF_ERROR(CheckPrefixAttentionParams(p));
   if (p.num_levels == 0) {
-    std::vector<int32_t> qo;
+    PrefixPartStorage qo;
     return Attention(PrefixPartParams(p, -1, &qo));
   }
   if (p.total_q == 0) return Status::Ok();
   const int32_t P = p.num_levels + 1;
-  std::vector<std::vector<int32_t>> qo(P);
+  std::vector<PrefixPartStorage> qo(P);
   std::vector<AttentionParams> parts(P);
   std::vector<AttentionPlan> plans(P);
   std::vector<int32_t> slot0(P);

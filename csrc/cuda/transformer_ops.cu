@@ -3,6 +3,8 @@
 // Launchers are asynchronous on the default stream; the forward pass synchronises.
 #include <cuda_runtime.h>
 
+#include <string>
+
 #include "../common/transformer_ops.h"
 #include "check.cuh"
 
@@ -48,7 +50,7 @@ __global__ void RopeKernel(RopeParams p) {
   const int64_t n = idx / (static_cast<int64_t>(half) * heads);
   float* v = h < p.nq ? p.q + (n * p.nq + h) * p.head_dim : p.k + (n * p.nk + (h - p.nq)) * p.head_dim;
   const double angle = static_cast<double>(p.positions[n]) * p.inv_freq[j];
-  const float c = static_cast<float>(cos(angle)), s = static_cast<float>(sin(angle));
+  const float c = static_cast<float>(cos(angle) * p.attention_factor), s = static_cast<float>(sin(angle) * p.attention_factor);
   const int i0 = p.layout == RopeLayout::kInterleaved ? 2 * j : j;
   const int i1 = p.layout == RopeLayout::kInterleaved ? 2 * j + 1 : j + half;
   const float a = v[i0], b = v[i1];
@@ -59,6 +61,24 @@ __global__ void RopeKernel(RopeParams p) {
 __global__ void SwiGluKernel(const float* g, const float* u, float* h, int64_t n) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) h[i] = g[i] / (1.f + expf(-g[i])) * u[i];
+}
+
+__global__ void GeGluKernel(const float* g, const float* u, float* h, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) {
+    const float z = g[i];
+    h[i] = 0.5f * z * (1.f + tanhf(0.7978845608028654f * (z + 0.044715f * z * z * z))) * u[i];
+  }
+}
+
+__global__ void SoftcapKernel(float* x, int64_t n, float cap) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] = cap * tanhf(x[i] / cap);
+}
+
+__global__ void ScaleKernel(float* x, int64_t n, float s) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] *= s;
 }
 
 __global__ void EmbedKernel(const int32_t* tokens, const void* table, DType dt, int64_t dim, float* x) {
@@ -120,6 +140,25 @@ Status SwiGlu(const float* g, const float* u, float* h, int64_t n) {
   if (n == 0) return Status::Ok();
   SwiGluKernel<<<Blocks(n), kThreads>>>(g, u, h, n);
   return FromCudaError(cudaGetLastError(), "SwiGluKernel launch");
+}
+
+Status GeGlu(const float* g, const float* u, float* h, int64_t n) {
+  if (n == 0) return Status::Ok();
+  GeGluKernel<<<Blocks(n), kThreads>>>(g, u, h, n);
+  return FromCudaError(cudaGetLastError(), "GeGluKernel launch");
+}
+
+Status Softcap(float* x, int64_t n, float cap) {
+  if (!(cap > 0.f)) return Status::InvalidArgument("softcap: cap must be > 0; received " + std::to_string(cap));
+  if (n == 0) return Status::Ok();
+  SoftcapKernel<<<Blocks(n), kThreads>>>(x, n, cap);
+  return FromCudaError(cudaGetLastError(), "SoftcapKernel launch");
+}
+
+Status Scale(float* x, int64_t n, float s) {
+  if (n == 0) return Status::Ok();
+  ScaleKernel<<<Blocks(n), kThreads>>>(x, n, s);
+  return FromCudaError(cudaGetLastError(), "ScaleKernel launch");
 }
 
 Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype, int64_t, int64_t dim, float* x) {

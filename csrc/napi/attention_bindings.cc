@@ -3,7 +3,8 @@
 // merge_states.h for shapes and math.
 //
 // attention({q, k, v, o, lse?, qoIndptr, kvIndptr, kvLens?, mask, scale, parents?, numSplits?, naive?,
-//            kvQuant?: {cache, layer?, quantLens?, resStart?}})   (kvQuant replaces k and v)
+//            kvQuant?: {cache, layer?, quantLens?, resStart?}, softcap?, window?, qPos?, kvPos?})
+//            (kvQuant replaces k and v; softcap / window 0 = off; qPos [numTokens], kvPos [batch])
 // mergeStates({va, sa, vb, sb, vOut, sOut?})      mergeStatesN({v, s, vOut, sOut?})
 #include <napi.h>
 
@@ -128,6 +129,30 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   const double splits = ParseNumber(env, o.Get("numSplits"), "numSplits", 0);
   if (splits < 0 || splits > 1024 || splits != std::floor(splits)) throw ArgumentError(env, "numSplits must be an integer in [0, 1024]");
   p.num_splits = static_cast<int32_t>(splits);
+  p.softcap = static_cast<float>(ParseNumber(env, o.Get("softcap"), "softcap", 0));
+  const double window = ParseNumber(env, o.Get("window"), "window", 0);
+  if (window < 0 || window > 2147483647.0 || window != std::floor(window)) {
+    throw ArgumentError(env, "window must be an integer >= 0 (0 = off); received " + std::to_string(window));
+  }
+  p.window = static_cast<int32_t>(window);
+  auto q_pos = std::make_shared<std::vector<int32_t>>();
+  auto kv_pos = std::make_shared<std::vector<int32_t>>();
+  if (!o.Get("qPos").IsUndefined() && !o.Get("qPos").IsNull()) {
+    *q_pos = ParseInt32Array(env, o.Get("qPos"), "qPos");
+    if (static_cast<int64_t>(q_pos->size()) != total_q) {
+      throw ArgumentError(env, "qPos must have one entry per query row (" + std::to_string(total_q) + "); received " +
+                                   std::to_string(q_pos->size()));
+    }
+    p.q_pos = q_pos->data();
+  }
+  if (!o.Get("kvPos").IsUndefined() && !o.Get("kvPos").IsNull()) {
+    *kv_pos = ParseInt32Array(env, o.Get("kvPos"), "kvPos");
+    if (kv_pos->size() + 1 != qo_indptr->size()) {
+      throw ArgumentError(env, "kvPos must have batchSize (" + std::to_string(qo_indptr->size() - 1) + ") entries; received " +
+                                   std::to_string(kv_pos->size()));
+    }
+    p.kv_pos = kv_pos->data();
+  }
   const bool naive = o.Get("naive").ToBoolean().Value();
   // Check synchronously so bad arguments throw at the call site.
   ThrowIfError(env, CheckAttentionParams(p));
@@ -143,7 +168,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   }
   if (has_lse) args.push_back(lse);
   auto quant_hold = std::make_shared<QuantKvViewArg>(kvq);
-  return RunAsync(env, [holder, qo_indptr, kv_indptr, kv_lens, parents, on_cuda, naive, dev, quant_hold]() -> Status {
+  return RunAsync(env, [holder, qo_indptr, kv_indptr, kv_lens, parents, q_pos, kv_pos, on_cuda, naive, dev, quant_hold]() -> Status {
     if (on_cuda) {
       CANOPY_RETURN_IF_ERROR(cuda::SetDevice(dev));
       return cuda::Attention(*holder);

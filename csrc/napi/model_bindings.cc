@@ -2,8 +2,11 @@
 //
 //   createModel({ config, weights }) -> NativeModel
 //     config:  { dim, hiddenDim, vocab, nLayers, nHeads, nKvHeads, headDim, normEps, ropeLayout (0 interleaved,
-//                1 half), invFreq: Float32Array [headDim/2] }
-//     weights: { embed, norm, output?, layers: [{ attnNorm, wq, wk, wv, wo, bq?, bk?, bv?, ffnNorm, w1, w2, w3 }] }
+//                1 half), invFreq: Float32Array [headDim/2], ropeAttentionFactor? (default 1),
+//                Gemma / Phi-3 options: embedScale?, activation? (0 silu, 1 gelu tanh), attnScale?, attnSoftcap?,
+//                finalSoftcap?, layerWindows?: Int32Array [nLayers], invFreqLocal?: Float32Array [headDim/2] }
+//     weights: { embed, norm, output?, layers: [{ attnNorm, wq, wk, wv, wo, bq?, bk?, bv?, qNorm?, kNorm? ([headDim],
+//                both or neither), ffnNorm, w1, w2, w3, postAttnNorm?, postFfnNorm? }] }
 //              tensor descriptors, all on one device; the model keeps them alive until dispose().
 //              Each matrix has its own dtype (f32 / f16 / bf16), or is GGUF blocks: a uint8 descriptor
 //              with `quant` (the ggml type id, csrc/common/quant_blocks.h) holding rows * (cols / block)
@@ -133,6 +136,46 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (t.device_buffer) t.device_buffer->Acquire();  // freed only after dispose()
   }
 
+  // The optional Gemma / Phi-3 config fields (csrc/common/llama.h); absent: the Llama forward.
+  void ParseGemmaOptions(Napi::Env env, Napi::Object c) {
+    LlamaModelDesc& m = desc_;
+    auto number = [&](const char* key, double def, double lo) {
+      const double v = ParseNumber(env, c.Get(key), std::string("config.") + key, def);
+      if (!std::isfinite(v) || v < lo) {
+        throw ArgumentError(env, std::string("config.") + key + " must be a finite number >= " + std::to_string(lo) + "; received " +
+                                     std::to_string(v));
+      }
+      return static_cast<float>(v);
+    };
+    m.embed_scale = number("embedScale", 1.0, 0.0);
+    m.attn_scale = number("attnScale", 0.0, 0.0);
+    m.attn_softcap = number("attnSoftcap", 0.0, 0.0);
+    m.final_softcap = number("finalSoftcap", 0.0, 0.0);
+    const double act = ParseNumber(env, c.Get("activation"), "config.activation", 0);
+    if (act != 0 && act != 1) throw ArgumentError(env, "config.activation must be 0 (silu) or 1 (gelu, tanh approximation)");
+    m.activation = act == 0 ? FfnActivation::kSilu : FfnActivation::kGeluTanh;
+    Napi::Value wins = c.Get("layerWindows");
+    if (!wins.IsUndefined() && !wins.IsNull()) {
+      m.layer_window = ParseInt32Array(env, wins, "config.layerWindows");
+      if (m.layer_window.size() != static_cast<size_t>(m.n_layers)) {
+        throw ArgumentError(env, "config.layerWindows must have nLayers (" + std::to_string(m.n_layers) + ") entries; received " +
+                                     std::to_string(m.layer_window.size()));
+      }
+      for (int32_t x : m.layer_window) {
+        if (x < 0) throw ArgumentError(env, "config.layerWindows entries must be >= 0 (0 = global attention)");
+      }
+    }
+    Napi::Value loc = c.Get("invFreqLocal");
+    if (!loc.IsUndefined() && !loc.IsNull()) {
+      if (!loc.IsTypedArray() || loc.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+          loc.As<Napi::Float32Array>().ElementLength() != static_cast<size_t>(m.head_dim / 2)) {
+        throw ArgumentError(env, "config.invFreqLocal must be a Float32Array of headDim / 2 entries");
+      }
+      Napi::Float32Array lf = loc.As<Napi::Float32Array>();
+      m.inv_freq_local.assign(lf.Data(), lf.Data() + lf.ElementLength());
+    }
+  }
+
   void Build(Napi::Env env, Napi::Value arg) {
     if (!arg.IsObject()) throw ArgumentError(env, "createModel: expected {config, weights}");
     Napi::Object root = arg.As<Napi::Object>();
@@ -159,6 +202,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     }
     Napi::Float32Array invf = inv.As<Napi::Float32Array>();
     m.inv_freq.assign(invf.Data(), invf.Data() + invf.ElementLength());
+    ParseGemmaOptions(env, c);
+    for (float f : m.inv_freq) {
+      if (!std::isfinite(f)) throw ArgumentError(env, "config.invFreq must hold finite numbers");
+    }
+    const double af = ParseNumber(env, c.Get("ropeAttentionFactor"), "config.ropeAttentionFactor", 1.0);
+    if (!(af > 0 && af < 1e3)) throw ArgumentError(env, "config.ropeAttentionFactor must be a positive number below 1000");
+    m.rope_attention_factor = static_cast<float>(af);
 
     const int64_t qdim = static_cast<int64_t>(m.n_heads) * m.head_dim, kvdim = static_cast<int64_t>(m.n_kv_heads) * m.head_dim;
     m.embed = Matrix(env, w, "embed", "weights.embed", m.vocab, m.dim);
@@ -183,10 +233,15 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       lw.bq = static_cast<const float*>(Weight(env, lo, "bq", pre + "bq", {qdim}, true));
       lw.bk = static_cast<const float*>(Weight(env, lo, "bk", pre + "bk", {kvdim}, true));
       lw.bv = static_cast<const float*>(Weight(env, lo, "bv", pre + "bv", {kvdim}, true));
+      lw.q_norm = Weight(env, lo, "qNorm", pre + "qNorm", {m.head_dim}, true);
+      lw.k_norm = Weight(env, lo, "kNorm", pre + "kNorm", {m.head_dim}, true);
+      if ((lw.q_norm == nullptr) != (lw.k_norm == nullptr)) throw ArgumentError(env, pre + "qNorm and kNorm must be given together");
       lw.ffn_norm = Weight(env, lo, "ffnNorm", pre + "ffnNorm", {m.dim});
       lw.w1 = Matrix(env, lo, "w1", pre + "w1", m.hidden_dim, m.dim);
       lw.w2 = Matrix(env, lo, "w2", pre + "w2", m.dim, m.hidden_dim);
       lw.w3 = Matrix(env, lo, "w3", pre + "w3", m.hidden_dim, m.dim);
+      lw.post_attn_norm = Weight(env, lo, "postAttnNorm", pre + "postAttnNorm", {m.dim}, true);
+      lw.post_ffn_norm = Weight(env, lo, "postFfnNorm", pre + "postFfnNorm", {m.dim}, true);
       m.layers.push_back(lw);
     }
   }

@@ -1,7 +1,7 @@
 // prefixAttention(args): Promise<void> — shared-prefix (Hydragen) attention over levels of shared
 // prefixes and each sequence's suffix (csrc/common/prefix_attention.h).
 //
-//   prefixAttention({ q, o, lse?, qoIndptr, scale, mask (0 none, 1 causal, 2 tree), parents?, numSplits?,
+//   prefixAttention({ q, o, lse?, qoIndptr, scale, mask (0 none, 1 causal, 2 tree), parents?, numSplits?, softcap?, window?,
 //                     levels: [{ seqIndptr, kv }], suffix: kv })
 //   kv: { k?, v?, kvIndptr, kvLens?, kvQuant?: {cache, layer?, quantLens?, resStart?} }
 //       (plain k, v [kvRows, numKvHeads, headDim] in q's dtype, or a quantized cache)
@@ -165,6 +165,12 @@ Napi::Value PrefixAttention(const Napi::CallbackInfo& info) {
   p.num_levels = static_cast<int32_t>(h->levels.size());
   p.mask = static_cast<MaskMode>(static_cast<int>(mask));
   p.num_splits = static_cast<int32_t>(splits);
+  p.softcap = static_cast<float>(ParseNumber(env, o.Get("softcap"), "softcap", 0));
+  const double window = ParseNumber(env, o.Get("window"), "window", 0);
+  if (window < 0 || window > 2147483647.0 || window != std::floor(window)) {
+    throw ArgumentError(env, "window must be an integer >= 0 (0 = off); received " + std::to_string(window));
+  }
+  p.window = static_cast<int32_t>(window);
   ThrowIfError(env, CheckPrefixAttentionParams(p));
   const bool on_cuda = q.view.device.kind == DeviceKind::kCuda;
   const int dev = q.view.device.index;

@@ -96,7 +96,7 @@ bool CudaLinearMatchesCpu() {
 // RoPE on random q [rows, nq, D] and k [rows, nk, D]: CUDA equals the CPU kernel. *device gets
 // the CUDA call's parameters (device pointers, owned by *o) for further checks.
 bool RopeMatchesCpu(int64_t rows, int nq, int nk, int D, const std::vector<int32_t>& pos, const std::vector<float>& inv,
-                    RopeLayout layout, Owned* o, RopeParams* device) {
+                    RopeLayout layout, Owned* o, RopeParams* device, float attention_factor = 1.f) {
   auto q = Rand(rows * nq * D), k = Rand(rows * nk * D);
   auto qc = q, kc = k;
   RopeParams rp;
@@ -109,6 +109,7 @@ bool RopeMatchesCpu(int64_t rows, int nq, int nk, int D, const std::vector<int32
   rp.nk = nk;
   rp.head_dim = D;
   rp.layout = layout;
+  rp.attention_factor = attention_factor;
   CANOPY_CHECK_OK(cpu::Rope(rp));
   rp.q = static_cast<float*>(Up(q, &o->p));
   rp.k = static_cast<float*>(Up(k, &o->p));
@@ -140,6 +141,9 @@ bool CudaOpsMatchCpu() {
     RopeParams device;
     CANOPY_CHECK(RopeMatchesCpu(rows, 4, 2, D, {0, 1, 7, 100, 4095}, inv, layout, &o, &device), "rope layout %d",
                  static_cast<int>(layout));
+    // YaRN's attention factor scales cos and sin.
+    CANOPY_CHECK(RopeMatchesCpu(rows, 4, 2, D, {0, 1, 7, 100, 4095}, inv, layout, &o, &device, 1.1386f),
+                 "rope layout %d, attention factor", static_cast<int>(layout));
   }
   // Argmax with ties.
   std::vector<float> logits = {1, 5, 5, 2, -1, 7, 7, 7};
@@ -228,7 +232,8 @@ bool CudaOpsEdgeCases() {
   return true;
 }
 
-// A random model whose CUDA forward must match the CPU forward (causal prefill, decode, tree).
+// A random model whose CUDA forward must match the CPU forward (causal prefill, decode, tree), with
+// per-head q/k RMSNorm (Qwen3) and a RoPE attention factor (YaRN).
 // long_context: a 600-token prefill, then a decode step and a tree step over 601+ keys, so the
 // CUDA attention splits the keys (split-KV partials in the forward scratch, merged every layer)
 // and the forward scratch grows past its first size for the prefill (f32, int8 and f16 caches).
@@ -244,6 +249,7 @@ bool CudaForwardCase(bool long_context) {
   m.head_dim = 16;
   m.rope_layout = RopeLayout::kHalf;
   for (int j = 0; j < 8; ++j) m.inv_freq.push_back(std::pow(10000.f, -2.f * j / 16));
+  m.rope_attention_factor = 1.1386f;  // YaRN's, on cos and sin
   const int64_t qd = 64, kvd = 32;
   std::vector<std::vector<float>> host;
   auto mk = [&](int64_t n, float scale) {
@@ -260,6 +266,8 @@ bool CudaForwardCase(bool long_context) {
     w.wk.data = mk(kvd * m.dim, 0.25f);
     w.wv.data = mk(kvd * m.dim, 0.25f);
     w.wo.data = mk(m.dim * qd, 0.25f);
+    w.q_norm = mk(m.head_dim, 1.f);  // Qwen3's per-head q/k RMSNorm
+    w.k_norm = mk(m.head_dim, 1.f);
     w.ffn_norm = mk(m.dim, 1.f);
     w.w1.data = mk(m.hidden_dim * m.dim, 0.25f);
     w.w2.data = mk(m.dim * m.hidden_dim, 0.25f);
@@ -284,6 +292,8 @@ bool CudaForwardCase(bool long_context) {
     d.wk.data = up(w.wk.data, kvd * m.dim);
     d.wv.data = up(w.wv.data, kvd * m.dim);
     d.wo.data = up(w.wo.data, m.dim * qd);
+    d.q_norm = up(w.q_norm, m.head_dim);
+    d.k_norm = up(w.k_norm, m.head_dim);
     d.ffn_norm = up(w.ffn_norm, m.dim);
     d.w1.data = up(w.w1.data, m.hidden_dim * m.dim);
     d.w2.data = up(w.w2.data, m.dim * m.hidden_dim);

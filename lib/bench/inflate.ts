@@ -63,7 +63,10 @@ export function inflateConfig(src: ModelConfig, shape: InflateShape): ModelConfi
   need(shape.headDim >= src.headDim && shape.headDim % 2 === 0, 'headDim', `an even number >= the source's ${src.headDim}`, shape.headDim);
   need(shape.nKvHeads % src.nKvHeads === 0, 'nKvHeads', `a multiple of the source's ${src.nKvHeads}`, shape.nKvHeads);
   need(shape.nHeads % shape.nKvHeads === 0 && shape.nHeads / shape.nKvHeads >= src.nHeads / src.nKvHeads, 'nHeads', `a multiple of nKvHeads with groups of at least ${src.nHeads / src.nKvHeads}`, shape.nHeads);
-  if (src.ropeScaling || src.qkvBias) throw new ArgumentError('source', 'a model without RoPE scaling or q/k/v biases', src.ropeScaling ? 'RoPE scaling' : 'q/k/v biases');
+  if (src.ropeScaling || src.ropeFreqFactors || src.qkvBias || src.qkNorm) {
+    const what = src.ropeScaling || src.ropeFreqFactors ? 'RoPE scaling' : src.qkvBias ? 'q/k/v biases' : 'q/k norms';
+    throw new ArgumentError('source', 'a model without RoPE scaling, q/k/v biases or q/k norms', what);
+  }
   const c: ModelConfig = {
     ...src,
     ...shape,
@@ -200,16 +203,8 @@ export function writeInflatedGguf(path: string, src: ModelConfig, tensors: Map<s
       : { byteLength };
     specs.push({ name: ggufName(name), type: tt, ne: [...sh].reverse(), data, byteLength });
   }
-  const arch = config.architecture;
-  // A head size other than dim / heads (possible in small test shapes) is declared explicitly.
-  const heads: GgufEntry[] =
-    config.headDim * config.nHeads === config.dim
-      ? []
-      : [
-          [`${arch}.attention.key_length`, 'uint32', config.headDim],
-          [`${arch}.attention.value_length`, 'uint32', config.headDim],
-        ];
-  writeGguf(path, { metadata: [...llamaGgufMetadata(config, arch), ...heads, ...extraMetadata], tensors: specs });
+  // llamaGgufMetadata declares a head size other than dim / heads (possible in small test shapes).
+  writeGguf(path, { metadata: [...llamaGgufMetadata(config, config.architecture), ...extraMetadata], tensors: specs });
 }
 
 /** The tokenizer metadata (tokenizer.ggml.*) of a GGUF file, as writer entries. */

@@ -37,6 +37,21 @@ export interface AttentionOptions {
   numSplits?: number;
   /** Run the naive baseline instead (CPU only; materialised scores, for benchmarks and checks). */
   naive?: boolean;
+  /**
+   * Attention logit soft-capping (Gemma 2): scores <- softcap * tanh(scores / softcap), after the
+   * scale and before the mask and softmax. 0 or undefined: off.
+   */
+  softcap?: number;
+  /**
+   * Sliding window (Gemma 2/3 local layers): on top of the mask, a query at position P sees only
+   * keys at positions P - window + 1 .. P. 0 or undefined: off. Key j of sequence b is at
+   * position kvPos[b] + j (a tree node's key at its own query's position); query rows at qPos.
+   */
+  window?: number;
+  /** Window positions of the query rows (default: bottom-right, kvPos + kvLen - qoLen + i; trees: + depth instead of i). */
+  qPos?: Int32Array | number[];
+  /** Window positions: the position of each sequence's key 0 (default 0). */
+  kvPos?: Int32Array | number[];
 }
 
 export interface TreeAttentionOptions extends Omit<AttentionOptions, 'mask' | 'qoIndptr'> {
@@ -64,9 +79,13 @@ export interface Checked {
   kvLens?: Int32Array;
   scale: number;
   numSplits: number;
+  softcap: number;
+  window: number;
+  qPos?: Int32Array;
+  kvPos?: Int32Array;
 }
 
-function checkCommon(q: Tensor, k: Tensor, v: Tensor, options: Pick<AttentionOptions, 'qoIndptr' | 'kvIndptr' | 'kvLens' | 'scale' | 'numSplits'>): Checked {
+function checkCommon(q: Tensor, k: Tensor, v: Tensor, options: LayoutOptions): Checked {
   checkTensor(q, 'q', 3, '[numTokens, numQoHeads, headDim]');
   const [kvRows, numKvHeads, kHeadDim] = checkTensor(k, 'k', 3, '[kvRows, numKvHeads, headDim]') as [number, number, number];
   checkTensor(v, 'v', 3, '[kvRows, numKvHeads, headDim]');
@@ -87,6 +106,10 @@ export interface LayoutOptions {
   kvLens?: IntArrayLike | undefined;
   scale?: number | undefined;
   numSplits?: number | undefined;
+  softcap?: number | undefined;
+  window?: number | undefined;
+  qPos?: IntArrayLike | undefined;
+  kvPos?: IntArrayLike | undefined;
 }
 
 export function checkLayout(q: Tensor, numKvHeads: number, kvRows: number, options: LayoutOptions): Checked {
@@ -121,7 +144,21 @@ export function checkLayout(q: Tensor, numKvHeads: number, kvRows: number, optio
   if (typeof scale !== 'number' || !Number.isFinite(scale) || scale === 0) throw new ArgumentError('scale', 'a finite non-zero number', scale);
   const numSplits = options.numSplits ?? 0;
   if (!Number.isInteger(numSplits) || numSplits < 0 || numSplits > 1024) throw new ArgumentError('numSplits', 'an integer in [0, 1024]', numSplits);
-  return { qoIndptr, kvIndptr, ...(kvLens ? { kvLens } : {}), scale, numSplits };
+  const softcap = options.softcap ?? 0;
+  if (typeof softcap !== 'number' || !Number.isFinite(softcap) || softcap < 0) throw new ArgumentError('softcap', 'a finite number >= 0 (0 = off)', softcap);
+  const window = options.window ?? 0;
+  if (!Number.isInteger(window) || window < 0 || window > 0x7fffffff) throw new ArgumentError('window', 'an integer >= 0 (0 = off)', window);
+  let qPos: Int32Array | undefined;
+  if (options.qPos !== undefined) {
+    qPos = toInt32Array(options.qPos, 'qPos');
+    if (qPos.length !== numTokens) throw new ArgumentError('qPos', `an array with one entry per query row (${numTokens})`, qPos);
+  }
+  let kvPos: Int32Array | undefined;
+  if (options.kvPos !== undefined) {
+    kvPos = toInt32Array(options.kvPos, 'kvPos');
+    if (kvPos.length !== batch) throw new ArgumentError('kvPos', `an array of batchSize (${batch}) entries`, kvPos);
+  }
+  return { qoIndptr, kvIndptr, ...(kvLens ? { kvLens } : {}), scale, numSplits, softcap, window, ...(qPos ? { qPos } : {}), ...(kvPos ? { kvPos } : {}) };
 }
 
 /** Checks tree parents (one per query row, topological per sequence) and that each tree's keys fit (for lib/kernels). */
@@ -163,6 +200,10 @@ async function run(q: Tensor, kv: KvArgs | [Tensor, Tensor], c: Checked, mask: n
         ...(parents ? { parents } : {}),
         numSplits: c.numSplits,
         naive,
+        softcap: c.softcap,
+        window: c.window,
+        ...(c.qPos ? { qPos: c.qPos } : {}),
+        ...(c.kvPos ? { kvPos: c.kvPos } : {}),
       })),
     );
   } catch (e) {

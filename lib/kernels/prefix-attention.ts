@@ -72,6 +72,14 @@ export interface PrefixAttentionOptions {
   returnLse?: boolean;
   /** Split-KV count per level and suffix: 0 / undefined chooses, >= 1 forces (testing). */
   numSplits?: number;
+  /** Attention logit soft-capping as attention() (0 / undefined: off). */
+  softcap?: number;
+  /**
+   * Sliding window as attention() (0 / undefined: off), over absolute positions: each sequence's
+   * keys are [level 0 | level 1 | ... | suffix] at positions 0, 1, ...; its queries sit after them
+   * as attention() places them over the suffix (bottom-right; trees by depth).
+   */
+  window?: number;
 }
 
 const MASK = { none: 0, causal: 1, tree: 2 } as const;
@@ -88,7 +96,7 @@ function within<T>(where: string, fn: () => T): T {
 
 function checkKv(q: Tensor, kv: PrefixKv, name: string, qoIndptr: Int32Array, options: PrefixAttentionOptions): { native: NativeKvSource; numKvHeads: number; c: Checked } {
   if (kv === null || typeof kv !== 'object') throw new ArgumentError(name, '{k, v, kvIndptr, kvLens?} or {quantized, kvIndptr, kvLens?}', kv);
-  const layoutOptions = { qoIndptr, kvIndptr: kv.kvIndptr, ...(kv.kvLens !== undefined ? { kvLens: kv.kvLens } : {}), ...(options.scale !== undefined ? { scale: options.scale } : {}), ...(options.numSplits !== undefined ? { numSplits: options.numSplits } : {}) };
+  const layoutOptions = { qoIndptr, kvIndptr: kv.kvIndptr, ...(kv.kvLens !== undefined ? { kvLens: kv.kvLens } : {}), ...(options.scale !== undefined ? { scale: options.scale } : {}), ...(options.numSplits !== undefined ? { numSplits: options.numSplits } : {}), ...(options.softcap !== undefined ? { softcap: options.softcap } : {}), ...(options.window !== undefined ? { window: options.window } : {}) };
   if (kv.quantized !== undefined) {
     if (kv.k !== undefined || kv.v !== undefined) throw new ArgumentError(`${name}.k`, 'absent when quantized is given', kv.k);
     const { view, numKvHeads, kvRows } = within(`${name}.`, () => checkQuantizedView(q, kv.quantized!, 'quantized'));
@@ -155,6 +163,8 @@ export async function prefixAttention(q: Tensor, options: PrefixAttentionOptions
           mask: MASK[mask],
           ...(parents ? { parents } : {}),
           numSplits: suffix.c.numSplits,
+          softcap: suffix.c.softcap,
+          window: suffix.c.window,
           levels,
           suffix: suffix.native,
         }),

@@ -14,14 +14,14 @@ import { ArgumentError, DisposedError, awaitNative, callNative } from '../errors
 import { type Backend, type Device, selectBackend } from '../native/backend.js';
 import { native } from '../native/loader.js';
 import { checkThreadsOption, setThreads } from '../native/threads.js';
-import type { NativeLayerWeights, NativeModelHandle, TensorDescriptor } from '../native/types.js';
+import type { NativeLayerWeights, NativeModelConfig, NativeModelHandle, TensorDescriptor } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FloatDType } from '../tensor/dtype.js';
 import { QUANT_TYPES, type QuantType, quantRowBytes } from '../tensor/quant-types.js';
 import { type ModelConfig, expectedShapes, layerTensorNames } from './config.js';
 import { KvCache, type KvCacheOptions } from './kv-cache.js';
 import { retainWeightMaps } from './formats/common.js';
-import { ropeInverseFrequencies } from './rope.js';
+import { ropeLocalInverseFrequencies, ropeParameters } from './rope.js';
 
 export interface ModelWeights {
   config: ModelConfig;
@@ -39,6 +39,12 @@ export interface ModelOptions {
    * default: as it is (CANOPY_THREADS, else the physical cores). Results do not depend on it.
    */
   threads?: number;
+  /**
+   * The context the model will run with (default config.maxSeqLen): Phi-3's LongRoPE uses its
+   * short factors when it is within the original training context, the long ones beyond (as
+   * llama.cpp chooses by its context size).
+   */
+  contextLength?: number;
 }
 
 /** One sequence's tokens for a forward step. */
@@ -66,6 +72,20 @@ export interface ForwardResult {
   /** Token index (into the concatenated step tokens) of each logits row. */
   rows: number[];
   hidden?: Tensor;
+}
+
+/** The native forward's Gemma / Phi-3 options for `config` (empty for the plain Llama block). */
+function gemmaOptions(config: ModelConfig): Partial<NativeModelConfig> {
+  const out: Partial<NativeModelConfig> = {};
+  if (config.embedScale !== undefined) out.embedScale = config.embedScale;
+  if (config.activation === 'gelu_tanh') out.activation = 1;
+  if (config.attnScale !== undefined) out.attnScale = config.attnScale;
+  if (config.attnSoftcap !== undefined) out.attnSoftcap = config.attnSoftcap;
+  if (config.finalSoftcap !== undefined) out.finalSoftcap = config.finalSoftcap;
+  if (config.layerWindows !== undefined) out.layerWindows = Int32Array.from(config.layerWindows);
+  const local = ropeLocalInverseFrequencies(config);
+  if (local) out.invFreqLocal = local;
+  return out;
 }
 
 export class Model {
@@ -110,6 +130,8 @@ export class Model {
     const quant = weights.quant ?? new Map<string, QuantType>();
     // Block-quantized weights run on the CPU only for now: 'auto' picks it for them.
     const threads = checkThreadsOption(options.threads);
+    const contextLength = options.contextLength ?? config.maxSeqLen;
+    if (!Number.isSafeInteger(contextLength) || contextLength < 1) throw new ArgumentError('options.contextLength', 'a positive integer', options.contextLength);
     const auto = (options.backend ?? 'auto') === 'auto';
     const selected = selectBackend(options.backend ?? 'auto', 'backend');
     const placement =
@@ -189,15 +211,18 @@ export class Model {
           wv: await placeMatrix(n.wv),
           wo: await placeMatrix(n.wo),
           ...(config.qkvBias ? { bq: await place(n.bq, 'bias'), bk: await place(n.bk, 'bias'), bv: await place(n.bv, 'bias') } : {}),
+          ...(config.qkNorm ? { qNorm: await place(n.qNorm, 'norm'), kNorm: await place(n.kNorm, 'norm') } : {}),
           ffnNorm: await place(n.ffnNorm, 'norm'),
           w1: await placeMatrix(n.w1),
           w2: await placeMatrix(n.w2),
           w3: await placeMatrix(n.w3),
+          ...(config.postNorms ? { postAttnNorm: await place(n.postAttnNorm, 'norm'), postFfnNorm: await place(n.postFfnNorm, 'norm') } : {}),
         });
       }
       const embed = await placeMatrix('embed');
       const norm = await place('norm', 'norm');
       const output = config.tiedEmbeddings ? undefined : await placeMatrix('output');
+      const rope = ropeParameters(config, contextLength);
       const addon = native();
       const handle = callNative(
         () =>
@@ -212,7 +237,9 @@ export class Model {
               headDim: config.headDim,
               normEps: config.normEps,
               ropeLayout: config.ropeStyle === 'interleaved' ? 0 : 1,
-              invFreq: ropeInverseFrequencies(config),
+              invFreq: rope.invFreq,
+              ropeAttentionFactor: rope.attentionFactor,
+              ...gemmaOptions(config),
             },
             weights: { embed, norm, ...(output ? { output } : {}), layers },
           }),

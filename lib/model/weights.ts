@@ -5,6 +5,8 @@
  *   a directory                          Hugging Face (config.json + safetensors)   lib/model/formats/hf.ts
  *                                        (a .safetensors or config.json path is refused: pass the directory)
  *   *.gguf, or a file starting "GGUF"    GGUF v2/v3 (llama.cpp)                     lib/model/formats/gguf.ts
+ *   a PyTorch checkpoint (ZIP or pickle), a pre-GGUF ggml file, a bare safetensors file:
+ *                                        an ArgumentError saying what the file is (unknown format)
  *   anything else                        llama2.c checkpoint (v0, or v1/v2 "ak42")  lib/model/formats/llama2c.ts
  *
  * Tensors stored as f32, f16 or bf16, and GGUF block-quantized tensors (Q8_0,
@@ -63,9 +65,39 @@ export function detectFormat(path: string): WeightFormat {
   if (lower.endsWith('.safetensors') || lower.endsWith('config.json') || lower.endsWith('.safetensors.index.json')) {
     throw new ArgumentError(`${path}: a Hugging Face model is loaded from its directory (config.json + safetensors); pass the directory`);
   }
-  const head = readBytes(path, 0, 4);
-  if (head.length === 4 && head.readUInt32LE(0) === GGUF_MAGIC) return 'gguf';
+  const head = readBytes(path, 0, 16);
+  if (head.length >= 4 && head.readUInt32LE(0) === GGUF_MAGIC) return 'gguf';
+  const other = recognizeOtherFormat(head, path);
+  if (other) throw new ArgumentError(`${path}: unknown model format: the file is ${other}. canopy reads GGUF files, Hugging Face folders (config.json + safetensors) and llama2.c checkpoints`);
   return 'llama2c';
+}
+
+/**
+ * What a file that is neither GGUF nor llama2.c is, by its first bytes, or undefined (then it is
+ * read as a llama2.c checkpoint, whose version 0 has no magic). Names the formats people pass
+ * by mistake, so the error says what the file is instead of reporting a corrupt llama2.c header.
+ */
+function recognizeOtherFormat(head: Buffer, path: string): string | undefined {
+  if (head.length >= 4 && head.toString('latin1', 0, 4) === 'PK\x03\x04') {
+    return 'a ZIP archive: a PyTorch checkpoint (torch.save, e.g. pytorch_model.bin or .pt / .pth) is not read; convert it to safetensors or GGUF';
+  }
+  // A pickle stream starts with the PROTO opcode 0x80, a protocol number and an opcode (torch.save's
+  // legacy format: 80 02 8a 0a, the magic number as a LONG1). A llama2.c v0 header starting with
+  // dim 640 (80 02 00 00) has a third byte below 0x10 (dim < 2^20): no opcode is that small here.
+  if (head.length >= 3 && head[0] === 0x80 && head[1]! >= 2 && head[1]! <= 5 && head[2]! >= 0x10) {
+    return `a Python pickle (protocol ${head[1]}): a legacy PyTorch checkpoint is not read; convert it to safetensors or GGUF`;
+  }
+  const magic = head.length >= 4 ? head.readUInt32LE(0) : 0;
+  const ggml: Record<number, string> = { 0x67676d6c: 'ggml', 0x67676d66: 'ggmf', 0x67676a74: 'ggjt', 0x67676c61: 'ggla' };
+  if (ggml[magic]) return `a pre-GGUF llama.cpp file ('${ggml[magic]}' magic); convert it to GGUF with llama.cpp`;
+  // safetensors: a little-endian u64 header length, then the JSON header's '{'.
+  if (head.length >= 9 && head[8] === 0x7b) {
+    const len = head.readBigUInt64LE(0);
+    if (len > 1n && len < BigInt(1 << 30)) {
+      return `a safetensors file: a Hugging Face model is loaded from its directory (config.json + safetensors); pass the directory that holds ${JSON.stringify(path.split(/[\\/]/).pop())}`;
+    }
+  }
+  return undefined;
 }
 
 /** Loads a model's config and canonical tensors from `path` (see the module comment). */

@@ -102,6 +102,17 @@ export interface NativeModelConfig {
   /** 0 interleaved pairs, 1 half split */
   ropeLayout: number;
   invFreq: Float32Array;
+  /** Gemma / Phi-3 options (csrc/common/llama.h); absent: the plain Llama forward. */
+  embedScale?: number;
+  /** 0 silu (SwiGLU), 1 gelu with the tanh approximation (GeGLU) */
+  activation?: number;
+  attnScale?: number;
+  attnSoftcap?: number;
+  finalSoftcap?: number;
+  layerWindows?: Int32Array;
+  invFreqLocal?: Float32Array;
+  /** Multiplies RoPE's cos and sin (YaRN); default 1. */
+  ropeAttentionFactor?: number;
 }
 
 export interface NativeLayerWeights {
@@ -113,10 +124,15 @@ export interface NativeLayerWeights {
   bq?: TensorDescriptor;
   bk?: TensorDescriptor;
   bv?: TensorDescriptor;
+  /** Per-head q / k RMSNorm weights [headDim] (Qwen3), both or neither. */
+  qNorm?: TensorDescriptor;
+  kNorm?: TensorDescriptor;
   ffnNorm: TensorDescriptor;
   w1: TensorDescriptor;
   w2: TensorDescriptor;
   w3: TensorDescriptor;
+  postAttnNorm?: TensorDescriptor;
+  postFfnNorm?: TensorDescriptor;
 }
 
 /** A quantized KV cache as the addon reads it (csrc/napi/kv_quant_arg.h). */
@@ -202,6 +218,10 @@ export interface NativeAddon {
     parents?: Int32Array;
     numSplits?: number;
     naive?: boolean;
+    softcap?: number;
+    window?: number;
+    qPos?: Int32Array;
+    kvPos?: Int32Array;
   }): Promise<void>;
   /** Shared-prefix attention (csrc/common/prefix_attention.h). */
   prefixAttention(args: {
@@ -213,6 +233,8 @@ export interface NativeAddon {
     mask: number;
     parents?: Int32Array;
     numSplits?: number;
+    softcap?: number;
+    window?: number;
     levels: Array<{ seqIndptr: Int32Array; kv: NativeKvSource }>;
     suffix: NativeKvSource;
   }): Promise<void>;

@@ -18,6 +18,14 @@ export interface RefProblem {
   mask: 'none' | 'causal' | 'tree';
   parents?: ArrayLike<number>;
   scale: number;
+  /** Logit soft-capping: s <- softcap * tanh(s / softcap) before the mask (0 / undefined: off). */
+  softcap?: number;
+  /** Sliding window: key visible only if pos(query) - pos(key) < window (0 / undefined: off). */
+  window?: number;
+  /** Query row positions (default: kvPos + prefix + t, trees: + depth). */
+  qPos?: ArrayLike<number>;
+  /** Position of each sequence's key 0 (default 0). */
+  kvPos?: ArrayLike<number>;
 }
 
 /** Ancestor-or-self sets per node, from parents (local indices, -1 = prefix). */
@@ -44,6 +52,10 @@ export function attentionReference(p: RefProblem): { o: Float64Array; lse: Float
     const kvLen = p.kvLens ? p.kvLens[b]! : p.kvIndptr[b + 1]! - ks;
     const prefix = kvLen - qlen;
     const anc = p.mask === 'tree' ? ancestorSets(p.parents!, qs, qlen) : [];
+    // Positions (window only): a tree node sits at prefix + its depth (ancestors other than itself).
+    const kvPos0 = p.kvPos ? p.kvPos[b]! : 0;
+    const qPos = (t: number) => (p.qPos ? p.qPos[qs + t]! : kvPos0 + prefix + (p.mask === 'tree' ? anc[t]!.size - 1 : t));
+    const keyPos = (j: number) => (p.mask === 'tree' && j >= prefix ? qPos(j - prefix) : kvPos0 + j);
     for (let t = 0; t < qlen; t++) {
       for (let h = 0; h < p.hq; h++) {
         const kh = Math.floor(h / group);
@@ -52,9 +64,11 @@ export function attentionReference(p: RefProblem): { o: Float64Array; lse: Float
         for (let j = 0; j < kvLen; j++) {
           if (p.mask === 'causal' && j > prefix + t) continue;
           if (p.mask === 'tree' && j >= prefix && !anc[t]!.has(j - prefix)) continue;
+          if (p.window && qPos(t) - keyPos(j) >= p.window) continue;
           let s = 0;
           for (let x = 0; x < p.d; x++) s += p.q[((qs + t) * p.hq + h) * p.d + x]! * p.k[((ks + j) * p.hkv + kh) * p.d + x]!;
-          scores.push(s * p.scale);
+          s *= p.scale;
+          scores.push(p.softcap ? p.softcap * Math.tanh(s / p.softcap) : s);
           keys.push(j);
         }
         if (scores.length === 0) continue; // output 0, lse -inf

@@ -25,6 +25,58 @@ const configs: Array<[string, ModelConfig]> = [
   ['Qwen2-like: biases, half-split RoPE, untied, MQA', randomConfig({ architecture: 'qwen2', qkvBias: true, ropeStyle: 'half', tiedEmbeddings: false, nHeads: 2, nKvHeads: 1, headDim: 32 })],
   ['Llama-3 RoPE scaling, head size 8', randomConfig({ nHeads: 8, nKvHeads: 4, headDim: 8, ropeTheta: 500000, ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 16 } })],
   ['head_dim 72 (not a multiple of 32), 3 layers', randomConfig({ nHeads: 4, nKvHeads: 2, headDim: 72, nLayers: 3 })],
+  [
+    'Gemma 2-like: GeGLU, post norms, embedding scale, query scale, soft-capping, window 3 on alternate layers',
+    randomConfig({
+      architecture: 'gemma2',
+      nLayers: 3,
+      ropeStyle: 'half',
+      activation: 'gelu_tanh',
+      postNorms: true,
+      embedScale: 8,
+      attnScale: 1 / Math.sqrt(24),
+      attnSoftcap: 1.5,
+      finalSoftcap: 2,
+      layerWindows: [3, 0, 3],
+    }),
+  ],
+  [
+    'Gemma 3-like: q/k norms, 5 local layers (window 4, RoPE base 10k) per global one (base 1M, linear scaling 8)',
+    randomConfig({
+      architecture: 'gemma3',
+      qkNorm: true,
+      nLayers: 6,
+      dim: 32,
+      hiddenDim: 40,
+      ropeStyle: 'half',
+      activation: 'gelu_tanh',
+      postNorms: true,
+      embedScale: Math.sqrt(32),
+      layerWindows: [4, 4, 4, 4, 4, 0],
+      ropeTheta: 1e6,
+      ropeThetaLocal: 10000,
+      ropeScaling: { type: 'linear', factor: 8 },
+    }),
+  ],
+  [
+    'Phi-3-like: LongRoPE (long factors past the original 32 positions, attention factor)',
+    randomConfig({
+      architecture: 'phi3',
+      ropeStyle: 'half',
+      tiedEmbeddings: false,
+      ropeScaling: {
+        type: 'longrope',
+        longFactors: [1, 1.5, 2, 3, 5, 8, 13, 21],
+        shortFactors: [1, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7],
+        originalMaxPositionEmbeddings: 32,
+        attentionFactor: Math.sqrt(1 + Math.log(64 / 32) / Math.log(32)),
+      },
+    }),
+  ],
+  ['Qwen3-like: per-head q/k RMSNorm, half-split RoPE, heads wider than dim, untied', randomConfig({ architecture: 'qwen3', qkNorm: true, ropeStyle: 'half', nHeads: 4, nKvHeads: 2, headDim: 24, tiedEmbeddings: false, ropeTheta: 1000000 })],
+  ['YaRN (factor 4, attention factor 1.1386), half-split RoPE', randomConfig({ architecture: 'qwen2', ropeStyle: 'half', headDim: 32, nHeads: 2, nKvHeads: 2, ropeScaling: { type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 64, betaFast: 32, betaSlow: 1, attentionFactor: 0.1 * Math.log(4) + 1, truncate: true } })],
+  ['linear RoPE scaling (factor 2.5)', randomConfig({ ropeScaling: { type: 'linear', factor: 2.5 } })],
+  ['GGUF rope_freqs factors (Llama 3.1 as llama.cpp stores it)', randomConfig({ nHeads: 8, nKvHeads: 4, headDim: 8, ropeTheta: 500000, ropeFreqFactors: [1, 1.5, 4.25, 8] })],
 ];
 
 const prompt = [3, 17, 5, 30, 1, 22, 9];

@@ -132,6 +132,8 @@ const HF_LAYER: Record<string, string> = {
   bq: 'self_attn.q_proj.bias',
   bk: 'self_attn.k_proj.bias',
   bv: 'self_attn.v_proj.bias',
+  qNorm: 'self_attn.q_norm.weight',
+  kNorm: 'self_attn.k_norm.weight',
   ffnNorm: 'post_attention_layernorm.weight',
   w1: 'mlp.gate_proj.weight',
   w2: 'mlp.down_proj.weight',

@@ -127,6 +127,8 @@ interface AttnCase {
   mask: 'none' | 'causal' | 'tree';
   residual?: number; // int4: keep the newest keys in the ring
   numSplits?: number;
+  softcap?: number;
+  window?: number;
 }
 
 /**
@@ -134,6 +136,7 @@ interface AttnCase {
  * returns it with attention over the dequantized keys and over the original keys.
  */
 async function runAttn(c: AttnCase, qdtype: FloatDType, seed: number, naive = false) {
+  const gemma = { ...(c.softcap !== undefined ? { softcap: c.softcap } : {}), ...(c.window !== undefined ? { window: c.window } : {}) };
   const B = c.qlens.length;
   const group = 32;
   const cap = Math.ceil(Math.max(...c.kvlens, 1) / group) * group;
@@ -173,6 +176,7 @@ async function runAttn(c: AttnCase, qdtype: FloatDType, seed: number, naive = fa
     naive,
     ...(c.mask === 'tree' ? { parents } : {}),
     ...(c.numSplits !== undefined ? { numSplits: c.numSplits } : {}),
+    ...gemma,
   };
   const got = await quantizedAttention(q, { cache, ...(c.format === 'int4' ? { quantLens } : {}) }, opts);
   // The dequantized copy, laid out contiguously per sequence.
@@ -206,6 +210,7 @@ async function runAttn(c: AttnCase, qdtype: FloatDType, seed: number, naive = fa
     mask: c.mask,
     ...(c.mask === 'tree' ? { parents } : {}),
     scale: 1 / Math.sqrt(c.d),
+    ...gemma,
   });
   const refDeq = attentionReference({
     q: Float64Array.from(q.toFloat32()),
@@ -219,6 +224,7 @@ async function runAttn(c: AttnCase, qdtype: FloatDType, seed: number, naive = fa
     mask: c.mask,
     ...(c.mask === 'tree' ? { parents } : {}),
     scale: 1 / Math.sqrt(c.d),
+    ...gemma,
   });
   cache.dispose();
   return { got, onDeq, refOrig, refDeq };
@@ -250,6 +256,23 @@ describe.each(FORMATS)('attention over a %s cache', (format) => {
         // And against the float64 reference on the dequantized keys (independent of the kernels).
         expect(mismatches(r.got.out.toFloat32(), r.refDeq.o, 2e-5, 2e-5), `vs float64 on dequantized, isa ${isa}`).toEqual([]);
       }
+    },
+  );
+
+  it.each(ATTN_CASES.map((c, i) => ({ ...c, i, name: `q${c.qlens.join('+')} kv${c.kvlens.join('+')} h${c.hq}/${c.hkv} d${c.d} ${c.mask}` })))(
+    'with softcap 15 and a window of 8 equals the float64 reference on the dequantized cache: $name',
+    async (c) => {
+      for (const isa of ['auto', 'avx2']) {
+        if (isa === 'avx2') process.env.CANOPY_CPU_ISA = 'avx2';
+        else delete process.env.CANOPY_CPU_ISA;
+        for (const naive of [false, true]) {
+          const r = await runAttn({ ...c, format, softcap: 15, window: 8 }, 'f32', 500 + c.i, naive);
+          const what = `isa ${isa}, naive ${naive}`;
+          expect(mismatches(r.got.out.toFloat32(), r.refDeq.o, 2e-5, 2e-5), `vs float64 on dequantized, ${what}`).toEqual([]);
+          expect(mismatches(r.got.lse!.toFloat32(), r.refDeq.lse, 5e-5, 1e-5), `lse, ${what}`).toEqual([]);
+        }
+      }
+      delete process.env.CANOPY_CPU_ISA;
     },
   );
 

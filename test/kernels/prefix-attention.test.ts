@@ -33,6 +33,9 @@ interface Spec {
   numSplits?: number;
   /** Rows of NaN after each group's / sequence's keys (never read). */
   pad?: number;
+  /** Logit soft-capping and sliding window (absolute positions over the concatenated keys). */
+  softcap?: number;
+  window?: number;
 }
 
 const TOL: Record<FloatDType, [number, number]> = { f32: [2e-5, 2e-5], f16: [2e-4, 1e-3], bf16: [2e-3, 8e-3] };
@@ -133,6 +136,7 @@ function reassemble(s: Spec, b: Built) {
 
 async function check(s: Spec, dtype: FloatDType, seed: number) {
   const b = await build(s, dtype, seed);
+  const gemma = { ...(s.softcap !== undefined ? { softcap: s.softcap } : {}), ...(s.window !== undefined ? { window: s.window } : {}) };
   const got = await prefixAttention(b.q, {
     levels: b.levels.map((l) => ({ seqIndptr: l.seqIndptr, kv: l.kv })),
     suffix: b.suffix,
@@ -141,6 +145,7 @@ async function check(s: Spec, dtype: FloatDType, seed: number) {
     returnLse: true,
     ...(s.mask === 'tree' ? { parents: b.parents } : {}),
     ...(s.numSplits !== undefined ? { numSplits: s.numSplits } : {}),
+    ...gemma,
   });
   const full = reassemble(s, b);
   const rows = full.kvIndptr[full.kvIndptr.length - 1]!;
@@ -156,14 +161,15 @@ async function check(s: Spec, dtype: FloatDType, seed: number) {
     mask: s.mask,
     ...(s.mask === 'tree' ? { parents: b.parents } : {}),
     scale: 1 / Math.sqrt(s.d),
+    ...gemma,
   });
   // Plain attention over the reassembled keys (the kernels' own answer to the same question).
   const kT = await tensorOf(full.k, [rows, s.hkv, s.d], dtype);
   const vT = await tensorOf(full.v, [rows, s.hkv, s.d], dtype);
   const plain =
     s.mask === 'tree'
-      ? await treeAttention(b.q, kT, vT, { qoIndptr: b.qoIndptr, kvIndptr: full.kvIndptr, parents: b.parents, returnLse: true })
-      : await attention(b.q, kT, vT, { qoIndptr: b.qoIndptr, kvIndptr: full.kvIndptr, mask: s.mask, returnLse: true });
+      ? await treeAttention(b.q, kT, vT, { qoIndptr: b.qoIndptr, kvIndptr: full.kvIndptr, parents: b.parents, returnLse: true, ...gemma })
+      : await attention(b.q, kT, vT, { qoIndptr: b.qoIndptr, kvIndptr: full.kvIndptr, mask: s.mask, returnLse: true, ...gemma });
   return { got, ref, plain };
 }
 
@@ -263,6 +269,28 @@ describe('prefixAttention equals attention over each sequence\'s concatenated ke
         expect(mismatches(out, r.plain.out.toFloat32(), 2e-6, 1e-5), `vs attention(), ${what}`).toEqual([]);
       }
     }
+  });
+
+  // Gemma-style soft-capping and sliding windows: the window is over absolute positions, so it
+  // cuts into shared prefixes (window 8: only the suffix and the end of the last level; 40: into
+  // earlier levels) and must agree with attention over the concatenation.
+  it.each(SPECS.map((s, i) => ({ ...s, i })))('with softcap 20 and windows 8 / 40: $name', async (s) => {
+    for (const isa of ['auto', 'avx2']) {
+      if (isa === 'avx2') process.env.CANOPY_CPU_ISA = 'avx2';
+      else delete process.env.CANOPY_CPU_ISA;
+      for (const window of [8, 40]) {
+        for (const numSplits of [undefined, 3]) {
+          const r = await check({ ...s, softcap: 20, window, ...(numSplits !== undefined ? { numSplits } : {}) }, 'f32', 60 + s.i);
+          const out = r.got.out.toFloat32();
+          const what = `isa ${isa}, window ${window}, numSplits ${numSplits ?? 'auto'}`;
+          expect(out.some(Number.isNaN), what).toBe(false);
+          expect(mismatches(out, r.ref.o, ...TOL.f32), `vs float64, ${what}`).toEqual([]);
+          expect(mismatches(r.got.lse!.toFloat32(), r.ref.lse, 5e-5, 1e-5), `lse, ${what}`).toEqual([]);
+          expect(mismatches(out, r.plain.out.toFloat32(), 2e-6, 1e-5), `vs attention(), ${what}`).toEqual([]);
+        }
+      }
+    }
+    delete process.env.CANOPY_CPU_ISA;
   });
 
   it.each(['f16', 'bf16'] as const)('in %s (states merged in f32, rounded once)', async (dtype) => {

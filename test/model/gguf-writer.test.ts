@@ -12,6 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { expectedShapes } from '../../lib/model/config.js';
 import { readGguf } from '../../lib/model/formats/gguf.js';
 import { ggufName, syntheticVocabMetadata, writeGguf, writeLlamaGguf } from '../../lib/model/formats/gguf-writer.js';
+import { ropeParameters } from '../../lib/model/rope.js';
+import { llama3FreqFactors } from '../helpers/rope-reference.js';
 import { loadModel } from '../../lib/model/load.js';
 import { loadWeights } from '../../lib/model/weights.js';
 import { decodeFloats, encodeFloats } from '../../lib/tensor/dtype.js';
@@ -61,6 +63,25 @@ describe('writeLlamaGguf', () => {
     const eager = join(dir, 'eager.gguf');
     writeLlamaGguf(eager, config, tensors);
     expect(readFileSync(path).equals(readFileSync(eager))).toBe(true);
+  });
+
+  it("llama3 scaling is written as llama.cpp's converter writes it: a rope_freqs.weight tensor, read back as the same frequencies", () => {
+    const l3 = randomConfig({ vocabSize: 300, headDim: 32, nHeads: 2, nKvHeads: 2, ropeTheta: 500000, ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 256 } });
+    const path = join(dir, 'llama3.gguf');
+    writeLlamaGguf(path, l3, syntheticTensors(l3, 4).tensors);
+    const f = readGguf(path);
+    expect(f.tensors.find((t) => t.name === 'rope_freqs.weight')).toMatchObject({ typeName: 'F32', ne: [16] });
+    expect([...f.metadata.keys()].some((k) => k.includes('rope.scaling'))).toBe(false);
+    const w = loadWeights(path);
+    try {
+      expect(w.config.ropeScaling).toBeUndefined();
+      expect(w.config.ropeFreqFactors).toEqual(llama3FreqFactors(32, 500000, 8, 1, 4, 256).map(Math.fround));
+      const a = ropeParameters(l3).invFreq;
+      const b = ropeParameters(w.config).invFreq;
+      for (let j = 0; j < 16; j++) expect(Math.abs(a[j]! - b[j]!)).toBeLessThanOrEqual(a[j]! * 2 ** -21);
+    } finally {
+      w.dispose();
+    }
   });
 
   it('the made-up vocabulary loads as canopy\'s GGUF tokenizer: specials, byte tokens, pieces', async () => {

@@ -209,19 +209,29 @@ export function ggufName(canonical: string): string {
     bq: 'attn_q.bias',
     bk: 'attn_k.bias',
     bv: 'attn_v.bias',
+    qNorm: 'attn_q_norm.weight',
+    kNorm: 'attn_k_norm.weight',
     ffnNorm: 'ffn_norm.weight',
     w1: 'ffn_gate.weight',
     w2: 'ffn_down.weight',
     w3: 'ffn_up.weight',
+    postAttnNorm: 'post_attention_norm.weight',
+    postFfnNorm: 'post_ffw_norm.weight',
   };
   const m = /^layers\.(\d+)\.(\w+)$/.exec(canonical);
   if (!m || !L[m[2]!]) throw new ArgumentError('canonical', 'a canonical tensor name (embed, norm, output, layers.N.wq, ...)', canonical);
   return `blk.${m[1]}.${L[m[2]!]}`;
 }
 
-/** The metadata a llama-architecture GGUF needs for `c` (the keys llama.cpp writes); BOS 1, EOS 2. */
+/**
+ * The metadata a Llama-family GGUF needs for `c` (the keys llama.cpp's converter writes); BOS 1,
+ * EOS 2. The head size is written (attention.key_length / value_length) when it is not dim /
+ * nHeads (Qwen3, Mistral Nemo); RoPE scaling as rope.scaling.* (linear: type and factor; yarn:
+ * also original_context_length; llama3 scaling is not metadata but the rope_freqs.weight tensor,
+ * which writeLlamaGguf adds: ggufRopeFreqs).
+ */
 export function llamaGgufMetadata(c: ModelConfig, arch = 'llama'): GgufEntry[] {
-  return [
+  const entries: GgufEntry[] = [
     ['general.architecture', 'string', arch],
     [`${arch}.context_length`, 'uint32', c.maxSeqLen],
     [`${arch}.embedding_length`, 'uint32', c.dim],
@@ -234,6 +244,45 @@ export function llamaGgufMetadata(c: ModelConfig, arch = 'llama'): GgufEntry[] {
     ['tokenizer.ggml.bos_token_id', 'uint32', 1],
     ['tokenizer.ggml.eos_token_id', 'uint32', 2],
   ];
+  if (c.headDim * c.nHeads !== c.dim) {
+    entries.push([`${arch}.attention.key_length`, 'uint32', c.headDim], [`${arch}.attention.value_length`, 'uint32', c.headDim]);
+  }
+  const s = c.ropeScaling;
+  if (s?.type === 'linear') {
+    entries.push([`${arch}.rope.scaling.type`, 'string', 'linear'], [`${arch}.rope.scaling.factor`, 'float32', s.factor]);
+  } else if (s?.type === 'yarn') {
+    entries.push(
+      [`${arch}.rope.scaling.type`, 'string', 'yarn'],
+      [`${arch}.rope.scaling.factor`, 'float32', s.factor],
+      [`${arch}.rope.scaling.original_context_length`, 'uint32', s.originalMaxPositionEmbeddings],
+    );
+  }
+  return entries;
+}
+
+/**
+ * The rope_freqs.weight values of `c`: its ropeFreqFactors, or, for llama3 scaling, the divisors
+ * llama.cpp's converter (convert_hf_to_gguf.py, LlamaModel) computes: per pair, with the unscaled
+ * frequency f = theta^(-2j/d) and wavelength w = 2 pi / f, 1 when w < L / high_freq_factor,
+ * factor when w > L / low_freq_factor, else 1 / ((1 - s) / factor + s) with
+ * s = (L / w - low_freq_factor) / (high_freq_factor - low_freq_factor). Undefined when neither.
+ */
+export function ggufRopeFreqs(c: ModelConfig): Float32Array | undefined {
+  if (c.ropeFreqFactors) return Float32Array.from(c.ropeFreqFactors);
+  const s = c.ropeScaling;
+  if (s?.type !== 'llama3') return undefined;
+  const out = new Float32Array(c.headDim / 2);
+  const L = s.originalMaxPositionEmbeddings;
+  for (let j = 0; j < out.length; j++) {
+    const w = (2 * Math.PI) / c.ropeTheta ** ((-2 * j) / c.headDim);
+    if (w < L / s.highFreqFactor) out[j] = 1;
+    else if (w > L / s.lowFreqFactor) out[j] = s.factor;
+    else {
+      const smooth = (L / w - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+      out[j] = 1 / ((1 - smooth) / s.factor + smooth);
+    }
+  }
+  return out;
 }
 
 /**
@@ -297,5 +346,7 @@ export function writeLlamaGguf(
     const get = typeof values === 'function' ? values : () => values;
     specs.push({ name: ggufName(name), type: t, ne: [...shape].reverse(), data: () => ggmlFloatBytes(get(), t), byteLength: numel * (t === 0 ? 4 : 2) });
   }
+  const freqs = ggufRopeFreqs(config);
+  if (freqs) specs.push({ name: 'rope_freqs.weight', type: 0, ne: [freqs.length], data: new Uint8Array(freqs.buffer) });
   writeGguf(path, { metadata: [...llamaGgufMetadata(config, config.architecture), ...(options.extraMetadata ?? [])], tensors: specs });
 }

@@ -28,7 +28,10 @@ import { ArgumentError, IoError } from '../../errors.js';
 import { fromF16Bits } from '../../tensor/dtype.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { type QuantType, quantTypeOfGgmlId } from '../../tensor/quant-types.js';
-import { type ModelConfig, checkConfigBounds, layerTensorNames } from '../config.js';
+import { fusedGateUpRows, fusedQkvRows, ggufGemmaOptions, ggufLongRope } from './arch-options.js';
+import { ARCHITECTURES, isArchitecture, isIgnorableTensor } from '../architectures.js';
+import { type ModelConfig, type RopeScaling, checkConfigBounds, layerTensorNames } from '../config.js';
+import { yarnMscale } from '../rope.js';
 import {
   type LoadedWeightsBase,
   type TensorSource,
@@ -41,6 +44,7 @@ import {
   fileSize,
   mappedSource,
   materialize,
+  readBytes,
 } from './common.js';
 
 /** "GGUF" read as a little-endian uint32. */
@@ -384,10 +388,14 @@ const LAYER_NAMES: Record<string, keyof ReturnType<typeof layerTensorNames>> = {
   'attn_q.bias': 'bq',
   'attn_k.bias': 'bk',
   'attn_v.bias': 'bv',
+  'attn_q_norm.weight': 'qNorm',
+  'attn_k_norm.weight': 'kNorm',
   'ffn_norm.weight': 'ffnNorm',
   'ffn_gate.weight': 'w1',
   'ffn_down.weight': 'w2',
   'ffn_up.weight': 'w3',
+  'post_attention_norm.weight': 'postAttnNorm',
+  'post_ffw_norm.weight': 'postFfnNorm',
 };
 const GLOBAL_NAMES: Record<string, string> = { 'token_embd.weight': 'embed', 'output_norm.weight': 'norm', 'output.weight': 'output' };
 
@@ -404,8 +412,8 @@ export function ggufNameOf(canonical: string): string {
   return canonical;
 }
 
-/** The architectures loadGguf knows, and the RoPE layout llama.cpp stores their q/k in. */
-const ARCHITECTURES = { llama: 'interleaved', mistral: 'interleaved', qwen2: 'half' } as const;
+/** The tensor holding RoPE frequency factors (Llama 3.1 as llama.cpp's converter writes it). */
+export const ROPE_FREQS_TENSOR = 'rope_freqs.weight';
 
 /** Reads an integer metadata value (any integer type); undefined when absent. */
 export function ggufInteger(metadata: Map<string, GgufValue>, key: string, path: string): number | undefined {
@@ -434,10 +442,11 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   const meta = file.metadata;
   const arch = meta.get('general.architecture');
   if (arch === undefined) throw new ArgumentError(`${path}: metadata 'general.architecture' is missing`);
-  if (typeof arch !== 'string' || !(arch in ARCHITECTURES)) {
+  if (!isArchitecture(arch)) {
     throw new ArgumentError(`${path}: general.architecture ${describeValue(arch)} is not supported (supported: ${Object.keys(ARCHITECTURES).join(', ')})`);
   }
-  const architecture = arch as keyof typeof ARCHITECTURES;
+  const architecture = arch;
+  const info = ARCHITECTURES[architecture];
   const req = (key: string): number => {
     const v = ggufInteger(meta, `${arch}.${key}`, path);
     if (v === undefined) throw new ArgumentError(`${path}: metadata '${arch}.${key}' is missing`);
@@ -452,7 +461,7 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   const nLayers = req('block_count');
   const nHeads = req('attention.head_count');
   const nKvHeads = opt('attention.head_count_kv') ?? nHeads;
-  const maxSeqLen = req('context_length');
+  let maxSeqLen = req('context_length');
   const keyLength = opt('attention.key_length');
   const valueLength = opt('attention.value_length');
   if (keyLength === undefined && dim % nHeads !== 0) {
@@ -467,15 +476,16 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   if (ropeDims !== undefined && ropeDims !== headDim) {
     throw new ArgumentError(`${path}: ${arch}.rope.dimension_count ${ropeDims} differs from the head size ${headDim} (partial rotary embeddings are not supported)`);
   }
-  const scaling = meta.get(`${arch}.rope.scaling.type`);
-  if (scaling !== undefined && scaling !== 'none') {
-    throw new ArgumentError(`${path}: ${arch}.rope.scaling.type ${describeValue(scaling)} is not supported`);
-  }
   const eps = ggufFloat(meta, `${arch}.attention.layer_norm_rms_epsilon`, path);
   if (eps === undefined) throw new ArgumentError(`${path}: metadata '${arch}.attention.layer_norm_rms_epsilon' is missing`);
   if (!(eps > 0 && eps < 1)) throw new ArgumentError(`${path}: ${arch}.attention.layer_norm_rms_epsilon must be in (0, 1); found ${eps}`);
   const theta = ggufFloat(meta, `${arch}.rope.freq_base`, path) ?? 10000;
   if (!(theta > 1)) throw new ArgumentError(`${path}: ${arch}.rope.freq_base must be > 1; found ${theta}`);
+  // Phi-3's LongRoPE (factor tensors, attn_factor) is read below instead.
+  let ropeScaling = architecture === 'phi3' && file.tensors.some((t) => t.name === 'rope_factors_long.weight') ? undefined : ggufRopeScaling(meta, arch, path, maxSeqLen);
+  // YaRN extends the original context by its factor (converters keep context_length at the original).
+  if (ropeScaling?.type === 'yarn') maxSeqLen = Math.max(maxSeqLen, Math.floor(ropeScaling.originalMaxPositionEmbeddings * ropeScaling.factor));
+  const ropeFreqFactors = ggufRopeFreqFactors(file, path, headDim);
 
   const embd = file.tensors.find((t) => t.name === 'token_embd.weight');
   if (!embd) throw new ArgumentError(`${path}: missing tensor 'token_embd.weight' (embed)`);
@@ -489,6 +499,26 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
   const eos = ggufInteger(meta, 'tokenizer.ggml.eos_token_id', path);
   const eot = ggufInteger(meta, 'tokenizer.ggml.eot_token_id', path);
   const eosTokenIds = [eos, eot].filter((x, i, a): x is number => x !== undefined && a.indexOf(x) === i);
+  // Gemma 2 / 3 and Phi-3 (lib/model/formats/arch-options.ts).
+  const num = (key: string) => {
+    const v = meta.get(`${arch}.${key}`);
+    if (v === undefined) return undefined;
+    if (typeof v === 'bigint') return bigToNumber(v, `metadata '${arch}.${key}'`, path);
+    if (typeof v !== 'number') throw new ArgumentError(`${path}: metadata '${arch}.${key}' must be a number; found ${describeValue(v)}`);
+    return f32Decimal(v);
+  };
+  const shape = { dim, nHeads, headDim, nLayers };
+  const archOptions = architecture === 'gemma2' || architecture === 'gemma3' ? ggufGemmaOptions(architecture, num, shape, path) : {};
+  if (architecture === 'phi3') {
+    const factors = (name: string) => {
+      const t = file.tensors.find((x) => x.name === name);
+      if (!t) return undefined;
+      if (t.typeName !== 'F32' || t.ne.length !== 1) throw new ArgumentError(`${path}: tensor '${name}' must be F32 [headDim / 2]; found ${t.typeName} ne [${t.ne.join(', ')}]`);
+      const b = readBytes(path, t.fileOffset, t.byteLength);
+      return Array.from(new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)));
+    };
+    ropeScaling = ggufLongRope(factors('rope_factors_long.weight'), factors('rope_factors_short.weight'), num, maxSeqLen, headDim, path) ?? ropeScaling;
+  }
   return {
     architecture,
     dim,
@@ -501,13 +531,92 @@ export function ggufConfig(file: GgufFile, path: string): ModelConfig {
     maxSeqLen,
     // f32 metadata: report the decimal the converter wrote (1e-5, not 9.99999974737875e-6).
     ropeTheta: f32Decimal(theta),
-    ropeStyle: ARCHITECTURES[architecture],
+    ropeStyle: info.ggufRope,
+    ...(ropeScaling ? { ropeScaling } : {}),
+    ...(ropeFreqFactors ? { ropeFreqFactors } : {}),
     normEps: f32Decimal(eps),
-    tiedEmbeddings: !file.tensors.some((t) => t.name === 'output.weight'),
-    qkvBias: architecture === 'qwen2',
+    // llama.cpp's Gemma reads no output.weight: the head is the embedding.
+    tiedEmbeddings: architecture === 'gemma2' || architecture === 'gemma3' || !file.tensors.some((t) => t.name === 'output.weight'),
+    // Qwen2 always has q/k/v biases (a file without them fails as missing tensors); llama.cpp's
+    // llama architecture takes them when present.
+    qkvBias: info.qkvBias === 'always' || (info.qkvBias === 'optional' && file.tensors.some((t) => /^blk\.\d+\.attn_[qkv]\.bias$/.test(t.name))),
+    ...(info.qkNorm ? { qkNorm: true } : {}),
+    ...archOptions,
     ...(bos !== undefined ? { bosTokenId: bos } : {}),
     ...(eosTokenIds.length > 0 ? { eosTokenIds } : {}),
   };
+}
+
+/**
+ * The RoPE scaling of a GGUF file, read as llama.cpp reads it (llama-model.cpp, llama-context.cpp):
+ *   {arch}.rope.scaling.type     'none' | 'linear' | 'yarn' ('longrope' belongs to Phi-3); absent:
+ *                                'linear' (llama.cpp's default), which a factor of 1 makes a no-op
+ *   {arch}.rope.scaling.factor   (or the older {arch}.rope.scale_linear); absent or 0: 1
+ *   yarn: {arch}.rope.scaling.original_context_length (default {arch}.context_length),
+ *         {arch}.rope.scaling.yarn_beta_fast / yarn_beta_slow (default 32 / 1),
+ *         {arch}.rope.scaling.yarn_log_multiplier (DeepSeek's mscale_all_dim; attention factor
+ *         get_mscale(factor) / get_mscale(factor, it)), {arch}.rope.scaling.attn_factor (multiplies)
+ */
+function ggufRopeScaling(meta: Map<string, GgufValue>, arch: string, path: string, contextLength: number): RopeScaling | undefined {
+  const key = (k: string) => `${arch}.rope.${k}`;
+  const typeRaw = meta.get(key('scaling.type'));
+  if (typeRaw !== undefined && typeof typeRaw !== 'string') throw new ArgumentError(`${path}: ${key('scaling.type')} must be a string; found ${describeValue(typeRaw)}`);
+  const factorRaw = ggufFloat(meta, key('scaling.factor'), path) ?? ggufFloat(meta, key('scale_linear'), path) ?? 0;
+  if (!Number.isFinite(factorRaw) || factorRaw < 0) throw new ArgumentError(`${path}: ${key('scaling.factor')} must be a positive number; found ${factorRaw}`);
+  const factor = factorRaw === 0 ? 1 : f32Decimal(factorRaw);
+  const type = typeRaw ?? 'linear';
+  const attnFactor = ggufFloat(meta, key('scaling.attn_factor'), path) ?? 1;
+  if (!(attnFactor > 0 && Number.isFinite(attnFactor))) throw new ArgumentError(`${path}: ${key('scaling.attn_factor')} must be a positive number; found ${attnFactor}`);
+  if (attnFactor !== 1 && type !== 'yarn') {
+    throw new ArgumentError(`${path}: ${key('scaling.attn_factor')} ${attnFactor} with rope scaling '${type}' is not supported (only with yarn)`);
+  }
+  switch (type) {
+    case 'none':
+      return undefined;
+    case 'linear':
+      return factor === 1 ? undefined : { type: 'linear', factor };
+    case 'yarn': {
+      const ext = ggufFloat(meta, key('scaling.yarn_ext_factor'), path);
+      if (ext !== undefined && ext !== 1) throw new ArgumentError(`${path}: ${key('scaling.yarn_ext_factor')} ${ext} is not supported (1 only)`);
+      const original = ggufInteger(meta, key('scaling.original_context_length'), path) ?? contextLength;
+      checkDim(original, `metadata '${key('scaling.original_context_length')}'`, path);
+      const betaFast = ggufFloat(meta, key('scaling.yarn_beta_fast'), path) ?? 32;
+      const betaSlow = ggufFloat(meta, key('scaling.yarn_beta_slow'), path) ?? 1;
+      const logMul = ggufFloat(meta, key('scaling.yarn_log_multiplier'), path) ?? 0;
+      const mscale = logMul !== 0 ? yarnMscale(factor) / yarnMscale(factor, logMul) : yarnMscale(factor);
+      return {
+        type: 'yarn',
+        factor,
+        originalMaxPositionEmbeddings: original,
+        betaFast: f32Decimal(betaFast),
+        betaSlow: f32Decimal(betaSlow),
+        attentionFactor: mscale * attnFactor,
+        truncate: true,
+      };
+    }
+    case 'longrope':
+      throw new ArgumentError(`${path}: ${key('scaling.type')} 'longrope' (Phi-3's LongRoPE) is not supported for ${arch} models`);
+    default:
+      throw new ArgumentError(`${path}: ${key('scaling.type')} ${describeValue(type)} is not supported (none, linear, yarn)`);
+  }
+}
+
+/** rope_freqs.weight (F32 [headDim / 2], each > 0) as numbers, or undefined when the file has none. */
+function ggufRopeFreqFactors(file: GgufFile, path: string, headDim: number): number[] | undefined {
+  const t = file.tensors.find((x) => x.name === ROPE_FREQS_TENSOR);
+  if (!t) return undefined;
+  if (t.typeName !== 'F32' || t.ne.length !== 1 || t.ne[0] !== headDim / 2) {
+    throw new ArgumentError(`${path}: tensor '${ROPE_FREQS_TENSOR}' is ${t.typeName} ne [${t.ne.join(', ')}]; expected F32 [${headDim / 2}] (headDim / 2 RoPE frequency factors)`);
+  }
+  const bytes = readBytes(path, t.fileOffset, t.byteLength);
+  if (bytes.length !== t.byteLength) throw new IoError(`${path}: tensor '${ROPE_FREQS_TENSOR}' needs bytes [${t.fileOffset}, ${t.fileOffset + t.byteLength}) but the file ends at ${t.fileOffset + bytes.length}; is the file truncated?`);
+  const values: number[] = [];
+  for (let i = 0; i < headDim / 2; i++) {
+    const v = bytes.readFloatLE(4 * i);
+    if (!(v > 0 && Number.isFinite(v))) throw new ArgumentError(`${path}: tensor '${ROPE_FREQS_TENSOR}' holds ${v} at element ${i}; RoPE frequency factors must be positive`);
+    values.push(v);
+  }
+  return values;
 }
 
 /** Q8_0: blocks of 34 bytes (f16 scale d, 32 int8 q); value = d * q, computed in f32 (exact). Not used by loadGguf (which keeps blocks as stored); a reference for tests and tools. */
@@ -551,12 +660,39 @@ export function loadGguf(path: string): GgufWeights {
   const sources: TensorSource[] = [];
   const quant = new Map<string, QuantType>();
   for (const t of file.tensors) {
+    // Phi-3: LongRoPE factors (read into the config), fused q/k/v and gate/up rows (mapped in place, split by rows).
+    if (config.architecture === 'phi3' && (t.name === 'rope_factors_long.weight' || t.name === 'rope_factors_short.weight')) continue;
+    const fused = config.architecture === 'phi3' ? /^blk\.(\d+)\.(attn_qkv|ffn_up)\.weight$/.exec(t.name) : null;
+    if (fused) {
+      const parts = fused[2] === 'attn_qkv' ? fusedQkvRows(config) : fusedGateUpRows(config.hiddenDim);
+      const totalRows = parts.reduce((a, p) => a + p.rows, 0);
+      if (t.shape.length !== 2 || t.shape[0] !== totalRows) {
+        throw new ArgumentError(`${path}: tensor '${t.name}' has ne [${t.ne.join(', ')}]; expected [${config.dim}, ${totalRows}] (${fused[2] === 'attn_qkv' ? 'q, k and v rows' : 'gate and up rows'})`);
+      }
+      const rowBytes = t.byteLength / totalRows;
+      const direct = DIRECT[t.typeName];
+      const blockType = quantTypeOfGgmlId(t.type);
+      for (const p of parts) {
+        const canonical = `layers.${fused[1]}.${p.part}`;
+        const offset = t.fileOffset + p.start * rowBytes;
+        const shape = [p.rows, t.shape[1]!];
+        if (direct) {
+          sources.push(mappedSource(canonical, t.name, path, direct, shape, offset, t.typeName, direct === 'f32' ? 4 : 2));
+        } else if (blockType !== undefined) {
+          quant.set(canonical, blockType);
+          sources.push({ canonical, name: t.name, file: path, shape, storedType: t.typeName, offset, byteLength: p.rows * rowBytes, load: (maps) => maps.tensor(path, 'uint8', [p.rows, rowBytes], offset) });
+        } else {
+          throw new ArgumentError(`${path}: tensor '${t.name}' has type ${t.typeName}, which canopy does not load (F32, F16, BF16, ${QUANT_NAMES})`);
+        }
+      }
+      continue;
+    }
+    // rope_freqs.weight is in the config (ropeFreqFactors), read by ggufConfig.
+    if (t.name === ROPE_FREQS_TENSOR) continue;
     const canonical = canonicalFromGguf(t.name);
     if (canonical === undefined) {
-      if (t.name === 'rope_freqs.weight') {
-        throw new ArgumentError(`${path}: tensor 'rope_freqs.weight' (Llama 3.1 RoPE frequency factors) is not supported yet`);
-      }
-      throw new ArgumentError(`${path}: unexpected tensor '${t.name}' (${t.typeName} ne [${t.ne.join(', ')}]): not a weight of a ${config.architecture} model`);
+      if (isIgnorableTensor(config.architecture, 'gguf', t.name)) continue;
+      throw new ArgumentError(`${path}: unexpected tensor '${t.name}' (${t.typeName} ne [${t.ne.join(', ')}]): not a weight of a ${config.architecture} model that canopy knows; refusing to ignore it, as it may change the math`);
     }
     const direct = DIRECT[t.typeName];
     const blockType = quantTypeOfGgmlId(t.type);
