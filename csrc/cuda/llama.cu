@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "../common/attention.h"
@@ -15,6 +17,7 @@
 #include "../common/kv_quant.h"
 #include "../common/llama.h"
 #include "../common/runtime.h"
+#include "../common/transformer_ops.h"
 #include "attention_internal.cuh"
 #include "check.cuh"
 #include "workspace.cuh"
@@ -35,17 +38,35 @@ __global__ void GatherRowsKernel(const float* src, const int32_t* rows, int64_t 
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dst[r * width + i] = src[rows[r] * width + i];
 }
 
-Status Lin(const float* x, const void* w, DType dt, const float* bias, float* y, int64_t rows, int64_t in, int64_t out,
-           bool acc) {
-  return Linear(MakeLinearParams(x, w, dt, bias, y, rows, in, out, acc));
+// One linear layer over a weight matrix as stored: float elements, or GGUF blocks (linear_quant.cu).
+Status Lin(const float* x, const MatrixRef& w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out, bool acc) {
+  LinearParams lp = MakeLinearParams(x, w.data, w.dtype, bias, y, rows, in, out, acc);
+  lp.w_quant = w.quant;
+  return Linear(lp);
+}
+
+// Every block-quantized matrix must have a CUDA kernel (CudaHasQuantKernel); names the first that does not.
+Status CheckCudaMatrixTypes(const LlamaModelDesc& m) {
+  auto check = [](const MatrixRef& r, const std::string& name) {
+    if (r.quant == QuantType::kNone || CudaHasQuantKernel(r.quant)) return Status::Ok();
+    return Status::InvalidArgument("forward (cuda): " + name + " is " + GetQuantTypeInfo(r.quant).name +
+                                   "; CUDA runs the block types " + kCudaQuantTypesText +
+                                   " (others on the CPU only for now): load this model on the CPU");
+  };
+  CANOPY_RETURN_IF_ERROR(check(m.output, "output"));
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    const LlamaLayerWeights& w = m.layers[l];
+    const std::pair<const MatrixRef*, const char*> mats[] = {{&w.wq, "wq"}, {&w.wk, "wk"}, {&w.wv, "wv"}, {&w.wo, "wo"},
+                                                             {&w.w1, "w1"}, {&w.w2, "w2"}, {&w.w3, "w3"}};
+    for (const auto& [r, name] : mats) CANOPY_RETURN_IF_ERROR(check(*r, "layers." + std::to_string(l) + "." + name));
+  }
+  return Status::Ok();  // the embedding lookup reads every block type (EmbedQuant)
 }
 
 }  // namespace
 
 Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
-  if (LlamaHasQuantMatrices(m)) {
-    return Status::InvalidArgument("forward (cuda): block-quantized (GGUF Q*) weights run on the CPU only for now; load the model on the CPU");
-  }
+  CANOPY_RETURN_IF_ERROR(CheckCudaMatrixTypes(m));
   CANOPY_RETURN_IF_ERROR(CheckLlamaForward(m, p));
   const int64_t n = p.n, dim = m.dim, D = m.head_dim;
   const int64_t qdim = static_cast<int64_t>(m.n_heads) * D, kvdim = static_cast<int64_t>(m.n_kv_heads) * D;
@@ -134,7 +155,11 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(s.At<char>(0), upload.data(), upload_bytes, cudaMemcpyHostToDevice));
   float* part_o = s.At<float>(o_part_o);
   float* part_lse = s.At<float>(o_part_lse);
-  CANOPY_RETURN_IF_ERROR(Embed(tokens, n, m.embed.data, m.embed.dtype, m.vocab, dim, x));
+  if (m.embed.quant != QuantType::kNone) {
+    CANOPY_RETURN_IF_ERROR(EmbedQuant(tokens, n, m.embed.data, m.embed.quant, m.vocab, dim, x));
+  } else {
+    CANOPY_RETURN_IF_ERROR(Embed(tokens, n, m.embed.data, m.embed.dtype, m.vocab, dim, x));
+  }
   QuantKvBatch seqs;
   seqs.batch = p.batch;
   seqs.kv_start = p.kv_start;
@@ -143,9 +168,9 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   for (int32_t l = 0; l < m.n_layers && n > 0; ++l) {
     const LlamaLayerWeights& w = m.layers[l];
     CANOPY_RETURN_IF_ERROR(RmsNorm(x, w.attn_norm, m.norm_dtype, m.norm_eps, h, n, dim));
-    CANOPY_RETURN_IF_ERROR(Lin(h, w.wq.data, w.wq.dtype, w.bq, q, n, dim, qdim, false));
-    CANOPY_RETURN_IF_ERROR(Lin(h, w.wk.data, w.wk.dtype, w.bk, k, n, dim, kvdim, false));
-    CANOPY_RETURN_IF_ERROR(Lin(h, w.wv.data, w.wv.dtype, w.bv, v, n, dim, kvdim, false));
+    CANOPY_RETURN_IF_ERROR(Lin(h, w.wq, w.bq, q, n, dim, qdim, false));
+    CANOPY_RETURN_IF_ERROR(Lin(h, w.wk, w.bk, k, n, dim, kvdim, false));
+    CANOPY_RETURN_IF_ERROR(Lin(h, w.wv, w.bv, v, n, dim, kvdim, false));
     const RopeParams rp = MakeLlamaRopeParams(m, q, k, positions, inv_freq, n);
     CANOPY_RETURN_IF_ERROR(Rope(rp));
     QuantKvCache layer_view;
@@ -163,19 +188,19 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     // the split partials are reused layer after layer in stream order.
     CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(ap, plan, att_up, s.At<const char>(o_att_up), att_slots, part_o, part_lse, true));
     if (cast_q) CANOPY_RETURN_IF_ERROR(CastAsync(o_cast, p.cache_dtype, att, DType::kF32, n * qdim));
-    CANOPY_RETURN_IF_ERROR(Lin(att, w.wo.data, w.wo.dtype, nullptr, x, n, qdim, dim, true));
+    CANOPY_RETURN_IF_ERROR(Lin(att, w.wo, nullptr, x, n, qdim, dim, true));
     CANOPY_RETURN_IF_ERROR(RmsNorm(x, w.ffn_norm, m.norm_dtype, m.norm_eps, h, n, dim));
-    CANOPY_RETURN_IF_ERROR(Lin(h, w.w1.data, w.w1.dtype, nullptr, g, n, dim, m.hidden_dim, false));
-    CANOPY_RETURN_IF_ERROR(Lin(h, w.w3.data, w.w3.dtype, nullptr, u, n, dim, m.hidden_dim, false));
+    CANOPY_RETURN_IF_ERROR(Lin(h, w.w1, nullptr, g, n, dim, m.hidden_dim, false));
+    CANOPY_RETURN_IF_ERROR(Lin(h, w.w3, nullptr, u, n, dim, m.hidden_dim, false));
     CANOPY_RETURN_IF_ERROR(SwiGlu(g, u, g, n * m.hidden_dim));
-    CANOPY_RETURN_IF_ERROR(Lin(g, w.w2.data, w.w2.dtype, nullptr, x, n, m.hidden_dim, dim, true));
+    CANOPY_RETURN_IF_ERROR(Lin(g, w.w2, nullptr, x, n, m.hidden_dim, dim, true));
   }
   if (r > 0) {
     GatherRowsKernel<<<static_cast<unsigned>(r), 128>>>(x, rows, dim, sel);
     CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     CANOPY_RETURN_IF_ERROR(RmsNorm(sel, m.norm, m.norm_dtype, m.norm_eps, normed, r, dim));
     if (p.hidden) CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(p.hidden, normed, r * dim * sizeof(float), cudaMemcpyDeviceToDevice));
-    CANOPY_RETURN_IF_ERROR(Lin(normed, m.output.data, m.output.dtype, nullptr, p.logits, r, dim, m.vocab, false));
+    CANOPY_RETURN_IF_ERROR(Lin(normed, m.output, nullptr, p.logits, r, dim, m.vocab, false));
   }
   CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   // A long prefill grows the scratch; give most of it back once steps are much smaller again.

@@ -23,6 +23,14 @@ import { KvCache, type KvCacheOptions } from './kv-cache.js';
 import { retainWeightMaps } from './formats/common.js';
 import { ropeInverseFrequencies } from './rope.js';
 
+/** Block types whose linear layers run on CUDA (csrc/common/linear.h CudaHasQuantKernel). */
+export const CUDA_QUANT_TYPES: readonly QuantType[] = ['Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
+
+/** Whether CUDA runs matrix `name` stored as `q`: the embedding lookup reads every type (unless it is also the output head). */
+function cudaRunsQuant(name: string, q: QuantType, tied: boolean): boolean {
+  return CUDA_QUANT_TYPES.includes(q) || (name === 'embed' && !tied);
+}
+
 export interface ModelWeights {
   config: ModelConfig;
   tensors: Map<string, Tensor>;
@@ -108,13 +116,15 @@ export class Model {
   static async fromWeights(weights: ModelWeights, options: ModelOptions = {}): Promise<Model> {
     const { config, tensors } = weights;
     const quant = weights.quant ?? new Map<string, QuantType>();
-    // Block-quantized weights run on the CPU only for now: 'auto' picks it for them.
+    // Block-quantized weights: CUDA runs the linear layers of CUDA_QUANT_TYPES (the embedding lookup
+    // reads every type); 'auto' picks the CPU for a file with any other block-quantized matrix.
     const threads = checkThreadsOption(options.threads);
     const auto = (options.backend ?? 'auto') === 'auto';
     const selected = selectBackend(options.backend ?? 'auto', 'backend');
+    const noCuda = [...quant].find(([name, q]) => !cudaRunsQuant(name, q, config.tiedEmbeddings));
     const placement =
-      auto && quant.size > 0 && selected.device !== 'cpu'
-        ? { device: 'cpu' as Device, fallbackReason: 'block-quantized (GGUF) weights run on the CPU only for now' }
+      auto && noCuda && selected.device !== 'cpu'
+        ? { device: 'cpu' as Device, fallbackReason: `${noCuda[0]} is ${noCuda[1]}: CUDA runs the block types ${CUDA_QUANT_TYPES.join(', ')} (others on the CPU only for now)` }
         : selected;
     if (threads !== undefined) setThreads(threads);
     const device = placement.device;
@@ -132,8 +142,12 @@ export class Model {
         if (t.dtype !== 'uint8' || t.byteLength !== bytes) {
           throw new ArgumentError(`weights.tensors.get('${name}')`, `uint8 blocks of ${bytes} bytes (${q} [${shape.join(', ')}])`, `${t.dtype} of ${t.byteLength} bytes`);
         }
-        if (device !== 'cpu') {
-          throw new ArgumentError('options.backend', `'cpu' for a model with block-quantized (${q}) weights: they run on the CPU only for now`, device);
+        if (device !== 'cpu' && !cudaRunsQuant(name, q, config.tiedEmbeddings)) {
+          throw new ArgumentError(
+            'options.backend',
+            `'cpu' for a model with ${name} in ${q}: CUDA runs the block types ${CUDA_QUANT_TYPES.join(', ')} (others on the CPU only for now)`,
+            device,
+          );
         }
       } else if (t.shape.join() !== shape.join()) {
         throw new ArgumentError(`${name}.shape`, `[${shape.join(', ')}]`, t.shape);
@@ -176,7 +190,13 @@ export class Model {
         return place(name, 'matrix');
       }
       weightTypes.set(name, q);
-      return { ...tensors.get(name)!.descriptor(name), quant: QUANT_TYPES[q].id };
+      // Uploaded as stored (the blocks, no dequantized copy) and owned, as a float matrix's copy.
+      let t = tensors.get(name)!;
+      if (t.device !== device) {
+        t = await t.to(device);
+        owned.push(t);
+      }
+      return { ...t.descriptor(name), quant: QUANT_TYPES[q].id };
     };
     try {
       const layers: NativeLayerWeights[] = [];
