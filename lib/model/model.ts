@@ -17,14 +17,11 @@ import { checkThreadsOption, setThreads } from '../native/threads.js';
 import type { NativeLayerWeights, NativeModelHandle, TensorDescriptor } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FloatDType } from '../tensor/dtype.js';
-import { QUANT_TYPES, type QuantType, quantRowBytes } from '../tensor/quant-types.js';
+import { CUDA_QUANT_TYPES, QUANT_TYPES, type QuantType, quantRowBytes } from '../tensor/quant-types.js';
 import { type ModelConfig, expectedShapes, layerTensorNames } from './config.js';
 import { KvCache, type KvCacheOptions } from './kv-cache.js';
 import { retainWeightMaps } from './formats/common.js';
 import { ropeInverseFrequencies } from './rope.js';
-
-/** Block types whose linear layers run on CUDA (csrc/common/linear.h CudaHasQuantKernel). */
-export const CUDA_QUANT_TYPES: readonly QuantType[] = ['Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
 
 /** Whether CUDA runs matrix `name` stored as `q`: the embedding lookup reads every type (unless it is also the output head). */
 function cudaRunsQuant(name: string, q: QuantType, tied: boolean): boolean {
