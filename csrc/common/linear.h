@@ -66,7 +66,7 @@ inline LinearParams MakeLinearParams(const float* x, const void* w, DType w_dtyp
 inline Status CheckLinearParams(const LinearParams& p) {
   if (p.w_quant != QuantType::kNone) {
     return Status::InvalidArgument(std::string("linear: ") + GetQuantTypeInfo(p.w_quant).name +
-                                   " block-quantized weights are not supported on this device yet (CPU only)");
+                                   " block-quantized weights go through LinearQuant (cpu::Linear and cuda::Linear dispatch to it)");
   }
   if (!IsFloatDType(p.w_dtype)) return Status::InvalidArgument("linear: weight dtype must be f32, f16 or bf16");
   if (p.rows < 0 || p.in <= 0 || p.out <= 0) return Status::InvalidArgument("linear: bad shape");

@@ -6,8 +6,10 @@
  * (memory-mapped, no copy) unless `dtype` asks for a conversion; CUDA uploads them and
  * converts to `dtype` (default f16). Conversions round to nearest even. Biases and the
  * attention/RMSNorm math stay f32. GGUF block-quantized matrices (`weights.quant`, e.g. Q4_K)
- * are read as stored, each with its own type (files mix them), on the CPU only for now; `dtype`
- * applies to the float matrices.
+ * are read as stored, each with its own type (files mix them): on the CPU every type; CUDA
+ * uploads the blocks as stored (owned copies, accounted as float weights are) for the types of
+ * CUDA_QUANT_TYPES (the embedding: any type) and refuses a file with others, naming the tensor
+ * ('auto' then picks the CPU and says why in fallbackReason); `dtype` applies to the float matrices.
  */
 
 import { ArgumentError, DisposedError, awaitNative, callNative } from '../errors.js';
