@@ -54,10 +54,12 @@ Status MergeStates(const MergeParams&) { return NotCompiled(); }
 Status MergeStatesN(const MergeNParams&) { return NotCompiled(); }
 Status MeasureCopyBandwidth(int64_t, int32_t, double*) { return NotCompiled(); }
 Status Linear(const LinearParams&) { return NotCompiled(); }
+Status LinearQuant(const LinearParams&) { return NotCompiled(); }
 Status RmsNorm(const float*, const void*, DType, float, float*, int64_t, int64_t) { return NotCompiled(); }
 Status Rope(const RopeParams&) { return NotCompiled(); }
 Status SwiGlu(const float*, const float*, float*, int64_t) { return NotCompiled(); }
 Status Embed(const int32_t*, int64_t, const void*, DType, int64_t, int64_t, float*) { return NotCompiled(); }
+Status EmbedQuant(const int32_t*, int64_t, const void*, QuantType, int64_t, int64_t, float*) { return NotCompiled(); }
 Status Argmax(const float*, int64_t, int64_t, int32_t*) { return NotCompiled(); }
 Status LlamaForward(const LlamaModelDesc&, const LlamaForwardParams&) { return NotCompiled(); }
 Status VerifyGreedy(const VerifyTree&, const void*, DType, int64_t, const VerifyOutput&) { return NotCompiled(); }

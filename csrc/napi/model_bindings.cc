@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/linear.h"
 #include "../common/llama.h"
 #include "../common/runtime.h"
 #include "async_work.h"
@@ -118,7 +119,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                      std::to_string(cols) + " " + qi.name + " values); received " + DTypeName(t.view.dtype) + " of " +
                                      std::to_string(t.view.nbytes()) + " bytes");
       }
-      if (t.view.device.kind != DeviceKind::kCpu) throw ArgumentError(env, name + ": block-quantized weights run on the CPU only for now");
+      // CUDA has linear kernels for some block types (linear.h); the embedding lookup reads them all
+      // (a tied embedding that is also the output head is checked by the forward pass).
+      if (t.view.device.kind == DeviceKind::kCuda && key != "embed" && !CudaHasQuantKernel(ref.quant)) {
+        throw ArgumentError(env, name + ": " + qi.name + " weights have no CUDA kernel yet (" + kCudaQuantTypesText +
+                                     " do); load this model on the CPU");
+      }
     }
     Keep(env, t, name);
     ref.data = t.view.data;

@@ -6,8 +6,10 @@
  * (memory-mapped, no copy) unless `dtype` asks for a conversion; CUDA uploads them and
  * converts to `dtype` (default f16). Conversions round to nearest even. Biases and the
  * attention/RMSNorm math stay f32. GGUF block-quantized matrices (`weights.quant`, e.g. Q4_K)
- * are read as stored, each with its own type (files mix them), on the CPU only for now; `dtype`
- * applies to the float matrices.
+ * are read as stored, each with its own type (files mix them): on the CPU every type; CUDA
+ * uploads the blocks as stored (owned copies, accounted as float weights are) for the types of
+ * CUDA_QUANT_TYPES (the embedding: any type) and refuses a file with others, naming the tensor
+ * ('auto' then picks the CPU and says why in fallbackReason); `dtype` applies to the float matrices.
  */
 
 import { ArgumentError, DisposedError, awaitNative, callNative } from '../errors.js';
@@ -17,11 +19,16 @@ import { checkThreadsOption, setThreads } from '../native/threads.js';
 import type { NativeLayerWeights, NativeModelConfig, NativeModelHandle, TensorDescriptor } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FloatDType } from '../tensor/dtype.js';
-import { QUANT_TYPES, type QuantType, quantRowBytes } from '../tensor/quant-types.js';
+import { CUDA_QUANT_TYPES, QUANT_TYPES, type QuantType, quantRowBytes } from '../tensor/quant-types.js';
 import { type ModelConfig, expectedShapes, layerTensorNames } from './config.js';
 import { KvCache, type KvCacheOptions } from './kv-cache.js';
 import { retainWeightMaps } from './formats/common.js';
 import { ropeLocalInverseFrequencies, ropeParameters } from './rope.js';
+
+/** Whether CUDA runs matrix `name` stored as `q`: the embedding lookup reads every type (unless it is also the output head). */
+function cudaRunsQuant(name: string, q: QuantType, tied: boolean): boolean {
+  return CUDA_QUANT_TYPES.includes(q) || (name === 'embed' && !tied);
+}
 
 export interface ModelWeights {
   config: ModelConfig;
@@ -128,15 +135,17 @@ export class Model {
   static async fromWeights(weights: ModelWeights, options: ModelOptions = {}): Promise<Model> {
     const { config, tensors } = weights;
     const quant = weights.quant ?? new Map<string, QuantType>();
-    // Block-quantized weights run on the CPU only for now: 'auto' picks it for them.
+    // Block-quantized weights: CUDA runs the linear layers of CUDA_QUANT_TYPES (the embedding lookup
+    // reads every type); 'auto' picks the CPU for a file with any other block-quantized matrix.
     const threads = checkThreadsOption(options.threads);
     const contextLength = options.contextLength ?? config.maxSeqLen;
     if (!Number.isSafeInteger(contextLength) || contextLength < 1) throw new ArgumentError('options.contextLength', 'a positive integer', options.contextLength);
     const auto = (options.backend ?? 'auto') === 'auto';
     const selected = selectBackend(options.backend ?? 'auto', 'backend');
+    const noCuda = [...quant].find(([name, q]) => !cudaRunsQuant(name, q, config.tiedEmbeddings));
     const placement =
-      auto && quant.size > 0 && selected.device !== 'cpu'
-        ? { device: 'cpu' as Device, fallbackReason: 'block-quantized (GGUF) weights run on the CPU only for now' }
+      auto && noCuda && selected.device !== 'cpu'
+        ? { device: 'cpu' as Device, fallbackReason: `${noCuda[0]} is ${noCuda[1]}: CUDA runs the block types ${CUDA_QUANT_TYPES.join(', ')} (others on the CPU only for now)` }
         : selected;
     if (threads !== undefined) setThreads(threads);
     const device = placement.device;
@@ -154,8 +163,12 @@ export class Model {
         if (t.dtype !== 'uint8' || t.byteLength !== bytes) {
           throw new ArgumentError(`weights.tensors.get('${name}')`, `uint8 blocks of ${bytes} bytes (${q} [${shape.join(', ')}])`, `${t.dtype} of ${t.byteLength} bytes`);
         }
-        if (device !== 'cpu') {
-          throw new ArgumentError('options.backend', `'cpu' for a model with block-quantized (${q}) weights: they run on the CPU only for now`, device);
+        if (device !== 'cpu' && !cudaRunsQuant(name, q, config.tiedEmbeddings)) {
+          throw new ArgumentError(
+            'options.backend',
+            `'cpu' for a model with ${name} in ${q}: CUDA runs the block types ${CUDA_QUANT_TYPES.join(', ')} (others on the CPU only for now)`,
+            device,
+          );
         }
       } else if (t.shape.join() !== shape.join()) {
         throw new ArgumentError(`${name}.shape`, `[${shape.join(', ')}]`, t.shape);
@@ -198,7 +211,13 @@ export class Model {
         return place(name, 'matrix');
       }
       weightTypes.set(name, q);
-      return { ...tensors.get(name)!.descriptor(name), quant: QUANT_TYPES[q].id };
+      // Uploaded as stored (the blocks, no dequantized copy) and owned, as a float matrix's copy.
+      let t = tensors.get(name)!;
+      if (t.device !== device) {
+        t = await t.to(device);
+        owned.push(t);
+      }
+      return { ...t.descriptor(name), quant: QUANT_TYPES[q].id };
     };
     try {
       const layers: NativeLayerWeights[] = [];
