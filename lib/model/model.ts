@@ -468,7 +468,10 @@ export class Model {
         this.#scratch = Tensor.empty([Math.max(rows, 2 * (this.#scratch?.shape[0] ?? 0)), vocab], 'f32', { device: this.device });
       }
       this.#scratchBusy = true;
-      desc = { ...this.#scratch.descriptor('logits'), shape: [rows, vocab] };
+      const d = this.#scratch.descriptor('logits');
+      // Host memory: a view of exactly the rows (the addon checks the length); device buffers may be larger.
+      const data = ArrayBuffer.isView(d.data) ? new Float32Array(d.data.buffer, d.data.byteOffset, rows * vocab) : d.data;
+      desc = { ...d, data, shape: [rows, vocab] };
       release = () => (this.#scratchBusy = false);
     }
     const out: StepOutputs = {
