@@ -9,23 +9,10 @@ import type { Model } from '../../model/model.js';
 import { Random, processedDistribution, sampleFrom } from '../sampling.js';
 import type { DraftTree, ProposeContext, Proposer, StepFeedback } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
-import { DraftState } from './draft-state.js';
+import { type DraftLengthPolicy, growShrinkPolicy } from './draft-policy.js';
+import { DraftState, softmaxMax } from './draft-state.js';
 
-/** Chooses the draft length of each step from what happened in the previous one. */
-export interface DraftLengthPolicy {
-  /** Draft length of a sequence's first step. */
-  initial(sequence: number): number;
-  /** Draft length after a step that drafted `drafted` tokens and had `accepted` of them accepted. */
-  next(sequence: number, current: number, drafted: number, accepted: number): number;
-}
-
-/** The default: grow by one after a fully accepted draft, shrink by one otherwise, within [1, kMax]. */
-export function growShrinkPolicy(k: number, kMax: number): DraftLengthPolicy {
-  return {
-    initial: () => k,
-    next: (_seq, current, drafted, accepted) => (drafted > 0 && accepted === drafted ? Math.min(kMax, current + 1) : Math.max(1, current - 1)),
-  };
-}
+export { type DraftLengthPolicy, growShrinkPolicy } from './draft-policy.js';
 
 export interface DraftChainOptions {
   /** Replaces the default grow/shrink policy (k and kMax then only bound it). */
@@ -43,14 +30,6 @@ export interface DraftChainOptions {
   topK?: number;
   topP?: number;
   seed?: number;
-}
-
-function softmaxMax(logits: Float32Array): number {
-  let m = -Infinity;
-  for (const x of logits) m = Math.max(m, x);
-  let z = 0;
-  for (const x of logits) z += Math.exp(x - m);
-  return 1 / z;
 }
 
 export class DraftChainProposer implements Proposer {

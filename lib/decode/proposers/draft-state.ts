@@ -74,3 +74,12 @@ export class DraftState {
     this.cache = undefined;
   }
 }
+
+/** The largest probability of softmax(logits). */
+export function softmaxMax(logits: Float32Array): number {
+  let m = -Infinity;
+  for (const x of logits) m = Math.max(m, x);
+  let z = 0;
+  for (const x of logits) z += Math.exp(x - m);
+  return 1 / z;
+}
