@@ -12,6 +12,7 @@
 #include "../common/prefix_attention.h"
 #include "../common/transformer_ops.h"
 #include "../common/runtime.h"
+#include "../common/sampling.h"
 #include "../common/verify.h"
 
 namespace canopy {
@@ -62,6 +63,10 @@ Status Argmax(const float*, int64_t, int64_t, int32_t*) { return NotCompiled(); 
 Status LlamaForward(const LlamaModelDesc&, const LlamaForwardParams&) { return NotCompiled(); }
 Status VerifyGreedy(const VerifyTree&, const void*, DType, int64_t, const VerifyOutput&) { return NotCompiled(); }
 Status VerifySampling(const VerifyTree&, const float*, const float*, int64_t, const double*, const VerifyOutput&) {
+  return NotCompiled();
+}
+Status SamplingChain(const float*, int64_t, int64_t, const SamplingParams&, const SamplingBias&, const SamplingPenalties&,
+                     const double*, const SamplingOutput&) {
   return NotCompiled();
 }
 Status CommitKv(void*, void*, DType, int64_t, int64_t, int64_t, const KvCommitPlan&, int64_t, int32_t*) {

@@ -30,6 +30,7 @@
         "../../csrc/cpu/no_cuda.cc",
         "../../csrc/cpu/prefix_attention.cc",
         "../../csrc/cpu/prefix_attention_plan.cc",
+        "../../csrc/cpu/sampling.cc",
         "../../csrc/cpu/thread_pool.cc",
         "../../csrc/cpu/transformer_ops.cc",
         "../../csrc/cpu/verify.cc",
