@@ -36,6 +36,7 @@ export function chainSettings(vocab: number): Array<[string, ChainRef]> {
     ['presence -0.5, window 3', { presencePenalty: -0.5, penaltyLastN: 3 }],
     ['logit bias', { logitBias: bias }],
     ['top-k 20 + top-p 0.8 + min-p 0.02', { topK: 20, topP: 0.8, minP: 0.02 }],
+    ['top-k 3 + top-p 0.7', { topK: 3, topP: 0.7 }],
     ['everything', { temperature: 0.8, topK: 50, topP: 0.9, minP: 0.01, repeatPenalty: 1.1, frequencyPenalty: 0.1, presencePenalty: 0.2, logitBias: bias }],
     ['everything, whole-context window', { temperature: 1.3, topP: 0.97, minP: 0.001, repeatPenalty: 1.5, frequencyPenalty: 0.3, presencePenalty: 0.1, penaltyLastN: -1, logitBias: bias }],
     ['greedy', { temperature: 0 }],
