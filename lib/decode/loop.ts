@@ -15,7 +15,7 @@
  */
 
 import { type CanopyError, InternalError } from '../errors.js';
-import { argmaxRows } from '../kernels/sampling.js';
+import { type SamplerChain, type SamplerChainOptions, argmaxRows, chainHasPenalties, chainProcessesLogits, checkSamplerChain, sampleRows, samplingChain } from '../kernels/sampling.js';
 import { type VerifyResult, verifyGreedyBatch, verifySamplingBatch } from '../kernels/verify.js';
 import type { KvCache, KvCacheDtype } from '../model/kv-cache.js';
 import type { Model } from '../model/model.js';
@@ -23,13 +23,13 @@ import { Tensor } from '../tensor/tensor.js';
 import { GoodputController, type GoodputOptions, type StepObservation } from './controller.js';
 import { Emitter, type FinishReason, type Seq, type StreamingTokenizer } from './emit.js';
 import { SpeculationMetrics } from './metrics.js';
-import { argmax, processedDistribution, sampleFrom } from './sampling.js';
 import type { DraftTree, Proposer, SpeculationStats } from './types.js';
 import { EMPTY_DRAFT } from './types.js';
 
 export type { FinishReason, StreamingTokenizer } from './emit.js';
 
-export interface LoopOptions {
+/** Sampling: the sampler chain's settings (temperature, topK, topP required; the rest optional). */
+export interface LoopOptions extends SamplerChainOptions {
   model: Model;
   prompts: number[][];
   maxTokens: number;
@@ -99,6 +99,8 @@ interface Run {
   emitter: Emitter;
   metrics: SpeculationMetrics | undefined;
   controller: GoodputController | undefined;
+  /** The sampler chain (lib/kernels/sampling.ts) every token choice goes through. */
+  chain: SamplerChain;
   sampling: boolean;
   wantsHidden: boolean;
   passes: number;
@@ -110,28 +112,15 @@ type Live = Array<{ st: Seq; s: number }>;
 const vocabOf = (r: Run) => r.model.config.vocabSize;
 const dimOf = (r: Run) => r.model.config.dim;
 
-/** Whether a logits row can be decoded: some value above -inf, and (sampling) no NaN. */
-function usableLogits(row: Float32Array, sampling: boolean): boolean {
-  let any = false;
-  for (let i = 0; i < row.length; i++) {
-    const x = row[i]!;
-    if (x > -Infinity) any = true;
-    else if (sampling && x !== x) return false;
-  }
-  return any;
-}
-
 /**
- * A token from a logits row: argmax, or a draw from the processed distribution; -1 (the
- * emitter ends the sequence with 'error') when the row has nothing to choose from: greedy
- * needs a value above -inf (NaN never is), sampling a finite distribution (no NaN, no +Infinity).
+ * Tokens for rows of logits, row i for sequence seqs[i], through the native sampler chain (one
+ * uniform per sampled row from the sequence's generator; penalties from the sequence's tokens).
+ * -1 (the emitter ends the sequence with 'error') where a row has nothing to choose from:
+ * greedy needs a value above -inf (NaN never is), sampling a finite distribution.
  */
-function pick(r: Run, row: Float32Array, s: number): number {
-  const { temperature, topK, topP } = r.o;
-  if (!usableLogits(row, r.sampling)) return -1;
-  if (!r.sampling) return argmax(row);
-  const p = processedDistribution(row, { temperature, topK, topP });
-  return finiteRow(p) ? sampleFrom(p, r.seqs[s]!.random.next()) : -1; // +Infinity logits: no distribution
+async function chooseTokens(r: Run, logits: Tensor, seqs: number[]): Promise<Int32Array> {
+  const uniforms = r.sampling ? Float64Array.from(seqs, (s) => r.seqs[s]!.random.next()) : undefined;
+  return sampleRows(logits, r.chain, uniforms, seqs.map((s) => r.seqs[s]!.all));
 }
 
 /**
@@ -156,12 +145,17 @@ async function prefill(r: Run): Promise<void> {
   pre.logits.dispose();
   const preHidden = pre.hidden?.toFloat32();
   pre.hidden?.dispose();
-  seqs.forEach((st, s) => {
+  seqs.forEach((_, s) => {
     const row = leaders.indexOf(leader[s]!);
     if (leader[s] !== s) cache.fork(leader[s]!, s);
     if (preHidden) proposer!.observeHidden?.(s, preHidden.slice(row * dim, (row + 1) * dim));
-    if (!st.done) r.emitter.emit(st, s, pick(r, preLogits.subarray(row * vocab, (row + 1) * vocab), s));
   });
+  // Each sequence's first token from its leader's row (n samples of one prompt: one row, own uniforms).
+  const open = seqs.map((_, s) => s).filter((s) => !seqs[s]!.done);
+  const rows = new Float32Array(open.length * vocab);
+  open.forEach((s, i) => rows.set(preLogits.subarray(leaders.indexOf(leader[s]!) * vocab, (leaders.indexOf(leader[s]!) + 1) * vocab), i * vocab));
+  const first = open.length ? await chooseTokens(r, Tensor.from(rows, { shape: [open.length, vocab] }), open) : new Int32Array(0);
+  open.forEach((s, i) => r.emitter.emit(seqs[s]!, s, first[i]!));
 }
 
 /** Float caches start small and grow in chunks as they fill; quantized ones cannot grow. */
@@ -209,9 +203,8 @@ async function plainStep(r: Run, live: Live): Promise<void> {
   const vocab = vocabOf(r);
   const { logits, hidden } = await r.model.forward(r.cache, live.map(({ st, s }) => ({ sequence: s, tokens: [st.all[st.all.length - 1]!] })), { hidden: r.wantsHidden });
   r.passes++;
-  // Greedy: only the chosen ids leave the device; sampling needs the rows on the host.
-  const best = r.sampling ? undefined : await argmaxRows(logits);
-  const rows = r.sampling ? logits.toFloat32() : undefined;
+  // Only the chosen ids leave the device.
+  const best = r.sampling || chainProcessesLogits(r.chain) ? await chooseTokens(r, logits, live.map(({ s }) => s)) : await argmaxRows(logits);
   logits.dispose();
   if (hidden) {
     const h = hidden.toFloat32();
@@ -219,11 +212,11 @@ async function plainStep(r: Run, live: Live): Promise<void> {
     hidden.dispose();
   }
   r.metrics?.step(0, 0, 0, performance.now() - t1, 0);
-  live.forEach(({ st, s }, i) => r.emitter.emit(st, s, best ? best[i]! : pick(r, rows!.subarray(i * vocab, (i + 1) * vocab), s)));
+  live.forEach(({ st, s }, i) => r.emitter.emit(st, s, best[i]!));
 }
 
 /** Verification of every sequence's tree against the target logits: accepted nodes and next token each. */
-async function verify(r: Run, live: Live, drafts: DraftTree[], logits: Tensor, hostLogits: Float32Array | undefined) {
+async function verify(r: Run, live: Live, drafts: DraftTree[], logits: Tensor) {
   const treeIndptr = [0];
   const treeTokens: number[] = [];
   const treeParents: number[] = [];
@@ -232,23 +225,27 @@ async function verify(r: Run, live: Live, drafts: DraftTree[], logits: Tensor, h
     treeParents.push(...d.parents);
     treeIndptr.push(treeTokens.length);
   });
-  if (!r.sampling) return verifyGreedyBatch(treeIndptr, treeTokens, treeParents, logits);
-  const vocab = vocabOf(r);
-  const { temperature, topK, topP } = r.o;
-  const rows = treeTokens.length + live.length;
-  const target = new Float32Array(rows * vocab);
-  // A row whose distribution is not finite (NaN or +Infinity logits: broken numbers) gets a uniform stand-in so the verifier can
-  // run; the verifier reads a node's row only when the node is accepted (or it is the root), so
-  // the stand-in matters only where the path reaches it, and there unbrokenPath() ends the sequence.
-  const broken = new Set<number>();
-  for (let i = 0; i < rows; i++) {
-    const p = processedDistribution(hostLogits!.subarray(i * vocab, (i + 1) * vocab), { temperature, topK, topP });
-    if (finiteRow(p)) target.set(p, i * vocab);
-    else {
-      broken.add(i);
-      target.fill(1 / vocab, i * vocab, (i + 1) * vocab);
+  // Bias and penalties: every row processed natively, each from its own ancestor path.
+  const contexts = chainHasPenalties(r.chain) ? rowContexts(r, live, drafts) : undefined;
+  if (!r.sampling) {
+    if (!chainProcessesLogits(r.chain)) return verifyGreedyBatch(treeIndptr, treeTokens, treeParents, logits);
+    const { processedLogits } = await samplingChain(logits, r.chain, { ...(contexts ? { contexts } : {}), processedLogits: true });
+    try {
+      return await verifyGreedyBatch(treeIndptr, treeTokens, treeParents, processedLogits!);
+    } finally {
+      processedLogits!.dispose();
     }
   }
+  const vocab = vocabOf(r);
+  const rows = treeTokens.length + live.length;
+  // The target's p per row, natively. A row with no finite distribution (NaN or +Infinity
+  // logits) comes back as -1 with a uniform stand-in so the verifier can run; the verifier reads
+  // a node's row only when the node is accepted (or it is the root), so the stand-in matters only
+  // where the path reaches it, and there unbrokenPath() ends the sequence.
+  const { tokens: chosen, probs } = await samplingChain(logits, r.chain, { ...(contexts ? { contexts } : {}), probs: true });
+  const tTarget = probs!;
+  const broken = new Set<number>();
+  chosen.forEach((t, i) => t < 0 && broken.add(i));
   let draftRows: Float32Array | null = null;
   if (!drafts.every((d) => !d.draftProbs)) {
     draftRows = new Float32Array(rows * vocab);
@@ -256,7 +253,8 @@ async function verify(r: Run, live: Live, drafts: DraftTree[], logits: Tensor, h
     drafts.forEach((d) => {
       for (let j = 0; j <= d.tokens.length; j++, i++) {
         // Rows the verifier never reads (no children) still hold a valid distribution.
-        draftRows!.set(d.draftProbs?.[j] ?? target.subarray(i * vocab, (i + 1) * vocab), i * vocab);
+        if (d.draftProbs?.[j]) draftRows!.set(d.draftProbs[j]!, i * vocab);
+        else draftRows!.fill(1 / vocab, i * vocab, (i + 1) * vocab);
       }
     });
   }
@@ -265,15 +263,36 @@ async function verify(r: Run, live: Live, drafts: DraftTree[], logits: Tensor, h
   live.forEach(({ st }, i) => {
     for (let j = 0; j <= drafts[i]!.tokens.length; j++) uniforms[u++] = st.random.next();
   });
-  const tTarget = Tensor.from(target, { shape: [rows, vocab] });
-  const tDraft = draftRows ? Tensor.from(draftRows, { shape: [rows, vocab] }) : null;
-  const results = await (r.o.samplingVerifier ?? verifySamplingBatch)(treeIndptr, treeTokens, treeParents, tTarget, tDraft, uniforms);
-  return broken.size ? results.map((res, i) => unbrokenPath(res, treeIndptr[i]! + i, broken)) : results;
+  const hostDraft = draftRows ? Tensor.from(draftRows, { shape: [rows, vocab] }) : null;
+  const tDraft = hostDraft && tTarget.device !== 'cpu' ? await hostDraft.to(tTarget.device) : hostDraft;
+  try {
+    const results = await (r.o.samplingVerifier ?? verifySamplingBatch)(treeIndptr, treeTokens, treeParents, tTarget, tDraft, uniforms);
+    return broken.size ? results.map((res, i) => unbrokenPath(res, treeIndptr[i]! + i, broken)) : results;
+  } finally {
+    tTarget.dispose();
+    if (tDraft !== hostDraft) tDraft?.dispose();
+  }
 }
 
-function finiteRow(p: ArrayLike<number>): boolean {
-  for (let y = 0; y < p.length; y++) if (!Number.isFinite(p[y]!)) return false;
-  return true;
+/**
+ * The penalty context of every row of a tree step: row 0 of a sequence continues its tokens
+ * (pending token last), row 1 + i the same followed by node i's ancestors and node i itself.
+ * Only the window's worth of the sequence's tokens is kept.
+ */
+function rowContexts(r: Run, live: Live, drafts: DraftTree[]): number[][] {
+  const n = r.chain.penaltyLastN;
+  const out: number[][] = [];
+  live.forEach(({ st }, i) => {
+    const base = n < 0 ? st.all : st.all.slice(Math.max(0, st.all.length - n));
+    const d = drafts[i]!;
+    const paths: number[][] = [];
+    out.push(base);
+    d.tokens.forEach((t, j) => {
+      paths.push([...(d.parents[j]! >= 0 ? paths[d.parents[j]!]! : []), t]);
+      out.push([...base, ...paths[j]!]);
+    });
+  });
+  return out;
 }
 
 /**
@@ -306,8 +325,8 @@ async function treeStep(r: Run, live: Live, drafts: DraftTree[], sizes: number[]
   hidden?.dispose();
   r.passes++;
   const t2 = performance.now();
-  const hostLogits = r.sampling || r.proposer?.feedback !== undefined ? Float32Array.from(logits.toFloat32()) : undefined;
-  const results = await verify(r, live, drafts, logits, hostLogits);
+  const hostLogits = r.proposer?.feedback !== undefined ? Float32Array.from(logits.toFloat32()) : undefined;
+  const results = await verify(r, live, drafts, logits);
   logits.dispose();
   await r.cache.commit(live.map(({ s }, i) => ({ sequence: s, numNodes: drafts[i]!.tokens.length + 1, acceptedNodes: [0, ...results[i]!.acceptedNodes.map((n) => n + 1)] })));
   const t3 = performance.now();
@@ -392,6 +411,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     o, model, proposer, cache, capacity, seqs, emitter,
     metrics: proposer ? new SpeculationMetrics(proposer.name) : undefined,
     controller: proposer && o.goodput ? new GoodputController(o.goodput) : undefined,
+    chain: checkSamplerChain(o, model.config.vocabSize),
     sampling: o.temperature > 0,
     wantsHidden: proposer?.wantsHidden === true,
     passes: 0,

@@ -1,9 +1,11 @@
 /**
  * Draft-model proposers: a smaller model sharing the tokenizer guesses ahead.
  *
- *   DraftChainProposer  k tokens drawn autoregressively from the draft (greedy: argmax;
- *                       sampling: from the draft's processed distribution q, recorded for
- *                       lossless verification). Adaptive length: grows by one after a fully
+ *   DraftChainProposer  k tokens drawn autoregressively from the draft through the native
+ *                       sampler chain, the generation's own settings (greedy: argmax of the
+ *                       biased, penalised logits; sampling: from the draft's processed
+ *                       distribution q, recorded for lossless verification; each position
+ *                       penalised from its own context, as the target's rows are). Adaptive length: grows by one after a fully
  *                       accepted step, shrinks by one otherwise, and stops drafting early when
  *                       the draft's top probability falls below `minProbability`.
  *   DraftTreeProposer   a dynamic tree in the manner of EAGLE-2: each depth expands the top-k
@@ -16,7 +18,9 @@
  */
 import type { Model } from '../../model/model.js';
 import type { KvCache } from '../../model/kv-cache.js';
-import { Random, argmax, processedDistribution, sampleFrom } from '../sampling.js';
+import { type SamplerChain, type SamplerChainOptions, chainProcessesLogits, checkSamplerChain, samplingChain } from '../../kernels/sampling.js';
+import { Tensor } from '../../tensor/tensor.js';
+import { Random, argmax } from '../sampling.js';
 import type { DraftTree, ProposeContext, Proposer, StepFeedback } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
 
@@ -47,10 +51,12 @@ export interface DraftChainOptions {
   fixed?: boolean;
   /** Stop drafting when the draft's top probability is below this (default 0; e.g. 0.3). */
   minProbability?: number;
-  /** Sampling settings for q (temperature 0: greedy drafts). */
+  /** Sampling settings for q: the generation's sampler chain (temperature 0: greedy drafts). */
   temperature?: number;
   topK?: number;
   topP?: number;
+  /** The rest of the chain (minP, penalties, logitBias), as generate() takes them. */
+  sampler?: SamplerChainOptions;
   seed?: number;
 }
 
@@ -130,7 +136,8 @@ function softmaxMax(logits: Float32Array): number {
 export class DraftChainProposer implements Proposer {
   readonly name = 'speculative';
   readonly #state: DraftState;
-  readonly #o: Required<Omit<DraftChainOptions, 'seed' | 'policy'>>;
+  readonly #o: Required<Omit<DraftChainOptions, 'seed' | 'policy' | 'sampler' | 'temperature' | 'topK' | 'topP'>>;
+  readonly #chain: SamplerChain;
   readonly #policy: DraftLengthPolicy;
   readonly #k: number[] = [];
   readonly #random: Random;
@@ -141,10 +148,13 @@ export class DraftChainProposer implements Proposer {
       kMax: options.kMax ?? 8,
       fixed: options.fixed ?? false,
       minProbability: options.minProbability ?? 0,
-      temperature: options.temperature ?? 0,
-      topK: options.topK ?? 0,
-      topP: options.topP ?? 1,
     };
+    this.#chain = checkSamplerChain({
+      ...options.sampler,
+      temperature: options.temperature ?? options.sampler?.temperature ?? 0,
+      topK: options.topK ?? options.sampler?.topK ?? 0,
+      topP: options.topP ?? options.sampler?.topP ?? 1,
+    });
     this.#random = new Random((options.seed ?? 0) ^ 0x5eed);
     this.#policy = options.policy ?? growShrinkPolicy(this.#o.k, this.#o.kMax);
   }
@@ -167,21 +177,32 @@ export class DraftChainProposer implements Proposer {
     let active = ctxs.map((_, i) => i).filter((i) => ks[i]! > 0);
     if (active.length === 0) return ctxs.map(() => EMPTY_DRAFT);
     let logits = await this.#state.syncBatch(active.map((i) => ({ seq: ctxs[i]!.sequence, tokens: ctxs[i]!.tokens })));
-    const sampling = this.#o.temperature > 0;
+    const sampling = this.#chain.temperature > 0;
+    const native = sampling || chainProcessesLogits(this.#chain);
+    const vocab = this.#state.draft.config.vocabSize;
     for (let pos = 0; active.length; pos++) {
       const next: number[] = [];
       const feed: Array<{ seq: number; token: number }> = [];
+      // The chain over this position's rows: tokens (and q when sampling), each row penalised
+      // from its own context (the sequence's tokens, then the drafts so far).
+      let chosen: Int32Array | undefined;
+      let q: Float32Array | undefined;
+      if (native) {
+        const rows = new Float32Array(active.length * vocab);
+        active.forEach((_, a) => rows.set(logits[a]!, a * vocab));
+        const uniforms = sampling ? Float64Array.from(active, () => this.#random.next()) : undefined;
+        const contexts = active.map((i) => [...ctxs[i]!.tokens, ...drafts[i]!.tokens]);
+        const res = await samplingChain(Tensor.from(rows, { shape: [active.length, vocab] }), this.#chain, { contexts, ...(uniforms ? { uniforms } : {}), probs: sampling });
+        chosen = res.tokens;
+        q = res.probs?.toFloat32();
+        res.probs?.dispose();
+      }
       active.forEach((i, a) => {
         const row = logits[a]!;
         if (!sampling && this.#o.minProbability > 0 && pos > 0 && softmaxMax(row) < this.#o.minProbability) return;
-        let token: number;
-        if (sampling) {
-          const q = processedDistribution(row, this.#o);
-          token = sampleFrom(q, this.#random.next());
-          probs[i]!.push(Float32Array.from(q));
-        } else {
-          token = argmax(row);
-        }
+        const token = chosen ? chosen[a]! : argmax(row);
+        if (token < 0) return; // the draft's row has no finite distribution: stop drafting here
+        if (q) probs[i]!.push(q.slice(a * vocab, (a + 1) * vocab));
         drafts[i]!.tokens.push(token);
         drafts[i]!.parents.push(pos - 1);
         if (pos + 1 < ks[i]!) {
