@@ -212,6 +212,7 @@ class PenaltiesOnlyOnPProposer implements Proposer {
   readonly name = 'penalties-only-on-p';
   readonly #inner = new DraftChainProposer(draft, { k: 2, fixed: true, sampler: PENALISED, seed: 5 });
   readonly #plain: ChainRef = { ...PENALISED, repeatPenalty: 1, frequencyPenalty: 0, presencePenalty: 0 };
+  readonly #q = new Map<string, Float32Array>();
   start(p: readonly (readonly number[])[], c: number) {
     this.#inner.start(p, c);
   }
@@ -220,7 +221,9 @@ class PenaltiesOnlyOnPProposer implements Proposer {
     if (!d.draftProbs) return d;
     const q = (j: number) => {
       const seq = [...ctx.tokens, ...d.tokens.slice(0, j)];
-      return Float32Array.from(probsRef(llamaReference(config, draftW, seq).at(-1)!, this.#plain, seq)!);
+      const key = seq.join(',');
+      if (!this.#q.has(key)) this.#q.set(key, Float32Array.from(probsRef(llamaReference(config, draftW, seq).at(-1)!, this.#plain, seq)!));
+      return this.#q.get(key)!;
     };
     return { ...d, draftProbs: d.draftProbs.map((_, j) => q(Math.min(j, d.tokens.length - 1))) };
   }
