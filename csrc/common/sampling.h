@@ -55,15 +55,18 @@
 //     is settled; the result is the full-sort definition's.
 //
 // SamplingExp(x), x <= 0: 0 for x < -708 (and -inf); else k = rint(x * log2(e)),
-//   r = (x - k * ln2_hi) - k * ln2_lo, e^r by a degree-13 Taylor polynomial (Horner), times 2^k.
+//   r = (x - k * ln2_hi) - k * ln2_lo, e^r by a degree-13 Taylor polynomial (Horner), times 2^k
+//   (one rounded product).
 //   Written with explicit single roundings (SMul, SAdd, ...; CUDA: __dmul_rn / __dadd_rn, never
 //   fused; the CPU file is compiled without floating-point contraction), so both devices compute
 //   the same bits. It differs from a libm exp by a few ulps at most, which moves a token only
 //   when a uniform falls within ~1e-15 of a boundary.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -105,36 +108,81 @@ struct SamplingOutput {
 
 // ---- single-rounding arithmetic (no fused multiply-add on either device) ----------------
 
-#if defined(__CUDA_ARCH__)
-CANOPY_HD double SMul(double a, double b) { return __dmul_rn(a, b); }
-CANOPY_HD double SAdd(double a, double b) { return __dadd_rn(a, b); }
-CANOPY_HD double SSub(double a, double b) { return __dsub_rn(a, b); }
-CANOPY_HD double SDiv(double a, double b) { return __ddiv_rn(a, b); }
+// The per-element helpers are always inlined (the CPU row loops vectorise only then).
+#if defined(__CUDACC__)
+#define CANOPY_SAMPLING_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define CANOPY_SAMPLING_HD inline __attribute__((always_inline))
 #else
-CANOPY_HD double SMul(double a, double b) { return a * b; }
-CANOPY_HD double SAdd(double a, double b) { return a + b; }
-CANOPY_HD double SSub(double a, double b) { return a - b; }
-CANOPY_HD double SDiv(double a, double b) { return a / b; }
+#define CANOPY_SAMPLING_HD inline
 #endif
 
-// e^x for x <= 0 (see the header comment).
-CANOPY_HD double SamplingExp(double x) {
-  if (!(x >= -708.0)) return 0.0;
+#if defined(__CUDA_ARCH__)
+CANOPY_SAMPLING_HD double SMul(double a, double b) { return __dmul_rn(a, b); }
+CANOPY_SAMPLING_HD double SAdd(double a, double b) { return __dadd_rn(a, b); }
+CANOPY_SAMPLING_HD double SSub(double a, double b) { return __dsub_rn(a, b); }
+CANOPY_SAMPLING_HD double SDiv(double a, double b) { return __ddiv_rn(a, b); }
+#else
+CANOPY_SAMPLING_HD double SMul(double a, double b) { return a * b; }
+CANOPY_SAMPLING_HD double SAdd(double a, double b) { return a + b; }
+CANOPY_SAMPLING_HD double SSub(double a, double b) { return a - b; }
+CANOPY_SAMPLING_HD double SDiv(double a, double b) { return a / b; }
+#endif
+
+CANOPY_SAMPLING_HD uint64_t SamplingF64Bits(double d) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<uint64_t>(__double_as_longlong(d));
+#else
+  uint64_t u;
+  std::memcpy(&u, &d, sizeof u);
+  return u;
+#endif
+}
+
+CANOPY_SAMPLING_HD double SamplingF64FromBits(uint64_t u) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(u));
+#else
+  double d;
+  std::memcpy(&d, &u, sizeof d);
+  return d;
+#endif
+}
+
+// e^x for x <= 0 (see the header comment). Branch-free, so the CPU loop over a row vectorises:
+// k = rint(x * log2(e)) by the 1.5 * 2^52 shifter (round to nearest even, as rint), 2^k built
+// from its exponent bits (k >= -1021 here, a normal number), and the product rounds once.
+CANOPY_SAMPLING_HD double SamplingExp(double x) {
+  const bool under = !(x >= -708.0);
+  const double xc = under ? -708.0 : x;
   const double kLog2e = 1.4426950408889634;
+  const double kShifter = 6755399441055744.0;          // 1.5 * 2^52
   const double kLn2Hi = 6.93147180369123816490e-01;  // 32 significant bits: k * kLn2Hi is exact
   const double kLn2Lo = 1.90821492927058770002e-10;
-  const double k = rint(SMul(x, kLog2e));
-  double r = SSub(x, SMul(k, kLn2Hi));
+  const double t = SAdd(SMul(xc, kLog2e), kShifter);
+  const double k = SSub(t, kShifter);
+  double r = SSub(xc, SMul(k, kLn2Hi));
   r = SSub(r, SMul(k, kLn2Lo));
-  // 1/n!, n = 13 .. 2
-  const double c[12] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
-                        1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,      1.0 / 720.0,
-                        1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,         0.5};
-  double p = c[0];
-  for (int i = 1; i < 12; ++i) p = SAdd(SMul(p, r), c[i]);
+  // Taylor coefficients 1/n!, n = 13 .. 2, then 1 and 1 (Horner).
+  double p = 1.0 / 6227020800.0;
+  p = SAdd(SMul(p, r), 1.0 / 479001600.0);
+  p = SAdd(SMul(p, r), 1.0 / 39916800.0);
+  p = SAdd(SMul(p, r), 1.0 / 3628800.0);
+  p = SAdd(SMul(p, r), 1.0 / 362880.0);
+  p = SAdd(SMul(p, r), 1.0 / 40320.0);
+  p = SAdd(SMul(p, r), 1.0 / 5040.0);
+  p = SAdd(SMul(p, r), 1.0 / 720.0);
+  p = SAdd(SMul(p, r), 1.0 / 120.0);
+  p = SAdd(SMul(p, r), 1.0 / 24.0);
+  p = SAdd(SMul(p, r), 1.0 / 6.0);
+  p = SAdd(SMul(p, r), 0.5);
   p = SAdd(SMul(p, r), 1.0);
   p = SAdd(SMul(p, r), 1.0);
-  return ldexp(p, static_cast<int>(k));
+  // The low 32 bits of t hold k (two's complement); 2^k has exponent field k + 1023.
+  const int64_t ki = static_cast<int32_t>(static_cast<uint32_t>(SamplingF64Bits(t)));
+  const double pow2 = SamplingF64FromBits(static_cast<uint64_t>(ki + 1023) << 52);
+  const double e = SMul(p, pow2);
+  return under ? 0.0 : e;
 }
 
 // Stage A for one value: the bias step (has_bias) then the penalty step (count > 0).
@@ -191,23 +239,26 @@ inline Status CheckSamplingArgs(int64_t rows, int64_t vocab, const SamplingParam
   if (!std::isfinite(p.presence_penalty)) {
     return Status::InvalidArgument(pre + "presencePenalty must be finite; received " + std::to_string(p.presence_penalty));
   }
-  std::vector<int32_t> seen(static_cast<size_t>(vocab), -1);
+  // Uniqueness by sorting small copies (no vocab-sized scratch per call).
+  std::vector<int32_t> sorted;
   for (int32_t i = 0; i < bias.count; ++i) {
     const int32_t t = bias.tokens[i];
     if (t < 0 || t >= vocab) {
       return Status::InvalidArgument(pre + "logitBias token " + std::to_string(t) + " must be in [0, " + std::to_string(vocab) + ")");
     }
-    if (seen[t] == 0) return Status::InvalidArgument(pre + "logitBias token " + std::to_string(t) + " appears twice");
-    seen[t] = 0;
     const double v = bias.values[i];
     if (std::isnan(v) || v == INFINITY) {
       return Status::InvalidArgument(pre + "logitBias[" + std::to_string(t) + "] must be finite or -Infinity; received " +
                                      std::to_string(v));
     }
   }
+  sorted.assign(bias.tokens, bias.tokens + bias.count);
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 1; i < sorted.size(); ++i) {
+    if (sorted[i] == sorted[i - 1]) return Status::InvalidArgument(pre + "logitBias token " + std::to_string(sorted[i]) + " appears twice");
+  }
   if (pen.indptr) {
     if (pen.indptr[0] != 0) return Status::InvalidArgument(pre + "penaltyIndptr[0] must be 0; received " + std::to_string(pen.indptr[0]));
-    std::fill(seen.begin(), seen.end(), -1);
     for (int64_t r = 0; r < rows; ++r) {
       if (pen.indptr[r + 1] < pen.indptr[r]) {
         return Status::InvalidArgument(pre + "penaltyIndptr must be non-decreasing at " + std::to_string(r + 1));
@@ -218,13 +269,16 @@ inline Status CheckSamplingArgs(int64_t rows, int64_t vocab, const SamplingParam
           return Status::InvalidArgument(pre + "penaltyTokens[" + std::to_string(j) + "] must be a token id in [0, " +
                                          std::to_string(vocab) + "); received " + std::to_string(t));
         }
-        if (seen[t] == static_cast<int32_t>(r)) {
-          return Status::InvalidArgument(pre + "penaltyTokens of row " + std::to_string(r) + " repeat token " + std::to_string(t));
-        }
-        seen[t] = static_cast<int32_t>(r);
         if (pen.counts[j] < 1) {
           return Status::InvalidArgument(pre + "penaltyCounts[" + std::to_string(j) + "] must be >= 1; received " +
                                          std::to_string(pen.counts[j]));
+        }
+      }
+      sorted.assign(pen.tokens + pen.indptr[r], pen.tokens + pen.indptr[r + 1]);
+      std::sort(sorted.begin(), sorted.end());
+      for (size_t i = 1; i < sorted.size(); ++i) {
+        if (sorted[i] == sorted[i - 1]) {
+          return Status::InvalidArgument(pre + "penaltyTokens of row " + std::to_string(r) + " repeat token " + std::to_string(sorted[i]));
         }
       }
     }

@@ -5,10 +5,11 @@
 //
 // Floating-point contraction is off in this file (and CMake passes -ffp-contract=off): the
 // shared helpers round every product and sum once, as the CUDA kernel's intrinsics do.
+// -fno-trapping-math (no result changes) lets the branch-free exp loop vectorise.
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
+#pragma GCC optimize("fp-contract=off", "no-trapping-math")
 #endif
 
 #include <algorithm>
@@ -36,6 +37,11 @@ double ChunkedSumOf(const double* r, int64_t vocab, double* partials) {
     partials[k] = VerifyChunkSum(r, k * kVerifySumChunk, end);
   }
   return VerifySumPartials(partials, chunks);
+}
+
+// w[y] = SamplingExp((l[y] - m) / T) over a row (a separate loop so it vectorises).
+void ExpRow(const float* __restrict l, double md, double temperature, double* __restrict w, int64_t n) {
+  for (int64_t y = 0; y < n; ++y) w[y] = SamplingExp(SDiv(SSub(static_cast<double>(l[y]), md), temperature));
 }
 
 // Stage A into l.
@@ -77,7 +83,7 @@ int32_t SampleRow(const float* l, int64_t vocab, const SamplingParams& p, double
   }
   double* w = s.w.data();
   const double md = static_cast<double>(m);
-  for (int64_t y = 0; y < vocab; ++y) w[y] = SamplingExp(SDiv(SSub(static_cast<double>(l[y]), md), p.temperature));
+  ExpRow(l, md, p.temperature, w, vocab);
 
   auto before = [l](int32_t a, int32_t b) { return SamplingBefore(l[a], a, l[b], b); };
   int32_t* idx = s.idx.data();
@@ -87,8 +93,21 @@ int32_t SampleRow(const float* l, int64_t vocab, const SamplingParams& p, double
   int64_t sorted = 0;  // idx[0, sorted) holds s_1..s_sorted
   double z = 0.0;      // Z_k
   if (kk < vocab) {
-    for (int64_t y = 0; y < vocab; ++y) idx[y] = static_cast<int32_t>(y);
-    std::nth_element(idx, idx + kk - 1, idx + vocab, before);
+    // Partial selection: the tokens above the first cutoff that holds at least k of them (a
+    // prefix of the order), then the k-th of those and a sort of the k kept.
+    int64_t n = 0;
+    for (int rung = 0; rung < kSamplingRungs; ++rung) {
+      const double c = SamplingRung(rung);
+      n = 0;
+      for (int64_t y = 0; y < vocab; ++y) n += w[y] >= c ? 1 : 0;
+      if (n < kk) continue;
+      n = 0;
+      for (int64_t y = 0; y < vocab; ++y) {
+        if (w[y] >= c) idx[n++] = static_cast<int32_t>(y);
+      }
+      break;
+    }
+    std::nth_element(idx, idx + kk - 1, idx + n, before);
     std::sort(idx, idx + kk, before);
     sorted = kk;
     K = kk;
@@ -185,14 +204,19 @@ Status SamplingChain(const float* logits, int64_t rows, int64_t vocab, const Sam
   CANOPY_RETURN_IF_ERROR(CheckSamplingArgs(rows, vocab, params, bias, penalties, uniforms));
   if (!out.tokens) return Status::InvalidArgument("samplingChain: tokens output is required");
   if (rows == 0) return Status::Ok();
-  // All scratch is allocated here, on the calling thread (a failure becomes a Status).
+  // Scratch: grow-only, per calling thread (no allocation or page faults per call once warm).
+  // Allocated here, on the calling thread (a failure becomes a Status); workers never allocate.
   const int64_t slots = std::min<int64_t>(rows, NumThreads());
-  std::vector<RowScratch> scratch(static_cast<size_t>(slots));
-  for (RowScratch& s : scratch) {
-    s.w.resize(static_cast<size_t>(vocab));
-    s.idx.resize(static_cast<size_t>(vocab));
-    s.partials.resize(static_cast<size_t>(VerifyNumChunks(vocab)));
-    if (!out.logits) s.l.resize(static_cast<size_t>(vocab));
+  thread_local std::vector<RowScratch> scratch;
+  if (static_cast<int64_t>(scratch.size()) < slots) scratch.resize(static_cast<size_t>(slots));
+  for (int64_t i = 0; i < slots; ++i) {
+    RowScratch& s = scratch[i];
+    if (static_cast<int64_t>(s.w.size()) < vocab) {
+      s.w.resize(static_cast<size_t>(vocab));
+      s.idx.resize(static_cast<size_t>(vocab));
+      s.partials.resize(static_cast<size_t>(VerifyNumChunks(vocab)));
+    }
+    if (!out.logits && static_cast<int64_t>(s.l.size()) < vocab) s.l.resize(static_cast<size_t>(vocab));
   }
   ParallelFor(slots, 1, [&](int64_t s0, int64_t s1) {
     for (int64_t slot = s0; slot < s1; ++slot) {
