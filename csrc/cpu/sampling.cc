@@ -207,7 +207,8 @@ Status SamplingChain(const float* logits, int64_t rows, int64_t vocab, const Sam
   // Scratch: grow-only, per calling thread (no allocation or page faults per call once warm).
   // Allocated here, on the calling thread (a failure becomes a Status); workers never allocate.
   const int64_t slots = std::min<int64_t>(rows, NumThreads());
-  thread_local std::vector<RowScratch> scratch;
+  thread_local std::vector<RowScratch> per_thread;
+  std::vector<RowScratch>& scratch = per_thread;  // the caller's: the workers index it through this reference
   if (static_cast<int64_t>(scratch.size()) < slots) scratch.resize(static_cast<size_t>(slots));
   for (int64_t i = 0; i < slots; ++i) {
     RowScratch& s = scratch[i];
