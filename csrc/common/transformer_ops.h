@@ -50,6 +50,9 @@ Status Rope(const RopeParams& p);
 Status SwiGlu(const float* g, const float* u, float* h, int64_t n);
 Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype, int64_t vocab, int64_t dim, float* x);
 Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best);
+// Argmax with `best` in HOST memory: the ids pass through the kernel workspace (no cudaMalloc per
+// call). Synchronous on return.
+Status ArgmaxToHost(const float* logits, int64_t rows, int64_t vocab, int32_t* best);
 }  // namespace cuda
 
 }  // namespace canopy

@@ -3,6 +3,7 @@
 // was not compiled in.
 #include "../common/attention.h"
 #include "../common/cast.h"
+#include "../common/decode_step.h"
 #include "../common/machine_bench.h"
 #include "../common/merge_states.h"
 #include "../common/kv_commit.h"
@@ -60,7 +61,9 @@ Status Rope(const RopeParams&) { return NotCompiled(); }
 Status SwiGlu(const float*, const float*, float*, int64_t) { return NotCompiled(); }
 Status Embed(const int32_t*, int64_t, const void*, DType, int64_t, int64_t, float*) { return NotCompiled(); }
 Status Argmax(const float*, int64_t, int64_t, int32_t*) { return NotCompiled(); }
+Status ArgmaxToHost(const float*, int64_t, int64_t, int32_t*) { return NotCompiled(); }
 Status LlamaForward(const LlamaModelDesc&, const LlamaForwardParams&) { return NotCompiled(); }
+Status DecodeStep(const LlamaModelDesc&, const DecodeStepParams&) { return NotCompiled(); }
 Status VerifyGreedy(const VerifyTree&, const void*, DType, int64_t, const VerifyOutput&) { return NotCompiled(); }
 Status VerifySampling(const VerifyTree&, const float*, const float*, int64_t, const double*, const VerifyOutput&) {
   return NotCompiled();

@@ -5,6 +5,7 @@
 
 #include "../common/transformer_ops.h"
 #include "check.cuh"
+#include "workspace.cuh"
 
 namespace canopy {
 namespace cuda {
@@ -132,6 +133,16 @@ Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best) {
   if (rows == 0) return Status::Ok();
   ArgmaxKernel<<<static_cast<unsigned>(rows), kThreads>>>(logits, vocab, best);
   return FromCudaError(cudaGetLastError(), "ArgmaxKernel launch");
+}
+
+Status ArgmaxToHost(const float* logits, int64_t rows, int64_t vocab, int32_t* best) {
+  if (rows == 0) return Status::Ok();
+  WorkspaceLease ws;  // the kernel workspace: held until the copy below has synchronised
+  const size_t off = ws.Reserve(static_cast<size_t>(rows) * sizeof(int32_t));
+  CANOPY_RETURN_IF_ERROR(ws.Acquire());
+  CANOPY_RETURN_IF_ERROR(Argmax(logits, rows, vocab, ws.At<int32_t>(off)));
+  return FromCudaError(cudaMemcpy(best, ws.At<int32_t>(off), static_cast<size_t>(rows) * sizeof(int32_t), cudaMemcpyDeviceToHost),
+                       "argmax copy");
 }
 
 }  // namespace cuda

@@ -44,12 +44,7 @@ Napi::Value ArgmaxRows(const Napi::CallbackInfo& info) {
   return RunAsync(env, [=]() -> Status {
     if (!cuda) return cpu::Argmax(l, rows, vocab, out);
     CANOPY_RETURN_IF_ERROR(cuda::SetDevice(dev));
-    void* d = nullptr;
-    CANOPY_RETURN_IF_ERROR(cuda::Malloc(dev, static_cast<size_t>(rows) * sizeof(int32_t), &d));
-    Status s = cuda::Argmax(l, rows, vocab, static_cast<int32_t*>(d));
-    if (s.ok()) s = cuda::CopyDeviceToHost(dev, out, d, static_cast<size_t>(rows) * sizeof(int32_t));
-    cuda::Free(dev, d);
-    return s;
+    return cuda::ArgmaxToHost(l, rows, vocab, out);
   }, {logits, best});
 }
 

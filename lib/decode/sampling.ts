@@ -10,6 +10,9 @@
 import { ArgumentError } from '../errors.js';
 import { type SamplerChain, type SamplerChainOptions, checkSamplerChain, sampleRows } from '../kernels/sampling.js';
 import { Tensor } from '../tensor/tensor.js';
+import { Random, randomSeed } from './random.js';
+
+export { Random, randomSeed } from './random.js';
 
 export interface SamplingOptions extends SamplerChainOptions {
   /** Seed of the random generator (default: a random seed, reported in the stats). */
@@ -26,22 +29,6 @@ export function checkSamplingOptions(o: SamplingOptions, vocab?: number): Checke
   const seed = o.seed ?? randomSeed();
   if (!Number.isSafeInteger(seed)) throw new ArgumentError('seed', 'an integer', seed);
   return { ...chain, seed };
-}
-
-/** A small seeded generator of uniforms in [0, 1) (splitmix32 mixing of a counter). */
-export class Random {
-  #state: number;
-  constructor(seed: number) {
-    this.#state = (seed ^ 0x9e3779b9) >>> 0;
-  }
-  next(): number {
-    this.#state = (this.#state + 0x9e3779b9) >>> 0;
-    let z = this.#state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    z = (z ^ (z >>> 16)) >>> 0;
-    return z / 2 ** 32;
-  }
 }
 
 /** argmax with ties to the lowest id (NaN never wins). */
@@ -72,9 +59,4 @@ export class Sampler {
     const u = Float64Array.of(this.greedy ? 0 : this.#random.next());
     return (await sampleRows(row, this.options, u, [context]))[0]!;
   }
-}
-
-/** A random 32-bit seed from the platform's cryptographic generator. */
-export function randomSeed(): number {
-  return crypto.getRandomValues(new Uint32Array(1))[0]!;
 }

@@ -19,7 +19,8 @@ import { checkTensor } from './args.js';
 
 /**
  * argmax of every row of logits [rows, vocab] f32: ties to the lowest id, NaN counts as -inf,
- * a row with nothing above -inf gives 0. Only the ids cross to JavaScript.
+ * a row with nothing above -inf gives -1. Only the ids cross to JavaScript (CUDA: through the
+ * kernel workspace, no allocation per call). Model.step does the same inside the decode step.
  */
 export async function argmaxRows(logits: Tensor): Promise<Int32Array> {
   const [rows] = checkTensor(logits, 'logits', 2, '[rows, vocab]') as [number, number];

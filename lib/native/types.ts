@@ -87,6 +87,18 @@ export interface NativeModelHandle {
     logits: TensorDescriptor;
     hidden?: TensorDescriptor;
   }): Promise<void>;
+  /** forward() plus the token choice and the KV commit in the same call (csrc/common/decode_step.h). */
+  step(args: Parameters<NativeModelHandle['forward']>[0] & {
+    /** 1 argmax (causal), 2 greedy tree */
+    choice: number;
+    regionRows: number;
+    topK?: number;
+    nextToken: TensorDescriptor;
+    acceptedCount: TensorDescriptor;
+    acceptedNodes: TensorDescriptor;
+    newLens: TensorDescriptor;
+    topKIds?: TensorDescriptor;
+  }): Promise<void>;
   dispose(): void;
 }
 

@@ -16,6 +16,7 @@
         "../../csrc/cpu/attention_plan.cc",
         "../../csrc/cpu/cast.cc",
         "../../csrc/cpu/cpu_features.cc",
+        "../../csrc/cpu/decode_step.cc",
         "../../csrc/cpu/kv_commit.cc",
         "../../csrc/cpu/kv_quant.cc",
         "../../csrc/cpu/kv_quant_plan.cc",
