@@ -107,6 +107,17 @@ export {
 export { ChatTemplate, ChatTemplateError, type ChatMessage, type RenderOptions } from './chat/template.js';
 export { Sampler, type SamplingOptions } from './decode/sampling.js';
 export {
+  samplingChain,
+  sampleRows,
+  argmaxRows,
+  checkSamplerChain,
+  penaltyCounts,
+  type SamplerChain,
+  type SamplerChainOptions,
+  type ChainRequest,
+  type ChainResult,
+} from './kernels/sampling.js';
+export {
   loadTokenizer,
   findTokenizerFor,
   type LoadTokenizerOptions,

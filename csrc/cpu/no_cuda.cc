@@ -13,6 +13,7 @@
 #include "../common/prefix_attention.h"
 #include "../common/transformer_ops.h"
 #include "../common/runtime.h"
+#include "../common/sampling.h"
 #include "../common/verify.h"
 
 namespace canopy {
@@ -67,6 +68,10 @@ Status LlamaForward(const LlamaModelDesc&, const LlamaForwardParams&) { return N
 Status DecodeStep(const LlamaModelDesc&, const DecodeStepParams&) { return NotCompiled(); }
 Status VerifyGreedy(const VerifyTree&, const void*, DType, int64_t, const VerifyOutput&) { return NotCompiled(); }
 Status VerifySampling(const VerifyTree&, const float*, const float*, int64_t, const double*, const VerifyOutput&) {
+  return NotCompiled();
+}
+Status SamplingChain(const float*, int64_t, int64_t, const SamplingParams&, const SamplingBias&, const SamplingPenalties&,
+                     const double*, const SamplingOutput&) {
   return NotCompiled();
 }
 Status CommitKv(void*, void*, DType, int64_t, int64_t, int64_t, const KvCommitPlan&, int64_t, int32_t*) {

@@ -22,6 +22,11 @@ export interface ModelCliOptions {
   temperature?: string;
   topK?: string;
   topP?: string;
+  minP?: string;
+  repeatPenalty?: string;
+  frequencyPenalty?: string;
+  presencePenalty?: string;
+  penaltyLastN?: string;
   seed?: string;
   verbose?: boolean;
 }
@@ -39,13 +44,18 @@ export function addModelOptions(cmd: Command): Command {
     .option('--kv-dtype <dtype>', 'KV cache storage: f32, f16, bf16, int8, int4 or fp8');
 }
 
-/** --max-tokens, --temperature, --top-k, --top-p and --seed, with the command's defaults. */
+/** --max-tokens, --temperature, --top-k, --top-p, --min-p, the penalties and --seed, with the command's defaults. */
 export function addSamplingOptions(cmd: Command, defaults: { maxTokens: string; maxTokensHelp: string; temperature: string }): Command {
   return cmd
     .option('--max-tokens <n>', defaults.maxTokensHelp, defaults.maxTokens)
     .option('--temperature <t>', '0 is greedy', defaults.temperature)
     .option('--top-k <k>', 'keep the k most probable tokens')
     .option('--top-p <p>', 'nucleus sampling mass')
+    .option('--min-p <p>', 'drop tokens below this fraction of the most probable one')
+    .option('--repeat-penalty <r>', 'divide positive / multiply negative logits of recent tokens (llama.cpp; 1: off)')
+    .option('--frequency-penalty <f>', 'subtract f per occurrence of a recent token (0: off)')
+    .option('--presence-penalty <p>', 'subtract p once from each recent token (0: off)')
+    .option('--penalty-last-n <n>', 'recent tokens the penalties look at (-1: all, 0: none; default 64)')
     .option('--seed <s>', 'random seed');
 }
 
@@ -71,6 +81,11 @@ export function samplingOptions(o: ModelCliOptions, defaults: { maxTokens: numbe
     temperature: num(o.temperature, 'temperature', false) ?? defaults.temperature,
     ...(o.topK !== undefined ? { topK: num(o.topK, 'top-k', true)! } : {}),
     ...(o.topP !== undefined ? { topP: num(o.topP, 'top-p', false)! } : {}),
+    ...(o.minP !== undefined ? { minP: num(o.minP, 'min-p', false)! } : {}),
+    ...(o.repeatPenalty !== undefined ? { repeatPenalty: num(o.repeatPenalty, 'repeat-penalty', false)! } : {}),
+    ...(o.frequencyPenalty !== undefined ? { frequencyPenalty: num(o.frequencyPenalty, 'frequency-penalty', false)! } : {}),
+    ...(o.presencePenalty !== undefined ? { presencePenalty: num(o.presencePenalty, 'presence-penalty', false)! } : {}),
+    ...(o.penaltyLastN !== undefined ? { penaltyLastN: num(o.penaltyLastN, 'penalty-last-n', true)! } : {}),
     ...(o.seed !== undefined ? { seed: num(o.seed, 'seed', true)! } : {}),
   };
 }

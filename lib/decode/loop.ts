@@ -13,6 +13,7 @@
  * the target's processed distribution. The uniforms come from a per-sequence seeded generator.
  */
 import { InternalError } from '../errors.js';
+import { chainProcessesLogits, checkSamplerChain } from '../kernels/sampling.js';
 import type { KvCache } from '../model/kv-cache.js';
 import { GoodputController } from './controller.js';
 import { Emitter } from './emit.js';
@@ -43,10 +44,13 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     if (c.capacity < initial && growable(c.dtype)) c.grow(initial);
   }
   const cache: KvCache = session?.cache ?? model.createCache({ capacity: initial, sequences: seqs.length, ...(o.cacheDtype ? { dtype: o.cacheDtype } : {}) });
+  const chain = checkSamplerChain(o, model.config.vocabSize);
   const r: Run = {
     o, model, proposer, cache, capacity, seqs, emitter,
     metrics: proposer ? new SpeculationMetrics(proposer.name) : undefined,
     controller: proposer && o.goodput ? new GoodputController(o.goodput) : undefined,
+    chain,
+    chainStep: o.temperature > 0 || chainProcessesLogits(chain),
     sampling: o.temperature > 0,
     wantsHidden: proposer?.wantsHidden === true,
     passes: 0,

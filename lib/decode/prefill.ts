@@ -5,7 +5,8 @@
  * Float caches start small and grow as they fill; quantized ones cannot grow.
  */
 import type { KvCacheDtype } from '../model/kv-cache.js';
-import { pick } from './pick.js';
+import { Tensor } from '../tensor/tensor.js';
+import { chooseTokens } from './pick.js';
 import type { Live, Run } from './run.js';
 
 export async function prefill(r: Run): Promise<void> {
@@ -23,13 +24,21 @@ export async function prefill(r: Run): Promise<void> {
   const step = leaders.map((s) => ({ sequence: s, tokens: seqs[s]!.prompt.slice(skip) }));
   let first: (row: number, s: number) => number;
   let hidden: Float32Array | undefined;
-  if (r.sampling) {
+  if (r.chainStep) {
     const pre = await r.model.forward(cache, step, { hidden: r.wantsHidden });
     const logits = pre.logits.toFloat32();
     pre.logits.dispose();
     hidden = pre.hidden?.toFloat32();
     pre.hidden?.dispose();
-    first = (row, s) => pick(r, logits.subarray(row * vocab, (row + 1) * vocab), s);
+    // Each open sequence's first token from its leader's row (n samples of one prompt: one row, own uniforms).
+    const open = seqs.map((_, s) => s).filter((s) => !seqs[s]!.done);
+    const rows = new Float32Array(open.length * vocab);
+    open.forEach((s, i) => {
+      const row = leaders.indexOf(leader[s]!);
+      rows.set(logits.subarray(row * vocab, (row + 1) * vocab), i * vocab);
+    });
+    const chosen = open.length ? await chooseTokens(r, Tensor.from(rows, { shape: [open.length, vocab] }), open) : new Int32Array(0);
+    first = (_row, s) => chosen[open.indexOf(s)]!;
   } else {
     const pre = await r.model.step(cache, step, { hidden: r.wantsHidden });
     hidden = pre.hidden?.toFloat32();

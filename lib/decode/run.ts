@@ -3,6 +3,7 @@
  * generation's step functions share (Run), and what a step hands back (StepOutcome).
  */
 import type { CanopyError } from '../errors.js';
+import type { SamplerChain, SamplerChainOptions } from '../kernels/sampling.js';
 import type { VerifyResult, verifySamplingBatch } from '../kernels/verify.js';
 import type { KvCache, KvCacheDtype } from '../model/kv-cache.js';
 import type { Model } from '../model/model.js';
@@ -11,7 +12,8 @@ import type { Emitter, FinishReason, Seq, StreamingTokenizer } from './emit.js';
 import type { SpeculationMetrics } from './metrics.js';
 import type { Proposer, SpeculationStats } from './types.js';
 
-export interface LoopOptions {
+/** Sampling: the sampler chain's settings (temperature, topK, topP required; the rest optional). */
+export interface LoopOptions extends SamplerChainOptions {
   model: Model;
   prompts: number[][];
   maxTokens: number;
@@ -81,6 +83,14 @@ export interface Run {
   emitter: Emitter;
   metrics: SpeculationMetrics | undefined;
   controller: GoodputController | undefined;
+  /** The sampler chain (lib/kernels/sampling.ts) every token choice of a chain step goes through. */
+  chain: SamplerChain;
+  /**
+   * Steps go through the chain (lib/decode/sampled-step.ts) when sampling, or when bias or
+   * penalties change the logits (greedy then takes the argmax of the processed logits);
+   * otherwise greedy steps are one native call (greedy-step.ts).
+   */
+  chainStep: boolean;
   sampling: boolean;
   wantsHidden: boolean;
   passes: number;

@@ -1,12 +1,13 @@
 /**
- * A sampled step (temperature > 0): the target forward over every live sequence's pending token
- * and draft tree, then a draw from the processed distribution (no drafts) or lossless sampling
- * verification (lib/decode/sampled-verify.ts) and the KV commit. The logits rows come to the host
- * for the TypeScript samplers; the native sampler chain (csrc/common/sampling.h) is to take this
- * over as a choice of Model.step.
+ * A chain step (sampling, or greedy with bias / penalties): the target forward over every live
+ * sequence's pending token and draft tree, then the native sampler chain (csrc/common/sampling.h)
+ * on the logits where they are: a token per sequence (no drafts), or every tree row processed
+ * from its own ancestor path and verified (lib/decode/sampled-verify.ts), and the KV commit.
+ * The logits rows come to the host only for proposers that learn from them. (The chain is to
+ * become a choice of Model.step, as greedy token choice is.)
  */
 import { topIndices } from './proposers/top-indices.js';
-import { pick } from './pick.js';
+import { chooseTokens } from './pick.js';
 import type { Live, Run, StepOutcome } from './run.js';
 import { verifySampled } from './sampled-verify.js';
 import type { DraftTree } from './types.js';
@@ -21,22 +22,27 @@ export async function sampledStep(r: Run, live: Live, drafts: DraftTree[]): Prom
   });
   const { logits, hidden } = await r.model.forward(r.cache, step, { logits: isTree ? 'all' : 'last', hidden: r.wantsHidden });
   r.passes++;
-  const host = Float32Array.from(logits.toFloat32());
-  logits.dispose();
+  const k = r.proposer?.wantsTopK ?? 0;
+  const needHost = r.proposer?.feedback !== undefined || (isTree && k > 0);
+  const host = needHost ? Float32Array.from(logits.toFloat32()) : undefined;
   const hostHidden = hidden ? Float32Array.from(hidden.toFloat32()) : undefined;
   hidden?.dispose();
   const t1 = performance.now();
-  const results = isTree
-    ? await verifySampled(r, live, drafts, host)
-    : live.map(({ s }, i) => ({ acceptedNodes: [], nextToken: pick(r, host.subarray(i * vocab, (i + 1) * vocab), s) }));
+  let results;
+  try {
+    results = isTree
+      ? await verifySampled(r, live, drafts, logits)
+      : Array.from(await chooseTokens(r, logits, live.map(({ s }) => s)), (nextToken) => ({ acceptedNodes: [] as number[], nextToken }));
+  } finally {
+    logits.dispose();
+  }
   if (isTree) {
     await r.cache.commit(live.map(({ s }, i) => ({ sequence: s, numNodes: drafts[i]!.tokens.length + 1, acceptedNodes: [0, ...results[i]!.acceptedNodes.map((n) => n + 1)] })));
   }
-  const k = r.proposer?.wantsTopK ?? 0;
-  const topK = isTree && k > 0 ? hostTopK(host, vocab, k) : undefined;
+  const topK = isTree && k > 0 ? hostTopK(host!, vocab, k) : undefined;
   return {
     results,
-    logits: host,
+    ...(host ? { logits: host } : {}),
     ...(hostHidden ? { hidden: hostHidden } : {}),
     ...(topK ? { topK } : {}),
     forwardMs: t1 - t0,

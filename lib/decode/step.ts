@@ -35,7 +35,7 @@ export async function step(r: Run, live: Live): Promise<void> {
   const sizes = r.controller ? r.controller.plan(live.map(({ s }) => s)) : live.map(() => Infinity);
   const { drafts, budget } = await propose(r, live, sizes);
   const t1 = performance.now();
-  const out = r.sampling ? await sampledStep(r, live, drafts) : await greedyStep(r, live, drafts);
+  const out = r.chainStep ? await sampledStep(r, live, drafts) : await greedyStep(r, live, drafts);
   const observed = await settle(r, live, drafts, out, sizes, t1 - t0);
   r.controller?.observe({ ...observed, draftMs: t1 - t0, draftBudget: budget });
 }

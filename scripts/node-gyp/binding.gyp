@@ -32,6 +32,7 @@
         "../../csrc/cpu/prefix_attention.cc",
         "../../csrc/cpu/prefix_attention_plan.cc",
         "../../csrc/cpu/quantize.cc",
+        "../../csrc/cpu/sampling.cc",
         "../../csrc/cpu/thread_pool.cc",
         "../../csrc/cpu/transformer_ops.cc",
         "../../csrc/cpu/verify.cc",

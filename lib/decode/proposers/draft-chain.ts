@@ -1,12 +1,14 @@
 /**
  * DraftChainProposer: a smaller model sharing the tokenizer guesses k tokens autoregressively
- * (greedy: the draft's argmax, chosen natively by Model.step; sampling: from the draft's
- * processed distribution q, recorded for lossless verification). Adaptive length: grows by one
+ * (greedy: the draft's argmax, chosen natively by Model.step; sampling, or bias / penalties: the
+ * native sampler chain, q recorded for lossless verification). Adaptive length: grows by one
  * after a fully accepted step, shrinks by one otherwise, and stops drafting early when the
  * draft's top probability falls below `minProbability`.
  */
 import type { Model } from '../../model/model.js';
-import { Random, processedDistribution, sampleFrom } from '../sampling.js';
+import { type SamplerChain, type SamplerChainOptions, chainProcessesLogits, checkSamplerChain } from '../../kernels/sampling.js';
+import { chainRows } from './draft-sample.js';
+import { Random } from '../random.js';
 import type { DraftTree, ProposeContext, Proposer, StepFeedback } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
 import { type DraftLengthPolicy, growShrinkPolicy } from './draft-policy.js';
@@ -29,13 +31,15 @@ export interface DraftChainOptions {
   temperature?: number;
   topK?: number;
   topP?: number;
+  sampler?: SamplerChainOptions; // the rest of the chain (minP, penalties, logitBias), as generate() takes them
   seed?: number;
 }
 
 export class DraftChainProposer implements Proposer {
   readonly name = 'speculative';
   readonly #state: DraftState;
-  readonly #o: Required<Omit<DraftChainOptions, 'seed' | 'policy'>>;
+  readonly #o: Required<Omit<DraftChainOptions, 'seed' | 'policy' | 'sampler' | 'temperature' | 'topK' | 'topP'>>;
+  readonly #chain: SamplerChain;
   readonly #policy: DraftLengthPolicy;
   readonly #k: number[] = [];
   readonly #random: Random;
@@ -46,10 +50,9 @@ export class DraftChainProposer implements Proposer {
       kMax: options.kMax ?? 8,
       fixed: options.fixed ?? false,
       minProbability: options.minProbability ?? 0,
-      temperature: options.temperature ?? 0,
-      topK: options.topK ?? 0,
-      topP: options.topP ?? 1,
     };
+    const { temperature, topK, topP } = { ...options.sampler, ...options };
+    this.#chain = checkSamplerChain({ ...options.sampler, temperature: temperature ?? 0, topK: topK ?? 0, topP: topP ?? 1 });
     this.#random = new Random((options.seed ?? 0) ^ 0x5eed);
     this.#policy = options.policy ?? growShrinkPolicy(this.#o.k, this.#o.kMax);
   }
@@ -71,24 +74,22 @@ export class DraftChainProposer implements Proposer {
     const probs: Float32Array[][] = ctxs.map(() => []);
     let active = ctxs.map((_, i) => i).filter((i) => ks[i]! > 0);
     if (active.length === 0) return ctxs.map(() => EMPTY_DRAFT);
-    const sampling = this.#o.temperature > 0;
-    // Greedy drafts without a confidence threshold need only the argmax: the logits stay native.
-    const wantLogits = sampling || this.#o.minProbability > 0;
+    const sampling = this.#chain.temperature > 0;
+    // Greedy drafts without bias, penalties or a confidence threshold need only the argmax: the logits stay native.
+    const native = sampling || chainProcessesLogits(this.#chain);
+    const wantLogits = native || this.#o.minProbability > 0;
+    const vocab = this.#state.draft.config.vocabSize;
     let rows = await this.#state.sync(active.map((i) => ({ seq: ctxs[i]!.sequence, tokens: ctxs[i]!.tokens })), wantLogits);
     for (let pos = 0; active.length; pos++) {
       const next: number[] = [];
       const feed: Array<{ seq: number; token: number }> = [];
+      const { chosen, q } = native ? await chainRows(this.#chain, vocab, active.map((_, a) => rows[a]!.logits!), active.map((i) => [...ctxs[i]!.tokens, ...drafts[i]!.tokens]), this.#random) : {};
       active.forEach((i, a) => {
         const row = rows[a]!;
         if (!sampling && this.#o.minProbability > 0 && pos > 0 && softmaxMax(row.logits!) < this.#o.minProbability) return;
-        let token = row.token;
-        if (sampling) {
-          const q = processedDistribution(row.logits!, this.#o);
-          token = sampleFrom(q, this.#random.next());
-          probs[i]!.push(Float32Array.from(q));
-        } else if (token < 0) {
-          return; // the draft's logits broke: stop drafting this sequence
-        }
+        const token = chosen ? chosen[a]! : row.token;
+        if (token < 0) return; // the draft's logits broke: stop drafting this sequence
+        if (q) probs[i]!.push(q.slice(a * vocab, (a + 1) * vocab));
         drafts[i]!.tokens.push(token);
         drafts[i]!.parents.push(pos - 1);
         if (pos + 1 < ks[i]!) {
