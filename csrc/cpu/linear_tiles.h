@@ -1,5 +1,7 @@
 // Inner tiles of the CPU linear layer (see csrc/common/linear.h), included by linear.cc
-// (AVX2 baseline), linear_avx512.cc (AVX-512) and linear_portable.cc (plain C++ vectors),
+// (AVX2 baseline), linear_avx512.cc (AVX-512), linear_neon.cc (aarch64 NEON: 8-lane vectors
+// as pairs of q registers, so the arithmetic below is the AVX2 path's) and linear_portable.cc
+// (plain C++ vectors),
 // each in its own namespace, like attention_tiles.h (same rules: internal linkage, no std
 // templates, no include guard).
 //
@@ -30,6 +32,10 @@
 #if !defined(CANOPY_LINEAR_PORTABLE) && (defined(__AVX2__) || defined(__AVX512F__))
 #include <immintrin.h>
 #define CANOPY_LINEAR_X86 1
+#elif defined(CANOPY_LINEAR_NEON_TU) && defined(__aarch64__)
+#include <arm_neon.h>
+#define CANOPY_LINEAR_NEON 1
+static_assert(CANOPY_TILE_VEC_BYTES == 32, "the NEON tiles hold 8 lanes as two q registers");
 #endif
 
 namespace canopy {
@@ -50,6 +56,16 @@ inline VecF Fma(VecF a, VecF b, VecF acc) {
 #elif defined(CANOPY_LINEAR_X86)
   __m256 r = _mm256_fmadd_ps(reinterpret_cast<__m256&>(a), reinterpret_cast<__m256&>(b), reinterpret_cast<__m256&>(acc));
   return reinterpret_cast<VecF&>(r);
+#elif defined(CANOPY_LINEAR_NEON)
+  float32x4_t x[2], y[2], c[2];
+  std::memcpy(x, &a, sizeof x);
+  std::memcpy(y, &b, sizeof y);
+  std::memcpy(c, &acc, sizeof c);
+  c[0] = vfmaq_f32(c[0], x[0], y[0]);
+  c[1] = vfmaq_f32(c[1], x[1], y[1]);
+  VecF r;
+  std::memcpy(&r, c, sizeof r);
+  return r;
 #else
   VecF r;
   for (int l = 0; l < kLanes; ++l) r[l] = __builtin_fmaf(a[l], b[l], acc[l]);
@@ -98,6 +114,8 @@ inline VecF LoadW(const void* w, int64_t i) {
     const __m512 f = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
 #elif defined(CANOPY_LINEAR_X86)
     const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+#elif defined(CANOPY_LINEAR_NEON)
+    const float32x4_t f[2] = {vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src))), vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src + 4)))};
 #else
     VecF f;
     for (int l = 0; l < kLanes; ++l) f[l] = HalfToFloat(src[l]);
@@ -315,3 +333,4 @@ inline void Run(const LinearParams& p, int64_t o_begin, int64_t o_end, float* sc
 }  // namespace canopy
 
 #undef CANOPY_LINEAR_X86
+#undef CANOPY_LINEAR_NEON

@@ -1,6 +1,7 @@
 // Explicit SIMD vectors for the CPU tiles (GCC / clang vector extensions), included INSIDE
 // the per-ISA namespace of a tiles header (attention_tiles.h, linear_tiles.h) after
-// CANOPY_TILE_VEC_BYTES is defined: 64 (zmm) in the AVX-512 copies, 32 (ymm) in the baseline.
+// CANOPY_TILE_VEC_BYTES is defined: 64 (zmm) in the AVX-512 copies, 32 (ymm) in the baseline,
+// 16 (one NEON q register) in the aarch64 attention tiles.
 // Everything has internal linkage through the includer's anonymous namespace.
 // No include guard on purpose: each tiles namespace gets its own copy.
 
@@ -45,6 +46,16 @@ inline void HSum4(VecF a0, VecF a1, VecF a2, VecF a3, float* out) {
   out[1] = v[4];
   out[2] = v[8];
   out[3] = v[12];
+#elif CANOPY_TILE_VEC_BYTES == 16
+  // Pairwise: t = (a0_0+a0_1, a0_2+a0_3, a1_0+a1_1, a1_2+a1_3), likewise u for a2, a3; then
+  // lane i of t' = (a_i0+a_i1) + (a_i2+a_i3) (NEON's faddp, written portably).
+  const VecF t = CANOPY_SHUF2(a0, a1, 0, 2, 4, 6) + CANOPY_SHUF2(a0, a1, 1, 3, 5, 7);
+  const VecF u = CANOPY_SHUF2(a2, a3, 0, 2, 4, 6) + CANOPY_SHUF2(a2, a3, 1, 3, 5, 7);
+  const VecF v = CANOPY_SHUF2(t, u, 0, 2, 4, 6) + CANOPY_SHUF2(t, u, 1, 3, 5, 7);
+  out[0] = v[0];
+  out[1] = v[1];
+  out[2] = v[2];
+  out[3] = v[3];
 #else
   const VecF s0 = CANOPY_SHUF2(a0, a1, 0, 1, 2, 3, 8, 9, 10, 11) + CANOPY_SHUF2(a0, a1, 4, 5, 6, 7, 12, 13, 14, 15);
   const VecF s1 = CANOPY_SHUF2(a2, a3, 0, 1, 2, 3, 8, 9, 10, 11) + CANOPY_SHUF2(a2, a3, 4, 5, 6, 7, 12, 13, 14, 15);
