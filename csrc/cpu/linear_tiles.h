@@ -35,7 +35,7 @@
 #elif defined(CANOPY_LINEAR_NEON_TU) && defined(__aarch64__)
 #include <arm_neon.h>
 #define CANOPY_LINEAR_NEON 1
-static_assert(CANOPY_TILE_VEC_BYTES == 32, "the NEON tiles hold 8 lanes as two q registers");
+#define CANOPY_TILE_NEON_PAIR 1  // simd_tiles.h: VecF is two q registers
 #endif
 
 namespace canopy {
@@ -57,15 +57,7 @@ inline VecF Fma(VecF a, VecF b, VecF acc) {
   __m256 r = _mm256_fmadd_ps(reinterpret_cast<__m256&>(a), reinterpret_cast<__m256&>(b), reinterpret_cast<__m256&>(acc));
   return reinterpret_cast<VecF&>(r);
 #elif defined(CANOPY_LINEAR_NEON)
-  float32x4_t x[2], y[2], c[2];
-  std::memcpy(x, &a, sizeof x);
-  std::memcpy(y, &b, sizeof y);
-  std::memcpy(c, &acc, sizeof c);
-  c[0] = vfmaq_f32(c[0], x[0], y[0]);
-  c[1] = vfmaq_f32(c[1], x[1], y[1]);
-  VecF r;
-  std::memcpy(&r, c, sizeof r);
-  return r;
+  return VecF{{vfmaq_f32(acc.v[0], a.v[0], b.v[0]), vfmaq_f32(acc.v[1], a.v[1], b.v[1])}};
 #else
   VecF r;
   for (int l = 0; l < kLanes; ++l) r[l] = __builtin_fmaf(a[l], b[l], acc[l]);
@@ -102,11 +94,16 @@ inline VecF LoadW(const void* w, int64_t i) {
   if constexpr (kType == DType::kF32) {
     return LoadU(static_cast<const float*>(w) + i);
   } else if constexpr (kType == DType::kBF16) {
+#if defined(CANOPY_LINEAR_NEON)
+    const uint16_t* src = static_cast<const uint16_t*>(w) + i;  // bf16 = the high half of an f32
+    return VecF{{vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(src), 16)), vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(src + 4), 16))}};
+#else
     const VecH h = *reinterpret_cast<const VecH*>(static_cast<const uint16_t*>(w) + i);
     const VecU bits = __builtin_convertvector(h, VecU) << 16;
     VecF f;
     std::memcpy(&f, &bits, sizeof f);
     return f;
+#endif
   } else {
     const uint16_t* src = static_cast<const uint16_t*>(w) + i;
 #if defined(CANOPY_LINEAR_X86) && CANOPY_TILE_VEC_BYTES == 64
@@ -115,7 +112,7 @@ inline VecF LoadW(const void* w, int64_t i) {
 #elif defined(CANOPY_LINEAR_X86)
     const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
 #elif defined(CANOPY_LINEAR_NEON)
-    const float32x4_t f[2] = {vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src))), vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src + 4)))};
+    const VecF f{{vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src))), vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src + 4)))}};
 #else
     VecF f;
     for (int l = 0; l < kLanes; ++l) f[l] = HalfToFloat(src[l]);
@@ -334,3 +331,4 @@ inline void Run(const LinearParams& p, int64_t o_begin, int64_t o_end, float* sc
 
 #undef CANOPY_LINEAR_X86
 #undef CANOPY_LINEAR_NEON
+#undef CANOPY_TILE_NEON_PAIR
