@@ -1,8 +1,10 @@
 // Inner tiles of the CPU flash-attention kernel, written as fixed-size loops
-// that the compiler vectorises. Included twice: by attention.cc for the
-// portable baseline (AVX2 + FMA + F16C) and by attention_avx512.cc under an
-// AVX-512 target, each in its own namespace (CANOPY_TILE_NS); attention.cc
-// picks one at run time from the CPU features.
+// that the compiler vectorises. Included by attention.cc for the baseline
+// (x86: AVX2 + FMA + F16C; elsewhere generic 256-bit vectors, CANOPY_CPU_ISA=
+// portable on aarch64), by attention_avx512.cc under an AVX-512 target and by
+// attention_neon.cc with 128-bit NEON vectors (aarch64), each in its own
+// namespace (CANOPY_TILE_NS); attention.cc picks one at run time from the CPU
+// features.
 //
 // Formulation ("key-major"): the query tile is transposed once, and every block
 // of kBc keys is scored as St = Kblock * Qt, so K rows are read in place
