@@ -12,6 +12,7 @@
       "sources": [
         "../../csrc/cpu/attention.cc",
         "../../csrc/cpu/attention_avx512.cc",
+        "../../csrc/cpu/attention_neon.cc",
         "../../csrc/cpu/attention_naive.cc",
         "../../csrc/cpu/attention_plan.cc",
         "../../csrc/cpu/cast.cc",
@@ -22,7 +23,9 @@
         "../../csrc/cpu/kv_quant_plan.cc",
         "../../csrc/cpu/linear.cc",
         "../../csrc/cpu/linear_avx512.cc",
+        "../../csrc/cpu/linear_neon.cc",
         "../../csrc/cpu/linear_quant.cc",
+        "../../csrc/cpu/linear_quant_neon.cc",
         "../../csrc/cpu/linear_quant_vnni.cc",
         "../../csrc/cpu/linear_portable.cc",
         "../../csrc/cpu/llama.cc",
