@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 
 import { ArgumentError, IoError } from '../errors.js';
 import type { KvCacheDtype } from '../model/kv-cache.js';
+import { LOAD_QUANT_DTYPES, type LoadQuantDtype } from '../model/load.js';
 import type { FloatDType } from '../tensor/dtype.js';
 
 export interface ModelCliOptions {
@@ -31,7 +32,8 @@ export interface ModelCliOptions {
   verbose?: boolean;
 }
 
-const DTYPES = ['f32', 'f16', 'bf16'];
+/** Float storage, or a GGUF block type the float matrices are quantized to at load. */
+const DTYPES: readonly string[] = ['f32', 'f16', 'bf16', ...LOAD_QUANT_DTYPES];
 const KV_DTYPES = ['f32', 'f16', 'bf16', 'int8', 'int4', 'fp8'];
 
 /** --model, --tokenizer, --backend, --dtype and --kv-dtype. */
@@ -40,7 +42,7 @@ export function addModelOptions(cmd: Command): Command {
     .requiredOption('--model <path>', 'model file or folder')
     .option('--tokenizer <path>', 'tokenizer file (default: embedded in GGUF, or found beside the model)')
     .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
-    .option('--dtype <dtype>', 'weight storage dtype: f32, f16 or bf16')
+    .option('--dtype <dtype>', `weight storage dtype: f32, f16, bf16, or a block type the float matrices are quantized to at load (${LOAD_QUANT_DTYPES.join(', ')})`)
     .option('--kv-dtype <dtype>', 'KV cache storage: f32, f16, bf16, int8, int4 or fp8');
 }
 
@@ -68,10 +70,10 @@ export function num(value: string | undefined, name: string, integer: boolean): 
 }
 
 /** --dtype and --kv-dtype, checked. */
-export function storageOptions(o: ModelCliOptions): { dtype?: FloatDType; kvDtype?: KvCacheDtype } {
-  if (o.dtype !== undefined && !DTYPES.includes(o.dtype)) throw new ArgumentError('--dtype', 'f32, f16 or bf16', o.dtype);
+export function storageOptions(o: ModelCliOptions): { dtype?: FloatDType | LoadQuantDtype; kvDtype?: KvCacheDtype } {
+  if (o.dtype !== undefined && !DTYPES.includes(o.dtype)) throw new ArgumentError('--dtype', DTYPES.join(', '), o.dtype);
   if (o.kvDtype !== undefined && !KV_DTYPES.includes(o.kvDtype)) throw new ArgumentError('--kv-dtype', KV_DTYPES.join(', '), o.kvDtype);
-  return { ...(o.dtype !== undefined ? { dtype: o.dtype as FloatDType } : {}), ...(o.kvDtype !== undefined ? { kvDtype: o.kvDtype as KvCacheDtype } : {}) };
+  return { ...(o.dtype !== undefined ? { dtype: o.dtype as FloatDType | LoadQuantDtype } : {}), ...(o.kvDtype !== undefined ? { kvDtype: o.kvDtype as KvCacheDtype } : {}) };
 }
 
 /** The sampling flags as generate()/ChatSession options. */
