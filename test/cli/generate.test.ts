@@ -74,6 +74,15 @@ describe.runIf(models && existsSync(cli))('canopy generate: chat and the new fla
     expect(bad.stderr).toMatch(/--kv-dtype must be f32, f16, bf16, int8, int4, fp8; received "q4"/);
   });
 
+  it('--dtype q8_0 quantizes the float matrices at load; an unknown dtype names the flag', () => {
+    const r = run(['generate', ...base, '--prompt', 'Once upon a time', '--max-tokens', '8', '--dtype', 'q8_0']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^Once upon a time, there was a little girl/);
+    const bad = run(['generate', ...base, '--prompt', 'x', '--dtype', 'q9']);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--dtype must be f32, f16, bf16, q8_0, .*iq4_xs; received "q9"/);
+  });
+
   it('--draft alone implies the speculative strategy', () => {
     const draft = join(models ?? '', 'llama2xs-281K', 'model.bin');
     const r = run(['generate', ...base, '--prompt', 'Once upon a time', '--max-tokens', '20', '--draft', draft]);
