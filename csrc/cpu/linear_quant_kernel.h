@@ -30,6 +30,25 @@ namespace canopy {
 namespace cpu {
 namespace CANOPY_QUANT_NS {
 
+// One activation row r over TN weight rows from o0: the per-output arithmetic every kernel shares.
+// TN lane accumulators and TN min accumulators start at zero; add_block(b, acc, accm) adds block b
+// (b = 0..nb-1 in order); then each output is Sum8(acc) + accm (+ bias), stored or accumulated.
+template <class Isa, int TN, class AddBlock>
+inline void RunRow(const LinearParams& p, int64_t r, int64_t o0, int64_t nb, AddBlock&& add_block) {
+  typename Isa::Acc8 acc[TN];
+  float accm[TN];
+  for (int t = 0; t < TN; ++t) {
+    acc[t] = Isa::Zero8();
+    accm[t] = 0.f;
+  }
+  for (int64_t b = 0; b < nb; ++b) add_block(b, acc, accm);
+  for (int t = 0; t < TN; ++t) {
+    float v = Isa::Sum8(acc[t]) + accm[t];
+    if (p.bias) v += p.bias[o0 + t];
+    float* yo = p.y + r * p.out + o0 + t;
+    *yo = p.accumulate ? *yo + v : v;
+  }
+}
 
 // 32-value blocks, a tile of TN weight rows: their blocks decoded once into `tile` (TN x nb codes,
 // scales), then every activation row runs over them with TN accumulators in registers (each
@@ -51,28 +70,16 @@ void QuantTile32(const LinearParams& p, const QuantActivations& act, int64_t o0,
     }
   }
   for (int64_t r = 0; r < p.rows; ++r) {
-    typename Isa::Acc8 acc[TN];
-    float accm[TN];
-    for (int t = 0; t < TN; ++t) {
-      acc[t] = Isa::Zero8();
-      accm[t] = 0.f;
-    }
     const int8_t* arow = act.q.data() + r * p.in;
     const float* drow = act.d.data() + r * nb;
     const int32_t* srow = act.sum16.data() + r * (p.in / 16);
-    for (int64_t b = 0; b < nb; ++b) {
+    RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
       const float da = drow[b];
       for (int t = 0; t < TN; ++t) {
         Isa::Fma8(tile[t * nb + b], arow + b * 32, d[t * nb + b] * da, acc[t]);
         if constexpr (info.has_min) accm[t] = std::fma(-dmin[t * nb + b] * da, static_cast<float>(srow[2 * b] + srow[2 * b + 1]), accm[t]);
       }
-    }
-    for (int t = 0; t < TN; ++t) {
-      float v = Isa::Sum8(acc[t]) + accm[t];
-      if (p.bias) v += p.bias[o0 + t];
-      float* yo = p.y + r * p.out + o0 + t;
-      *yo = p.accumulate ? *yo + v : v;
-    }
+    });
   }
 }
 
@@ -84,14 +91,8 @@ void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t 
   const int64_t nb = p.in / 32;
   const int64_t row_bytes = nb * info.bytes;
   const uint8_t* w = static_cast<const uint8_t*>(p.w) + o0 * row_bytes;
-  typename Isa::Acc8 acc[TN];
-  float accm[TN];
-  for (int t = 0; t < TN; ++t) {
-    acc[t] = Isa::Zero8();
-    accm[t] = 0.f;
-  }
   const int8_t* arow = act.q.data();
-  for (int64_t b = 0; b < nb; ++b) {
+  RunRow<Isa, TN>(p, 0, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
     const float da = act.d[b];
     for (int t = 0; t < TN; ++t) {
       const uint8_t* blk = w + t * row_bytes + b * info.bytes;
@@ -102,13 +103,7 @@ void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t 
         accm[t] = std::fma(-dmin * da, static_cast<float>(act.sum16[2 * b] + act.sum16[2 * b + 1]), accm[t]);
       }
     }
-  }
-  for (int t = 0; t < TN; ++t) {
-    float v = Isa::Sum8(acc[t]) + accm[t];
-    if (p.bias) v += p.bias[o0 + t];
-    float* yo = p.y + o0 + t;
-    *yo = p.accumulate ? *yo + v : v;
-  }
+  });
 }
 
 template <class Isa, QuantType T>
@@ -180,16 +175,10 @@ void QuantTileK(const LinearParams& p, const QuantActivations& act, int64_t o0, 
     }
   }
   for (int64_t r = 0; r < p.rows; ++r) {
-    typename Isa::Acc8 acc[TN];
-    float accm[TN];
-    for (int t = 0; t < TN; ++t) {
-      acc[t] = Isa::Zero8();
-      accm[t] = 0.f;
-    }
     const int8_t* arow = act.q.data() + r * p.in;
     const float* drow = act.d.data() + r * nb;
     const int32_t* srow = act.sum16.data() + r * n16;
-    for (int64_t b = 0; b < nb; ++b) {
+    RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
       const float da = drow[b];
       for (int t = 0; t < TN; ++t) {
         const KBlock& kb = tile[t * nb + b];
@@ -205,19 +194,42 @@ void QuantTileK(const LinearParams& p, const QuantActivations& act, int64_t o0, 
           accm[t] = std::fma(-kb.dmin * da, static_cast<float>(smin), accm[t]);
         }
       }
-    }
-    for (int t = 0; t < TN; ++t) {
-      float v = Isa::Sum8(acc[t]) + accm[t];
-      if (p.bias) v += p.bias[o0 + t];
-      float* yo = p.y + r * p.out + o0 + t;
-      *yo = p.accumulate ? *yo + v : v;
-    }
+    });
   }
+}
+
+// One activation row (a decode step) over K blocks, for the types the ISA dots straight from their
+// bytes (Isa::AddBlockQ4K / AddBlockQ6K): no tile in memory, the same arithmetic as QuantTileK.
+template <class Isa, QuantType T, int TN>
+void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t o0) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  const int64_t nb = p.in / 256;
+  const int64_t row_bytes = nb * info.bytes;
+  const uint8_t* w = static_cast<const uint8_t*>(p.w) + o0 * row_bytes;
+  RunRow<Isa, TN>(p, 0, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
+    const uint8_t* blk[TN];
+    for (int t = 0; t < TN; ++t) blk[t] = w + t * row_bytes + b * info.bytes;
+    const int8_t* a = act.q.data() + b * 256;
+    const int32_t* s16 = act.sum16.data() + b * 16;
+    if constexpr (T == QuantType::kQ4_K) {
+      Isa::template AddBlockQ4K<TN>(blk, a, s16, act.d[b], acc, accm);
+    } else {
+      Isa::template AddBlockQ6K<TN>(blk, a, s16, act.d[b], acc, accm);
+    }
+  });
 }
 
 template <class Isa, QuantType T>
 void QuantRowsK(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
   constexpr int kTile = 4;
+  if constexpr (Isa::kDirectK && (T == QuantType::kQ4_K || T == QuantType::kQ6_K)) {
+    if (p.rows == 1) {
+      int64_t o = o_begin;
+      for (; o + kTile <= o_end; o += kTile) QuantTileKRow<Isa, T, kTile>(p, act, o);
+      for (; o < o_end; ++o) QuantTileKRow<Isa, T, 1>(p, act, o);
+      return;
+    }
+  }
   const int64_t nb = p.in / 256;
   std::vector<KBlock> tile(static_cast<size_t>(kTile * nb));
   int64_t o = o_begin;

@@ -6,6 +6,7 @@
 
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -120,6 +121,117 @@ struct IsaX86 {
       lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, s));
     }
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(scale), acc);
+  }
+
+  // ---- one activation row (GEMV): K blocks dotted straight from their bytes ----------------------
+  // Each activation chunk is loaded once for the TN weight rows; codes, scales and mins are unpacked
+  // in registers. The int32 lanes are the same exact integers as FmaK's (any summation order of exact
+  // integers gives the same value), and the f32 steps are QuantTileK's, so results are bit-identical.
+  static constexpr bool kDirectK = true;
+  // lanes + pmaddwd(pairs, s): one vpdpwssd with VNNI.
+  static inline __m256i MaddAdd(__m256i lanes, __m256i pairs, __m256i s) {
+    if constexpr (kVnni) {
+      return _mm256_dpwssd_epi32(lanes, pairs, s);
+    } else {
+      return _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, s));
+    }
+  }
+  static inline uint32_t LoadU32(const uint8_t* p) {
+    uint32_t u;
+    std::memcpy(&u, p, 4);
+    return u;
+  }
+  static inline __m256i Load256(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  // The sum of 4 int32 lanes (exact).
+  static inline int32_t HSum4(__m128i v) {
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1));
+    return _mm_cvtsi128_si32(v);
+  }
+  // The activation's code sums per 32 values of a K block (from its 16-value sums) as 8 int16
+  // (|sum| <= 32 * 127 fits).
+  static inline __m128i ActSums32(const int32_t* s16) {
+    __m256i s = _mm256_hadd_epi32(Load256(s16), Load256(s16 + 8));  // sub-blocks 0 1 4 5 | 2 3 6 7
+    s = _mm256_permute4x64_epi64(s, 0xD8);                           // 0 1 2 3 | 4 5 6 7
+    return _mm_packs_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  }
+
+  // Q4_K (quant_blocks.h): the 12 packed bytes as 32-bit words u0 u1 u2 give, bytewise,
+  // sc[0..3] = u0 & 63, m[0..3] = u1 & 63, sc[4..7] = (u2 & 15) | (u0 >> 6) << 4,
+  // m[4..7] = (u2 >> 4) | (u1 >> 6) << 4 (ScaleMinK4 four at a time).
+  // Codes are unsigned (0..15): maddubs's pair sums (<= 2 * 15 * 127) times the chunk's scale by
+  // pmaddwd; the mins part is sum_j m_j * (activation sum of sub-block j) by one pmaddwd.
+  template <int TN>
+  static inline void AddBlockQ4K(const uint8_t* const* blk, const int8_t* a, const int32_t* s16, float da, Acc8* acc, float* accm) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i lanes[TN], sc[TN];
+    __m128i mn[TN];
+    for (int t = 0; t < TN; ++t) {
+      const uint32_t u0 = LoadU32(blk[t] + 4), u1 = LoadU32(blk[t] + 8), u2 = LoadU32(blk[t] + 12);
+      const uint32_t sc_lo = u0 & 0x3f3f3f3fu, sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+      const uint32_t m_lo = u1 & 0x3f3f3f3fu, m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+      const __m128i sc8 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int32_t>(sc_hi), static_cast<int32_t>(sc_lo)));
+      sc[t] = _mm256_broadcastsi128_si256(sc8);
+      mn[t] = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int32_t>(m_hi), static_cast<int32_t>(m_lo)));
+      lanes[t] = _mm256_setzero_si256();
+    }
+    for (int h = 0; h < 4; ++h) {
+      const __m256i a0 = Load256(a + 64 * h), a1 = Load256(a + 64 * h + 32);
+      // int16 word 2c of sc (chunk c's scale) in every word.
+      const __m256i pick0 = _mm256_set1_epi16(static_cast<int16_t>(((4 * h + 1) << 8) | (4 * h)));
+      const __m256i pick1 = _mm256_set1_epi16(static_cast<int16_t>(((4 * h + 3) << 8) | (4 * h + 2)));
+      for (int t = 0; t < TN; ++t) {
+        const __m256i v = Load256(blk[t] + 16 + 32 * h);
+        const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        lanes[t] = MaddAdd(lanes[t], _mm256_maddubs_epi16(lo, a0), _mm256_shuffle_epi8(sc[t], pick0));
+        lanes[t] = MaddAdd(lanes[t], _mm256_maddubs_epi16(hi, a1), _mm256_shuffle_epi8(sc[t], pick1));
+      }
+    }
+    const __m128i as = ActSums32(s16);
+    for (int t = 0; t < TN; ++t) {
+      const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int32_t>(LoadU32(blk[t]))));  // d, dmin
+      const float d = _mm_cvtss_f32(dd), dmin = _mm_cvtss_f32(_mm_shuffle_ps(dd, dd, 1));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes[t]), _mm256_set1_ps(d * da), acc[t]);
+      const int32_t smin = HSum4(_mm_madd_epi16(mn[t], as));
+      accm[t] = std::fma(-dmin * da, static_cast<float>(smin), accm[t]);
+    }
+  }
+
+  // Q6_K: codes taken unsigned (low | high << 4, 0..63) into maddubs, minus maddubs(32, a) (the
+  // activation part, once per chunk for the TN rows): the exact pair sums of (q - 32) * a. Chunk c
+  // (values 32c..32c+31) has scale 2c in its low 16 values (the low 128 bits) and 2c + 1 in the high.
+  template <int TN>
+  static inline void AddBlockQ6K(const uint8_t* const* blk, const int8_t* a, const int32_t*, float da, Acc8* acc, float*) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    __m256i lanes[TN], scA[TN], scB[TN];
+    for (int t = 0; t < TN; ++t) {
+      const __m256i s = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[t] + 192)));
+      scA[t] = _mm256_permute2x128_si256(s, s, 0x00);  // scales 0..7 in both halves
+      scB[t] = _mm256_permute2x128_si256(s, s, 0x11);  // scales 8..15
+      lanes[t] = _mm256_setzero_si256();
+    }
+    for (int h = 0; h < 2; ++h) {
+      for (int s = 0; s < 4; ++s) {
+        const int c = 4 * h + s, w = 2 * (c & 3);  // scale words w (low half) and w + 1 (high half) of scA / scB
+        const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(((2 * w + 3) << 8) | (2 * w + 2))),
+                                              _mm_set1_epi16(static_cast<int16_t>(((2 * w + 1) << 8) | (2 * w))));
+        const __m256i av = Load256(a + 32 * c);
+        const __m256i corr = _mm256_maddubs_epi16(k32, av);
+        for (int t = 0; t < TN; ++t) {
+          const __m256i l = Load256(blk[t] + 64 * h + 32 * (s & 1));
+          const __m256i low = s < 2 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+          const __m256i hb = Load256(blk[t] + 128 + 32 * h);
+          // (hb >> 2s) & 3, moved to bits 4..5 (16-bit shifts: the bits that cross bytes are masked off).
+          const __m256i high = _mm256_and_si256(s == 3 ? _mm256_srli_epi16(hb, 2) : _mm256_slli_epi16(hb, 4 - 2 * s), m30);
+          const __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_or_si256(low, high), av), corr);
+          lanes[t] = MaddAdd(lanes[t], pairs, _mm256_shuffle_epi8(h == 0 ? scA[t] : scB[t], pick));
+        }
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      const float d = F16(blk[t] + 208);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes[t]), _mm256_set1_ps(d * da), acc[t]);
+    }
   }
 };
 
