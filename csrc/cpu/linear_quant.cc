@@ -71,6 +71,7 @@ namespace {
 struct IsaPortable {
   static constexpr bool kVectorDecodeK = false;  // K codes through DecodeBlock
   static constexpr bool kDirectK = false;        // GEMV over K blocks through QuantTileK's tile
+  static constexpr bool kDirect32 = false;       // GEMV over Q8_0 / Q4_0 through Load32 and Fma8
   static float F16(const uint8_t* p) { return LoadF16(p); }
   static void DecodeQ4KCodes(const uint8_t*, int8_t*) {}
   static void DecodeQ6KCodes(const uint8_t*, const uint8_t*, int8_t*) {}

@@ -94,6 +94,12 @@ void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t 
   const int8_t* arow = act.q.data();
   RunRow<Isa, TN>(p, 0, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
     const float da = act.d[b];
+    if constexpr (Isa::kDirect32 && (T == QuantType::kQ8_0 || T == QuantType::kQ4_0)) {
+      const uint8_t* blk[TN];
+      for (int t = 0; t < TN; ++t) blk[t] = w + t * row_bytes + b * info.bytes;
+      Isa::template AddBlock32<T, TN>(blk, arow + b * 32, da, acc);
+      return;
+    }
     for (int t = 0; t < TN; ++t) {
       const uint8_t* blk = w + t * row_bytes + b * info.bytes;
       const float d = Isa::F16(blk);

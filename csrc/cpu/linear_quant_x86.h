@@ -55,7 +55,8 @@ struct IsaX86 {
     }
   }
   // The 32 codes of a 32-value block as int8 (the values DecodeBlock gives), straight from its bytes.
-  template <QuantType T>
+  // kUnsigned: Q4_0's codes left as stored (0..15, the value plus 8).
+  template <QuantType T, bool kUnsigned = false>
   static inline W32 Load32(const uint8_t* blk) {
     if constexpr (T == QuantType::kQ8_0) {
       return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
@@ -74,7 +75,7 @@ struct IsaX86 {
         const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
         v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(16)));
       }
-      if constexpr (T == QuantType::kQ4_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+      if constexpr (T == QuantType::kQ4_0 && !kUnsigned) v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
       if constexpr (T == QuantType::kQ5_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(16));
       if constexpr (T == QuantType::kIQ4_NL) {
         const __m128i grid = _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
@@ -121,6 +122,54 @@ struct IsaX86 {
       lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, s));
     }
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(scale), acc);
+  }
+
+  // ---- one activation row (GEMV): Q8_0 / Q4_0 blocks of TN weight rows ---------------------------
+  // The TN scales d_t * da in one vector (one f16 conversion and one multiply for the TN rows; the
+  // same f32 products as the scalar code), and the int32 lane dots without the sign trick where the
+  // codes can be taken unsigned: with u = code + bias (Q4_0: the stored nibble, bias 8; Q8_0 with
+  // VNNI: code ^ 0x80, bias 128), the dot of u with a minus bias * (sum of those 4 activation codes),
+  // computed once per activation block for the TN rows. Exact, so the lanes equal LaneDots'.
+  static constexpr bool kDirect32 = true;
+  template <QuantType T, int TN>
+  static inline void AddBlock32(const uint8_t* const* blk, const int8_t* a, float da, Acc8* acc) {
+    static_assert(TN <= 8, "one vector of scales");
+    __m128i h = _mm_setzero_si128();
+    uint16_t f[TN];
+    for (int t = 0; t < TN; ++t) std::memcpy(&f[t], blk[t], 2);
+    if constexpr (TN == 1) {
+      h = _mm_cvtsi32_si128(f[0]);
+    } else {
+      for (int t = 0; t < TN; ++t) h = _mm_insert_epi16(h, f[t], t);  // (unrolled: t is a constant)
+    }
+    const __m256 scales = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(da)));
+    const __m256i av = Load256(a);
+    constexpr bool kUnsignedCodes = T == QuantType::kQ4_0 || kVnni;
+    constexpr int kBias = T == QuantType::kQ4_0 ? 8 : 128;
+    __m256i neg = _mm256_setzero_si256();  // -bias * (sum of each lane's 4 activation codes)
+    __m256i neg_pairs = _mm256_setzero_si256();  // AVX2 Q4_0: -bias * (sum of each pair), int16
+    if constexpr (kUnsignedCodes) {
+      if constexpr (kVnni) {
+        neg = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(static_cast<char>(kBias)), _mm256_sub_epi8(_mm256_setzero_si256(), av));
+      } else {
+        neg_pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(kBias), av);
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      __m256i lanes;
+      if constexpr (!kUnsignedCodes) {
+        lanes = LaneDots(Load256(blk[t] + 2), a);  // AVX2 Q8_0: the sign trick
+      } else {
+        const __m256i u = T == QuantType::kQ4_0 ? Load32<T, true>(blk[t]) : _mm256_xor_si256(Load256(blk[t] + 2), _mm256_set1_epi8(static_cast<char>(0x80)));
+        if constexpr (kVnni) {
+          lanes = _mm256_dpbusd_epi32(neg, u, av);
+        } else {
+          lanes = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, av), neg_pairs), _mm256_set1_epi16(1));
+        }
+      }
+      const __m256 sc = _mm256_permutevar8x32_ps(scales, _mm256_set1_epi32(t));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), sc, acc[t]);
+    }
   }
 
   // ---- one activation row (GEMV): K blocks dotted straight from their bytes ----------------------
