@@ -117,10 +117,11 @@ void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t 
 // Up to how many activation rows the types the ISA dots straight from their bytes (AddBlock32,
 // AddBlockQ4K / Q6K) run row by row over each tile of weight rows (its bytes stay in L1) rather than
 // through a decoded tile. Measured (2048 x 256, one thread, AVX-512 VNNI and AVX2 Xeon): Q8_0 and Q4_K
-// are faster direct up to 64 rows, Q4_0 and Q6_K up to 4 (their unpacking is then worth sharing).
+// are faster direct up to 64 rows, Q5_K up to 16, Q4_0 and Q6_K up to 4 (their unpacking is then
+// worth sharing).
 // Either way gives the same bits.
 constexpr int64_t DirectMaxRows(QuantType t) {
-  return t == QuantType::kQ8_0 || t == QuantType::kQ4_K ? 64 : t == QuantType::kQ4_0 || t == QuantType::kQ6_K ? 4 : 1;
+  return t == QuantType::kQ8_0 || t == QuantType::kQ4_K ? 64 : t == QuantType::kQ5_K ? 16 : t == QuantType::kQ4_0 || t == QuantType::kQ6_K ? 4 : 1;
 }
 
 template <class Isa, QuantType T>
@@ -218,7 +219,7 @@ void QuantTileK(const LinearParams& p, const QuantActivations& act, int64_t o0, 
 }
 
 // One activation row (a decode step) over K blocks, for the types the ISA dots straight from their
-// bytes (Isa::AddBlockQ4K / AddBlockQ6K): no tile in memory, the same arithmetic as QuantTileK.
+// bytes (Isa::AddBlockQ4K for Q4_K / Q5_K, AddBlockQ6K): no tile in memory, the same arithmetic as QuantTileK.
 template <class Isa, QuantType T, int TN>
 void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t r, int64_t o0) {
   constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
@@ -230,8 +231,8 @@ void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t r
     for (int t = 0; t < TN; ++t) blk[t] = w + t * row_bytes + b * info.bytes;
     const int8_t* a = act.q.data() + r * p.in + b * 256;
     const int32_t* s16 = act.sum16.data() + (r * nb + b) * 16;
-    if constexpr (T == QuantType::kQ4_K) {
-      Isa::template AddBlockQ4K<TN>(blk, a, s16, act.d[r * nb + b], acc, accm);
+    if constexpr (T == QuantType::kQ4_K || T == QuantType::kQ5_K) {
+      Isa::template AddBlockQ4K<TN, T == QuantType::kQ5_K>(blk, a, s16, act.d[r * nb + b], acc, accm);
     } else {
       Isa::template AddBlockQ6K<TN>(blk, a, s16, act.d[r * nb + b], acc, accm);
     }
@@ -241,7 +242,7 @@ void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t r
 template <class Isa, QuantType T>
 void QuantRowsK(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
   constexpr int kTile = 4;
-  if constexpr (Isa::kDirectK && (T == QuantType::kQ4_K || T == QuantType::kQ6_K)) {
+  if constexpr (Isa::kDirectK && (T == QuantType::kQ4_K || T == QuantType::kQ5_K || T == QuantType::kQ6_K)) {
     if (p.rows <= DirectMaxRows(T)) {
       int64_t o = o_begin;
       for (; o + kTile <= o_end; o += kTile)

@@ -210,7 +210,9 @@ struct IsaX86 {
   // m[4..7] = (u2 >> 4) | (u1 >> 6) << 4 (ScaleMinK4 four at a time).
   // Codes are unsigned (0..15): maddubs's pair sums (<= 2 * 15 * 127) times the chunk's scale by
   // pmaddwd; the mins part is sum_j m_j * (activation sum of sub-block j) by one pmaddwd.
-  template <int TN>
+  // Q5_K (kFifth): the same, qs at byte 48 and the fifth bit of chunk c's value l from bit c of
+  // qh[l] (byte 16 + l) moved to bit 4 (codes 0..31; pair sums <= 2 * 31 * 127).
+  template <int TN, bool kFifth = false>
   static inline void AddBlockQ4K(const uint8_t* const* blk, const int8_t* a, const int32_t* s16, float da, Acc8* acc, float* accm) {
     const __m256i m4 = _mm256_set1_epi8(15);
     __m256i lanes[TN], sc[TN];
@@ -230,8 +232,16 @@ struct IsaX86 {
       const __m256i pick0 = _mm256_set1_epi16(static_cast<int16_t>(((4 * h + 1) << 8) | (4 * h)));
       const __m256i pick1 = _mm256_set1_epi16(static_cast<int16_t>(((4 * h + 3) << 8) | (4 * h + 2)));
       for (int t = 0; t < TN; ++t) {
-        const __m256i v = Load256(blk[t] + 16 + 32 * h);
-        const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        const __m256i v = Load256(blk[t] + (kFifth ? 48 : 16) + 32 * h);
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if constexpr (kFifth) {
+          // Bits 2h and 2h + 1 of qh to bit 4 (16-bit shifts: bits crossing bytes are masked off).
+          const __m256i qh = Load256(blk[t] + 16), b4 = _mm256_set1_epi8(0x10);
+          const __m256i f0 = 2 * h <= 4 ? _mm256_slli_epi16(qh, 4 - 2 * h) : _mm256_srli_epi16(qh, 2 * h - 4);
+          const __m256i f1 = 2 * h + 1 <= 4 ? _mm256_slli_epi16(qh, 3 - 2 * h) : _mm256_srli_epi16(qh, 2 * h - 3);
+          lo = _mm256_or_si256(lo, _mm256_and_si256(f0, b4));
+          hi = _mm256_or_si256(hi, _mm256_and_si256(f1, b4));
+        }
         lanes[t] = MaddAdd(lanes[t], _mm256_maddubs_epi16(lo, a0), _mm256_shuffle_epi8(sc[t], pick0));
         lanes[t] = MaddAdd(lanes[t], _mm256_maddubs_epi16(hi, a1), _mm256_shuffle_epi8(sc[t], pick1));
       }
