@@ -2,9 +2,10 @@
 //   y[n][o] = sum_i x[n][i] W[o][i] (+ bias[o])   with W read as stored, never dequantized to memory.
 //
 // The activations are quantized to 8-bit blocks once per call (linear_quant_cpu.h); threads split
-// the weight rows; each weight block is decoded once (into an L1-resident DecodedBlock) per group
-// of up to kRowGroup activation rows and dotted with each of them in integer arithmetic (AVX-512
-// VNNI, AVX2 or portable C++, chosen at run time; CANOPY_CPU_ISA=avx2 or portable forces one).
+// the weight rows in tiles of 4; each tile is either decoded once (into L1-resident tiles) for all
+// activation rows or, for a decode step and a few rows, dotted straight from its bytes with the
+// codes unpacked in registers (linear_quant_kernel.h), in integer arithmetic (AVX-512 VNNI, AVX2 or
+// portable C++, chosen at run time; CANOPY_CPU_ISA=avx2 or portable forces one).
 // Decode (1 row), verification and draft trees (2..64 rows) and prefill (more rows, in groups) run
 // the same per-element code, so every output element is bit-identical for any number of rows or
 // threads, and on every ISA (the integer parts are exact).

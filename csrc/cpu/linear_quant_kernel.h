@@ -2,8 +2,12 @@
 // for the portable and AVX2 paths and by linear_quant_vnni.cc for AVX-512 VNNI) and per block
 // type (so the decoder of quant_blocks.h is specialised and inlined).
 //
-// A tile of 4 weight rows is decoded once (all its blocks) and every activation row runs over it
-// with 4 accumulators in registers (each activation block read once for the 4 rows).
+// Two ways over a tile of 4 weight rows, with 4 accumulators in registers (each activation block
+// read once for the 4 rows): decoded once into memory (all its blocks) for every activation row
+// (QuantTile32, QuantTileK), or, for one row and for the few rows DirectMaxRows allows, each
+// activation row dotted straight from the weight bytes, unpacked in registers (QuantTile32Row,
+// QuantTileKRow: where the ISA has them, Isa::AddBlock32 for Q8_0 / Q4_0 and Isa::AddBlockQ4K /
+// AddBlockQ6K for Q4_K, Q5_K, Q6_K). RunRow is the per-output loop all of them share.
 // Either way the arithmetic of one output element is fixed (all paths, any number of rows or
 // threads; linear_quant_cpu.h states the integer parts):
 //   eight f32 lane accumulators; block b adds fma(P_k, d_b * da_b, acc_k) to lane k, with P_k the
@@ -13,8 +17,9 @@
 //   (Smin_b = sum_j m_j * (sum of the activation codes of sub-block j)); the result is
 //   ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + accm.
 // Isa supplies: Acc8 (8 f32 lanes), W32 and Load32<T>(block) (a 32-value block's int8 codes, as
-// DecodeBlock gives them), F16(p) (an f16 field, exactly), Zero8(), Fma8(w, a, scale, acc) (one 32-value chunk), FmaK(w, a,
-// pair_scale, scale, acc) (a 256-value block), Sum8(acc) (in the order above).
+// DecodeBlock gives them), F16(p) (an f16 field, exactly), Zero8(), Fma8(w, a, scale, acc) (one
+// 32-value chunk), FmaK(w, a, pair_scale, scale, acc) (a 256-value block), Sum8(acc) (in the order
+// above), and the flags kVectorDecodeK, kDirect32, kDirectK (with the direct kernels above).
 // (No include guard: included once per ISA, each time in its own CANOPY_QUANT_NS.)
 
 #include <algorithm>
@@ -121,7 +126,7 @@ void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t 
 // worth sharing).
 // Either way gives the same bits.
 constexpr int64_t DirectMaxRows(QuantType t) {
-  return t == QuantType::kQ8_0 || t == QuantType::kQ4_K ? 64 : t == QuantType::kQ5_K ? 16 : t == QuantType::kQ4_0 || t == QuantType::kQ6_K ? 4 : 1;
+  return t == QuantType::kQ8_0 || t == QuantType::kQ4_K ? 64 : t == QuantType::kQ5_K || t == QuantType::kIQ4_XS ? 16 : t == QuantType::kQ4_0 || t == QuantType::kQ6_K ? 4 : 1;
 }
 
 template <class Isa, QuantType T>
@@ -233,6 +238,8 @@ void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t r
     const int32_t* s16 = act.sum16.data() + (r * nb + b) * 16;
     if constexpr (T == QuantType::kQ4_K || T == QuantType::kQ5_K) {
       Isa::template AddBlockQ4K<TN, T == QuantType::kQ5_K>(blk, a, s16, act.d[r * nb + b], acc, accm);
+    } else if constexpr (T == QuantType::kIQ4_XS) {
+      Isa::template AddBlockIQ4XS<TN>(blk, a, s16, act.d[r * nb + b], acc, accm);
     } else {
       Isa::template AddBlockQ6K<TN>(blk, a, s16, act.d[r * nb + b], acc, accm);
     }
@@ -242,7 +249,7 @@ void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t r
 template <class Isa, QuantType T>
 void QuantRowsK(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
   constexpr int kTile = 4;
-  if constexpr (Isa::kDirectK && (T == QuantType::kQ4_K || T == QuantType::kQ5_K || T == QuantType::kQ6_K)) {
+  if constexpr (Isa::kDirectK && (T == QuantType::kQ4_K || T == QuantType::kQ5_K || T == QuantType::kQ6_K || T == QuantType::kIQ4_XS)) {
     if (p.rows <= DirectMaxRows(T)) {
       int64_t o = o_begin;
       for (; o + kTile <= o_end; o += kTile)

@@ -256,6 +256,35 @@ struct IsaX86 {
     }
   }
 
+  // IQ4_XS: chunk j (sub-block j) is an IQ4_NL block's codes from qs[16j..16j+16) (byte 8 on), its
+  // signed scale sc_j = (4 low bits from scales_l, 2 high from scales_h) - 32; the codes are signed
+  // (the IQ4_NL grid), so maddubs takes |w| and a * sign(w) as LaneDots does.
+  template <int TN>
+  static inline void AddBlockIQ4XS(const uint8_t* const* blk, const int8_t* a, const int32_t*, float da, Acc8* acc, float*) {
+    __m256i lanes[TN], sc[TN];
+    for (int t = 0; t < TN; ++t) {
+      uint16_t sh;
+      std::memcpy(&sh, blk[t] + 2, 2);
+      alignas(16) int16_t s8[8];
+      for (int j = 0; j < 8; ++j) s8[j] = static_cast<int16_t>((((blk[t][4 + j / 2] >> (4 * (j & 1))) & 15) | (((sh >> (2 * j)) & 3) << 4)) - 32);
+      sc[t] = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(s8)));
+      lanes[t] = _mm256_setzero_si256();
+    }
+    for (int j = 0; j < 8; ++j) {
+      const __m256i av = Load256(a + 32 * j);
+      const __m256i pick = _mm256_set1_epi16(static_cast<int16_t>(((2 * j + 1) << 8) | (2 * j)));
+      for (int t = 0; t < TN; ++t) {
+        const __m256i w = Load32<QuantType::kIQ4_NL>(blk[t] + 8 + 16 * j - 2);  // (Load32 reads IQ4_NL's qs at byte 2)
+        const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(av, w));
+        lanes[t] = MaddAdd(lanes[t], pairs, _mm256_shuffle_epi8(sc[t], pick));
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      const float d = F16(blk[t]);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes[t]), _mm256_set1_ps(d * da), acc[t]);
+    }
+  }
+
   // Q6_K: codes taken unsigned (low | high << 4, 0..63) into maddubs, minus maddubs(32, a) (the
   // activation part, once per chunk for the TN rows): the exact pair sums of (q - 32) * a. Chunk c
   // (values 32c..32c+31) has scale 2c in its low 16 values (the low 128 bits) and 2c + 1 in the high.
