@@ -19,12 +19,13 @@
 // Isa supplies: Acc8 (8 f32 lanes), W32 and Load32<T>(block) (a 32-value block's int8 codes, as
 // DecodeBlock gives them), F16(p) (an f16 field, exactly), Zero8(), Fma8(w, a, scale, acc) (one
 // 32-value chunk), FmaK(w, a, pair_scale, scale, acc) (a 256-value block), Sum8(acc) (in the order
-// above), and the flags kVectorDecodeK, kDirect32, kDirectK (with the direct kernels above).
+// above), the flag kVectorDecodeK, and optionally kDirect32 / kDirectK with the direct kernels.
 // (No include guard: included once per ISA, each time in its own CANOPY_QUANT_NS.)
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../common/linear.h"
@@ -34,6 +35,17 @@
 namespace canopy {
 namespace cpu {
 namespace CANOPY_QUANT_NS {
+
+// Isa::kDirect32 / Isa::kDirectK where the Isa states them, else false (an Isa without the direct
+// kernels needs neither flag).
+template <class Isa, class = void>
+struct IsaDirect32 : std::false_type {};
+template <class Isa>
+struct IsaDirect32<Isa, std::void_t<decltype(Isa::kDirect32)>> : std::bool_constant<Isa::kDirect32> {};
+template <class Isa, class = void>
+struct IsaDirectK : std::false_type {};
+template <class Isa>
+struct IsaDirectK<Isa, std::void_t<decltype(Isa::kDirectK)>> : std::bool_constant<Isa::kDirectK> {};
 
 // One activation row r over TN weight rows from o0: the per-output arithmetic every kernel shares.
 // TN lane accumulators and TN min accumulators start at zero; add_block(b, acc, accm) adds block b
@@ -101,7 +113,7 @@ void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t 
   const int32_t* srow = act.sum16.data() + r * (p.in / 16);
   RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
     const float da = drow[b];
-    if constexpr (Isa::kDirect32 && (T == QuantType::kQ8_0 || T == QuantType::kQ4_0)) {
+    if constexpr (IsaDirect32<Isa>::value && (T == QuantType::kQ8_0 || T == QuantType::kQ4_0)) {
       const uint8_t* blk[TN];
       for (int t = 0; t < TN; ++t) blk[t] = w + t * row_bytes + b * info.bytes;
       Isa::template AddBlock32<T, TN>(blk, arow + b * 32, da, acc);
@@ -132,7 +144,7 @@ constexpr int64_t DirectMaxRows(QuantType t) {
 template <class Isa, QuantType T>
 void QuantRows32(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
   constexpr int kTile = 4;
-  if (p.rows == 1 || (Isa::kDirect32 && p.rows <= DirectMaxRows(T))) {
+  if (p.rows == 1 || (IsaDirect32<Isa>::value && p.rows <= DirectMaxRows(T))) {
     int64_t o = o_begin;
     for (; o + kTile <= o_end; o += kTile)
       for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, kTile>(p, act, r, o);
@@ -249,7 +261,7 @@ void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t r
 template <class Isa, QuantType T>
 void QuantRowsK(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
   constexpr int kTile = 4;
-  if constexpr (Isa::kDirectK && (T == QuantType::kQ4_K || T == QuantType::kQ5_K || T == QuantType::kQ6_K || T == QuantType::kIQ4_XS)) {
+  if constexpr (IsaDirectK<Isa>::value && (T == QuantType::kQ4_K || T == QuantType::kQ5_K || T == QuantType::kQ6_K || T == QuantType::kIQ4_XS)) {
     if (p.rows <= DirectMaxRows(T)) {
       int64_t o = o_begin;
       for (; o + kTile <= o_end; o += kTile)
