@@ -2,10 +2,11 @@
 //   y[n][o] = sum_i x[n][i] W[o][i] (+ bias[o])   with W read as stored, never dequantized to memory.
 //
 // The activations are quantized to 8-bit blocks once per call (linear_quant_cpu.h); threads split
-// the weight rows; each weight block is decoded once (into an L1-resident DecodedBlock) per group
-// of up to kRowGroup activation rows and dotted with each of them in integer arithmetic (AVX-512
-// VNNI, AVX2 or portable C++, chosen at run time; CANOPY_CPU_ISA=avx2 or portable forces one; on
-// aarch64 SDOT (dotprod), NEON or portable: CANOPY_CPU_ISA=neon-dotprod, neon or portable).
+// the weight rows in tiles of 4; each tile is either decoded once (into L1-resident tiles) for all
+// activation rows or, for a decode step and a few rows, dotted straight from its bytes with the
+// codes unpacked in registers (linear_quant_kernel.h), in integer arithmetic (AVX-512 VNNI, AVX2 or
+// portable C++, chosen at run time; CANOPY_CPU_ISA=avx2 or portable forces one; on aarch64 SDOT
+// (dotprod), NEON or portable: CANOPY_CPU_ISA=neon-dotprod, neon or portable).
 // Decode (1 row), verification and draft trees (2..64 rows) and prefill (more rows, in groups) run
 // the same per-element code, so every output element is bit-identical for any number of rows or
 // threads, and on every ISA (the integer parts are exact).
@@ -71,6 +72,8 @@ namespace {
 
 struct IsaPortable {
   static constexpr bool kVectorDecodeK = false;  // K codes through DecodeBlock
+  static constexpr bool kDirectK = false;        // GEMV over K blocks through QuantTileK's tile
+  static constexpr bool kDirect32 = false;       // GEMV over Q8_0 / Q4_0 through Load32 and Fma8
   static float F16(const uint8_t* p) { return LoadF16(p); }
   static void DecodeQ4KCodes(const uint8_t*, int8_t*) {}
   static void DecodeQ6KCodes(const uint8_t*, const uint8_t*, int8_t*) {}

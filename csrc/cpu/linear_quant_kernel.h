@@ -2,8 +2,12 @@
 // for the portable and AVX2 paths and by linear_quant_vnni.cc for AVX-512 VNNI) and per block
 // type (so the decoder of quant_blocks.h is specialised and inlined).
 //
-// A tile of 4 weight rows is decoded once (all its blocks) and every activation row runs over it
-// with 4 accumulators in registers (each activation block read once for the 4 rows).
+// Two ways over a tile of 4 weight rows, with 4 accumulators in registers (each activation block
+// read once for the 4 rows): decoded once into memory (all its blocks) for every activation row
+// (QuantTile32, QuantTileK), or, for one row and for the few rows DirectMaxRows allows, each
+// activation row dotted straight from the weight bytes, unpacked in registers (QuantTile32Row,
+// QuantTileKRow: where the ISA has them, Isa::AddBlock32 for Q8_0 / Q4_0 and Isa::AddBlockQ4K /
+// AddBlockQ6K for Q4_K, Q5_K, Q6_K). RunRow is the per-output loop all of them share.
 // Either way the arithmetic of one output element is fixed (all paths, any number of rows or
 // threads; linear_quant_cpu.h states the integer parts):
 //   eight f32 lane accumulators; block b adds fma(P_k, d_b * da_b, acc_k) to lane k, with P_k the
@@ -13,13 +17,15 @@
 //   (Smin_b = sum_j m_j * (sum of the activation codes of sub-block j)); the result is
 //   ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + accm.
 // Isa supplies: Acc8 (8 f32 lanes), W32 and Load32<T>(block) (a 32-value block's int8 codes, as
-// DecodeBlock gives them), F16(p) (an f16 field, exactly), Zero8(), Fma8(w, a, scale, acc) (one 32-value chunk), FmaK(w, a,
-// pair_scale, scale, acc) (a 256-value block), Sum8(acc) (in the order above).
+// DecodeBlock gives them), F16(p) (an f16 field, exactly), Zero8(), Fma8(w, a, scale, acc) (one
+// 32-value chunk), FmaK(w, a, pair_scale, scale, acc) (a 256-value block), Sum8(acc) (in the order
+// above), the flag kVectorDecodeK, and optionally kDirect32 / kDirectK with the direct kernels.
 // (No include guard: included once per ISA, each time in its own CANOPY_QUANT_NS.)
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../common/linear.h"
@@ -30,6 +36,36 @@ namespace canopy {
 namespace cpu {
 namespace CANOPY_QUANT_NS {
 
+// Isa::kDirect32 / Isa::kDirectK where the Isa states them, else false (an Isa without the direct
+// kernels needs neither flag).
+template <class Isa, class = void>
+struct IsaDirect32 : std::false_type {};
+template <class Isa>
+struct IsaDirect32<Isa, std::void_t<decltype(Isa::kDirect32)>> : std::bool_constant<Isa::kDirect32> {};
+template <class Isa, class = void>
+struct IsaDirectK : std::false_type {};
+template <class Isa>
+struct IsaDirectK<Isa, std::void_t<decltype(Isa::kDirectK)>> : std::bool_constant<Isa::kDirectK> {};
+
+// One activation row r over TN weight rows from o0: the per-output arithmetic every kernel shares.
+// TN lane accumulators and TN min accumulators start at zero; add_block(b, acc, accm) adds block b
+// (b = 0..nb-1 in order); then each output is Sum8(acc) + accm (+ bias), stored or accumulated.
+template <class Isa, int TN, class AddBlock>
+inline void RunRow(const LinearParams& p, int64_t r, int64_t o0, int64_t nb, AddBlock&& add_block) {
+  typename Isa::Acc8 acc[TN];
+  float accm[TN];
+  for (int t = 0; t < TN; ++t) {
+    acc[t] = Isa::Zero8();
+    accm[t] = 0.f;
+  }
+  for (int64_t b = 0; b < nb; ++b) add_block(b, acc, accm);
+  for (int t = 0; t < TN; ++t) {
+    float v = Isa::Sum8(acc[t]) + accm[t];
+    if (p.bias) v += p.bias[o0 + t];
+    float* yo = p.y + r * p.out + o0 + t;
+    *yo = p.accumulate ? *yo + v : v;
+  }
+}
 
 // 32-value blocks, a tile of TN weight rows: their blocks decoded once into `tile` (TN x nb codes,
 // scales), then every activation row runs over them with TN accumulators in registers (each
@@ -51,73 +87,69 @@ void QuantTile32(const LinearParams& p, const QuantActivations& act, int64_t o0,
     }
   }
   for (int64_t r = 0; r < p.rows; ++r) {
-    typename Isa::Acc8 acc[TN];
-    float accm[TN];
-    for (int t = 0; t < TN; ++t) {
-      acc[t] = Isa::Zero8();
-      accm[t] = 0.f;
-    }
     const int8_t* arow = act.q.data() + r * p.in;
     const float* drow = act.d.data() + r * nb;
     const int32_t* srow = act.sum16.data() + r * (p.in / 16);
-    for (int64_t b = 0; b < nb; ++b) {
+    RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
       const float da = drow[b];
       for (int t = 0; t < TN; ++t) {
         Isa::Fma8(tile[t * nb + b], arow + b * 32, d[t * nb + b] * da, acc[t]);
         if constexpr (info.has_min) accm[t] = std::fma(-dmin[t * nb + b] * da, static_cast<float>(srow[2 * b] + srow[2 * b + 1]), accm[t]);
       }
-    }
-    for (int t = 0; t < TN; ++t) {
-      float v = Isa::Sum8(acc[t]) + accm[t];
-      if (p.bias) v += p.bias[o0 + t];
-      float* yo = p.y + r * p.out + o0 + t;
-      *yo = p.accumulate ? *yo + v : v;
-    }
+    });
   }
 }
 
-// One activation row (a decode step): the TN weight rows' blocks are unpacked in registers as they
+// One activation row r (a decode step, or each row of a few): the TN weight rows' blocks are unpacked in registers as they
 // are used, with no tile in memory (the same arithmetic as QuantTile32).
 template <class Isa, QuantType T, int TN>
-void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t o0) {
+void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t r, int64_t o0) {
   constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
   const int64_t nb = p.in / 32;
   const int64_t row_bytes = nb * info.bytes;
   const uint8_t* w = static_cast<const uint8_t*>(p.w) + o0 * row_bytes;
-  typename Isa::Acc8 acc[TN];
-  float accm[TN];
-  for (int t = 0; t < TN; ++t) {
-    acc[t] = Isa::Zero8();
-    accm[t] = 0.f;
-  }
-  const int8_t* arow = act.q.data();
-  for (int64_t b = 0; b < nb; ++b) {
-    const float da = act.d[b];
+  const int8_t* arow = act.q.data() + r * p.in;
+  const float* drow = act.d.data() + r * nb;
+  const int32_t* srow = act.sum16.data() + r * (p.in / 16);
+  RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
+    const float da = drow[b];
+    if constexpr (IsaDirect32<Isa>::value && (T == QuantType::kQ8_0 || T == QuantType::kQ4_0)) {
+      const uint8_t* blk[TN];
+      for (int t = 0; t < TN; ++t) blk[t] = w + t * row_bytes + b * info.bytes;
+      Isa::template AddBlock32<T, TN>(blk, arow + b * 32, da, acc);
+      return;
+    }
     for (int t = 0; t < TN; ++t) {
       const uint8_t* blk = w + t * row_bytes + b * info.bytes;
       const float d = Isa::F16(blk);
       Isa::Fma8(Isa::template Load32<T>(blk), arow + b * 32, d * da, acc[t]);
       if constexpr (info.has_min) {
         const float dmin = -Isa::F16(blk + 2);
-        accm[t] = std::fma(-dmin * da, static_cast<float>(act.sum16[2 * b] + act.sum16[2 * b + 1]), accm[t]);
+        accm[t] = std::fma(-dmin * da, static_cast<float>(srow[2 * b] + srow[2 * b + 1]), accm[t]);
       }
     }
-  }
-  for (int t = 0; t < TN; ++t) {
-    float v = Isa::Sum8(acc[t]) + accm[t];
-    if (p.bias) v += p.bias[o0 + t];
-    float* yo = p.y + o0 + t;
-    *yo = p.accumulate ? *yo + v : v;
-  }
+  });
+}
+
+// Up to how many activation rows the types the ISA dots straight from their bytes (AddBlock32,
+// AddBlockQ4K / Q6K) run row by row over each tile of weight rows (its bytes stay in L1) rather than
+// through a decoded tile. Measured (2048 x 256, one thread, AVX-512 VNNI and AVX2 Xeon): Q8_0 and Q4_K
+// are faster direct up to 64 rows, Q5_K up to 16, Q4_0 and Q6_K up to 4 (their unpacking is then
+// worth sharing).
+// Either way gives the same bits.
+constexpr int64_t DirectMaxRows(QuantType t) {
+  return t == QuantType::kQ8_0 || t == QuantType::kQ4_K ? 64 : t == QuantType::kQ5_K || t == QuantType::kIQ4_XS ? 16 : t == QuantType::kQ4_0 || t == QuantType::kQ6_K ? 4 : 1;
 }
 
 template <class Isa, QuantType T>
 void QuantRows32(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
   constexpr int kTile = 4;
-  if (p.rows == 1) {
+  if (p.rows == 1 || (IsaDirect32<Isa>::value && p.rows <= DirectMaxRows(T))) {
     int64_t o = o_begin;
-    for (; o + kTile <= o_end; o += kTile) QuantTile32Row<Isa, T, kTile>(p, act, o);
-    for (; o < o_end; ++o) QuantTile32Row<Isa, T, 1>(p, act, o);
+    for (; o + kTile <= o_end; o += kTile)
+      for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, kTile>(p, act, r, o);
+    for (; o < o_end; ++o)
+      for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, 1>(p, act, r, o);
     return;
   }
   const int64_t nb = p.in / 32;
@@ -180,16 +212,10 @@ void QuantTileK(const LinearParams& p, const QuantActivations& act, int64_t o0, 
     }
   }
   for (int64_t r = 0; r < p.rows; ++r) {
-    typename Isa::Acc8 acc[TN];
-    float accm[TN];
-    for (int t = 0; t < TN; ++t) {
-      acc[t] = Isa::Zero8();
-      accm[t] = 0.f;
-    }
     const int8_t* arow = act.q.data() + r * p.in;
     const float* drow = act.d.data() + r * nb;
     const int32_t* srow = act.sum16.data() + r * n16;
-    for (int64_t b = 0; b < nb; ++b) {
+    RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
       const float da = drow[b];
       for (int t = 0; t < TN; ++t) {
         const KBlock& kb = tile[t * nb + b];
@@ -205,19 +231,46 @@ void QuantTileK(const LinearParams& p, const QuantActivations& act, int64_t o0, 
           accm[t] = std::fma(-kb.dmin * da, static_cast<float>(smin), accm[t]);
         }
       }
-    }
-    for (int t = 0; t < TN; ++t) {
-      float v = Isa::Sum8(acc[t]) + accm[t];
-      if (p.bias) v += p.bias[o0 + t];
-      float* yo = p.y + r * p.out + o0 + t;
-      *yo = p.accumulate ? *yo + v : v;
-    }
+    });
   }
+}
+
+// One activation row (a decode step) over K blocks, for the types the ISA dots straight from their
+// bytes (Isa::AddBlockQ4K for Q4_K / Q5_K, AddBlockQ6K): no tile in memory, the same arithmetic as QuantTileK.
+template <class Isa, QuantType T, int TN>
+void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t r, int64_t o0) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  const int64_t nb = p.in / 256;
+  const int64_t row_bytes = nb * info.bytes;
+  const uint8_t* w = static_cast<const uint8_t*>(p.w) + o0 * row_bytes;
+  RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
+    const uint8_t* blk[TN];
+    for (int t = 0; t < TN; ++t) blk[t] = w + t * row_bytes + b * info.bytes;
+    const int8_t* a = act.q.data() + r * p.in + b * 256;
+    const int32_t* s16 = act.sum16.data() + (r * nb + b) * 16;
+    if constexpr (T == QuantType::kQ4_K || T == QuantType::kQ5_K) {
+      Isa::template AddBlockQ4K<TN, T == QuantType::kQ5_K>(blk, a, s16, act.d[r * nb + b], acc, accm);
+    } else if constexpr (T == QuantType::kIQ4_XS) {
+      Isa::template AddBlockIQ4XS<TN>(blk, a, s16, act.d[r * nb + b], acc, accm);
+    } else {
+      Isa::template AddBlockQ6K<TN>(blk, a, s16, act.d[r * nb + b], acc, accm);
+    }
+  });
 }
 
 template <class Isa, QuantType T>
 void QuantRowsK(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
   constexpr int kTile = 4;
+  if constexpr (IsaDirectK<Isa>::value && (T == QuantType::kQ4_K || T == QuantType::kQ5_K || T == QuantType::kQ6_K || T == QuantType::kIQ4_XS)) {
+    if (p.rows <= DirectMaxRows(T)) {
+      int64_t o = o_begin;
+      for (; o + kTile <= o_end; o += kTile)
+        for (int64_t r = 0; r < p.rows; ++r) QuantTileKRow<Isa, T, kTile>(p, act, r, o);
+      for (; o < o_end; ++o)
+        for (int64_t r = 0; r < p.rows; ++r) QuantTileKRow<Isa, T, 1>(p, act, r, o);
+      return;
+    }
+  }
   const int64_t nb = p.in / 256;
   std::vector<KBlock> tile(static_cast<size_t>(kTile * nb));
   int64_t o = o_begin;

@@ -6,6 +6,7 @@
 
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -54,7 +55,8 @@ struct IsaX86 {
     }
   }
   // The 32 codes of a 32-value block as int8 (the values DecodeBlock gives), straight from its bytes.
-  template <QuantType T>
+  // kUnsigned: Q4_0's codes left as stored (0..15, the value plus 8).
+  template <QuantType T, bool kUnsigned = false>
   static inline W32 Load32(const uint8_t* blk) {
     if constexpr (T == QuantType::kQ8_0) {
       return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
@@ -73,7 +75,7 @@ struct IsaX86 {
         const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
         v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(16)));
       }
-      if constexpr (T == QuantType::kQ4_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+      if constexpr (T == QuantType::kQ4_0 && !kUnsigned) v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
       if constexpr (T == QuantType::kQ5_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(16));
       if constexpr (T == QuantType::kIQ4_NL) {
         const __m128i grid = _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
@@ -120,6 +122,204 @@ struct IsaX86 {
       lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, s));
     }
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(scale), acc);
+  }
+
+  // ---- one activation row (GEMV): Q8_0 / Q4_0 blocks of TN weight rows ---------------------------
+  // The TN scales d_t * da in one vector (one f16 conversion and one multiply for the TN rows; the
+  // same f32 products as the scalar code), and the int32 lane dots without the sign trick where the
+  // codes can be taken unsigned: with u = code + bias (Q4_0: the stored nibble, bias 8; Q8_0 with
+  // VNNI: code ^ 0x80, bias 128), the dot of u with a minus bias * (sum of those 4 activation codes),
+  // computed once per activation block for the TN rows. Exact, so the lanes equal LaneDots'.
+  static constexpr bool kDirect32 = true;
+  template <QuantType T, int TN>
+  static inline void AddBlock32(const uint8_t* const* blk, const int8_t* a, float da, Acc8* acc) {
+    static_assert(TN <= 8, "one vector of scales");
+    __m128i h = _mm_setzero_si128();
+    uint16_t f[TN];
+    for (int t = 0; t < TN; ++t) std::memcpy(&f[t], blk[t], 2);
+    if constexpr (TN == 1) {
+      h = _mm_cvtsi32_si128(f[0]);
+    } else {
+      for (int t = 0; t < TN; ++t) h = _mm_insert_epi16(h, f[t], t);  // (unrolled: t is a constant)
+    }
+    const __m256 scales = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(da)));
+    const __m256i av = Load256(a);
+    constexpr bool kUnsignedCodes = T == QuantType::kQ4_0 || kVnni;
+    constexpr int kBias = T == QuantType::kQ4_0 ? 8 : 128;
+    __m256i neg = _mm256_setzero_si256();  // -bias * (sum of each lane's 4 activation codes)
+    __m256i neg_pairs = _mm256_setzero_si256();  // AVX2 Q4_0: -bias * (sum of each pair), int16
+    if constexpr (kUnsignedCodes) {
+      if constexpr (kVnni) {
+        neg = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(static_cast<char>(kBias)), _mm256_sub_epi8(_mm256_setzero_si256(), av));
+      } else {
+        neg_pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(kBias), av);
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      __m256i lanes;
+      if constexpr (!kUnsignedCodes) {
+        lanes = LaneDots(Load256(blk[t] + 2), a);  // AVX2 Q8_0: the sign trick
+      } else {
+        const __m256i u = T == QuantType::kQ4_0 ? Load32<T, true>(blk[t]) : _mm256_xor_si256(Load256(blk[t] + 2), _mm256_set1_epi8(static_cast<char>(0x80)));
+        if constexpr (kVnni) {
+          lanes = _mm256_dpbusd_epi32(neg, u, av);
+        } else {
+          lanes = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, av), neg_pairs), _mm256_set1_epi16(1));
+        }
+      }
+      const __m256 sc = _mm256_permutevar8x32_ps(scales, _mm256_set1_epi32(t));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), sc, acc[t]);
+    }
+  }
+
+  // ---- one activation row (GEMV): K blocks dotted straight from their bytes ----------------------
+  // Each activation chunk is loaded once for the TN weight rows; codes, scales and mins are unpacked
+  // in registers. The int32 lanes are the same exact integers as FmaK's (any summation order of exact
+  // integers gives the same value), and the f32 steps are QuantTileK's, so results are bit-identical.
+  static constexpr bool kDirectK = true;
+  // lanes + pmaddwd(pairs, s): one vpdpwssd with VNNI.
+  static inline __m256i MaddAdd(__m256i lanes, __m256i pairs, __m256i s) {
+    if constexpr (kVnni) {
+      return _mm256_dpwssd_epi32(lanes, pairs, s);
+    } else {
+      return _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, s));
+    }
+  }
+  static inline uint32_t LoadU32(const uint8_t* p) {
+    uint32_t u;
+    std::memcpy(&u, p, 4);
+    return u;
+  }
+  static inline __m256i Load256(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  // The sum of 4 int32 lanes (exact).
+  static inline int32_t HSum4(__m128i v) {
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1));
+    return _mm_cvtsi128_si32(v);
+  }
+  // The activation's code sums per 32 values of a K block (from its 16-value sums) as 8 int16
+  // (|sum| <= 32 * 127 fits).
+  static inline __m128i ActSums32(const int32_t* s16) {
+    __m256i s = _mm256_hadd_epi32(Load256(s16), Load256(s16 + 8));  // sub-blocks 0 1 4 5 | 2 3 6 7
+    s = _mm256_permute4x64_epi64(s, 0xD8);                           // 0 1 2 3 | 4 5 6 7
+    return _mm_packs_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  }
+
+  // Q4_K (quant_blocks.h): the 12 packed bytes as 32-bit words u0 u1 u2 give, bytewise,
+  // sc[0..3] = u0 & 63, m[0..3] = u1 & 63, sc[4..7] = (u2 & 15) | (u0 >> 6) << 4,
+  // m[4..7] = (u2 >> 4) | (u1 >> 6) << 4 (ScaleMinK4 four at a time).
+  // Codes are unsigned (0..15): maddubs's pair sums (<= 2 * 15 * 127) times the chunk's scale by
+  // pmaddwd; the mins part is sum_j m_j * (activation sum of sub-block j) by one pmaddwd.
+  // Q5_K (kFifth): the same, qs at byte 48 and the fifth bit of chunk c's value l from bit c of
+  // qh[l] (byte 16 + l) moved to bit 4 (codes 0..31; pair sums <= 2 * 31 * 127).
+  template <int TN, bool kFifth = false>
+  static inline void AddBlockQ4K(const uint8_t* const* blk, const int8_t* a, const int32_t* s16, float da, Acc8* acc, float* accm) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i lanes[TN], sc[TN];
+    __m128i mn[TN];
+    for (int t = 0; t < TN; ++t) {
+      const uint32_t u0 = LoadU32(blk[t] + 4), u1 = LoadU32(blk[t] + 8), u2 = LoadU32(blk[t] + 12);
+      const uint32_t sc_lo = u0 & 0x3f3f3f3fu, sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+      const uint32_t m_lo = u1 & 0x3f3f3f3fu, m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+      const __m128i sc8 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int32_t>(sc_hi), static_cast<int32_t>(sc_lo)));
+      sc[t] = _mm256_broadcastsi128_si256(sc8);
+      mn[t] = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int32_t>(m_hi), static_cast<int32_t>(m_lo)));
+      lanes[t] = _mm256_setzero_si256();
+    }
+    for (int h = 0; h < 4; ++h) {
+      const __m256i a0 = Load256(a + 64 * h), a1 = Load256(a + 64 * h + 32);
+      // int16 word 2c of sc (chunk c's scale) in every word.
+      const __m256i pick0 = _mm256_set1_epi16(static_cast<int16_t>(((4 * h + 1) << 8) | (4 * h)));
+      const __m256i pick1 = _mm256_set1_epi16(static_cast<int16_t>(((4 * h + 3) << 8) | (4 * h + 2)));
+      for (int t = 0; t < TN; ++t) {
+        const __m256i v = Load256(blk[t] + (kFifth ? 48 : 16) + 32 * h);
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if constexpr (kFifth) {
+          // Bits 2h and 2h + 1 of qh to bit 4 (16-bit shifts: bits crossing bytes are masked off).
+          const __m256i qh = Load256(blk[t] + 16), b4 = _mm256_set1_epi8(0x10);
+          const __m256i f0 = 2 * h <= 4 ? _mm256_slli_epi16(qh, 4 - 2 * h) : _mm256_srli_epi16(qh, 2 * h - 4);
+          const __m256i f1 = 2 * h + 1 <= 4 ? _mm256_slli_epi16(qh, 3 - 2 * h) : _mm256_srli_epi16(qh, 2 * h - 3);
+          lo = _mm256_or_si256(lo, _mm256_and_si256(f0, b4));
+          hi = _mm256_or_si256(hi, _mm256_and_si256(f1, b4));
+        }
+        lanes[t] = MaddAdd(lanes[t], _mm256_maddubs_epi16(lo, a0), _mm256_shuffle_epi8(sc[t], pick0));
+        lanes[t] = MaddAdd(lanes[t], _mm256_maddubs_epi16(hi, a1), _mm256_shuffle_epi8(sc[t], pick1));
+      }
+    }
+    const __m128i as = ActSums32(s16);
+    for (int t = 0; t < TN; ++t) {
+      const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int32_t>(LoadU32(blk[t]))));  // d, dmin
+      const float d = _mm_cvtss_f32(dd), dmin = _mm_cvtss_f32(_mm_shuffle_ps(dd, dd, 1));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes[t]), _mm256_set1_ps(d * da), acc[t]);
+      const int32_t smin = HSum4(_mm_madd_epi16(mn[t], as));
+      accm[t] = std::fma(-dmin * da, static_cast<float>(smin), accm[t]);
+    }
+  }
+
+  // IQ4_XS: chunk j (sub-block j) is an IQ4_NL block's codes from qs[16j..16j+16) (byte 8 on), its
+  // signed scale sc_j = (4 low bits from scales_l, 2 high from scales_h) - 32; the codes are signed
+  // (the IQ4_NL grid), so maddubs takes |w| and a * sign(w) as LaneDots does.
+  template <int TN>
+  static inline void AddBlockIQ4XS(const uint8_t* const* blk, const int8_t* a, const int32_t*, float da, Acc8* acc, float*) {
+    __m256i lanes[TN], sc[TN];
+    for (int t = 0; t < TN; ++t) {
+      uint16_t sh;
+      std::memcpy(&sh, blk[t] + 2, 2);
+      alignas(16) int16_t s8[8];
+      for (int j = 0; j < 8; ++j) s8[j] = static_cast<int16_t>((((blk[t][4 + j / 2] >> (4 * (j & 1))) & 15) | (((sh >> (2 * j)) & 3) << 4)) - 32);
+      sc[t] = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(s8)));
+      lanes[t] = _mm256_setzero_si256();
+    }
+    for (int j = 0; j < 8; ++j) {
+      const __m256i av = Load256(a + 32 * j);
+      const __m256i pick = _mm256_set1_epi16(static_cast<int16_t>(((2 * j + 1) << 8) | (2 * j)));
+      for (int t = 0; t < TN; ++t) {
+        const __m256i w = Load32<QuantType::kIQ4_NL>(blk[t] + 8 + 16 * j - 2);  // (Load32 reads IQ4_NL's qs at byte 2)
+        const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(av, w));
+        lanes[t] = MaddAdd(lanes[t], pairs, _mm256_shuffle_epi8(sc[t], pick));
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      const float d = F16(blk[t]);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes[t]), _mm256_set1_ps(d * da), acc[t]);
+    }
+  }
+
+  // Q6_K: codes taken unsigned (low | high << 4, 0..63) into maddubs, minus maddubs(32, a) (the
+  // activation part, once per chunk for the TN rows): the exact pair sums of (q - 32) * a. Chunk c
+  // (values 32c..32c+31) has scale 2c in its low 16 values (the low 128 bits) and 2c + 1 in the high.
+  template <int TN>
+  static inline void AddBlockQ6K(const uint8_t* const* blk, const int8_t* a, const int32_t*, float da, Acc8* acc, float*) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    __m256i lanes[TN], scA[TN], scB[TN];
+    for (int t = 0; t < TN; ++t) {
+      const __m256i s = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[t] + 192)));
+      scA[t] = _mm256_permute2x128_si256(s, s, 0x00);  // scales 0..7 in both halves
+      scB[t] = _mm256_permute2x128_si256(s, s, 0x11);  // scales 8..15
+      lanes[t] = _mm256_setzero_si256();
+    }
+    for (int h = 0; h < 2; ++h) {
+      for (int s = 0; s < 4; ++s) {
+        const int c = 4 * h + s, w = 2 * (c & 3);  // scale words w (low half) and w + 1 (high half) of scA / scB
+        const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(((2 * w + 3) << 8) | (2 * w + 2))),
+                                              _mm_set1_epi16(static_cast<int16_t>(((2 * w + 1) << 8) | (2 * w))));
+        const __m256i av = Load256(a + 32 * c);
+        const __m256i corr = _mm256_maddubs_epi16(k32, av);
+        for (int t = 0; t < TN; ++t) {
+          const __m256i l = Load256(blk[t] + 64 * h + 32 * (s & 1));
+          const __m256i low = s < 2 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+          const __m256i hb = Load256(blk[t] + 128 + 32 * h);
+          // (hb >> 2s) & 3, moved to bits 4..5 (16-bit shifts: the bits that cross bytes are masked off).
+          const __m256i high = _mm256_and_si256(s == 3 ? _mm256_srli_epi16(hb, 2) : _mm256_slli_epi16(hb, 4 - 2 * s), m30);
+          const __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_or_si256(low, high), av), corr);
+          lanes[t] = MaddAdd(lanes[t], pairs, _mm256_shuffle_epi8(h == 0 ? scA[t] : scB[t], pick));
+        }
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      const float d = F16(blk[t] + 208);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes[t]), _mm256_set1_ps(d * da), acc[t]);
+    }
   }
 };
 
