@@ -37,6 +37,8 @@ export interface GenerateStats {
   totalMs: number;
   /** Forward passes of the target model. */
   targetPasses: number;
+  /** With contextShift: how many times the sequence's context was shifted. */
+  contextShifts?: number;
   /** Speculative strategies: drafted/accepted, mean accepted length, per-position acceptance, time split. */
   speculation?: SpeculationStats;
 }
@@ -231,6 +233,19 @@ export async function generateInCache(options: GenerateOptions & { tokens: numbe
   return (await run(options, session))[0]!;
 }
 
+/** With contextShift: the tokens a result's cache rows hold (in row order) after its last shift; for chat sessions. */
+const cachedTokensOf = new WeakMap<GenerateResult, number[]>();
+export function shiftedCacheTokens(result: GenerateResult): number[] | undefined {
+  return cachedTokensOf.get(result);
+}
+
+/** Tokens a context shift keeps at the start of a prompt: contextShift.keep, else its leading BOS (if any). */
+function shiftKeep(o: GenerateOptions, prompt: number[], contextLength: number): number {
+  const keep = typeof o.contextShift === 'object' ? o.contextShift.keep : o.tokenizer?.bosId !== undefined && prompt[0] === o.tokenizer.bosId ? 1 : 0;
+  if (keep > contextLength - 2) throw new ArgumentError('contextShift.keep', `at most ${contextLength - 2} (the model's context is ${contextLength} tokens; a shift must drop some)`, keep);
+  return keep;
+}
+
 async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number }): Promise<GenerateResult[]> {
   validateGenerateOptions(o);
   const { model } = o;
@@ -283,10 +298,11 @@ async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number
     ...(o.kvDtype ? { cacheDtype: o.kvDtype } : {}),
     contextLength,
     ...(session ? { session } : {}),
+    ...(o.contextShift ? { contextShift: { keep: ids.map((p) => shiftKeep(o, p, contextLength)) } } : {}),
   });
   return r.sequences.map((sq) => {
     const gen = sq.tokens.length;
-    return {
+    const result: GenerateResult = {
       text: sq.text,
       tokens: sq.tokens,
       finishReason: sq.finishReason,
@@ -299,8 +315,11 @@ async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number
         tokensPerSecond: gen > 1 && r.decodeMs > 0 ? ((gen - 1) * 1000) / r.decodeMs : 0,
         totalMs: r.totalMs,
         targetPasses: r.targetPasses,
+        ...(sq.contextShifts !== undefined ? { contextShifts: sq.contextShifts } : {}),
         ...(r.speculation ? { speculation: r.speculation } : {}),
       },
     };
+    if (sq.cachedTokens && sq.contextShifts) cachedTokensOf.set(result, sq.cachedTokens);
+    return result;
   });
 }

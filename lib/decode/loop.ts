@@ -21,6 +21,7 @@ import type { KvCache, KvCacheDtype } from '../model/kv-cache.js';
 import type { Model } from '../model/model.js';
 import { Tensor } from '../tensor/tensor.js';
 import { GoodputController, type GoodputOptions, type StepObservation } from './controller.js';
+import { ContextShifter } from './context-shift.js';
 import { Emitter, type FinishReason, type Seq, type StreamingTokenizer } from './emit.js';
 import { SpeculationMetrics } from './metrics.js';
 import { argmax, processedDistribution, sampleFrom } from './sampling.js';
@@ -67,6 +68,11 @@ export interface LoopOptions {
    * must make the distribution tests fail). Arguments as verifySamplingBatch's.
    */
   samplingVerifier?: typeof verifySamplingBatch;
+  /**
+   * Context shift (lib/decode/context-shift.ts): a sequence whose cache reaches the context
+   * keeps its first keep[s] tokens, drops the oldest half of the rest and continues.
+   */
+  contextShift?: { keep: number[] };
 }
 
 export interface LoopSequenceResult {
@@ -76,6 +82,9 @@ export interface LoopSequenceResult {
   promptTokens: number;
   /** Why the sequence ended with finishReason 'error'. */
   error?: CanopyError;
+  /** With contextShift: the shifts made, and the tokens the cache rows hold at the end. */
+  contextShifts?: number;
+  cachedTokens?: number[];
 }
 
 export interface LoopResult {
@@ -102,6 +111,7 @@ interface Run {
   sampling: boolean;
   wantsHidden: boolean;
   passes: number;
+  shifter: ContextShifter | undefined;
 }
 
 /** A live sequence of this step: its state and index in the batch. */
@@ -395,6 +405,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     sampling: o.temperature > 0,
     wantsHidden: proposer?.wantsHidden === true,
     passes: 0,
+    shifter: o.contextShift ? new ContextShifter(o.contextShift.keep, limit) : undefined,
   };
   try {
     await proposer?.start?.(o.prompts, capacity);
@@ -402,6 +413,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     const decodeStart = performance.now();
     for (;;) {
       if (o.signal?.aborted) seqs.forEach((st) => (st.done ??= 'abort'));
+      if (r.shifter) r.passes += await r.shifter.shift(model, cache, seqs.map((st, s) => ({ st, s })).filter((x) => !x.st.done), (row, s) => pick(r, row, s), (st, s, t) => void emitter.emit(st, s, t));
       const live = liveSequences(r);
       if (live.length === 0) break;
       await step(r, live);
@@ -410,7 +422,8 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     return {
       sequences: seqs.map((st, s) => {
         emitter.flush(st, s);
-        return { text: st.text, tokens: st.out, finishReason: st.done ?? 'length', promptTokens: st.prompt.length, ...(st.error ? { error: st.error } : {}) };
+        const shifted = r.shifter ? { contextShifts: r.shifter.shifts[s]!, cachedTokens: r.shifter.cachedTokens(st, s).slice(0, cache.length(s)) } : {};
+        return { text: st.text, tokens: st.out, finishReason: st.done ?? 'length', promptTokens: st.prompt.length, ...(st.error ? { error: st.error } : {}), ...shifted };
       }),
       targetPasses: r.passes,
       timeToFirstTokenMs: emitter.firstTokenAt ? emitter.firstTokenAt - start : 0,

@@ -374,6 +374,48 @@ export class KvCache {
     this.#region = capacity;
   }
 
+  /**
+   * Copies of the first `count` committed rows of sequence `seq` (keys and values, every
+   * layer) as CPU tensors [nLayers, count, nKvHeads, headDim] in the cache's dtype. f32 / f16 /
+   * bf16 caches only (session files, lib/chat/session-file.ts).
+   */
+  async readRows(seq: number, count = this.length(seq)): Promise<{ k: Tensor; v: Tensor }> {
+    this.#check(seq);
+    if (this.quantized) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to read rows of', this.dtype);
+    if (!Number.isInteger(count) || count < 0 || count > this.#lengths[seq]!) throw new ArgumentError('count', `an integer in [0, ${this.#lengths[seq]!}]`, count);
+    const rows = this.#capacity * this.numSequences;
+    const [k, v] = await Promise.all(
+      [this.#k, this.#v].map(async (src) => {
+        const shape = [src.shape[0]!, count, src.shape[2]!, src.shape[3]!];
+        const tmp = Tensor.empty(shape, src.dtype, { device: src.device });
+        copyRows(src, this.start(seq), tmp, 0, count, rows, count);
+        const host = await tmp.to('cpu');
+        if (host !== tmp) tmp.dispose();
+        return host;
+      }),
+    );
+    return { k: k!, v: v! };
+  }
+
+  /** Writes rows read by readRows() as the first rows of sequence `seq` (which then has that length). */
+  async writeRows(seq: number, k: Tensor, v: Tensor): Promise<void> {
+    this.#check(seq);
+    if (this.quantized) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to write rows to', this.dtype);
+    const count = k.shape[1]!;
+    const want = [this.#k.shape[0], count, this.#k.shape[2], this.#k.shape[3]].join();
+    for (const [name, t] of [['k', k], ['v', v]] as const) {
+      if (t.dtype !== this.dtype || t.shape.join() !== want) throw new ArgumentError(name, `a ${this.dtype} tensor [${want}]`, `${t.dtype} [${t.shape.join()}]`);
+    }
+    if (count > this.#capacity) throw new ArgumentError('k', `at most ${this.#capacity} rows (the cache's capacity)`, count);
+    const rows = this.#capacity * this.numSequences;
+    for (const [src, dst] of [[k, this.#k], [v, this.#v]] as const) {
+      const dev = await src.to(dst.device);
+      copyRows(dev, 0, dst, this.start(seq), count, count, rows);
+      if (dev !== src) dev.dispose();
+    }
+    this.#lengths[seq] = count;
+  }
+
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
