@@ -53,12 +53,23 @@ export interface GenerateResult {
   stats: GenerateStats;
 }
 
+/**
+ * The prompts as sequences, and whether the call is a batch (its result an array): a batch when
+ * `prompt` is an array, `tokens` an array of arrays, or `n` is given (even n: 1), as the
+ * overloads of generate() and stream() say.
+ */
 function promptsOf(o: GenerateOptions): { batch: boolean; ids: number[][] } {
   const n = o.n ?? 1;
   if (!Number.isInteger(n) || n < 1) throw new ArgumentError('n', 'an integer >= 1', n);
   const base = promptIds(o);
-  if (n === 1) return base;
-  return { batch: true, ids: base.ids.flatMap((p) => Array.from({ length: n }, () => p)) };
+  const batch = base.batch || o.n !== undefined;
+  if (n === 1) return { batch, ids: base.ids };
+  return { batch, ids: base.ids.flatMap((p) => Array.from({ length: n }, () => p)) };
+}
+
+/** Whether options make a batch (see promptsOf), from their shape alone. */
+function isBatch(o: GenerateOptions): boolean {
+  return Array.isArray(o.prompt) || (Array.isArray(o.tokens) && Array.isArray(o.tokens[0])) || o.n !== undefined;
 }
 
 function promptIds(o: GenerateOptions): { batch: boolean; ids: number[][] } {
@@ -84,43 +95,59 @@ function promptIds(o: GenerateOptions): { batch: boolean; ids: number[][] } {
   return { batch, ids };
 }
 
-export async function generate(options: GenerateOptions & { n: number }): Promise<GenerateResult[]>;
-export async function generate(options: GenerateOptions & { prompt: string[] }): Promise<GenerateResult[]>;
-export async function generate(options: GenerateOptions & { tokens: number[][] }): Promise<GenerateResult[]>;
-export async function generate(options: GenerateOptions): Promise<GenerateResult>;
+/** Options of one sequence: a string prompt or one token list, and no `n` (the result is one GenerateResult). */
+export type SingleOptions = GenerateOptions & { prompt?: string; tokens?: number[]; n?: undefined };
+/** Options of a batch: prompts, token lists, or `n` samples (the result is an array, one per sequence). */
+export type BatchOptions = GenerateOptions & ({ n: number } | { prompt: string[] } | { tokens: number[][] });
+
+/**
+ * Generates from one prompt (a GenerateResult) or a batch (an array in sequence order: prompt
+ * by prompt, each prompt's n samples together). A batch is an array `prompt`, an array of
+ * token arrays, or any `n` (n: 1 included).
+ */
+export async function generate(options: BatchOptions): Promise<GenerateResult[]>;
+export async function generate(options: SingleOptions): Promise<GenerateResult>;
+export async function generate(options: GenerateOptions): Promise<GenerateResult | GenerateResult[]>;
 export async function generate(options: GenerateOptions): Promise<GenerateResult | GenerateResult[]> {
   const results = await run(options);
   return promptsOf(options).batch ? results : results[0]!;
 }
 
+/** A piece of a batch's stream: the text and token (-1 for a flushed tail) of sequence `sequence`. */
+export interface StreamPiece {
+  sequence: number;
+  text: string;
+  token: number;
+}
+
 /**
- * Streams the text of one sequence as it is generated (a batch is refused: use generate()'s
- * onText, which names each piece's sequence). Leaving the loop early (`break`,
- * `return()`, a throw in the loop body) stops the generation at once: the step in flight
- * finishes and no other starts; the generator returns after the work has stopped.
+ * Streams the text as it is generated. One sequence (SingleOptions) yields its pieces as
+ * strings and returns its GenerateResult; a batch (BatchOptions) yields every sequence's
+ * pieces as { sequence, text, token } in the order they are decoded and returns the array of
+ * results. Leaving the loop early (`break`, `return()`, a throw in the loop body) stops the
+ * generation at once: the step in flight finishes and no other starts; the generator returns
+ * after the work has stopped.
  */
-export async function* stream(
-  options: GenerateOptions & { prompt?: string; tokens?: number[]; n?: 1 },
-): AsyncGenerator<string, GenerateResult, undefined> {
-  const isBatch = (o: GenerateOptions): boolean => Array.isArray(o.prompt) || (Array.isArray(o.tokens) && Array.isArray(o.tokens[0])) || (typeof o.n === 'number' && o.n > 1);
-  if (options !== null && typeof options === 'object' && isBatch(options)) {
-    throw new ArgumentError('options', 'one sequence to stream (a string prompt or one token list, n 1); for a batch use generate() with onText(piece, token, sequence)', 'a batch');
-  }
-  const queue: string[] = [];
+export function stream(options: BatchOptions): AsyncGenerator<StreamPiece, GenerateResult[], undefined>;
+export function stream(options: SingleOptions): AsyncGenerator<string, GenerateResult, undefined>;
+export function stream(options: GenerateOptions): AsyncGenerator<string | StreamPiece, GenerateResult | GenerateResult[], undefined>;
+export async function* stream(options: GenerateOptions): AsyncGenerator<string | StreamPiece, GenerateResult | GenerateResult[], undefined> {
+  validateGenerateOptions(options); // before onText is wrapped below
+  const batch = isBatch(options);
+  const queue: StreamPiece[] = [];
   let wake: (() => void) | undefined;
   let finished = false;
   let failure: unknown;
   let result: GenerateResult[] | undefined;
-  validateGenerateOptions(options); // before onText is wrapped below
   const userOnText = options.onText;
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   const work = run({
     ...options,
     signal,
-    onText: (piece, token, seq) => {
-      userOnText?.(piece, token, seq);
-      if (seq === 0) queue.push(piece);
+    onText: (text, token, sequence) => {
+      userOnText?.(text, token, sequence);
+      queue.push({ sequence, text, token });
       wake?.();
     },
   }).then(
@@ -137,14 +164,20 @@ export async function* stream(
   );
   try {
     for (;;) {
-      while (queue.length) yield queue.shift()!;
+      while (queue.length) {
+        const p = queue.shift()!;
+        yield batch ? p : p.text;
+      }
       if (finished) break;
       await new Promise<void>((r) => (wake = r));
       wake = undefined;
     }
-    while (queue.length) yield queue.shift()!;
+    while (queue.length) {
+      const p = queue.shift()!;
+      yield batch ? p : p.text;
+    }
     if (failure) throw failure;
-    return result![0]!;
+    return batch ? result! : result![0]!;
   } finally {
     if (!finished) {
       // The consumer left early: stop the loop and wait for it (its cache is freed then).
