@@ -7,6 +7,7 @@
  */
 
 import { ArgumentError } from './errors.js';
+import { MAX_LOGPROBS } from './decode/logprobs.js';
 import type { SamplingOptions } from './decode/sampling.js';
 import type { Proposer } from './decode/types.js';
 import type { PredictionHeads } from './model/heads.js';
@@ -55,6 +56,12 @@ export interface GenerateOptions extends SamplingOptions {
    * generate() on them. Not with the draft-model or heads strategies ('speculative', 'tree', 'heads').
    */
   contextShift?: boolean | { keep: number };
+  /**
+   * Per emitted token, its logprob and the `logprobs` most likely alternatives (0 to 20; 0: the
+   * token's own logprob only), from softmax(logits / temperature) (greedy: the raw softmax):
+   * GenerateResult.logprobs, and each streamed piece's `logprobs`. Default: none.
+   */
+  logprobs?: number;
   /** Stop when the text ends with one of these strings (the stop string is kept out of the text). */
   stop?: string[];
   /**
@@ -165,6 +172,7 @@ export function validateGenerateOptions(o: GenerateOptions): void {
   if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== 'string' || s.length === 0))) {
     throw new ArgumentError('stop', 'an array of non-empty strings', o.stop);
   }
+  if (o.logprobs !== undefined) integerIn('logprobs', o.logprobs, 0, MAX_LOGPROBS);
   const cs = o.contextShift as unknown;
   if (cs !== undefined && typeof cs !== 'boolean') {
     if (cs === null || typeof cs !== 'object') throw new ArgumentError('contextShift', 'a boolean or { keep: number }', cs);

@@ -15,6 +15,7 @@ import { JacobiProposer } from './decode/proposers/jacobi.js';
 import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';
 import { type SamplingOptions, checkSamplingOptions } from './decode/sampling.js';
 import type { Proposer, SpeculationStats } from './decode/types.js';
+import type { TokenLogprob } from './decode/logprobs.js';
 import type { GoodputOptions } from './decode/controller.js';
 import type { KvCache, KvCacheDtype } from './model/kv-cache.js';
 import type { Model } from './model/model.js';
@@ -22,6 +23,7 @@ import { checkThreadsOption, setThreads } from './native/threads.js';
 
 export { STRATEGIES, type GenerateOptions, type StrategyName, type TextTokenizer } from './generate-options.js';
 export type { FinishReason };
+export type { TokenLogprob } from './decode/logprobs.js';
 
 
 
@@ -50,6 +52,8 @@ export interface GenerateResult {
   finishReason: FinishReason;
   /** Present with finishReason 'error' (a NumericError: logits all NaN). */
   error?: CanopyError;
+  /** With options.logprobs: one entry per token of `tokens` (its logprob and the top alternatives). */
+  logprobs?: TokenLogprob[];
   stats: GenerateStats;
 }
 
@@ -118,6 +122,8 @@ export interface StreamPiece {
   sequence: number;
   text: string;
   token: number;
+  /** With options.logprobs: the entries of the tokens this piece completes (a token's text may be held back to a later piece). */
+  logprobs?: TokenLogprob[];
 }
 
 /**
@@ -129,12 +135,15 @@ export interface StreamPiece {
  * after the work has stopped.
  */
 export function stream(options: BatchOptions): AsyncGenerator<StreamPiece, GenerateResult[], undefined>;
+export function stream(options: SingleOptions & { logprobs: number }): AsyncGenerator<StreamPiece, GenerateResult, undefined>;
 export function stream(options: SingleOptions): AsyncGenerator<string, GenerateResult, undefined>;
 export function stream(options: GenerateOptions): AsyncGenerator<string | StreamPiece, GenerateResult | GenerateResult[], undefined>;
 export async function* stream(options: GenerateOptions): AsyncGenerator<string | StreamPiece, GenerateResult | GenerateResult[], undefined> {
   validateGenerateOptions(options); // before onText is wrapped below
   const batch = isBatch(options);
+  const tagged = batch || options.logprobs !== undefined; // pieces as StreamPiece objects
   const queue: StreamPiece[] = [];
+  const pendingLogprobs = new Map<number, TokenLogprob[]>();
   let wake: (() => void) | undefined;
   let finished = false;
   let failure: unknown;
@@ -147,10 +156,16 @@ export async function* stream(options: GenerateOptions): AsyncGenerator<string |
     signal,
     onText: (text, token, sequence) => {
       userOnText?.(text, token, sequence);
-      queue.push({ sequence, text, token });
+      const lp = pendingLogprobs.get(sequence);
+      pendingLogprobs.delete(sequence);
+      queue.push({ sequence, text, token, ...(lp ? { logprobs: lp } : {}) });
       wake?.();
     },
-  }).then(
+  }, undefined, options.logprobs !== undefined ? (sequence, entry) => {
+    const list = pendingLogprobs.get(sequence) ?? [];
+    list.push(entry);
+    pendingLogprobs.set(sequence, list);
+  } : undefined).then(
     (r) => {
       result = r;
       finished = true;
@@ -166,7 +181,7 @@ export async function* stream(options: GenerateOptions): AsyncGenerator<string |
     for (;;) {
       while (queue.length) {
         const p = queue.shift()!;
-        yield batch ? p : p.text;
+        yield tagged ? p : p.text;
       }
       if (finished) break;
       await new Promise<void>((r) => (wake = r));
@@ -174,7 +189,7 @@ export async function* stream(options: GenerateOptions): AsyncGenerator<string |
     }
     while (queue.length) {
       const p = queue.shift()!;
-      yield batch ? p : p.text;
+      yield tagged ? p : p.text;
     }
     if (failure) throw failure;
     return batch ? result! : result![0]!;
@@ -279,7 +294,7 @@ function shiftKeep(o: GenerateOptions, prompt: number[], contextLength: number):
   return keep;
 }
 
-async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number }): Promise<GenerateResult[]> {
+async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number }, onLogprob?: (sequence: number, entry: TokenLogprob) => void): Promise<GenerateResult[]> {
   validateGenerateOptions(o);
   const { model } = o;
   if (!model || typeof (model as Model).forward !== 'function') throw new ArgumentError('model', 'a Model', model);
@@ -331,6 +346,7 @@ async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number
     ...(o.kvDtype ? { cacheDtype: o.kvDtype } : {}),
     contextLength,
     ...(session ? { session } : {}),
+    ...(o.logprobs !== undefined ? { logprobs: { n: o.logprobs, ...(onLogprob ? { onEntry: onLogprob } : {}) } } : {}),
     ...(o.contextShift ? { contextShift: { keep: ids.map((p) => shiftKeep(o, p, contextLength)) } } : {}),
   });
   return r.sequences.map((sq) => {
@@ -340,6 +356,7 @@ async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number
       tokens: sq.tokens,
       finishReason: sq.finishReason,
       ...(sq.error ? { error: sq.error } : {}),
+      ...(sq.logprobs ? { logprobs: sq.logprobs } : {}),
       stats: {
         seed: sampling.seed,
         promptTokens: sq.promptTokens,

@@ -57,7 +57,7 @@ export class ContextShifter {
     cache: KvCache,
     active: Array<{ st: Seq; s: number }>,
     pick: (row: Float32Array, s: number) => number,
-    emit: (st: Seq, s: number, token: number) => void,
+    emit: (st: Seq, s: number, token: number, row: Float32Array) => void,
   ): Promise<number> {
     const full = active.filter(({ s }) => cache.length(s) >= this.limit);
     if (full.length === 0) return 0;
@@ -94,7 +94,8 @@ export class ContextShifter {
     for (const j of jobs) {
       this.shifts[j.s]!++;
       this.#shifted.set(j.s, { base: j.tokens, mark: j.st.all.length });
-      emit(j.st, j.s, pick(last.get(j.s)!, j.s));
+      const row = last.get(j.s)!;
+      emit(j.st, j.s, pick(row, j.s), row);
     }
     return passes;
   }

@@ -22,6 +22,7 @@ import type { Model } from '../model/model.js';
 import { Tensor } from '../tensor/tensor.js';
 import { GoodputController, type GoodputOptions, type StepObservation } from './controller.js';
 import { ContextShifter } from './context-shift.js';
+import { LogprobRecorder, type TokenLogprob } from './logprobs.js';
 import { Emitter, type FinishReason, type Seq, type StreamingTokenizer } from './emit.js';
 import { SpeculationMetrics } from './metrics.js';
 import { argmax, processedDistribution, sampleFrom } from './sampling.js';
@@ -73,6 +74,8 @@ export interface LoopOptions {
    * keeps its first keep[s] tokens, drops the oldest half of the rest and continues.
    */
   contextShift?: { keep: number[] };
+  /** Record each emitted token's logprob and top-n alternatives (lib/decode/logprobs.ts). */
+  logprobs?: { n: number; onEntry?: (sequence: number, entry: TokenLogprob) => void };
 }
 
 export interface LoopSequenceResult {
@@ -85,6 +88,8 @@ export interface LoopSequenceResult {
   /** With contextShift: the shifts made, and the tokens the cache rows hold at the end. */
   contextShifts?: number;
   cachedTokens?: number[];
+  /** With logprobs: one entry per token of `tokens`. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface LoopResult {
@@ -112,6 +117,7 @@ interface Run {
   wantsHidden: boolean;
   passes: number;
   shifter: ContextShifter | undefined;
+  logprobs: LogprobRecorder | undefined;
 }
 
 /** A live sequence of this step: its state and index in the batch. */
@@ -144,6 +150,13 @@ function pick(r: Run, row: Float32Array, s: number): number {
   return finiteRow(p) ? sampleFrom(p, r.seqs[s]!.random.next()) : -1; // +Infinity logits: no distribution
 }
 
+/** Emits a token chosen from logits `row` (host; needed only with logprobs), recording its logprob when it is kept. */
+function emitFrom(r: Run, st: Seq, s: number, token: number, row: ArrayLike<number> | undefined): boolean {
+  // Recorded first (a kept token: not an error, not end-of-generation), so a stream's piece finds its logprobs.
+  if (r.logprobs && !st.done && token >= 0 && !r.o.eos.has(token)) r.logprobs.record(s, row!, token);
+  return r.emitter.emit(st, s, token);
+}
+
 /**
  * Prefill: each distinct prompt once (n samples of one prompt share it; the other sequences
  * get a copy of its KV by fork and sample their first token from the same logits).
@@ -170,7 +183,8 @@ async function prefill(r: Run): Promise<void> {
     const row = leaders.indexOf(leader[s]!);
     if (leader[s] !== s) cache.fork(leader[s]!, s);
     if (preHidden) proposer!.observeHidden?.(s, preHidden.slice(row * dim, (row + 1) * dim));
-    if (!st.done) r.emitter.emit(st, s, pick(r, preLogits.subarray(row * vocab, (row + 1) * vocab), s));
+    const rowLogits = preLogits.subarray(row * vocab, (row + 1) * vocab);
+    if (!st.done) emitFrom(r, st, s, pick(r, rowLogits, s), rowLogits);
   });
 }
 
@@ -221,7 +235,7 @@ async function plainStep(r: Run, live: Live): Promise<void> {
   r.passes++;
   // Greedy: only the chosen ids leave the device; sampling needs the rows on the host.
   const best = r.sampling ? undefined : await argmaxRows(logits);
-  const rows = r.sampling ? logits.toFloat32() : undefined;
+  const rows = r.sampling || r.logprobs ? logits.toFloat32() : undefined;
   logits.dispose();
   if (hidden) {
     const h = hidden.toFloat32();
@@ -229,7 +243,10 @@ async function plainStep(r: Run, live: Live): Promise<void> {
     hidden.dispose();
   }
   r.metrics?.step(0, 0, 0, performance.now() - t1, 0);
-  live.forEach(({ st, s }, i) => r.emitter.emit(st, s, best ? best[i]! : pick(r, rows!.subarray(i * vocab, (i + 1) * vocab), s)));
+  live.forEach(({ st, s }, i) => {
+    const row = rows?.subarray(i * vocab, (i + 1) * vocab);
+    emitFrom(r, st, s, best ? best[i]! : pick(r, row!, s), row);
+  });
 }
 
 /** Verification of every sequence's tree against the target logits: accepted nodes and next token each. */
@@ -316,7 +333,7 @@ async function treeStep(r: Run, live: Live, drafts: DraftTree[], sizes: number[]
   hidden?.dispose();
   r.passes++;
   const t2 = performance.now();
-  const hostLogits = r.sampling || r.proposer?.feedback !== undefined ? Float32Array.from(logits.toFloat32()) : undefined;
+  const hostLogits = r.sampling || r.logprobs || r.proposer?.feedback !== undefined ? Float32Array.from(logits.toFloat32()) : undefined;
   const results = await verify(r, live, drafts, logits, hostLogits);
   logits.dispose();
   await r.cache.commit(live.map(({ s }, i) => ({ sequence: s, numNodes: drafts[i]!.tokens.length + 1, acceptedNodes: [0, ...results[i]!.acceptedNodes.map((n) => n + 1)] })));
@@ -343,15 +360,18 @@ async function treeStep(r: Run, live: Live, drafts: DraftTree[], sizes: number[]
       const row = rowBase + (res.acceptedNodes.length ? res.acceptedNodes.at(-1)! + 1 : 0);
       r.proposer!.observeHidden?.(s, hostHidden.slice(row * dim, (row + 1) * dim));
     }
+    // Accepted node j was chosen from the row of the node before it on the path (the pending token's first).
+    const path = [0, ...res.acceptedNodes.map((n) => n + 1)].map((p) => rowBase + p);
+    const rowAt = (j: number) => hostLogits?.subarray(path[j]! * vocab, (path[j]! + 1) * vocab);
     rowBase += d.tokens.length + 1;
     let ok = true;
-    for (const n of res.acceptedNodes) {
+    for (const [j, n] of res.acceptedNodes.entries()) {
       emitted++;
-      if (!(ok = r.emitter.emit(st, s, d.tokens[n]!))) break;
+      if (!(ok = emitFrom(r, st, s, d.tokens[n]!, rowAt(j)))) break;
     }
     if (ok) {
       emitted++;
-      r.emitter.emit(st, s, res.nextToken);
+      emitFrom(r, st, s, res.nextToken, rowAt(res.acceptedNodes.length));
     }
   }
   r.metrics!.step(emitted, live.length, proposeMs, t2 - t1, t3 - t2);
@@ -406,6 +426,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     wantsHidden: proposer?.wantsHidden === true,
     passes: 0,
     shifter: o.contextShift ? new ContextShifter(o.contextShift.keep, limit) : undefined,
+    logprobs: o.logprobs ? new LogprobRecorder(o.logprobs.n, o.temperature, seqs.length, o.logprobs.onEntry) : undefined,
   };
   try {
     await proposer?.start?.(o.prompts, capacity);
@@ -413,7 +434,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     const decodeStart = performance.now();
     for (;;) {
       if (o.signal?.aborted) seqs.forEach((st) => (st.done ??= 'abort'));
-      if (r.shifter) r.passes += await r.shifter.shift(model, cache, seqs.map((st, s) => ({ st, s })).filter((x) => !x.st.done), (row, s) => pick(r, row, s), (st, s, t) => void emitter.emit(st, s, t));
+      if (r.shifter) r.passes += await r.shifter.shift(model, cache, seqs.map((st, s) => ({ st, s })).filter((x) => !x.st.done), (row, s) => pick(r, row, s), (st, s, t, row) => void emitFrom(r, st, s, t, row));
       const live = liveSequences(r);
       if (live.length === 0) break;
       await step(r, live);
@@ -422,8 +443,9 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     return {
       sequences: seqs.map((st, s) => {
         emitter.flush(st, s);
+        const lp = r.logprobs ? { logprobs: r.logprobs.perSequence[s]! } : {};
         const shifted = r.shifter ? { contextShifts: r.shifter.shifts[s]!, cachedTokens: r.shifter.cachedTokens(st, s).slice(0, cache.length(s)) } : {};
-        return { text: st.text, tokens: st.out, finishReason: st.done ?? 'length', promptTokens: st.prompt.length, ...(st.error ? { error: st.error } : {}), ...shifted };
+        return { text: st.text, tokens: st.out, finishReason: st.done ?? 'length', promptTokens: st.prompt.length, ...(st.error ? { error: st.error } : {}), ...shifted, ...lp };
       }),
       targetPasses: r.passes,
       timeToFirstTokenMs: emitter.firstTokenAt ? emitter.firstTokenAt - start : 0,
