@@ -43,10 +43,22 @@ describe.skipIf(!bin)('stream() of a batch', async () => {
     expect(one).toHaveLength(1);
   });
 
-  it('breaking out of a batch stream stops the work', async () => {
-    let n = 0;
-    for await (const _ of stream({ model, tokenizer, prompt: ['a', 'b'], maxTokens: 300, temperature: 0, stopAtEos: false })) if (++n === 4) break;
-    expect(n).toBe(4);
+  it('breaking out of a batch stream stops the work (forward passes counted)', async () => {
+    let passes = 0;
+    const original = model.forward.bind(model);
+    model.forward = (async (...args: Parameters<typeof original>) => (passes++, original(...args))) as typeof model.forward;
+    try {
+      let n = 0;
+      for await (const _ of stream({ model, tokenizer, prompt: ['a', 'b'], maxTokens: 300, temperature: 0, stopAtEos: false })) if (++n === 4) break;
+      expect(n).toBe(4);
+      // Two sequences: four pieces need at most the prefill and two steps, plus one in flight.
+      expect(passes).toBeLessThanOrEqual(4);
+      const after = passes;
+      await new Promise((r) => setTimeout(r, 50));
+      expect(passes).toBe(after);
+    } finally {
+      model.forward = original;
+    }
   });
 
   it('the result types match what is returned', async () => {
