@@ -47,7 +47,7 @@ describe.skipIf(!bin)('context shift on stories260K', async () => {
 
   it('generates 1500 tokens past a 512 context; after each shift the tokens equal a fresh generate() on the kept tokens', async () => {
     const prompt = tokenizer.encode('Once upon a time', { bos: true });
-    const r = await generate({ model, tokenizer, tokens: prompt, maxTokens: 1500, temperature: 0, stopAtEos: false, contextShift: true });
+    const r = await generate({ model, tokenizer, tokens: prompt, maxTokens: 1500, temperature: 0, stopAtEos: false, contextShift: true, logprobs: 4 });
     expect(r.tokens).toHaveLength(1500);
     expect(r.finishReason).toBe('length');
     const all = [...prompt, ...r.tokens];
@@ -59,10 +59,15 @@ describe.skipIf(!bin)('context shift on stories260K', async () => {
     expect(r.stats.targetPasses).toBe(1 + (1500 - 1));
     for (const { kept, next } of shifts.slice(0, 3)) {
       expect(kept[0]).toBe(bos);
-      const fresh = await generate({ model, tokenizer, tokens: kept, maxTokens: 1500, temperature: 0, stopAtEos: false });
+      const fresh = await generate({ model, tokenizer, tokens: kept, maxTokens: 1500, temperature: 0, stopAtEos: false, logprobs: 4 });
       expect(fresh.finishReason).toBe('context');
       const continued = all.slice(next, next + fresh.tokens.length);
       expect(fresh.tokens.slice(0, continued.length)).toEqual(continued);
+      // The logits after the shift are those of a fresh prefill of the kept tokens at their new
+      // positions: the logprobs (and top 4) of the token chosen from them are identical.
+      const at = next - prompt.length;
+      expect(r.logprobs![at]).toEqual(fresh.logprobs![0]);
+      expect(r.logprobs!.slice(at, at + continued.length)).toEqual(fresh.logprobs!.slice(0, continued.length));
       expect(continued.length).toBeGreaterThan(200);
     }
     // Without the shift the same call ends at the context.
