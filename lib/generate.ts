@@ -13,7 +13,7 @@ import type { PredictionHeads } from './model/heads.js';
 import { HeadsProposer } from './decode/proposers/heads.js';
 import { JacobiProposer } from './decode/proposers/jacobi.js';
 import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';
-import { type SamplingOptions, checkSamplingOptions } from './decode/sampling.js';
+import { type CheckedSampling, checkSamplingOptions } from './decode/sampling.js';
 import type { Proposer, SpeculationStats } from './decode/types.js';
 import type { TokenLogprob } from './decode/logprobs.js';
 import type { GoodputOptions } from './decode/controller.js';
@@ -226,7 +226,7 @@ function goodputFor(o: GenerateOptions): GoodputOptions | undefined {
 }
 
 /** The proposer for a strategy name (or the proposer itself). */
-function proposerFor(o: GenerateOptions, seed: number): Proposer | undefined {
+function proposerFor(o: GenerateOptions, sampling: CheckedSampling): Proposer | undefined {
   const strategy = o.strategy ?? (o.draft ? 'speculative' : 'autoregressive');
   if (typeof strategy === 'object') return strategy;
   const s = o.speculation ?? {};
@@ -247,10 +247,8 @@ function proposerFor(o: GenerateOptions, seed: number): Proposer | undefined {
       // Under the goodput controller the chain drafts exactly the size it is given.
       return new DraftChainProposer(needDraft(), {
         ...(goodputFor(o) ? { k: s.kMax ?? 8, fixed: true } : { ...(s.k !== undefined ? { k: s.k } : {}), fixed: true }),
-        temperature: o.temperature ?? 0,
-        topK: o.topK ?? 0,
-        topP: o.topP ?? 1,
-        seed,
+        sampler: sampling,
+        seed: sampling.seed,
       });
     case 'tree':
       return new DraftTreeProposer(needDraft(), { ...(s.nodes !== undefined ? { nodes: s.nodes } : {}) });
@@ -307,7 +305,7 @@ async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number
     throw new ArgumentError('stop', 'an array of non-empty strings', stops);
   }
   if (stops.length && !o.tokenizer) throw new ArgumentError('tokenizer', 'a tokenizer when stop strings are given', undefined);
-  const sampling = checkSamplingOptions(o);
+  const sampling = checkSamplingOptions(o, model.config.vocabSize);
   const { ids } = promptsOf(o);
   const vocab = model.config.vocabSize;
   ids.forEach((p, s) =>
@@ -330,7 +328,7 @@ async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number
   });
   const bos = o.tokenizer?.bosId;
   const eos = new Set(o.stopAtEos === false ? [] : [...(o.tokenizer?.eosIds ?? model.config.eosTokenIds ?? []), ...(bos !== undefined ? [bos] : [])]);
-  const proposer = proposerFor(o, sampling.seed);
+  const proposer = proposerFor(o, sampling);
   const r = await decodeLoop({
     model,
     prompts: ids,

@@ -88,8 +88,8 @@ export {
   quantizeKv,
   quantizedBytesPerToken,
 } from './kernels/kv-quant.js';
-export { Model, type ModelOptions, type ModelWeights, type ForwardSequence, type ForwardOptions, type ForwardResult } from './model/model.js';
-export { KvCache, type KvCacheOptions, type KvCacheDtype } from './model/kv-cache.js';
+export { Model, type ModelOptions, type ModelWeights, type ForwardSequence, type ForwardOptions, type ForwardResult, type StepSequence, type StepOptions, type StepResult } from './model/model.js';
+export { KvCache, type KvCacheOptions, type KvCacheDtype, type KvStepPlan } from './model/kv-cache.js';
 export { generate, stream, type GenerateOptions, type GenerateResult, type GenerateStats, type FinishReason, type TextTokenizer, type StreamPiece, type SingleOptions, type BatchOptions, type TokenLogprob } from './generate.js';
 export {
   chat,
@@ -106,6 +106,17 @@ export {
 } from './chat/session.js';
 export { ChatTemplate, ChatTemplateError, type ChatMessage, type RenderOptions } from './chat/template.js';
 export { Sampler, type SamplingOptions } from './decode/sampling.js';
+export {
+  samplingChain,
+  sampleRows,
+  argmaxRows,
+  checkSamplerChain,
+  penaltyCounts,
+  type SamplerChain,
+  type SamplerChainOptions,
+  type ChainRequest,
+  type ChainResult,
+} from './kernels/sampling.js';
 export {
   loadTokenizer,
   findTokenizerFor,

@@ -8,6 +8,10 @@
 //   node scripts/build-native.mjs --cpu-only   no CUDA even when nvcc is present
 //   node scripts/build-native.mjs --node-gyp   CPU-only with node-gyp (scripts/node-gyp/binding.gyp)
 //   node scripts/build-native.mjs --out DIR    the cmake-js build folder (default build/)
+//   node scripts/build-native.mjs --arch arm64 cross-compile the CPU-only linux-arm64 addon on an
+//                                              x86-64 Linux host (Debian's g++-aarch64-linux-gnu,
+//                                              scripts/toolchains/aarch64-linux-gnu.cmake); CUDA
+//                                              stays x64-only
 //
 // Two ways to build:
 //   cmake-js + CMake (CMakeLists.txt): CPU, and CUDA when nvcc is found (architectures
@@ -38,7 +42,10 @@ const args = new Set(argv);
 const outIndex = argv.indexOf('--out');
 const buildDir = outIndex >= 0 ? resolve(argv[outIndex + 1]) : join(root, 'build');
 const forceNodeGyp = args.has('--node-gyp');
-const cpuOnly = forceNodeGyp || args.has('--cpu-only') || process.env.CANOPY_NO_CUDA === '1';
+const archIndex = argv.indexOf('--arch');
+const targetArch = archIndex >= 0 ? argv[archIndex + 1] : process.arch;
+const cross = targetArch !== process.arch;
+const cpuOnly = cross || forceNodeGyp || args.has('--cpu-only') || process.env.CANOPY_NO_CUDA === '1';
 const force = args.has('--force');
 const toolsDir = join(root, '.build-tools'); // on-demand build tools of an installed package
 
@@ -150,9 +157,23 @@ function buildWithNodeGyp(reason) {
   console.error(`canopy build: wrote ${join(buildDir, 'Release', 'canopy.node')}`);
 }
 
+/** cmake-js arguments for a cross build to `targetArch` (only linux x64 -> arm64 is supported). */
+function crossArgs() {
+  if (!cross) return [];
+  if (process.platform !== 'linux' || process.arch !== 'x64' || targetArch !== 'arm64') {
+    fail(`cross-compiling for ${targetArch} on ${process.platform}-${process.arch} is not supported (only linux-x64 -> arm64).`);
+  }
+  if (forceNodeGyp) fail('--arch arm64 builds with cmake-js, not node-gyp.');
+  const prefix = process.env.CANOPY_AARCH64_PREFIX ?? 'aarch64-linux-gnu-';
+  if (!which(`${prefix}g++`)) {
+    fail(`the aarch64 cross compiler ${prefix}g++ is not on PATH (Debian/Ubuntu: apt install g++-aarch64-linux-gnu).`);
+  }
+  return ['--arch', 'arm64', `--CDCMAKE_TOOLCHAIN_FILE=${join(root, 'scripts', 'toolchains', 'aarch64-linux-gnu.cmake')}`];
+}
+
 function buildWithCmakeJs(cmakeJs) {
   const stampPath = join(buildDir, 'canopy-build.json');
-  const stamp = JSON.stringify({ cpuOnly, archs: process.env.CANOPY_CUDA_ARCHS ?? '' });
+  const stamp = JSON.stringify({ cpuOnly, archs: process.env.CANOPY_CUDA_ARCHS ?? '', arch: targetArch });
   const previous = existsSync(stampPath) ? readFileSync(stampPath, 'utf8') : null;
   const fresh = force || previous !== stamp || !existsSync(join(buildDir, 'CMakeCache.txt'));
   // A fresh configure wipes the addon's build tree, but not the native tests' (build/native-tests).
@@ -163,7 +184,7 @@ function buildWithCmakeJs(cmakeJs) {
   }
   mkdirSync(buildDir, { recursive: true });
   const env = { ...toolEnv, ...(cpuOnly ? { CANOPY_NO_CUDA: '1' } : {}) };
-  const cmakeArgs = ['build', '--out', buildDir, '--parallel', String(availableParallelism()), '--log-level', 'warn'];
+  const cmakeArgs = ['build', '--out', buildDir, '--parallel', String(availableParallelism()), '--log-level', 'warn', ...crossArgs()];
   const status = run(process.execPath, [cmakeJs, ...cmakeArgs], env);
   if (status !== 0) fail('the native build failed (see above).');
   writeFileSync(stampPath, stamp);
@@ -171,7 +192,9 @@ function buildWithCmakeJs(cmakeJs) {
 
 const cmake = which('cmake');
 let cmakeJs = resolveIn('cmake-js', 'bin/cmake-js');
-if (forceNodeGyp) {
+if (cross && !cmake) {
+  fail('--arch arm64 (a cross build) needs cmake >= 3.18 on PATH.');
+} else if (forceNodeGyp) {
   buildWithNodeGyp('--node-gyp');
 } else if (!cmake) {
   console.error('canopy build: cmake is not on PATH: building the CPU-only addon instead. The full build (CUDA when nvcc is found) needs cmake >= 3.18 (e.g. apt install cmake).');

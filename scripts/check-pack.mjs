@@ -71,6 +71,10 @@ try {
   const binaries = paths.filter((p) => /^prebuilds\/[^/]+\/[^/]+\.node$/.test(p));
   if (binaries.length === 0) throw new Error('the tarball holds no prebuilds/<platform>-<arch>/*.node');
   console.error(`prebuilt: ${binaries.join(' ')}`);
+  // CANOPY_PREBUILD_ARM64=1 (CI with the cross toolchain): prepack had to build the arm64 binary too.
+  if (process.env.CANOPY_PREBUILD_ARM64 === '1' && !binaries.some((p) => p.startsWith('prebuilds/linux-arm64/'))) {
+    throw new Error('CANOPY_PREBUILD_ARM64=1 but the tarball holds no prebuilds/linux-arm64/*.node');
+  }
   if (paths.includes('binding.gyp')) throw new Error('binding.gyp at the package root: npm gives such a package a `node-gyp rebuild` install script');
   const packedPkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   const installScripts = ['preinstall', 'install', 'postinstall'].filter((s) => packedPkg.scripts?.[s]);

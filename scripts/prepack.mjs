@@ -15,6 +15,17 @@
 // as asked), and copied to prebuilds/<platform>-<arch>/node.napi[.glibc].node, the name
 // node-gyp-build looks for. A stamp (hash of csrc/, CMakeLists.txt, the build scripts and the
 // configuration) lets a later pack reuse it.
+//
+// linux-arm64 (CPU only; CUDA stays x64-only): on an x86-64 Linux host, also cross-compiled with
+// Debian's g++-aarch64-linux-gnu (scripts/toolchains/aarch64-linux-gnu.cmake; same glibc floor,
+// static C++ runtime) into prebuilds/linux-arm64/, in build-prebuild-arm64/:
+//   CANOPY_PREBUILD_ARM64 unset   build it when aarch64-linux-gnu-g++ is on PATH; otherwise say so
+//                                 and pack without it (a stale prebuilds/linux-arm64 is removed)
+//   CANOPY_PREBUILD_ARM64=1       require it: refuse to pack without the cross toolchain
+//   CANOPY_PREBUILD_ARM64=0       never build it (and pack none)
+// `npm publish` requires it unless CANOPY_PREBUILD_ARM64=0 says otherwise (the README promises it).
+// The arm64 binary is checked here for its glibc floor and exports (readelf); it cannot be loaded
+// on this host: scripts/test-arm64.mjs runs it under qemu-user.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -85,6 +96,7 @@ const hash = inputsHash();
 const stamp = existsSync(stampPath) ? JSON.parse(readFileSync(stampPath, 'utf8')) : null;
 if (!force && stamp?.hash === hash && existsSync(prebuilt)) {
   console.error(`canopy prepack: ${relative(root, prebuilt)} is up to date (${stamp.kind}); not rebuilding.`);
+  prebuildArm64();
   process.exit(0);
 }
 
@@ -126,3 +138,54 @@ const kind = cpuOnly ? 'CPU-only' : `CUDA ${info.cudaArchitectures}`;
 writeFileSync(stampPath, JSON.stringify({ hash, kind, file: relative(root, prebuilt) }, null, 2) + '\n');
 const mib = (statSync(prebuilt).size / 2 ** 20).toFixed(1);
 console.error(`canopy prepack: ${relative(root, prebuilt)} (${kind}, ${mib} MiB) in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+prebuildArm64();
+
+/** The cross-compiled linux-arm64 binary (see the header): built, skipped with a message, or a refusal. */
+function prebuildArm64() {
+  const mode = process.env.CANOPY_PREBUILD_ARM64 ?? (process.env.npm_command === 'publish' ? '1' : 'auto');
+  const armDir = join(root, 'prebuilds', 'linux-arm64');
+  const armFile = join(armDir, 'node.napi.glibc.node');
+  const armBuild = join(root, 'build-prebuild-arm64');
+  const armStampPath = join(armBuild, 'prebuild-stamp.json');
+  const t0 = Date.now();
+  const skip = (reason) => {
+    if (existsSync(armDir)) rmSync(armDir, { recursive: true, force: true });
+    console.error(`canopy prepack: not building linux-arm64: ${reason}; the package holds no linux-arm64 binary.`);
+  };
+  if (mode === '0') return skip('CANOPY_PREBUILD_ARM64=0');
+  if (target === 'linux-arm64') return; // a native arm64 host packs its own binary above
+  const prefix = process.env.CANOPY_AARCH64_PREFIX ?? 'aarch64-linux-gnu-';
+  const why = target !== 'linux-x64' ? `cross-compiling needs an x86-64 Linux host (this is ${target})` : !which(`${prefix}g++`) ? `${prefix}g++ is not on PATH (apt install g++-aarch64-linux-gnu)` : null;
+  if (why) {
+    if (mode === '1') refuse(`CANOPY_PREBUILD_ARM64=1${process.env.npm_command === 'publish' && !process.env.CANOPY_PREBUILD_ARM64 ? ' (npm publish)' : ''} asks for the linux-arm64 binary, but ${why}. Set CANOPY_PREBUILD_ARM64=0 to pack without it.`);
+    return skip(`${why} (set CANOPY_PREBUILD_ARM64=1 to require it)`);
+  }
+  const armHash = createHash('sha256').update(inputsHash()).update('linux-arm64').update(readFileSync(join(root, 'scripts', 'toolchains', 'aarch64-linux-gnu.cmake'))).digest('hex');
+  const armStamp = existsSync(armStampPath) ? JSON.parse(readFileSync(armStampPath, 'utf8')) : null;
+  if (!force && armStamp?.hash === armHash && existsSync(armFile)) {
+    console.error(`canopy prepack: ${relative(root, armFile)} is up to date; not rebuilding.`);
+    return;
+  }
+  console.error(`canopy prepack: cross-compiling the CPU-only linux-arm64 binary in ${relative(root, armBuild)}/ ...`);
+  const armEnv = { ...process.env, CANOPY_REQUIRE_PORTABLE: '1', CANOPY_NO_CUDA: '1' };
+  const b = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--force', '--arch', 'arm64', '--out', armBuild], {
+    cwd: root,
+    env: armEnv,
+    stdio: ['ignore', 2, 2],
+  });
+  if (b.status !== 0) refuse('the linux-arm64 cross build failed (see above).');
+  const armStaged = join(armBuild, 'node.napi.glibc.node');
+  copyFileSync(join(armBuild, 'Release', 'canopy.node'), armStaged);
+  const s = spawnSync(`${prefix}strip`, ['--strip-unneeded', armStaged], { stdio: ['ignore', 2, 2] });
+  if (s.status !== 0) refuse(`${prefix}strip failed`);
+  const header = spawnSync('readelf', ['-h', armStaged], { encoding: 'utf8' });
+  if (!/Machine:\s+AArch64/.test(header.stdout ?? '')) refuse(`${relative(root, armStaged)} is not an AArch64 binary`);
+  const check = spawnSync(process.execPath, [join(root, 'scripts', 'glibc-floor', 'check.mjs'), armStaged], { stdio: ['ignore', 2, 2] });
+  if (check.status !== 0) refuse('the linux-arm64 binary is not portable (see above).');
+  rmSync(armDir, { recursive: true, force: true });
+  mkdirSync(armDir, { recursive: true });
+  copyFileSync(armStaged, armFile);
+  writeFileSync(armStampPath, JSON.stringify({ hash: armHash, kind: 'CPU-only linux-arm64', file: relative(root, armFile) }, null, 2) + '\n');
+  const mib = (statSync(armFile).size / 2 ** 20).toFixed(1);
+  console.error(`canopy prepack: ${relative(root, armFile)} (CPU-only, ${mib} MiB) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}

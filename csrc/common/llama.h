@@ -24,7 +24,8 @@
 // Each matrix (and the embedding) has its own storage type (MatrixRef): f32 / f16 / bf16 elements,
 // or GGUF blocks as stored (quant_blocks.h; files mix types per tensor, as llama.cpp's Q4_K_M
 // does). The embedding lookup dequantizes only the rows of the step's tokens. Block-quantized
-// matrices run on the CPU (the CUDA forward refuses them for now).
+// matrices run on the CPU in every type; the CUDA forward runs Q8_0, Q4_0, Q4_K and Q6_K matrices
+// (linear.h CudaHasQuantKernel; an embedding of any type) and refuses the others, naming the tensor.
 //
 // KV cache: k_cache, v_cache [n_layers][capacity][n_kv_heads][head_dim] (f32/f16/bf16).
 // Sequence b's cache region starts at row kv_start[b] and holds kv_len_before[b] committed

@@ -298,7 +298,7 @@ CANOPY_DECODE_INLINE void DecodeBlock(QuantType t, const uint8_t* b, DecodedBloc
 CANOPY_HD void DequantizeBlock(QuantType t, const uint8_t* b, float* out) {
   DecodedBlock db;
   DecodeBlock(t, b, &db);
-  const QuantTypeInfo info = GetQuantTypeInfo(t);
+  const QuantTypeInfo info = GetQuantTypeInfoConst(t);  // constexpr: callable from device code
   for (int i = 0; i < info.block; ++i) {
     const int j = i / info.sub;
     const float scale = db.d * static_cast<float>(db.sc[j]);

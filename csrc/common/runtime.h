@@ -18,11 +18,14 @@ struct CpuFeatures {
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512_bf16 = false, avx512_fp16 = false, avx512_vnni = false;
   bool amx_tile = false, amx_bf16 = false, amx_int8 = false;
-  bool neon = false;
+  bool neon = false;     // aarch64: Advanced SIMD (always present in armv8-a)
+  bool dotprod = false;  // aarch64: SDOT/UDOT (armv8.2 dotprod, HWCAP_ASIMDDP)
+  bool fp16 = false;     // aarch64: half-precision arithmetic (HWCAP_FPHP | HWCAP_ASIMDHP; reported only)
 };
 
 // Detected once with cpuid (x86) and xgetbv (OS support for the wider
-// registers); reported as names like "avx2", "avx512f".
+// registers), or getauxval(AT_HWCAP) on aarch64 Linux; reported as names like
+// "avx2", "avx512f", "neon", "dotprod".
 const CpuFeatures& GetCpuFeatures();
 std::vector<std::string> CpuFeatureNames();
 std::string CpuModelName();

@@ -63,7 +63,13 @@ Status GeGlu(const float* g, const float* u, float* h, int64_t n);
 Status Softcap(float* x, int64_t n, float cap);
 Status Scale(float* x, int64_t n, float s);
 Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype, int64_t vocab, int64_t dim, float* x);
+// As cpu::EmbedQuant (every block type; tokens are device pointers, checked by the caller): each
+// value exactly DequantizeBlock's.
+Status EmbedQuant(const int32_t* tokens, int64_t rows, const void* table, QuantType type, int64_t vocab, int64_t dim, float* x);
 Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best);
+// Argmax with `best` in HOST memory: the ids pass through the kernel workspace (no cudaMalloc per
+// call). Synchronous on return.
+Status ArgmaxToHost(const float* logits, int64_t rows, int64_t vocab, int32_t* best);
 }  // namespace cuda
 
 }  // namespace canopy

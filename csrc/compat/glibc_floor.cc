@@ -11,7 +11,9 @@
 //                           before, <sys/stat.h> inlined calls to __xstat(_STAT_VER, ...)
 //   _dl_find_object         glibc 2.35 (libgcc's unwinder finds a PC's .eh_frame_hdr with it)
 //   arc4random              glibc 2.36 (libstdc++'s std::random_device)
-#if defined(__linux__) && defined(__x86_64__)
+// The same on x86-64 and aarch64 (the linux-arm64 binary: glibc's aarch64 symbols start at 2.17,
+// so the 2.28 floor is the same promise); only the pre-2.33 stat version number differs.
+#if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__))
 #include <dlfcn.h>
 #include <link.h>
 #include <sys/random.h>
@@ -24,7 +26,7 @@
 #include <ctime>
 #endif
 
-#if defined(__linux__) && defined(__x86_64__) && defined(__GLIBC__)
+#if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__)) && defined(__GLIBC__)
 
 #define CANOPY_HIDDEN __attribute__((visibility("hidden")))
 
@@ -35,7 +37,8 @@ extern "C" {
 // uses the atomic path, which is correct in every process, just never the shortcut.
 CANOPY_HIDDEN char __libc_single_threaded = 0;
 
-// The pre-2.33 entry points (x86-64: _STAT_VER is 1, the kernel's struct stat).
+// The pre-2.33 entry points (x86-64: _STAT_VER is 1, the kernel's struct stat; aarch64 uses
+// glibc's generic layout, _STAT_VER 0: its __xstat returns EINVAL for anything else).
 int __xstat(int ver, const char* path, struct stat* buf);
 int __lxstat(int ver, const char* path, struct stat* buf);
 int __fxstat(int ver, int fd, struct stat* buf);
@@ -43,7 +46,11 @@ int __fxstatat(int ver, int dirfd, const char* path, struct stat* buf, int flags
 }  // extern "C"
 
 namespace {
+#if defined(__x86_64__)
 constexpr int kStatVer = 1;
+#else
+constexpr int kStatVer = 0;
+#endif
 }
 
 extern "C" {
@@ -53,7 +60,7 @@ CANOPY_HIDDEN int fstat(int fd, struct stat* buf) noexcept { return __fxstat(kSt
 CANOPY_HIDDEN int fstatat(int dirfd, const char* path, struct stat* buf, int flags) noexcept {
   return __fxstatat(kStatVer, dirfd, path, buf, flags);
 }
-// On x86-64 struct stat64 is struct stat.
+// On x86-64 and aarch64 struct stat64 is struct stat.
 CANOPY_HIDDEN int stat64(const char* path, struct stat64* buf) noexcept { return __xstat(kStatVer, path, reinterpret_cast<struct stat*>(buf)); }
 CANOPY_HIDDEN int lstat64(const char* path, struct stat64* buf) noexcept { return __lxstat(kStatVer, path, reinterpret_cast<struct stat*>(buf)); }
 CANOPY_HIDDEN int fstat64(int fd, struct stat64* buf) noexcept { return __fxstat(kStatVer, fd, reinterpret_cast<struct stat*>(buf)); }
@@ -136,4 +143,4 @@ CANOPY_HIDDEN int _dl_find_object(void* pc, struct dl_find_object* result) noexc
 }  // extern "C"
 #endif  // DLFO_STRUCT_HAS_EH_DBASE
 
-#endif  // __linux__ && __x86_64__ && __GLIBC__
+#endif  // __linux__ && (__x86_64__ || __aarch64__) && __GLIBC__

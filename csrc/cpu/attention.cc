@@ -30,8 +30,17 @@ void RunAttentionWorkItemBaseline(const AttentionParams& p, const AttentionWorkI
 // AVX-512 when the CPU has it (unless CANOPY_CPU_ISA=avx2 forces the baseline) and head_dim
 // is a multiple of its 16 lanes; the AVX2 tiles need a multiple of 8; nullptr otherwise (the
 // naive kernel serves odd head sizes, e.g. the 8-dim heads of tiny test models).
+// On aarch64: the NEON tiles (head_dim a multiple of 4) unless CANOPY_CPU_ISA=portable asks for
+// the generic tiles above (GCC vector extensions: 256-bit vectors lowered to NEON pairs).
 RunWorkItemFn SelectAttentionWorkItemFn(int head_dim) {
   const char* isa = std::getenv("CANOPY_CPU_ISA");
+#if defined(__aarch64__)
+  const bool force_portable = isa != nullptr && std::strcmp(isa, "portable") == 0;
+  RunWorkItemFn neon = AttentionWorkItemNeon();
+  if (!force_portable && neon && head_dim % 4 == 0) return neon;
+  if (head_dim % 8 == 0) return &RunAttentionWorkItemBaseline;
+  return nullptr;
+#endif
   const bool force_base = isa != nullptr && std::strcmp(isa, "avx2") == 0;
   const CpuFeatures& f = GetCpuFeatures();
   RunWorkItemFn wide = AttentionWorkItemAvx512();

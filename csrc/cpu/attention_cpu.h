@@ -63,9 +63,12 @@ void RunAttentionWorkItemBaseline(const AttentionParams&, const AttentionWorkIte
                                   const AttentionTileOutput&, const AttentionScratch&);
 // nullptr when the build has no AVX-512 path.
 RunWorkItemFn AttentionWorkItemAvx512();
+// aarch64 NEON tiles (attention_neon.cc, head_dim a multiple of 4); nullptr on other builds.
+RunWorkItemFn AttentionWorkItemNeon();
 
 // The tile kernel for head_dim on this CPU (AVX-512 or AVX2; CANOPY_CPU_ISA=avx2 forces the
-// baseline), or nullptr when neither handles head_dim (the naive kernel then serves).
+// baseline; on aarch64 NEON, CANOPY_CPU_ISA=portable forcing the generic tiles), or nullptr
+// when none handles head_dim (the naive kernel then serves).
 RunWorkItemFn SelectAttentionWorkItemFn(int head_dim);
 
 // The query tiles of p before splitting: rows of up to `tile_rows` (tokens x the qo heads of a

@@ -1,8 +1,10 @@
 // Inner tiles of the CPU flash-attention kernel, written as fixed-size loops
-// that the compiler vectorises. Included twice: by attention.cc for the
-// portable baseline (AVX2 + FMA + F16C) and by attention_avx512.cc under an
-// AVX-512 target, each in its own namespace (CANOPY_TILE_NS); attention.cc
-// picks one at run time from the CPU features.
+// that the compiler vectorises. Included by attention.cc for the baseline
+// (x86: AVX2 + FMA + F16C; elsewhere generic 256-bit vectors, CANOPY_CPU_ISA=
+// portable on aarch64), by attention_avx512.cc under an AVX-512 target and by
+// attention_neon.cc with 128-bit NEON vectors (aarch64), each in its own
+// namespace (CANOPY_TILE_NS); attention.cc picks one at run time from the CPU
+// features.
 //
 // Formulation ("key-major"): the query tile is transposed once, and every block
 // of kBc keys is scored as St = Kblock * Qt, so K rows are read in place
@@ -19,7 +21,11 @@
 // templates: the AVX-512 copy must never be merged by the linker with the
 // baseline copy of the same inline function. No include guard on purpose.
 
+#if defined(__F16C__)
 #include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 #include <cmath>
 #include <cstdint>
@@ -166,14 +172,21 @@ inline void ExpInPlace(float* __restrict x, int n) {
   }
 }
 
-// Widens n elements of f16 / bf16 to f32 (F16C is part of the baseline; exact).
+// Widens n elements of f16 / bf16 to f32 (exact: F16C is part of the x86 baseline, fcvtl of
+// aarch64's; n is a multiple of 4 on aarch64, of 8 on x86: D is a multiple of the tile lanes).
 inline void WidenRow(const void* src, DType t, float* __restrict dst, int n) {
   if (t == DType::kF16) {
     const uint16_t* s = static_cast<const uint16_t*>(src);
+#if defined(__F16C__)
     for (int i = 0; i < n; i += 8) {
       const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
       _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
     }
+#elif defined(__aarch64__)
+    for (int i = 0; i < n; i += 4) vst1q_f32(dst + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + i))));
+#else
+    for (int i = 0; i < n; ++i) dst[i] = LoadAsF32(s, DType::kF16, i);
+#endif
   } else {
     const uint16_t* s = static_cast<const uint16_t*>(src);
     for (int i = 0; i < n; ++i) {

@@ -1,5 +1,5 @@
-// CPU feature detection (x86: cpuid + xgetbv; other architectures report what
-// the compiler targets).
+// CPU feature detection (x86: cpuid + xgetbv; aarch64 Linux: the kernel's HWCAP bits;
+// other architectures report what the compiler targets).
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -10,6 +10,13 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #define CANOPY_X86 1
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+// The arm64 HWCAP bits (asm/hwcap.h; spelled out for older headers).
+#define CANOPY_HWCAP_FPHP (1ul << 9)
+#define CANOPY_HWCAP_ASIMDHP (1ul << 10)
+#define CANOPY_HWCAP_ASIMDDP (1ul << 20)
 #endif
 
 namespace canopy {
@@ -57,7 +64,12 @@ CpuFeatures Detect() {
     f.avx512_bf16 = os_zmm && (a & (1u << 5));
   }
 #elif defined(__aarch64__)
-  f.neon = true;
+  f.neon = true;  // Advanced SIMD is mandatory in armv8-a (the build's baseline)
+#if defined(__linux__)
+  const unsigned long hwcap = getauxval(AT_HWCAP);
+  f.dotprod = (hwcap & CANOPY_HWCAP_ASIMDDP) != 0;
+  f.fp16 = (hwcap & CANOPY_HWCAP_FPHP) != 0 && (hwcap & CANOPY_HWCAP_ASIMDHP) != 0;
+#endif
 #endif
   return f;
 }
@@ -91,6 +103,8 @@ std::vector<std::string> CpuFeatureNames() {
   add(f.amx_bf16, "amx-bf16");
   add(f.amx_int8, "amx-int8");
   add(f.neon, "neon");
+  add(f.dotprod, "dotprod");
+  add(f.fp16, "fp16");
   return names;
 }
 

@@ -61,8 +61,11 @@ LinearRowsFn SelectLinearRows(const char** name) {
 #else
   const bool have_base = false;  // a non-x86 build: linear_base is the portable code itself
 #endif
+  LinearRowsFn neon = LinearRowsNeon();  // aarch64 only (NEON is part of its baseline)
   if (force_portable) {
     fn = LinearRowsPortable(), chosen = "portable";
+  } else if (neon) {
+    fn = neon, chosen = "neon";
   } else if (!force_base && wide && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq) {
     fn = wide, chosen = "avx512";
   } else if (have_base) {

@@ -15,9 +15,10 @@ constexpr int64_t kLinearChunk = 24;  // linear_tiles.h's kChunk
 
 LinearRowsFn LinearRowsAvx512();    // nullptr when not built
 LinearRowsFn LinearRowsPortable();  // plain C++ vectors (what non-x86 builds run); CANOPY_CPU_ISA=portable
+LinearRowsFn LinearRowsNeon();      // aarch64 NEON (linear_neon.cc); nullptr on other builds
 
 // The path CANOPY_CPU_ISA and the CPU choose: "avx512" (when built and the CPU has it),
-// "avx2" (the x86 baseline) or "portable"; `name` receives it.
+// "avx2" (the x86 baseline), "neon" (aarch64) or "portable"; `name` receives it.
 LinearRowsFn SelectLinearRows(const char** name);
 }  // namespace cpu
 }  // namespace canopy

@@ -4,7 +4,8 @@
 // The activations are quantized to 8-bit blocks once per call (linear_quant_cpu.h); threads split
 // the weight rows; each weight block is decoded once (into an L1-resident DecodedBlock) per group
 // of up to kRowGroup activation rows and dotted with each of them in integer arithmetic (AVX-512
-// VNNI, AVX2 or portable C++, chosen at run time; CANOPY_CPU_ISA=avx2 or portable forces one).
+// VNNI, AVX2 or portable C++, chosen at run time; CANOPY_CPU_ISA=avx2 or portable forces one; on
+// aarch64 SDOT (dotprod), NEON or portable: CANOPY_CPU_ISA=neon-dotprod, neon or portable).
 // Decode (1 row), verification and draft trees (2..64 rows) and prefill (more rows, in groups) run
 // the same per-element code, so every output element is bit-identical for any number of rows or
 // threads, and on every ISA (the integer parts are exact).
@@ -129,6 +130,13 @@ struct IsaPortable {
 #undef CANOPY_QUANT_NS
 #endif
 
+#if defined(__aarch64__)
+#include "linear_quant_neon.h"
+#define CANOPY_QUANT_NS quant_neon
+#include "linear_quant_kernel.h"
+#undef CANOPY_QUANT_NS
+#endif
+
 namespace canopy {
 namespace cpu {
 
@@ -138,15 +146,28 @@ QuantRowsFn QuantRowsAvx2() { return quant_avx2::QuantRowsAnyType<x86::IsaX86<fa
 #else
 QuantRowsFn QuantRowsAvx2() { return nullptr; }
 #endif
+#if defined(__aarch64__)
+QuantRowsFn QuantRowsNeon() { return quant_neon::QuantRowsAnyType<neon::IsaNeon<false>>; }
+#else
+QuantRowsFn QuantRowsNeon() { return nullptr; }
+#endif
 
 namespace {
 
 // The row kernel for this call: CANOPY_CPU_ISA=portable | avx2 forces a path; otherwise VNNI
-// where the CPU has it, else AVX2, else portable.
+// where the CPU has it, else AVX2, else portable. On aarch64: portable | neon | neon-dotprod
+// (the last only where the CPU has dotprod, else neon); otherwise dotprod where the CPU has it,
+// else neon.
 QuantRowsFn PickRows() {
   const char* isa = std::getenv("CANOPY_CPU_ISA");
   const std::string want = isa ? isa : "";
   const CpuFeatures& f = GetCpuFeatures();
+  if (QuantRowsFn neon = QuantRowsNeon()) {
+    QuantRowsFn dot = f.dotprod ? QuantRowsNeonDot() : nullptr;
+    if (want == "portable") return QuantRowsPortable();
+    if (want == "neon") return neon;
+    return dot ? dot : neon;
+  }
   QuantRowsFn avx2 = f.avx2 && f.fma ? QuantRowsAvx2() : nullptr;
   QuantRowsFn vnni = (f.avx512_vnni && f.avx512vl && f.avx512bw && f.avx512f) ? QuantRowsVnni() : nullptr;
   if (want == "portable") return QuantRowsPortable();

@@ -35,6 +35,8 @@ using QuantRowsFn = void (*)(const LinearParams& p, const QuantActivations& act,
 QuantRowsFn QuantRowsPortable();
 QuantRowsFn QuantRowsAvx2();  // nullptr when not built for x86
 QuantRowsFn QuantRowsVnni();  // AVX-512 VNNI (256-bit vpdpbusd); nullptr when not built
+QuantRowsFn QuantRowsNeon();     // aarch64 NEON (vmull_s8 + pairwise adds); nullptr on other builds
+QuantRowsFn QuantRowsNeonDot();  // aarch64 dotprod (sdot, linear_quant_neon.cc); nullptr on other builds
 
 }  // namespace cpu
 }  // namespace canopy

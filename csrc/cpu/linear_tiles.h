@@ -1,5 +1,7 @@
 // Inner tiles of the CPU linear layer (see csrc/common/linear.h), included by linear.cc
-// (AVX2 baseline), linear_avx512.cc (AVX-512) and linear_portable.cc (plain C++ vectors),
+// (AVX2 baseline), linear_avx512.cc (AVX-512), linear_neon.cc (aarch64 NEON: 8-lane vectors
+// as pairs of q registers, so the arithmetic below is the AVX2 path's) and linear_portable.cc
+// (plain C++ vectors),
 // each in its own namespace, like attention_tiles.h (same rules: internal linkage, no std
 // templates, no include guard).
 //
@@ -30,6 +32,10 @@
 #if !defined(CANOPY_LINEAR_PORTABLE) && (defined(__AVX2__) || defined(__AVX512F__))
 #include <immintrin.h>
 #define CANOPY_LINEAR_X86 1
+#elif defined(CANOPY_LINEAR_NEON_TU) && defined(__aarch64__)
+#include <arm_neon.h>
+#define CANOPY_LINEAR_NEON 1
+#define CANOPY_TILE_NEON_PAIR 1  // simd_tiles.h: VecF is two q registers
 #endif
 
 namespace canopy {
@@ -50,6 +56,8 @@ inline VecF Fma(VecF a, VecF b, VecF acc) {
 #elif defined(CANOPY_LINEAR_X86)
   __m256 r = _mm256_fmadd_ps(reinterpret_cast<__m256&>(a), reinterpret_cast<__m256&>(b), reinterpret_cast<__m256&>(acc));
   return reinterpret_cast<VecF&>(r);
+#elif defined(CANOPY_LINEAR_NEON)
+  return VecF{{vfmaq_f32(acc.v[0], a.v[0], b.v[0]), vfmaq_f32(acc.v[1], a.v[1], b.v[1])}};
 #else
   VecF r;
   for (int l = 0; l < kLanes; ++l) r[l] = __builtin_fmaf(a[l], b[l], acc[l]);
@@ -86,11 +94,16 @@ inline VecF LoadW(const void* w, int64_t i) {
   if constexpr (kType == DType::kF32) {
     return LoadU(static_cast<const float*>(w) + i);
   } else if constexpr (kType == DType::kBF16) {
+#if defined(CANOPY_LINEAR_NEON)
+    const uint16_t* src = static_cast<const uint16_t*>(w) + i;  // bf16 = the high half of an f32
+    return VecF{{vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(src), 16)), vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(src + 4), 16))}};
+#else
     const VecH h = *reinterpret_cast<const VecH*>(static_cast<const uint16_t*>(w) + i);
     const VecU bits = __builtin_convertvector(h, VecU) << 16;
     VecF f;
     std::memcpy(&f, &bits, sizeof f);
     return f;
+#endif
   } else {
     const uint16_t* src = static_cast<const uint16_t*>(w) + i;
 #if defined(CANOPY_LINEAR_X86) && CANOPY_TILE_VEC_BYTES == 64
@@ -98,6 +111,8 @@ inline VecF LoadW(const void* w, int64_t i) {
     const __m512 f = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
 #elif defined(CANOPY_LINEAR_X86)
     const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+#elif defined(CANOPY_LINEAR_NEON)
+    const VecF f{{vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src))), vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src + 4)))}};
 #else
     VecF f;
     for (int l = 0; l < kLanes; ++l) f[l] = HalfToFloat(src[l]);
@@ -315,3 +330,5 @@ inline void Run(const LinearParams& p, int64_t o_begin, int64_t o_end, float* sc
 }  // namespace canopy
 
 #undef CANOPY_LINEAR_X86
+#undef CANOPY_LINEAR_NEON
+#undef CANOPY_TILE_NEON_PAIR

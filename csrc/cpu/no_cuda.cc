@@ -3,6 +3,7 @@
 // was not compiled in.
 #include "../common/attention.h"
 #include "../common/cast.h"
+#include "../common/decode_step.h"
 #include "../common/machine_bench.h"
 #include "../common/merge_states.h"
 #include "../common/kv_commit.h"
@@ -12,6 +13,7 @@
 #include "../common/prefix_attention.h"
 #include "../common/transformer_ops.h"
 #include "../common/runtime.h"
+#include "../common/sampling.h"
 #include "../common/verify.h"
 
 namespace canopy {
@@ -54,14 +56,22 @@ Status MergeStates(const MergeParams&) { return NotCompiled(); }
 Status MergeStatesN(const MergeNParams&) { return NotCompiled(); }
 Status MeasureCopyBandwidth(int64_t, int32_t, double*) { return NotCompiled(); }
 Status Linear(const LinearParams&) { return NotCompiled(); }
+Status LinearQuant(const LinearParams&) { return NotCompiled(); }
 Status RmsNorm(const float*, const void*, DType, float, float*, int64_t, int64_t) { return NotCompiled(); }
 Status Rope(const RopeParams&) { return NotCompiled(); }
 Status SwiGlu(const float*, const float*, float*, int64_t) { return NotCompiled(); }
 Status Embed(const int32_t*, int64_t, const void*, DType, int64_t, int64_t, float*) { return NotCompiled(); }
+Status EmbedQuant(const int32_t*, int64_t, const void*, QuantType, int64_t, int64_t, float*) { return NotCompiled(); }
 Status Argmax(const float*, int64_t, int64_t, int32_t*) { return NotCompiled(); }
+Status ArgmaxToHost(const float*, int64_t, int64_t, int32_t*) { return NotCompiled(); }
 Status LlamaForward(const LlamaModelDesc&, const LlamaForwardParams&) { return NotCompiled(); }
+Status DecodeStep(const LlamaModelDesc&, const DecodeStepParams&) { return NotCompiled(); }
 Status VerifyGreedy(const VerifyTree&, const void*, DType, int64_t, const VerifyOutput&) { return NotCompiled(); }
 Status VerifySampling(const VerifyTree&, const float*, const float*, int64_t, const double*, const VerifyOutput&) {
+  return NotCompiled();
+}
+Status SamplingChain(const float*, int64_t, int64_t, const SamplingParams&, const SamplingBias&, const SamplingPenalties&,
+                     const double*, const SamplingOutput&) {
   return NotCompiled();
 }
 Status CommitKv(void*, void*, DType, int64_t, int64_t, int64_t, const KvCommitPlan&, int64_t, int32_t*) {

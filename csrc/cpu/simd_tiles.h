@@ -1,15 +1,36 @@
 // Explicit SIMD vectors for the CPU tiles (GCC / clang vector extensions), included INSIDE
 // the per-ISA namespace of a tiles header (attention_tiles.h, linear_tiles.h) after
-// CANOPY_TILE_VEC_BYTES is defined: 64 (zmm) in the AVX-512 copies, 32 (ymm) in the baseline.
+// CANOPY_TILE_VEC_BYTES is defined: 64 (zmm) in the AVX-512 copies, 32 (ymm) in the baseline,
+// 16 (one NEON q register) in the aarch64 attention tiles.
 // Everything has internal linkage through the includer's anonymous namespace.
 // No include guard on purpose: each tiles namespace gets its own copy.
 
+#if defined(CANOPY_TILE_NEON_PAIR)
+// aarch64 with 8 lanes (linear_neon.cc): GCC keeps a 32-byte generic vector in memory there
+// (no 256-bit mode), so VecF is a pair of q registers instead, with the operations the tiles use.
+static_assert(CANOPY_TILE_VEC_BYTES == 32, "a NEON pair holds 8 lanes");
+struct VecF {
+  float32x4_t v[2];  // lanes 0-3, 4-7 (VecF{} is zero)
+  float operator[](int i) const { return i < 4 ? v[0][i] : v[1][i - 4]; }
+};
+inline VecF operator+(VecF a, VecF b) { return VecF{{vaddq_f32(a.v[0], b.v[0]), vaddq_f32(a.v[1], b.v[1])}}; }
+inline VecF operator*(VecF a, VecF b) { return VecF{{vmulq_f32(a.v[0], b.v[0]), vmulq_f32(a.v[1], b.v[1])}}; }
+inline VecF& operator+=(VecF& a, VecF b) { return a = a + b; }
+constexpr int kLanes = 8;
+inline VecF LoadU(const float* p) { return VecF{{vld1q_f32(p), vld1q_f32(p + 4)}}; }
+inline void StoreU(float* p, VecF v) {
+  vst1q_f32(p, v.v[0]);
+  vst1q_f32(p + 4, v.v[1]);
+}
+inline VecF Splat(float x) { return VecF{{vdupq_n_f32(x), vdupq_n_f32(x)}}; }
+#else
 typedef float VecF __attribute__((vector_size(CANOPY_TILE_VEC_BYTES)));
 typedef float VecFU __attribute__((vector_size(CANOPY_TILE_VEC_BYTES), aligned(4), may_alias));
 constexpr int kLanes = CANOPY_TILE_VEC_BYTES / 4;
 inline VecF LoadU(const float* p) { return *reinterpret_cast<const VecFU*>(p); }
 inline void StoreU(float* p, VecF v) { *reinterpret_cast<VecFU*>(p) = v; }
 inline VecF Splat(float x) { return VecF{} + x; }
+#endif
 
 // Prefetches n rows of `bytes` bytes each, `stride` elements apart (the next key block:
 // rows of one kv head are Hkv*D floats apart in the cache, too far for the hardware
@@ -19,6 +40,17 @@ inline void PrefetchRows(const char* base, int64_t stride_bytes, int n, int byte
     for (int b = 0; b < bytes; b += 64) __builtin_prefetch(base + j * stride_bytes + b, 0, 2);  // to L2
 }
 
+#if defined(CANOPY_TILE_NEON_PAIR)
+// The 8-lane tree of the x86 AVX2 copy below, lane for lane: with p = lanes 0-3 + lanes 4-7,
+// out = (p0 + p2) + (p1 + p3).
+inline void HSum4(VecF a0, VecF a1, VecF a2, VecF a3, float* out) {
+  const VecF a[4] = {a0, a1, a2, a3};
+  for (int i = 0; i < 4; ++i) {
+    const float32x4_t p = vaddq_f32(a[i].v[0], a[i].v[1]);
+    out[i] = vpadds_f32(vadd_f32(vget_low_f32(p), vget_high_f32(p)));
+  }
+}
+#else
 // Two-source lane shuffles (GCC and clang spell them differently).
 typedef int32_t VecI __attribute__((vector_size(CANOPY_TILE_VEC_BYTES)));
 #if defined(__clang__)
@@ -45,6 +77,16 @@ inline void HSum4(VecF a0, VecF a1, VecF a2, VecF a3, float* out) {
   out[1] = v[4];
   out[2] = v[8];
   out[3] = v[12];
+#elif CANOPY_TILE_VEC_BYTES == 16
+  // Pairwise: t = (a0_0+a0_1, a0_2+a0_3, a1_0+a1_1, a1_2+a1_3), likewise u for a2, a3; then
+  // lane i of t' = (a_i0+a_i1) + (a_i2+a_i3) (NEON's faddp, written portably).
+  const VecF t = CANOPY_SHUF2(a0, a1, 0, 2, 4, 6) + CANOPY_SHUF2(a0, a1, 1, 3, 5, 7);
+  const VecF u = CANOPY_SHUF2(a2, a3, 0, 2, 4, 6) + CANOPY_SHUF2(a2, a3, 1, 3, 5, 7);
+  const VecF v = CANOPY_SHUF2(t, u, 0, 2, 4, 6) + CANOPY_SHUF2(t, u, 1, 3, 5, 7);
+  out[0] = v[0];
+  out[1] = v[1];
+  out[2] = v[2];
+  out[3] = v[3];
 #else
   const VecF s0 = CANOPY_SHUF2(a0, a1, 0, 1, 2, 3, 8, 9, 10, 11) + CANOPY_SHUF2(a0, a1, 4, 5, 6, 7, 12, 13, 14, 15);
   const VecF s1 = CANOPY_SHUF2(a2, a3, 0, 1, 2, 3, 8, 9, 10, 11) + CANOPY_SHUF2(a2, a3, 4, 5, 6, 7, 12, 13, 14, 15);
@@ -60,3 +102,4 @@ inline void HSum4(VecF a0, VecF a1, VecF a2, VecF a3, float* out) {
 }
 
 #undef CANOPY_SHUF2
+#endif  // CANOPY_TILE_NEON_PAIR

@@ -128,6 +128,7 @@ bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u
 }  // namespace
 
 Status Linear(const LinearParams& p) {
+  if (p.w_quant != QuantType::kNone) return LinearQuant(p);  // linear_quant.cu
   CANOPY_RETURN_IF_ERROR(CheckLinearParams(p));
   if (p.rows == 0) return Status::Ok();
   const int64_t gx = (p.out + kWarpsPerBlock - 1) / kWarpsPerBlock;

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "../common/attention.h"
@@ -15,6 +17,7 @@
 #include "../common/kv_quant.h"
 #include "../common/llama.h"
 #include "../common/runtime.h"
+#include "../common/transformer_ops.h"
 #include "attention_internal.cuh"
 #include "check.cuh"
 #include "workspace.cuh"
@@ -35,9 +38,29 @@ __global__ void GatherRowsKernel(const float* src, const int32_t* rows, int64_t 
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dst[r * width + i] = src[rows[r] * width + i];
 }
 
-Status Lin(const float* x, const void* w, DType dt, const float* bias, float* y, int64_t rows, int64_t in, int64_t out,
-           bool acc) {
-  return Linear(MakeLinearParams(x, w, dt, bias, y, rows, in, out, acc));
+// One linear layer over a weight matrix as stored: float elements, or GGUF blocks (linear_quant.cu).
+Status Lin(const float* x, const MatrixRef& w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out, bool acc) {
+  LinearParams lp = MakeLinearParams(x, w.data, w.dtype, bias, y, rows, in, out, acc);
+  lp.w_quant = w.quant;
+  return Linear(lp);
+}
+
+// Every block-quantized matrix must have a CUDA kernel (CudaHasQuantKernel); names the first that does not.
+Status CheckCudaMatrixTypes(const LlamaModelDesc& m) {
+  auto check = [](const MatrixRef& r, const std::string& name) {
+    if (r.quant == QuantType::kNone || CudaHasQuantKernel(r.quant)) return Status::Ok();
+    return Status::InvalidArgument("forward (cuda): " + name + " is " + GetQuantTypeInfo(r.quant).name +
+                                   "; CUDA runs the block types " + kCudaQuantTypesText +
+                                   " (others on the CPU only for now): load this model on the CPU");
+  };
+  CANOPY_RETURN_IF_ERROR(check(m.output, "output"));
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    const LlamaLayerWeights& w = m.layers[l];
+    const std::pair<const MatrixRef*, const char*> mats[] = {{&w.wq, "wq"}, {&w.wk, "wk"}, {&w.wv, "wv"}, {&w.wo, "wo"},
+                                                             {&w.w1, "w1"}, {&w.w2, "w2"}, {&w.w3, "w3"}};
+    for (const auto& [r, name] : mats) CANOPY_RETURN_IF_ERROR(check(*r, "layers." + std::to_string(l) + "." + name));
+  }
+  return Status::Ok();  // the embedding lookup reads every block type (EmbedQuant)
 }
 
 __global__ void AddInPlaceKernel(float* x, const float* y, int64_t n) {
@@ -48,8 +71,8 @@ __global__ void AddInPlaceKernel(float* x, const float* y, int64_t n) {
 // x += y W^T, or with a post-norm (Gemma) x += RmsNorm(y W^T, post_norm); tmp holds [n, dim].
 Status ProjectResidual(const float* y, const MatrixRef& w, const void* post_norm, const LlamaModelDesc& m, float* x, float* tmp,
                        int64_t n, int64_t in) {
-  if (post_norm == nullptr) return Lin(y, w.data, w.dtype, nullptr, x, n, in, m.dim, true);
-  CANOPY_RETURN_IF_ERROR(Lin(y, w.data, w.dtype, nullptr, tmp, n, in, m.dim, false));
+  if (post_norm == nullptr) return Lin(y, w, nullptr, x, n, in, m.dim, true);
+  CANOPY_RETURN_IF_ERROR(Lin(y, w, nullptr, tmp, n, in, m.dim, false));
   CANOPY_RETURN_IF_ERROR(RmsNorm(tmp, post_norm, m.norm_dtype, m.norm_eps, tmp, n, m.dim));
   const int64_t total = n * m.dim;
   if (total == 0) return Status::Ok();
@@ -60,9 +83,7 @@ Status ProjectResidual(const float* y, const MatrixRef& w, const void* post_norm
 }  // namespace
 
 Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
-  if (LlamaHasQuantMatrices(m)) {
-    return Status::InvalidArgument("forward (cuda): block-quantized (GGUF Q*) weights run on the CPU only for now; load the model on the CPU");
-  }
+  CANOPY_RETURN_IF_ERROR(CheckCudaMatrixTypes(m));
   CANOPY_RETURN_IF_ERROR(CheckLlamaForward(m, p));
   const int64_t n = p.n, dim = m.dim, D = m.head_dim;
   const int64_t qdim = static_cast<int64_t>(m.n_heads) * D, kvdim = static_cast<int64_t>(m.n_kv_heads) * D;
@@ -156,7 +177,11 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(s.At<char>(0), upload.data(), upload_bytes, cudaMemcpyHostToDevice));
   float* part_o = s.At<float>(o_part_o);
   float* part_lse = s.At<float>(o_part_lse);
-  CANOPY_RETURN_IF_ERROR(Embed(tokens, n, m.embed.data, m.embed.dtype, m.vocab, dim, x));
+  if (m.embed.quant != QuantType::kNone) {
+    CANOPY_RETURN_IF_ERROR(EmbedQuant(tokens, n, m.embed.data, m.embed.quant, m.vocab, dim, x));
+  } else {
+    CANOPY_RETURN_IF_ERROR(Embed(tokens, n, m.embed.data, m.embed.dtype, m.vocab, dim, x));
+  }
   if (m.embed_scale != 1.f) CANOPY_RETURN_IF_ERROR(Scale(x, n * dim, m.embed_scale));
   QuantKvBatch seqs;
   seqs.batch = p.batch;
@@ -166,9 +191,9 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   for (int32_t l = 0; l < m.n_layers && n > 0; ++l) {
     const LlamaLayerWeights& w = m.layers[l];
     CANOPY_RETURN_IF_ERROR(RmsNorm(x, w.attn_norm, m.norm_dtype, m.norm_eps, h, n, dim));
-    CANOPY_RETURN_IF_ERROR(Lin(h, w.wq.data, w.wq.dtype, w.bq, q, n, dim, qdim, false));
-    CANOPY_RETURN_IF_ERROR(Lin(h, w.wk.data, w.wk.dtype, w.bk, k, n, dim, kvdim, false));
-    CANOPY_RETURN_IF_ERROR(Lin(h, w.wv.data, w.wv.dtype, w.bv, v, n, dim, kvdim, false));
+    CANOPY_RETURN_IF_ERROR(Lin(h, w.wq, w.bq, q, n, dim, qdim, false));
+    CANOPY_RETURN_IF_ERROR(Lin(h, w.wk, w.bk, k, n, dim, kvdim, false));
+    CANOPY_RETURN_IF_ERROR(Lin(h, w.wv, w.bv, v, n, dim, kvdim, false));
     if (w.q_norm != nullptr) CANOPY_RETURN_IF_ERROR(RmsNorm(q, w.q_norm, m.norm_dtype, m.norm_eps, q, n * m.n_heads, D));
     if (w.k_norm != nullptr) CANOPY_RETURN_IF_ERROR(RmsNorm(k, w.k_norm, m.norm_dtype, m.norm_eps, k, n * m.n_kv_heads, D));
     const RopeParams rp = MakeLlamaRopeParams(m, q, k, positions, LlamaLayerLocalRope(m, l) ? inv_freq_local : inv_freq, n);
@@ -191,8 +216,8 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     if (cast_q) CANOPY_RETURN_IF_ERROR(CastAsync(o_cast, p.cache_dtype, att, DType::kF32, n * qdim));
     CANOPY_RETURN_IF_ERROR(ProjectResidual(att, w.wo, w.post_attn_norm, m, x, h, n, qdim));
     CANOPY_RETURN_IF_ERROR(RmsNorm(x, w.ffn_norm, m.norm_dtype, m.norm_eps, h, n, dim));
-    CANOPY_RETURN_IF_ERROR(Lin(h, w.w1.data, w.w1.dtype, nullptr, g, n, dim, m.hidden_dim, false));
-    CANOPY_RETURN_IF_ERROR(Lin(h, w.w3.data, w.w3.dtype, nullptr, u, n, dim, m.hidden_dim, false));
+    CANOPY_RETURN_IF_ERROR(Lin(h, w.w1, nullptr, g, n, dim, m.hidden_dim, false));
+    CANOPY_RETURN_IF_ERROR(Lin(h, w.w3, nullptr, u, n, dim, m.hidden_dim, false));
     if (m.activation == FfnActivation::kGeluTanh) {
       CANOPY_RETURN_IF_ERROR(GeGlu(g, u, g, n * m.hidden_dim));
     } else {
@@ -205,7 +230,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     CANOPY_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     CANOPY_RETURN_IF_ERROR(RmsNorm(sel, m.norm, m.norm_dtype, m.norm_eps, normed, r, dim));
     if (p.hidden) CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(p.hidden, normed, r * dim * sizeof(float), cudaMemcpyDeviceToDevice));
-    CANOPY_RETURN_IF_ERROR(Lin(normed, m.output.data, m.output.dtype, nullptr, p.logits, r, dim, m.vocab, false));
+    CANOPY_RETURN_IF_ERROR(Lin(normed, m.output, nullptr, p.logits, r, dim, m.vocab, false));
     if (m.final_softcap > 0.f) CANOPY_RETURN_IF_ERROR(Softcap(p.logits, r * m.vocab, m.final_softcap));
   }
   CANOPY_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());

@@ -13,6 +13,7 @@
 #include "attention_internal.cuh"
 #include "check.cuh"
 #include "merge_states.cuh"
+#include "workspace.cuh"
 
 namespace canopy {
 namespace cuda {
@@ -36,23 +37,31 @@ Status PrefixAttention(const PrefixAttentionParams& p) {
     slot0[i] = slots;
     slots += plans[i].splits;
   }
-  int device = 0;
-  CANOPY_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  // One kernel-workspace lease for the whole call (no cudaMalloc / cudaFree): every part's
+  // upload image, then the f32 partials of all slots. The parts launch from their uploaded
+  // images (LaunchAttentionUploaded takes no workspace of its own).
+  std::vector<AttentionUpload> ups(P);
+  WorkspaceLease ws;
+  std::vector<size_t> off_up(P);
+  for (int32_t i = 0; i < P; ++i) {
+    CANOPY_RETURN_IF_ERROR(BuildAttentionUpload(parts[i], plans[i], slot0[i], &ups[i]));
+    off_up[i] = ws.Reserve(ups[i].bytes.size());
+  }
   const size_t rows = static_cast<size_t>(p.total_q) * slots * p.num_qo_heads;
-  void *part_o = nullptr, *part_lse = nullptr;
-  CANOPY_RETURN_IF_ERROR(Malloc(device, rows * p.head_dim * sizeof(float), &part_o));
-  Status st = Malloc(device, rows * sizeof(float), &part_lse);
+  const size_t off_o = ws.Reserve(rows * p.head_dim * sizeof(float));
+  const size_t off_lse = ws.Reserve(rows * sizeof(float));
+  CANOPY_RETURN_IF_ERROR(ws.Acquire());
+  float* part_o = ws.At<float>(off_o);
+  float* part_lse = ws.At<float>(off_lse);
   // Every (row, slot) is written: each level's groups cover every sequence.
-  for (int32_t i = 0; i < P && st.ok(); ++i) {
-    st = LaunchAttention(parts[i], plans[i], slot0[i], slots, static_cast<float*>(part_o), static_cast<float*>(part_lse));
+  for (int32_t i = 0; i < P; ++i) {
+    if (ups[i].num_items == 0) continue;
+    CANOPY_CUDA_RETURN_IF_ERROR(cudaMemcpy(ws.At<char>(off_up[i]), ups[i].bytes.data(), ups[i].bytes.size(), cudaMemcpyHostToDevice));
+    CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(parts[i], plans[i], ups[i], ws.At<const char>(off_up[i]), slots, part_o, part_lse, false));
   }
-  if (st.ok()) {
-    st = MergePartials(static_cast<float*>(part_o), static_cast<float*>(part_lse), p.o, p.lse, p.dtype, p.total_q, slots,
-                       p.num_qo_heads, p.head_dim);
-  }
+  Status st = MergePartials(part_o, part_lse, p.o, p.lse, p.dtype, p.total_q, slots, p.num_qo_heads, p.head_dim);
+  // The workspace is reused by the next call: wait for the kernels before releasing it.
   if (st.ok()) st = FromCudaError(cudaDeviceSynchronize(), "prefixAttention merge");
-  Free(device, part_o);
-  if (part_lse) Free(device, part_lse);
   return st;
 }
 

@@ -7,6 +7,7 @@
 
 #include "../common/transformer_ops.h"
 #include "check.cuh"
+#include "workspace.cuh"
 
 namespace canopy {
 namespace cuda {
@@ -84,6 +85,26 @@ __global__ void ScaleKernel(float* x, int64_t n, float s) {
 __global__ void EmbedKernel(const int32_t* tokens, const void* table, DType dt, int64_t dim, float* x) {
   const int64_t n = blockIdx.x;
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) x[n * dim + i] = LoadAsF32(table, dt, tokens[n] * dim + i);
+}
+
+// One token's row of a block-quantized table: a thread per block, each value as DequantizeBlock
+// (the f32 products rounded, no contraction). block / sub / bytes: the type's facts.
+__global__ void EmbedQuantKernel(const int32_t* tokens, const uint8_t* table, QuantType type, int block, int sub, int bytes,
+                                 int64_t dim, float* x) {
+  const int64_t n = blockIdx.x;
+  const int64_t nb = dim / block;
+  const uint8_t* row = table + static_cast<int64_t>(tokens[n]) * nb * bytes;
+  for (int64_t b = threadIdx.x; b < nb; b += blockDim.x) {
+    DecodedBlock db;
+    DecodeBlock(type, row + b * bytes, &db);
+    float* out = x + n * dim + b * block;
+    for (int i = 0; i < block; ++i) {
+      const int j = i / sub;
+      const float scale = __fmul_rn(db.d, static_cast<float>(db.sc[j]));
+      const float offset = __fmul_rn(db.dmin, static_cast<float>(db.mn[j]));
+      out[i] = __fsub_rn(__fmul_rn(scale, static_cast<float>(db.q[i])), offset);
+    }
+  }
 }
 
 __global__ void ArgmaxKernel(const float* logits, int64_t vocab, int32_t* best) {
@@ -167,10 +188,33 @@ Status Embed(const int32_t* tokens, int64_t rows, const void* table, DType dtype
   return FromCudaError(cudaGetLastError(), "EmbedKernel launch");
 }
 
+Status EmbedQuant(const int32_t* tokens, int64_t rows, const void* table, QuantType type, int64_t, int64_t dim, float* x) {
+  const QuantTypeInfo info = GetQuantTypeInfo(type);
+  if (info.block == 0) return Status::InvalidArgument("embed (cuda): unknown block type " + std::to_string(static_cast<int>(type)));
+  if (dim % info.block != 0) {
+    return Status::InvalidArgument(std::string("embed (cuda): ") + info.name + " rows need dim to be a multiple of " +
+                                   std::to_string(info.block));
+  }
+  if (rows == 0) return Status::Ok();
+  EmbedQuantKernel<<<static_cast<unsigned>(rows), 64>>>(tokens, static_cast<const uint8_t*>(table), type, info.block, info.sub,
+                                                       info.bytes, dim, x);
+  return FromCudaError(cudaGetLastError(), "EmbedQuantKernel launch");
+}
+
 Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* best) {
   if (rows == 0) return Status::Ok();
   ArgmaxKernel<<<static_cast<unsigned>(rows), kThreads>>>(logits, vocab, best);
   return FromCudaError(cudaGetLastError(), "ArgmaxKernel launch");
+}
+
+Status ArgmaxToHost(const float* logits, int64_t rows, int64_t vocab, int32_t* best) {
+  if (rows == 0) return Status::Ok();
+  WorkspaceLease ws;  // the kernel workspace: held until the copy below has synchronised
+  const size_t off = ws.Reserve(static_cast<size_t>(rows) * sizeof(int32_t));
+  CANOPY_RETURN_IF_ERROR(ws.Acquire());
+  CANOPY_RETURN_IF_ERROR(Argmax(logits, rows, vocab, ws.At<int32_t>(off)));
+  return FromCudaError(cudaMemcpy(best, ws.At<int32_t>(off), static_cast<size_t>(rows) * sizeof(int32_t), cudaMemcpyDeviceToHost),
+                       "argmax copy");
 }
 
 }  // namespace cuda

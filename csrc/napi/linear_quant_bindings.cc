@@ -1,11 +1,13 @@
 // linearQuant(x, w, type, y, bias?, accumulate?): Promise<void> — y = x W^T (+ bias) with W a GGUF
-// block-quantized matrix as stored (csrc/common/quant_blocks.h), on the CPU.
+// block-quantized matrix as stored (csrc/common/quant_blocks.h), on the CPU or a CUDA device (all
+// tensors on one device; CUDA: the types of CudaHasQuantKernel, csrc/cuda/linear_quant.cu).
 //   x  f32 [rows, in]; w uint8 holding out * (in / B) blocks of `type` (ggml type id), any shape;
 //   y  f32 [rows, out]; bias f32 [out] or undefined.
 #include <napi.h>
 
 #include "../common/linear.h"
 #include "../common/quant_blocks.h"
+#include "../common/runtime.h"
 #include "async_work.h"
 #include "bindings.h"
 #include "errors.h"
@@ -28,8 +30,14 @@ Napi::Value LinearQuantBinding(const Napi::CallbackInfo& info) {
   const bool accumulate = info.Length() > 5 && info[5].ToBoolean().Value();
   if (!IsValidQuantType(type)) throw ArgumentError(env, "type must be a block type canopy reads; received " + std::to_string(type));
   const QuantType qt = static_cast<QuantType>(type);
-  for (const TensorArg* t : {&x, &w, &y}) {
-    if (t->view.device.kind != DeviceKind::kCpu) throw ArgumentError(env, "linearQuant runs on the CPU: x, w and y must be CPU tensors");
+  auto same_device = [](const TensorView& p, const TensorView& q) { return p.device.kind == q.device.kind && p.device.index == q.device.index; };
+  if (!same_device(x.view, w.view) || !same_device(x.view, y.view) || (has_bias && !same_device(x.view, bias.view))) {
+    throw ArgumentError(env, "linearQuant: x, w, bias and y must be on one device");
+  }
+  const bool cuda = x.view.device.kind == DeviceKind::kCuda;
+  if (cuda && !CudaHasQuantKernel(qt)) {
+    throw ArgumentError(env, std::string("linearQuant: ") + GetQuantTypeInfo(qt).name + " weights have no CUDA kernel yet (" +
+                                 kCudaQuantTypesText + " do); use CPU tensors");
   }
   if (x.view.dtype != DType::kF32 || x.view.ndim != 2) throw ArgumentError(env, "x must be an f32 [rows, in] tensor");
   if (y.view.dtype != DType::kF32 || y.view.ndim != 2) throw ArgumentError(env, "y must be an f32 [rows, out] tensor");
@@ -45,8 +53,8 @@ Napi::Value LinearQuantBinding(const Napi::CallbackInfo& info) {
     throw ArgumentError(env, std::string("w must hold ") + std::to_string(out * QuantRowBytes(qt, in)) + " bytes (" + std::to_string(out) +
                                  " rows of " + std::to_string(in) + " " + qi.name + " values); received " + std::to_string(w.view.nbytes()));
   }
-  if (has_bias && (bias.view.dtype != DType::kF32 || bias.view.numel() != out || bias.view.device.kind != DeviceKind::kCpu)) {
-    throw ArgumentError(env, "bias must be an f32 CPU tensor of " + std::to_string(out) + " elements");
+  if (has_bias && (bias.view.dtype != DType::kF32 || bias.view.numel() != out)) {
+    throw ArgumentError(env, "bias must be an f32 tensor of " + std::to_string(out) + " elements");
   }
   LinearParams p = MakeLinearParams(static_cast<const float*>(x.view.data), w.view.data, DType::kU8,
                                     has_bias ? static_cast<const float*>(bias.view.data) : nullptr, static_cast<float*>(y.view.data), rows,
@@ -54,6 +62,16 @@ Napi::Value LinearQuantBinding(const Napi::CallbackInfo& info) {
   p.w_quant = qt;
   std::vector<TensorArg> keep = {x, w, y};
   if (has_bias) keep.push_back(bias);
+  if (cuda) {
+    const int dev = x.view.device.index;
+    return RunAsync(
+        env,
+        [p, dev] {
+          CANOPY_RETURN_IF_ERROR(cuda::SetDevice(dev));
+          return cuda::Linear(p);
+        },
+        keep);
+  }
   return RunAsync(env, [p] { return cpu::Linear(p); }, keep);
 }
 

@@ -17,19 +17,29 @@
 //                   kvQuant?: { cache (kv_quant_arg.h, every layer), resStart?, quantLenBefore?, quantLenAfter? }
 //                   (a quantized cache instead of k and v; the arrays are int4's, one entry per sequence) })
 //                 -> Promise<void>
+//   model.step({ ...forward's options, choice: 1 argmax (causal) | 2 greedy tree, regionRows (tree steps on a
+//                plain cache: rows of each sequence's region), topK? (0 = none),
+//                nextToken [B], acceptedCount [B], acceptedNodes [n - B], newLens [B], topKIds? [rows * topK]
+//                (int32 host outputs) }) -> Promise<void>
+//              one decode step: forward, token choice, KV commit (csrc/common/decode_step.h)
 //   model.dispose()
 #include <napi.h>
 
 #include <cmath>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "../common/decode_step.h"
+#include "../common/linear.h"
 #include "../common/llama.h"
 #include "../common/runtime.h"
 #include "async_work.h"
 #include "bindings.h"
 #include "errors.h"
+#include "host_array.h"
 #include "kv_quant_arg.h"
 #include "tensor_arg.h"
 
@@ -50,7 +60,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeModel",
-                       {InstanceMethod<&NativeModel::Forward>("forward"), InstanceMethod<&NativeModel::Dispose>("dispose")});
+                       {InstanceMethod<&NativeModel::Forward>("forward"), InstanceMethod<&NativeModel::Step>("step"),
+                        InstanceMethod<&NativeModel::Dispose>("dispose")});
   }
 
   ~NativeModel() override {
@@ -118,7 +129,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                      std::to_string(cols) + " " + qi.name + " values); received " + DTypeName(t.view.dtype) + " of " +
                                      std::to_string(t.view.nbytes()) + " bytes");
       }
-      if (t.view.device.kind != DeviceKind::kCpu) throw ArgumentError(env, name + ": block-quantized weights run on the CPU only for now");
+      // CUDA has linear kernels for some block types (linear.h); the embedding lookup reads them all
+      // (a tied embedding that is also the output head is checked by the forward pass).
+      if (t.view.device.kind == DeviceKind::kCuda && key != "embed" && !CudaHasQuantKernel(ref.quant)) {
+        throw ArgumentError(env, name + ": " + qi.name + " weights have no CUDA kernel yet (" + kCudaQuantTypesText +
+                                     " do); load this model on the CPU");
+      }
     }
     Keep(env, t, name);
     ref.data = t.view.data;
@@ -246,132 +262,188 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     }
   }
 
+  // The host arrays of one call, owned for the duration of the async work.
+  struct ForwardHost {
+    std::vector<int32_t> tokens, positions, qo, kv_start, kv_len, parents, rows, res_start, ql_before, ql_after;
+    QuantKvCache quant;
+  };
+  struct ParsedForward {
+    std::shared_ptr<ForwardHost> h;
+    std::shared_ptr<LlamaForwardParams> p;
+    std::vector<TensorArg> args;
+  };
+
+  // Parses forward()'s options (shared by step()): the arrays, the cache, logits and hidden.
+  ParsedForward ParseForward(Napi::Env env, Napi::Object o, const char* op) {
+    if (disposed_) throw StatusToError(env, Status::InvalidArgument(std::string(op) + ": the model was disposed"));
+    ParsedForward out;
+    auto h = std::make_shared<ForwardHost>();
+    out.h = h;
+    h->tokens = ParseInt32Array(env, o.Get("tokens"), "tokens");
+    h->positions = ParseInt32Array(env, o.Get("positions"), "positions");
+    h->qo = ParseInt32Array(env, o.Get("qoIndptr"), "qoIndptr");
+    h->kv_start = ParseInt32Array(env, o.Get("kvStart"), "kvStart");
+    h->kv_len = ParseInt32Array(env, o.Get("kvLenBefore"), "kvLenBefore");
+    h->rows = ParseInt32Array(env, o.Get("logitRows"), "logitRows");
+    const double mask = ParseNumber(env, o.Get("mask"), "mask", 1);
+    if (mask != 1 && mask != 2) throw ArgumentError(env, "mask must be 1 (causal) or 2 (tree)");
+    if (mask == 2) h->parents = ParseInt32Array(env, o.Get("parents"), "parents");
+    if (h->positions.size() != h->tokens.size()) throw ArgumentError(env, "positions must have one entry per token");
+    if (h->qo.empty() || h->kv_start.size() + 1 != h->qo.size() || h->kv_len.size() + 1 != h->qo.size()) {
+      throw ArgumentError(env, "qoIndptr must have batch + 1 entries and kvStart, kvLenBefore batch entries");
+    }
+    if (mask == 2 && h->parents.size() != h->tokens.size()) throw ArgumentError(env, "parents must have one entry per token");
+    const LlamaModelDesc& m = desc_;
+    const bool quant = !o.Get("kvQuant").IsUndefined() && !o.Get("kvQuant").IsNull();
+    std::vector<TensorArg>& args = out.args;
+    TensorArg k, v;
+    if (quant) {
+      if (!o.Get("kvQuant").IsObject()) throw ArgumentError(env, "kvQuant must be {cache, resStart?, quantLenBefore?, quantLenAfter?}");
+      Napi::Object qo = o.Get("kvQuant").As<Napi::Object>();
+      QuantKvArg qa = ParseQuantKvArg(env, qo.Get("cache"), "kvQuant.cache");
+      h->quant = qa.cache;
+      args = qa.tensors;
+      const size_t batch = h->qo.size() - 1;
+      for (auto [key, vec] : {std::make_pair("resStart", &h->res_start), std::make_pair("quantLenBefore", &h->ql_before),
+                              std::make_pair("quantLenAfter", &h->ql_after)}) {
+        Napi::Value a = qo.Get(key);
+        if (a.IsUndefined() || a.IsNull()) {
+          if (qa.cache.format == KvFormat::kInt4) throw ArgumentError(env, std::string("kvQuant.") + key + " is required for an int4 cache");
+          continue;
+        }
+        *vec = ParseInt32Array(env, a, std::string("kvQuant.") + key);
+        if (vec->size() != batch) throw ArgumentError(env, std::string("kvQuant.") + key + " must have one entry per sequence");
+      }
+    } else {
+      k = ParseTensorArg(env, o.Get("k"), "k");
+      v = ParseTensorArg(env, o.Get("v"), "v");
+      for (const TensorArg* t : {&k, &v}) {
+        const TensorView& c = t->view;
+        if (c.ndim != 4 || c.shape[0] != m.n_layers || c.shape[2] != m.n_kv_heads || c.shape[3] != m.head_dim) {
+          throw ArgumentError(env, "k and v must have shape [nLayers, capacity, nKvHeads, headDim]");
+        }
+      }
+      if (v.view.shape[1] != k.view.shape[1] || v.view.dtype != k.view.dtype) throw ArgumentError(env, "k and v must match");
+      args = {k, v};
+    }
+    TensorArg logits = ParseTensorArg(env, o.Get("logits"), "logits");
+    if (logits.view.dtype != DType::kF32 || logits.view.ndim != 2 || logits.view.shape[0] != static_cast<int64_t>(h->rows.size()) ||
+        logits.view.shape[1] != m.vocab) {
+      throw ArgumentError(env, "logits must be f32 [logitRows.length, vocab]");
+    }
+    args.push_back(logits);
+    float* hidden = nullptr;
+    if (!o.Get("hidden").IsUndefined() && !o.Get("hidden").IsNull()) {
+      TensorArg hd = ParseTensorArg(env, o.Get("hidden"), "hidden");
+      if (hd.view.dtype != DType::kF32 || hd.view.ndim != 2 || hd.view.shape[0] != static_cast<int64_t>(h->rows.size()) ||
+          hd.view.shape[1] != m.dim) {
+        throw ArgumentError(env, "hidden must be f32 [logitRows.length, dim]");
+      }
+      hidden = static_cast<float*>(hd.view.data);
+      args.push_back(hd);
+    }
+    for (const TensorArg& t : args) {
+      if (t.view.device.kind != device_.kind || t.view.device.index != device_.index) {
+        throw ArgumentError(env, "the cache, logits and hidden tensors must be on the model's device");
+      }
+    }
+    auto p = std::make_shared<LlamaForwardParams>();
+    out.p = p;
+    p->tokens = h->tokens.data();
+    p->positions = h->positions.data();
+    p->n = static_cast<int64_t>(h->tokens.size());
+    p->batch = static_cast<int32_t>(h->qo.size() - 1);
+    p->qo_indptr = h->qo.data();
+    p->kv_start = h->kv_start.data();
+    p->kv_len_before = h->kv_len.data();
+    p->mask = mask == 2 ? MaskMode::kTree : MaskMode::kCausal;
+    p->tree_parents = mask == 2 ? h->parents.data() : nullptr;
+    if (quant) {
+      p->kv_quant = &h->quant;
+      p->capacity = h->quant.rows;
+      p->kv_res_start = h->res_start.empty() ? nullptr : h->res_start.data();
+      p->quant_len_before = h->ql_before.empty() ? nullptr : h->ql_before.data();
+      p->quant_len_after = h->ql_after.empty() ? nullptr : h->ql_after.data();
+    } else {
+      p->k_cache = k.view.data;
+      p->v_cache = v.view.data;
+      p->cache_dtype = k.view.dtype;
+      p->capacity = k.view.shape[1];
+    }
+    p->logit_rows = h->rows.data();
+    p->n_logit_rows = static_cast<int64_t>(h->rows.size());
+    p->logits = static_cast<float*>(logits.view.data);
+    p->hidden = hidden;
+    return out;
+  }
+
+  // Runs `work` off the JavaScript thread with the model's weights held alive.
+  Napi::Value Launch(Napi::Env env, std::function<Status(const LlamaModelDesc&)> work, std::vector<TensorArg> args) {
+    const bool cuda = device_.kind == DeviceKind::kCuda;
+    const int dev = device_.index;
+    // The model's own weights must outlive the call: hold a reference to this object.
+    auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Value()));
+    args.push_back(TensorArg{});
+    args.back().keep_alive = self;
+    const LlamaModelDesc* desc = &desc_;
+    ++busy_;
+    return RunAsync(env, [desc, work, cuda, dev]() -> Status {
+      if (cuda) CANOPY_RETURN_IF_ERROR(cuda::SetDevice(dev));
+      return work(*desc);
+    }, std::move(args), [this]() {
+      if (--busy_ == 0 && dispose_requested_) ReleaseWeights();
+    });
+  }
+
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     return Guard(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
       Napi::Env env = info.Env();
-      if (disposed_) throw StatusToError(env, Status::InvalidArgument("forward: the model was disposed"));
       if (!info[0].IsObject()) throw ArgumentError(env, "forward: expected an options object");
-      Napi::Object o = info[0].As<Napi::Object>();
-      struct Host {
-        std::vector<int32_t> tokens, positions, qo, kv_start, kv_len, parents, rows, res_start, ql_before, ql_after;
-        QuantKvCache quant;
-      };
-      auto h = std::make_shared<Host>();
-      h->tokens = ParseInt32Array(env, o.Get("tokens"), "tokens");
-      h->positions = ParseInt32Array(env, o.Get("positions"), "positions");
-      h->qo = ParseInt32Array(env, o.Get("qoIndptr"), "qoIndptr");
-      h->kv_start = ParseInt32Array(env, o.Get("kvStart"), "kvStart");
-      h->kv_len = ParseInt32Array(env, o.Get("kvLenBefore"), "kvLenBefore");
-      h->rows = ParseInt32Array(env, o.Get("logitRows"), "logitRows");
-      const double mask = ParseNumber(env, o.Get("mask"), "mask", 1);
-      if (mask != 1 && mask != 2) throw ArgumentError(env, "mask must be 1 (causal) or 2 (tree)");
-      if (mask == 2) h->parents = ParseInt32Array(env, o.Get("parents"), "parents");
-      if (h->positions.size() != h->tokens.size()) throw ArgumentError(env, "positions must have one entry per token");
-      if (h->qo.empty() || h->kv_start.size() + 1 != h->qo.size() || h->kv_len.size() + 1 != h->qo.size()) {
-        throw ArgumentError(env, "qoIndptr must have batch + 1 entries and kvStart, kvLenBefore batch entries");
-      }
-      if (mask == 2 && h->parents.size() != h->tokens.size()) throw ArgumentError(env, "parents must have one entry per token");
-      const LlamaModelDesc& m = desc_;
-      const bool quant = !o.Get("kvQuant").IsUndefined() && !o.Get("kvQuant").IsNull();
-      std::vector<TensorArg> args;
-      TensorArg k, v;
-      if (quant) {
-        if (!o.Get("kvQuant").IsObject()) throw ArgumentError(env, "kvQuant must be {cache, resStart?, quantLenBefore?, quantLenAfter?}");
-        Napi::Object qo = o.Get("kvQuant").As<Napi::Object>();
-        QuantKvArg qa = ParseQuantKvArg(env, qo.Get("cache"), "kvQuant.cache");
-        h->quant = qa.cache;
-        args = qa.tensors;
-        const size_t batch = h->qo.size() - 1;
-        for (auto [key, vec] : {std::make_pair("resStart", &h->res_start), std::make_pair("quantLenBefore", &h->ql_before),
-                                std::make_pair("quantLenAfter", &h->ql_after)}) {
-          Napi::Value a = qo.Get(key);
-          if (a.IsUndefined() || a.IsNull()) {
-            if (qa.cache.format == KvFormat::kInt4) throw ArgumentError(env, std::string("kvQuant.") + key + " is required for an int4 cache");
-            continue;
-          }
-          *vec = ParseInt32Array(env, a, std::string("kvQuant.") + key);
-          if (vec->size() != batch) throw ArgumentError(env, std::string("kvQuant.") + key + " must have one entry per sequence");
-        }
-      } else {
-        k = ParseTensorArg(env, o.Get("k"), "k");
-        v = ParseTensorArg(env, o.Get("v"), "v");
-        for (const TensorArg* t : {&k, &v}) {
-          const TensorView& c = t->view;
-          if (c.ndim != 4 || c.shape[0] != m.n_layers || c.shape[2] != m.n_kv_heads || c.shape[3] != m.head_dim) {
-            throw ArgumentError(env, "k and v must have shape [nLayers, capacity, nKvHeads, headDim]");
-          }
-        }
-        if (v.view.shape[1] != k.view.shape[1] || v.view.dtype != k.view.dtype) throw ArgumentError(env, "k and v must match");
-        args = {k, v};
-      }
-      TensorArg logits = ParseTensorArg(env, o.Get("logits"), "logits");
-      if (logits.view.dtype != DType::kF32 || logits.view.ndim != 2 || logits.view.shape[0] != static_cast<int64_t>(h->rows.size()) ||
-          logits.view.shape[1] != m.vocab) {
-        throw ArgumentError(env, "logits must be f32 [logitRows.length, vocab]");
-      }
-      args.push_back(logits);
-      float* hidden = nullptr;
-      if (!o.Get("hidden").IsUndefined() && !o.Get("hidden").IsNull()) {
-        TensorArg hd = ParseTensorArg(env, o.Get("hidden"), "hidden");
-        if (hd.view.dtype != DType::kF32 || hd.view.ndim != 2 || hd.view.shape[0] != static_cast<int64_t>(h->rows.size()) ||
-            hd.view.shape[1] != m.dim) {
-          throw ArgumentError(env, "hidden must be f32 [logitRows.length, dim]");
-        }
-        hidden = static_cast<float*>(hd.view.data);
-        args.push_back(hd);
-      }
-      for (const TensorArg& t : args) {
-        if (t.view.device.kind != device_.kind || t.view.device.index != device_.index) {
-          throw ArgumentError(env, "the cache, logits and hidden tensors must be on the model's device");
-        }
-      }
-      auto p = std::make_shared<LlamaForwardParams>();
-      p->tokens = h->tokens.data();
-      p->positions = h->positions.data();
-      p->n = static_cast<int64_t>(h->tokens.size());
-      p->batch = static_cast<int32_t>(h->qo.size() - 1);
-      p->qo_indptr = h->qo.data();
-      p->kv_start = h->kv_start.data();
-      p->kv_len_before = h->kv_len.data();
-      p->mask = mask == 2 ? MaskMode::kTree : MaskMode::kCausal;
-      p->tree_parents = mask == 2 ? h->parents.data() : nullptr;
-      if (quant) {
-        p->kv_quant = &h->quant;
-        p->capacity = h->quant.rows;
-        p->kv_res_start = h->res_start.empty() ? nullptr : h->res_start.data();
-        p->quant_len_before = h->ql_before.empty() ? nullptr : h->ql_before.data();
-        p->quant_len_after = h->ql_after.empty() ? nullptr : h->ql_after.data();
-      } else {
-        p->k_cache = k.view.data;
-        p->v_cache = v.view.data;
-        p->cache_dtype = k.view.dtype;
-        p->capacity = k.view.shape[1];
-      }
-      p->logit_rows = h->rows.data();
-      p->n_logit_rows = static_cast<int64_t>(h->rows.size());
-      p->logits = static_cast<float*>(logits.view.data);
-      p->hidden = hidden;
-      ThrowIfError(env, CheckLlamaForward(m, *p));
+      ParsedForward f = ParseForward(env, info[0].As<Napi::Object>(), "forward");
+      ThrowIfError(env, CheckLlamaForward(desc_, *f.p));
       const bool cuda = device_.kind == DeviceKind::kCuda;
-      const int dev = device_.index;
-      // The model's own weights must outlive the call: hold a reference to this object.
-      auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Value()));
-      args.push_back(TensorArg{});
-      args.back().keep_alive = self;
-      const LlamaModelDesc* desc = &desc_;
-      ++busy_;
-      return RunAsync(env, [desc, p, h, cuda, dev]() -> Status {
-        Status s;
-        if (cuda) {
-          s = cuda::SetDevice(dev);
-          if (s.ok()) s = cuda::LlamaForward(*desc, *p);
-        } else {
-          s = cpu::LlamaForward(*desc, *p);
-        }
-        return s;
-      }, std::move(args), [this]() {
-        if (--busy_ == 0 && dispose_requested_) ReleaseWeights();
-      });
+      auto p = f.p;
+      auto h = f.h;
+      return Launch(env, [p, h, cuda](const LlamaModelDesc& m) { return cuda ? cuda::LlamaForward(m, *p) : cpu::LlamaForward(m, *p); },
+                    std::move(f.args));
+    });
+  }
+
+  // step(): forward() plus the token choice and the KV commit (csrc/common/decode_step.h).
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    return Guard(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      Napi::Env env = info.Env();
+      if (!info[0].IsObject()) throw ArgumentError(env, "step: expected an options object");
+      Napi::Object o = info[0].As<Napi::Object>();
+      ParsedForward f = ParseForward(env, o, "step");
+      auto sp = std::make_shared<DecodeStepParams>();
+      sp->forward = *f.p;
+      const double choice = ParseNumber(env, o.Get("choice"), "choice", 1);
+      if (choice != 1 && choice != 2) throw ArgumentError(env, "choice must be 1 (argmax) or 2 (greedy tree)");
+      sp->choice = choice == 2 ? DecodeChoice::kGreedyTree : DecodeChoice::kArgmax;
+      const double region = ParseNumber(env, o.Get("regionRows"), "regionRows", 0);
+      const double top_k = ParseNumber(env, o.Get("topK"), "topK", 0);
+      if (region != std::floor(region) || region < 0 || region > INT32_MAX) throw ArgumentError(env, "regionRows must be an integer >= 0");
+      if (top_k != std::floor(top_k) || top_k < 0 || top_k > 1024) throw ArgumentError(env, "topK must be an integer in [0, 1024]");
+      sp->region_rows = static_cast<int64_t>(region);
+      sp->top_k = static_cast<int32_t>(top_k);
+      const int64_t B = sp->forward.batch, n = sp->forward.n;
+      auto out = [&](const char* key, int64_t length) {
+        TensorArg t = ParseTensorArg(env, o.Get(key), key);
+        CheckHostInt32(env, t, key, length);
+        f.args.push_back(t);
+        return static_cast<int32_t*>(t.view.data);
+      };
+      sp->next_token = out("nextToken", B);
+      sp->accepted_count = out("acceptedCount", B);
+      sp->accepted_nodes = out("acceptedNodes", n - B);
+      sp->new_lens = out("newLens", B);
+      if (sp->top_k > 0) sp->top_k_ids = out("topKIds", sp->forward.n_logit_rows * sp->top_k);
+      ThrowIfError(env, CheckDecodeStep(desc_, *sp));
+      const bool cuda = device_.kind == DeviceKind::kCuda;
+      auto h = f.h;
+      return Launch(env, [sp, h, cuda](const LlamaModelDesc& m) { return cuda ? cuda::DecodeStep(m, *sp) : cpu::DecodeStep(m, *sp); },
+                    std::move(f.args));
     });
   }
 

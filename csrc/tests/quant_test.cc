@@ -1,6 +1,8 @@
 // GGUF block-quantized weights (csrc/common/quant_blocks.h): the CPU linear kernel against a
 // double-precision reference on its own 8-bit activations, every ISA path bit-identical and every
-// row count bit-identical; the CUDA launchers refuse block types with a Status (no CUDA kernels yet).
+// row count bit-identical; the CUDA kernels (Q8_0, Q4_0, Q4_K, Q6_K) against the double reference on
+// the f32 activations, against the CPU kernel, and row count by row count; the CUDA embedding lookup
+// of every type equal to the CPU's; CUDA refuses the other block types with a Status naming them.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -8,6 +10,8 @@
 
 #include "../common/linear.h"
 #include "../common/quant_blocks.h"
+#include "../common/runtime.h"
+#include "../common/transformer_ops.h"
 #include "../cpu/linear_quant_cpu.h"
 #include "harness.h"
 
@@ -130,20 +134,219 @@ bool CpuRejectsBadShapes() {
 }
 
 bool CudaRefusesBlockTypes() {
-  LinearParams p;
-  p.rows = 1;
-  p.in = 32;
-  p.out = 1;
-  p.w_quant = QuantType::kQ4_0;
-  const Status st = cuda::Linear(p);
-  CANOPY_CHECK(!st.ok() && st.message().find("Q4_0") != std::string::npos, "cuda::Linear accepted Q4_0 blocks: %s", st.message().c_str());
+  for (QuantType t : kTypes) {
+    if (CudaHasQuantKernel(t)) continue;
+    LinearParams p;
+    p.rows = 1;
+    p.in = 256;
+    p.out = 1;
+    p.w_quant = t;
+    const Status st = cuda::Linear(p);
+    const char* name = GetQuantTypeInfo(t).name;
+    CANOPY_CHECK(!st.ok() && st.message().find(std::string(name) + " weights have no CUDA kernel") != std::string::npos,
+                 "cuda::Linear accepted %s blocks: %s", name, st.message().c_str());
+  }
+  return true;
+}
+
+struct DeviceBuf {
+  void* p = nullptr;
+  ~DeviceBuf() {
+    if (p) cuda::Free(0, p);
+  }
+  Status Upload(const void* host, size_t bytes) {
+    CANOPY_RETURN_IF_ERROR(cuda::Malloc(0, bytes ? bytes : 1, &p));
+    return cuda::CopyHostToDevice(0, p, host, bytes);
+  }
+};
+
+// y = x W^T on CUDA (x rows x in, W out x in blocks); bias when given; accumulate into y0 when given.
+std::vector<float> RunCuda(QuantType t, const std::vector<uint8_t>& w, const float* x, int64_t rows, int64_t in, int64_t out,
+                           const std::vector<float>* bias, const std::vector<float>* y0, Status* st) {
+  std::vector<float> y(static_cast<size_t>(rows * out), 0.f);
+  if (y0) y = *y0;
+  DeviceBuf dw, dx, dy, db;
+  *st = dw.Upload(w.data(), w.size());
+  if (st->ok()) *st = dx.Upload(x, static_cast<size_t>(rows * in) * sizeof(float));
+  if (st->ok()) *st = dy.Upload(y.data(), y.size() * sizeof(float));
+  if (st->ok() && bias) *st = db.Upload(bias->data(), bias->size() * sizeof(float));
+  if (!st->ok()) return y;
+  LinearParams p = MakeLinearParams(static_cast<const float*>(dx.p), dw.p, DType::kU8, bias ? static_cast<const float*>(db.p) : nullptr,
+                                    static_cast<float*>(dy.p), rows, in, out, y0 != nullptr);
+  p.w_quant = t;
+  *st = cuda::Linear(p);
+  if (st->ok()) *st = cuda::CopyDeviceToHost(0, y.data(), dy.p, y.size() * sizeof(float));
+  return y;
+}
+
+// A row dequantized as the CUDA kernels do: (d * sc) * q - dmin * m, every step rounded to f32
+// (volatile: the host compiler may not contract the product into the subtraction).
+// terms (when given) receives |prod| + |offset| per value (the scale of one rounding of either).
+std::vector<float> DequantRounded(QuantType t, const uint8_t* row, int64_t in, std::vector<double>* terms = nullptr) {
+  const QuantTypeInfo info = GetQuantTypeInfo(t);
+  std::vector<float> out(static_cast<size_t>(in));
+  for (int64_t b = 0; b < in / info.block; ++b) {
+    DecodedBlock db;
+    DecodeBlock(t, row + b * info.bytes, &db);
+    for (int i = 0; i < info.block; ++i) {
+      const int j = i / info.sub;
+      volatile float scale = db.d * static_cast<float>(db.sc[j]);
+      volatile float offset = db.dmin * static_cast<float>(db.mn[j]);
+      volatile float prod = scale * static_cast<float>(db.q[i]);
+      out[static_cast<size_t>(b * info.block + i)] = prod - offset;
+      if (terms) terms->push_back(std::fabs(static_cast<double>(prod)) + std::fabs(static_cast<double>(offset)));
+    }
+  }
+  return out;
+}
+
+// The CUDA kernels compute the f32 dot product of the exactly dequantized weights (DequantizeBlock's
+// f32 values) and the f32 activations: held to the double dot product of those within f32
+// accumulation error ((in + 8) ulps of sum |w x|, the worst case of a sequential f32 sum; a wrong
+// chunk, nibble or scale is off by a large fraction of sum |w x|), and to the CPU kernel
+// within the CPU's activation rounding (half an activation step per value: sum_i |w_i| d_x / 2)
+// plus both f32 terms. Every row count of a row gives the same bits (rows <= 64: one kernel), and
+// rows > 64 (the tiled prefill kernel) the same values within the f32 bound. Shapes: out 1, 3, 17,
+// 64; in 256, 512, 2816; rows 1, 2, 5, 16, 64 and 65, 130 (tiled, partial tiles).
+bool CudaMatchesReferenceAndCpu() {
+  for (QuantType t : kTypes) {
+    if (!CudaHasQuantKernel(t)) continue;
+    const QuantTypeInfo info = GetQuantTypeInfo(t);
+    for (int64_t in : {int64_t{256}, int64_t{512}, int64_t{2816}}) {
+      for (int64_t out : {int64_t{1}, int64_t{3}, int64_t{17}, int64_t{64}}) {
+        const int64_t max_rows = 130;
+        const std::vector<uint8_t> w = RandomBlocks(t, out, in);
+        std::vector<float> x(static_cast<size_t>(max_rows * in));
+        std::normal_distribution<float> nd(0.f, 1.f);
+        for (auto& v : x) v = nd(Rng());
+        std::vector<float> wd;
+        std::vector<double> terms;  // [out][in]
+        for (int64_t o = 0; o < out; ++o) {
+          const std::vector<float> r = DequantRounded(t, w.data() + o * QuantRowBytes(t, in), in, &terms);
+          wd.insert(wd.end(), r.begin(), r.end());
+        }
+        cpu::QuantActivations act;
+        cpu::QuantizeActivations(x.data(), max_rows, in, info.block, &act);
+        Status st;
+        const std::vector<float> cpu_y = Run(t, w, x.data(), max_rows, in, out, nullptr, &st);
+        CANOPY_CHECK(st.ok(), "cpu %s: %s", info.name, st.message().c_str());
+        std::vector<float> first;  // the 64-row CUDA result, which every smaller row count must equal
+        for (int64_t rows : {int64_t{64}, int64_t{1}, int64_t{2}, int64_t{5}, int64_t{16}, int64_t{65}, int64_t{130}}) {
+          const std::vector<float> y = RunCuda(t, w, x.data(), rows, in, out, nullptr, nullptr, &st);
+          CANOPY_CHECK(st.ok(), "cuda %s: %s", info.name, st.message().c_str());
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t o = 0; o < out; ++o) {
+              double ref = 0, mag = 0, wabs_step = 0, term_mag = 0;
+              for (int64_t i = 0; i < in; ++i) {
+                const double wv = wd[o * in + i], xv = x[r * in + i];
+                ref += wv * xv;
+                mag += std::fabs(wv * xv);
+                wabs_step += std::fabs(wv) * act.d[r * (in / info.block) + i / info.block] * 0.5;
+                term_mag += terms[o * in + i] * std::fabs(xv);
+              }
+              const double f32_tol = static_cast<double>(in + 8) * std::ldexp(1.0, -24) * mag + 1e-30;
+              const double got = y[r * out + o];
+              CANOPY_CHECK(std::fabs(got - ref) <= f32_tol, "%s in %lld out %lld rows %lld [%lld, %lld]: cuda %.9g vs double %.9g (tol %.3g)",
+                           info.name, static_cast<long long>(in), static_cast<long long>(out), static_cast<long long>(rows),
+                           static_cast<long long>(r), static_cast<long long>(o), got, ref, f32_tol);
+              // The CPU's error on its own activations (its test's bound, doubled for the activations'
+              // magnitude), their rounding, and an ulp of each dequantization term (the CPU scales
+              // integer sums instead of rounding each weight).
+              const double cpu_tol = 1.01 * wabs_step + f32_tol + 2 * (in / info.block + 4) * 4 * std::ldexp(1.0, -24) * mag +
+                                     std::ldexp(1.0, -22) * term_mag;
+              CANOPY_CHECK(std::fabs(got - cpu_y[r * out + o]) <= cpu_tol, "%s in %lld out %lld rows %lld [%lld, %lld]: cuda %.9g vs cpu %.9g (tol %.3g)",
+                           info.name, static_cast<long long>(in), static_cast<long long>(out), static_cast<long long>(rows),
+                           static_cast<long long>(r), static_cast<long long>(o), got, static_cast<double>(cpu_y[r * out + o]), cpu_tol);
+            }
+          }
+          if (rows == 64) {
+            first = y;
+          } else if (rows < 64) {
+            CANOPY_CHECK(std::memcmp(first.data(), y.data(), y.size() * sizeof(float)) == 0, "%s in %lld out %lld: %lld rows differ bitwise from 64",
+                         info.name, static_cast<long long>(in), static_cast<long long>(out), static_cast<long long>(rows));
+          }
+        }
+      }
+    }
+  }
+  return true;
+}
+
+// Bias and accumulate, on both kernels (rows 3: version 1; rows 70: tiled), against the CPU path's
+// own bias / accumulate applied to the same CUDA product.
+bool CudaBiasAndAccumulate() {
+  const QuantType t = QuantType::kQ4_K;
+  const int64_t in = 512, out = 19;
+  const std::vector<uint8_t> w = RandomBlocks(t, out, in);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> x(static_cast<size_t>(70 * in)), bias(out), y0(static_cast<size_t>(70 * out));
+  for (auto& v : x) v = nd(Rng());
+  for (auto& v : bias) v = nd(Rng());
+  for (auto& v : y0) v = nd(Rng());
+  for (int64_t rows : {int64_t{3}, int64_t{70}}) {
+    Status st;
+    std::vector<float> y0r(y0.begin(), y0.begin() + rows * out);
+    const std::vector<float> plain = RunCuda(t, w, x.data(), rows, in, out, nullptr, nullptr, &st);
+    CANOPY_CHECK(st.ok(), "%s", st.message().c_str());
+    const std::vector<float> biased = RunCuda(t, w, x.data(), rows, in, out, &bias, &y0r, &st);
+    CANOPY_CHECK(st.ok(), "%s", st.message().c_str());
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t o = 0; o < out; ++o) {
+        const float want = y0r[r * out + o] + (plain[r * out + o] + bias[o]);
+        CANOPY_CHECK(biased[r * out + o] == want, "rows %lld [%lld, %lld]: %.9g vs %.9g", static_cast<long long>(rows),
+                     static_cast<long long>(r), static_cast<long long>(o), biased[r * out + o], want);
+      }
+    }
+  }
+  return true;
+}
+
+// The CUDA embedding lookup of every block type: each value equal to the CPU's (DequantizeRow).
+bool CudaEmbedMatchesCpu() {
+  for (QuantType t : kTypes) {
+    const QuantTypeInfo info = GetQuantTypeInfo(t);
+    const int64_t vocab = 37, dim = 512;
+    const std::vector<uint8_t> table = RandomBlocks(t, vocab, dim);
+    const std::vector<int32_t> tokens = {0, 36, 5, 5, 17};
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    std::vector<float> want(static_cast<size_t>(n * dim)), got(want.size());
+    CANOPY_CHECK_OK(cpu::EmbedQuant(tokens.data(), n, table.data(), t, vocab, dim, want.data()));
+    DeviceBuf dt, dtok, dx;
+    CANOPY_CHECK_OK(dt.Upload(table.data(), table.size()));
+    CANOPY_CHECK_OK(dtok.Upload(tokens.data(), tokens.size() * sizeof(int32_t)));
+    CANOPY_CHECK_OK(dx.Upload(got.data(), got.size() * sizeof(float)));
+    CANOPY_CHECK_OK(cuda::EmbedQuant(static_cast<const int32_t*>(dtok.p), n, dt.p, t, vocab, dim, static_cast<float*>(dx.p)));
+    CANOPY_CHECK_OK(cuda::CopyDeviceToHost(0, got.data(), dx.p, got.size() * sizeof(float)));
+    for (int64_t k = 0; k < n; ++k) {
+      const uint8_t* row = table.data() + tokens[k] * QuantRowBytes(t, dim);
+      for (int64_t b = 0; b < dim / info.block; ++b) {
+        DecodedBlock db;
+        DecodeBlock(t, row + b * info.bytes, &db);
+        for (int i = 0; i < info.block; ++i) {
+          // Both compute (d * sc) * q - dmin * m in f32; the host compiler may contract the last
+          // two steps into an fma (one rounding fewer): allow an ulp of the two terms.
+          const int j = i / info.sub;
+          const double prod = static_cast<double>(db.d * static_cast<float>(db.sc[j])) * db.q[i];
+          const double off = static_cast<double>(db.dmin * static_cast<float>(db.mn[j]));
+          const double tol = std::ldexp(1.0, -23) * (std::fabs(prod) + std::fabs(off));
+          const size_t at = static_cast<size_t>(k * dim + b * info.block + i);
+          CANOPY_CHECK(std::fabs(static_cast<double>(got[at]) - want[at]) <= tol, "%s token %lld value %lld: cuda %.9g vs cpu %.9g",
+                       info.name, static_cast<long long>(k), static_cast<long long>(b * info.block + i), got[at], want[at]);
+        }
+      }
+    }
+  }
   return true;
 }
 
 Register r1("quant: cpu linear against a double reference on its 8-bit activations, every ISA and row count bitwise", false,
             CpuMatchesReference);
 Register r2("quant: cpu linear rejects a row length off the block and unknown types", false, CpuRejectsBadShapes);
-Register r3("quant: cuda linear refuses block types with a Status", true, CudaRefusesBlockTypes);
+Register r3("quant: cuda linear refuses the block types it has no kernel for, naming them", true, CudaRefusesBlockTypes);
+Register r4("quant: cuda linear (Q8_0, Q4_0, Q4_K, Q6_K) against the double reference and the cpu kernel, rows 1..130 on odd shapes", true,
+            CudaMatchesReferenceAndCpu);
+Register r5("quant: cuda linear bias and accumulate on the gemv and tiled kernels", true, CudaBiasAndAccumulate);
+Register r6("quant: cuda embedding lookup of every block type equals the cpu's", true, CudaEmbedMatchesCpu);
 
 }  // namespace
 }  // namespace tests

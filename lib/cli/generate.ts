@@ -58,7 +58,9 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
     ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
   });
   // The draft shares the target's tokenizer: only its weights are loaded.
-  const draft = o.draft ? await Model.fromWeights(loadWeights(o.draft), { backend: model.device, ...(dtype ? { dtype } : {}) }) : undefined;
+  // The draft shares --dtype when it is a float storage; a block type (quantize at load) applies to the target only.
+  const draftDtype = dtype === 'f32' || dtype === 'f16' || dtype === 'bf16' ? dtype : undefined;
+  const draft = o.draft ? await Model.fromWeights(loadWeights(o.draft), { backend: model.device, ...(draftDtype ? { dtype: draftDtype } : {}) }) : undefined;
   if (o.verbose && model.fallbackReason) process.stderr.write(`[cpu] CUDA not used: ${model.fallbackReason}\n`);
   let tokens: number[] | undefined;
   if (asChat) {

@@ -57,7 +57,7 @@ addSamplingOptions(chatCmd, { maxTokens: '512', maxTokensHelp: 'new tokens per r
 program
   .command('bench')
   .description('benchmarks: achieved GB/s or TFLOP/s against this machine\'s limits, with peers (llama.cpp, PyTorch) measured in the same run')
-  .argument('[suites...]', 'attention, tree, prefix, kvquant, generate, decode, linear, linear-quant (default: a quick run of every suite)')
+  .argument('[suites...]', 'attention, tree, prefix, kvquant, generate, decode, linear, linear-quant, sampling (default: a quick run of every suite)')
   .option('--quick', 'smaller configurations and time budgets')
   .option('--backend <backend>', 'auto, cpu, cuda or cuda:N', 'auto')
   .option('--json', 'print the report as JSON instead of tables')

@@ -56,7 +56,7 @@ export class ContextShifter {
     model: Model,
     cache: KvCache,
     active: Array<{ st: Seq; s: number }>,
-    pick: (row: Float32Array, s: number) => number,
+    pick: (row: Float32Array, s: number) => Promise<number>,
     emit: (st: Seq, s: number, token: number, row: Float32Array) => void,
   ): Promise<number> {
     const full = active.filter(({ s }) => cache.length(s) >= this.limit);
@@ -95,7 +95,7 @@ export class ContextShifter {
       this.shifts[j.s]!++;
       this.#shifted.set(j.s, { base: j.tokens, mark: j.st.all.length });
       const row = last.get(j.s)!;
-      emit(j.st, j.s, pick(row, j.s), row);
+      emit(j.st, j.s, await pick(row, j.s), row);
     }
     return passes;
   }

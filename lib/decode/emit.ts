@@ -4,7 +4,10 @@
  * that could begin a stop string is held back until it cannot.
  */
 import { type CanopyError, NumericError } from '../errors.js';
-import { Random } from './sampling.js';
+import { Random } from './random.js';
+import { heldBack } from './stops.js';
+
+export { heldBack } from './stops.js';
 
 /** 'error': the model's logits for the sequence had no usable value (all NaN; see Seq.error). */
 export type FinishReason = 'length' | 'eos' | 'stop' | 'abort' | 'context' | 'error';
@@ -33,20 +36,6 @@ export interface EmitterOptions {
   stops: string[];
   tokenizer?: StreamingTokenizer;
   onText?: (piece: string, token: number, sequence: number) => void;
-}
-
-/** Longest suffix of `text` that is a proper prefix of some stop string (held back while streaming). */
-export function heldBack(text: string, stops: string[]): number {
-  let keep = 0;
-  for (const s of stops) {
-    for (let k = Math.min(s.length - 1, text.length); k > keep; k--) {
-      if (text.endsWith(s.slice(0, k))) {
-        keep = k;
-        break;
-      }
-    }
-  }
-  return keep;
 }
 
 export class Emitter {

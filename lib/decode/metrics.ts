@@ -3,6 +3,7 @@
  * emitted per target pass of a sequence), acceptance by draft depth, the time split, and the
  * draft sizes the goodput controller chose.
  */
+import { treeDepths } from '../kernels/attention.js';
 import type { GoodputController } from './controller.js';
 import type { DraftTree, SpeculationStats } from './types.js';
 
@@ -22,8 +23,7 @@ export class SpeculationMetrics {
     this.stats.drafted += d.tokens.length;
     this.stats.accepted += accepted;
     // Per depth: did the draft reach it, was a node there accepted.
-    const depth: number[] = [];
-    d.parents.forEach((p, n) => (depth[n] = p < 0 ? 0 : depth[p]! + 1));
+    const depth = Array.from(treeDepths(d.parents));
     new Set(depth).forEach((dd) => (this.#depthDrafted[dd] = (this.#depthDrafted[dd] ?? 0) + 1));
     for (let dd = 0; dd < accepted; dd++) this.#depthAccepted[dd] = (this.#depthAccepted[dd] ?? 0) + 1;
     return depth.length ? Math.max(...depth) + 1 : 0;

@@ -1,57 +1,34 @@
 /**
- * Token sampling: greedy, temperature, top-k and top-p, seeded and reproducible.
- *
- * processed distribution p = top-p(top-k(softmax(logits / temperature)))
- *   top-k keeps the k most probable tokens (ties by lower id), top-p the smallest set of the
- *   most probable tokens whose mass reaches p; the rest get probability 0, p is renormalised.
- * A draw uses one uniform u in [0, 1) from a seeded generator: the inverse CDF over token
- * ids in increasing order. temperature 0 is greedy: argmax, ties to the lowest id.
- * The same processed distribution serves speculative verification (the draft's q, the
- * target's p), so sampling and verification agree on what "the distribution" is.
+ * Sampling options and the seeded uniforms of a generation. The token choice itself is native:
+ * the sampler chain of lib/kernels/sampling.ts (logit bias, penalties, temperature, top-k,
+ * top-p, min-p, a draw with a uniform from the sequence's generator); the float64 TypeScript
+ * sampler is a test reference (test/helpers/sampling-reference.ts). The same processed
+ * distribution serves speculative verification (the draft's q, the target's p), with each
+ * draft-tree row penalised from its own ancestor path.
  */
 
 import { ArgumentError } from '../errors.js';
+import { type SamplerChain, type SamplerChainOptions, checkSamplerChain, sampleRows } from '../kernels/sampling.js';
+import { Tensor } from '../tensor/tensor.js';
+import { Random, randomSeed } from './random.js';
 
-export interface SamplingOptions {
-  /** 0 (default) is greedy. */
-  temperature?: number;
-  /** Keep the k most probable tokens (0 or undefined: all). */
-  topK?: number;
-  /** Nucleus: keep the most probable tokens up to this mass (1 or undefined: all). */
-  topP?: number;
+export { Random, randomSeed } from './random.js';
+
+export interface SamplingOptions extends SamplerChainOptions {
   /** Seed of the random generator (default: a random seed, reported in the stats). */
   seed?: number;
 }
 
-export function checkSamplingOptions(o: SamplingOptions): Required<Omit<SamplingOptions, 'seed'>> & { seed: number } {
-  const temperature = o.temperature ?? 0;
-  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
-    throw new ArgumentError('temperature', 'a finite number >= 0', temperature);
-  }
-  const topK = o.topK ?? 0;
-  if (!Number.isInteger(topK) || topK < 0) throw new ArgumentError('topK', 'an integer >= 0 (0 keeps all tokens)', topK);
-  const topP = o.topP ?? 1;
-  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw new ArgumentError('topP', 'a number in (0, 1]', topP);
+/** The validated sampling options: the chain's settings and the seed. */
+export type CheckedSampling = SamplerChain & { seed: number };
+
+/** Validates the sampling options (ArgumentError naming the option); `vocab` bounds logitBias. */
+export function checkSamplingOptions(o: SamplingOptions, vocab?: number): CheckedSampling {
+  const chain = checkSamplerChain(o, vocab);
   // No seed: a random one (reported in generate()'s stats), so sampled text differs run to run.
   const seed = o.seed ?? randomSeed();
   if (!Number.isSafeInteger(seed)) throw new ArgumentError('seed', 'an integer', seed);
-  return { temperature, topK, topP, seed };
-}
-
-/** A small seeded generator of uniforms in [0, 1) (splitmix32 mixing of a counter). */
-export class Random {
-  #state: number;
-  constructor(seed: number) {
-    this.#state = (seed ^ 0x9e3779b9) >>> 0;
-  }
-  next(): number {
-    this.#state = (this.#state + 0x9e3779b9) >>> 0;
-    let z = this.#state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    z = (z ^ (z >>> 16)) >>> 0;
-    return z / 2 ** 32;
-  }
+  return { ...chain, seed };
 }
 
 /** argmax with ties to the lowest id (NaN never wins). */
@@ -61,57 +38,13 @@ export function argmax(logits: ArrayLike<number>): number {
   return best;
 }
 
-/** The processed distribution (float64) for temperature > 0. */
-export function processedDistribution(logits: ArrayLike<number>, o: { temperature: number; topK: number; topP: number }): Float64Array {
-  const n = logits.length;
-  const p = new Float64Array(n);
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) max = Math.max(max, logits[i]!);
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    p[i] = Math.exp((logits[i]! - max) / o.temperature);
-    sum += p[i]!;
-  }
-  for (let i = 0; i < n; i++) p[i] = p[i]! / sum;
-  if ((o.topK > 0 && o.topK < n) || o.topP < 1) {
-    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => p[b]! - p[a]! || a - b);
-    const keep = new Uint8Array(n);
-    const k = o.topK > 0 ? Math.min(o.topK, n) : n;
-    let mass = 0;
-    for (let r = 0; r < k; r++) {
-      keep[order[r]!] = 1;
-      mass += p[order[r]!]!;
-      if (mass >= o.topP) break;
-    }
-    let kept = 0;
-    for (let i = 0; i < n; i++) {
-      if (!keep[i]) p[i] = 0;
-      kept += p[i]!;
-    }
-    for (let i = 0; i < n; i++) p[i] = p[i]! / kept;
-  }
-  return p;
-}
-
-/** Inverse CDF over ids in increasing order; u in [0, 1). */
-export function sampleFrom(p: ArrayLike<number>, u: number): number {
-  let total = 0;
-  for (let i = 0; i < p.length; i++) total += p[i]!;
-  const target = u * total;
-  let acc = 0;
-  let last = 0;
-  for (let i = 0; i < p.length; i++) {
-    if (p[i]! <= 0) continue;
-    acc += p[i]!;
-    last = i;
-    if (target < acc) return i;
-  }
-  return last; // rounding: the last token with mass
-}
-
-/** Draws tokens from logits with the configured policy. */
+/**
+ * Draws tokens from logits with a configured chain and its own seeded generator (the native
+ * sampler chain; greedy when temperature is 0). `context`: the tokens before the position the
+ * logits predict (for the penalties).
+ */
 export class Sampler {
-  readonly options: ReturnType<typeof checkSamplingOptions>;
+  readonly options: CheckedSampling;
   readonly #random: Random;
   constructor(options: SamplingOptions = {}) {
     this.options = checkSamplingOptions(options);
@@ -120,13 +53,10 @@ export class Sampler {
   get greedy(): boolean {
     return this.options.temperature === 0;
   }
-  sample(logits: ArrayLike<number>): number {
-    if (this.greedy) return argmax(logits);
-    return sampleFrom(processedDistribution(logits, this.options), this.#random.next());
+  /** The token for one row of logits; -1 when the row has no finite distribution. */
+  async sample(logits: ArrayLike<number>, context: readonly number[] = []): Promise<number> {
+    const row = Tensor.from(Float32Array.from(logits), { shape: [1, logits.length] });
+    const u = Float64Array.of(this.greedy ? 0 : this.#random.next());
+    return (await sampleRows(row, this.options, u, [context]))[0]!;
   }
-}
-
-/** A random 32-bit seed from the platform's cryptographic generator. */
-export function randomSeed(): number {
-  return crypto.getRandomValues(new Uint32Array(1))[0]!;
 }

@@ -9,6 +9,7 @@
  *   forward  the target over [pending, ...draft] in ONE call with a tree mask
  *   verify   greedy (temperature 0) or SpecInfer sampling: the accepted path and the next token
  *   commit   keep the pending token and the accepted nodes in the KV cache
+ *   (greedy: forward, verify and commit are one native call, Model.step)
  *
  * A chain is a tree whose parents are -1, 0, 1, ...; an empty draft is plain
  * autoregressive decoding.
@@ -50,8 +51,13 @@ export interface StepFeedback {
   acceptedNodes: number[];
   /** The token emitted after them. */
   nextToken: number;
-  /** Target logits of the step's rows ([pending, ...draft] x vocab), on the host. */
+  /** Target logits of the step's rows ([pending, ...draft] x vocab), on the host (sampled steps only). */
   targetLogits?: Float32Array;
+  /**
+   * With Proposer.wantsTopK = k: the ids of the k largest target logits of each of the step's
+   * rows ([pending, ...draft] x k; larger first, ties to the lower id; -1 past a row's values).
+   */
+  targetTopK?: Int32Array;
 }
 
 export interface Proposer {
@@ -65,6 +71,8 @@ export interface Proposer {
   readonly wantsHidden?: boolean;
   /** With wantsHidden: the final-normed hidden state of the row that produced `sequence`'s pending token. */
   observeHidden?(sequence: number, hidden: Float32Array): void;
+  /** Set when feedback needs the target's top-k ids of every step row (StepFeedback.targetTopK): k. */
+  readonly wantsTopK?: number;
   /** After verification (draft models roll their caches back here). */
   feedback?(fb: StepFeedback): Promise<void> | void;
   /** Frees caches. */

@@ -1,14 +1,13 @@
 /**
  * KV cache: per layer, keys and values of every sequence of a batch.
  *
- *   f32 / f16 / bf16: k, v Tensors [nLayers, capacity * sequences, nKvHeads, headDim] on the
- *   model's device.
- *   int8 / int4 / fp8 (quantized, see lib/kernels/kv-quant.ts and csrc/common/kv_quant.h): the
- *   storage is `quantized` (a QuantizedKv of every layer); k and v are its code tensors. The
- *   forward pass appends each step's keys quantized (int8 / fp8 per (token, head) row; int4 into
- *   a 16-bit residual ring per sequence) and attention reads them dequantizing on load. int4
- *   quantizes completed key groups (groups older than the newest `residual` committed keys) at
- *   the start of each forward step, or when quantizeCompleted() is called.
+ *   The storage is one of two behind one interface (lib/model/kv-storage.ts):
+ *   f32 / f16 / bf16 (PlainKvStorage): k, v Tensors [nLayers, capacity * sequences, nKvHeads,
+ *   headDim] on the model's device.
+ *   int8 / int4 / fp8 (QuantKvStorage, lib/model/kv-quant-storage.ts): `quantized` (a
+ *   QuantizedKv of every layer); k and v are its code tensors.
+ * The cache owns each step's plan (plan()): the native arguments of its storage, where every
+ * sequence's rows are, and what to record once the native call succeeded.
  *
  * Sequence s owns rows [start_s, start_s + capacity) and has `length_s` committed rows.
  * A forward step appends its tokens' keys after the committed rows; causal steps commit
@@ -20,22 +19,14 @@
 import { totalmem } from 'node:os';
 
 import { ArgumentError, DisposedError, OutOfMemoryError, callNative } from '../errors.js';
-import { commitKvBatch } from '../kernels/kv-commit.js';
-import {
-  type KvQuantFormat,
-  QuantizedKv,
-  commitQuantizedKv,
-  isKvQuantFormat,
-  quantizeKvGroups,
-  quantizedBytesPerToken,
-  restoreKvGroupsSync,
-} from '../kernels/kv-quant.js';
+import { type KvQuantFormat, type QuantizedKv, isKvQuantFormat } from '../kernels/kv-quant.js';
 import { type Device, deviceIndex } from '../native/backend.js';
 import { native } from '../native/loader.js';
-import type { NativeQuantKv } from '../native/types.js';
-import { Tensor } from '../tensor/tensor.js';
-import { type FloatDType, dtypeSize } from '../tensor/dtype.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { FloatDType } from '../tensor/dtype.js';
 import type { ModelConfig } from './config.js';
+import { QuantKvStorage } from './kv-quant-storage.js';
+import { type KvNativeArgs, type KvStorage, PlainKvStorage } from './kv-storage.js';
 
 /** Storage formats of a KV cache: plain floats or a quantized format. */
 export type KvCacheDtype = FloatDType | KvQuantFormat;
@@ -61,12 +52,24 @@ export interface KvCacheOptions {
   residualDtype?: FloatDType;
 }
 
-/** What Model.forward passes for a quantized cache (internal). */
-export interface QuantizedForwardArgs {
-  cache: NativeQuantKv;
-  resStart?: Int32Array;
-  quantLenBefore?: Int32Array;
-  quantLenAfter?: Int32Array;
+/**
+ * A step's plan over the cache (Model.forward / Model.step): the sequences' rows and the
+ * storage's native arguments. Call done() once the native call succeeded.
+ */
+export interface KvStepPlan {
+  /** The cache's part of the native options (k and v, or kvQuant). */
+  args: KvNativeArgs;
+  /** First row of each step sequence's region, and its committed rows before the step. */
+  kvStart: Int32Array;
+  kvLenBefore: Int32Array;
+  /** Rows of each sequence's region (the native step's commit plan). */
+  regionRows: number;
+  /**
+   * Records the call's effect: the storage's (int4 quantized lengths), and the committed lengths
+   * `newLens` of the step's sequences when the call committed rows (causal steps, native tree
+   * steps); a tree forward leaves them unchanged (its nodes wait for commit()).
+   */
+  done(newLens?: ArrayLike<number>): void;
 }
 
 /** Bytes per cached element of each storage type (int4: half a byte; scales and residuals not counted). */
@@ -100,31 +103,27 @@ function checkCacheFits(config: ModelConfig, device: Device, rows: number, dtype
 }
 
 export class KvCache {
-  #k: Tensor;
-  #v: Tensor;
-  #capacity: number;
+  readonly #storage: KvStorage;
   readonly numSequences: number;
   readonly dtype: KvCacheDtype;
-  /** The quantized storage (quantized dtypes only). */
-  readonly quantized: QuantizedKv | undefined;
   readonly #lengths: number[];
-  /** int4: keys [0, quantLen) of each sequence are quantized. */
-  readonly #quantLens: number[];
-  /** Rows between consecutive sequences' regions (int4: capacity rounded up to the group). */
-  #region: number;
   #disposed = false;
 
   /** f32 / f16 / bf16 caches: the keys [nLayers, capacity * sequences, nKvHeads, headDim]; quantized caches: the code tensors of `quantized`. */
   get k(): Tensor {
-    return this.#k;
+    return this.#storage.k;
   }
   /** Values, like k. */
   get v(): Tensor {
-    return this.#v;
+    return this.#storage.v;
   }
   /** Rows per sequence. */
   get capacity(): number {
-    return this.#capacity;
+    return this.#storage.capacity;
+  }
+  /** The quantized storage (quantized dtypes only). */
+  get quantized(): QuantizedKv | undefined {
+    return this.#storage.quantized;
   }
 
   constructor(config: ModelConfig, device: Device, options: KvCacheOptions = {}) {
@@ -138,118 +137,52 @@ export class KvCache {
     }
     checkCacheFits(config, device, capacity * sequences, dtype);
     this.dtype = dtype;
-    this.#capacity = capacity;
     this.numSequences = sequences;
     this.#lengths = new Array<number>(sequences).fill(0);
-    this.#quantLens = new Array<number>(sequences).fill(0);
-    if (isKvQuantFormat(dtype)) {
-      const group = dtype === 'int4' ? (options.group ?? 32) : 1;
-      this.#region = Math.ceil(capacity / group) * group;
-      this.quantized = new QuantizedKv({
-        format: dtype,
-        rows: this.#region * sequences,
-        numKvHeads: config.nKvHeads,
-        headDim: config.headDim,
-        layers: config.nLayers,
-        device,
-        ...(dtype === 'int4'
-          ? {
-              group: group as 32 | 64 | 128,
-              rings: sequences,
-              ...(options.residual !== undefined ? { residual: options.residual } : {}),
-              ...(options.residualCapacity !== undefined ? { ring: options.residualCapacity } : {}),
-              ...(options.residualDtype !== undefined ? { residualDtype: options.residualDtype } : {}),
-            }
-          : {}),
-      });
-      this.#k = this.quantized.k;
-      this.#v = this.quantized.v;
-    } else {
-      this.#region = capacity;
-      this.quantized = undefined;
-      const shape = [config.nLayers, capacity * sequences, config.nKvHeads, config.headDim];
-      this.#k = Tensor.empty(shape, dtype, { device });
-      this.#v = Tensor.empty(shape, dtype, { device });
-    }
+    this.#storage = isKvQuantFormat(dtype)
+      ? new QuantKvStorage(config, device, capacity, sequences, dtype, options)
+      : new PlainKvStorage(config, device, capacity, sequences, dtype);
   }
 
   /** Bytes of cache storage per token (every layer, keys and values; int4 rings not included). */
   get bytesPerToken(): number {
-    const layers = this.k.shape[0]!;
-    if (this.quantized) return this.quantized.bytesPerToken * layers;
-    return quantizedBytesPerToken(this.dtype as FloatDType, this.k.shape[2]!, this.k.shape[3]!) * layers;
+    return this.#storage.bytesPerToken;
   }
 
   /** int4: keys of sequence `seq` held packed (the rest are in its ring); other dtypes: its length. */
   quantizedLength(seq: number): number {
     this.#check(seq);
-    return this.dtype === 'int4' ? this.#quantLens[seq]! : this.#lengths[seq]!;
-  }
-
-  /** int4: the quantized length sequence `seq` reaches once its completed groups are quantized. */
-  #targetQuantLen(seq: number): number {
-    const q = this.quantized!;
-    const n = this.#lengths[seq]! - q.residual;
-    return Math.max(this.#quantLens[seq]!, n <= 0 ? 0 : Math.floor(n / q.group) * q.group);
+    return this.#storage.quantizedLength(seq, this.#lengths[seq]!);
   }
 
   /** int4: quantizes every sequence's completed key groups now (the forward pass also does it). */
   async quantizeCompleted(): Promise<void> {
     this.#check(0);
-    if (this.dtype !== 'int4') return;
-    const from = this.#quantLens.slice();
-    const to = from.map((_, s) => this.#targetQuantLen(s));
-    if (to.every((t, s) => t === from[s])) return;
-    await quantizeKvGroups(this.quantized!, { ...this.#layout(), from, to });
-    to.forEach((t, s) => {
-      this.#quantLens[s] = t;
-    });
-  }
-
-  #layout(): { kvStart: number[]; resStart: number[] } {
-    const kvStart = Array.from({ length: this.numSequences }, (_, s) => s * this.#region);
-    const resStart = Array.from({ length: this.numSequences }, (_, s) => s * (this.quantized?.ring ?? 0));
-    return { kvStart, resStart };
+    await this.#storage.quantizeCompleted(this.#lengths);
   }
 
   /**
-   * For Model.forward: the quantized cache arguments of a step over `sequences` (sorted) with
-   * `newTokens` each; checks the int4 rings hold the step. Call quantizedStepDone after success.
+   * The plan of a step over `sequences` (sorted, distinct) with `newTokens` each: checks they
+   * fit (the cache's free rows; int4: the residual rings), returns the native arguments.
    */
-  quantizedStep(sequences: number[], newTokens: number[]): { args: QuantizedForwardArgs; after: number[] } {
-    const q = this.quantized!;
-    const before = sequences.map((s) => this.#quantLens[s]!);
-    const after = sequences.map((s) => (this.dtype === 'int4' ? this.#targetQuantLen(s) : 0));
-    if (this.dtype === 'int4') {
-      sequences.forEach((s, i) => {
-        const free = q.ring - (this.#lengths[s]! - after[i]!);
-        if (newTokens[i]! > free) {
-          throw new ArgumentError(
-            `step[sequence ${s}].tokens`,
-            `at most ${free} tokens for this int4 cache (its residual ring holds ${q.ring} rows; split longer prompts into chunks or create the cache with a larger residualCapacity)`,
-            newTokens[i],
-          );
-        }
-      });
-    }
-    const { resStart } = this.#layout();
-    return {
-      args: {
-        cache: q.descriptor('cache'),
-        ...(this.dtype === 'int4'
-          ? { resStart: Int32Array.from(sequences, (s) => resStart[s]!), quantLenBefore: Int32Array.from(before), quantLenAfter: Int32Array.from(after) }
-          : {}),
-      },
-      after,
-    };
-  }
-
-  /** For Model.forward: records the quantized lengths a successful step reached. */
-  quantizedStepDone(sequences: number[], after: number[]): void {
-    if (this.dtype !== 'int4') return;
+  plan(sequences: readonly number[], newTokens: readonly number[]): KvStepPlan {
     sequences.forEach((s, i) => {
-      this.#quantLens[s] = after[i]!;
+      this.#check(s);
+      const free = this.capacity - this.#lengths[s]!;
+      if (newTokens[i]! > free) throw new ArgumentError(`step[sequence ${s}].tokens`, `at most ${free} tokens (the cache's free rows)`, newTokens[i]);
     });
+    const lengths = sequences.map((s) => this.#lengths[s]!);
+    const st = this.#storage.step(sequences, lengths, newTokens);
+    return {
+      args: st.args,
+      kvStart: Int32Array.from(sequences, (s) => s * this.#storage.region),
+      kvLenBefore: Int32Array.from(lengths),
+      regionRows: this.#storage.region,
+      done: (newLens) => {
+        st.done();
+        if (newLens) sequences.forEach((s, i) => (this.#lengths[s] = newLens[i]!));
+      },
+    };
   }
 
   #check(seq: number): void {
@@ -262,7 +195,7 @@ export class KvCache {
   /** First cache row of sequence `seq`. */
   start(seq: number): number {
     this.#check(seq);
-    return seq * this.#region;
+    return seq * this.#storage.region;
   }
 
   /** Committed rows of sequence `seq`. */
@@ -294,13 +227,7 @@ export class KvCache {
     if (!Number.isInteger(length) || length < 0 || length > this.#lengths[seq]!) {
       throw new ArgumentError('length', `an integer in [0, ${this.#lengths[seq]!}]`, length);
     }
-    if (this.dtype === 'int4' && length < this.#quantLens[seq]!) {
-      const q = this.quantized!;
-      const from = Math.floor(length / q.group) * q.group;
-      const { kvStart, resStart } = this.#layout();
-      restoreKvGroupsSync(q, { kvStart: [kvStart[seq]!], resStart: [resStart[seq]!], from: [from], to: [length] });
-      this.#quantLens[seq] = from;
-    }
+    this.#storage.truncate(seq, length);
     this.#lengths[seq] = length;
   }
 
@@ -310,30 +237,21 @@ export class KvCache {
    */
   async commit(entries: Array<{ sequence: number; numNodes: number; acceptedNodes: ArrayLike<number> }>): Promise<void> {
     for (const e of entries) this.#check(e.sequence);
-    const kvIndptr = [0];
     const seqs = [];
-    for (let s = 0; s < this.numSequences; s++) kvIndptr.push((s + 1) * this.#region);
     for (let s = 0; s < this.numSequences; s++) {
       const e = entries.find((x) => x.sequence === s);
-      seqs.push({ prefixLen: this.#lengths[s]!, numNodes: e?.numNodes ?? 0, acceptedNodes: e ? Array.from(e.acceptedNodes) : [] });
+      const numNodes = e?.numNodes ?? 0;
+      const room = this.#storage.treeRoom(s, this.#lengths[s]!);
+      if (numNodes > room) throw new ArgumentError(`entries[sequence ${s}].numNodes`, `at most ${room} (the rows the tree step could use)`, numNodes);
+      seqs.push({ prefixLen: this.#lengths[s]!, numNodes, acceptedNodes: e ? Array.from(e.acceptedNodes) : [] });
     }
-    if (this.quantized) {
-      for (let s = 0; s < this.numSequences; s++) {
-        const free = (this.dtype === 'int4' ? this.quantized.ring - (this.#lengths[s]! - this.#quantLens[s]!) : this.capacity - this.#lengths[s]!);
-        if (seqs[s]!.numNodes > free) throw new ArgumentError(`entries[sequence ${s}].numNodes`, `at most ${free} (the rows the tree step could use)`, seqs[s]!.numNodes);
-      }
-    }
-    const newLens = this.quantized
-      ? await commitQuantizedKv(this.quantized, this.#layout(), seqs)
-      : await commitKvBatch(this.k, this.v, kvIndptr, seqs);
-    newLens.forEach((len, s) => {
-      this.#lengths[s] = len;
-    });
+    const newLens = await this.#storage.commit(seqs);
+    newLens.forEach((len, s) => (this.#lengths[s] = len));
   }
 
   /** Whether fork() and grow() apply (f32 / f16 / bf16 caches). */
   get forkable(): boolean {
-    return this.quantized === undefined;
+    return this.#storage.forkable;
   }
 
   /**
@@ -344,34 +262,20 @@ export class KvCache {
   fork(from: number, to: number, length = this.length(from)): void {
     this.#check(from);
     this.#check(to);
-    if (this.quantized) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to fork', this.dtype);
+    if (!this.forkable) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to fork', this.dtype);
     if (!Number.isInteger(length) || length < 0 || length > this.#lengths[from]!) {
       throw new ArgumentError('length', `an integer in [0, ${this.#lengths[from]!}]`, length);
     }
-    const rows = this.#capacity * this.numSequences;
-    if (from !== to) for (const t of [this.#k, this.#v]) copyRows(t, this.start(from), t, this.start(to), length, rows, rows);
+    this.#storage.fork(from, to, length);
     this.#lengths[to] = length;
   }
 
   /** Grows every sequence's capacity to `capacity` rows (a new allocation; committed rows kept). f32 / f16 / bf16 caches only. */
   grow(capacity: number): void {
     this.#check(0);
-    if (this.quantized) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to grow', this.dtype);
-    if (!Number.isSafeInteger(capacity) || capacity < this.#capacity) throw new ArgumentError('capacity', `an integer >= the current capacity ${this.#capacity}`, capacity);
-    if (capacity === this.#capacity) return;
-    const shape = [...this.#k.shape];
-    shape[1] = capacity * this.numSequences;
-    const oldRows = this.#capacity * this.numSequences;
-    const [k, v] = [this.#k, this.#v].map((old) => {
-      const t = Tensor.empty(shape, old.dtype, { device: old.device });
-      for (let s = 0; s < this.numSequences; s++) copyRows(old, s * this.#capacity, t, s * capacity, this.#lengths[s]!, oldRows, capacity * this.numSequences);
-      old.dispose();
-      return t;
-    });
-    this.#k = k!;
-    this.#v = v!;
-    this.#capacity = capacity;
-    this.#region = capacity;
+    if (!this.forkable) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to grow', this.dtype);
+    if (!Number.isSafeInteger(capacity) || capacity < this.capacity) throw new ArgumentError('capacity', `an integer >= the current capacity ${this.capacity}`, capacity);
+    this.#storage.grow(capacity, this.#lengths);
   }
 
   /**
@@ -381,82 +285,33 @@ export class KvCache {
    */
   async readRows(seq: number, count = this.length(seq)): Promise<{ k: Tensor; v: Tensor }> {
     this.#check(seq);
-    if (this.quantized) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to read rows of', this.dtype);
+    if (!(this.#storage instanceof PlainKvStorage)) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to read rows of', this.dtype);
     if (!Number.isInteger(count) || count < 0 || count > this.#lengths[seq]!) throw new ArgumentError('count', `an integer in [0, ${this.#lengths[seq]!}]`, count);
-    const rows = this.#capacity * this.numSequences;
-    const [k, v] = await Promise.all(
-      [this.#k, this.#v].map(async (src) => {
-        const shape = [src.shape[0]!, count, src.shape[2]!, src.shape[3]!];
-        const tmp = Tensor.empty(shape, src.dtype, { device: src.device });
-        copyRows(src, this.start(seq), tmp, 0, count, rows, count);
-        const host = await tmp.to('cpu');
-        if (host !== tmp) tmp.dispose();
-        return host;
-      }),
-    );
-    return { k: k!, v: v! };
+    return this.#storage.readRows(seq, count);
   }
 
   /** Writes rows read by readRows() as the first rows of sequence `seq` (which then has that length). */
   async writeRows(seq: number, k: Tensor, v: Tensor): Promise<void> {
     this.#check(seq);
-    if (this.quantized) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to write rows to', this.dtype);
+    if (!(this.#storage instanceof PlainKvStorage)) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to write rows to', this.dtype);
     const count = k.shape[1]!;
-    const want = [this.#k.shape[0], count, this.#k.shape[2], this.#k.shape[3]].join();
+    const own = this.#storage.k.shape;
+    const want = [own[0], count, own[2], own[3]].join();
     for (const [name, t] of [['k', k], ['v', v]] as const) {
       if (t.dtype !== this.dtype || t.shape.join() !== want) throw new ArgumentError(name, `a ${this.dtype} tensor [${want}]`, `${t.dtype} [${t.shape.join()}]`);
     }
-    if (count > this.#capacity) throw new ArgumentError('k', `at most ${this.#capacity} rows (the cache's capacity)`, count);
-    const rows = this.#capacity * this.numSequences;
-    for (const [src, dst] of [[k, this.#k], [v, this.#v]] as const) {
-      const dev = await src.to(dst.device);
-      copyRows(dev, 0, dst, this.start(seq), count, count, rows);
-      if (dev !== src) dev.dispose();
-    }
+    if (count > this.capacity) throw new ArgumentError('k', `at most ${this.capacity} rows (the cache's capacity)`, count);
+    await this.#storage.writeRows(seq, k, v);
     this.#lengths[seq] = count;
   }
 
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    if (this.quantized) this.quantized.dispose();
-    else {
-      this.k.dispose();
-      this.v.dispose();
-    }
+    this.#storage.dispose();
   }
 
   [Symbol.dispose](): void {
     this.dispose();
-  }
-}
-
-/** Copies `count` rows (every layer) from src row srcRow to dst row dstRow; tensors [layers, rows, heads, dim]. */
-function copyRows(src: Tensor, srcRow: number, dst: Tensor, dstRow: number, count: number, srcRows: number, dstRows: number): void {
-  if (count === 0) return;
-  const layers = src.shape[0]!;
-  const rowElems = src.shape[2]! * src.shape[3]!;
-  const n = count * rowElems;
-  if (src.device === 'cpu') {
-    const a = src.toArray();
-    const b = dst.toArray();
-    for (let l = 0; l < layers; l++) {
-      const so = (l * srcRows + srcRow) * rowElems;
-      const d0 = (l * dstRows + dstRow) * rowElems;
-      if (a === b) b.copyWithin(d0, so, so + n);
-      else b.set(a.subarray(so, so + n), d0);
-    }
-    return;
-  }
-  const es = dtypeSize(src.dtype);
-  const sd = src.descriptor('cache');
-  const dd = dst.descriptor('cache');
-  for (let l = 0; l < layers; l++) {
-    callNative(() =>
-      native().copySync(
-        { data: dd.data, byteOffset: (l * dstRows + dstRow) * rowElems * es, dtype: dst.dtype, shape: [n] },
-        { data: sd.data, byteOffset: (l * srcRows + srcRow) * rowElems * es, dtype: src.dtype, shape: [n] },
-      ),
-    );
   }
 }

@@ -6,22 +6,30 @@
  * (memory-mapped, no copy) unless `dtype` asks for a conversion; CUDA uploads them and
  * converts to `dtype` (default f16). Conversions round to nearest even. Biases and the
  * attention/RMSNorm math stay f32. GGUF block-quantized matrices (`weights.quant`, e.g. Q4_K)
- * are read as stored, each with its own type (files mix them), on the CPU only for now; `dtype`
- * applies to the float matrices.
+ * are read as stored, each with its own type (files mix them): on the CPU every type; CUDA
+ * uploads the blocks as stored (owned copies, accounted as float weights are) for the types of
+ * CUDA_QUANT_TYPES (the embedding: any type) and refuses a file with others, naming the tensor
+ * ('auto' then picks the CPU and says why in fallbackReason); `dtype` applies to the float matrices.
  */
 
 import { ArgumentError, DisposedError, awaitNative, callNative } from '../errors.js';
+import { treeDepths } from '../kernels/attention.js';
 import { type Backend, type Device, selectBackend } from '../native/backend.js';
 import { native } from '../native/loader.js';
 import { checkThreadsOption, setThreads } from '../native/threads.js';
 import type { NativeLayerWeights, NativeModelConfig, NativeModelHandle, TensorDescriptor } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FloatDType } from '../tensor/dtype.js';
-import { QUANT_TYPES, type QuantType, quantRowBytes } from '../tensor/quant-types.js';
+import { CUDA_QUANT_TYPES, QUANT_TYPES, type QuantType, quantRowBytes } from '../tensor/quant-types.js';
 import { type ModelConfig, expectedShapes, layerTensorNames } from './config.js';
-import { KvCache, type KvCacheOptions } from './kv-cache.js';
+import { KvCache, type KvCacheOptions, type KvStepPlan } from './kv-cache.js';
 import { retainWeightMaps } from './formats/common.js';
 import { ropeLocalInverseFrequencies, ropeParameters } from './rope.js';
+
+/** Whether CUDA runs matrix `name` stored as `q`: the embedding lookup reads every type (unless it is also the output head). */
+function cudaRunsQuant(name: string, q: QuantType, tied: boolean): boolean {
+  return CUDA_QUANT_TYPES.includes(q) || (name === 'embed' && !tied);
+}
 
 export interface ModelWeights {
   config: ModelConfig;
@@ -88,6 +96,58 @@ function gemmaOptions(config: ModelConfig): Partial<NativeModelConfig> {
   return out;
 }
 
+/** One sequence of a decode step (Model.step). */
+export interface StepSequence {
+  /** Cache sequence index (increasing along the step). */
+  sequence: number;
+  /** Causal steps: the tokens to feed (a prompt chunk, or the pending token). Tree steps: exactly the pending token. */
+  tokens: ArrayLike<number>;
+  /** A draft tree below the pending token: parents[i] = the parent draft node, -1 for a child of the pending token. */
+  draft?: { tokens: ArrayLike<number>; parents: ArrayLike<number> };
+}
+
+export interface StepOptions {
+  /** Return the logits rows (causal: the last token of each sequence; tree: every step token). */
+  logits?: boolean;
+  /** Return the final-normed hidden states of the same rows. */
+  hidden?: boolean;
+  /** Return the ids of the k largest logits of each row (argmax order; -1 past the row's values above -inf). */
+  topK?: number;
+}
+
+export interface StepResult {
+  /** Per step sequence, in order: the token after its accepted path and the accepted draft nodes (root to leaf). */
+  sequences: Array<{ sequence: number; nextToken: number; acceptedNodes: number[] }>;
+  /** Token index (into the concatenated step tokens: per sequence, pending then draft) of each logits row. */
+  rows: number[];
+  /** With options.logits: [rows, vocab] f32 on the model's device (the caller disposes it). */
+  logits?: Tensor;
+  /** With options.hidden: [rows, dim] f32. */
+  hidden?: Tensor;
+  /** With options.topK: [rows * topK] ids. */
+  topK?: Int32Array;
+}
+
+/** A step's sequences checked and laid out for the native call. */
+interface PreparedStep {
+  isTree: boolean;
+  sorted: ForwardSequence[];
+  tokens: number[];
+  positions: number[];
+  parents: number[];
+  qoIndptr: number[];
+  lastRows: number[];
+  counts: number[];
+}
+
+interface StepOutputs {
+  args: { logits: TensorDescriptor; hidden?: TensorDescriptor };
+  logits?: Tensor;
+  hidden?: Tensor;
+  /** Gives back the logits buffer (disposes it, or frees the scratch). */
+  release(): void;
+}
+
 export class Model {
   readonly config: ModelConfig;
   readonly device: Device;
@@ -103,6 +163,9 @@ export class Model {
   /** Forward calls in flight: the file maps are released only after the last one ends. */
   #inflight = 0;
   #disposed = false;
+  /** Logits nobody reads (Model.step without options.logits), grow-only. */
+  #scratch: Tensor | undefined;
+  #scratchBusy = false;
 
   private constructor(
     config: ModelConfig,
@@ -128,15 +191,17 @@ export class Model {
   static async fromWeights(weights: ModelWeights, options: ModelOptions = {}): Promise<Model> {
     const { config, tensors } = weights;
     const quant = weights.quant ?? new Map<string, QuantType>();
-    // Block-quantized weights run on the CPU only for now: 'auto' picks it for them.
+    // Block-quantized weights: CUDA runs the linear layers of CUDA_QUANT_TYPES (the embedding lookup
+    // reads every type); 'auto' picks the CPU for a file with any other block-quantized matrix.
     const threads = checkThreadsOption(options.threads);
     const contextLength = options.contextLength ?? config.maxSeqLen;
     if (!Number.isSafeInteger(contextLength) || contextLength < 1) throw new ArgumentError('options.contextLength', 'a positive integer', options.contextLength);
     const auto = (options.backend ?? 'auto') === 'auto';
     const selected = selectBackend(options.backend ?? 'auto', 'backend');
+    const noCuda = [...quant].find(([name, q]) => !cudaRunsQuant(name, q, config.tiedEmbeddings));
     const placement =
-      auto && quant.size > 0 && selected.device !== 'cpu'
-        ? { device: 'cpu' as Device, fallbackReason: 'block-quantized (GGUF) weights run on the CPU only for now' }
+      auto && noCuda && selected.device !== 'cpu'
+        ? { device: 'cpu' as Device, fallbackReason: `${noCuda[0]} is ${noCuda[1]}: CUDA runs the block types ${CUDA_QUANT_TYPES.join(', ')} (others on the CPU only for now)` }
         : selected;
     if (threads !== undefined) setThreads(threads);
     const device = placement.device;
@@ -154,8 +219,12 @@ export class Model {
         if (t.dtype !== 'uint8' || t.byteLength !== bytes) {
           throw new ArgumentError(`weights.tensors.get('${name}')`, `uint8 blocks of ${bytes} bytes (${q} [${shape.join(', ')}])`, `${t.dtype} of ${t.byteLength} bytes`);
         }
-        if (device !== 'cpu') {
-          throw new ArgumentError('options.backend', `'cpu' for a model with block-quantized (${q}) weights: they run on the CPU only for now`, device);
+        if (device !== 'cpu' && !cudaRunsQuant(name, q, config.tiedEmbeddings)) {
+          throw new ArgumentError(
+            'options.backend',
+            `'cpu' for a model with ${name} in ${q}: CUDA runs the block types ${CUDA_QUANT_TYPES.join(', ')} (others on the CPU only for now)`,
+            device,
+          );
         }
       } else if (t.shape.join() !== shape.join()) {
         throw new ArgumentError(`${name}.shape`, `[${shape.join(', ')}]`, t.shape);
@@ -198,7 +267,13 @@ export class Model {
         return place(name, 'matrix');
       }
       weightTypes.set(name, q);
-      return { ...tensors.get(name)!.descriptor(name), quant: QUANT_TYPES[q].id };
+      // Uploaded as stored (the blocks, no dequantized copy) and owned, as a float matrix's copy.
+      let t = tensors.get(name)!;
+      if (t.device !== device) {
+        t = await t.to(device);
+        owned.push(t);
+      }
+      return { ...t.descriptor(name), quant: QUANT_TYPES[q].id };
     };
     try {
       const layers: NativeLayerWeights[] = [];
@@ -266,6 +341,100 @@ export class Model {
    * tokens to the cache; tree steps leave them uncommitted.
    */
   async forward(cache: KvCache, step: ForwardSequence[], options: ForwardOptions = {}): Promise<ForwardResult> {
+    const c = this.#prepare(cache, step);
+    const want = options.logits ?? 'last';
+    const rows = want === 'last' ? c.lastRows : want === 'all' ? c.tokens.map((_, i) => i) : want;
+    if (!Array.isArray(rows) || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= c.tokens.length)) {
+      throw new ArgumentError('options.logits', `'last', 'all' or row indices in [0, ${c.tokens.length - 1}]`, want);
+    }
+    const plan = cache.plan(c.sorted.map((s) => s.sequence), c.counts);
+    const out = this.#outputs(rows.length, true, options.hidden === true);
+    await this.#call(() => this.#native.forward({ ...this.#nativeArgs(c, plan, rows), ...out.args }), out);
+    plan.done(c.isTree ? undefined : c.counts.map((n, i) => plan.kvLenBefore[i]! + n));
+    return out.hidden ? { logits: out.logits!, rows, hidden: out.hidden } : { logits: out.logits!, rows };
+  }
+
+  /**
+   * One greedy decode step in ONE native call (csrc/common/decode_step.h): the forward pass,
+   * the token choice and the KV commit; only token ids and accepted nodes cross to JavaScript
+   * unless the options ask for more.
+   *
+   *   causal (no sequence has a draft): each sequence's tokens are fed and committed;
+   *     nextToken = argmax of the logits after its last token.
+   *   tree (some sequence has a non-empty draft): each sequence feeds exactly one token, its
+   *     pending token, with its draft tree below it; greedy verification accepts a path
+   *     (acceptedNodes: draft node indices, root to leaf) and nextToken follows it; the pending
+   *     token and the accepted nodes are committed. Equals forward + verifyGreedyBatch + commit.
+   *   nextToken is -1 where the logits row has no value above -inf (NaN weights or overflow).
+   * Sequences must be given in increasing order. Sampled steps (the native sampler chain) are a
+   * later choice of the same call.
+   */
+  async step(cache: KvCache, step: StepSequence[], options: StepOptions = {}): Promise<StepResult> {
+    const isTree = Array.isArray(step) && step.some((s) => (s?.draft?.tokens.length ?? 0) > 0);
+    const fwd: ForwardSequence[] = [];
+    let prev = -1;
+    for (const s of Array.isArray(step) ? step : []) {
+      if (s === null || typeof s !== 'object' || !(s.sequence > prev)) throw new ArgumentError('step', 'sequences in increasing order', step);
+      prev = s.sequence;
+      if (!isTree) {
+        fwd.push({ sequence: s.sequence, tokens: s.tokens });
+        continue;
+      }
+      if (s.tokens?.length !== 1) throw new ArgumentError(`step[sequence ${s.sequence}].tokens`, 'exactly one (pending) token in a tree step', s.tokens);
+      const d = s.draft ?? { tokens: [], parents: [] };
+      if (d.parents?.length !== d.tokens.length) throw new ArgumentError(`step[sequence ${s.sequence}].draft.parents`, `${d.tokens.length} entries`, d.parents);
+      fwd.push({ sequence: s.sequence, tokens: [s.tokens[0]!, ...Array.from(d.tokens)], parents: [-1, ...Array.from(d.parents, (p) => p + 1)] });
+    }
+    const c = this.#prepare(cache, fwd);
+    const topK = options.topK ?? 0;
+    if (!Number.isInteger(topK) || topK < 0 || topK > Math.min(1024, this.config.vocabSize)) {
+      throw new ArgumentError('options.topK', `an integer in [0, ${Math.min(1024, this.config.vocabSize)}]`, topK);
+    }
+    const rows = isTree ? c.tokens.map((_, i) => i) : c.lastRows;
+    const B = c.sorted.length;
+    const plan = cache.plan(c.sorted.map((s) => s.sequence), c.counts);
+    const out = this.#outputs(rows.length, options.logits === true, options.hidden === true);
+    const nextToken = new Int32Array(B);
+    const acceptedCount = new Int32Array(B);
+    const acceptedNodes = new Int32Array(c.tokens.length - B);
+    const newLens = new Int32Array(B);
+    const topKIds = topK > 0 ? new Int32Array(rows.length * topK) : undefined;
+    const i32 = (data: Int32Array) => ({ data, dtype: 'int32' as const, shape: [data.length] });
+    await this.#call(
+      () =>
+        this.#native.step({
+          ...this.#nativeArgs(c, plan, rows),
+          ...out.args,
+          choice: isTree ? 2 : 1,
+          regionRows: plan.regionRows,
+          topK,
+          nextToken: i32(nextToken),
+          acceptedCount: i32(acceptedCount),
+          acceptedNodes: i32(acceptedNodes),
+          newLens: i32(newLens),
+          ...(topKIds ? { topKIds: i32(topKIds) } : {}),
+        }),
+      out,
+    );
+    plan.done(newLens);
+    let node = 0;
+    const sequences = c.sorted.map((s, b) => {
+      const nodes = Array.from(acceptedNodes.subarray(node, node + acceptedCount[b]!));
+      node += s.tokens.length - 1;
+      return { sequence: s.sequence, nextToken: nextToken[b]!, acceptedNodes: isTree ? nodes : [] };
+    });
+    if (!options.logits) out.release();
+    return {
+      sequences,
+      rows,
+      ...(options.logits ? { logits: out.logits! } : {}),
+      ...(out.hidden ? { hidden: out.hidden } : {}),
+      ...(topKIds ? { topK: topKIds } : {}),
+    };
+  }
+
+  /** Checks a step's sequences against the model and cache; its tokens, positions and layout. */
+  #prepare(cache: KvCache, step: ForwardSequence[]): PreparedStep {
     if (this.#disposed) throw new DisposedError('Model');
     if (!(cache instanceof KvCache)) throw new ArgumentError('cache', 'a KvCache from model.createCache()', cache);
     const geometry = [cache.k.shape[0], cache.k.shape[2]];
@@ -278,13 +447,7 @@ export class Model {
       throw new ArgumentError('step', 'either all sequences with parents (a tree step) or none', step);
     }
     const sorted = [...step].sort((a, b) => a.sequence - b.sequence);
-    const tokens: number[] = [];
-    const positions: number[] = [];
-    const parents: number[] = [];
-    const qoIndptr = [0];
-    const kvStart: number[] = [];
-    const kvLen: number[] = [];
-    const lastRows: number[] = [];
+    const c: PreparedStep = { isTree, sorted, tokens: [], positions: [], parents: [], qoIndptr: [0], lastRows: [], counts: [] };
     let prevSeq = -1;
     for (const s of sorted) {
       if (s.sequence === prevSeq) throw new ArgumentError('step', 'at most one entry per sequence', s.sequence);
@@ -292,69 +455,92 @@ export class Model {
       const len = cache.length(s.sequence);
       const n = s.tokens.length;
       if (n === 0) throw new ArgumentError(`step[sequence ${s.sequence}].tokens`, 'at least one token', s.tokens);
-      if (len + n > cache.capacity) {
-        throw new ArgumentError(`step[sequence ${s.sequence}].tokens`, `at most ${cache.capacity - len} tokens (the cache's free rows)`, n);
-      }
-      const depth: number[] = [];
       for (let t = 0; t < n; t++) {
         const id = s.tokens[t]!;
         if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
           throw new ArgumentError(`step[sequence ${s.sequence}].tokens[${t}]`, `a token id in [0, ${this.config.vocabSize - 1}]`, id);
         }
-        tokens.push(id);
-        if (isTree) {
-          const p = s.parents![t]!;
-          if (!Number.isInteger(p) || p < -1 || p >= t) {
-            throw new ArgumentError(`step[sequence ${s.sequence}].parents[${t}]`, `-1 or an earlier node (0..${t - 1})`, p);
-          }
-          parents.push(p);
-          depth.push(p < 0 ? 0 : depth[p]! + 1);
-          positions.push(len + depth[t]!);
-        } else {
-          positions.push(len + t);
-        }
+        c.tokens.push(id);
       }
-      qoIndptr.push(tokens.length);
-      kvStart.push(cache.start(s.sequence));
-      kvLen.push(len);
-      lastRows.push(tokens.length - 1);
+      if (isTree) {
+        const parents = Array.from({ length: n }, (_, t) => s.parents![t]!);
+        parents.forEach((p, t) => {
+          if (!Number.isInteger(p) || p < -1 || p >= t) throw new ArgumentError(`step[sequence ${s.sequence}].parents[${t}]`, `-1 or an earlier node (0..${t - 1})`, p);
+        });
+        c.parents.push(...parents);
+        treeDepths(parents).forEach((d) => c.positions.push(len + d));
+      } else {
+        for (let t = 0; t < n; t++) c.positions.push(len + t);
+      }
+      c.qoIndptr.push(c.tokens.length);
+      c.lastRows.push(c.tokens.length - 1);
+      c.counts.push(n);
     }
-    const want = options.logits ?? 'last';
-    const rows = want === 'last' ? lastRows : want === 'all' ? tokens.map((_, i) => i) : want;
-    if (!Array.isArray(rows) || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= tokens.length)) {
-      throw new ArgumentError('options.logits', `'last', 'all' or row indices in [0, ${tokens.length - 1}]`, want);
+    return c;
+  }
+
+  /** The native options of a prepared step (without its outputs). */
+  #nativeArgs(c: PreparedStep, plan: KvStepPlan, rows: number[]) {
+    return {
+      tokens: Int32Array.from(c.tokens),
+      positions: Int32Array.from(c.positions),
+      qoIndptr: Int32Array.from(c.qoIndptr),
+      kvStart: plan.kvStart,
+      kvLenBefore: plan.kvLenBefore,
+      mask: c.isTree ? 2 : 1,
+      ...(c.isTree ? { parents: Int32Array.from(c.parents) } : {}),
+      ...plan.args,
+      logitRows: Int32Array.from(rows),
+    };
+  }
+
+  /**
+   * The logits (and hidden) outputs of a call. Logits nobody reads after the call go to a
+   * grow-only scratch buffer of the model (one call at a time uses it).
+   */
+  #outputs(rows: number, keepLogits: boolean, hidden: boolean): StepOutputs {
+    const vocab = this.config.vocabSize;
+    const h = hidden ? Tensor.empty([rows, this.config.dim], 'f32', { device: this.device }) : undefined;
+    let logits: Tensor | undefined;
+    let desc: TensorDescriptor;
+    let release = () => {};
+    if (keepLogits || this.#scratchBusy) {
+      logits = Tensor.empty([rows, vocab], 'f32', { device: this.device });
+      desc = logits.descriptor('logits');
+      release = () => logits!.dispose();
+    } else {
+      if (!this.#scratch || this.#scratch.shape[0]! < rows) {
+        this.#scratch?.dispose();
+        this.#scratch = Tensor.empty([Math.max(rows, 2 * (this.#scratch?.shape[0] ?? 0)), vocab], 'f32', { device: this.device });
+      }
+      this.#scratchBusy = true;
+      const d = this.#scratch.descriptor('logits');
+      // Host memory: a view of exactly the rows (the addon checks the length); device buffers may be larger.
+      const data = ArrayBuffer.isView(d.data) ? new Float32Array(d.data.buffer, d.data.byteOffset, rows * vocab) : d.data;
+      desc = { ...d, data, shape: [rows, vocab] };
+      release = () => (this.#scratchBusy = false);
     }
-    const stepSeqs = sorted.map((s) => s.sequence);
-    const quant = cache.quantized ? cache.quantizedStep(stepSeqs, sorted.map((s) => s.tokens.length)) : undefined;
-    const logits = Tensor.empty([rows.length, this.config.vocabSize], 'f32', { device: this.device });
-    const hidden = options.hidden ? Tensor.empty([rows.length, this.config.dim], 'f32', { device: this.device }) : undefined;
+    const out: StepOutputs = {
+      args: { logits: desc, ...(h ? { hidden: h.descriptor('hidden') } : {}) },
+      ...(logits ? { logits } : {}),
+      ...(h ? { hidden: h } : {}),
+      release,
+    };
+    return out;
+  }
+
+  /** Runs one native call; on failure frees the outputs. */
+  async #call(run: () => Promise<void>, out: StepOutputs): Promise<void> {
     this.#inflight++;
     try {
-      await awaitNative(
-        callNative(() => this.#native.forward({
-          tokens: Int32Array.from(tokens),
-          positions: Int32Array.from(positions),
-          qoIndptr: Int32Array.from(qoIndptr),
-          kvStart: Int32Array.from(kvStart),
-          kvLenBefore: Int32Array.from(kvLen),
-          mask: isTree ? 2 : 1,
-          ...(isTree ? { parents: Int32Array.from(parents) } : {}),
-          ...(quant ? { kvQuant: quant.args } : { k: cache.k.descriptor('cache.k'), v: cache.v.descriptor('cache.v') }),
-          logitRows: Int32Array.from(rows),
-          logits: logits.descriptor('logits'),
-          ...(hidden ? { hidden: hidden.descriptor('hidden') } : {}),
-        })),
-      );
+      await awaitNative(callNative(run));
     } catch (e) {
-      logits.dispose();
-      hidden?.dispose();
+      out.release();
+      out.hidden?.dispose();
       throw e;
     } finally {
       if (--this.#inflight === 0 && this.#disposed) this.#releaseMaps();
     }
-    if (quant) cache.quantizedStepDone(stepSeqs, quant.after);
-    if (!isTree) sorted.forEach((s) => cache.advance(s.sequence, s.tokens.length));
-    return hidden ? { logits, rows, hidden } : { logits, rows };
   }
 
   dispose(): void {
@@ -362,6 +548,7 @@ export class Model {
     this.#disposed = true;
     this.#native.dispose();
     this.#owned.forEach((t) => t.dispose());
+    this.#scratch?.dispose();
     // With a forward in flight the native side still reads the weights: its finally releases them.
     if (this.#inflight === 0) this.#releaseMaps();
   }

@@ -45,7 +45,7 @@ const BUILD_HELP =
   'with npm), or `npx canopy build --cpu-only` to skip CUDA. See the README, section Install.';
 
 /** What ships prebuilt (package.json files: prebuilds/), for the no-match message. */
-const PREBUILT_PLATFORMS = 'linux-x64 with glibc >= 2.28';
+const PREBUILT_PLATFORMS = 'linux-x64 and linux-arm64 (CPU only) with glibc >= 2.28';
 
 /** A load failure's likely cause, when the dynamic loader's message says. */
 function loadFailureHint(detail: string): string {

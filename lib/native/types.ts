@@ -87,6 +87,18 @@ export interface NativeModelHandle {
     logits: TensorDescriptor;
     hidden?: TensorDescriptor;
   }): Promise<void>;
+  /** forward() plus the token choice and the KV commit in the same call (csrc/common/decode_step.h). */
+  step(args: Parameters<NativeModelHandle['forward']>[0] & {
+    /** 1 argmax (causal), 2 greedy tree */
+    choice: number;
+    regionRows: number;
+    topK?: number;
+    nextToken: TensorDescriptor;
+    acceptedCount: TensorDescriptor;
+    acceptedNodes: TensorDescriptor;
+    newLens: TensorDescriptor;
+    topKIds?: TensorDescriptor;
+  }): Promise<void>;
   dispose(): void;
 }
 
@@ -286,6 +298,24 @@ export interface NativeAddon {
   measureCudaCopy(device: number, bytes: number, repeats: number): Promise<number>;
   /** Greedy choice per row: best[r] = argmax of logits row r (ties: lowest id); logits may be on CUDA. */
   argmaxRows(logits: TensorDescriptor, best: TensorDescriptor): Promise<void>;
+  /**
+   * The sampler chain (csrc/common/sampling.h): logits [rows, vocab] f32 (host or CUDA); tokens
+   * int32 [rows] host (written; -1: no finite distribution); probs / processedLogits f32
+   * [rows, vocab] on the logits' device or null.
+   */
+  samplingChain(
+    logits: TensorDescriptor,
+    params: { temperature: number; topK: number; topP: number; minP: number; repeatPenalty: number; frequencyPenalty: number; presencePenalty: number },
+    biasTokens: Int32Array | null,
+    biasValues: Float64Array | null,
+    penaltyIndptr: Int32Array | null,
+    penaltyTokens: Int32Array | null,
+    penaltyCounts: Int32Array | null,
+    uniforms: Float64Array | null,
+    tokens: TensorDescriptor,
+    probs: TensorDescriptor | null,
+    processedLogits: TensorDescriptor | null,
+  ): Promise<void>;
   mergeStatesN(args: { v: TensorDescriptor; s: TensorDescriptor; vOut: TensorDescriptor; sOut?: TensorDescriptor }): Promise<void>;
   /**
    * Greedy tree verification (csrc/common/verify.h). Tree arrays and outputs are int32 host

@@ -36,6 +36,9 @@ export const QUANT_TYPES = {
 export type QuantType = keyof typeof QUANT_TYPES;
 export const QUANT_TYPE_NAMES = Object.keys(QUANT_TYPES) as QuantType[];
 
+/** Block types with CUDA linear kernels (csrc/common/linear.h CudaHasQuantKernel); the others run on the CPU only for now. */
+export const CUDA_QUANT_TYPES: readonly QuantType[] = ['Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
+
 export function isQuantType(value: unknown): value is QuantType {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(QUANT_TYPES, value);
 }

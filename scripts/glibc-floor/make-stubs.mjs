@@ -20,7 +20,7 @@
 //
 // Exit status 2 (with the reason on stderr) when the toolchain is not glibc on Linux.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 
 import { compareVersions } from './versions.mjs';
@@ -108,7 +108,8 @@ function main() {
   const ldso = libcFiles.find((f) => /\/ld-linux[^/]*\.so\.\d+$/.test(f));
   if (!libc || !ldso) unsupported(`${libcScript} names no libc.so.6 or ld-linux (not glibc?)`);
   const libmScript = printed('libm.so');
-  const libm = (ldScriptFiles(libmScript) ?? [libmScript]).find((f) => /\/libm\.so\.6$/.test(f));
+  // x86-64: a linker script naming libm.so.6 (and libmvec); aarch64: a link to libm.so.6 itself.
+  const libm = (ldScriptFiles(libmScript) ?? [realpathSync(libmScript)]).find((f) => /\/libm\.so\.6$/.test(f));
   if (!libm) unsupported(`cannot find libm.so.6 from ${libmScript}`);
 
   const libcSymbols = exportedSymbols(libc);

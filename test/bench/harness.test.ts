@@ -205,6 +205,6 @@ describe('bench harness', () => {
   });
 
   it('rejects an unknown suite by name', async () => {
-    await expect(runBench({ suites: ['nope'], backend: 'cpu', quick: true })).rejects.toThrow(/suite must be one of attention, tree, prefix, kvquant, generate, decode, linear, linear-quant; received "nope"/);
+    await expect(runBench({ suites: ['nope'], backend: 'cpu', quick: true })).rejects.toThrow(/suite must be one of attention, tree, prefix, kvquant, generate, decode, linear, linear-quant, sampling; received "nope"/);
   });
 });

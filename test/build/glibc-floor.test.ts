@@ -3,7 +3,10 @@
  * version above the floor, no GLIBCXX/CXXABI/GCC version, no libstdc++.so or libgcc_s.so,
  * and exports only its N-API entry points (scripts/glibc-floor/check.mjs reads readelf).
  * Checks the local build (when CMake built it portable: build/canopy-portable.json) and
- * every prebuilt linux-x64 binary in prebuilds/.
+ * every prebuilt linux-x64 binary in prebuilds/; likewise the cross-compiled linux-arm64
+ * binaries (readelf reads them on this host): prebuilds/linux-arm64/, the cross build in
+ * build-arm64/ (node scripts/build-native.mjs --arch arm64 --out build-arm64) and
+ * CANOPY_ARM64_ADDON (scripts/test-arm64.mjs sets it to the binary it runs under qemu).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -37,6 +40,14 @@ const marker = join(root, 'build', 'canopy-portable.json');
 const localPortable = existsSync(marker) ? (JSON.parse(readFileSync(marker, 'utf8')) as { portable: boolean; reason?: string }) : null;
 const prebuildDir = join(root, 'prebuilds', 'linux-x64');
 const prebuilt = existsSync(prebuildDir) ? readdirSync(prebuildDir).filter((f) => f.endsWith('.node')).map((f) => join(prebuildDir, f)) : [];
+const arm64Dir = join(root, 'prebuilds', 'linux-arm64');
+const arm64Build = join(root, 'build-arm64', 'Release', 'canopy.node');
+const arm64Marker = join(root, 'build-arm64', 'canopy-portable.json');
+const arm64Binaries = [
+  ...(existsSync(arm64Dir) ? readdirSync(arm64Dir).filter((f) => f.endsWith('.node')).map((f) => join(arm64Dir, f)) : []),
+  ...(existsSync(arm64Build) && existsSync(arm64Marker) && (JSON.parse(readFileSync(arm64Marker, 'utf8')) as { portable: boolean }).portable ? [arm64Build] : []),
+  ...(process.env.CANOPY_ARM64_ADDON ? [process.env.CANOPY_ARM64_ADDON] : []),
+];
 
 describe.skipIf(skipReason !== null)('glibc floor', () => {
   it('the checker flags what a non-portable library needs (negative control: the system libstdc++)', () => {
@@ -66,6 +77,17 @@ describe.skipIf(skipReason !== null)('glibc floor', () => {
       const r = check(file).reports[0]!;
       console.log(`${file}: newest glibc need GLIBC_${r.newestGlibc}`);
       expect(r.problems, file).toEqual([]);
+    }
+  });
+
+  it.runIf(arm64Binaries.length > 0)('the linux-arm64 binaries (prebuilds/linux-arm64, build-arm64, CANOPY_ARM64_ADDON)', () => {
+    for (const file of arm64Binaries) {
+      const header = spawnSync('readelf', ['-h', file], { encoding: 'utf8' }).stdout;
+      expect(header, file).toMatch(/Machine:\s+AArch64/);
+      const r = check(file).reports[0]!;
+      console.log(`${file}: newest glibc need GLIBC_${r.newestGlibc}; needs ${r.libraries.join(' ')}`);
+      expect(r.problems, file).toEqual([]);
+      expect(r.libraries.filter((l) => /libstdc\+\+|libgcc_s/.test(l)), file).toEqual([]);
     }
   });
 

@@ -21,6 +21,7 @@ const other = testModel('llama2xs-281K/model.bin', 'chat session files: model mi
 const dir = mkdtempSync(join(tmpdir(), 'canopy-session-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** Counts the tokens of every forward pass of `model` (Model.forward, and Model.step: greedy decoding). */
 function countTokens(model: Model): { tokens: number } {
   const counter = { tokens: 0 };
   const original = model.forward.bind(model);
@@ -28,6 +29,11 @@ function countTokens(model: Model): { tokens: number } {
     counter.tokens += step.reduce((n, s) => n + s.tokens.length, 0);
     return original(cache, step, options);
   }) as Model['forward'];
+  const originalStep = model.step.bind(model);
+  model.step = (async (cache, step, options) => {
+    counter.tokens += step.reduce((n, s) => n + s.tokens.length + (s.draft?.tokens.length ?? 0), 0);
+    return originalStep(cache, step, options);
+  }) as Model['step'];
   return counter;
 }
 

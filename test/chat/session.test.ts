@@ -16,7 +16,7 @@ import { testModel } from '../helpers/test-models.js';
 const TEMPLATE = '{% for m in messages %}{{ m.role }}:{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}';
 const bin = testModel('stories260K/stories260K.bin', 'chat sessions on stories260K');
 
-/** Counts the tokens and passes of every forward call of `model`. */
+/** Counts the tokens and passes of every forward pass of `model` (Model.forward, and Model.step: greedy decoding). */
 function countForward(model: Model): { tokens: number; passes: number; reset(): void } {
   const counter = { tokens: 0, passes: 0, reset: () => ((counter.tokens = 0), (counter.passes = 0)) };
   const original = model.forward.bind(model);
@@ -25,6 +25,12 @@ function countForward(model: Model): { tokens: number; passes: number; reset(): 
     counter.tokens += step.reduce((n, s) => n + s.tokens.length, 0);
     return original(cache, step, options);
   }) as Model['forward'];
+  const originalStep = model.step.bind(model);
+  model.step = (async (cache, step, options) => {
+    counter.passes++;
+    counter.tokens += step.reduce((n, s) => n + s.tokens.length + (s.draft?.tokens.length ?? 0), 0);
+    return originalStep(cache, step, options);
+  }) as Model['step'];
   return counter;
 }
 

@@ -14,12 +14,12 @@ import { HeadsProposer } from '../../lib/decode/proposers/heads.js';
 import { JacobiProposer } from '../../lib/decode/proposers/jacobi.js';
 import { randomValues } from '../../lib/bench/suites/util.js';
 import { TokenRecyclingProposer } from '../../lib/decode/proposers/token-recycling.js';
-import { processedDistribution } from '../../lib/decode/sampling.js';
 import type { DraftTree, ProposeContext, Proposer } from '../../lib/decode/types.js';
 import { type VerifyResult, verifySamplingBatch } from '../../lib/kernels/verify.js';
 import { Model } from '../../lib/model/model.js';
 import type { Tensor } from '../../lib/tensor/tensor.js';
 import { llamaReference } from '../helpers/llama-reference.js';
+import { type ChainRef, PLAIN, probsRef } from '../helpers/sampling-reference.js';
 import { randomConfig, randomWeights } from '../helpers/random-model.js';
 
 const V = 4;
@@ -33,8 +33,8 @@ const draft = await Model.fromWeights({ config, tensors: draftW }, { backend: 'c
 // A repetitive prompt so lookup, n-gram and recycling strategies find drafts to propose.
 const prompt = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1];
 
-/** Exact joint distribution of the first T tokens at temperature 1 (float64 reference). */
-function exactJoint(): Float64Array {
+/** Exact joint distribution of the first T tokens under a sampler chain (float64 reference; penalties from each prefix). */
+function exactJoint(chain: ChainRef = PLAIN): Float64Array {
   const joint = new Float64Array(V ** T);
   const rec = (seq: number[], prob: number, depth: number, index: number) => {
     if (depth === T) {
@@ -42,7 +42,7 @@ function exactJoint(): Float64Array {
       return;
     }
     const logits = llamaReference(config, targetW, seq).at(-1)!;
-    const p = processedDistribution(logits, { temperature: 1, topK: 0, topP: 1 });
+    const p = probsRef(logits, chain, seq)!;
     for (let x = 0; x < V; x++) rec([...seq, x], prob * p[x]!, depth + 1, index * V + x);
   };
   rec(prompt, 1, 0, 0);
@@ -51,12 +51,12 @@ function exactJoint(): Float64Array {
 const exact = exactJoint();
 
 /** Chi-square statistic over cells (those with expected count < 5 pooled) and its 0.999 quantile. */
-function chiSquare(counts: number[]): { stat: number; limit: number } {
+function chiSquare(counts: number[], expected: Float64Array = exact): { stat: number; limit: number } {
   let stat = 0;
   let dof = -1;
   let poolObs = 0;
   let poolExp = 0;
-  exact.forEach((p, i) => {
+  expected.forEach((p, i) => {
     const e = p * N;
     if (e < 5) {
       poolObs += counts[i]!;
@@ -78,14 +78,12 @@ function chiSquare(counts: number[]): { stat: number; limit: number } {
 /** Draft tokens proposed in the last sampleJoint run (shows a strategy really drafted). */
 let lastDrafted = 0;
 
-async function sampleJoint(proposer: Proposer | undefined, samplingVerifier?: typeof verifySamplingBatch): Promise<number[]> {
+async function sampleJoint(proposer: Proposer | undefined, samplingVerifier?: typeof verifySamplingBatch, chain: ChainRef = PLAIN): Promise<number[]> {
   const r = await decodeLoop({
     model: target,
     prompts: Array.from({ length: N }, () => prompt),
     maxTokens: T,
-    temperature: 1,
-    topK: 0,
-    topP: 1,
+    ...chain,
     seed: 12345,
     eos: new Set(),
     stops: [],
@@ -197,6 +195,73 @@ describe('sampling losslessness (chi-square on the joint of 4 tokens, vocabulary
 
   it('negative control: a proposer misreporting its draft distribution is rejected', async () => {
     const { stat, limit } = chiSquare(await sampleJoint(new LyingProposer()));
+    expect(stat).toBeGreaterThan(limit);
+  });
+});
+
+/** Penalties strong enough to reshape a 4-token vocabulary, with top-k and min-p on top. */
+const PENALISED: ChainRef = { ...PLAIN, repeatPenalty: 1.6, frequencyPenalty: 0.35, presencePenalty: 0.25, penaltyLastN: 6, topK: 3, minP: 0.02, logitBias: new Map([[2, 0.4]]) };
+const exactPenalised = exactJoint(PENALISED);
+
+/**
+ * Draws with the penalised chain (as the target's p is penalised) but tells the verifier the
+ * draft's UNPENALISED q: penalties applied on the target's side only. (A draft that samples
+ * without penalties and reports that q truthfully stays lossless: the theorem holds for any q.)
+ */
+class PenaltiesOnlyOnPProposer implements Proposer {
+  readonly name = 'penalties-only-on-p';
+  readonly #inner = new DraftChainProposer(draft, { k: 2, fixed: true, sampler: PENALISED, seed: 5 });
+  readonly #plain: ChainRef = { ...PENALISED, repeatPenalty: 1, frequencyPenalty: 0, presencePenalty: 0 };
+  readonly #q = new Map<string, Float32Array>();
+  start(p: readonly (readonly number[])[], c: number) {
+    this.#inner.start(p, c);
+  }
+  async propose(ctx: ProposeContext): Promise<DraftTree> {
+    const d = await this.#inner.propose(ctx);
+    if (!d.draftProbs) return d;
+    const q = (j: number) => {
+      const seq = [...ctx.tokens, ...d.tokens.slice(0, j)];
+      const key = seq.join(',');
+      if (!this.#q.has(key)) this.#q.set(key, Float32Array.from(probsRef(llamaReference(config, draftW, seq).at(-1)!, this.#plain, seq)!));
+      return this.#q.get(key)!;
+    };
+    return { ...d, draftProbs: d.draftProbs.map((_, j) => q(Math.min(j, d.tokens.length - 1))) };
+  }
+  dispose() {
+    this.#inner.dispose();
+  }
+}
+
+describe('sampling losslessness with penalties, logit bias, top-k and min-p (through the native chain)', () => {
+  const strategies: Array<[string, () => Proposer | undefined]> = [
+    ['autoregressive', () => undefined],
+    ['speculative (drafts drawn through the same penalised chain, k = 2)', () => new DraftChainProposer(draft, { k: 2, fixed: true, sampler: PENALISED, seed: 7 })],
+    ['speculative (drafts drawn WITHOUT penalties, q reported truthfully)', () => new DraftChainProposer(draft, { k: 2, fixed: true, temperature: 1, seed: 7 })],
+    ['tree (deterministic top-k siblings: each node penalised from its own path)', () => new DraftTreeProposer(draft, { nodes: 6, depth: 2, topK: 2, width: 3 })],
+    ['ngram-tree', () => new NgramTreeProposer({ k: 2, nodes: 6 })],
+  ];
+
+  it.each(strategies)('%s matches the target distribution', async (name, make) => {
+    const { stat, limit } = chiSquare(await sampleJoint(make(), undefined, PENALISED), exactPenalised);
+    console.log(`[info] penalised ${name}: chi-square ${stat.toFixed(1)} (0.999 quantile ${limit.toFixed(1)}), ${lastDrafted} draft tokens`);
+    if (name !== 'autoregressive') expect(lastDrafted).toBeGreaterThan(N / 2);
+    expect(stat, `chi-square ${stat.toFixed(1)} vs 0.999 quantile ${limit.toFixed(1)}`).toBeLessThan(limit);
+  });
+
+  it('the penalised distribution differs from the plain one (the penalties are really on)', () => {
+    let tv = 0;
+    exactPenalised.forEach((p, i) => (tv += Math.abs(p - exact[i]!) / 2));
+    expect(tv).toBeGreaterThan(0.2);
+  });
+
+  it('negative control: penalties applied only to p (the verifier sees the unpenalised q) is rejected', async () => {
+    const { stat, limit } = chiSquare(await sampleJoint(new PenaltiesOnlyOnPProposer(), undefined, PENALISED), exactPenalised);
+    console.log(`[info] control penalties only on p: chi-square ${stat.toFixed(1)} (0.999 quantile ${limit.toFixed(1)})`);
+    expect(stat).toBeGreaterThan(limit);
+  });
+
+  it('negative control: sampling without penalties is rejected against the penalised target', async () => {
+    const { stat, limit } = chiSquare(await sampleJoint(new DraftChainProposer(draft, { k: 2, fixed: true, temperature: 1, seed: 7 })), exactPenalised);
     expect(stat).toBeGreaterThan(limit);
   });
 });

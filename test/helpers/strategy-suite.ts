@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type StrategyName, generate } from '../../lib/generate.js';
 import type { KvCacheDtype } from '../../lib/model/kv-cache.js';
 import { type LoadedModel, loadModel } from '../../lib/model/load.js';
+import { native } from '../../lib/native/loader.js';
 
 /** The target and its draft, loaded in the suite's beforeAll. */
 export interface StoryPair {
@@ -71,6 +72,46 @@ export function defineStoryPairTests(
     for (const strategy of ['speculative', 'tree', 'lookup'] as const) {
       const sp = await generate({ ...base, prompt: STORY_PROMPTS.slice(0, 2), strategy, ...(strategy === 'lookup' ? {} : { draft: draft.model }), speculation: { fixed: true } });
       expect(sp.map((r) => r.tokens), strategy).toEqual(ar.map((r) => r.tokens));
+    }
+  });
+
+  it.each([...STRATEGIES, 'autoregressive'] as StrategyName[])('%s: every greedy target step is ONE native call (no forward, verify, commit or argmax calls)', async (strategy) => {
+    // Count the addon's calls: wrap its kernels and every model handle created from now on.
+    const addon = native() as unknown as Record<string, unknown>;
+    const calls: string[] = [];
+    const saved = new Map<string, unknown>();
+    for (const name of ['verifyGreedy', 'verifySampling', 'commitKv', 'kvQuantCommit', 'argmaxRows']) {
+      const fn = addon[name] as (...a: unknown[]) => unknown;
+      saved.set(name, fn);
+      addon[name] = (...a: unknown[]) => (calls.push(name), fn(...a));
+    }
+    const Orig = addon.NativeModel as new (arg: unknown) => Record<string, unknown>;
+    saved.set('NativeModel', Orig);
+    let created = 0;
+    addon.NativeModel = function (arg: unknown) {
+      const h = new Orig(arg);
+      const who = created++ === 0 ? 'target' : 'draft';
+      return new Proxy(h, { get: (t, k) => (typeof t[k as string] === 'function' ? (...a: unknown[]) => (calls.push(`${who}.${String(k)}`), (t[k as string] as (...a: unknown[]) => unknown).apply(t, a)) : t[k as string]) });
+    };
+    let target: LoadedModel | undefined;
+    let draft: LoadedModel | undefined;
+    try {
+      target = await loadModel(join(dir, 'stories260K', 'stories260K.bin'), { backend });
+      draft = await loadModel(join(dir, 'llama2xs-281K', 'model.bin'), { backend, tokenizer: join(dir, 'stories260K', 'tok512.bin') });
+      for (const kvDtype of ['f32', ...kvDtypes] as KvCacheDtype[]) {
+        calls.length = 0;
+        const withDraft = strategy === 'speculative' || strategy === 'tree' ? { draft: draft.model } : {};
+        const res = await generate({ model: target.model, tokenizer: target.tokenizer, maxTokens: 40, temperature: 0, kvDtype, prompt: STORY_PROMPTS.slice(0, 2), strategy, ...withDraft });
+        const count = (name: string) => calls.filter((c) => c === name).length;
+        expect(count('target.step'), `${strategy}, ${kvDtype}`).toBe(res[0]!.stats.targetPasses);
+        expect(calls.filter((c) => !c.startsWith('draft.')).filter((c) => c !== 'target.step'), `${strategy}, ${kvDtype}`).toEqual([]);
+        // The draft's greedy chain steps are native steps too; only the tree proposer's expansions run forward().
+        if (strategy === 'speculative') expect(calls.filter((c) => c.startsWith('draft.') && c !== 'draft.step')).toEqual([]);
+      }
+    } finally {
+      for (const [name, fn] of saved) addon[name] = fn;
+      target?.model.dispose();
+      draft?.model.dispose();
     }
   });
 

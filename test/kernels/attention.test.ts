@@ -6,6 +6,7 @@ import type { FloatDType } from '../../lib/tensor/dtype.js';
 import { native } from '../../lib/native/loader.js';
 import { attentionReference, mismatches, randomValues } from '../helpers/attention-reference.js';
 import { describeBadInputs, describeNativeBadInputs } from '../helpers/bad-inputs.js';
+import { ATTENTION_ISAS, useCpuIsa } from '../helpers/cpu-isa.js';
 
 // Tolerances: the reference is float64 on the same (rounded) inputs, so what is
 // left is fp32 accumulation (f32) or the final rounding of the output (f16: 2^-11,
@@ -97,7 +98,7 @@ const shapes: Array<Omit<Case, 'dtype' | 'name'>> = [
   { qlens: [2], kvlens: [33], hq: 2, hkv: 1, d: 72, mask: 'none' },
 ];
 
-const isas = ['auto', 'avx2'] as const;
+const isas = ATTENTION_ISAS;
 afterEach(() => {
   delete process.env.CANOPY_CPU_ISA;
 });
@@ -105,8 +106,7 @@ afterEach(() => {
 describe.each(['f32', 'f16', 'bf16'] as const)('attention (%s) against the float64 reference', (dtype) => {
   it.each(shapes.map((s, i) => ({ ...s, name: `q${s.qlens.join('+')} kv${s.kvlens.join('+')} h${s.hq}/${s.hkv} d${s.d} ${s.mask}`, i })))('$name', async (s) => {
     for (const isa of isas) {
-      if (isa === 'avx2') process.env.CANOPY_CPU_ISA = 'avx2';
-      else delete process.env.CANOPY_CPU_ISA;
+      useCpuIsa(isa);
       const r = await runCase({ ...s, dtype }, 100 + s.i);
       expect(mismatches(r.out, r.ref.o, TOL[dtype].atol, TOL[dtype].rtol), `output, isa ${isa}`).toEqual([]);
       expect(mismatches(r.lse, r.ref.lse, LSE_TOL.atol, LSE_TOL.rtol), `lse, isa ${isa}`).toEqual([]);
@@ -217,10 +217,10 @@ describe('tree attention', () => {
     expect(mismatches(lse!.toFloat32(), ref.lse, LSE_TOL.atol, LSE_TOL.rtol)).toEqual([]);
   });
 
-  it.each(['auto', 'avx2'] as const)('NaN in one node\'s key and value reaches only that node and its descendants (isa %s)', async (isa) => {
+  it.each(ATTENTION_ISAS)('NaN in one node\'s key and value reaches only that node and its descendants (isa %s)', async (isa) => {
     // A broken draft node (NaN weights, overflow) must not corrupt its siblings: masked keys add
     // nothing to P V, even NaN ones (0 * NaN would be NaN).
-    if (isa === 'avx2') process.env.CANOPY_CPU_ISA = 'avx2';
+    useCpuIsa(isa);
     const { q, k, v, kvLen } = await setup('f32');
     const clean = (await treeAttention(q, k, v, { parents })).out.toFloat32();
     const broken = 2; // children 4, then 6 and 7 below it

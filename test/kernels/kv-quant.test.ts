@@ -23,6 +23,7 @@ import type { FloatDType } from '../../lib/tensor/dtype.js';
 import { attentionReference, mismatches, randomValues } from '../helpers/attention-reference.js';
 import { describeBadInputs, describeNativeBadInputs } from '../helpers/bad-inputs.js';
 import { decodeSequence, e4m3Value, roundTripBound } from '../helpers/kv-quant-reference.js';
+import { ATTENTION_ISAS, useCpuIsa } from '../helpers/cpu-isa.js';
 
 const FORMATS = ['int8', 'int4', 'fp8'] as const;
 afterEach(() => {
@@ -246,9 +247,8 @@ describe.each(FORMATS)('attention over a %s cache', (format) => {
   it.each(ATTN_CASES.map((c, i) => ({ ...c, i, name: `q${c.qlens.join('+')} kv${c.kvlens.join('+')} h${c.hq}/${c.hkv} d${c.d} ${c.mask}` })))(
     'equals attention over the dequantized cache: $name',
     async (c) => {
-      for (const isa of ['auto', 'avx2']) {
-        if (isa === 'avx2') process.env.CANOPY_CPU_ISA = 'avx2';
-        else delete process.env.CANOPY_CPU_ISA;
+      for (const isa of ATTENTION_ISAS) {
+        useCpuIsa(isa);
         const r = await runAttn({ ...c, format }, 'f32', 300 + c.i);
         // Tight: the same f32 arithmetic on the same dequantized values.
         expect(mismatches(r.got.out.toFloat32(), r.onDeq.out.toFloat32(), 2e-6, 2e-6), `vs dequantized, isa ${isa}`).toEqual([]);

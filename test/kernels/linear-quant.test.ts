@@ -11,8 +11,9 @@ import { toF16Bits } from '../../lib/tensor/dtype.js';
 import { Tensor } from '../../lib/tensor/tensor.js';
 import { dequantizeRef, linearQuantRef, quantizeRef, roundTripBound } from '../helpers/quant-reference.js';
 import { rng } from '../helpers/verify-reference.js';
+import { QUANT_ISAS, useCpuIsa } from '../helpers/cpu-isa.js';
 
-const ISAS = ['auto', 'avx2', 'portable'] as const;
+const ISAS = QUANT_ISAS;
 
 afterEach(() => {
   delete process.env.CANOPY_CPU_ISA;
@@ -89,8 +90,7 @@ describe('linearQuant (CPU) against float64 references', () => {
         const w = Tensor.from(wBytes, { dtype: 'uint8', shape: [wBytes.length] });
         const results: Float32Array[] = [];
         for (const isa of ISAS) {
-          if (isa === 'auto') delete process.env.CANOPY_CPU_ISA;
-          else process.env.CANOPY_CPU_ISA = isa;
+          useCpuIsa(isa);
           const y = await linearQuant(x, w, type, outF);
           const got = y.toFloat32();
           y.dispose();
@@ -124,8 +124,7 @@ describe('linearQuant: bit-identical for any number of rows and threads', () => 
       const xv = randomValues(total * inF, 6);
       const w = Tensor.from(wBytes, { dtype: 'uint8', shape: [wBytes.length] });
       for (const isa of ISAS) {
-        if (isa === 'auto') delete process.env.CANOPY_CPU_ISA;
-        else process.env.CANOPY_CPU_ISA = isa;
+        useCpuIsa(isa);
         const xAll = Tensor.from(xv, { shape: [total, inF] });
         const full = (await linearQuant(xAll, w, type, outF)).toFloat32();
         xAll.dispose();

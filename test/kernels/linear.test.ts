@@ -1,6 +1,6 @@
 /**
  * The CPU linear layer (csrc/cpu/linear_tiles.h) for f32, f16 and bf16 weights on every ISA
- * path (CANOPY_CPU_ISA: the best the CPU has, avx2, portable):
+ * path (CANOPY_CPU_ISA: the best the CPU has, avx2, portable; neon and portable on arm64):
  * - against a float64 reference on odd shapes, within the error bound of the summation order
  *   the header states (tight enough that one wrong or missing term fails);
  * - bit-identity: every row computed alone (M = 1) equals the same row inside M = 2..64
@@ -20,7 +20,7 @@ import { describeBadInputs } from '../helpers/bad-inputs.js';
 
 const DTYPES: FloatDType[] = ['f32', 'f16', 'bf16'];
 const hasAvx512 = ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'].every((f) => native().cpuInfo().features.includes(f));
-const ISAS = [...(hasAvx512 ? ['avx512'] : []), ...(process.arch === 'x64' ? ['avx2'] : []), 'portable'];
+const ISAS = [...(hasAvx512 ? ['avx512'] : []), ...(process.arch === 'x64' ? ['avx2'] : []), ...(process.arch === 'arm64' ? ['neon'] : []), 'portable'];
 const initialThreads = getThreads();
 
 function useIsa(isa: string): void {

@@ -2,7 +2,7 @@
  * How the loaders read each architecture's metadata: GGUF rope scaling keys as llama.cpp reads
  * them (type defaulting to linear, the older rope.scale_linear, yarn's original context and
  * multipliers), Hugging Face rope_scaling / transformers 5's rope_parameters, the allow-lists of
- * ignorable tensors (and nothing else ignored), Mistral's sliding window, Qwen3's q/k norms; and
+ * ignorable tensors (and nothing else ignored), Mistral's and Qwen2's sliding windows, Qwen3's q/k norms; and
  * files of other formats (PyTorch checkpoints, ggml, a bare safetensors file) named for what
  * they are instead of being read as a corrupt llama2.c header.
  */
@@ -15,7 +15,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ModelConfig } from '../../lib/model/config.js';
 import { type GgufEntry, llamaGgufMetadata, syntheticVocabMetadata, writeGguf } from '../../lib/model/formats/gguf-writer.js';
 import { yarnMscale } from '../../lib/model/rope.js';
+import { Model } from '../../lib/model/model.js';
 import { detectFormat, loadWeights } from '../../lib/model/weights.js';
+import { mismatches } from '../helpers/attention-reference.js';
+import { rowsOf } from '../helpers/forward-suite.js';
+import { llamaReference } from '../helpers/llama-reference.js';
 import { ARCH_FIXTURES, writeArchFixture } from '../helpers/arch-fixtures.js';
 import { ggufName, hfName, writeHfDir, writeSafetensors } from '../helpers/model-writers.js';
 import { randomWeights } from '../helpers/random-model.js';
@@ -156,14 +160,47 @@ describe('Hugging Face config.json', () => {
     expect(() => loadWeights(bad)).toThrow(/unexpected tensor 'model\.layers\.0\.self_attn\.rotary_emb\.cos_cached': not a weight of a qwen3 model that canopy knows/);
   });
 
-  it("Mistral's sliding window: the usable context is the window (full attention equals it up to there)", () => {
+  it("Mistral's sliding window on every layer (Mistral 7B v0.1), and its logits with a window of 8 equal the reference", async () => {
     const m = writeArchFixture(fixture('mistral'), dir, 6);
     const j = JSON.parse(readFileSync(join(m.hfDir!, 'config.json'), 'utf8')) as Record<string, unknown>;
     const d = join(dir, 'mistral-window');
-    writeHfDir(d, { ...j, sliding_window: 128 }, []);
+    writeHfDir(d, { ...j, sliding_window: 8 }, []);
     writeFileSync(join(d, 'model.safetensors'), readFileSync(join(m.hfDir!, 'model.safetensors')));
-    expect(configOf(d).maxSeqLen).toBe(128);
-    expect(configOf(m.hfDir!).maxSeqLen).toBe(512);
+    const c = configOf(d);
+    expect(c.layerWindows).toEqual([8, 8]);
+    expect(c.maxSeqLen).toBe(512); // the window does not limit the context
+    expect(configOf(m.hfDir!).layerWindows).toBeUndefined(); // sliding_window null
+    const tokens = Array.from({ length: 30 }, (_, i) => (i * 53 + 7) % 300);
+    const w = loadWeights(d);
+    const model = await Model.fromWeights(w, { backend: 'cpu', dtype: 'f32' });
+    try {
+      const cache = model.createCache({ capacity: tokens.length });
+      const { logits } = await model.forward(cache, [{ sequence: 0, tokens }], { logits: 'all' });
+      const rows = rowsOf(logits, 300);
+      const ref = llamaReference({ ...m.hfModel!.config, layerWindows: [8, 8] }, m.hfModel!.tensors, tokens);
+      const full = llamaReference(m.hfModel!.config, m.hfModel!.tensors, tokens);
+      rows.forEach((row, t) => expect(mismatches(row, ref[t]!, 2e-4, 2e-4), `position ${t}`).toEqual([]));
+      // Past the window the logits differ from full attention's (the window is really applied).
+      expect(mismatches(rows[29]!, full[29]!, 2e-4, 2e-4).length).toBeGreaterThan(0);
+    } finally {
+      model.dispose();
+      w.dispose();
+    }
+  });
+
+  it('Qwen2 with use_sliding_window: the window on layers >= max_window_layers; a window past the context is left out', () => {
+    const q = writeArchFixture(fixture('qwen25'), dir, 8);
+    const j = JSON.parse(readFileSync(join(q.hfDir!, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const at = (name: string, extra: Record<string, unknown>) => {
+      const d = join(dir, name);
+      writeHfDir(d, { ...j, ...extra }, []);
+      writeFileSync(join(d, 'model.safetensors'), readFileSync(join(q.hfDir!, 'model.safetensors')));
+      return configOf(d);
+    };
+    expect(at('q2-swa', { use_sliding_window: true, sliding_window: 64, max_window_layers: 1 }).layerWindows).toEqual([0, 64]);
+    expect(at('q2-swa0', { use_sliding_window: true, sliding_window: 64, max_window_layers: 0 }).layerWindows).toEqual([64, 64]);
+    expect(at('q2-swa-wide', { use_sliding_window: true, sliding_window: 4096, max_window_layers: 0 }).layerWindows).toBeUndefined();
+    expect(at('q2-noswa', { use_sliding_window: false, sliding_window: 64, max_window_layers: 0 }).layerWindows).toBeUndefined();
   });
 
   it('a tied model whose folder still has lm_head.weight loads tied (transformers ties it to the embedding)', () => {

@@ -202,10 +202,10 @@ describe('config.json fields', () => {
     w.dispose();
   });
 
-  it('mistral: an active sliding window caps maxSeqLen (full attention equals windowed attention below it)', () => {
+  it('mistral: an active sliding window applies to every layer (layerWindows), without limiting the context', () => {
     const c: ModelConfig = { ...tiny, architecture: 'mistral' };
     const { out } = writeTiny('mistral', { ...c, maxSeqLen: 4096 }, { sliding_window: 48 });
-    expect(loadHf(out).config).toEqual({ ...c, maxSeqLen: 48 });
+    expect(loadHf(out).config).toEqual({ ...c, maxSeqLen: 4096, layerWindows: Array(c.nLayers).fill(48) });
     const { out: out2 } = writeTiny('mistral-nowindow', c, { sliding_window: null });
     expect(loadHf(out2).config.maxSeqLen).toBe(64);
   });

@@ -24,43 +24,14 @@ import { Model } from '../../lib/model/model.js';
 import { loadWeights } from '../../lib/model/weights.js';
 import type { GgufWeights } from '../../lib/model/formats/gguf.js';
 import { QUANT_TYPES, QUANT_TYPE_NAMES, type QuantType } from '../../lib/tensor/quant-types.js';
-import { Tensor } from '../../lib/tensor/tensor.js';
 import { llamaReference } from '../helpers/llama-reference.js';
 import { ggufName, llamaGgufMetadata, syntheticTensors, writeGguf, writeGgufModel } from '../helpers/model-writers.js';
-import { dequantizeRef, quantizeActivationsRef } from '../helpers/quant-reference.js';
+import { quantizeActivationsRef } from '../helpers/quant-reference.js';
+import { argmaxRows, dequantized, inflate, isNorm } from '../helpers/quant-models.js';
 import { testModelsDir } from '../helpers/test-models.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'canopy-quant-forward-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-const isNorm = (n: string) => /Norm$|^norm$/.test(n);
-
-function argmaxRows(logits: Float32Array, vocab: number): number[] {
-  const out: number[] = [];
-  for (let r = 0; r < logits.length / vocab; r++) {
-    let best = 0;
-    for (let v = 1; v < vocab; v++) if (logits[r * vocab + v]! > logits[r * vocab + best]!) best = v;
-    out.push(best);
-  }
-  return out;
-}
-
-/** The loaded tensors with every block-quantized one replaced by its float64 reference dequantization (as f32). */
-function dequantized(w: GgufWeights): Map<string, Tensor> {
-  const out = new Map<string, Tensor>();
-  const shapes = expectedShapes(w.config);
-  for (const [name, t] of w.tensors) {
-    const q = w.quant.get(name);
-    if (q === undefined) {
-      out.set(name, t);
-      continue;
-    }
-    const shape = shapes.get(name)!;
-    const n = shape.reduce((a, b) => a * b, 1);
-    out.set(name, Tensor.from(Float32Array.from(dequantizeRef(q, t.toArray() as Uint8Array, n)), { shape }));
-  }
-  return out;
-}
 
 describe('a random model mixing block types per tensor', () => {
   const config: ModelConfig = {
@@ -146,31 +117,6 @@ describe('a random model mixing block types per tensor', () => {
 });
 
 const dir = testModelsDir('stories260K quantized');
-
-/**
- * stories260K in a wider shape with the same function: dim and hidden 256, 32 heads of 8 (16 kv
- * heads, the same grouping), the new rows and columns zero, the RMSNorm weights halved and eps
- * quartered (the mean square over 256 dims of a vector with 64 non-zero entries is a quarter of
- * the original's).
- */
-function inflate(c: ModelConfig, t: Map<string, Tensor>): { config: ModelConfig; tensors: Map<string, Float32Array>; shapes: Map<string, number[]> } {
-  const wide: ModelConfig = { ...c, dim: 256, hiddenDim: 256, nHeads: 32, nKvHeads: 16, normEps: c.normEps / 4 };
-  const shapes = expectedShapes(wide);
-  const tensors = new Map<string, Float32Array>();
-  const origShapes = expectedShapes(c);
-  for (const [name, shape] of shapes) {
-    const src = t.get(name)!.toFloat32();
-    const os = origShapes.get(name)!;
-    const out = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (shape.length === 1) {
-      for (let i = 0; i < os[0]!; i++) out[i] = src[i]! * (isNorm(name) ? 0.5 : 1);
-    } else {
-      for (let r = 0; r < os[0]!; r++) for (let col = 0; col < os[1]!; col++) out[r * shape[1]! + col] = src[r * os[1]! + col]!;
-    }
-    tensors.set(name, out);
-  }
-  return { config: wide, tensors, shapes };
-}
 
 describe.runIf(dir)('stories260K with block-quantized weights against f32', () => {
   const bin = join(dir ?? '', 'stories260K', 'stories260K.bin');

@@ -16,6 +16,7 @@ import { hfConfigJson, toHfTensors, writeHfDir } from '../helpers/model-writers.
 import { STORIES_REFERENCE_IDS, readLlama2cReference, testModelsDir } from '../helpers/test-models.js';
 import { mismatches } from '../helpers/attention-reference.js';
 import { loadWeights } from '../../lib/model/weights.js';
+import { ATTENTION_ISAS, useCpuIsa } from '../helpers/cpu-isa.js';
 
 const dir = testModelsDir('stories260K end to end');
 const tmp = mkdtempSync(join(tmpdir(), 'canopy-stories-'));
@@ -28,8 +29,8 @@ describe.runIf(dir)('stories260K', () => {
   const bin = join(dir ?? '', 'stories260K', 'stories260K.bin');
   const gguf = join(dir ?? '', 'stories260K', 'stories260K.gguf');
 
-  it.each(['auto', 'avx2'])('greedy from BOS reproduces the 48 reference tokens exactly (f32, CPU, isa %s)', async (isa) => {
-    if (isa === 'avx2') process.env.CANOPY_CPU_ISA = 'avx2';
+  it.each(ATTENTION_ISAS)('greedy from BOS reproduces the 48 reference tokens exactly (f32, CPU, isa %s)', async (isa) => {
+    useCpuIsa(isa);
     const { model, tokenizer } = await loadModel(bin, { backend: 'cpu' });
     const r = await generate({ model, tokenizer, tokens: [1], maxTokens: 48, stopAtEos: false });
     expect([1, ...r.tokens]).toEqual(STORIES_REFERENCE_IDS);

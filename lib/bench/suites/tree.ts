@@ -4,7 +4,7 @@
  * most 1.5x its time) and the naive baseline (CPU).
  */
 
-import { attention, treeAttention } from '../../kernels/attention.js';
+import { attention, treeAttention, treeDepths } from '../../kernels/attention.js';
 import { dtypeSize, type FloatDType } from '../../tensor/dtype.js';
 import { type BenchRow, time } from '../harness.js';
 import type { TorchAttentionJob } from '../peers/torch.js';
@@ -31,13 +31,7 @@ export function benchTree(n: number, branching = 4): Int32Array {
 
 /** Keys each node sees summed over nodes: the prefix plus its ancestors and itself. */
 function treeVisibleKeys(parents: Int32Array, prefix: number): number {
-  const depth = new Int32Array(parents.length);
-  let total = 0;
-  for (let i = 0; i < parents.length; i++) {
-    depth[i] = parents[i]! < 0 ? 0 : depth[parents[i]!]! + 1;
-    total += prefix + depth[i]! + 1;
-  }
-  return total;
+  return treeDepths(parents).reduce((total, d) => total + prefix + d + 1, 0);
 }
 
 interface TreeConfig {

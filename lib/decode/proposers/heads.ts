@@ -5,7 +5,7 @@
  * depth i), cut to a node budget in breadth-first order. Deterministic siblings.
  */
 import { type PredictionHeads, headLogits } from '../../model/heads.js';
-import { topIndices } from './draft-model.js';
+import { topIndices } from './top-indices.js';
 import type { DraftTree, ProposeContext, Proposer } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
 

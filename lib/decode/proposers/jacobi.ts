@@ -10,7 +10,6 @@
  * harvested into an n-gram pool; n-grams starting with the pending token join the guess as
  * extra branches of the draft tree. Deterministic drafts: greedy or point-mass verification.
  */
-import { argmax } from '../sampling.js';
 import type { DraftTree, ProposeContext, Proposer, StepFeedback } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
 import { mergeChains } from './lookup.js';
@@ -31,12 +30,13 @@ export class JacobiProposer implements Proposer {
   readonly #n: number;
   readonly #poolSize: number;
   readonly #poolProposals: number;
-  readonly #vocab: number;
+  /** The target's argmax at every step row (StepFeedback.targetTopK). */
+  readonly wantsTopK = 1;
   readonly #guess = new Map<number, number[]>();
   readonly #pool = new Map<number, number[][]>();
 
-  constructor(vocabSize: number, options: JacobiOptions = {}) {
-    this.#vocab = vocabSize;
+  /** `_vocabSize`: kept for the signature (the predictions come as ids). */
+  constructor(_vocabSize: number, options: JacobiOptions = {}) {
     this.#k = options.k ?? 5;
     this.#n = options.n ?? 4;
     this.#poolSize = options.poolSize ?? 4;
@@ -70,10 +70,10 @@ export class JacobiProposer implements Proposer {
   }
 
   feedback(fb: StepFeedback): void {
-    if (!fb.targetLogits) return;
-    const V = this.#vocab;
+    const top = fb.targetTopK;
+    if (!top) return;
     const d = fb.draft;
-    const pred = (row: number) => argmax(fb.targetLogits!.subarray(row * V, (row + 1) * V));
+    const pred = (row: number) => top[row]!; // -1: the row had no usable logit
     // The guess chain is the branch through node 0 and its first children.
     const chain: number[] = [];
     for (let node = 0, cur = -1; node < d.tokens.length; node++) {
@@ -84,14 +84,13 @@ export class JacobiProposer implements Proposer {
     }
     // Harvest trajectories: each drafted token followed by the target's prediction after it.
     for (const node of chain) {
-      const gram = [d.tokens[node]!, pred(node + 1)];
-      this.#add(gram);
+      if (pred(node + 1) >= 0) this.#add([d.tokens[node]!, pred(node + 1)]);
     }
     const accepted = fb.acceptedNodes.length;
     const onChain = fb.acceptedNodes.every((n, i) => chain[i] === n);
     // New guess: the target's predictions past the accepted prefix of the chain.
     const next: number[] = [];
-    if (onChain) for (let j = accepted + 1; j < chain.length; j++) next.push(pred(chain[j]! + 1));
+    if (onChain) for (let j = accepted + 1; j < chain.length && pred(chain[j]! + 1) >= 0; j++) next.push(pred(chain[j]! + 1));
     this.#guess.set(fb.sequence, next);
     // n-grams from the emitted run (accepted tokens + next token).
     const run = [fb.pendingToken, ...fb.acceptedNodes.map((n) => d.tokens[n]!), fb.nextToken];

@@ -5,7 +5,6 @@
  * the table: the children of a token are its k recorded successors, up to a node budget.
  * Deterministic siblings: greedy or point-mass sampling verification.
  */
-import { topIndices } from './draft-model.js';
 import type { DraftTree, ProposeContext, Proposer, StepFeedback } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
 
@@ -24,11 +23,13 @@ export class TokenRecyclingProposer implements Proposer {
   readonly #nodes: number;
   readonly #depth: number;
   readonly #table = new Map<number, number[]>();
-  readonly #vocab: number;
+  /** The target's top-k successors at every step row (StepFeedback.targetTopK). */
+  readonly wantsTopK: number;
 
-  constructor(vocabSize: number, options: TokenRecyclingOptions = {}) {
-    this.#vocab = vocabSize;
+  /** `_vocabSize`: kept for the signature (the successors come as ids). */
+  constructor(_vocabSize: number, options: TokenRecyclingOptions = {}) {
     this.#k = options.k ?? 4;
+    this.wantsTopK = this.#k;
     this.#nodes = options.nodes ?? 24;
     this.#depth = options.depth ?? 6;
   }
@@ -70,11 +71,12 @@ export class TokenRecyclingProposer implements Proposer {
   }
 
   feedback(fb: StepFeedback): void {
-    if (!fb.targetLogits) return;
+    const top = fb.targetTopK;
+    if (!top) return;
     const rows = fb.draft.tokens.length + 1;
     for (let r = 0; r < rows; r++) {
       const tok = r === 0 ? fb.pendingToken : fb.draft.tokens[r - 1]!;
-      this.#record(tok, topIndices(fb.targetLogits.subarray(r * this.#vocab, (r + 1) * this.#vocab), this.#k));
+      this.#record(tok, Array.from(top.subarray(r * this.#k, (r + 1) * this.#k)).filter((t) => t >= 0));
     }
   }
 }

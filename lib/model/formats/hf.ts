@@ -218,15 +218,23 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
   // YaRN extends the context the model was trained for (original_max_position_embeddings) by its
   // factor; configs often keep max_position_embeddings at the original (Qwen2.5's model card).
   if (ropeScaling?.type === 'yarn') maxSeqLen = Math.max(maxSeqLen, Math.floor(ropeScaling.originalMaxPositionEmbeddings * ropeScaling.factor));
-  // Sliding-window attention equals full attention while the sequence fits the window:
-  // report the window as the usable context.
+  // Sliding-window attention (a query at position P sees keys P - window + 1 .. P), as
+  // transformers applies it: Mistral's sliding_window on every layer (null in v0.2 and later);
+  // Qwen2 / Qwen3 only with use_sliding_window, on layers >= max_window_layers. A window that
+  // covers the whole context changes nothing and is left out.
   const window = json.sliding_window;
   const windowed = arch === 'mistral' ? has('sliding_window') : arch === 'qwen2' || arch === 'qwen3' ? flag('use_sliding_window') === true : false;
+  let slidingWindows: number[] | undefined;
   if (windowed) {
     if (typeof window !== 'number' || !Number.isSafeInteger(window) || window <= 0) {
       throw new ArgumentError(`${file}: field 'sliding_window' must be a positive integer; found ${JSON.stringify(window)}`);
     }
-    maxSeqLen = Math.min(maxSeqLen, window);
+    const mwl = json.max_window_layers ?? 28;
+    if (typeof mwl !== 'number' || !Number.isSafeInteger(mwl) || mwl < 0) {
+      throw new ArgumentError(`${file}: field 'max_window_layers' must be an integer >= 0; found ${JSON.stringify(mwl)}`);
+    }
+    const first = arch === 'mistral' ? 0 : mwl;
+    if (window < maxSeqLen && first < nLayers) slidingWindows = Array.from({ length: nLayers }, (_, i) => (i >= first ? window : 0));
   }
 
   // transformers ties Gemma's head by default.
@@ -261,6 +269,7 @@ export function hfConfig(json: Record<string, unknown>, file: string, hasLmHead:
     qkvBias: arch === 'qwen2',
     ...(arch === 'qwen3' || arch === 'gemma3' ? { qkNorm: true } : {}),
     ...archOptions,
+    ...(slidingWindows ? { layerWindows: slidingWindows } : {}),
     ...(typeof bos === 'number' ? { bosTokenId: bos } : {}),
     ...(eosList.length > 0 ? { eosTokenIds: eosList as number[] } : {}),
   };

@@ -1,0 +1,62 @@
+/**
+ * The goodput controller's search (lib/decode/controller.ts): for a batch with per-sequence
+ * tables of expected tokens, the draft sizes maximising
+ *   goodput = sum_s E_s[tokens](k_s) / (draft(max_s k_s) + verify(sum_s (k_s + 1)))
+ * first over one size common to the batch, then over each sequence's size given the others'
+ * (coordinate search, to a local optimum; incremental: the token and row sums change by one
+ * sequence's terms).
+ */
+export function searchSizes(candidates: readonly number[], expected: number[][], draftCost: (k: number) => number, verifyCost: (rows: number) => number): number[] {
+  const B = expected.length;
+  const draftMs = new Map(candidates.map((k) => [k, draftCost(k)]));
+  const verifyMs = new Map<number, number>();
+  const verify = (rows: number) => {
+    let v = verifyMs.get(rows);
+    if (v === undefined) verifyMs.set(rows, (v = verifyCost(rows)));
+    return v;
+  };
+  const sums = (ks: readonly number[]) => ks.reduce((a, k, i) => ({ tokens: a.tokens + expected[i]![k]!, rows: a.rows + k + 1 }), { tokens: 0, rows: 0 });
+  const goodput = (ks: readonly number[]) => sums(ks).tokens / (draftMs.get(Math.max(...ks))! + verify(sums(ks).rows));
+  let ks = expected.map(() => 0);
+  let g = goodput(ks);
+  for (const K of candidates) {
+    const trial = expected.map(() => K);
+    const gt = goodput(trial);
+    if (gt > g) {
+      g = gt;
+      ks = trial;
+    }
+  }
+  let { tokens, rows } = sums(ks);
+  for (let pass = 0, moved = B > 1; moved && pass < 4; pass++) {
+    moved = false;
+    for (let i = 0; i < B; i++) {
+      let othersMax = 0;
+      for (let m = 0; m < B; m++) if (m !== i) othersMax = Math.max(othersMax, ks[m]!);
+      const cur = ks[i]!;
+      for (const k of candidates) {
+        if (k === ks[i]) continue;
+        const gt = (tokens - expected[i]![cur]! + expected[i]![k]!) / (draftMs.get(Math.max(othersMax, k))! + verify(rows - cur + k));
+        if (gt > g + 1e-12) {
+          g = gt;
+          ks[i] = k;
+          moved = true;
+        }
+      }
+      tokens += expected[i]![ks[i]!]! - expected[i]![cur]!;
+      rows += ks[i]! - cur;
+    }
+  }
+  return ks;
+}
+
+/** The sizes a search considers: chains every length 0..max; trees 0, 1, 2, 4, ... and max. */
+export function sizeCandidates(mode: 'chain' | 'tree', maxDraft: number): number[] {
+  const c = new Set<number>([0]);
+  if (mode === 'chain') for (let k = 1; k <= maxDraft; k++) c.add(k);
+  else {
+    for (let k = 1; k < maxDraft; k *= 2) c.add(k);
+    c.add(maxDraft);
+  }
+  return [...c].sort((a, b) => a - b);
+}

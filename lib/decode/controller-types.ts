@@ -1,0 +1,32 @@
+/** The goodput controller's options and observations (lib/decode/controller.ts). */
+
+export interface GoodputOptions {
+  /** Largest draft size (chain length or tree nodes) to consider. */
+  maxDraft: number;
+  /**
+   * 'chain': drafts are chains, expected tokens from per-depth acceptance (every length 0..max
+   * is a candidate); 'tree': expected tokens measured per node budget (0, 1, 2, 4, ... max).
+   */
+  mode: 'chain' | 'tree';
+  /** Size of a sequence's first speculative step (default min(4, maxDraft)). */
+  initial?: number;
+  /** A sequence at size 0 probes the smallest size after this many steps (default 16; 0: never); doubled after each vain probe, up to 16x. */
+  probeEvery?: number;
+  /** Acceptance before any measurement (default 0.6: optimistic, so drafting is tried). */
+  priorAcceptance?: number;
+  /** Forgetting rate of the acceptance means per step (default 0.02). */
+  alpha?: number;
+}
+
+/** What one step did, for the controller. */
+export interface StepObservation {
+  /** Rows the target pass computed (pending tokens + draft nodes of every live sequence). */
+  rows: number;
+  /** The target pass: forward, verification and KV commit (ms). */
+  verifyMs: number;
+  /** The proposer's time (ms) and the largest budget it was given (0: not called). */
+  draftMs: number;
+  draftBudget: number;
+  /** Per live sequence: its id, the budget it was given, the draft's size and depth, and how many nodes were accepted. */
+  sequences: Array<{ sequence: number; budget: number; drafted: number; depth: number; accepted: number }>;
+}

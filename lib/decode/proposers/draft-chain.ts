@@ -1,0 +1,120 @@
+/**
+ * DraftChainProposer: a smaller model sharing the tokenizer guesses k tokens autoregressively
+ * (greedy: the draft's argmax, chosen natively by Model.step; sampling, or bias / penalties: the
+ * native sampler chain, q recorded for lossless verification). Adaptive length: grows by one
+ * after a fully accepted step, shrinks by one otherwise, and stops drafting early when the
+ * draft's top probability falls below `minProbability`.
+ */
+import type { Model } from '../../model/model.js';
+import { type SamplerChain, type SamplerChainOptions, chainProcessesLogits, checkSamplerChain } from '../../kernels/sampling.js';
+import { chainRows } from './draft-sample.js';
+import { Random } from '../random.js';
+import type { DraftTree, ProposeContext, Proposer, StepFeedback } from '../types.js';
+import { EMPTY_DRAFT } from '../types.js';
+import { type DraftLengthPolicy, growShrinkPolicy } from './draft-policy.js';
+import { DraftState, softmaxMax } from './draft-state.js';
+
+export { type DraftLengthPolicy, growShrinkPolicy } from './draft-policy.js';
+
+export interface DraftChainOptions {
+  /** Replaces the default grow/shrink policy (k and kMax then only bound it). */
+  policy?: DraftLengthPolicy;
+  /** Initial draft length (default 4). */
+  k?: number;
+  /** Longest draft (default 8). */
+  kMax?: number;
+  /** Keep k fixed (default false: adaptive). */
+  fixed?: boolean;
+  /** Stop drafting when the draft's top probability is below this (default 0; e.g. 0.3). */
+  minProbability?: number;
+  /** Sampling settings for q (temperature 0: greedy drafts). */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  sampler?: SamplerChainOptions; // the rest of the chain (minP, penalties, logitBias), as generate() takes them
+  seed?: number;
+}
+
+export class DraftChainProposer implements Proposer {
+  readonly name = 'speculative';
+  readonly #state: DraftState;
+  readonly #o: Required<Omit<DraftChainOptions, 'seed' | 'policy' | 'sampler' | 'temperature' | 'topK' | 'topP'>>;
+  readonly #chain: SamplerChain;
+  readonly #policy: DraftLengthPolicy;
+  readonly #k: number[] = [];
+  readonly #random: Random;
+  constructor(draft: Model, options: DraftChainOptions = {}) {
+    this.#state = new DraftState(draft);
+    this.#o = {
+      k: options.k ?? 4,
+      kMax: options.kMax ?? 8,
+      fixed: options.fixed ?? false,
+      minProbability: options.minProbability ?? 0,
+    };
+    const { temperature, topK, topP } = { ...options.sampler, ...options };
+    this.#chain = checkSamplerChain({ ...options.sampler, temperature: temperature ?? 0, topK: topK ?? 0, topP: topP ?? 1 });
+    this.#random = new Random((options.seed ?? 0) ^ 0x5eed);
+    this.#policy = options.policy ?? growShrinkPolicy(this.#o.k, this.#o.kMax);
+  }
+
+  start(prompts: readonly (readonly number[])[], capacity: number): void {
+    this.#state.start(prompts, capacity);
+    this.#k.length = 0;
+    prompts.forEach((_, s) => this.#k.push(this.#o.fixed ? this.#o.k : this.#policy.initial(s)));
+  }
+
+  async propose(ctx: ProposeContext): Promise<DraftTree> {
+    return (await this.proposeBatch([ctx]))[0]!;
+  }
+
+  /** Chains for several sequences with one draft forward per drafted position. */
+  async proposeBatch(ctxs: ProposeContext[]): Promise<DraftTree[]> {
+    const ks = ctxs.map((c) => Math.max(0, Math.min(this.#k[c.sequence]!, c.budget, this.#state.cache!.free(c.sequence) - 1)));
+    const drafts: DraftTree[] = ctxs.map(() => ({ tokens: [], parents: [] }));
+    const probs: Float32Array[][] = ctxs.map(() => []);
+    let active = ctxs.map((_, i) => i).filter((i) => ks[i]! > 0);
+    if (active.length === 0) return ctxs.map(() => EMPTY_DRAFT);
+    const sampling = this.#chain.temperature > 0;
+    // Greedy drafts without bias, penalties or a confidence threshold need only the argmax: the logits stay native.
+    const native = sampling || chainProcessesLogits(this.#chain);
+    const wantLogits = native || this.#o.minProbability > 0;
+    const vocab = this.#state.draft.config.vocabSize;
+    let rows = await this.#state.sync(active.map((i) => ({ seq: ctxs[i]!.sequence, tokens: ctxs[i]!.tokens })), wantLogits);
+    for (let pos = 0; active.length; pos++) {
+      const next: number[] = [];
+      const feed: Array<{ seq: number; token: number }> = [];
+      const { chosen, q } = native ? await chainRows(this.#chain, vocab, active.map((_, a) => rows[a]!.logits!), active.map((i) => [...ctxs[i]!.tokens, ...drafts[i]!.tokens]), this.#random) : {};
+      active.forEach((i, a) => {
+        const row = rows[a]!;
+        if (!sampling && this.#o.minProbability > 0 && pos > 0 && softmaxMax(row.logits!) < this.#o.minProbability) return;
+        const token = chosen ? chosen[a]! : row.token;
+        if (token < 0) return; // the draft's logits broke: stop drafting this sequence
+        if (q) probs[i]!.push(q.slice(a * vocab, (a + 1) * vocab));
+        drafts[i]!.tokens.push(token);
+        drafts[i]!.parents.push(pos - 1);
+        if (pos + 1 < ks[i]!) {
+          next.push(i);
+          feed.push({ seq: ctxs[i]!.sequence, token });
+        }
+      });
+      if (next.length === 0) break;
+      rows = await this.#state.feed(feed, wantLogits);
+      active = next;
+    }
+    return drafts.map((d, i) => {
+      if (d.tokens.length === 0) return EMPTY_DRAFT;
+      if (sampling) d.draftProbs = [...probs[i]!, probs[i]![probs[i]!.length - 1]!];
+      return d;
+    });
+  }
+
+  feedback(fb: StepFeedback): void {
+    if (this.#o.fixed) return;
+    const k = this.#policy.next(fb.sequence, this.#k[fb.sequence]!, fb.draft.tokens.length, fb.acceptedNodes.length);
+    this.#k[fb.sequence] = Math.max(1, Math.min(this.#o.kMax, Math.floor(k)));
+  }
+
+  dispose(): void {
+    this.#state.dispose();
+  }
+}

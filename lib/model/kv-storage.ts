@@ -1,0 +1,201 @@
+/**
+ * The storages behind a KvCache (lib/model/kv-cache.ts), one interface: plain f32 / f16 / bf16
+ * tensors here, quantized int8 / int4 / fp8 in kv-quant-storage.ts. A storage knows its rows
+ * and formats; the cache keeps the committed lengths and hands them in.
+ *
+ * Sequence s owns rows [s * region, s * region + capacity) of every layer.
+ */
+import { ArgumentError, callNative } from '../errors.js';
+import { type KvCommitSequence, commitKvBatch } from '../kernels/kv-commit.js';
+import { type QuantizedKv, quantizedBytesPerToken } from '../kernels/kv-quant.js';
+import type { Device } from '../native/backend.js';
+import { native } from '../native/loader.js';
+import type { NativeQuantKv, TensorDescriptor } from '../native/types.js';
+import { Tensor } from '../tensor/tensor.js';
+import { type FloatDType, dtypeSize } from '../tensor/dtype.js';
+import type { ModelConfig } from './config.js';
+
+/** The cache's part of a native forward / step call's options. */
+export type KvNativeArgs =
+  | { k: TensorDescriptor; v: TensorDescriptor }
+  | { kvQuant: { cache: NativeQuantKv; resStart?: Int32Array; quantLenBefore?: Int32Array; quantLenAfter?: Int32Array } };
+
+/** A step's use of a storage: its native arguments, and what to record once the call succeeded. */
+export interface KvStorageStep {
+  args: KvNativeArgs;
+  /** Records what the successful call changed in the storage (int4: the quantized lengths). */
+  done(): void;
+}
+
+export interface KvStorage {
+  /** f32 / f16 / bf16: the keys [nLayers, rows, nKvHeads, headDim]; quantized: the code tensors. */
+  readonly k: Tensor;
+  readonly v: Tensor;
+  /** Rows between consecutive sequences' regions. */
+  readonly region: number;
+  /** Rows per sequence a step may fill. */
+  readonly capacity: number;
+  /** The quantized storage, for the kernels that read it directly (prefix attention, tests). */
+  readonly quantized: QuantizedKv | undefined;
+  readonly bytesPerToken: number;
+  /** Whether fork() and grow() apply. */
+  readonly forkable: boolean;
+  /**
+   * A step over `sequences` (sorted) with committed `lengths` and `newTokens` each: checks it
+   * fits what the storage can take in one call, returns the native arguments.
+   */
+  step(sequences: readonly number[], lengths: readonly number[], newTokens: readonly number[]): KvStorageStep;
+  /** The rows a tree step may add to sequence `seq` of committed length `length`. */
+  treeRoom(seq: number, length: number): number;
+  /** Keeps each listed sequence's accepted tree nodes (kv_commit.h); returns the new lengths. */
+  commit(sequences: readonly KvCommitSequence[]): Promise<number[]>;
+  /** Prepares a rollback of `seq` to `length` (int4: restores the cut group to the ring). */
+  truncate(seq: number, length: number): void;
+  /** Keys of `seq` held quantized (int4: packed; others: all `length` committed ones). */
+  quantizedLength(seq: number, length: number): number;
+  /** int4: quantizes the completed key groups of every sequence now. */
+  quantizeCompleted(lengths: readonly number[]): Promise<void>;
+  fork(from: number, to: number, length: number): void;
+  grow(capacity: number, lengths: readonly number[]): void;
+  dispose(): void;
+}
+
+/** f32 / f16 / bf16 keys and values, every layer, one tensor each. */
+export class PlainKvStorage implements KvStorage {
+  #k: Tensor;
+  #v: Tensor;
+  #capacity: number;
+  readonly quantized = undefined;
+  readonly forkable = true;
+
+  constructor(config: ModelConfig, device: Device, capacity: number, readonly sequences: number, readonly dtype: FloatDType) {
+    this.#capacity = capacity;
+    const shape = [config.nLayers, capacity * sequences, config.nKvHeads, config.headDim];
+    this.#k = Tensor.empty(shape, dtype, { device });
+    this.#v = Tensor.empty(shape, dtype, { device });
+  }
+
+  get k(): Tensor {
+    return this.#k;
+  }
+  get v(): Tensor {
+    return this.#v;
+  }
+  get region(): number {
+    return this.#capacity;
+  }
+  get capacity(): number {
+    return this.#capacity;
+  }
+  get bytesPerToken(): number {
+    return quantizedBytesPerToken(this.dtype, this.#k.shape[2]!, this.#k.shape[3]!) * this.#k.shape[0]!;
+  }
+
+  step(): KvStorageStep {
+    return { args: { k: this.#k.descriptor('cache.k'), v: this.#v.descriptor('cache.v') }, done: () => {} };
+  }
+
+  treeRoom(_seq: number, length: number): number {
+    return this.#capacity - length;
+  }
+
+  commit(sequences: readonly KvCommitSequence[]): Promise<number[]> {
+    const kvIndptr = Array.from({ length: this.sequences + 1 }, (_, s) => s * this.#capacity);
+    return commitKvBatch(this.#k, this.#v, kvIndptr, sequences);
+  }
+
+  truncate(): void {}
+
+  quantizedLength(_seq: number, length: number): number {
+    return length;
+  }
+
+  async quantizeCompleted(): Promise<void> {}
+
+  fork(from: number, to: number, length: number): void {
+    const rows = this.#capacity * this.sequences;
+    if (from !== to) for (const t of [this.#k, this.#v]) copyRows(t, from * this.#capacity, t, to * this.#capacity, length, rows, rows);
+  }
+
+  grow(capacity: number, lengths: readonly number[]): void {
+    if (capacity === this.#capacity) return;
+    const shape = [...this.#k.shape];
+    shape[1] = capacity * this.sequences;
+    const oldRows = this.#capacity * this.sequences;
+    const [k, v] = [this.#k, this.#v].map((old) => {
+      const t = Tensor.empty(shape, old.dtype, { device: old.device });
+      for (let s = 0; s < this.sequences; s++) copyRows(old, s * this.#capacity, t, s * capacity, lengths[s]!, oldRows, capacity * this.sequences);
+      old.dispose();
+      return t;
+    });
+    this.#k = k!;
+    this.#v = v!;
+    this.#capacity = capacity;
+  }
+
+  /** Copies of the first `count` rows of sequence `seq` as CPU tensors [nLayers, count, nKvHeads, headDim]. */
+  async readRows(seq: number, count: number): Promise<{ k: Tensor; v: Tensor }> {
+    const rows = this.#capacity * this.sequences;
+    const [k, v] = await Promise.all(
+      [this.#k, this.#v].map(async (src) => {
+        const tmp = Tensor.empty([src.shape[0]!, count, src.shape[2]!, src.shape[3]!], src.dtype, { device: src.device });
+        copyRows(src, seq * this.#capacity, tmp, 0, count, rows, count);
+        const host = await tmp.to('cpu');
+        if (host !== tmp) tmp.dispose();
+        return host;
+      }),
+    );
+    return { k: k!, v: v! };
+  }
+
+  /** Writes rows shaped as readRows() gives them as the first k.shape[1] rows of sequence `seq` (checked by the caller). */
+  async writeRows(seq: number, k: Tensor, v: Tensor): Promise<void> {
+    const count = k.shape[1]!;
+    const rows = this.#capacity * this.sequences;
+    for (const [src, dst] of [[k, this.#k], [v, this.#v]] as const) {
+      const dev = await src.to(dst.device);
+      copyRows(dev, 0, dst, seq * this.#capacity, count, count, rows);
+      if (dev !== src) dev.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.#k.dispose();
+    this.#v.dispose();
+  }
+}
+
+/** Copies `count` rows (every layer) from src row srcRow to dst row dstRow; tensors [layers, rows, heads, dim]. */
+function copyRows(src: Tensor, srcRow: number, dst: Tensor, dstRow: number, count: number, srcRows: number, dstRows: number): void {
+  if (count === 0) return;
+  const layers = src.shape[0]!;
+  const rowElems = src.shape[2]! * src.shape[3]!;
+  const n = count * rowElems;
+  if (src.device === 'cpu') {
+    const a = src.toArray();
+    const b = dst.toArray();
+    for (let l = 0; l < layers; l++) {
+      const so = (l * srcRows + srcRow) * rowElems;
+      const d0 = (l * dstRows + dstRow) * rowElems;
+      if (a === b) b.copyWithin(d0, so, so + n);
+      else b.set(a.subarray(so, so + n), d0);
+    }
+    return;
+  }
+  const es = dtypeSize(src.dtype);
+  const sd = src.descriptor('cache');
+  const dd = dst.descriptor('cache');
+  for (let l = 0; l < layers; l++) {
+    callNative(() =>
+      native().copySync(
+        { data: dd.data, byteOffset: (l * dstRows + dstRow) * rowElems * es, dtype: dst.dtype, shape: [n] },
+        { data: sd.data, byteOffset: (l * srcRows + srcRow) * rowElems * es, dtype: src.dtype, shape: [n] },
+      ),
+    );
+  }
+}
+
+/** For storages that cannot fork or grow. */
+export function notForkable(dtype: string, what: 'fork' | 'grow'): never {
+  throw new ArgumentError('cache', `an f32, f16 or bf16 cache to ${what}`, dtype);
+}
