@@ -7,6 +7,7 @@
  */
 
 import { ArgumentError } from './errors.js';
+import { MAX_LOGPROBS } from './decode/logprobs.js';
 import type { SamplingOptions } from './decode/sampling.js';
 import type { Proposer } from './decode/types.js';
 import type { PredictionHeads } from './model/heads.js';
@@ -47,6 +48,20 @@ export interface GenerateOptions extends SamplingOptions {
    * an error unless this is true: then its oldest tokens are dropped (a leading BOS is kept).
    */
   truncatePrompt?: boolean;
+  /**
+   * Context shift (default false): when a sequence reaches the model's context length, keep its
+   * first `keep` tokens (default: the leading BOS, if any), drop the oldest half of the rest and
+   * continue, as llama.cpp's n_keep / n_discard. The kept tokens are prefilled afresh at their
+   * new positions (lib/decode/context-shift.ts), so what follows a shift equals a fresh
+   * generate() on them. Not with the draft-model or heads strategies ('speculative', 'tree', 'heads').
+   */
+  contextShift?: boolean | { keep: number };
+  /**
+   * Per emitted token, its logprob and the `logprobs` most likely alternatives (0 to 20; 0: the
+   * token's own logprob only), from softmax(logits / temperature) (greedy: the raw softmax):
+   * GenerateResult.logprobs, and each streamed piece's `logprobs`. Default: none.
+   */
+  logprobs?: number;
   /** Stop when the text ends with one of these strings (the stop string is kept out of the text). */
   stop?: string[];
   /**
@@ -156,6 +171,18 @@ export function validateGenerateOptions(o: GenerateOptions): void {
   }
   if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== 'string' || s.length === 0))) {
     throw new ArgumentError('stop', 'an array of non-empty strings', o.stop);
+  }
+  if (o.logprobs !== undefined) integerIn('logprobs', o.logprobs, 0, MAX_LOGPROBS);
+  const cs = o.contextShift as unknown;
+  if (cs !== undefined && typeof cs !== 'boolean') {
+    if (cs === null || typeof cs !== 'object') throw new ArgumentError('contextShift', 'a boolean or { keep: number }', cs);
+    integerIn('contextShift.keep', (cs as { keep?: unknown }).keep, 0, 2 ** 31 - 1);
+  }
+  if (cs) {
+    const strategy = o.strategy ?? (o.draft ? 'speculative' : 'autoregressive');
+    if (strategy === 'speculative' || strategy === 'tree' || strategy === 'heads') {
+      throw new ArgumentError('strategy', "'autoregressive', 'lookup', 'ngram-tree', 'token-recycling', 'jacobi' or a Proposer with contextShift (draft models and heads keep state a shift would break)", strategy);
+    }
   }
   const s = o.speculation as Record<string, unknown> | undefined | null;
   if (s !== undefined) {

@@ -15,6 +15,7 @@ import { JacobiProposer } from './decode/proposers/jacobi.js';
 import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';
 import { type CheckedSampling, checkSamplingOptions } from './decode/sampling.js';
 import type { Proposer, SpeculationStats } from './decode/types.js';
+import type { TokenLogprob } from './decode/logprobs.js';
 import type { GoodputOptions } from './decode/controller.js';
 import type { KvCache, KvCacheDtype } from './model/kv-cache.js';
 import type { Model } from './model/model.js';
@@ -22,6 +23,7 @@ import { checkThreadsOption, setThreads } from './native/threads.js';
 
 export { STRATEGIES, type GenerateOptions, type StrategyName, type TextTokenizer } from './generate-options.js';
 export type { FinishReason };
+export type { TokenLogprob } from './decode/logprobs.js';
 
 
 
@@ -37,6 +39,8 @@ export interface GenerateStats {
   totalMs: number;
   /** Forward passes of the target model. */
   targetPasses: number;
+  /** With contextShift: how many times the sequence's context was shifted. */
+  contextShifts?: number;
   /** Speculative strategies: drafted/accepted, mean accepted length, per-position acceptance, time split. */
   speculation?: SpeculationStats;
 }
@@ -48,15 +52,28 @@ export interface GenerateResult {
   finishReason: FinishReason;
   /** Present with finishReason 'error' (a NumericError: logits all NaN). */
   error?: CanopyError;
+  /** With options.logprobs: one entry per token of `tokens` (its logprob and the top alternatives). */
+  logprobs?: TokenLogprob[];
   stats: GenerateStats;
 }
 
+/**
+ * The prompts as sequences, and whether the call is a batch (its result an array): a batch when
+ * `prompt` is an array, `tokens` an array of arrays, or `n` is given (even n: 1), as the
+ * overloads of generate() and stream() say.
+ */
 function promptsOf(o: GenerateOptions): { batch: boolean; ids: number[][] } {
   const n = o.n ?? 1;
   if (!Number.isInteger(n) || n < 1) throw new ArgumentError('n', 'an integer >= 1', n);
   const base = promptIds(o);
-  if (n === 1) return base;
-  return { batch: true, ids: base.ids.flatMap((p) => Array.from({ length: n }, () => p)) };
+  const batch = base.batch || o.n !== undefined;
+  if (n === 1) return { batch, ids: base.ids };
+  return { batch, ids: base.ids.flatMap((p) => Array.from({ length: n }, () => p)) };
+}
+
+/** Whether options make a batch (see promptsOf), from their shape alone. */
+function isBatch(o: GenerateOptions): boolean {
+  return Array.isArray(o.prompt) || (Array.isArray(o.tokens) && Array.isArray(o.tokens[0])) || o.n !== undefined;
 }
 
 function promptIds(o: GenerateOptions): { batch: boolean; ids: number[][] } {
@@ -82,46 +99,73 @@ function promptIds(o: GenerateOptions): { batch: boolean; ids: number[][] } {
   return { batch, ids };
 }
 
-export async function generate(options: GenerateOptions & { n: number }): Promise<GenerateResult[]>;
-export async function generate(options: GenerateOptions & { prompt: string[] }): Promise<GenerateResult[]>;
-export async function generate(options: GenerateOptions & { tokens: number[][] }): Promise<GenerateResult[]>;
-export async function generate(options: GenerateOptions): Promise<GenerateResult>;
+/** Options of one sequence: a string prompt or one token list, and no `n` (the result is one GenerateResult). */
+export type SingleOptions = GenerateOptions & { prompt?: string; tokens?: number[]; n?: undefined };
+/** Options of a batch: prompts, token lists, or `n` samples (the result is an array, one per sequence). */
+export type BatchOptions = GenerateOptions & ({ n: number } | { prompt: string[] } | { tokens: number[][] });
+
+/**
+ * Generates from one prompt (a GenerateResult) or a batch (an array in sequence order: prompt
+ * by prompt, each prompt's n samples together). A batch is an array `prompt`, an array of
+ * token arrays, or any `n` (n: 1 included).
+ */
+export async function generate(options: BatchOptions): Promise<GenerateResult[]>;
+export async function generate(options: SingleOptions): Promise<GenerateResult>;
+export async function generate(options: GenerateOptions): Promise<GenerateResult | GenerateResult[]>;
 export async function generate(options: GenerateOptions): Promise<GenerateResult | GenerateResult[]> {
   const results = await run(options);
   return promptsOf(options).batch ? results : results[0]!;
 }
 
+/** A piece of a batch's stream: the text and token (-1 for a flushed tail) of sequence `sequence`. */
+export interface StreamPiece {
+  sequence: number;
+  text: string;
+  token: number;
+  /** With options.logprobs: the entries of the tokens this piece completes (a token's text may be held back to a later piece). */
+  logprobs?: TokenLogprob[];
+}
+
 /**
- * Streams the text of one sequence as it is generated (a batch is refused: use generate()'s
- * onText, which names each piece's sequence). Leaving the loop early (`break`,
- * `return()`, a throw in the loop body) stops the generation at once: the step in flight
- * finishes and no other starts; the generator returns after the work has stopped.
+ * Streams the text as it is generated. One sequence (SingleOptions) yields its pieces as
+ * strings and returns its GenerateResult; a batch (BatchOptions) yields every sequence's
+ * pieces as { sequence, text, token } in the order they are decoded and returns the array of
+ * results. Leaving the loop early (`break`, `return()`, a throw in the loop body) stops the
+ * generation at once: the step in flight finishes and no other starts; the generator returns
+ * after the work has stopped.
  */
-export async function* stream(
-  options: GenerateOptions & { prompt?: string; tokens?: number[]; n?: 1 },
-): AsyncGenerator<string, GenerateResult, undefined> {
-  const isBatch = (o: GenerateOptions): boolean => Array.isArray(o.prompt) || (Array.isArray(o.tokens) && Array.isArray(o.tokens[0])) || (typeof o.n === 'number' && o.n > 1);
-  if (options !== null && typeof options === 'object' && isBatch(options)) {
-    throw new ArgumentError('options', 'one sequence to stream (a string prompt or one token list, n 1); for a batch use generate() with onText(piece, token, sequence)', 'a batch');
-  }
-  const queue: string[] = [];
+export function stream(options: BatchOptions): AsyncGenerator<StreamPiece, GenerateResult[], undefined>;
+export function stream(options: SingleOptions & { logprobs: number }): AsyncGenerator<StreamPiece, GenerateResult, undefined>;
+export function stream(options: SingleOptions): AsyncGenerator<string, GenerateResult, undefined>;
+export function stream(options: GenerateOptions): AsyncGenerator<string | StreamPiece, GenerateResult | GenerateResult[], undefined>;
+export async function* stream(options: GenerateOptions): AsyncGenerator<string | StreamPiece, GenerateResult | GenerateResult[], undefined> {
+  validateGenerateOptions(options); // before onText is wrapped below
+  const batch = isBatch(options);
+  const tagged = batch || options.logprobs !== undefined; // pieces as StreamPiece objects
+  const queue: StreamPiece[] = [];
+  const pendingLogprobs = new Map<number, TokenLogprob[]>();
   let wake: (() => void) | undefined;
   let finished = false;
   let failure: unknown;
   let result: GenerateResult[] | undefined;
-  validateGenerateOptions(options); // before onText is wrapped below
   const userOnText = options.onText;
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   const work = run({
     ...options,
     signal,
-    onText: (piece, token, seq) => {
-      userOnText?.(piece, token, seq);
-      if (seq === 0) queue.push(piece);
+    onText: (text, token, sequence) => {
+      userOnText?.(text, token, sequence);
+      const lp = pendingLogprobs.get(sequence);
+      pendingLogprobs.delete(sequence);
+      queue.push({ sequence, text, token, ...(lp ? { logprobs: lp } : {}) });
       wake?.();
     },
-  }).then(
+  }, undefined, options.logprobs !== undefined ? (sequence, entry) => {
+    const list = pendingLogprobs.get(sequence) ?? [];
+    list.push(entry);
+    pendingLogprobs.set(sequence, list);
+  } : undefined).then(
     (r) => {
       result = r;
       finished = true;
@@ -135,14 +179,20 @@ export async function* stream(
   );
   try {
     for (;;) {
-      while (queue.length) yield queue.shift()!;
+      while (queue.length) {
+        const p = queue.shift()!;
+        yield tagged ? p : p.text;
+      }
       if (finished) break;
       await new Promise<void>((r) => (wake = r));
       wake = undefined;
     }
-    while (queue.length) yield queue.shift()!;
+    while (queue.length) {
+      const p = queue.shift()!;
+      yield tagged ? p : p.text;
+    }
     if (failure) throw failure;
-    return result![0]!;
+    return batch ? result! : result![0]!;
   } finally {
     if (!finished) {
       // The consumer left early: stop the loop and wait for it (its cache is freed then).
@@ -229,7 +279,20 @@ export async function generateInCache(options: GenerateOptions & { tokens: numbe
   return (await run(options, session))[0]!;
 }
 
-async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number }): Promise<GenerateResult[]> {
+/** With contextShift: the tokens a result's cache rows hold (in row order) after its last shift; for chat sessions. */
+const cachedTokensOf = new WeakMap<GenerateResult, number[]>();
+export function shiftedCacheTokens(result: GenerateResult): number[] | undefined {
+  return cachedTokensOf.get(result);
+}
+
+/** Tokens a context shift keeps at the start of a prompt: contextShift.keep, else its leading BOS (if any). */
+function shiftKeep(o: GenerateOptions, prompt: number[], contextLength: number): number {
+  const keep = typeof o.contextShift === 'object' ? o.contextShift.keep : o.tokenizer?.bosId !== undefined && prompt[0] === o.tokenizer.bosId ? 1 : 0;
+  if (keep > contextLength - 2) throw new ArgumentError('contextShift.keep', `at most ${contextLength - 2} (the model's context is ${contextLength} tokens; a shift must drop some)`, keep);
+  return keep;
+}
+
+async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number }, onLogprob?: (sequence: number, entry: TokenLogprob) => void): Promise<GenerateResult[]> {
   validateGenerateOptions(o);
   const { model } = o;
   if (!model || typeof (model as Model).forward !== 'function') throw new ArgumentError('model', 'a Model', model);
@@ -281,14 +344,17 @@ async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number
     ...(o.kvDtype ? { cacheDtype: o.kvDtype } : {}),
     contextLength,
     ...(session ? { session } : {}),
+    ...(o.logprobs !== undefined ? { logprobs: { n: o.logprobs, ...(onLogprob ? { onEntry: onLogprob } : {}) } } : {}),
+    ...(o.contextShift ? { contextShift: { keep: ids.map((p) => shiftKeep(o, p, contextLength)) } } : {}),
   });
   return r.sequences.map((sq) => {
     const gen = sq.tokens.length;
-    return {
+    const result: GenerateResult = {
       text: sq.text,
       tokens: sq.tokens,
       finishReason: sq.finishReason,
       ...(sq.error ? { error: sq.error } : {}),
+      ...(sq.logprobs ? { logprobs: sq.logprobs } : {}),
       stats: {
         seed: sampling.seed,
         promptTokens: sq.promptTokens,
@@ -297,8 +363,11 @@ async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number
         tokensPerSecond: gen > 1 && r.decodeMs > 0 ? ((gen - 1) * 1000) / r.decodeMs : 0,
         totalMs: r.totalMs,
         targetPasses: r.targetPasses,
+        ...(sq.contextShifts !== undefined ? { contextShifts: sq.contextShifts } : {}),
         ...(r.speculation ? { speculation: r.speculation } : {}),
       },
     };
+    if (sq.cachedTokens && sq.contextShifts) cachedTokensOf.set(result, sq.cachedTokens);
+    return result;
   });
 }

@@ -18,7 +18,8 @@
  */
 
 import { ArgumentError, DisposedError } from '../errors.js';
-import { type GenerateOptions, type GenerateResult, generate, generateInCache, stream as streamGenerate } from '../generate.js';
+import { readSessionFile, writeSessionFile } from './session-file.js';
+import { type GenerateOptions, type GenerateResult, generate, generateInCache, shiftedCacheTokens, stream as streamGenerate } from '../generate.js';
 import type { KvCache } from '../model/kv-cache.js';
 import type { Model } from '../model/model.js';
 import type { Tokenizer } from '../model/tokenizer/types.js';
@@ -254,6 +255,58 @@ export class ChatSession {
     }
   }
 
+  /**
+   * Saves the conversation, the token ids and the KV cache rows to `path` (format:
+   * lib/chat/session-file.ts). Quantized caches are saved without rows (recomputed on the
+   * next turn after load).
+   */
+  async save(path: string): Promise<void> {
+    if (this.disposed) throw new DisposedError('ChatSession');
+    if (this.busy) throw new ArgumentError('session', 'idle to save (await the reply)', 'a turn in progress');
+    if (typeof path !== 'string' || path.length === 0) throw new ArgumentError('path', 'a file path', path);
+    const cache = this.cache;
+    const rows = cache && cache.forkable && this.cached.length > 0 ? await cache.readRows(0, this.cached.length) : undefined;
+    try {
+      writeSessionFile(path, this.model, { dtype: cache?.dtype ?? this.defaults.kvDtype ?? 'f32', messages: this.messages, cached: this.cached, seen: this.seen, seenText: this.seenText }, rows);
+    } finally {
+      rows?.k.dispose();
+      rows?.v.dispose();
+    }
+  }
+
+  /**
+   * A session restored from a file written by save(): `options` give the model (the same
+   * one: its config hash is checked), tokenizer, template and generation defaults, but no
+   * system message or messages (the file holds the conversation). Its next turn equals the
+   * saved session's next turn and reuses the restored cache.
+   */
+  static async load(path: string, options: ChatSessionOptions): Promise<ChatSession> {
+    checkSetup(options);
+    if (options.system !== undefined || options.messages !== undefined) {
+      throw new ArgumentError('options', `no system or messages when loading a session (the conversation comes from ${String(path)})`, 'system or messages');
+    }
+    const { state, rows } = readSessionFile(path, options.model);
+    if (options.kvDtype !== undefined && options.kvDtype !== state.dtype) {
+      throw new ArgumentError('kvDtype', `the cache type the session in ${path} was saved with (${state.dtype})`, options.kvDtype);
+    }
+    const session = new ChatSession({ ...options, kvDtype: state.dtype });
+    session.messages.push(...state.messages);
+    session.seen = state.seen;
+    session.seenText = state.seenText;
+    if (rows) {
+      try {
+        const context = options.model.config.maxSeqLen;
+        session.cache = options.model.createCache({ capacity: Math.min(context, rows.k.shape[1]! + 320), dtype: state.dtype });
+        await session.cache.writeRows(0, rows.k, rows.v);
+        session.cached = state.cached;
+      } finally {
+        rows.k.dispose();
+        rows.v.dispose();
+      }
+    }
+    return session;
+  }
+
   /** Frees the KV cache; the session cannot be used afterwards. */
   dispose(): void {
     this.cache?.dispose();
@@ -270,10 +323,20 @@ export class ChatSession {
     const text = this.template.render(messages, renderOptions(this.setup, true));
     // Keep the ids the model already saw when the old text is a prefix of the new one.
     const continues = this.tokenizer.continuationSafe && this.seen.length > 0 && text.startsWith(this.seenText);
-    const prompt = continues
+    let prompt = continues
       ? [...this.seen, ...this.tokenizer.encode(text.slice(this.seenText.length), { bos: false, special: true, continuation: true })]
       : chatPromptIds(this.tokenizer, text);
     const context = this.model.config.maxSeqLen;
+    const merged = { ...this.defaults, ...generateOptionsOf(options) };
+    // Context shift: keep the system prompt's tokens (or BOS), drop the oldest half of the rest
+    // until the prompt fits; generation shifts the same way when the reply fills the context.
+    const shiftKeep = merged.contextShift ? this.keepFor(prompt, merged.contextShift) : undefined;
+    if (shiftKeep !== undefined) {
+      while (prompt.length >= context && prompt.length - shiftKeep >= 2) {
+        const discard = Math.floor((prompt.length - shiftKeep) / 2);
+        prompt = [...prompt.slice(0, shiftKeep), ...prompt.slice(shiftKeep + discard)];
+      }
+    }
     if (prompt.length >= context) {
       throw new ArgumentError(
         'content',
@@ -284,7 +347,6 @@ export class ChatSession {
     let common = 0;
     while (common < this.cached.length && common < prompt.length && this.cached[common] === prompt[common]) common++;
     const reuse = Math.min(common, prompt.length - 1);
-    const merged = { ...this.defaults, ...generateOptionsOf(options) };
     const { onText, ...rest } = merged;
     if (!this.cache) {
       const dtype = rest.kvDtype;
@@ -306,6 +368,7 @@ export class ChatSession {
         model: this.model,
         tokenizer: this.tokenizer,
         tokens: prompt,
+        ...(shiftKeep !== undefined ? { contextShift: { keep: Math.min(shiftKeep, context - 2) } } : {}),
         ...(onText ? { onText: (piece: string, token: number) => onText(piece, token) } : {}),
       } as GenerateOptions & { tokens: number[] },
     };
@@ -314,7 +377,8 @@ export class ChatSession {
   private finish(turn: ReturnType<ChatSession['begin']>, result: GenerateResult): ChatResult {
     this.busy = false;
     const all = [...turn.prompt, ...result.tokens];
-    this.cached = all.slice(0, turn.cache.length(0));
+    // After a context shift the cache holds the kept tokens, not the conversation's prefix.
+    this.cached = (shiftedCacheTokens(result) ?? all).slice(0, turn.cache.length(0));
     // The text the reply's ids stand for after the prompt (stop strings are cut from result.text, not from the ids).
     const decoder = this.tokenizer.streamDecoder(turn.prompt);
     let replyText = '';
@@ -325,6 +389,22 @@ export class ChatSession {
     const message: ChatMessage = { role: 'assistant', content: result.text };
     this.messages.push({ role: 'user', content: turn.content }, message);
     return { ...result, message, promptTokens: turn.prompt };
+  }
+
+  /**
+   * Tokens a context shift keeps: contextShift.keep, else the system message's tokens (the
+   * common prefix of the prompt and the rendered system message alone), else a leading BOS.
+   */
+  private keepFor(prompt: number[], shift: true | { keep: number }): number {
+    if (typeof shift === 'object') return shift.keep;
+    const first = this.messages[0];
+    if (first?.role === 'system') {
+      const sys = chatPromptIds(this.tokenizer, this.template.render([first], renderOptions(this.setup, false)));
+      let n = 0;
+      while (n < sys.length && n < prompt.length && sys[n] === prompt[n]) n++;
+      return n;
+    }
+    return this.tokenizer.bosId !== undefined && prompt[0] === this.tokenizer.bosId ? 1 : 0;
   }
 
   private abandon(turn: ReturnType<ChatSession['begin']>): void {

@@ -15,6 +15,8 @@ import { type ModelCliOptions, readTemplate, samplingOptions, storageOptions } f
 export interface ChatCliOptions extends ModelCliOptions {
   template?: string;
   system?: string;
+  /** commander's --no-context-shift: false; default true. */
+  contextShift?: boolean;
 }
 
 export async function runChatCli(o: ChatCliOptions): Promise<number> {
@@ -33,6 +35,7 @@ export async function runChatCli(o: ChatCliOptions): Promise<number> {
     ...(o.system !== undefined ? { system: o.system } : {}),
     ...samplingOptions(o, { maxTokens: 512, temperature: 0.7 }),
     ...(kvDtype !== undefined ? { kvDtype } : {}),
+    contextShift: o.contextShift !== false,
   };
   let session = new ChatSession(settings);
   const interactive = process.stdin.isTTY === true;

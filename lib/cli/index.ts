@@ -48,6 +48,7 @@ addModelOptions(chatCmd);
 addSamplingOptions(chatCmd, { maxTokens: '512', maxTokensHelp: 'new tokens per reply at most', temperature: '0.7' })
   .option('--template <file>', "a Jinja chat template file overriding the model's")
   .option('--system <text>', 'a system message')
+  .option('--no-context-shift', 'end a reply at the context length instead of dropping the oldest turns (kept: the system message)')
   .option('--verbose', 'report cache reuse per turn and why CUDA is not used')
   .action(async (opts: ChatCliOptions) => {
     process.exitCode = await runChatCli(opts);

@@ -15,9 +15,14 @@
 import { InternalError } from '../errors.js';
 import { chainProcessesLogits, checkSamplerChain } from '../kernels/sampling.js';
 import type { KvCache } from '../model/kv-cache.js';
+import { Tensor } from '../tensor/tensor.js';
+import { ContextShifter } from './context-shift.js';
 import { GoodputController } from './controller.js';
 import { Emitter } from './emit.js';
+import { emitFrom } from './emit-from.js';
+import { LogprobRecorder } from './logprobs.js';
 import { SpeculationMetrics } from './metrics.js';
+import { chooseTokens } from './pick.js';
 import { growable, liveSequences, prefill } from './prefill.js';
 import type { LoopOptions, LoopResult, Run } from './run.js';
 import { step } from './step.js';
@@ -50,17 +55,24 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     metrics: proposer ? new SpeculationMetrics(proposer.name) : undefined,
     controller: proposer && o.goodput ? new GoodputController(o.goodput) : undefined,
     chain,
-    chainStep: o.temperature > 0 || chainProcessesLogits(chain),
+    // Logprobs need every chosen token's logits row on the host: chain steps bring them (greedy tokens are the same).
+    chainStep: o.temperature > 0 || chainProcessesLogits(chain) || o.logprobs !== undefined,
     sampling: o.temperature > 0,
     wantsHidden: proposer?.wantsHidden === true,
     passes: 0,
+    shifter: o.contextShift ? new ContextShifter(o.contextShift.keep, limit) : undefined,
+    logprobs: o.logprobs ? new LogprobRecorder(o.logprobs.n, o.temperature, seqs.length, o.logprobs.onEntry) : undefined,
   };
+  const vocab = model.config.vocabSize;
+  // The shifter's token choice: the same chain as every step's.
+  const pickRow = async (row: Float32Array, s: number) => (await chooseTokens(r, Tensor.from(row, { shape: [1, vocab] }), [s]))[0]!;
   try {
     await proposer?.start?.(o.prompts, capacity);
     await prefill(r);
     const decodeStart = performance.now();
     for (;;) {
       if (o.signal?.aborted) seqs.forEach((st) => (st.done ??= 'abort'));
+      if (r.shifter) r.passes += await r.shifter.shift(model, cache, seqs.map((st, s) => ({ st, s })).filter((x) => !x.st.done), pickRow, (st, s, t, row) => void emitFrom(r, st, s, t, row));
       const live = liveSequences(r);
       if (live.length === 0) break;
       await step(r, live);
@@ -69,7 +81,9 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     return {
       sequences: seqs.map((st, s) => {
         emitter.flush(st, s);
-        return { text: st.text, tokens: st.out, finishReason: st.done ?? 'length', promptTokens: st.prompt.length, ...(st.error ? { error: st.error } : {}) };
+        const lp = r.logprobs ? { logprobs: r.logprobs.perSequence[s]! } : {};
+        const shifted = r.shifter ? { contextShifts: r.shifter.shifts[s]!, cachedTokens: r.shifter.cachedTokens(st, s).slice(0, cache.length(s)) } : {};
+        return { text: st.text, tokens: st.out, finishReason: st.done ?? 'length', promptTokens: st.prompt.length, ...(st.error ? { error: st.error } : {}), ...shifted, ...lp };
       }),
       targetPasses: r.passes,
       timeToFirstTokenMs: emitter.firstTokenAt ? emitter.firstTokenAt - start : 0,

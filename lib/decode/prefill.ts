@@ -6,6 +6,7 @@
  */
 import type { KvCacheDtype } from '../model/kv-cache.js';
 import { Tensor } from '../tensor/tensor.js';
+import { emitFrom } from './emit-from.js';
 import { chooseTokens } from './pick.js';
 import type { Live, Run } from './run.js';
 
@@ -24,9 +25,11 @@ export async function prefill(r: Run): Promise<void> {
   const step = leaders.map((s) => ({ sequence: s, tokens: seqs[s]!.prompt.slice(skip) }));
   let first: (row: number, s: number) => number;
   let hidden: Float32Array | undefined;
+  let hostLogits: Float32Array | undefined;
   if (r.chainStep) {
     const pre = await r.model.forward(cache, step, { hidden: r.wantsHidden });
     const logits = pre.logits.toFloat32();
+    hostLogits = logits;
     pre.logits.dispose();
     hidden = pre.hidden?.toFloat32();
     pre.hidden?.dispose();
@@ -50,7 +53,7 @@ export async function prefill(r: Run): Promise<void> {
     const row = leaders.indexOf(leader[s]!);
     if (leader[s] !== s) cache.fork(leader[s]!, s);
     if (hidden) proposer!.observeHidden?.(s, hidden.slice(row * dim, (row + 1) * dim));
-    if (!st.done) r.emitter.emit(st, s, first(row, s));
+    if (!st.done) emitFrom(r, st, s, first(row, s), hostLogits?.subarray(row * vocab, (row + 1) * vocab));
   });
 }
 

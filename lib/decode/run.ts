@@ -1,75 +1,20 @@
 /**
- * The decode loop's shared types (lib/decode/loop.ts): its options and result, the state one
- * generation's step functions share (Run), and what a step hands back (StepOutcome).
+ * The decode loop's shared state (lib/decode/loop.ts; its options and result: loop-options.ts):
+ * what one generation's step functions share (Run), and what a step hands back (StepOutcome).
  */
-import type { CanopyError } from '../errors.js';
-import type { SamplerChain, SamplerChainOptions } from '../kernels/sampling.js';
-import type { VerifyResult, verifySamplingBatch } from '../kernels/verify.js';
-import type { KvCache, KvCacheDtype } from '../model/kv-cache.js';
+import type { SamplerChain } from '../kernels/sampling.js';
+import type { VerifyResult } from '../kernels/verify.js';
+import type { KvCache } from '../model/kv-cache.js';
 import type { Model } from '../model/model.js';
-import type { GoodputController, GoodputOptions } from './controller.js';
-import type { Emitter, FinishReason, Seq, StreamingTokenizer } from './emit.js';
+import type { ContextShifter } from './context-shift.js';
+import type { GoodputController } from './controller.js';
+import type { Emitter, Seq } from './emit.js';
+import type { LogprobRecorder } from './logprobs.js';
+import type { LoopOptions } from './loop-options.js';
 import type { SpeculationMetrics } from './metrics.js';
-import type { Proposer, SpeculationStats } from './types.js';
+import type { Proposer } from './types.js';
 
-/** Sampling: the sampler chain's settings (temperature, topK, topP required; the rest optional). */
-export interface LoopOptions extends SamplerChainOptions {
-  model: Model;
-  prompts: number[][];
-  maxTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  seed: number;
-  eos: Set<number>;
-  stops: string[];
-  tokenizer?: StreamingTokenizer;
-  signal?: AbortSignal;
-  onText?: (piece: string, token: number, sequence: number) => void;
-  proposer?: Proposer;
-  /**
-   * Draft sizes chosen each step by the goodput controller (lib/decode/controller.ts), per
-   * sequence, 0 included. Absent: every step offers the proposer its whole budget (a fixed k).
-   */
-  goodput?: GoodputOptions;
-  /** KV cache storage: f32 (default), f16, bf16, or quantized int8 / int4 / fp8. */
-  cacheDtype?: KvCacheDtype;
-  /**
-   * The most tokens a sequence may hold (prompt + generated): the model's context length
-   * (default model.config.maxSeqLen). A sequence that reaches it finishes with 'context'.
-   */
-  contextLength?: number;
-  /**
-   * Continue in a KV cache the caller owns (chat sessions; one sequence): its first `reuse`
-   * rows already hold the first `reuse` tokens of prompts[0] (reuse < the prompt's length), so
-   * only the rest is prefilled. Rows past `reuse` are dropped first; the cache is grown as
-   * needed (float caches) and not disposed.
-   */
-  session?: { cache: KvCache; reuse: number };
-  /**
-   * Replaces the sampling verifier (tests only: negative controls such as "always accept"
-   * must make the distribution tests fail). Arguments as verifySamplingBatch's.
-   */
-  samplingVerifier?: typeof verifySamplingBatch;
-}
-
-export interface LoopSequenceResult {
-  text: string;
-  tokens: number[];
-  finishReason: FinishReason;
-  promptTokens: number;
-  /** Why the sequence ended with finishReason 'error'. */
-  error?: CanopyError;
-}
-
-export interface LoopResult {
-  sequences: LoopSequenceResult[];
-  targetPasses: number;
-  timeToFirstTokenMs: number;
-  decodeMs: number;
-  totalMs: number;
-  speculation?: SpeculationStats;
-}
+export type { LoopOptions, LoopSequenceResult, LoopResult } from './loop-options.js';
 
 /** Everything one generation's steps share. */
 export interface Run {
@@ -94,6 +39,9 @@ export interface Run {
   sampling: boolean;
   wantsHidden: boolean;
   passes: number;
+  shifter: ContextShifter | undefined;
+  /** With logprobs, chain steps bring every logits row to the host (StepOutcome.logits). */
+  logprobs: LogprobRecorder | undefined;
 }
 
 /** The live sequences of a step: each one's state and index in the batch. */
@@ -108,7 +56,7 @@ export interface StepOutcome {
   results: VerifyResult[];
   /** Final-normed hidden rows (host), when the proposer wants them. */
   hidden?: Float32Array;
-  /** Target logits rows (host; sampling steps only). */
+  /** Target logits rows (host; chain steps, when a proposer learns from them or logprobs are recorded). */
   logits?: Float32Array;
   /** The proposer's wantsTopK largest logits' ids of every row. */
   topK?: Int32Array;

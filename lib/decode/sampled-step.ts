@@ -23,7 +23,7 @@ export async function sampledStep(r: Run, live: Live, drafts: DraftTree[]): Prom
   const { logits, hidden } = await r.model.forward(r.cache, step, { logits: isTree ? 'all' : 'last', hidden: r.wantsHidden });
   r.passes++;
   const k = r.proposer?.wantsTopK ?? 0;
-  const needHost = r.proposer?.feedback !== undefined || (isTree && k > 0);
+  const needHost = r.proposer?.feedback !== undefined || (isTree && k > 0) || r.logprobs !== undefined;
   const host = needHost ? Float32Array.from(logits.toFloat32()) : undefined;
   const hostHidden = hidden ? Float32Array.from(hidden.toFloat32()) : undefined;
   hidden?.dispose();

@@ -5,6 +5,7 @@
  */
 import type { StepObservation } from './controller.js';
 import type { Live, Run, StepOutcome } from './run.js';
+import { emitFrom } from './emit-from.js';
 import type { DraftTree } from './types.js';
 
 export async function settle(r: Run, live: Live, drafts: DraftTree[], out: StepOutcome, sizes: number[], proposeMs: number): Promise<Omit<StepObservation, 'draftMs' | 'draftBudget'>> {
@@ -40,15 +41,18 @@ export async function settle(r: Run, live: Live, drafts: DraftTree[], out: StepO
       const row = rowBase + (res.acceptedNodes.length ? res.acceptedNodes.at(-1)! + 1 : 0);
       r.proposer!.observeHidden?.(s, out.hidden.slice(row * dim, (row + 1) * dim));
     }
+    // Accepted node j was chosen from the row of the node before it on the path (the pending token's first).
+    const path = [0, ...res.acceptedNodes.map((n) => n + 1)].map((p) => rowBase + p);
+    const rowAt = (j: number) => out.logits?.subarray(path[j]! * vocab, (path[j]! + 1) * vocab);
     rowBase += rows;
     let ok = true;
-    for (const n of res.acceptedNodes) {
+    for (const [j, n] of res.acceptedNodes.entries()) {
       emitted++;
-      if (!(ok = r.emitter.emit(st, s, d.tokens[n]!))) break;
+      if (!(ok = emitFrom(r, st, s, d.tokens[n]!, rowAt(j)))) break;
     }
     if (ok) {
       emitted++;
-      r.emitter.emit(st, s, res.nextToken);
+      emitFrom(r, st, s, res.nextToken, rowAt(res.acceptedNodes.length));
     }
   }
   if (isTree) r.metrics!.step(emitted, live.length, proposeMs, out.forwardMs, out.verifyMs);

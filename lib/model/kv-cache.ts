@@ -278,6 +278,33 @@ export class KvCache {
     this.#storage.grow(capacity, this.#lengths);
   }
 
+  /**
+   * Copies of the first `count` committed rows of sequence `seq` (keys and values, every
+   * layer) as CPU tensors [nLayers, count, nKvHeads, headDim] in the cache's dtype. f32 / f16 /
+   * bf16 caches only (session files, lib/chat/session-file.ts).
+   */
+  async readRows(seq: number, count = this.length(seq)): Promise<{ k: Tensor; v: Tensor }> {
+    this.#check(seq);
+    if (!(this.#storage instanceof PlainKvStorage)) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to read rows of', this.dtype);
+    if (!Number.isInteger(count) || count < 0 || count > this.#lengths[seq]!) throw new ArgumentError('count', `an integer in [0, ${this.#lengths[seq]!}]`, count);
+    return this.#storage.readRows(seq, count);
+  }
+
+  /** Writes rows read by readRows() as the first rows of sequence `seq` (which then has that length). */
+  async writeRows(seq: number, k: Tensor, v: Tensor): Promise<void> {
+    this.#check(seq);
+    if (!(this.#storage instanceof PlainKvStorage)) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to write rows to', this.dtype);
+    const count = k.shape[1]!;
+    const own = this.#storage.k.shape;
+    const want = [own[0], count, own[2], own[3]].join();
+    for (const [name, t] of [['k', k], ['v', v]] as const) {
+      if (t.dtype !== this.dtype || t.shape.join() !== want) throw new ArgumentError(name, `a ${this.dtype} tensor [${want}]`, `${t.dtype} [${t.shape.join()}]`);
+    }
+    if (count > this.capacity) throw new ArgumentError('k', `at most ${this.capacity} rows (the cache's capacity)`, count);
+    await this.#storage.writeRows(seq, k, v);
+    this.#lengths[seq] = count;
+  }
+
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;

@@ -133,6 +133,32 @@ export class PlainKvStorage implements KvStorage {
     this.#capacity = capacity;
   }
 
+  /** Copies of the first `count` rows of sequence `seq` as CPU tensors [nLayers, count, nKvHeads, headDim]. */
+  async readRows(seq: number, count: number): Promise<{ k: Tensor; v: Tensor }> {
+    const rows = this.#capacity * this.sequences;
+    const [k, v] = await Promise.all(
+      [this.#k, this.#v].map(async (src) => {
+        const tmp = Tensor.empty([src.shape[0]!, count, src.shape[2]!, src.shape[3]!], src.dtype, { device: src.device });
+        copyRows(src, seq * this.#capacity, tmp, 0, count, rows, count);
+        const host = await tmp.to('cpu');
+        if (host !== tmp) tmp.dispose();
+        return host;
+      }),
+    );
+    return { k: k!, v: v! };
+  }
+
+  /** Writes rows shaped as readRows() gives them as the first k.shape[1] rows of sequence `seq` (checked by the caller). */
+  async writeRows(seq: number, k: Tensor, v: Tensor): Promise<void> {
+    const count = k.shape[1]!;
+    const rows = this.#capacity * this.sequences;
+    for (const [src, dst] of [[k, this.#k], [v, this.#v]] as const) {
+      const dev = await src.to(dst.device);
+      copyRows(dev, 0, dst, seq * this.#capacity, count, count, rows);
+      if (dev !== src) dev.dispose();
+    }
+  }
+
   dispose(): void {
     this.#k.dispose();
     this.#v.dispose();

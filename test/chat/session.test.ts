@@ -140,12 +140,6 @@ describe.skipIf(!bin)('chat on stories260K', async () => {
     expect(counter.passes).toBe(passes);
   });
 
-  it('stream() refuses a batch (it streams one sequence) and says what to use instead', async () => {
-    const batch = stream({ model, tokenizer, prompt: ['a', 'b'] as never, maxTokens: 2 });
-    await expect(batch.next()).rejects.toThrow(/options must be one sequence to stream .* use generate\(\) with onText\(piece, token, sequence\); received "a batch"/);
-    await expect(stream({ model, tokenizer, prompt: 'a', n: 2 as never, maxTokens: 2 }).next()).rejects.toThrow(/one sequence to stream/);
-  });
-
   it('the context is enforced: a long prompt is an error unless truncated; generation stops with finishReason context', async () => {
     const context = model.config.maxSeqLen;
     const long = Array.from({ length: context + 10 }, (_, i) => 300 + (i % 50));
