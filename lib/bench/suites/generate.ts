@@ -13,19 +13,22 @@
  *            canopy's; on CUDA, transformers generate() (plain and assisted) on a random
  *            model of the same shape.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
 import { generate } from '../../generate.js';
 import { expectedShapes, type ModelConfig } from '../../model/config.js';
 import { syntheticVocabMetadata, writeLlamaGguf } from '../../model/formats/gguf-writer.js';
+import { readGguf } from '../../model/formats/gguf.js';
 import { loadModel } from '../../model/load.js';
 import { Model } from '../../model/model.js';
 import { MODEL_PRESETS, weightBytesPerToken } from '../../model/presets.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { dtypeSize, type FloatDType } from '../../tensor/dtype.js';
+import { quantize, type QuantPreset } from '../../quantize/index.js';
 import { type BenchRow, type PeerResult, type Timing, time } from '../harness.js';
+import { benchCacheDir } from '../inflate.js';
 import { findBenchModel } from '../models.js';
 import { type LlamaCppOutput, compareGreedy, runLlamaCppWorker } from '../peers/llama-cpp.js';
 import type { TorchGenerateJob } from '../peers/torch.js';
@@ -147,6 +150,10 @@ interface GreedyOptions {
   dtype?: FloatDType;
   /** What the weights are, for the row's config ("random GGUF f32"; default: the file's format). */
   weights?: string;
+  /** Bytes of weights read per token when the file's block types set them (ggufBytesPerToken); default: the loaded dtype's size per weight. */
+  bytesPerToken?: number;
+  /** Extra notes for the row (how long quantizing took). */
+  notes?: Record<string, number | string>;
 }
 
 /** The llama.cpp peer on the same file, prompt and length: the best thread count's median. */
@@ -221,7 +228,7 @@ async function benchGreedy(ctx: SuiteContext, o: GreedyOptions): Promise<BenchRo
     }
   }
   const tokensPerSecond = 1000 / timing.medianMs;
-  const bytes = weightBytesPerToken(config, dtypeSize(weightDtype));
+  const bytes = o.bytesPerToken ?? weightBytesPerToken(config, dtypeSize(weightDtype));
   return {
     suite: 'generate',
     name: 'greedy',
@@ -230,20 +237,20 @@ async function benchGreedy(ctx: SuiteContext, o: GreedyOptions): Promise<BenchRo
     timing,
     metric: 'GB/s',
     value: (bytes * tokensPerSecond) / 1e9,
-    formula: 'bytes of weights read per token (every matrix once, output head included) * tokens/s',
+    formula:
+      o.bytesPerToken === undefined
+        ? 'bytes of weights read per token (every matrix once, output head included) * tokens/s'
+        : "bytes of weights read per token (every matrix of the file once at its block type's bytes, output head included, embedding table excluded unless tied) * tokens/s",
     limit: { value: ctx.limits.copyGBps, what: 'copy bandwidth' },
     peers,
-    notes: { 'tokens/s': tokensPerSecond, 'TTFT ms': timingOf(ttft).medianMs, 'load ms': loadMs },
+    notes: { 'tokens/s': tokensPerSecond, 'TTFT ms': timingOf(ttft).medianMs, 'load ms': loadMs, ...o.notes },
   };
 }
 
 /** A greedy row on a random model of a standard shape, written as GGUF to a temporary folder. */
 async function benchRandomGguf(ctx: SuiteContext, preset: string, type: 0 | 1, promptLen: number, maxTokens: number, repeats: number): Promise<BenchRow> {
   const config = MODEL_PRESETS[preset]!;
-  // The file carries no RoPE scaling (llama-1b's llama3 scaling would need a rope_freqs
-  // tensor): both engines then run plain RoPE, which costs the same.
-  const fileConfig: ModelConfig = { ...config, ropeStyle: 'interleaved' };
-  delete fileConfig.ropeScaling;
+  const fileConfig = benchFileConfig(config);
   const dir = mkdtempSync(join(tmpdir(), 'canopy-bench-'));
   const path = join(dir, `${preset}-${type === 0 ? 'f32' : 'f16'}.gguf`);
   try {
@@ -260,6 +267,88 @@ async function benchRandomGguf(ctx: SuiteContext, preset: string, type: 0 | 1, p
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The 1B-shaped files of the quantized rows: F16, then llama.cpp's presets made from it with quantize(). */
+export const QUANT_BENCH_STORAGES = ['F16', 'Q8_0', 'Q4_0', 'Q4_K_M'] as const satisfies ReadonlyArray<'F16' | QuantPreset>;
+export type BenchStorage = 'F16' | QuantPreset;
+
+/**
+ * Bytes of weights one decode step reads from a GGUF file: every tensor's stored bytes (its
+ * block type's bytes per block, F32 norms included), the embedding table excluded unless it is
+ * also the output head (no output.weight: tied), since decode reads one row of it.
+ */
+export function ggufBytesPerToken(path: string): number {
+  const f = readGguf(path);
+  const tied = !f.tensors.some((t) => t.name === 'output.weight');
+  return f.tensors.filter((t) => tied || t.name !== 'token_embd.weight').reduce((a, t) => a + t.byteLength, 0);
+}
+
+/** The storage types of a GGUF file's tensors with their counts, most first ("Q4_K x97, Q6_K x17, F32 x33"). */
+export function ggufTypeCounts(path: string): string {
+  const counts = new Map<string, number>();
+  for (const t of readGguf(path).tensors) counts.set(t.typeName, (counts.get(t.typeName) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1]).map(([n, c]) => `${n} x${c}`).join(', ');
+}
+
+/** A random model file's cache key: the shape and the seeding scheme (r1: writeRandomGguf), so a changed shape writes a new file. */
+function shapeKey(c: ModelConfig): string {
+  return `d${c.dim}-h${c.hiddenDim}-l${c.nLayers}-q${c.nHeads}-kv${c.nKvHeads}-hd${c.headDim}-v${c.vocabSize}${c.tiedEmbeddings ? '-tied' : ''}-r1`;
+}
+
+/** The file config of a preset: no RoPE scaling (llama-1b's llama3 scaling would need a rope_freqs tensor), so both engines run plain RoPE, which costs the same. */
+export function benchFileConfig(config: ModelConfig): ModelConfig {
+  const fileConfig: ModelConfig = { ...config, ropeStyle: 'interleaved' };
+  delete fileConfig.ropeScaling;
+  return fileConfig;
+}
+
+export interface CachedGguf {
+  path: string;
+  /** How long writing (F16) or quantizing took, ms; undefined when the file came from the cache. */
+  makeMs?: number;
+}
+
+/**
+ * A random model of `config` as a GGUF file of `storage` in `dir`, made once and reused: F16 by
+ * writeRandomGguf, a preset by quantize() from the F16 file (made first when missing). Files
+ * are written under a temporary name and renamed, so an interrupted run leaves no partial file.
+ */
+export async function cachedBenchGguf(dir: string, name: string, config: ModelConfig, storage: BenchStorage): Promise<CachedGguf> {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${name}-${shapeKey(config)}-${storage}.gguf`);
+  if (existsSync(path)) return { path };
+  const partial = `${path}.${process.pid}.partial`;
+  try {
+    const t0 = performance.now();
+    if (storage === 'F16') writeRandomGguf(partial, config, 1);
+    else {
+      const f16 = await cachedBenchGguf(dir, name, config, 'F16');
+      await quantize(f16.path, partial, { type: storage });
+    }
+    const makeMs = performance.now() - t0;
+    renameSync(partial, path);
+    return { path, makeMs };
+  } finally {
+    rmSync(partial, { force: true });
+  }
+}
+
+/** A greedy row on a cached random 1B-shaped file of `storage` (F16 or a quantized preset). */
+async function benchCachedGguf(ctx: SuiteContext, preset: string, storage: BenchStorage, promptLen: number, maxTokens: number, repeats: number): Promise<BenchRow> {
+  const config = MODEL_PRESETS[preset]!;
+  const file = await cachedBenchGguf(join(benchCacheDir(), 'bench-gguf'), preset, benchFileConfig(config), storage);
+  return benchGreedy(ctx, {
+    model: preset,
+    path: file.path,
+    prompt: { ids: Array.from({ length: promptLen }, (_, i) => (i * 7919) % config.vocabSize) },
+    maxTokens,
+    warmup: 1,
+    repeats,
+    weights: `random GGUF ${storage} (${ggufTypeCounts(file.path)})`,
+    bytesPerToken: ggufBytesPerToken(file.path),
+    notes: { [storage === 'F16' ? 'write ms' : 'quantize ms']: file.makeMs ?? 'cached' },
+  });
 }
 
 function torchGenerateJob(id: string, preset: string, promptLen: number, maxTokens: number, draftLayers: number): TorchGenerateJob {
@@ -287,7 +376,8 @@ export const generateSuite: Suite = {
 
     // Greedy end to end on GGUF files. CPU: f32 for the small model (as the decode row), f16 for 1B.
     const greedy: Array<{ preset: string; type: 0 | 1; tokens: number; draft: number }> = [{ preset: 'smollm-135m', type: cpu ? 0 : 1, tokens: ctx.quick ? 32 : 64, draft: 4 }];
-    if (!ctx.quick) greedy.push({ preset: 'llama-1b', type: 1, tokens: 32, draft: 2 });
+    // 1B: on CUDA a temporary f16 file (with its transformers peer); on the CPU the cached F16 file and its quantized presets below.
+    if (!ctx.quick && !cpu) greedy.push({ preset: 'llama-1b', type: 1, tokens: 32, draft: 2 });
     for (const g of greedy) {
       const torch = cpu ? undefined : torchGenerateJob(`generate:${g.preset}`, g.preset, 64, g.tokens, g.draft);
       steps.push({
@@ -295,6 +385,14 @@ export const generateSuite: Suite = {
         run: () => benchRandomGguf(ctx, g.preset, g.type, 64, g.tokens, ctx.quick ? 2 : 3),
         ...(torch ? { torch: [torch] } : {}),
       });
+    }
+
+    // 1B-shaped F16, Q8_0, Q4_0 and Q4_K_M files against llama.cpp (CPU: its peer runs there).
+    // The files are cached (benchCacheDir()/bench-gguf): the first run writes and quantizes them.
+    if (cpu) {
+      for (const storage of QUANT_BENCH_STORAGES) {
+        steps.push({ label: `greedy llama-1b ${storage}`, run: () => benchCachedGguf(ctx, 'llama-1b', storage, 64, ctx.quick ? 8 : 32, ctx.quick ? 1 : 3) });
+      }
     }
 
     // Real models: stories260K when found, and any given with --model.
