@@ -289,7 +289,6 @@ void RunWorkItem(const AttentionParams& p, const AttentionWorkItem& w, const uin
   const int Rp = (R + step - 1) / step * step;
   const int64_t qo_stride = static_cast<int64_t>(Rp) * D;  // per-head state strides in scratch
 
-  float* St = sc.s;
   for (int64_t i = 0; i < qo_stride * nh; ++i) sc.q[i] = sc.o[i] = 0.f;
   for (int64_t r = 0; r < static_cast<int64_t>(Rp) * nh; ++r) {
     sc.m[r] = -INFINITY;
