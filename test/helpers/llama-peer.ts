@@ -162,34 +162,39 @@ export async function canopyGreedy(path: string, tokens: number[], options: { lo
   const weights = loadWeights(path);
   const model = await Model.fromWeights(weights, { backend: 'cpu' });
   try {
-    const vocab = model.config.vocabSize;
-    const cache = model.createCache({ capacity: tokens.length });
-    const { logits } = await model.forward(cache, [{ sequence: 0, tokens }], { logits: 'all' });
-    const all = logits.toFloat32();
-    logits.dispose();
-    cache.dispose();
-    const out: PeerGreedy = { argmax: [], top: [], second: [] };
-    if (options.logits) out.logits = [];
-    for (let r = 0; r < tokens.length; r++) {
-      const row = all.subarray(r * vocab, (r + 1) * vocab);
-      let best = 0;
-      let second = -Infinity;
-      for (let v = 1; v < vocab; v++) {
-        if (row[v]! > row[best]!) {
-          second = row[best]!;
-          best = v;
-        } else if (row[v]! > second) second = row[v]!;
-      }
-      out.argmax.push(best);
-      out.top.push(row[best]!);
-      out.second.push(second);
-      if (out.logits) out.logits.push(Float32Array.from(row));
-    }
-    return out;
+    return await modelGreedy(model, tokens, options);
   } finally {
     model.dispose();
     weights.dispose();
   }
+}
+
+/** `model`'s teacher-forced greedy tokens on `tokens`: one prefill with logits 'all', each row's argmax and top-two logits. */
+export async function modelGreedy(model: Model, tokens: number[], options: { logits?: boolean } = {}): Promise<PeerGreedy> {
+  const vocab = model.config.vocabSize;
+  const cache = model.createCache({ capacity: tokens.length });
+  const { logits } = await model.forward(cache, [{ sequence: 0, tokens }], { logits: 'all' });
+  const all = logits.toFloat32();
+  logits.dispose();
+  cache.dispose();
+  const out: PeerGreedy = { argmax: [], top: [], second: [] };
+  if (options.logits) out.logits = [];
+  for (let r = 0; r < tokens.length; r++) {
+    const row = all.subarray(r * vocab, (r + 1) * vocab);
+    let best = 0;
+    let second = -Infinity;
+    for (let v = 1; v < vocab; v++) {
+      if (row[v]! > row[best]!) {
+        second = row[best]!;
+        best = v;
+      } else if (row[v]! > second) second = row[v]!;
+    }
+    out.argmax.push(best);
+    out.top.push(row[best]!);
+    out.second.push(second);
+    if (out.logits) out.logits.push(Float32Array.from(row));
+  }
+  return out;
 }
 
 export interface Disagreement {

@@ -18,7 +18,7 @@ import type { ModelConfig } from '../../lib/model/config.js';
 import { Model } from '../../lib/model/model.js';
 import { loadWeights } from '../../lib/model/weights.js';
 import { type ArchName, archConfig, archTensors, writeArchGguf } from '../helpers/arch-models.js';
-import { LlamaPeer, type PeerGreedy, compareGreedyRuns, describeAgreement, llamaPeerAvailable } from '../helpers/llama-peer.js';
+import { LlamaPeer, type PeerGreedy, compareGreedyRuns, describeAgreement, llamaPeerAvailable, modelGreedy } from '../helpers/llama-peer.js';
 
 const peerOk = llamaPeerAvailable('Gemma / Phi-3 agreement with llama.cpp');
 const N = 240;
@@ -28,26 +28,7 @@ async function canopyRun(path: string, tokens: number[], contextLength?: number,
   const weights = loadWeights(path);
   const model = await Model.fromWeights({ ...weights, config: edit(weights.config) }, { backend: 'cpu', dtype: 'f32', ...(contextLength ? { contextLength } : {}) });
   try {
-    const vocab = model.config.vocabSize;
-    const cache = model.createCache({ capacity: tokens.length });
-    const { logits } = await model.forward(cache, [{ sequence: 0, tokens }], { logits: 'all' });
-    const all = logits.toFloat32();
-    const out: PeerGreedy = { argmax: [], top: [], second: [] };
-    for (let r = 0; r < tokens.length; r++) {
-      const row = all.subarray(r * vocab, (r + 1) * vocab);
-      let best = 0;
-      let second = -Infinity;
-      for (let v = 1; v < vocab; v++) {
-        if (row[v]! > row[best]!) {
-          second = row[best]!;
-          best = v;
-        } else if (row[v]! > second) second = row[v]!;
-      }
-      out.argmax.push(best);
-      out.top.push(row[best]!);
-      out.second.push(second);
-    }
-    return out;
+    return await modelGreedy(model, tokens);
   } finally {
     model.dispose();
     weights.dispose();
