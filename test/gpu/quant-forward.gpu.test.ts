@@ -26,7 +26,6 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { generate } from '../../lib/generate.js';
-import type { ModelConfig } from '../../lib/model/config.js';
 import type { GgufWeights } from '../../lib/model/formats/gguf.js';
 import { Model } from '../../lib/model/model.js';
 import { loadWeights } from '../../lib/model/weights.js';
@@ -34,8 +33,8 @@ import { QUANT_TYPES } from '../../lib/tensor/quant-types.js';
 import { mismatches } from '../helpers/attention-reference.js';
 import { gpuGate } from '../helpers/gpu.js';
 import { llamaReference } from '../helpers/llama-reference.js';
-import { syntheticTensors, writeGgufModel } from '../helpers/model-writers.js';
-import { argmaxRows, dequantized, inflate, isNorm } from '../helpers/quant-models.js';
+import { writeGgufModel } from '../helpers/model-writers.js';
+import { MIXED_MODEL_CONFIG, argmaxRows, dequantized, inflate, isNorm, writeMixedModel } from '../helpers/quant-models.js';
 import { quantizeActivationsRef } from '../helpers/quant-reference.js';
 import { testModelsDir } from '../helpers/test-models.js';
 
@@ -60,22 +59,7 @@ function relRms(got: Float32Array, want: ArrayLike<number>[] | Float32Array, voc
   return Math.sqrt(se / sr);
 }
 
-const config: ModelConfig = {
-  architecture: 'llama',
-  dim: 256,
-  hiddenDim: 512,
-  nLayers: 2,
-  nHeads: 4,
-  nKvHeads: 2,
-  headDim: 64,
-  vocabSize: 300,
-  maxSeqLen: 64,
-  ropeTheta: 10000,
-  ropeStyle: 'interleaved',
-  normEps: 1e-5,
-  tiedEmbeddings: false,
-  qkvBias: false,
-};
+const config = MIXED_MODEL_CONFIG;
 const Q8_0 = QUANT_TYPES.Q8_0.id;
 const Q4_0 = QUANT_TYPES.Q4_0.id;
 const Q4_K = QUANT_TYPES.Q4_K.id;
@@ -85,12 +69,10 @@ const Q6_K = QUANT_TYPES.Q6_K.id;
 const cudaTypeOf = (n: string) =>
   isNorm(n) ? 0 : n === 'embed' ? Q6_K : n === 'output' ? Q8_0 : /w2$/.test(n) ? Q4_K : /wv$/.test(n) ? Q4_0 : /wo$/.test(n) ? 1 : /w1$/.test(n) ? Q6_K : Q4_K;
 
-/** The random model written with typeOf (weights scaled as in test/model/quant-forward.test.ts: well-conditioned attention). */
+/** The mixed-type random model (test/helpers/quant-models.ts) written with typeOf. */
 function writeRandom(name: string, typeOf: (n: string) => number): string {
-  const { tensors, shapes } = syntheticTensors(config, 4);
-  for (const [n, v] of tensors) if (!isNorm(n)) v.forEach((x, i) => (v[i] = x * 0.25));
   const path = join(tmp, name);
-  writeGgufModel(path, config, tensors, shapes, typeOf);
+  writeMixedModel(path, typeOf);
   return path;
 }
 

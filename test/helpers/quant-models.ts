@@ -1,14 +1,45 @@
 /**
  * Block-quantized test models shared by the CPU and CUDA forward tests (test/model/quant-forward.test.ts,
  * test/gpu/quant-forward.gpu.test.ts): the float64 dequantization of a loaded GGUF's block-quantized
- * tensors, stories260K inflated to a shape whose rows are multiples of 256, and a row-wise argmax.
+ * tensors, a small random model written with a block type per tensor, stories260K inflated to a
+ * shape whose rows are multiples of 256, and a row-wise argmax.
  */
 import { type ModelConfig, expectedShapes } from '../../lib/model/config.js';
 import type { GgufWeights } from '../../lib/model/formats/gguf.js';
 import { Tensor } from '../../lib/tensor/tensor.js';
+import { syntheticTensors, writeGgufModel } from './model-writers.js';
 import { dequantizeRef } from './quant-reference.js';
 
 export const isNorm = (n: string) => /Norm$|^norm$/.test(n);
+
+/** The random model of the mixed-type forward tests: rows of 256 and 512, so every block type fits. */
+export const MIXED_MODEL_CONFIG: ModelConfig = {
+  architecture: 'llama',
+  dim: 256,
+  hiddenDim: 512,
+  nLayers: 2,
+  nHeads: 4,
+  nKvHeads: 2,
+  headDim: 64,
+  vocabSize: 300,
+  maxSeqLen: 64,
+  ropeTheta: 10000,
+  ropeStyle: 'interleaved',
+  normEps: 1e-5,
+  tiedEmbeddings: false,
+  qkvBias: false,
+};
+
+/**
+ * Writes MIXED_MODEL_CONFIG's random model to `path`, matrix `n` stored as GGUF type typeOf(n).
+ * Its matrices are scaled by 0.25 to be well conditioned (a random model at full scale has
+ * near one-hot attention, which turns the 8-bit activation rounding into large logit changes).
+ */
+export function writeMixedModel(path: string, typeOf: (n: string) => number): void {
+  const { tensors, shapes } = syntheticTensors(MIXED_MODEL_CONFIG, 4);
+  for (const [name, v] of tensors) if (!isNorm(name)) v.forEach((x, i) => (v[i] = x * 0.25));
+  writeGgufModel(path, MIXED_MODEL_CONFIG, tensors, shapes, typeOf);
+}
 
 export function argmaxRows(logits: Float32Array, vocab: number): number[] {
   const out: number[] = [];

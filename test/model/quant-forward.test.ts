@@ -25,41 +25,22 @@ import { loadWeights } from '../../lib/model/weights.js';
 import type { GgufWeights } from '../../lib/model/formats/gguf.js';
 import { QUANT_TYPES, QUANT_TYPE_NAMES, type QuantType } from '../../lib/tensor/quant-types.js';
 import { llamaReference } from '../helpers/llama-reference.js';
-import { ggufName, llamaGgufMetadata, syntheticTensors, writeGguf, writeGgufModel } from '../helpers/model-writers.js';
+import { ggufName, llamaGgufMetadata, writeGguf, writeGgufModel } from '../helpers/model-writers.js';
 import { quantizeActivationsRef } from '../helpers/quant-reference.js';
-import { argmaxRows, dequantized, inflate, isNorm } from '../helpers/quant-models.js';
+import { MIXED_MODEL_CONFIG, argmaxRows, dequantized, inflate, isNorm, writeMixedModel } from '../helpers/quant-models.js';
 import { testModelsDir } from '../helpers/test-models.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'canopy-quant-forward-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('a random model mixing block types per tensor', () => {
-  const config: ModelConfig = {
-    architecture: 'llama',
-    dim: 256,
-    hiddenDim: 512,
-    nLayers: 2,
-    nHeads: 4,
-    nKvHeads: 2,
-    headDim: 64,
-    vocabSize: 300,
-    maxSeqLen: 64,
-    ropeTheta: 10000,
-    ropeStyle: 'interleaved',
-    normEps: 1e-5,
-    tiedEmbeddings: false,
-    qkvBias: false,
-  };
+  const config = MIXED_MODEL_CONFIG;
   const typeOf = (n: string) =>
     isNorm(n) ? 0 : n === 'embed' ? 14 : n === 'output' ? 8 : /w2$/.test(n) ? 12 : /wv$/.test(n) ? 2 : /wo$/.test(n) ? 1 : /w1$/.test(n) ? 13 : 12;
 
   it('matches the float64 reference on the dequantized weights, and decode steps equal the prefill bit for bit', async () => {
-    const { tensors, shapes } = syntheticTensors(config, 4);
-    // Well-conditioned weights (a random model at full scale has near one-hot attention, which
-    // turns the 8-bit activation rounding below into large logit changes).
-    for (const [name, v] of tensors) if (!isNorm(name)) v.forEach((x, i) => (v[i] = x * 0.25));
     const path = join(tmp, 'mixed.gguf');
-    writeGgufModel(path, config, tensors, shapes, typeOf);
+    writeMixedModel(path, typeOf);
     const w = loadWeights(path) as GgufWeights;
     expect(w.quant.get('embed')).toBe('Q6_K');
     expect(w.quant.get('layers.1.w1')).toBe('Q5_K');
