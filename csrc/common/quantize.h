@@ -190,21 +190,13 @@ inline void QuantizeIq4(const float* x, uint8_t* y, int nsub) {
   float scales[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   uint8_t L[256];
   std::memset(L, 0, sizeof(L));
-  float max_scale = 0.f, amax_scale = 0.f;
   for (int ib = 0; ib < nsub; ++ib) {
     const float* xb = x + 32 * ib;
     uint8_t* Lb = L + 32 * ib;
     float weight[32];
     for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
-    float amax = 0.f, max = 0.f;
-    for (int j = 0; j < 32; ++j) {
-      const float ax = std::fabs(xb[j]);
-      if (ax > amax) {
-        amax = ax;
-        max = xb[j];
-      }
-    }
-    if (amax < kGroupMaxEps) {
+    const float max = SignedAbsMax(xb, 32);
+    if (std::fabs(max) < kGroupMaxEps) {
       scales[ib] = 0.f;
       continue;
     }
@@ -238,12 +230,8 @@ inline void QuantizeIq4(const float* x, uint8_t* y, int nsub) {
       }
     }
     scales[ib] = d;
-    const float abs_d = std::fabs(d);
-    if (abs_d > amax_scale) {
-      amax_scale = abs_d;
-      max_scale = d;
-    }
   }
+  const float max_scale = SignedAbsMax(scales, nsub);
   if (nsub > 1) {
     const float d = -max_scale / 32;
     StoreF16(y, d);
@@ -352,15 +340,8 @@ inline float MakeQkx2Quants(int n, int nmax, const float* x, const float* weight
 // ggml's make_qx_quants with rmse_type 1 (weights x^2) and no importance weights: codes
 // L[i] + nmax with L[i] in [-nmax, nmax - 1] for x ~ scale * L. Returns the scale.
 inline float MakeQxQuants(int n, int nmax, const float* x, uint8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
+  const float max = SignedAbsMax(x, n);
+  if (std::fabs(max) < kGroupMaxEps) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.f;
   }
@@ -405,15 +386,8 @@ inline float MakeQxQuants(int n, int nmax, const float* x, uint8_t* L) {
 // ggml's make_q3_quants with do_rmse (weights x^2): codes L[i] + nmax, L[i] in [-nmax, nmax - 1],
 // refined by moving single values while that raises sum(w x l)^2 / sum(w l^2).
 inline float MakeQ3Quants(int n, int nmax, const float* x, uint8_t* Lout) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
+  const float max = SignedAbsMax(x, n);
+  if (std::fabs(max) < kGroupMaxEps) {
     for (int i = 0; i < n; ++i) Lout[i] = 0;
     return 0.f;
   }
@@ -504,15 +478,8 @@ inline void QuantizeQ2_K(const float* x, uint8_t* y) {
 inline void QuantizeQ3_K(const float* x, uint8_t* y) {
   uint8_t L[256];
   float scales[16];
-  float max_scale = 0, amax = 0;
-  for (int j = 0; j < 16; ++j) {
-    scales[j] = MakeQ3Quants(16, 4, x + 16 * j, L + 16 * j);
-    const float scale = std::fabs(scales[j]);
-    if (scale > amax) {
-      amax = scale;
-      max_scale = scales[j];
-    }
-  }
+  for (int j = 0; j < 16; ++j) scales[j] = MakeQ3Quants(16, 4, x + 16 * j, L + 16 * j);
+  const float max_scale = SignedAbsMax(scales, 16);
   uint8_t* hmask = y;
   uint8_t* qs = y + 32;
   uint8_t* sc = y + 96;
