@@ -129,6 +129,24 @@ inline Status CheckDecodeStep(const LlamaModelDesc& m, const DecodeStepParams& p
   return Status::Ok();
 }
 
+// A kArgmax step's outputs besides its tokens: nothing accepted, every fed token committed.
+inline void SetArgmaxStepLengths(const DecodeStepParams& p) {
+  const LlamaForwardParams& f = p.forward;
+  for (int32_t b = 0; b < f.batch; ++b) {
+    p.accepted_count[b] = 0;
+    p.new_lens[b] = f.kv_len_before[b] + (f.qo_indptr[b + 1] - f.qo_indptr[b]);
+  }
+}
+
+// Where greedy verification of a kGreedyTree step writes: the step's own outputs.
+inline VerifyOutput DecodeStepVerifyOutput(const DecodeStepParams& p) {
+  VerifyOutput vo;
+  vo.accepted_count = p.accepted_count;
+  vo.accepted_nodes = p.accepted_nodes;
+  vo.next_token = p.next_token;
+  return vo;
+}
+
 // The verify tree of a kGreedyTree step (see above).
 inline DecodeStepTree MakeDecodeStepTree(const DecodeStepParams& p) {
   const LlamaForwardParams& f = p.forward;

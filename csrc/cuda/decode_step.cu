@@ -71,18 +71,11 @@ Status DecodeStep(const LlamaModelDesc& m, const DecodeStepParams& p) {
   if (p.top_k > 0) CANOPY_RETURN_IF_ERROR(TopKToHost(f.logits, f.n_logit_rows, m.vocab, p.top_k, p.top_k_ids));
   if (p.choice == DecodeChoice::kArgmax) {
     CANOPY_RETURN_IF_ERROR(ArgmaxToHost(f.logits, f.batch, m.vocab, p.next_token));
-    for (int32_t b = 0; b < f.batch; ++b) {
-      p.accepted_count[b] = 0;
-      p.new_lens[b] = f.kv_len_before[b] + (f.qo_indptr[b + 1] - f.qo_indptr[b]);
-    }
+    SetArgmaxStepLengths(p);
     return Status::Ok();
   }
   DecodeStepTree t = MakeDecodeStepTree(p);
-  VerifyOutput vo;
-  vo.accepted_count = p.accepted_count;
-  vo.accepted_nodes = p.accepted_nodes;
-  vo.next_token = p.next_token;
-  CANOPY_RETURN_IF_ERROR(VerifyGreedy(t.view(), f.logits, DType::kF32, m.vocab, vo));
+  CANOPY_RETURN_IF_ERROR(VerifyGreedy(t.view(), f.logits, DType::kF32, m.vocab, DecodeStepVerifyOutput(p)));
   const KvCommitPlan plan = MakeDecodeStepCommit(p, &t);
   if (f.kv_quant != nullptr) {
     return CommitQuantKv(*f.kv_quant, MakeDecodeStepQuantBatch(f), plan.prefix_lens, plan.tree_indptr, plan.accepted_count,
