@@ -7,6 +7,7 @@
 #include "../common/decode_step.h"
 #include "../common/kv_quant.h"
 #include "../common/transformer_ops.h"
+#include "block_argmax.cuh"
 #include "check.cuh"
 #include "workspace.cuh"
 
@@ -30,21 +31,7 @@ __global__ void TopKKernel(const float* logits, int64_t vocab, int32_t k, int32_
       ArgmaxCandidate c{ArgmaxKey(row[y]), static_cast<int32_t>(y)};
       if (ArgmaxBetter(prev, c) && ArgmaxBetter(c, best)) best = c;
     }
-    s_value[threadIdx.x] = best.value;
-    s_index[threadIdx.x] = best.index;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-      if (static_cast<int>(threadIdx.x) < s) {
-        ArgmaxCandidate mine{s_value[threadIdx.x], s_index[threadIdx.x]};
-        ArgmaxCandidate other{s_value[threadIdx.x + s], s_index[threadIdx.x + s]};
-        if (ArgmaxBetter(other, mine)) {
-          s_value[threadIdx.x] = other.value;
-          s_index[threadIdx.x] = other.index;
-        }
-      }
-      __syncthreads();
-    }
-    prev = ArgmaxCandidate{s_value[0], s_index[0]};
+    prev = BlockArgmax(best, s_value, s_index);
     if (threadIdx.x == 0) out[static_cast<int64_t>(blockIdx.x) * k + j] = prev.index;
     __syncthreads();  // everyone has read slot 0 before the next round writes it
   }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../common/sampling.h"
+#include "block_argmax.cuh"
 #include "check.cuh"
 #include "workspace.cuh"
 
@@ -189,21 +190,7 @@ __global__ void SamplingChainKernel(ChainArgs a) {
       ArgmaxCandidate c{ArgmaxKey(l[y]), static_cast<int32_t>(y)};
       if (ArgmaxBetter(c, best)) best = c;
     }
-    s.fvalue[threadIdx.x] = best.value;
-    s.index[threadIdx.x] = best.index;
-    __syncthreads();
-    for (int h = blockDim.x / 2; h > 0; h >>= 1) {
-      if (static_cast<int>(threadIdx.x) < h) {
-        ArgmaxCandidate mine{s.fvalue[threadIdx.x], s.index[threadIdx.x]};
-        ArgmaxCandidate other{s.fvalue[threadIdx.x + h], s.index[threadIdx.x + h]};
-        if (ArgmaxBetter(other, mine)) {
-          s.fvalue[threadIdx.x] = other.value;
-          s.index[threadIdx.x] = other.index;
-        }
-      }
-      __syncthreads();
-    }
-    const int32_t token = s.index[0];
+    const int32_t token = BlockArgmax(best, s.fvalue, s.index).index;
     if (threadIdx.x == 0) a.tokens[r] = token;
     if (probs) {
       for (int64_t y = threadIdx.x; y < vocab; y += blockDim.x) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../common/verify.h"
+#include "block_argmax.cuh"
 #include "check.cuh"
 #include "workspace.cuh"
 
@@ -44,21 +45,8 @@ __global__ void RowArgmaxKernel(const void* logits, DType dtype, int64_t vocab, 
     ArgmaxCandidate c{ArgmaxKey(LoadFloat(logits, dtype, off + y)), static_cast<int32_t>(y)};
     if (ArgmaxBetter(c, best)) best = c;
   }
-  s_value[threadIdx.x] = best.value;
-  s_index[threadIdx.x] = best.index;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (static_cast<int>(threadIdx.x) < s) {
-      ArgmaxCandidate mine{s_value[threadIdx.x], s_index[threadIdx.x]};
-      ArgmaxCandidate other{s_value[threadIdx.x + s], s_index[threadIdx.x + s]};
-      if (ArgmaxBetter(other, mine)) {
-        s_value[threadIdx.x] = other.value;
-        s_index[threadIdx.x] = other.index;
-      }
-    }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[blockIdx.x] = s_index[0];
+  const ArgmaxCandidate row_best = BlockArgmax(best, s_value, s_index);
+  if (threadIdx.x == 0) out[blockIdx.x] = row_best.index;
 }
 
 struct RowArgmaxLookup {
