@@ -5,7 +5,7 @@
  * every block type's kernels on the full 1B row widths (2048, 5632) and head layout.
  *
  *   random1bConfig(layers, vocab)          the ModelConfig
- *   random1bTensors(config, init, seed)    deterministic canonical f32 tensors
+ *   random1bTensors(config, init, seed)    deterministic tensors: matrices as f16 bits, norms f32
  *   writeF16Gguf(path, config, tensors)    an F16 GGUF (norms F32) llama.cpp loads
  *   writeTypeGguf(f16Path, outPath, type)  that file with every matrix (embedding and output
  *                                          included) quantized to one block type by canopy's
@@ -113,8 +113,8 @@ export function writeF16Gguf(path: string, c: ModelConfig, tensors: Map<string, 
 }
 
 /**
- * `f16Path` with every 2-D tensor quantized to `type` by the native quantizer; metadata copied
- * (general.file_type dropped). Returns the file's size in bytes.
+ * Writes `f16Path` with every matrix quantized to `type` by the native quantizer (norms F32) to
+ * `outPath`; metadata copied (general.file_type dropped).
  */
 export async function writeTypeGguf(f16Path: string, outPath: string, type: QuantType): Promise<void> {
   const file = readGguf(f16Path);
