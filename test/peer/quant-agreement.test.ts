@@ -29,7 +29,7 @@
  * are (within 3x, median over positions), which a wrong block layout, scale or sum would not
  * be. The report says which types are under 97% and their floor.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -41,10 +41,10 @@ import { syntheticVocabMetadata } from '../../lib/model/formats/gguf-writer.js';
 import { type ModelConfig, expectedShapes } from '../../lib/model/config.js';
 import { loadModel } from '../../lib/model/load.js';
 import { loadWeights } from '../../lib/model/weights.js';
-import type { GgufWeights } from '../../lib/model/formats/gguf.js';
+import { type GgufWeights, readGguf } from '../../lib/model/formats/gguf.js';
 import { QUANT_TYPES, QUANT_TYPE_NAMES, type QuantType } from '../../lib/tensor/quant-types.js';
 import { Tensor } from '../../lib/tensor/tensor.js';
-import { type Agreement, LlamaPeer, type PeerGreedy, agreement, describeAgreement, llamaPeerAvailable } from '../helpers/llama-peer.js';
+import { type Agreement, LlamaPeer, type PeerGreedy, agreement, canopyGreedy, describeAgreement, llamaPeerAvailable } from '../helpers/llama-peer.js';
 import { llamaReference } from '../helpers/llama-reference.js';
 import { writeGgufModel } from '../helpers/model-writers.js';
 import { dequantizeRef, quantizeActivationsRef } from '../helpers/quant-reference.js';
@@ -82,10 +82,11 @@ const argmaxOf = (rows: ArrayLike<number>[]) =>
 /**
  * The noise floor of teacher-forced argmax agreement on one block-quantized file (see the module
  * comment): float64 forwards on the reference dequantization with canopy's activation rounding,
- * unperturbed and perturbed twice. Also canopy's median per-position relative logit error
- * against the unperturbed one.
+ * unperturbed and perturbed twice. Also the median per-position relative logit error against
+ * the unperturbed one of each of `canopy`'s runs (canopy's logits on this file, or on a broken
+ * copy of it for the negative control).
  */
-function noiseFloor(path: string, tokens: number[], type: QuantType, canopy: PeerGreedy): { floor: number; canopyError: number; perturbedError: number } {
+function noiseFloor(path: string, tokens: number[], type: QuantType, canopy: PeerGreedy[]): { floor: number; canopyError: number[]; perturbedError: number } {
   const w = loadWeights(path) as GgufWeights;
   const shapes = expectedShapes(w.config);
   const deq = new Map<string, Tensor>();
@@ -129,7 +130,7 @@ function noiseFloor(path: string, tokens: number[], type: QuantType, canopy: Pee
     errors.sort((x, y) => x - y);
     return errors[Math.floor(errors.length / 2)]!;
   };
-  return { floor, canopyError: medianError(canopy.logits!), perturbedError: Math.max(medianError(a), medianError(b)) };
+  return { floor, canopyError: canopy.map((c) => medianError(c.logits!)), perturbedError: Math.max(medianError(a), medianError(b)) };
 }
 
 /**
@@ -145,15 +146,43 @@ async function checkType(peer: LlamaPeer, path: string, tokens: number[], type: 
     report.push(line);
     return;
   }
-  const { floor, canopyError, perturbedError } = noiseFloor(path, tokens, type, a.canopy);
+  const nf = noiseFloor(path, tokens, type, [a.canopy]);
+  const { floor, perturbedError } = nf;
+  const canopyError = nf.canopyError[0]!;
   line +=
     `\n    UNDER THE 97% BAR: this file's noise floor (float64 reference against itself with f32-size perturbations) is ${(floor * 100).toFixed(1)}%; ` +
     `median relative logit error against the float64 reference: canopy ${canopyError.toExponential(1)}, the perturbed references ${perturbedError.toExponential(1)}`;
   report.push(line);
-  // canopy computes the reference's function up to noise of the same size as an f32-size
-  // perturbation's (a wrong layout, scale or sum errs by O(1) from the first position).
-  expect(canopyError, line).toBeLessThanOrEqual(Math.max(3 * perturbedError, 1e-5));
-  expect(a.fraction, line).toBeGreaterThanOrEqual(floor);
+  expect(floorCheckFailures(a.fraction, floor, canopyError, perturbedError), line).toEqual([]);
+}
+
+/**
+ * The noise-floor check of a type under the 97% bar: the conditions it fails (none for a correct
+ * kernel). canopy computes the reference's function up to noise of the same size as an f32-size
+ * perturbation's (a wrong layout, scale or sum errs by O(1) from the first position), and agrees
+ * with llama.cpp at least as often as the reference agrees with itself perturbed.
+ */
+function floorCheckFailures(fraction: number, floor: number, canopyError: number, perturbedError: number): string[] {
+  const failed: string[] = [];
+  const bound = Math.max(3 * perturbedError, 1e-5);
+  if (!(canopyError <= bound)) failed.push(`median relative logit error ${canopyError.toExponential(1)} over ${bound.toExponential(1)} (3x the perturbed references')`);
+  if (!(fraction >= floor)) failed.push(`agreement ${(fraction * 100).toFixed(1)}% under the noise floor ${(floor * 100).toFixed(1)}%`);
+  return failed;
+}
+
+/**
+ * A copy of the GGUF at `path` with `tensor`'s blocks edited in place by `edit(block bytes,
+ * block index)`: what a kernel that misreads the layout computes, as weights.
+ */
+function editBlocks(path: string, out: string, tensor: string, edit: (block: Uint8Array, index: number) => void): void {
+  const file = readGguf(path);
+  const info = file.tensors.find((t) => t.name === tensor);
+  if (!info) throw new Error(`${path}: no tensor ${tensor}`);
+  const q = QUANT_TYPE_NAMES.find((n) => QUANT_TYPES[n].id === info.type)!;
+  const { bytes } = QUANT_TYPES[q];
+  const buf = readFileSync(path);
+  for (let b = 0; b < info.byteLength / bytes; b++) edit(buf.subarray(info.fileOffset + b * bytes, info.fileOffset + (b + 1) * bytes), b);
+  writeFileSync(out, buf);
 }
 
 describe.runIf(dir && peerOk)('block-quantized GGUF files: canopy agrees with llama.cpp', () => {
@@ -213,6 +242,68 @@ describe.runIf(dir && peerOk)('block-quantized GGUF files: canopy agrees with ll
   it.each(QUANT_TYPE_NAMES.map((t) => [t]))('%s: llama.cpp loads the file; greedy next tokens agree on >= 97% (or the noise floor)', async (type: QuantType) => {
     await checkType(peer, write(type, QUANT_TYPES[type].id), tokens, type, f32.canopy, report);
   }, 120_000);
+
+  /**
+   * The noise-floor check (Q2_K falls under the bar on this model) must be able to fail: canopy's
+   * logits on copies of the Q2_K file that a wrong kernel would in effect compute, held to the
+   * true file's floor and reference, fail it; canopy on the true file passes it, in the same run.
+   *   - one block's scale: the super-block scale d of the block with the largest d in
+   *     blk.0.attn_q.weight doubled (256 of the model's 2.1 M weights; the smallest wrong kernel
+   *     in sight, e.g. a scale read from the neighbouring block);
+   *   - another layout: in every block of blk.2.ffn_down.weight the 4-bit sub-block scale and
+   *     min swapped (Q2_K keeps the scale in the low nibble, the min in the high one);
+   *   - another type's dequantization: every block of blk.4.attn_output.weight read without
+   *     its mins (dmin treated as 0, as a kernel for a type without mins would).
+   * Measured (2-core EPYC): the true file 96.7% against a floor of 95.4%, logit error 1.1e-2 against
+   * the perturbed references' 1.1e-2 (bound 3.3e-2); the broken copies 8.0e-2 (70% agreement),
+   * 2.8e-1 (28%) and 1.7e-1 (55%): even one block's scale is 2.4x over the bound.
+   */
+  it('Q2_K noise-floor check, negative control: wrong kernels fail it, the right one passes', async () => {
+    const path = write('Q2_K-control', QUANT_TYPES.Q2_K.id);
+    const llama = await peer.greedy(path, tokens);
+    await peer.unload(path);
+    const half = (block: Uint8Array, at: number) => (block[at]! | (block[at + 1]! << 8)) & 0x7fff;
+    let largest = -1;
+    let largestD = -1;
+    editBlocks(path, join(tmp, 'scan.gguf'), 'blk.0.attn_q.weight', (block, b) => {
+      const d = half(block, 80); // f16 bits of a positive number order as the numbers
+      if (d > largestD) [largest, largestD] = [b, d];
+    });
+    const broken: [string, string, (block: Uint8Array, index: number) => void][] = [
+      ['one block scale doubled', 'blk.0.attn_q.weight', (block, b) => {
+        if (b === largest) {
+          const bits = (block[80]! | (block[81]! << 8)) + 0x0400; // exponent + 1: d x 2
+          block[80] = bits & 0xff;
+          block[81] = bits >> 8;
+        }
+      }],
+      ['sub-block scale and min swapped', 'blk.2.ffn_down.weight', (block) => {
+        for (let j = 0; j < 16; j++) block[j] = ((block[j]! & 15) << 4) | (block[j]! >> 4);
+      }],
+      ['mins dropped', 'blk.4.attn_output.weight', (block) => {
+        block[82] = 0;
+        block[83] = 0;
+      }],
+    ];
+    const runs: PeerGreedy[] = [await canopyGreedy(path, tokens, { logits: true })];
+    for (const [name, tensor, edit] of broken) {
+      const p = join(tmp, `stories-inflated-Q2_K-${name.replaceAll(' ', '-')}.gguf`);
+      editBlocks(path, p, tensor, edit);
+      runs.push(await canopyGreedy(p, tokens, { logits: true }));
+    }
+    const { floor, canopyError, perturbedError } = noiseFloor(path, tokens, 'Q2_K', runs);
+    const verdicts = runs.map((r, i) => floorCheckFailures(argmaxAgree(r.argmax, llama.argmax), floor, canopyError[i]!, perturbedError));
+    const lines = runs.map(
+      (r, i) =>
+        `${i === 0 ? 'canopy on the true file' : `broken (${broken[i - 1]![0]} in ${broken[i - 1]![1]})`}: agreement with llama.cpp ${(argmaxAgree(r.argmax, llama.argmax) * 100).toFixed(1)}%, ` +
+        `logit error ${canopyError[i]!.toExponential(1)}: ${verdicts[i]!.length ? `FAILS: ${verdicts[i]!.join('; ')}` : 'passes'}`,
+    );
+    report.push(`Q2_K noise-floor check, negative control (floor ${(floor * 100).toFixed(1)}%, perturbed references' error ${perturbedError.toExponential(1)}):\n    ${lines.join('\n    ')}`);
+    expect(verdicts[0], lines[0]).toEqual([]);
+    // Each broken copy fails the logit-distance condition: it holds even where a broken model's
+    // argmax happens to agree as often as the floor.
+    for (let i = 1; i < runs.length; i++) expect(verdicts[i]!.some((v) => v.startsWith('median relative logit error')), lines[i]).toBe(true);
+  }, 180_000);
 });
 
 /**
