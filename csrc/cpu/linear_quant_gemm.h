@@ -1,0 +1,391 @@
+// The block-quantized linear layer for 2 and more activation rows (verification, draft trees,
+// batched decode, prefill) on AVX-512 VNNI: register-blocked microkernels on 512-bit vectors.
+// Included by linear_quant_vnni.cc inside its VNNI target section, after linear_quant_x86.h.
+//
+// The per-output arithmetic is linear_quant_kernel.h's, unchanged (so every output element is
+// bit-identical to the decode step's, for any number of rows or threads):
+//   eight f32 lanes; block b adds fma(P_k, d_b * da_b, acc_k) to lane k (P_k the exact int32 lane
+//   sum); a ninth accumulator takes fma(-dmin_b * da_b, Smin_b, accm) for the types with mins; the
+//   result is Sum8(acc) + accm (+ bias), stored or accumulated.
+// Only the way the exact integers P_k and Smin_b are formed differs, and integers are exact:
+//   - a 512-bit register holds two outputs' eight lanes: one weight row against two activation
+//     rows (the pair's blocks side by side), so each vector instruction serves two outputs;
+//   - 32-value blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL): the activation codes are taken
+//     unsigned (a + 128, vpdpbusd's unsigned operand) against the weight codes as signed int8, and
+//     each weight block's lanes start at -128 * (the sum of its 4 codes), so
+//     vpdpbusd(-128 sum4(w), a + 128, w) = sum4(w * a) exactly (|values| far below 2^31);
+//   - 256-value blocks (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K): the weight codes taken unsigned
+//     (u = q + bias, 0..63), vpmaddubsw's int16 pair sums u * a (<= 2 * 63 * 127, exact) minus
+//     the activation's bias * (pair sum) (computed once per activation row), then vpdpwssd with the
+//     pair's sub-block scale: lane k = sum_c sc(c, k) * dot4, exact in int32;
+//   - Smin_b = sum_j m_j * asum_j (exact integers below 2^24, so summed exactly in f32), for 16
+//     activation rows at a time.
+// Blocking: threads split the weight rows (ParallelFor in linear_quant.cc); each thread takes
+// activation rows in blocks of kRowBlock (packed once per block: pairs side by side, as above) and,
+// per block, weight rows in tiles of kTn, decoded once per tile into L1 (codes, scales, factors);
+// the microkernel then runs kTn weight rows x kRp row pairs with all accumulators in registers.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "../common/linear.h"
+#include "../common/quant_blocks.h"
+#include "linear_quant_cpu.h"
+#include "linear_quant_x86.h"
+
+namespace canopy {
+namespace cpu {
+namespace quant_gemm {
+
+using Isa = x86::IsaX86<true>;
+
+// Activation rows per block (packed once, then read from L2 by every weight tile of the thread).
+constexpr int64_t kRowBlock = 64;
+constexpr int kTn = 4;  // weight rows per tile
+
+// The block types this file computes. IQ4_XS is left to linear_quant_kernel.h (its signed grid
+// codes would overflow vpmaddubsw's int16 pair sums when taken unsigned).
+constexpr bool Handles(QuantType t) {
+  switch (t) {
+    case QuantType::kQ8_0:
+    case QuantType::kQ4_0:
+    case QuantType::kQ4_1:
+    case QuantType::kQ5_0:
+    case QuantType::kQ5_1:
+    case QuantType::kIQ4_NL:
+    case QuantType::kQ2_K:
+    case QuantType::kQ3_K:
+    case QuantType::kQ4_K:
+    case QuantType::kQ5_K:
+    case QuantType::kQ6_K: return true;
+    default: return false;
+  }
+}
+
+// K blocks: the bias that makes DecodeBlock's codes unsigned (u = q + bias in 0..63).
+constexpr int KBias(QuantType t) { return t == QuantType::kQ6_K ? 32 : t == QuantType::kQ3_K ? 4 : 0; }
+
+// One block of activation rows [r0, r0 + m), packed for the microkernels. Pair p holds rows
+// r0 + 2p and r0 + 2p + 1 (an odd m repeats its last row in the last pair; its results are dropped).
+struct PackedRows {
+  int64_t m = 0, pairs = 0, mpad = 0;  // mpad: m rounded up to 16 (the min pass's vectors)
+  std::vector<uint8_t> a;               // [pair][block][chunk][64]: 32-blocks a + 128, K blocks a
+  std::vector<int16_t> corr;            // K blocks with a bias: [pair][block][chunk][32] bias * pair sums
+  std::vector<float> da;                // [pair][block][16]: the rows' da_b, 8 lanes each
+  std::vector<float> daT;               // [block][mpad]: da_b per row (the min pass)
+  std::vector<float> asumT;             // [block][sub-block][mpad]: activation code sums (the min pass)
+};
+
+template <QuantType T>
+void PackRows(const QuantActivations& act, int64_t r0, int64_t m, PackedRows* pk) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  constexpr int kChunks = info.block / 32;
+  constexpr int kSubs = info.block / info.sub;
+  const int64_t in = act.in, nb = in / info.block, n16 = in / 16;
+  pk->m = m;
+  pk->pairs = (m + 1) / 2;
+  pk->mpad = (m + 15) / 16 * 16;
+  pk->a.resize(static_cast<size_t>(pk->pairs * nb * kChunks * 64));
+  pk->da.resize(static_cast<size_t>(pk->pairs * nb * 16));
+  if constexpr (KBias(T) != 0) pk->corr.resize(static_cast<size_t>(pk->pairs * nb * kChunks * 32));
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t p = 0; p < pk->pairs; ++p) {
+    for (int half = 0; half < 2; ++half) {
+      const int64_t r = r0 + std::min(2 * p + half, m - 1);
+      const int8_t* arow = act.q.data() + r * in;
+      for (int64_t b = 0; b < nb; ++b) {
+        const float da = act.d[r * nb + b];
+        for (int k = 0; k < 8; ++k) pk->da[(p * nb + b) * 16 + 8 * half + k] = da;
+        for (int c = 0; c < kChunks; ++c) {
+          __m256i v = Isa::Load256(arow + b * info.block + 32 * c);
+          const int64_t at = (p * nb + b) * kChunks + c;
+          if constexpr (info.block == 32) v = _mm256_xor_si256(v, flip);  // a + 128
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(pk->a.data() + at * 64 + 32 * half), v);
+          if constexpr (KBias(T) != 0) {
+            const __m256i cp = _mm256_maddubs_epi16(_mm256_set1_epi8(KBias(T)), v);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(pk->corr.data() + at * 32 + 16 * half), cp);
+          }
+        }
+      }
+    }
+  }
+  if constexpr (info.has_min) {
+    pk->daT.assign(static_cast<size_t>(nb * pk->mpad), 0.f);
+    pk->asumT.assign(static_cast<size_t>(nb * kSubs * pk->mpad), 0.f);
+    constexpr int per = info.sub / 16;
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t r = r0 + i;
+      for (int64_t b = 0; b < nb; ++b) {
+        pk->daT[b * pk->mpad + i] = act.d[r * nb + b];
+        for (int j = 0; j < kSubs; ++j) {
+          int32_t s = 0;
+          for (int k = 0; k < per; ++k) s += act.sum16[r * n16 + b * (info.block / 16) + j * per + k];
+          pk->asumT[(b * kSubs + j) * pk->mpad + i] = static_cast<float>(s);
+        }
+      }
+    }
+  }
+}
+
+// A tile of up to kTn weight rows, decoded once for all the activation rows of a block.
+struct WeightTile {
+  std::vector<int8_t> q;        // [t][block][block values]: 32-blocks signed codes, K blocks q + bias
+  std::vector<int32_t> corr;    // 32-blocks: [t][block][8] = -128 * (sum of each lane's 4 codes)
+  std::vector<int16_t> scale;   // K blocks: [t][block][chunk][16] the sub-block scale of each pair
+  std::vector<float> d;         // [t][block]
+  std::vector<float> negdmin;   // [t][block]: -dmin as DecodeBlock gives dmin (32-blocks: m; K: -dmin)
+  std::vector<float> mn;        // [t][block][sub-block]: m_j (types with mins)
+};
+
+template <QuantType T>
+void DecodeTile(const LinearParams& p, int64_t o0, int tn, WeightTile* wt) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  constexpr int kSubs = info.block / info.sub;
+  const int64_t nb = p.in / info.block;
+  const int64_t row_bytes = nb * info.bytes;
+  wt->q.resize(static_cast<size_t>(kTn * p.in));
+  wt->d.resize(static_cast<size_t>(kTn * nb));
+  if constexpr (info.block == 32) wt->corr.resize(static_cast<size_t>(kTn * nb * 8));
+  if constexpr (info.block == 256) wt->scale.resize(static_cast<size_t>(kTn * nb * 128));
+  if constexpr (info.has_min) {
+    wt->negdmin.resize(static_cast<size_t>(kTn * nb));
+    wt->mn.resize(static_cast<size_t>(kTn * nb * kSubs));
+  }
+  const uint8_t* w = static_cast<const uint8_t*>(p.w);
+  DecodedBlock db;
+  for (int t = 0; t < tn; ++t) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = w + (o0 + t) * row_bytes + b * info.bytes;
+      const int64_t tb = t * nb + b;
+      int8_t* q = wt->q.data() + tb * info.block;
+      if constexpr (info.block == 32) {
+        const __m256i v = Isa::Load32<T>(blk);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), v);
+        const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(static_cast<char>(0x80)), v);  // 128 * sum4
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(wt->corr.data() + tb * 8), _mm256_sub_epi32(_mm256_setzero_si256(), s));
+        wt->d[tb] = Isa::F16(blk);
+        if constexpr (info.has_min) {
+          // QuantTile32 keeps dmin = -m and uses -dmin * da: the factor is m (exactly -(-m)).
+          wt->negdmin[tb] = -(-Isa::F16(blk + 2));
+          wt->mn[tb] = 1.f;
+        }
+      } else {
+        int16_t* ps = wt->scale.data() + tb * 128;
+        if constexpr (T == QuantType::kQ4_K) {
+          Isa::DecodeQ4KCodes(blk + 16, q);
+          for (int j = 0; j < 8; ++j) {
+            int sc, m;
+            ScaleMinK4(j, blk + 4, &sc, &m);
+            for (int k = 0; k < 16; ++k) ps[16 * j + k] = static_cast<int16_t>(sc);
+            wt->mn[tb * kSubs + j] = static_cast<float>(m);
+          }
+          wt->d[tb] = Isa::F16(blk);
+          wt->negdmin[tb] = -Isa::F16(blk + 2);
+        } else if constexpr (T == QuantType::kQ6_K) {
+          Isa::DecodeQ6KCodes(blk, blk + 128, q);
+          for (int j = 0; j < 16; ++j)
+            for (int k = 0; k < 8; ++k) ps[8 * j + k] = static_cast<int8_t>(blk[192 + j]);
+          wt->d[tb] = Isa::F16(blk + 208);
+        } else {
+          DecodeBlock(T, blk, &db);
+          std::memcpy(q, db.q, 256);
+          for (int k = 0; k < 128; ++k) ps[k] = db.sc[(2 * k) / info.sub];
+          wt->d[tb] = db.d;
+          if constexpr (info.has_min) {
+            wt->negdmin[tb] = -db.dmin;
+            for (int j = 0; j < kSubs; ++j) wt->mn[tb * kSubs + j] = static_cast<float>(db.mn[j]);
+          }
+        }
+        if constexpr (KBias(T) != 0) {
+          const __m256i bias = _mm256_set1_epi8(KBias(T));
+          for (int c = 0; c < 8; ++c) {
+            __m256i* qc = reinterpret_cast<__m256i*>(q + 32 * c);
+            _mm256_storeu_si256(qc, _mm256_add_epi8(_mm256_loadu_si256(qc), bias));
+          }
+        }
+      }
+    }
+  }
+}
+
+// accm[t][i] for rows i of the block (mpad columns): the chain fma(-dmin_b * da_b, Smin_b, accm)
+// over blocks in order, 16 rows per vector (zero for types without mins).
+template <QuantType T>
+void MinPass(const PackedRows& pk, const WeightTile& wt, int tn, int64_t nb, float* accm) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  constexpr int kSubs = info.block / info.sub;
+  std::fill(accm, accm + kTn * pk.mpad, 0.f);
+  if constexpr (info.has_min) {
+    for (int t = 0; t < tn; ++t) {
+      for (int64_t i = 0; i < pk.mpad; i += 16) {
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; ++b) {
+          const int64_t tb = t * nb + b;
+          __m512 smin = _mm512_setzero_ps();
+          for (int j = 0; j < kSubs; ++j)  // exact: integer products and sums below 2^24
+            smin = _mm512_fmadd_ps(_mm512_set1_ps(wt.mn[tb * kSubs + j]), _mm512_loadu_ps(pk.asumT.data() + (b * kSubs + j) * pk.mpad + i), smin);
+          const __m512 f = _mm512_mul_ps(_mm512_set1_ps(wt.negdmin[tb]), _mm512_loadu_ps(pk.daT.data() + b * pk.mpad + i));
+          acc = _mm512_fmadd_ps(f, smin, acc);
+        }
+        _mm512_storeu_ps(accm + t * pk.mpad + i, acc);
+      }
+    }
+  }
+}
+
+// Writes the two outputs of a pair register: Sum8 of each half + accm (+ bias), stored or added.
+inline void StorePair(const LinearParams& p, const PackedRows& pk, int64_t r0, int64_t pair, int64_t o, const float* accm_t, __m512 acc) {
+  for (int half = 0; half < 2; ++half) {
+    const int64_t i = 2 * pair + half;
+    if (i >= pk.m) return;
+    const __m256 lanes = half == 0 ? _mm512_castps512_ps256(acc) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+    float v = Isa::Sum8(lanes) + accm_t[i];
+    if (p.bias) v += p.bias[o];
+    float* yo = p.y + (r0 + i) * p.out + o;
+    *yo = p.accumulate ? *yo + v : v;
+  }
+}
+
+// 32-value blocks: TN weight rows x RP row pairs.
+template <int TN, int RP>
+inline void Micro32(const LinearParams& p, const PackedRows& pk, const WeightTile& wt, int64_t nb, int64_t r0, int64_t pair0, int64_t o0, const float* accm) {
+  __m512 acc[TN][RP];
+  for (int t = 0; t < TN; ++t)
+    for (int r = 0; r < RP; ++r) acc[t][r] = _mm512_setzero_ps();
+  const uint8_t* a0 = pk.a.data() + pair0 * nb * 64;
+  const float* da0 = pk.da.data() + pair0 * nb * 16;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i a[RP];
+    __m512 da[RP];
+    for (int r = 0; r < RP; ++r) {
+      a[r] = _mm512_loadu_si512(a0 + (r * nb + b) * 64);
+      da[r] = _mm512_loadu_ps(da0 + (r * nb + b) * 16);
+    }
+    for (int t = 0; t < TN; ++t) {
+      const int64_t tb = t * nb + b;
+      const __m512i w = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wt.q.data() + tb * 32)));
+      const __m512i c = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wt.corr.data() + tb * 8)));
+      const __m512 d = _mm512_set1_ps(wt.d[tb]);
+      for (int r = 0; r < RP; ++r) {
+        const __m512i lanes = _mm512_dpbusd_epi32(c, a[r], w);
+        acc[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(d, da[r]), acc[t][r]);
+      }
+    }
+  }
+  for (int t = 0; t < TN; ++t)
+    for (int r = 0; r < RP; ++r) StorePair(p, pk, r0, pair0 + r, o0 + t, accm + t * pk.mpad, acc[t][r]);
+}
+
+// 256-value blocks: TN weight rows x RP row pairs.
+template <QuantType T, int TN, int RP>
+inline void MicroK(const LinearParams& p, const PackedRows& pk, const WeightTile& wt, int64_t nb, int64_t r0, int64_t pair0, int64_t o0, const float* accm) {
+  __m512 acc[TN][RP];
+  for (int t = 0; t < TN; ++t)
+    for (int r = 0; r < RP; ++r) acc[t][r] = _mm512_setzero_ps();
+  const uint8_t* a0 = pk.a.data() + pair0 * nb * 8 * 64;
+  const int16_t* c0 = KBias(T) != 0 ? pk.corr.data() + pair0 * nb * 8 * 32 : nullptr;
+  const float* da0 = pk.da.data() + pair0 * nb * 16;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i lanes[TN][RP];
+    for (int t = 0; t < TN; ++t)
+      for (int r = 0; r < RP; ++r) lanes[t][r] = _mm512_setzero_si512();
+    for (int c = 0; c < 8; ++c) {
+      __m512i a[RP], corr[RP];
+      for (int r = 0; r < RP; ++r) {
+        a[r] = _mm512_loadu_si512(a0 + ((r * nb + b) * 8 + c) * 64);
+        if constexpr (KBias(T) != 0) corr[r] = _mm512_loadu_si512(c0 + ((r * nb + b) * 8 + c) * 32);
+      }
+      for (int t = 0; t < TN; ++t) {
+        const int64_t tb = t * nb + b;
+        const __m512i w = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wt.q.data() + tb * 256 + 32 * c)));
+        const __m512i s = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wt.scale.data() + tb * 128 + 16 * c)));
+        for (int r = 0; r < RP; ++r) {
+          __m512i pairs = _mm512_maddubs_epi16(w, a[r]);
+          if constexpr (KBias(T) != 0) pairs = _mm512_sub_epi16(pairs, corr[r]);
+          lanes[t][r] = _mm512_dpwssd_epi32(lanes[t][r], pairs, s);
+        }
+      }
+    }
+    for (int r = 0; r < RP; ++r) {
+      const __m512 da = _mm512_loadu_ps(da0 + (r * nb + b) * 16);
+      for (int t = 0; t < TN; ++t)
+        acc[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes[t][r]), _mm512_mul_ps(_mm512_set1_ps(wt.d[t * nb + b]), da), acc[t][r]);
+    }
+  }
+  for (int t = 0; t < TN; ++t)
+    for (int r = 0; r < RP; ++r) StorePair(p, pk, r0, pair0 + r, o0 + t, accm + t * pk.mpad, acc[t][r]);
+}
+
+template <QuantType T, int TN, int RP>
+inline void Micro(const LinearParams& p, const PackedRows& pk, const WeightTile& wt, int64_t nb, int64_t r0, int64_t pair0, int64_t o0, const float* accm) {
+  if constexpr (GetQuantTypeInfoConst(T).block == 32) {
+    Micro32<TN, RP>(p, pk, wt, nb, r0, pair0, o0, accm);
+  } else {
+    MicroK<T, TN, RP>(p, pk, wt, nb, r0, pair0, o0, accm);
+  }
+}
+
+// Row pairs of the block for a tile of TN weight rows, kRpMax pairs at a time.
+template <QuantType T, int TN>
+void TileRows(const LinearParams& p, const PackedRows& pk, const WeightTile& wt, int64_t nb, int64_t r0, int64_t o0, const float* accm) {
+  constexpr int kRpMax = GetQuantTypeInfoConst(T).block == 32 ? 3 : 2;
+  int64_t q = 0;
+  for (; q + kRpMax <= pk.pairs; q += kRpMax) Micro<T, TN, kRpMax>(p, pk, wt, nb, r0, q, o0, accm);
+  if (pk.pairs - q == 2) Micro<T, TN, 2>(p, pk, wt, nb, r0, q, o0, accm);
+  else if (pk.pairs - q == 1) Micro<T, TN, 1>(p, pk, wt, nb, r0, q, o0, accm);
+}
+
+// Weight rows [o_begin, o_end) for every activation row.
+template <QuantType T>
+void GemmRows(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  const int64_t nb = p.in / info.block;
+  thread_local PackedRows pk;
+  thread_local WeightTile wt;
+  thread_local std::vector<float> accm;
+  for (int64_t r0 = 0; r0 < p.rows; r0 += kRowBlock) {
+    const int64_t m = std::min(kRowBlock, p.rows - r0);
+    PackRows<T>(act, r0, m, &pk);
+    accm.resize(static_cast<size_t>(kTn * pk.mpad));
+    for (int64_t o = o_begin; o < o_end; o += kTn) {
+      const int tn = static_cast<int>(std::min<int64_t>(kTn, o_end - o));
+      DecodeTile<T>(p, o, tn, &wt);
+      MinPass<T>(pk, wt, tn, nb, accm.data());
+      switch (tn) {
+        case 4: TileRows<T, 4>(p, pk, wt, nb, r0, o, accm.data()); break;
+        case 3: TileRows<T, 3>(p, pk, wt, nb, r0, o, accm.data()); break;
+        case 2: TileRows<T, 2>(p, pk, wt, nb, r0, o, accm.data()); break;
+        default: TileRows<T, 1>(p, pk, wt, nb, r0, o, accm.data()); break;
+      }
+    }
+  }
+}
+
+// True when this file computed weight rows [o_begin, o_end) of p (2 or more activation rows of a
+// type it handles); false leaves the call to linear_quant_kernel.h.
+inline bool Run(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+  if (p.rows < 2 || !Handles(p.w_quant)) return false;
+  switch (p.w_quant) {
+    case QuantType::kQ8_0: GemmRows<QuantType::kQ8_0>(p, act, o_begin, o_end); return true;
+    case QuantType::kQ4_0: GemmRows<QuantType::kQ4_0>(p, act, o_begin, o_end); return true;
+    case QuantType::kQ4_1: GemmRows<QuantType::kQ4_1>(p, act, o_begin, o_end); return true;
+    case QuantType::kQ5_0: GemmRows<QuantType::kQ5_0>(p, act, o_begin, o_end); return true;
+    case QuantType::kQ5_1: GemmRows<QuantType::kQ5_1>(p, act, o_begin, o_end); return true;
+    case QuantType::kIQ4_NL: GemmRows<QuantType::kIQ4_NL>(p, act, o_begin, o_end); return true;
+    case QuantType::kQ2_K: GemmRows<QuantType::kQ2_K>(p, act, o_begin, o_end); return true;
+    case QuantType::kQ3_K: GemmRows<QuantType::kQ3_K>(p, act, o_begin, o_end); return true;
+    case QuantType::kQ4_K: GemmRows<QuantType::kQ4_K>(p, act, o_begin, o_end); return true;
+    case QuantType::kQ5_K: GemmRows<QuantType::kQ5_K>(p, act, o_begin, o_end); return true;
+    case QuantType::kQ6_K: GemmRows<QuantType::kQ6_K>(p, act, o_begin, o_end); return true;
+    default: return false;
+  }
+}
+
+}  // namespace quant_gemm
+}  // namespace cpu
+}  // namespace canopy
