@@ -41,12 +41,18 @@
 namespace canopy {
 namespace cpu {
 namespace quant_gemm {
+#ifndef CANOPY_GEMM_DIRECT_PAIRS
+#define CANOPY_GEMM_DIRECT_PAIRS 16
+#endif
 
 using Isa = x86::IsaX86<true>;
 
 // Activation rows per block (packed once, then read from L2 by every weight tile of the thread).
 constexpr int64_t kRowBlock = 64;
 constexpr int kTn = 4;  // weight rows per tile
+// 32-value blocks without mins: up to this many row pairs run Direct32 (weights decoded in
+// registers, 4 pairs at a time) rather than through a decoded tile.
+constexpr int64_t kDirectPairs = CANOPY_GEMM_DIRECT_PAIRS;
 
 // From how many activation rows this file computes a block type (0: never). IQ4_XS is left to
 // linear_quant_kernel.h (its signed grid codes would overflow vpmaddubsw's int16 pair sums when
@@ -56,14 +62,14 @@ constexpr int kTn = 4;  // weight rows per tile
 // 16 for Q5_K (its generic decoder), and from 2 for Q6_K and Q2_K.
 constexpr int64_t MinRows(QuantType t) {
   switch (t) {
-    case QuantType::kQ6_K:
-    case QuantType::kQ2_K: return 2;
     case QuantType::kQ8_0:
     case QuantType::kQ4_0:
-    case QuantType::kQ4_1:
     case QuantType::kQ5_0:
-    case QuantType::kQ5_1:
     case QuantType::kIQ4_NL:
+    case QuantType::kQ6_K:
+    case QuantType::kQ2_K: return 2;
+    case QuantType::kQ4_1:
+    case QuantType::kQ5_1:
     case QuantType::kQ3_K:
     case QuantType::kQ4_K: return 8;
     case QuantType::kQ5_K: return 16;
@@ -333,6 +339,60 @@ inline void Micro(const LinearParams& p, const PackedRows& pk, const WeightTile&
   }
 }
 
+// 32-value blocks without mins, up to 4 row pairs (verification, small batches): no tile in
+// memory; each weight block is decoded in registers (Isa::Load32, the codes linear_quant_kernel.h
+// uses), with its lanes' start -128 * sum4(w) (one vpdpbusd), and used for the RP pairs.
+template <QuantType T, int TN, int RP>
+inline void Direct32(const LinearParams& p, const PackedRows& pk, int64_t nb, int64_t r0, int64_t pair0, int64_t o0, const float* zeros) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  const int64_t row_bytes = nb * info.bytes;
+  const uint8_t* w0 = static_cast<const uint8_t*>(p.w) + o0 * row_bytes;
+  __m512 acc[TN][RP];
+  for (int t = 0; t < TN; ++t)
+    for (int r = 0; r < RP; ++r) acc[t][r] = _mm512_setzero_ps();
+  const __m512i k128 = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i a[RP];
+    __m512 da[RP];
+    for (int r = 0; r < RP; ++r) {
+      a[r] = _mm512_loadu_si512(pk.a.data() + ((pair0 + r) * nb + b) * 64);
+      da[r] = _mm512_loadu_ps(pk.da.data() + ((pair0 + r) * nb + b) * 16);
+    }
+    for (int t = 0; t < TN; ++t) {
+      const uint8_t* blk = w0 + t * row_bytes + b * info.bytes;
+      const __m512i wz = _mm512_broadcast_i64x4(Isa::Load32<T>(blk));
+      const __m512i c = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, wz));
+      const __m512 d = _mm512_set1_ps(Isa::F16(blk));
+      for (int r = 0; r < RP; ++r) {
+        const __m512i lanes = _mm512_dpbusd_epi32(c, a[r], wz);
+        acc[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(d, da[r]), acc[t][r]);
+      }
+    }
+  }
+  for (int t = 0; t < TN; ++t)
+    for (int r = 0; r < RP; ++r) StorePair(p, pk, r0, pair0 + r, o0 + t, zeros, acc[t][r]);
+}
+
+template <QuantType T, int TN>
+void DirectPairs(const LinearParams& p, const PackedRows& pk, int64_t nb, int64_t r0, int64_t o, const float* zeros) {
+  int64_t q = 0;
+  for (; q + 4 <= pk.pairs; q += 4) Direct32<T, TN, 4>(p, pk, nb, r0, q, o, zeros);
+  switch (pk.pairs - q) {
+    case 3: Direct32<T, TN, 3>(p, pk, nb, r0, q, o, zeros); break;
+    case 2: Direct32<T, TN, 2>(p, pk, nb, r0, q, o, zeros); break;
+    case 1: Direct32<T, TN, 1>(p, pk, nb, r0, q, o, zeros); break;
+    default: break;
+  }
+}
+
+// Weight rows in tiles of kTn, each over every pair of the block (its weight bytes stay in L1).
+template <QuantType T>
+void DirectRows(const LinearParams& p, const PackedRows& pk, int64_t nb, int64_t r0, int64_t o_begin, int64_t o_end, const float* zeros) {
+  int64_t o = o_begin;
+  for (; o + kTn <= o_end; o += kTn) DirectPairs<T, kTn>(p, pk, nb, r0, o, zeros);
+  for (; o < o_end; ++o) DirectPairs<T, 1>(p, pk, nb, r0, o, zeros);
+}
+
 // Row pairs of the block for a tile of TN weight rows, kRpMax pairs at a time.
 template <QuantType T, int TN>
 void TileRows(const LinearParams& p, const PackedRows& pk, const WeightTile& wt, int64_t nb, int64_t r0, int64_t o0, const float* accm) {
@@ -355,6 +415,13 @@ void GemmRows(const LinearParams& p, const QuantActivations& act, int64_t o_begi
     const int64_t m = std::min(kRowBlock, p.rows - r0);
     PackRows<T>(act, r0, m, &pk);
     accm.resize(static_cast<size_t>(kTn * pk.mpad));
+    if constexpr (info.block == 32 && !info.has_min) {
+      if (pk.pairs <= kDirectPairs) {
+        accm.assign(accm.size(), 0.f);
+        DirectRows<T>(p, pk, nb, r0, o_begin, o_end, accm.data());
+        continue;
+      }
+    }
     for (int64_t o = o_begin; o < o_end; o += kTn) {
       const int tn = static_cast<int>(std::min<int64_t>(kTn, o_end - o));
       DecodeTile<T>(p, o, tn, &wt);
