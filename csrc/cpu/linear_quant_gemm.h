@@ -53,25 +53,28 @@ constexpr int kTn = 4;  // weight rows per tile
 // 32-value blocks without mins: up to this many row pairs run Direct32 (weights decoded in
 // registers, 4 pairs at a time) rather than through a decoded tile.
 constexpr int64_t kDirectPairs = CANOPY_GEMM_DIRECT_PAIRS;
+// Q4_K: up to this many row pairs (at most 4) run DirectQ4K rather than a decoded tile.
+constexpr int64_t kDirectPairsK = 4;
 
 // From how many activation rows this file computes a block type (0: never). IQ4_XS is left to
 // linear_quant_kernel.h (its signed grid codes would overflow vpmaddubsw's int16 pair sums when
-// taken unsigned). Below these counts the direct kernels of linear_quant_kernel.h (no tile in
-// memory) are as fast or faster: measured (in 2048, out 1024, one thread, CPU time, AVX-512 VNNI
-// Xeon) the decoded tile pays for itself from 8 rows for the 32-value blocks, Q4_K and Q3_K, from
-// 16 for Q5_K (its generic decoder), and from 2 for Q6_K and Q2_K.
+// taken unsigned). Below these counts the direct kernels of linear_quant_kernel.h are as fast or
+// faster: measured (in 2048, out 1024, one thread, CPU time, AVX-512 VNNI Xeon): Q8_0, Q5_0,
+// IQ4_NL (Direct32), Q6_K and Q2_K (tiles) gain from 2 rows, Q4_0 and Q4_K (DirectQ4K) from 4; the
+// types without a direct kernel here need 8 rows (Q4_1, Q5_1, Q3_K) or 16 (Q5_K) for the
+// decoded tile to pay for itself.
 constexpr int64_t MinRows(QuantType t) {
   switch (t) {
     case QuantType::kQ8_0:
-    case QuantType::kQ4_0:
     case QuantType::kQ5_0:
     case QuantType::kIQ4_NL:
     case QuantType::kQ6_K:
     case QuantType::kQ2_K: return 2;
+    case QuantType::kQ4_0:
+    case QuantType::kQ4_K: return 4;
     case QuantType::kQ4_1:
     case QuantType::kQ5_1:
-    case QuantType::kQ3_K:
-    case QuantType::kQ4_K: return 8;
+    case QuantType::kQ3_K: return 8;
     case QuantType::kQ5_K: return 16;
     default: return 0;
   }
@@ -393,6 +396,96 @@ void DirectRows(const LinearParams& p, const PackedRows& pk, int64_t nb, int64_t
   for (; o < o_end; ++o) DirectPairs<T, 1>(p, pk, nb, r0, o, zeros);
 }
 
+// Q4_K, up to kDirectPairsK row pairs: no decoded codes in memory; each 32-byte group of codes
+// is unpacked in registers (low nibbles: chunk 2h, high: chunk 2h + 1, as quant_blocks.h) and
+// used for the RP pairs; the sub-block scales as int32 words (sc | sc << 16, one per chunk, for
+// vpdpwssd) from ScaleMinK4's packing four at a time (as Isa::AddBlockQ4K). The min part comes
+// from MinPass over the tile's mins (accm).
+template <int TN, int RP>
+inline void DirectQ4K(const LinearParams& p, const PackedRows& pk, int64_t nb, int64_t r0, int64_t pair0, int64_t o0, const float* accm) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(QuantType::kQ4_K);
+  const int64_t row_bytes = nb * info.bytes;
+  const uint8_t* w0 = static_cast<const uint8_t*>(p.w) + o0 * row_bytes;
+  __m512 acc[TN][RP];
+  for (int t = 0; t < TN; ++t)
+    for (int r = 0; r < RP; ++r) acc[t][r] = _mm512_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(15);
+  for (int64_t b = 0; b < nb; ++b) {
+    alignas(32) int32_t sc2[TN][8];
+    for (int t = 0; t < TN; ++t) {
+      const uint8_t* blk = w0 + t * row_bytes + b * info.bytes;
+      const uint32_t u0 = Isa::LoadU32(blk + 4), u2 = Isa::LoadU32(blk + 12);
+      const uint32_t sc_lo = u0 & 0x3f3f3f3fu, sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+      const __m128i sc16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int32_t>(sc_hi), static_cast<int32_t>(sc_lo)));
+      _mm_store_si128(reinterpret_cast<__m128i*>(sc2[t]), _mm_unpacklo_epi16(sc16, sc16));
+      _mm_store_si128(reinterpret_cast<__m128i*>(sc2[t] + 4), _mm_unpackhi_epi16(sc16, sc16));
+    }
+    __m512i lanes[TN][RP];
+    for (int t = 0; t < TN; ++t)
+      for (int r = 0; r < RP; ++r) lanes[t][r] = _mm512_setzero_si512();
+    for (int h = 0; h < 4; ++h) {
+      __m512i alo[RP], ahi[RP];
+      for (int r = 0; r < RP; ++r) {
+        alo[r] = _mm512_loadu_si512(pk.a.data() + (((pair0 + r) * nb + b) * 8 + 2 * h) * 64);
+        ahi[r] = _mm512_loadu_si512(pk.a.data() + (((pair0 + r) * nb + b) * 8 + 2 * h + 1) * 64);
+      }
+      for (int t = 0; t < TN; ++t) {
+        const __m256i v = Isa::Load256(w0 + t * row_bytes + b * info.bytes + 16 + 32 * h);
+        const __m512i wlo = _mm512_broadcast_i64x4(_mm256_and_si256(v, m4));
+        const __m512i whi = _mm512_broadcast_i64x4(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+        const __m512i slo = _mm512_set1_epi32(sc2[t][2 * h]), shi = _mm512_set1_epi32(sc2[t][2 * h + 1]);
+        for (int r = 0; r < RP; ++r) {
+          lanes[t][r] = _mm512_dpwssd_epi32(lanes[t][r], _mm512_maddubs_epi16(wlo, alo[r]), slo);
+          lanes[t][r] = _mm512_dpwssd_epi32(lanes[t][r], _mm512_maddubs_epi16(whi, ahi[r]), shi);
+        }
+      }
+    }
+    for (int r = 0; r < RP; ++r) {
+      const __m512 da = _mm512_loadu_ps(pk.da.data() + ((pair0 + r) * nb + b) * 16);
+      for (int t = 0; t < TN; ++t) {
+        const __m512 d = _mm512_set1_ps(Isa::F16(w0 + t * row_bytes + b * info.bytes));
+        acc[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes[t][r]), _mm512_mul_ps(d, da), acc[t][r]);
+      }
+    }
+  }
+  for (int t = 0; t < TN; ++t)
+    for (int r = 0; r < RP; ++r) StorePair(p, pk, r0, pair0 + r, o0 + t, accm + t * pk.mpad, acc[t][r]);
+}
+
+// The tile's factors and mins only (what MinPass reads), for the direct K kernels.
+template <QuantType T>
+void DecodeMins(const LinearParams& p, int64_t o0, int tn, WeightTile* wt) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  static_assert(T == QuantType::kQ4_K, "Q4_K's packing");
+  const int64_t nb = p.in / info.block;
+  const int64_t row_bytes = nb * info.bytes;
+  wt->negdmin.resize(static_cast<size_t>(kTn * nb));
+  wt->mn.resize(static_cast<size_t>(kTn * nb * 8));
+  const uint8_t* w = static_cast<const uint8_t*>(p.w);
+  for (int t = 0; t < tn; ++t) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = w + (o0 + t) * row_bytes + b * info.bytes;
+      const int64_t tb = t * nb + b;
+      // m[0..3] = u1 & 63, m[4..7] = (u2 >> 4) | (u1 >> 6) << 4, bytewise (ScaleMinK4 four at a time).
+      const uint32_t u1 = Isa::LoadU32(blk + 8), u2 = Isa::LoadU32(blk + 12);
+      const uint32_t m_lo = u1 & 0x3f3f3f3fu, m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+      const __m256i m8 = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, static_cast<int32_t>(m_hi), static_cast<int32_t>(m_lo)));
+      _mm256_storeu_ps(wt->mn.data() + tb * 8, _mm256_cvtepi32_ps(m8));
+      wt->negdmin[tb] = -Isa::F16(blk + 2);
+    }
+  }
+}
+
+template <int TN>
+void DirectQ4KPairs(const LinearParams& p, const PackedRows& pk, int64_t nb, int64_t r0, int64_t o, const float* accm) {
+  switch (pk.pairs) {
+    case 4: DirectQ4K<TN, 4>(p, pk, nb, r0, 0, o, accm); break;
+    case 3: DirectQ4K<TN, 3>(p, pk, nb, r0, 0, o, accm); break;
+    case 2: DirectQ4K<TN, 2>(p, pk, nb, r0, 0, o, accm); break;
+    default: DirectQ4K<TN, 1>(p, pk, nb, r0, 0, o, accm); break;
+  }
+}
+
 // Row pairs of the block for a tile of TN weight rows, kRpMax pairs at a time.
 template <QuantType T, int TN>
 void TileRows(const LinearParams& p, const PackedRows& pk, const WeightTile& wt, int64_t nb, int64_t r0, int64_t o0, const float* accm) {
@@ -419,6 +512,19 @@ void GemmRows(const LinearParams& p, const QuantActivations& act, int64_t o_begi
       if (pk.pairs <= kDirectPairs) {
         accm.assign(accm.size(), 0.f);
         DirectRows<T>(p, pk, nb, r0, o_begin, o_end, accm.data());
+        continue;
+      }
+    }
+    if constexpr (T == QuantType::kQ4_K) {
+      if (pk.pairs <= kDirectPairsK) {
+        for (int64_t o = o_begin; o < o_end; o += kTn) {
+          const int tn = static_cast<int>(std::min<int64_t>(kTn, o_end - o));
+          DecodeMins<T>(p, o, tn, &wt);
+          MinPass<T>(pk, wt, tn, nb, accm.data());
+          if (tn == kTn) DirectQ4KPairs<kTn>(p, pk, nb, r0, o, accm.data());
+          else
+            for (int t = 0; t < tn; ++t) DirectQ4KPairs<1>(p, pk, nb, r0, o + t, accm.data() + t * pk.mpad);
+        }
         continue;
       }
     }
