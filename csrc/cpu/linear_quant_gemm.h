@@ -23,7 +23,11 @@
 // Blocking: threads split the weight rows (ParallelFor in linear_quant.cc); each thread takes
 // activation rows in blocks of kRowBlock (packed once per block: pairs side by side, as above) and,
 // per block, weight rows in tiles of kTn, decoded once per tile into L1 (codes, scales, factors);
-// the microkernel then runs kTn weight rows x kRp row pairs with all accumulators in registers.
+// the microkernel then runs kTn weight rows x 3 (32-value blocks) or 2 (K blocks) row pairs with
+// all accumulators in registers. For a few rows the tile costs more than it saves: 32-value
+// blocks without mins up to 32 rows (Direct32) and Q4_K up to 8 rows (DirectQ4K) unpack each
+// weight block in registers and use it for up to 4 row pairs; below MinRows the call stays with
+// linear_quant_kernel.h's direct kernels. Other ISAs (AVX2, portable, NEON) are unchanged.
 #pragma once
 
 #include <immintrin.h>
