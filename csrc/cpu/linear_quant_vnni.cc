@@ -18,10 +18,13 @@
 #define CANOPY_QUANT_NS quant_vnni
 #include "linear_quant_kernel.h"
 #undef CANOPY_QUANT_NS
+#include "linear_quant_gemm.h"
 namespace canopy {
 namespace cpu {
 namespace {
 void RunVnni(const LinearParams& p, const QuantActivations& act, int64_t o_begin, int64_t o_end) {
+  // 2 or more activation rows: the register-blocked GEMM (linear_quant_gemm.h), same bits.
+  if (quant_gemm::Run(p, act, o_begin, o_end)) return;
   quant_vnni::QuantRowsAnyType<x86::IsaX86<true>>(p, act, o_begin, o_end);
 }
 }  // namespace

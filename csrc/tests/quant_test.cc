@@ -13,6 +13,7 @@
 #include "../common/runtime.h"
 #include "../common/transformer_ops.h"
 #include "../cpu/linear_quant_cpu.h"
+#include "../cpu/thread_pool.h"
 #include "harness.h"
 
 namespace canopy {
@@ -118,6 +119,67 @@ bool CpuMatchesReference() {
       }
     }
   }
+  return true;
+}
+
+// The GEMM paths (2..64 rows and prefill: linear_quant_gemm.h on AVX-512 VNNI, the tiles of
+// linear_quant_kernel.h elsewhere) against the decode step: every row of every row count (1, 3, 4, 8,
+// 17, 64, 65, 200, at offsets that pair the rows differently), every ISA and 1 or 3 threads gives
+// each output element bit for bit as the one-row call on the default ISA, with bias and accumulate.
+// out 1, 3, 17, 64 (partial weight tiles), in the smallest size, 512 and 2816.
+bool CpuRowCountsBitIdentical() {
+  const int before = cpu::NumThreads();
+  for (QuantType t : kTypes) {
+    const QuantTypeInfo info = GetQuantTypeInfo(t);
+    for (int64_t in : {static_cast<int64_t>(info.block), int64_t{512}, int64_t{2816}}) {
+      if (in % info.block != 0) continue;
+      for (int64_t out : {int64_t{1}, int64_t{3}, int64_t{17}, int64_t{64}}) {
+        const int64_t max_rows = 201;
+        const std::vector<uint8_t> w = RandomBlocks(t, out, in);
+        std::vector<float> x(static_cast<size_t>(max_rows * in)), bias(static_cast<size_t>(out)), y0(static_cast<size_t>(max_rows * out));
+        std::normal_distribution<float> nd(0.f, 1.f);
+        for (auto& v : x) v = nd(Rng());
+        for (auto& v : bias) v = nd(Rng());
+        for (auto& v : y0) v = nd(Rng());
+        // The decode step's result, row by row.
+        Status st;
+        auto run = [&](const float* xr, int64_t rows, const float* y0r, const char* isa) {
+          if (isa) setenv("CANOPY_CPU_ISA", isa, 1);
+          else unsetenv("CANOPY_CPU_ISA");
+          std::vector<float> y(y0r, y0r + rows * out);
+          LinearParams p = MakeLinearParams(xr, w.data(), DType::kU8, bias.data(), y.data(), rows, in, out, true);
+          p.w_quant = t;
+          if (st.ok()) st = cpu::Linear(p);
+          unsetenv("CANOPY_CPU_ISA");
+          return y;
+        };
+        std::vector<float> one(static_cast<size_t>(max_rows * out));
+        for (int64_t r = 0; r < max_rows; ++r) {
+          const std::vector<float> y = run(x.data() + r * in, 1, y0.data() + r * out, nullptr);
+          std::copy(y.begin(), y.end(), one.begin() + r * out);
+        }
+        CANOPY_CHECK(st.ok(), "%s: %s", info.name, st.message().c_str());
+        for (int threads : {1, 3}) {
+          cpu::SetNumThreads(threads);
+          for (const char* isa : {static_cast<const char*>(nullptr), "avx2", "portable"}) {
+            for (int64_t rows : {int64_t{1}, int64_t{3}, int64_t{4}, int64_t{8}, int64_t{17}, int64_t{64}, int64_t{65}, int64_t{200}}) {
+              if (isa != nullptr && rows != 200 && rows != 17) continue;  // the other ISAs: two row counts
+              for (int64_t off : {int64_t{0}, int64_t{1}}) {
+                const std::vector<float> y = run(x.data() + off * in, rows, y0.data() + off * out, isa);
+                CANOPY_CHECK(st.ok(), "%s: %s", info.name, st.message().c_str());
+                CANOPY_CHECK(std::memcmp(one.data() + off * out, y.data(), y.size() * sizeof(float)) == 0,
+                             "%s in %lld out %lld: %lld rows at %lld, isa %s, %d threads differ bitwise from the one-row calls", info.name,
+                             static_cast<long long>(in), static_cast<long long>(out), static_cast<long long>(rows),
+                             static_cast<long long>(off), isa ? isa : "auto", threads);
+              }
+            }
+          }
+        }
+        cpu::SetNumThreads(before);
+      }
+    }
+  }
+  cpu::SetNumThreads(before);
   return true;
 }
 
@@ -341,6 +403,8 @@ bool CudaEmbedMatchesCpu() {
 
 Register r1("quant: cpu linear against a double reference on its 8-bit activations, every ISA and row count bitwise", false,
             CpuMatchesReference);
+Register r7("quant: cpu linear, every row count (1..200), ISA and thread count bit-identical to the one-row call, bias and accumulate", false,
+            CpuRowCountsBitIdentical);
 Register r2("quant: cpu linear rejects a row length off the block and unknown types", false, CpuRejectsBadShapes);
 Register r3("quant: cuda linear refuses the block types it has no kernel for, naming them", true, CudaRefusesBlockTypes);
 Register r4("quant: cuda linear (Q8_0, Q4_0, Q4_K, Q6_K) against the double reference and the cpu kernel, rows 1..130 on odd shapes", true,

@@ -1,7 +1,7 @@
 /**
  * `canopy bench linear-quant`: the CPU linear layer over GGUF block-quantized weights
  * (lib/kernels/linear-quant.ts) on a 1B-model-shaped matrix (in 2048, out 5632: a feed-forward
- * gate), for M = 1, 4, 16, 64 activation rows: decode, verification of a few drafted tokens,
+ * gate), for M = 1, 2, 4, 8, 16, 64 activation rows: decode, verification of a few drafted tokens,
  * draft trees, short prefills. A decode step reads every weight byte once, so the figure is the
  * weight bytes read per second against the machine's measured read bandwidth; successive calls
  * use successive copies of the matrix, 1 GiB in all, so the weights come from memory and not from
@@ -72,13 +72,13 @@ async function benchLinearQuant(ctx: SuiteContext, type: QuantType, rows: number
 
 export const linearQuantSuite: Suite = {
   name: 'linear-quant',
-  description: 'CPU linear layer over GGUF block-quantized weights (in 2048, out 5632) at M = 1, 4, 16, 64',
+  description: 'CPU linear layer over GGUF block-quantized weights (in 2048, out 5632) at M = 1, 2, 4, 8, 16, 64',
   plan(ctx) {
     if (ctx.backend !== 'cpu') return [];
     const types: QuantType[] = ctx.quick ? ['Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'] : QUANT_TYPE_NAMES;
     const steps: BenchStep[] = [];
     for (const type of types) {
-      for (const rows of [1, 4, 16, 64]) steps.push({ label: `${type} M=${rows}`, run: () => benchLinearQuant(ctx, type, rows) });
+      for (const rows of [1, 2, 4, 8, 16, 64]) steps.push({ label: `${type} M=${rows}`, run: () => benchLinearQuant(ctx, type, rows) });
     }
     return steps;
   },
