@@ -1,13 +1,13 @@
 /**
  * DraftChainProposer: a smaller model sharing the tokenizer guesses k tokens autoregressively
  * (greedy: the draft's argmax, chosen natively by Model.step; sampling, or bias / penalties: the
- * native sampler chain, q recorded for lossless verification). Adaptive length: grows by one
+ * native sampler chain inside the same step, q kept native for lossless verification). Adaptive length: grows by one
  * after a fully accepted step, shrinks by one otherwise, and stops drafting early when the
  * draft's top probability falls below `minProbability`.
  */
 import type { Model } from '../../model/model.js';
 import { type SamplerChain, type SamplerChainOptions, chainProcessesLogits, checkSamplerChain } from '../../kernels/sampling.js';
-import { chainRows } from './draft-sample.js';
+import { QBuffer } from './draft-sample.js';
 import { Random } from '../random.js';
 import type { DraftTree, ProposeContext, Proposer, StepFeedback } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
@@ -43,8 +43,10 @@ export class DraftChainProposer implements Proposer {
   readonly #policy: DraftLengthPolicy;
   readonly #k: number[] = [];
   readonly #random: Random;
+  readonly #q: QBuffer;
   constructor(draft: Model, options: DraftChainOptions = {}) {
     this.#state = new DraftState(draft);
+    this.#q = new QBuffer(draft);
     this.#o = {
       k: options.k ?? 4,
       kMax: options.kMax ?? 8,
@@ -67,43 +69,56 @@ export class DraftChainProposer implements Proposer {
     return (await this.proposeBatch([ctx]))[0]!;
   }
 
-  /** Chains for several sequences with one draft forward per drafted position. */
+  /**
+   * Chains for several sequences with one native draft step per drafted position (the argmax,
+   * or the sampler chain with each row penalised from its own context; q rows stay native, in
+   * one buffer the target's step reads: DraftTree.q).
+   */
   async proposeBatch(ctxs: ProposeContext[]): Promise<DraftTree[]> {
     const ks = ctxs.map((c) => Math.max(0, Math.min(this.#k[c.sequence]!, c.budget, this.#state.cache!.free(c.sequence) - 1)));
     const drafts: DraftTree[] = ctxs.map(() => ({ tokens: [], parents: [] }));
-    const probs: Float32Array[][] = ctxs.map(() => []);
     let active = ctxs.map((_, i) => i).filter((i) => ks[i]! > 0);
     if (active.length === 0) return ctxs.map(() => EMPTY_DRAFT);
     const sampling = this.#chain.temperature > 0;
-    // Greedy drafts without bias, penalties or a confidence threshold need only the argmax: the logits stay native.
-    const native = sampling || chainProcessesLogits(this.#chain);
-    const wantLogits = native || this.#o.minProbability > 0;
-    const vocab = this.#state.draft.config.vocabSize;
-    let rows = await this.#state.sync(active.map((i) => ({ seq: ctxs[i]!.sequence, tokens: ctxs[i]!.tokens })), wantLogits);
+    const chained = sampling || chainProcessesLogits(this.#chain);
+    const wantLogits = !sampling && this.#o.minProbability > 0;
+    // q row of ctx i at position pos: qBase[i] + pos.
+    const qBase: number[] = [];
+    let qRows = 0;
+    ctxs.forEach((_, i) => ((qBase[i] = qRows), (qRows += ks[i]!)));
+    const q = sampling ? this.#q.get(qRows) : undefined;
+    const choice = (pos: number) =>
+      chained
+        ? {
+            logits: wantLogits,
+            chain: this.#chain,
+            ...(sampling ? { uniforms: active.map(() => this.#random.next()), q: { tensor: q!, rows: active.map((i) => qBase[i]! + pos) } } : {}),
+            contexts: active.map((i) => [...ctxs[i]!.tokens, ...drafts[i]!.tokens]),
+          }
+        : { logits: wantLogits };
+    let rows = await this.#state.sync(active.map((i) => ({ seq: ctxs[i]!.sequence, tokens: ctxs[i]!.tokens })), choice(0));
     for (let pos = 0; active.length; pos++) {
       const next: number[] = [];
       const feed: Array<{ seq: number; token: number }> = [];
-      const { chosen, q } = native ? await chainRows(this.#chain, vocab, active.map((_, a) => rows[a]!.logits!), active.map((i) => [...ctxs[i]!.tokens, ...drafts[i]!.tokens]), this.#random) : {};
       active.forEach((i, a) => {
         const row = rows[a]!;
         if (!sampling && this.#o.minProbability > 0 && pos > 0 && softmaxMax(row.logits!) < this.#o.minProbability) return;
-        const token = chosen ? chosen[a]! : row.token;
-        if (token < 0) return; // the draft's logits broke: stop drafting this sequence
-        if (q) probs[i]!.push(q.slice(a * vocab, (a + 1) * vocab));
-        drafts[i]!.tokens.push(token);
+        if (row.token < 0) return; // the draft's logits broke: stop drafting this sequence
+        drafts[i]!.tokens.push(row.token);
         drafts[i]!.parents.push(pos - 1);
         if (pos + 1 < ks[i]!) {
           next.push(i);
-          feed.push({ seq: ctxs[i]!.sequence, token });
+          feed.push({ seq: ctxs[i]!.sequence, token: row.token });
         }
       });
       if (next.length === 0) break;
-      rows = await this.#state.feed(feed, wantLogits);
       active = next;
+      rows = await this.#state.feed(feed, choice(pos + 1));
     }
     return drafts.map((d, i) => {
       if (d.tokens.length === 0) return EMPTY_DRAFT;
-      if (sampling) d.draftProbs = [...probs[i]!, probs[i]![probs[i]!.length - 1]!];
+      // Row 0: the pending token's children's q; node j's: position j + 1's (the last node has no children).
+      if (q) d.q = { tensor: q, rows: d.tokens.map((_, j) => qBase[i]! + j).concat(-1) };
       return d;
     });
   }
@@ -116,5 +131,6 @@ export class DraftChainProposer implements Proposer {
 
   dispose(): void {
     this.#state.dispose();
+    this.#q.dispose();
   }
 }

@@ -1,19 +1,28 @@
 /**
- * The draft's token choice through the native sampler chain: the rows of one drafted position,
- * each penalised from its own context (the sequence's tokens, then the drafts so far), as the
- * target's rows are; q (the processed distribution) comes back when sampling, for verification.
+ * Where a sampled draft's q rows live: one grow-only f32 buffer [rows, vocab] on the draft's
+ * device per proposer. The draft's sampled steps (Model.step with sampling.probsInto) write a
+ * row per drafted position there and the target's step reads them by reference (DraftTree.q),
+ * so q never crosses to JavaScript. A proposal's rows stay valid until the next proposal.
  */
-import { type SamplerChain, samplingChain } from '../../kernels/sampling.js';
+import type { Model } from '../../model/model.js';
 import { Tensor } from '../../tensor/tensor.js';
-import type { Random } from '../random.js';
 
-export async function chainRows(chain: SamplerChain, vocab: number, rows: Float32Array[], contexts: number[][], random: Random): Promise<{ chosen: Int32Array; q?: Float32Array }> {
-  const sampling = chain.temperature > 0;
-  const host = new Float32Array(rows.length * vocab);
-  rows.forEach((row, a) => host.set(row, a * vocab));
-  const uniforms = sampling ? Float64Array.from(rows, () => random.next()) : undefined;
-  const res = await samplingChain(Tensor.from(host, { shape: [rows.length, vocab] }), chain, { contexts, ...(uniforms ? { uniforms } : {}), probs: sampling });
-  const q = res.probs?.toFloat32();
-  res.probs?.dispose();
-  return { chosen: res.tokens, ...(q ? { q } : {}) };
+export class QBuffer {
+  #t: Tensor | undefined;
+  constructor(readonly draft: Model) {}
+
+  /** A buffer of at least `rows` rows (grows by doubling). */
+  get(rows: number): Tensor {
+    if (!this.#t || this.#t.shape[0]! < rows) {
+      const old = this.#t?.shape[0] ?? 0;
+      this.#t?.dispose();
+      this.#t = Tensor.empty([Math.max(rows, 2 * old), this.draft.config.vocabSize], 'f32', { device: this.draft.device });
+    }
+    return this.#t;
+  }
+
+  dispose(): void {
+    this.#t?.dispose();
+    this.#t = undefined;
+  }
 }
