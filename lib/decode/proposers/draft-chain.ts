@@ -61,6 +61,7 @@ export class DraftChainProposer implements Proposer {
 
   start(prompts: readonly (readonly number[])[], capacity: number): void {
     this.#state.start(prompts, capacity);
+    this.#q.start(prompts.length, this.#longest());
     this.#k.length = 0;
     prompts.forEach((_, s) => this.#k.push(this.#o.fixed ? this.#o.k : this.#policy.initial(s)));
   }
@@ -75,7 +76,7 @@ export class DraftChainProposer implements Proposer {
    * one buffer the target's step reads: DraftTree.q).
    */
   async proposeBatch(ctxs: ProposeContext[]): Promise<DraftTree[]> {
-    const ks = ctxs.map((c) => Math.max(0, Math.min(this.#k[c.sequence]!, c.budget, this.#state.cache!.free(c.sequence) - 1)));
+    const ks = ctxs.map((c) => Math.max(0, Math.min(this.#k[c.sequence]!, this.#longest(), c.budget, this.#state.cache!.free(c.sequence) - 1)));
     const drafts: DraftTree[] = ctxs.map(() => ({ tokens: [], parents: [] }));
     let active = ctxs.map((_, i) => i).filter((i) => ks[i]! > 0);
     if (active.length === 0) return ctxs.map(() => EMPTY_DRAFT);
@@ -86,7 +87,9 @@ export class DraftChainProposer implements Proposer {
     const qBase: number[] = [];
     let qRows = 0;
     ctxs.forEach((_, i) => ((qBase[i] = qRows), (qRows += ks[i]!)));
-    const q = sampling ? this.#q.get(qRows) : undefined;
+    const ring = sampling ? this.#q.take(qRows) : undefined;
+    const q = ring?.tensor;
+    if (ring) qBase.forEach((b, i) => (qBase[i] = b + ring.base));
     const choice = (pos: number) =>
       chained
         ? {
@@ -121,6 +124,11 @@ export class DraftChainProposer implements Proposer {
       if (q) d.q = { tensor: q, rows: d.tokens.map((_, j) => qBase[i]! + j).concat(-1) };
       return d;
     });
+  }
+
+  /** The longest draft of a step (the q ring is sized by it). */
+  #longest(): number {
+    return Math.max(this.#o.k, this.#o.kMax);
   }
 
   feedback(fb: StepFeedback): void {
