@@ -6,34 +6,15 @@
  * draft's top probability falls below `minProbability`.
  */
 import type { Model } from '../../model/model.js';
-import { type SamplerChain, type SamplerChainOptions, chainProcessesLogits, checkSamplerChain } from '../../kernels/sampling.js';
+import { type SamplerChain, chainProcessesLogits, checkSamplerChain } from '../../kernels/sampling.js';
 import { QBuffer } from './draft-sample.js';
 import { Random } from '../random.js';
 import type { DraftTree, ProposeContext, Proposer, StepFeedback } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
-import { type DraftLengthPolicy, growShrinkPolicy } from './draft-policy.js';
+import { type DraftChainOptions, type DraftLengthPolicy, growShrinkPolicy } from './draft-policy.js';
 import { DraftState, softmaxMax } from './draft-state.js';
 
-export { type DraftLengthPolicy, growShrinkPolicy } from './draft-policy.js';
-
-export interface DraftChainOptions {
-  /** Replaces the default grow/shrink policy (k and kMax then only bound it). */
-  policy?: DraftLengthPolicy;
-  /** Initial draft length (default 4). */
-  k?: number;
-  /** Longest draft (default 8). */
-  kMax?: number;
-  /** Keep k fixed (default false: adaptive). */
-  fixed?: boolean;
-  /** Stop drafting when the draft's top probability is below this (default 0; e.g. 0.3). */
-  minProbability?: number;
-  /** Sampling settings for q (temperature 0: greedy drafts). */
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  sampler?: SamplerChainOptions; // the rest of the chain (minP, penalties, logitBias), as generate() takes them
-  seed?: number;
-}
+export { type DraftChainOptions, type DraftLengthPolicy, growShrinkPolicy } from './draft-policy.js';
 
 export class DraftChainProposer implements Proposer {
   readonly name = 'speculative';
@@ -70,11 +51,7 @@ export class DraftChainProposer implements Proposer {
     return (await this.proposeBatch([ctx]))[0]!;
   }
 
-  /**
-   * Chains for several sequences with one native draft step per drafted position (the argmax,
-   * or the sampler chain with each row penalised from its own context; q rows stay native, in
-   * one buffer the target's step reads: DraftTree.q).
-   */
+  /** One native draft step per position for all (argmax or sampler chain; q stays native: DraftTree.q). */
   async proposeBatch(ctxs: ProposeContext[]): Promise<DraftTree[]> {
     const ks = ctxs.map((c) => Math.max(0, Math.min(this.#k[c.sequence]!, this.#longest(), c.budget, this.#state.cache!.free(c.sequence) - 1)));
     const drafts: DraftTree[] = ctxs.map(() => ({ tokens: [], parents: [] }));
@@ -83,13 +60,10 @@ export class DraftChainProposer implements Proposer {
     const sampling = this.#chain.temperature > 0;
     const chained = sampling || chainProcessesLogits(this.#chain);
     const wantLogits = !sampling && this.#o.minProbability > 0;
-    // q row of ctx i at position pos: qBase[i] + pos.
-    const qBase: number[] = [];
-    let qRows = 0;
-    ctxs.forEach((_, i) => ((qBase[i] = qRows), (qRows += ks[i]!)));
-    const ring = sampling ? this.#q.take(qRows) : undefined;
+    // q row of ctx i at position pos: qBase[i] + pos, in the ring's rows for this proposal.
+    const ring = sampling ? this.#q.take(ks.reduce((a, k) => a + k, 0)) : undefined;
     const q = ring?.tensor;
-    if (ring) qBase.forEach((b, i) => (qBase[i] = b + ring.base));
+    const qBase = ks.map((_, i) => (ring?.base ?? 0) + ks.slice(0, i).reduce((a, k) => a + k, 0));
     const choice = (pos: number) =>
       chained
         ? {
@@ -127,9 +101,7 @@ export class DraftChainProposer implements Proposer {
   }
 
   /** The longest draft of a step (the q ring is sized by it). */
-  #longest(): number {
-    return Math.max(this.#o.k, this.#o.kMax);
-  }
+  #longest = (): number => Math.max(this.#o.k, this.#o.kMax);
 
   feedback(fb: StepFeedback): void {
     if (this.#o.fixed) return;

@@ -6,31 +6,11 @@
  * sampler chain with q written to the proposer's buffer; Model.topK for scored candidates); the
  * logits rows come to the host only when a proposer asks (a confidence threshold).
  */
-import type { SamplerChain } from '../../kernels/sampling.js';
 import type { KvCache } from '../../model/kv-cache.js';
 import type { Model, StepSampling, StepSequence } from '../../model/model.js';
-import type { Tensor } from '../../tensor/tensor.js';
+import { type DraftChoice, type DraftRow, type DraftScores, rowsBack, sortedOrder } from './draft-rows.js';
 
-/** One draft step's outcome for a sequence: its token (-1: no usable logit) and, when asked, the logits row. */
-export interface DraftRow {
-  token: number;
-  logits?: Float32Array;
-}
-
-/** The top-k candidates of a sequence's row: ids (argmax order, -1 past the row) and log-probabilities. */
-export interface DraftScores {
-  ids: Int32Array;
-  logprobs: Float32Array;
-}
-
-/** How a draft step chooses: argmax (default), or the sampler chain (per item: its uniform, penalty context and q row). */
-export interface DraftChoice {
-  logits?: boolean;
-  chain?: SamplerChain;
-  uniforms?: number[];
-  contexts?: ReadonlyArray<readonly number[]>;
-  q?: { tensor: Tensor; rows: number[] };
-}
+export { type DraftChoice, type DraftRow, type DraftScores, softmaxMax } from './draft-rows.js';
 
 export class DraftState {
   cache: KvCache | undefined;
@@ -134,25 +114,4 @@ export class DraftState {
     this.cache?.dispose();
     this.cache = undefined;
   }
-}
-
-/** Indices of `items` by increasing sequence. */
-function sortedOrder(items: ReadonlyArray<{ sequence: number }>): number[] {
-  return items.map((_, i) => i).sort((a, b) => items[a]!.sequence - items[b]!.sequence);
-}
-
-/** Row b of a sorted call back to the callers' order. */
-function rowsBack<T>(order: number[], row: (b: number) => T): T[] {
-  const out = new Array<T>(order.length);
-  order.forEach((i, b) => (out[i] = row(b)));
-  return out;
-}
-
-/** The largest probability of softmax(logits). */
-export function softmaxMax(logits: Float32Array): number {
-  let m = -Infinity;
-  for (const x of logits) m = Math.max(m, x);
-  let z = 0;
-  for (const x of logits) z += Math.exp(x - m);
-  return 1 / z;
 }
