@@ -12,8 +12,17 @@ import { loadModel } from '../../model/load.js';
 import { Model } from '../../model/model.js';
 import { loadWeights } from '../../model/weights.js';
 import type { BenchRow } from '../harness.js';
-import type { DecodePair } from './decode.js';
 import type { SuiteContext } from './types.js';
+
+/** A model pair of the sampled rows (decode.ts's DecodePair, stated here so neither file imports the other). */
+export interface SampledPair {
+  label: string;
+  modelPath: string;
+  draftPath?: string;
+  batch: number;
+  maxTokens: number;
+  rounds: number;
+}
 
 const SAMPLING = { temperature: 0.8, topP: 0.95, seed: 1234 };
 const VARIANTS: StrategyName[] = ['autoregressive', 'speculative', 'tree'];
@@ -24,7 +33,7 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-export async function runSampledPair(ctx: SuiteContext, pair: DecodePair): Promise<BenchRow[]> {
+export async function runSampledPair(ctx: SuiteContext, pair: SampledPair): Promise<BenchRow[]> {
   const { model, tokenizer } = await loadModel(pair.modelPath, { backend: ctx.device });
   const draft = pair.draftPath ? await Model.fromWeights(loadWeights(pair.draftPath), { backend: ctx.device }) : undefined;
   const prompts = Array.from({ length: pair.batch }, (_, i) => PROMPTS[i % PROMPTS.length]!);
