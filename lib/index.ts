@@ -88,7 +88,7 @@ export {
   quantizeKv,
   quantizedBytesPerToken,
 } from './kernels/kv-quant.js';
-export { Model, type ModelOptions, type ModelWeights, type ForwardSequence, type ForwardOptions, type ForwardResult, type StepSequence, type StepOptions, type StepResult } from './model/model.js';
+export { Model, type ModelOptions, type ModelWeights, type ForwardSequence, type ForwardOptions, type ForwardResult, type StepSequence, type StepOptions, type StepResult, type StepSampling, type TopKResult } from './model/model.js';
 export { KvCache, type KvCacheOptions, type KvCacheDtype, type KvStepPlan } from './model/kv-cache.js';
 export { generate, stream, type GenerateOptions, type GenerateResult, type GenerateStats, type FinishReason, type TextTokenizer, type StreamPiece, type SingleOptions, type BatchOptions, type TokenLogprob } from './generate.js';
 export {

@@ -17,10 +17,16 @@
 //                   kvQuant?: { cache (kv_quant_arg.h, every layer), resStart?, quantLenBefore?, quantLenAfter? }
 //                   (a quantized cache instead of k and v; the arrays are int4's, one entry per sequence) })
 //                 -> Promise<void>
-//   model.step({ ...forward's options, choice: 1 argmax (causal) | 2 greedy tree, regionRows (tree steps on a
+//   model.step({ ...forward's options, choice: 1 argmax (causal) | 2 greedy tree | 3 sample (causal) |
+//                4 sampled tree | 5 scores (top-k only; a tree stays uncommitted), regionRows (tree steps on a
 //                plain cache: rows of each sequence's region), topK? (0 = none),
 //                nextToken [B], acceptedCount [B], acceptedNodes [n - B], newLens [B], topKIds? [rows * topK]
-//                (int32 host outputs) }) -> Promise<void>
+//                (int32 host outputs), topKLogprobs? [rows * topK] (f32 host output),
+//                sampling? (choices 3, 4): { params (samplingChain's), biasTokens?, biasValues?, penaltyIndptr?,
+//                penaltyTokens?, penaltyCounts? (per logits row), uniforms? Float64Array (3: [B]; 4: [n]),
+//                draftProbs? f32 [rows, vocab] on the model's device with draftRows Int32Array [n] (4),
+//                probs? f32 [rows, vocab] on the model's device with probsRows Int32Array [B] (3) } })
+//                -> Promise<void>
 //              one decode step: forward, token choice, KV commit (csrc/common/decode_step.h)
 //   model.dispose()
 #include <napi.h>
@@ -30,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../common/decode_step.h"
@@ -41,6 +48,7 @@
 #include "errors.h"
 #include "host_array.h"
 #include "kv_quant_arg.h"
+#include "sampling_arg.h"
 #include "tensor_arg.h"
 
 namespace canopy {
@@ -419,8 +427,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       auto sp = std::make_shared<DecodeStepParams>();
       sp->forward = *f.p;
       const double choice = ParseNumber(env, o.Get("choice"), "choice", 1);
-      if (choice != 1 && choice != 2) throw ArgumentError(env, "choice must be 1 (argmax) or 2 (greedy tree)");
-      sp->choice = choice == 2 ? DecodeChoice::kGreedyTree : DecodeChoice::kArgmax;
+      if (!(choice >= 1 && choice <= 5) || choice != std::floor(choice)) {
+        throw ArgumentError(env, "choice must be 1 (argmax), 2 (greedy tree), 3 (sample), 4 (sampled tree) or 5 (scores)");
+      }
+      sp->choice = static_cast<DecodeChoice>(static_cast<int32_t>(choice));
       const double region = ParseNumber(env, o.Get("regionRows"), "regionRows", 0);
       const double top_k = ParseNumber(env, o.Get("topK"), "topK", 0);
       if (region != std::floor(region) || region < 0 || region > INT32_MAX) throw ArgumentError(env, "regionRows must be an integer >= 0");
@@ -439,10 +449,63 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       sp->accepted_nodes = out("acceptedNodes", n - B);
       sp->new_lens = out("newLens", B);
       if (sp->top_k > 0) sp->top_k_ids = out("topKIds", sp->forward.n_logit_rows * sp->top_k);
+      if (!Absent(o.Get("topKLogprobs"))) {
+        TensorArg t = ParseTensorArg(env, o.Get("topKLogprobs"), "topKLogprobs");
+        if (t.view.dtype != DType::kF32 || t.view.device.kind != DeviceKind::kCpu || t.view.ndim != 1 ||
+            t.view.shape[0] != sp->forward.n_logit_rows * sp->top_k) {
+          throw ArgumentError(env, "topKLogprobs must be a host f32 array of logitRows.length * topK = " +
+                                       std::to_string(sp->forward.n_logit_rows * sp->top_k) + " elements");
+        }
+        sp->top_k_logprobs = static_cast<float*>(t.view.data);
+        f.args.push_back(t);
+      }
+      auto chain = std::make_shared<ChainInputs>();
+      std::vector<int32_t> draft_rows, probs_rows;
+      if (sp->choice == DecodeChoice::kSample || sp->choice == DecodeChoice::kSampleTree) {
+        if (!o.Get("sampling").IsObject()) throw ArgumentError(env, "step: sampling must be an object for choices 3 and 4");
+        Napi::Object so = o.Get("sampling").As<Napi::Object>();
+        const std::string pre = "step: sampling.";
+        chain->params = ParseSamplingParams(env, so.Get("params"), pre);
+        const int64_t rows = sp->forward.n_logit_rows;
+        const int64_t urows = sp->choice == DecodeChoice::kSample ? B : n;
+        ParseChainArrays(env, chain.get(), so.Get("biasTokens"), so.Get("biasValues"), so.Get("penaltyIndptr"), so.Get("penaltyTokens"),
+                         so.Get("penaltyCounts"), so.Get("uniforms"), rows, urows, pre);
+        DecodeStepSampling& ds = sp->sampling;
+        ds.params = chain->params;
+        ds.bias = chain->bias();
+        ds.penalties = chain->penalties();
+        ds.uniforms = chain->uniforms_or_null();
+        // q rows (tree) and probs rows (causal): device tensors of the model's vocab, with their row maps.
+        auto rows_tensor = [&](const char* key, const char* map_key, int64_t map_len, std::vector<int32_t>* map, int64_t* total) {
+          TensorArg t = ParseTensorArg(env, so.Get(key), std::string("sampling.") + key);
+          if (t.view.dtype != DType::kF32 || t.view.ndim != 2 || t.view.shape[1] != desc_.vocab) {
+            throw ArgumentError(env, std::string("step: sampling.") + key + " must be f32 [rows, vocab " + std::to_string(desc_.vocab) +
+                                         "]; received " + std::string(DTypeName(t.view.dtype)) + " " + ShapeText(t.view));
+          }
+          if (t.view.device.kind != device_.kind || t.view.device.index != device_.index) {
+            throw ArgumentError(env, std::string("step: sampling.") + key + " must be on the model's device");
+          }
+          *map = ParseInt32Array(env, so.Get(map_key), std::string("sampling.") + map_key);
+          if (static_cast<int64_t>(map->size()) != map_len) {
+            throw ArgumentError(env, std::string("step: sampling.") + map_key + " must have " + std::to_string(map_len) +
+                                         " entries; received " + std::to_string(map->size()));
+          }
+          *total = t.view.shape[0];
+          f.args.push_back(t);
+          return static_cast<float*>(t.view.data);
+        };
+        if (!Absent(so.Get("draftProbs"))) {
+          ds.draft_probs = rows_tensor("draftProbs", "draftRows", n, &draft_rows, &ds.draft_probs_rows);
+        }
+        if (!Absent(so.Get("probs"))) ds.probs = rows_tensor("probs", "probsRows", B, &probs_rows, &ds.probs_total_rows);
+      }
+      auto maps = std::make_shared<std::pair<std::vector<int32_t>, std::vector<int32_t>>>(std::move(draft_rows), std::move(probs_rows));
+      if (sp->sampling.draft_probs) sp->sampling.draft_rows = maps->first.data();
+      if (sp->sampling.probs) sp->sampling.probs_rows = maps->second.data();
       ThrowIfError(env, CheckDecodeStep(desc_, *sp));
       const bool cuda = device_.kind == DeviceKind::kCuda;
       auto h = f.h;
-      return Launch(env, [sp, h, cuda](const LlamaModelDesc& m) { return cuda ? cuda::DecodeStep(m, *sp) : cpu::DecodeStep(m, *sp); },
+      return Launch(env, [sp, h, cuda, chain, maps](const LlamaModelDesc& m) { return cuda ? cuda::DecodeStep(m, *sp) : cpu::DecodeStep(m, *sp); },
                     std::move(f.args));
     });
   }

@@ -21,6 +21,7 @@
 #include "async_work.h"
 #include "bindings.h"
 #include "errors.h"
+#include "sampling_arg.h"
 
 namespace canopy {
 namespace napi {
@@ -48,42 +49,6 @@ Napi::Value ArgmaxRows(const Napi::CallbackInfo& info) {
   }, {logits, best});
 }
 
-std::vector<double> ParseFloat64Array(Napi::Env env, Napi::Value v, const std::string& name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-    throw ArgumentError(env, name + " must be a Float64Array");
-  }
-  Napi::Float64Array a = v.As<Napi::Float64Array>();
-  std::vector<double> out(a.ElementLength());
-  for (size_t i = 0; i < out.size(); ++i) out[i] = a[i];
-  return out;
-}
-
-bool Absent(Napi::Value v) { return v.IsNull() || v.IsUndefined(); }
-
-// Everything the chain reads besides the logits, owned for the duration of the async work.
-struct ChainInputs {
-  SamplingParams params;
-  std::vector<int32_t> bias_tokens, pen_indptr, pen_tokens, pen_counts;
-  std::vector<double> bias_values, uniforms;
-  bool has_pen = false, has_uniforms = false;
-  SamplingBias bias() const {
-    SamplingBias b;
-    b.count = static_cast<int32_t>(bias_tokens.size());
-    b.tokens = bias_tokens.data();
-    b.values = bias_values.data();
-    return b;
-  }
-  SamplingPenalties penalties() const {
-    SamplingPenalties p;
-    if (has_pen) {
-      p.indptr = pen_indptr.data();
-      p.tokens = pen_tokens.data();
-      p.counts = pen_counts.data();
-    }
-    return p;
-  }
-};
-
 Napi::Value SamplingChainBinding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TensorArg logits = ParseTensorArg(env, info[0], "logits");
@@ -93,52 +58,8 @@ Napi::Value SamplingChainBinding(const Napi::CallbackInfo& info) {
   }
   const int64_t rows = logits.view.shape[0], vocab = logits.view.shape[1];
   auto in = std::make_shared<ChainInputs>();
-  if (!info[1].IsObject()) throw ArgumentError(env, "samplingChain: params must be an object");
-  Napi::Object po = info[1].As<Napi::Object>();
-  in->params.temperature = ParseNumber(env, po.Get("temperature"), "temperature", 0.0);
-  const double top_k = ParseNumber(env, po.Get("topK"), "topK", 0.0);
-  if (!(top_k >= 0 && top_k <= INT32_MAX) || top_k != static_cast<double>(static_cast<int64_t>(top_k))) {
-    throw ArgumentError(env, "samplingChain: topK must be an integer in [0, 2^31); received " + std::to_string(top_k));
-  }
-  in->params.top_k = static_cast<int32_t>(top_k);
-  in->params.top_p = ParseNumber(env, po.Get("topP"), "topP", 1.0);
-  in->params.min_p = ParseNumber(env, po.Get("minP"), "minP", 0.0);
-  in->params.repeat_penalty = ParseNumber(env, po.Get("repeatPenalty"), "repeatPenalty", 1.0);
-  in->params.frequency_penalty = ParseNumber(env, po.Get("frequencyPenalty"), "frequencyPenalty", 0.0);
-  in->params.presence_penalty = ParseNumber(env, po.Get("presencePenalty"), "presencePenalty", 0.0);
-  if (!Absent(info[2])) {
-    in->bias_tokens = ParseInt32Array(env, info[2], "biasTokens");
-    in->bias_values = ParseFloat64Array(env, info[3], "biasValues");
-    if (in->bias_values.size() != in->bias_tokens.size()) {
-      throw ArgumentError(env, "samplingChain: biasValues must have one value per bias token (" +
-                                   std::to_string(in->bias_tokens.size()) + "); received " +
-                                   std::to_string(in->bias_values.size()));
-    }
-  }
-  if (!Absent(info[4])) {
-    in->has_pen = true;
-    in->pen_indptr = ParseInt32Array(env, info[4], "penaltyIndptr");
-    in->pen_tokens = ParseInt32Array(env, info[5], "penaltyTokens");
-    in->pen_counts = ParseInt32Array(env, info[6], "penaltyCounts");
-    if (static_cast<int64_t>(in->pen_indptr.size()) != rows + 1) {
-      throw ArgumentError(env, "samplingChain: penaltyIndptr must have rows+1 = " + std::to_string(rows + 1) +
-                                   " elements; received " + std::to_string(in->pen_indptr.size()));
-    }
-    const int64_t total = in->pen_indptr[rows];
-    if (total < 0 || static_cast<int64_t>(in->pen_tokens.size()) != total ||
-        static_cast<int64_t>(in->pen_counts.size()) != total) {
-      throw ArgumentError(env, "samplingChain: penaltyTokens and penaltyCounts must have penaltyIndptr[rows] = " +
-                                   std::to_string(total) + " elements");
-    }
-  }
-  if (!Absent(info[7])) {
-    in->has_uniforms = true;
-    in->uniforms = ParseFloat64Array(env, info[7], "uniforms");
-    if (static_cast<int64_t>(in->uniforms.size()) != rows) {
-      throw ArgumentError(env, "samplingChain: uniforms must have rows = " + std::to_string(rows) + " elements; received " +
-                                   std::to_string(in->uniforms.size()));
-    }
-  }
+  in->params = ParseSamplingParams(env, info[1], "samplingChain: ");
+  ParseChainArrays(env, in.get(), info[2], info[3], info[4], info[5], info[6], info[7], rows, rows, "samplingChain: ");
   ThrowIfError(env, CheckSamplingArgs(rows, vocab, in->params, in->bias(), in->penalties(),
                                       in->has_uniforms ? in->uniforms.data() : nullptr));
   TensorArg tokens = ParseTensorArg(env, info[8], "tokens");

@@ -1,7 +1,9 @@
 // The decode step (csrc/common/decode_step.h): CUDA against CPU on a random model. Causal steps
-// (argmax, top-k) and tree steps (greedy verification and commit) must pick the same tokens and
-// accepted nodes, leave the same committed KV rows and report the same lengths. (That the CPU
-// step equals its parts run one by one is test/helpers/step-suite.ts's.)
+// (argmax, top-k, the sampler chain with its q rows, scores with log-probabilities) and tree
+// steps (greedy and sampling verification and commit) must pick the same tokens and accepted
+// nodes, leave the same committed KV rows and report the same lengths; the sampled choices' bad
+// inputs are statuses naming the argument (CPU). (That the CPU step equals its parts run one by
+// one, and the float64 reference sampler, is test/helpers/step-suite.ts's.)
 #include <cmath>
 #include <vector>
 
@@ -95,6 +97,8 @@ struct StepIo {
   std::vector<int32_t> tokens, positions, qo, start, len, parents, rows;
   DecodeChoice choice;
   std::vector<int32_t> next, count, nodes, lens, topk;
+  DecodeStepSampling sampling;  // choices 3, 4 (device pointers set by the caller)
+  std::vector<float> topk_lp;
 };
 
 Status RunStep(const LlamaModelDesc& m, bool cuda, void* k, void* v, float* logits, StepIo* io) {
@@ -107,7 +111,7 @@ Status RunStep(const LlamaModelDesc& m, bool cuda, void* k, void* v, float* logi
   f.qo_indptr = io->qo.data();
   f.kv_start = io->start.data();
   f.kv_len_before = io->len.data();
-  f.mask = io->choice == DecodeChoice::kGreedyTree ? MaskMode::kTree : MaskMode::kCausal;
+  f.mask = io->parents.empty() ? MaskMode::kCausal : MaskMode::kTree;
   f.tree_parents = io->parents.empty() ? nullptr : io->parents.data();
   f.k_cache = k;
   f.v_cache = v;
@@ -128,6 +132,9 @@ Status RunStep(const LlamaModelDesc& m, bool cuda, void* k, void* v, float* logi
   p.accepted_nodes = io->nodes.data();
   p.new_lens = io->lens.data();
   p.top_k_ids = io->topk.data();
+  io->topk_lp.assign(io->rows.size() * 3, -7.f);
+  p.top_k_logprobs = io->topk_lp.data();
+  p.sampling = io->sampling;
   return cuda ? cuda::DecodeStep(m, p) : cpu::DecodeStep(m, p);
 }
 
@@ -172,7 +179,105 @@ bool CudaDecodeStepMatchesCpu() {
   return true;
 }
 
+// Sampled choices: a sampled prefill writing q rows, a sampled tree step against gathered q rows,
+// and a scored tree step that commits nothing, on both devices.
+bool CudaSampledDecodeStepMatchesCpu() {
+  CANOPY_CHECK_OK(cuda::SetDevice(0));
+  StepModel sm;
+  Build(&sm, true);
+  const int64_t V = 41;
+  const size_t cache = 2 * 64 * 32;
+  std::vector<float> hk(cache, 0.f), hv(cache, 0.f), hl(11 * V), hq(6 * V, 0.f);
+  void* dk = Upload(hk.data(), cache * 4, &sm.owned);
+  void* dv = Upload(hv.data(), cache * 4, &sm.owned);
+  float* dl = static_cast<float*>(Upload(hl.data(), hl.size() * 4, &sm.owned));
+  float* dq = static_cast<float*>(Upload(hq.data(), hq.size() * 4, &sm.owned));
+  const std::vector<int32_t> pen_indptr{0, 2, 3}, pen_tokens{5, 9, 7}, pen_counts{1, 2, 3};
+  const std::vector<double> u_pre{0.31, 0.77};
+  const std::vector<int32_t> probs_rows{4, 1};
+  StepIo pre{{1, 5, 9, 2, 33, 7, 7, 3}, {0, 1, 2, 3, 4, 0, 1, 2}, {0, 5, 8}, {0, 32}, {0, 0}, {}, {4, 7}, DecodeChoice::kSample};
+  pre.sampling.params.temperature = 0.9;
+  pre.sampling.params.top_k = 20;
+  pre.sampling.params.repeat_penalty = 1.3;
+  pre.sampling.penalties.indptr = pen_indptr.data();
+  pre.sampling.penalties.tokens = pen_tokens.data();
+  pre.sampling.penalties.counts = pen_counts.data();
+  pre.sampling.uniforms = u_pre.data();
+  pre.sampling.probs_total_rows = 6;
+  pre.sampling.probs_rows = probs_rows.data();
+  StepIo pc = pre, pg = pre;
+  pc.sampling.probs = hq.data();
+  pg.sampling.probs = dq;
+  CANOPY_CHECK_OK(RunStep(sm.host, false, hk.data(), hv.data(), hl.data(), &pc));
+  CANOPY_CHECK_OK(RunStep(sm.dev, true, dk, dv, dl, &pg));
+  CANOPY_CHECK(pc.next == pg.next && pc.lens == pg.lens && pc.topk == pg.topk, "sampled prefill: next %d/%d vs %d/%d", pc.next[0], pc.next[1], pg.next[0], pg.next[1]);
+  CANOPY_CHECK(pc.next[0] >= 0 && pc.next[1] >= 0, "sampled prefill drew no token");
+  std::vector<float> gq(hq.size());
+  cuda::CopyDeviceToHost(0, gq.data(), dq, gq.size() * 4);
+  for (size_t i = 0; i < hq.size(); ++i) CANOPY_CHECK(std::fabs(gq[i] - hq[i]) <= 1e-6f, "q[%zu]: cuda %g cpu %g", i, gq[i], hq[i]);
+  for (size_t i = 0; i < pc.topk_lp.size(); ++i) {
+    CANOPY_CHECK(std::fabs(pc.topk_lp[i] - pg.topk_lp[i]) <= 1e-5f, "top-k logprob %zu: cpu %g cuda %g", i, pc.topk_lp[i], pg.topk_lp[i]);
+  }
+  // A sampled tree below each pending token; q rows: row 0 of each sequence and node rows with children.
+  StepIo tree{{pc.next[0], 11, 12, 13, 14, pc.next[1], 20}, {5, 6, 7, 8, 6, 3, 4}, {0, 5, 7}, {0, 32}, {5, 3}, {-1, 0, 1, 2, 0, -1, 0},
+              {0, 1, 2, 3, 4, 5, 6}, DecodeChoice::kSampleTree};
+  const std::vector<double> u_tree{0.5, 0.99, 0.2, 0.7, 0.05, 0.6, 0.9};
+  const std::vector<int32_t> draft_rows{4, 1, 4, -1, -1, 1, -1};
+  tree.sampling.params.temperature = 1.1;
+  tree.sampling.params.top_p = 0.9;
+  tree.sampling.uniforms = u_tree.data();
+  tree.sampling.draft_probs_rows = 6;
+  tree.sampling.draft_rows = draft_rows.data();
+  StepIo tc = tree, tg = tree;
+  tc.sampling.draft_probs = hq.data();
+  tg.sampling.draft_probs = dq;
+  CANOPY_CHECK_OK(RunStep(sm.host, false, hk.data(), hv.data(), hl.data(), &tc));
+  CANOPY_CHECK_OK(RunStep(sm.dev, true, dk, dv, dl, &tg));
+  CANOPY_CHECK(tc.next == tg.next && tc.count == tg.count && tc.nodes == tg.nodes && tc.lens == tg.lens,
+               "sampled tree: cpu next %d/%d count %d/%d, cuda next %d/%d count %d/%d", tc.next[0], tc.next[1], tc.count[0], tc.count[1],
+               tg.next[0], tg.next[1], tg.count[0], tg.count[1]);
+  // Scores over a tree after the committed rows: nothing committed, the same top-k on both.
+  StepIo sc{{3, 4, 5}, {tc.lens[0], tc.lens[0] + 1, tc.lens[1]}, {0, 2, 3}, {0, 32}, {tc.lens[0], tc.lens[1]}, {-1, 0, -1}, {1, 2},
+            DecodeChoice::kScores};
+  StepIo scc = sc, scg = sc;
+  CANOPY_CHECK_OK(RunStep(sm.host, false, hk.data(), hv.data(), hl.data(), &scc));
+  CANOPY_CHECK_OK(RunStep(sm.dev, true, dk, dv, dl, &scg));
+  CANOPY_CHECK(scc.topk == scg.topk && scc.lens == sc.len && scg.lens == sc.len && scc.next[0] == -1, "scores: top-k or lengths differ");
+  return true;
+}
+
+// The sampled choices' argument checks (CPU): statuses that name the argument, nothing run.
+bool SampledDecodeStepRejectsBadInputs() {
+  StepModel sm;
+  Build(&sm, false);
+  std::vector<float> hk(2 * 64 * 32, 0.f), hv(hk.size(), 0.f), hl(11 * 41), hq(2 * 41, 1.f / 41);
+  const std::vector<double> u{0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5};
+  const std::vector<int32_t> bad_rows{0, -1, -1, -1, -1, 0, -1};  // node 0 of sequence 0 has children but no q row
+  StepIo tree{{1, 11, 12, 13, 14, 2, 20}, {0, 1, 2, 3, 1, 0, 1}, {0, 5, 7}, {0, 32}, {0, 0}, {-1, 0, 1, 2, 0, -1, 0},
+              {0, 1, 2, 3, 4, 5, 6}, DecodeChoice::kSampleTree};
+  tree.sampling.params.temperature = 1.0;
+  tree.sampling.uniforms = u.data();
+  tree.sampling.draft_probs = hq.data();
+  tree.sampling.draft_probs_rows = 2;
+  tree.sampling.draft_rows = bad_rows.data();
+  Status st = RunStep(sm.host, false, hk.data(), hv.data(), hl.data(), &tree);
+  CANOPY_CHECK(!st.ok() && st.message().find("draftRows[1]") != std::string::npos, "expected draftRows[1] named; got '%s'", st.message().c_str());
+  CANOPY_CHECK(tree.lens[0] == -7, "a rejected step wrote its outputs");
+  tree.sampling.draft_probs = nullptr;
+  tree.sampling.uniforms = nullptr;
+  st = RunStep(sm.host, false, hk.data(), hv.data(), hl.data(), &tree);
+  CANOPY_CHECK(!st.ok() && st.message().find("uniforms") != std::string::npos, "expected uniforms named; got '%s'", st.message().c_str());
+  StepIo causal{{1, 5}, {0, 0}, {0, 1, 2}, {0, 32}, {0, 0}, {}, {0, 1}, DecodeChoice::kSample};
+  causal.sampling.params.top_p = 1.5;
+  st = RunStep(sm.host, false, hk.data(), hv.data(), hl.data(), &causal);
+  CANOPY_CHECK(!st.ok() && st.message().find("topP") != std::string::npos, "expected topP named; got '%s'", st.message().c_str());
+  return true;
+}
+
 Register r1("decode step: cuda equals cpu (prefill argmax, top-k, greedy tree verification and commit)", true, CudaDecodeStepMatchesCpu);
+Register r2("decode step: cuda equals cpu (sampled prefill with q rows, sampled tree verification against gathered q, scores)", true,
+            CudaSampledDecodeStepMatchesCpu);
+Register r3("decode step: the sampled choices' bad inputs are statuses naming the argument", false, SampledDecodeStepRejectsBadInputs);
 
 }  // namespace
 }  // namespace tests

@@ -47,7 +47,8 @@ export interface LoopOptions extends SamplerChainOptions {
   session?: { cache: KvCache; reuse: number };
   /**
    * Replaces the sampling verifier (tests only: negative controls such as "always accept"
-   * must make the distribution tests fail). Arguments as verifySamplingBatch's.
+   * must make the distribution tests fail). Arguments as verifySamplingBatch's. Sampled tree
+   * steps then run as separate calls (lib/decode/sampled-verify.ts) instead of the native step.
    */
   samplingVerifier?: typeof verifySamplingBatch;
   /**

@@ -1,59 +1,64 @@
 /**
- * A chain step (sampling, or greedy with bias / penalties): the target forward over every live
- * sequence's pending token and draft tree, then the native sampler chain (csrc/common/sampling.h)
- * on the logits where they are: a token per sequence (no drafts), or every tree row processed
- * from its own ancestor path and verified (lib/decode/sampled-verify.ts), and the KV commit.
- * The logits rows come to the host only for proposers that learn from them. (The chain is to
- * become a choice of Model.step, as greedy token choice is.)
+ * A chain step (sampling, or greedy with bias / penalties) in ONE native call (Model.step with
+ * options.sampling): the target forward over every live sequence's pending token and draft tree,
+ * the native sampler chain (csrc/common/sampling.h) on the logits where they are, each tree row
+ * penalised from its own ancestor path; without drafts a token per sequence, with drafts
+ * SpecInfer sampling verification against the draft's q (or point masses) and the KV commit.
+ * Only token ids, accepted nodes and counts cross to JavaScript, plus the logits rows when
+ * logprobs are recorded. A test's broken verifier (LoopOptions.samplingVerifier: the negative
+ * controls) runs through sampled-verify.ts instead.
  */
-import { topIndices } from './proposers/top-indices.js';
-import { chooseTokens } from './pick.js';
 import type { Live, Run, StepOutcome } from './run.js';
-import { verifySampled } from './sampled-verify.js';
+import { draftQ } from './draft-q.js';
+import { hookedSampledStep, rowContexts } from './sampled-verify.js';
 import type { DraftTree } from './types.js';
+import { chainHasPenalties } from '../kernels/sampling.js';
 
 export async function sampledStep(r: Run, live: Live, drafts: DraftTree[]): Promise<StepOutcome> {
-  const t0 = performance.now();
-  const vocab = r.model.config.vocabSize;
   const isTree = drafts.some((d) => d.tokens.length > 0);
-  const step = live.map(({ st, s }, i) => {
-    const pending = st.all[st.all.length - 1]!;
-    return isTree ? { sequence: s, tokens: [pending, ...drafts[i]!.tokens], parents: [-1, ...drafts[i]!.parents.map((p) => p + 1)] } : { sequence: s, tokens: [pending] };
-  });
-  const { logits, hidden } = await r.model.forward(r.cache, step, { logits: isTree ? 'all' : 'last', hidden: r.wantsHidden });
-  r.passes++;
+  if (isTree && r.o.samplingVerifier) return hookedSampledStep(r, live, drafts);
+  const t0 = performance.now();
   const k = r.proposer?.wantsTopK ?? 0;
-  const needHost = r.proposer?.feedback !== undefined || (isTree && k > 0) || r.logprobs !== undefined;
-  const host = needHost ? Float32Array.from(logits.toFloat32()) : undefined;
-  const hostHidden = hidden ? Float32Array.from(hidden.toFloat32()) : undefined;
-  hidden?.dispose();
-  const t1 = performance.now();
-  let results;
+  const penalised = chainHasPenalties(r.chain);
+  let uniforms: Float64Array | undefined;
+  if (r.sampling) {
+    // One uniform per row from each sequence's generator: causal, the sequence's draw; tree,
+    // verify.h's rows (the final draw, then each node's acceptance test).
+    const n = isTree ? live.reduce((a, _, i) => a + drafts[i]!.tokens.length + 1, 0) : live.length;
+    uniforms = new Float64Array(n);
+    let u = 0;
+    live.forEach(({ st }, i) => {
+      for (let j = 0; j <= (isTree ? drafts[i]!.tokens.length : 0); j++) uniforms![u++] = st.random.next();
+    });
+  }
+  const contexts = penalised ? (isTree ? rowContexts(r, live, drafts) : live.map(({ st }) => st.all)) : undefined;
+  const { q, owned } = isTree && r.sampling ? await draftQ(r, live, drafts, false) : { q: undefined, owned: undefined };
+  let res;
   try {
-    results = isTree
-      ? await verifySampled(r, live, drafts, logits)
-      : Array.from(await chooseTokens(r, logits, live.map(({ s }) => s)), (nextToken) => ({ acceptedNodes: [] as number[], nextToken }));
+    res = await r.model.step(
+      r.cache,
+      live.map(({ st, s }, i) => ({ sequence: s, tokens: [st.all[st.all.length - 1]!], ...(isTree ? { draft: drafts[i]! } : {}) })),
+      {
+        sampling: { chain: r.chain, ...(uniforms ? { uniforms } : {}), ...(contexts ? { contexts } : {}), ...(q ? { draftProbs: q } : {}) },
+        hidden: r.wantsHidden,
+        logits: r.logprobs !== undefined,
+        ...(isTree && k > 0 ? { topK: k } : {}),
+      },
+    );
   } finally {
-    logits.dispose();
+    owned?.dispose();
   }
-  if (isTree) {
-    await r.cache.commit(live.map(({ s }, i) => ({ sequence: s, numNodes: drafts[i]!.tokens.length + 1, acceptedNodes: [0, ...results[i]!.acceptedNodes.map((n) => n + 1)] })));
-  }
-  const topK = isTree && k > 0 ? hostTopK(host!, vocab, k) : undefined;
+  r.passes++;
+  const hidden = res.hidden?.toFloat32();
+  res.hidden?.dispose();
+  const logits = res.logits ? Float32Array.from(res.logits.toFloat32()) : undefined;
+  res.logits?.dispose();
   return {
-    results,
-    ...(host ? { logits: host } : {}),
-    ...(hostHidden ? { hidden: hostHidden } : {}),
-    ...(topK ? { topK } : {}),
-    forwardMs: t1 - t0,
-    verifyMs: performance.now() - t1,
+    results: res.sequences.map(({ acceptedNodes, nextToken }) => ({ acceptedNodes, nextToken })),
+    ...(hidden ? { hidden } : {}),
+    ...(logits ? { logits } : {}),
+    ...(res.topK ? { topK: res.topK } : {}),
+    forwardMs: performance.now() - t0,
+    verifyMs: 0,
   };
-}
-
-/** The ids of the k largest logits of every row (topIndices' order), -1 where a row has fewer. */
-function hostTopK(host: Float32Array, vocab: number, k: number): Int32Array {
-  const rows = host.length / vocab;
-  const out = new Int32Array(rows * k).fill(-1);
-  for (let i = 0; i < rows; i++) topIndices(host.subarray(i * vocab, (i + 1) * vocab), k).forEach((id, j) => (out[i * k + j] = id));
-  return out;
 }

@@ -1,16 +1,38 @@
 /**
- * Verification of a chain step's tree (csrc/common/verify.h) with every row through the native
- * sampler chain, each penalised from its own ancestor path: sampling: the target's p rows, the
- * draft's q rows, one uniform per row from each sequence's seeded generator, then SpecInfer
- * sampling verification; greedy with bias / penalties: greedy verification of the processed logits.
+ * What the sampled step (sampled-step.ts) shares with its test-hook path: each tree row's penalty
+ * context (its own ancestor path), the draft's q rows, and the hooked path itself (a test's
+ * verifier, LoopOptions.samplingVerifier, in place of the native verification: the negative
+ * controls of the losslessness tests). The native step does the verification otherwise.
  */
-import { chainHasPenalties, chainProcessesLogits, samplingChain } from '../kernels/sampling.js';
-import { type VerifyResult, verifyGreedyBatch, verifySamplingBatch } from '../kernels/verify.js';
-import { Tensor } from '../tensor/tensor.js';
-import type { Live, Run } from './run.js';
+import { chainHasPenalties, samplingChain } from '../kernels/sampling.js';
+import type { VerifyResult } from '../kernels/verify.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { draftQ } from './draft-q.js';
+import type { Live, Run, StepOutcome } from './run.js';
 import type { DraftTree } from './types.js';
 
-export async function verifySampled(r: Run, live: Live, drafts: DraftTree[], logits: Tensor): Promise<VerifyResult[]> {
+/**
+ * The chain step with a test's verifier (LoopOptions.samplingVerifier, the negative controls of
+ * the losslessness tests): forward, the sampler chain's p rows (each penalised from its own
+ * ancestor path), the hooked verifier, then the commit, as separate calls.
+ */
+export async function hookedSampledStep(r: Run, live: Live, drafts: DraftTree[]): Promise<StepOutcome> {
+  const t0 = performance.now();
+  const step = live.map(({ st, s }, i) => ({ sequence: s, tokens: [st.all[st.all.length - 1]!, ...drafts[i]!.tokens], parents: [-1, ...drafts[i]!.parents.map((p) => p + 1)] }));
+  const { logits } = await r.model.forward(r.cache, step, { logits: 'all' });
+  r.passes++;
+  const t1 = performance.now();
+  let results: VerifyResult[];
+  try {
+    results = await verifySampled(r, live, drafts, logits);
+  } finally {
+    logits.dispose();
+  }
+  await r.cache.commit(live.map(({ s }, i) => ({ sequence: s, numNodes: drafts[i]!.tokens.length + 1, acceptedNodes: [0, ...results[i]!.acceptedNodes.map((n) => n + 1)] })));
+  return { results, forwardMs: t1 - t0, verifyMs: performance.now() - t1 };
+}
+
+async function verifySampled(r: Run, live: Live, drafts: DraftTree[], logits: Tensor): Promise<VerifyResult[]> {
   const treeIndptr = [0];
   const treeTokens: number[] = [];
   const treeParents: number[] = [];
@@ -20,50 +42,23 @@ export async function verifySampled(r: Run, live: Live, drafts: DraftTree[], log
     treeIndptr.push(treeTokens.length);
   });
   const contexts = chainHasPenalties(r.chain) ? rowContexts(r, live, drafts) : undefined;
-  if (!r.sampling) {
-    if (!chainProcessesLogits(r.chain)) return verifyGreedyBatch(treeIndptr, treeTokens, treeParents, logits);
-    const { processedLogits } = await samplingChain(logits, r.chain, { ...(contexts ? { contexts } : {}), processedLogits: true });
-    try {
-      return await verifyGreedyBatch(treeIndptr, treeTokens, treeParents, processedLogits!);
-    } finally {
-      processedLogits!.dispose();
-    }
-  }
-  const vocab = r.model.config.vocabSize;
-  const rows = treeTokens.length + live.length;
-  // The target's p per row, natively. A row with no finite distribution (NaN or +Infinity
-  // logits) comes back as -1 with a uniform stand-in so the verifier can run; the verifier reads
-  // a node's row only when the node is accepted (or it is the root), so the stand-in matters only
-  // where the path reaches it, and there unbrokenPath() ends the sequence.
   const { tokens: chosen, probs } = await samplingChain(logits, r.chain, { ...(contexts ? { contexts } : {}), probs: true });
   const tTarget = probs!;
   const broken = new Set<number>();
   chosen.forEach((t, i) => t < 0 && broken.add(i));
-  let draftRows: Float32Array | null = null;
-  if (!drafts.every((d) => !d.draftProbs)) {
-    draftRows = new Float32Array(rows * vocab);
-    let i = 0;
-    drafts.forEach((d) => {
-      for (let j = 0; j <= d.tokens.length; j++, i++) {
-        // Rows the verifier never reads (no children) still hold a valid distribution.
-        if (d.draftProbs?.[j]) draftRows!.set(d.draftProbs[j]!, i * vocab);
-        else draftRows!.fill(1 / vocab, i * vocab, (i + 1) * vocab);
-      }
-    });
-  }
+  const rows = treeTokens.length + live.length;
   const uniforms = new Float64Array(rows);
   let u = 0;
   live.forEach(({ st }, i) => {
     for (let j = 0; j <= drafts[i]!.tokens.length; j++) uniforms[u++] = st.random.next();
   });
-  const hostDraft = draftRows ? Tensor.from(draftRows, { shape: [rows, vocab] }) : null;
-  const tDraft = hostDraft && tTarget.device !== 'cpu' ? await hostDraft.to(tTarget.device) : hostDraft;
+  const { q, owned } = await draftQ(r, live, drafts, true);
   try {
-    const results = await (r.o.samplingVerifier ?? verifySamplingBatch)(treeIndptr, treeTokens, treeParents, tTarget, tDraft, uniforms);
+    const results = await r.o.samplingVerifier!(treeIndptr, treeTokens, treeParents, tTarget, q ? q.tensor : null, uniforms);
     return broken.size ? results.map((res, i) => unbrokenPath(res, treeIndptr[i]! + i, broken)) : results;
   } finally {
     tTarget.dispose();
-    if (tDraft !== hostDraft) tDraft?.dispose();
+    owned?.dispose();
   }
 }
 
@@ -72,7 +67,7 @@ export async function verifySampled(r: Run, live: Live, drafts: DraftTree[], log
  * (pending token last), row 1 + i the same followed by node i's ancestors and node i itself.
  * Only the window's worth of the sequence's tokens is kept.
  */
-function rowContexts(r: Run, live: Live, drafts: DraftTree[]): number[][] {
+export function rowContexts(r: Run, live: Live, drafts: DraftTree[]): number[][] {
   const n = r.chain.penaltyLastN;
   const out: number[][] = [];
   live.forEach(({ st }, i) => {

@@ -14,6 +14,7 @@
  * A chain is a tree whose parents are -1, 0, 1, ...; an empty draft is plain
  * autoregressive decoding.
  */
+import type { Tensor } from '../tensor/tensor.js';
 
 export interface DraftTree {
   /** Draft tokens, topologically ordered. */
@@ -26,6 +27,13 @@ export interface DraftTree {
    * summing to 1). Absent for deterministic drafts.
    */
   draftProbs?: Float32Array[];
+  /**
+   * Sampled drafts whose q stays native (a draft model's processed distributions, written by its
+   * own sampled steps): q row rows[0] for the pending token's children, rows[i + 1] for node i's
+   * (-1 where no child was drawn), in `tensor` ([*, vocab] f32 on the draft's device, owned by
+   * the proposer and valid until its next proposal). draftProbs, when also set, wins.
+   */
+  q?: { tensor: Tensor; rows: number[] };
 }
 
 export interface ProposeContext {

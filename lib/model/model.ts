@@ -14,10 +14,11 @@
 
 import { ArgumentError, DisposedError, awaitNative, callNative } from '../errors.js';
 import { treeDepths } from '../kernels/attention.js';
+import { type SamplerChain, chainHasPenalties, penaltyCounts } from '../kernels/sampling.js';
 import { type Backend, type Device, selectBackend } from '../native/backend.js';
 import { native } from '../native/loader.js';
 import { checkThreadsOption, setThreads } from '../native/threads.js';
-import type { NativeLayerWeights, NativeModelConfig, NativeModelHandle, TensorDescriptor } from '../native/types.js';
+import type { NativeLayerWeights, NativeModelConfig, NativeModelHandle, NativeStepSampling, TensorDescriptor } from '../native/types.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FloatDType } from '../tensor/dtype.js';
 import { CUDA_QUANT_TYPES, QUANT_TYPES, type QuantType, quantRowBytes } from '../tensor/quant-types.js';
@@ -106,7 +107,37 @@ export interface StepSequence {
   draft?: { tokens: ArrayLike<number>; parents: ArrayLike<number> };
 }
 
+/**
+ * A sampled step's token choice (Model.step's options.sampling): the native sampler chain
+ * (csrc/common/sampling.h) on the logits where they are, then (tree steps) sampling
+ * verification (verify.h) and the commit, in the same native call.
+ */
+export interface StepSampling {
+  /** The chain (lib/kernels/sampling.ts checkSamplerChain); temperature 0 takes the argmax of the biased, penalised logits. */
+  chain: SamplerChain;
+  /**
+   * Causal steps: one uniform per sequence (default 0). Tree steps with temperature > 0: one per
+   * step row in verify.h's convention (a sequence's pending row drives its final draw, row 1 + i
+   * the acceptance of draft node i).
+   */
+  uniforms?: Float64Array;
+  /**
+   * The penalty context of every logits row: the tokens before the position it predicts (a tree
+   * row: the sequence's tokens, then the node's ancestors and the node). Required when the chain penalises.
+   */
+  contexts?: ReadonlyArray<ArrayLike<number>>;
+  /**
+   * Tree steps, temperature > 0: the draft's q, row rows[r] of tensor ([*, vocab] f32 on the model's
+   * device) for step row r, -1 for none (every row with children needs one). Absent: point masses.
+   */
+  draftProbs?: { tensor: Tensor; rows: ArrayLike<number> };
+  /** Causal steps: the processed distribution of sequence b is written to row rows[b] of tensor (-1: not written): a draft's q. */
+  probsInto?: { tensor: Tensor; rows: ArrayLike<number> };
+}
+
 export interface StepOptions {
+  /** Sample (the sampler chain) instead of the argmax / greedy verification. */
+  sampling?: StepSampling;
   /** Return the logits rows (causal: the last token of each sequence; tree: every step token). */
   logits?: boolean;
   /** Return the final-normed hidden states of the same rows. */
@@ -126,6 +157,15 @@ export interface StepResult {
   hidden?: Tensor;
   /** With options.topK: [rows * topK] ids. */
   topK?: Int32Array;
+}
+
+export interface TopKResult {
+  /** Token index (into the concatenated step tokens) of each row. */
+  rows: number[];
+  /** [rows * k] ids of the k largest logits of each row (argmax order; -1 past the row's values above -inf). */
+  ids: Int32Array;
+  /** [rows * k] their log-probabilities (log-softmax of the row, in double; -Infinity where the id is -1). */
+  logprobs: Float32Array;
 }
 
 /** A step's sequences checked and laid out for the native call. */
@@ -366,8 +406,12 @@ export class Model {
    *     (acceptedNodes: draft node indices, root to leaf) and nextToken follows it; the pending
    *     token and the accepted nodes are committed. Equals forward + verifyGreedyBatch + commit.
    *   nextToken is -1 where the logits row has no value above -inf (NaN weights or overflow).
-   * Sequences must be given in increasing order. Sampled steps (the native sampler chain) are a
-   * later choice of the same call.
+   *   With options.sampling the choice is the native sampler chain instead: causal steps draw
+   *   each sequence's token with its uniform; tree steps run the chain over every row (each
+   *   penalised from its own path) and verify by SpecInfer sampling against the draft's q (or
+   *   point masses), then commit. nextToken is -1 where the path reaches a row with no finite
+   *   distribution. Only ids and counts cross to JavaScript.
+   * Sequences must be given in increasing order.
    */
   async step(cache: KvCache, step: StepSequence[], options: StepOptions = {}): Promise<StepResult> {
     const isTree = Array.isArray(step) && step.some((s) => (s?.draft?.tokens.length ?? 0) > 0);
@@ -400,12 +444,14 @@ export class Model {
     const newLens = new Int32Array(B);
     const topKIds = topK > 0 ? new Int32Array(rows.length * topK) : undefined;
     const i32 = (data: Int32Array) => ({ data, dtype: 'int32' as const, shape: [data.length] });
+    const sampling = options.sampling ? this.#samplingArgs(options.sampling, c, rows.length) : undefined;
     await this.#call(
       () =>
         this.#native.step({
           ...this.#nativeArgs(c, plan, rows),
           ...out.args,
-          choice: isTree ? 2 : 1,
+          choice: (isTree ? 2 : 1) + (sampling ? 2 : 0),
+          ...(sampling ? { sampling } : {}),
           regionRows: plan.regionRows,
           topK,
           nextToken: i32(nextToken),
@@ -431,6 +477,109 @@ export class Model {
       ...(out.hidden ? { hidden: out.hidden } : {}),
       ...(topKIds ? { topK: topKIds } : {}),
     };
+  }
+
+  /**
+   * The ids of the k largest logits of chosen rows and their log-probabilities, after a forward
+   * over `step` (ONE native call; no logits cross to JavaScript): causal steps commit their
+   * tokens and tree steps leave them uncommitted, as forward() does. For draft models that
+   * score their candidates (the draft-tree proposer).
+   */
+  async topK(cache: KvCache, step: ForwardSequence[], options: { k: number; logits?: 'last' | 'all' | number[] }): Promise<TopKResult> {
+    const c = this.#prepare(cache, step);
+    const k = options?.k;
+    if (!Number.isInteger(k) || k < 1 || k > Math.min(1024, this.config.vocabSize)) {
+      throw new ArgumentError('options.k', `an integer in [1, ${Math.min(1024, this.config.vocabSize)}]`, k);
+    }
+    const want = options.logits ?? 'last';
+    const rows = want === 'last' ? c.lastRows : want === 'all' ? c.tokens.map((_, i) => i) : want;
+    if (!Array.isArray(rows) || rows.length === 0 || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= c.tokens.length)) {
+      throw new ArgumentError('options.logits', `'last', 'all' or row indices in [0, ${c.tokens.length - 1}]`, want);
+    }
+    const B = c.sorted.length;
+    const plan = cache.plan(c.sorted.map((s) => s.sequence), c.counts);
+    const out = this.#outputs(rows.length, false, false);
+    const ids = new Int32Array(rows.length * k);
+    const logprobs = new Float32Array(rows.length * k);
+    const i32 = (data: Int32Array) => ({ data, dtype: 'int32' as const, shape: [data.length] });
+    const newLens = new Int32Array(B);
+    await this.#call(
+      () =>
+        this.#native.step({
+          ...this.#nativeArgs(c, plan, rows),
+          ...out.args,
+          choice: 5,
+          regionRows: plan.regionRows,
+          topK: k,
+          nextToken: i32(new Int32Array(B)),
+          acceptedCount: i32(new Int32Array(B)),
+          acceptedNodes: i32(new Int32Array(c.tokens.length - B)),
+          newLens: i32(newLens),
+          topKIds: i32(ids),
+          topKLogprobs: { data: logprobs, dtype: 'f32', shape: [logprobs.length] },
+        }),
+      out,
+    );
+    plan.done(c.isTree ? undefined : newLens);
+    out.release();
+    return { rows, ids, logprobs };
+  }
+
+  /** The native sampler-chain arguments of a sampled step (lib/kernels/sampling.ts's checks, per logits row). */
+  #samplingArgs(o: StepSampling, c: PreparedStep, rows: number): NativeStepSampling {
+    const chain = o.chain;
+    if (chain === null || typeof chain !== 'object' || !(chain.logitBias instanceof Map)) {
+      throw new ArgumentError('options.sampling.chain', 'a SamplerChain (checkSamplerChain)', chain);
+    }
+    const vocab = this.config.vocabSize;
+    for (const t of chain.logitBias.keys()) if (t >= vocab) throw new ArgumentError('options.sampling.chain.logitBias', `token ids in [0, ${vocab})`, t);
+    const out: NativeStepSampling = {
+      params: {
+        temperature: chain.temperature,
+        topK: chain.topK,
+        topP: chain.topP,
+        minP: chain.minP,
+        repeatPenalty: chain.repeatPenalty,
+        frequencyPenalty: chain.frequencyPenalty,
+        presencePenalty: chain.presencePenalty,
+      },
+    };
+    if (chain.logitBias.size) {
+      out.biasTokens = Int32Array.from(chain.logitBias.keys());
+      out.biasValues = Float64Array.from(chain.logitBias.values());
+    }
+    if (chainHasPenalties(chain)) {
+      if (!o.contexts || o.contexts.length !== rows) throw new ArgumentError('options.sampling.contexts', `${rows} token contexts (one per logits row) when penalties are on`, o.contexts?.length);
+      const pen = penaltyCounts(o.contexts, chain.penaltyLastN);
+      for (const t of pen.tokens) if (t < 0 || t >= vocab) throw new ArgumentError('options.sampling.contexts', `token ids in [0, ${vocab})`, t);
+      out.penaltyIndptr = pen.indptr;
+      out.penaltyTokens = pen.tokens;
+      out.penaltyCounts = pen.counts;
+    }
+    if (o.uniforms !== undefined) {
+      if (!(o.uniforms instanceof Float64Array)) throw new ArgumentError('options.sampling.uniforms', 'a Float64Array', o.uniforms);
+      out.uniforms = o.uniforms;
+    }
+    const rowsArg = (name: string, x: { tensor: Tensor; rows: ArrayLike<number> }, length: number) => {
+      if (!(x?.tensor instanceof Tensor) || x.tensor.device !== this.device || x.tensor.dtype !== 'f32') {
+        throw new ArgumentError(`options.sampling.${name}.tensor`, `an f32 Tensor on the model's device (${this.device})`, x?.tensor);
+      }
+      if (x.rows?.length !== length) throw new ArgumentError(`options.sampling.${name}.rows`, `${length} row indices`, x.rows?.length);
+      return { desc: x.tensor.descriptor(name), rows: Int32Array.from(x.rows) };
+    };
+    if (o.draftProbs) {
+      if (!c.isTree) throw new ArgumentError('options.sampling.draftProbs', 'absent in a causal step (q belongs to tree steps)', 'given');
+      const a = rowsArg('draftProbs', o.draftProbs, c.tokens.length);
+      out.draftProbs = a.desc;
+      out.draftRows = a.rows;
+    }
+    if (o.probsInto) {
+      if (c.isTree) throw new ArgumentError('options.sampling.probsInto', 'absent in a tree step', 'given');
+      const a = rowsArg('probsInto', o.probsInto, c.sorted.length);
+      out.probs = a.desc;
+      out.probsRows = a.rows;
+    }
+    return out;
   }
 
   /** Checks a step's sequences against the model and cache; its tokens, positions and layout. */

@@ -89,7 +89,7 @@ export interface NativeModelHandle {
   }): Promise<void>;
   /** forward() plus the token choice and the KV commit in the same call (csrc/common/decode_step.h). */
   step(args: Parameters<NativeModelHandle['forward']>[0] & {
-    /** 1 argmax (causal), 2 greedy tree */
+    /** 1 argmax (causal), 2 greedy tree, 3 sample (causal), 4 sampled tree, 5 scores (top-k only) */
     choice: number;
     regionRows: number;
     topK?: number;
@@ -98,8 +98,25 @@ export interface NativeModelHandle {
     acceptedNodes: TensorDescriptor;
     newLens: TensorDescriptor;
     topKIds?: TensorDescriptor;
+    topKLogprobs?: TensorDescriptor;
+    /** The sampler chain of choices 3 and 4 (csrc/common/decode_step.h). */
+    sampling?: NativeStepSampling;
   }): Promise<void>;
   dispose(): void;
+}
+
+export interface NativeStepSampling {
+  params: { temperature: number; topK: number; topP: number; minP: number; repeatPenalty: number; frequencyPenalty: number; presencePenalty: number };
+  biasTokens?: Int32Array;
+  biasValues?: Float64Array;
+  penaltyIndptr?: Int32Array;
+  penaltyTokens?: Int32Array;
+  penaltyCounts?: Int32Array;
+  uniforms?: Float64Array;
+  draftProbs?: TensorDescriptor;
+  draftRows?: Int32Array;
+  probs?: TensorDescriptor;
+  probsRows?: Int32Array;
 }
 
 export interface NativeModelConfig {

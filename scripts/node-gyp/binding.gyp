@@ -56,6 +56,7 @@
         "../../csrc/napi/model_bindings.cc",
         "../../csrc/napi/prefix_attention_bindings.cc",
         "../../csrc/napi/quantize_bindings.cc",
+        "../../csrc/napi/sampling_arg.cc",
         "../../csrc/napi/sampling_bindings.cc",
         "../../csrc/napi/tensor_arg.cc",
         "../../csrc/napi/test_bindings.cc",

@@ -145,6 +145,21 @@ function residualNotRenormalised(): typeof verifySamplingBatch {
   };
 }
 
+/** A proposer without proposeBatch: the loop asks it once per sequence (each proposal takes its own q rows). */
+class OneByOne implements Proposer {
+  readonly name = 'one-by-one';
+  constructor(readonly inner: DraftChainProposer) {}
+  start(p: readonly (readonly number[])[], c: number) {
+    this.inner.start(p, c);
+  }
+  propose(ctx: ProposeContext): Promise<DraftTree> {
+    return this.inner.propose(ctx);
+  }
+  dispose() {
+    this.inner.dispose();
+  }
+}
+
 /** Samples from the draft but reports a uniform q (misreported draft distribution). */
 class LyingProposer implements Proposer {
   readonly name = 'lying';
@@ -157,7 +172,8 @@ class LyingProposer implements Proposer {
   }
   async propose(ctx: ProposeContext): Promise<DraftTree> {
     const d = await this.#inner.propose(ctx);
-    return { ...d, draftProbs: d.draftProbs?.map(() => new Float32Array(V).fill(1 / V)) };
+    // Host rows win over the draft's native q (DraftTree.q): report a uniform q for every row.
+    return d.tokens.length ? { ...d, draftProbs: Array.from({ length: d.tokens.length + 1 }, () => new Float32Array(V).fill(1 / V)) } : d;
   }
   dispose() {
     this.#inner.dispose();
@@ -168,6 +184,7 @@ describe('sampling losslessness (chi-square on the joint of 4 tokens, vocabulary
   const strategies: Array<[string, () => Proposer | undefined]> = [
     ['autoregressive', () => undefined],
     ['speculative (sampled drafts, k = 2)', () => new DraftChainProposer(draft, { k: 2, fixed: true, temperature: 1, seed: 7 })],
+    ['speculative, one propose() per sequence (native q rows of separate proposals)', () => new OneByOne(new DraftChainProposer(draft, { k: 2, fixed: true, temperature: 1, seed: 7 }))],
     ['tree (deterministic top-k siblings)', () => new DraftTreeProposer(draft, { nodes: 6, depth: 2, topK: 2, width: 3 })],
     ['lookup', () => new LookupProposer({ k: 2 })],
     ['ngram-tree', () => new NgramTreeProposer({ k: 2, nodes: 6 })],
@@ -218,14 +235,15 @@ class PenaltiesOnlyOnPProposer implements Proposer {
   }
   async propose(ctx: ProposeContext): Promise<DraftTree> {
     const d = await this.#inner.propose(ctx);
-    if (!d.draftProbs) return d;
+    if (d.tokens.length === 0) return d;
     const q = (j: number) => {
       const seq = [...ctx.tokens, ...d.tokens.slice(0, j)];
       const key = seq.join(',');
       if (!this.#q.has(key)) this.#q.set(key, Float32Array.from(probsRef(llamaReference(config, draftW, seq).at(-1)!, this.#plain, seq)!));
       return this.#q.get(key)!;
     };
-    return { ...d, draftProbs: d.draftProbs.map((_, j) => q(Math.min(j, d.tokens.length - 1))) };
+    // Host rows win over the draft's native (penalised) q.
+    return { ...d, draftProbs: Array.from({ length: d.tokens.length + 1 }, (_, j) => q(Math.min(j, d.tokens.length - 1))) };
   }
   dispose() {
     this.#inner.dispose();

@@ -29,6 +29,7 @@ import { MODEL_PRESETS } from '../../model/presets.js';
 import { type BenchRow, type PeerResult, time } from '../harness.js';
 import { TINYLLAMA_SHAPE, ggufCopy, inflatedGguf } from '../inflate.js';
 import { type LlamaCppJob, runLlamaCppWorker } from '../peers/llama-cpp.js';
+import { runSampledPair } from './decode-sampled.js';
 import { fastRandomWeights } from './generate.js';
 import type { BenchStep, Suite, SuiteContext } from './types.js';
 
@@ -307,6 +308,11 @@ export const decodeSuite: Suite = {
       }
       for (const batch of [1, 4]) {
         pairStep(`tiny pair, batch ${batch}`, () => ({ label: 'stories260K', modelPath: join(dir, 'stories260K', 'stories260K.bin'), draftPath: draftPath!, batch, maxTokens: ctx.quick ? 96 : 256, rounds: ctx.quick ? 3 : 5 }));
+      }
+      // Sampled rows (decode-sampled.ts): the native sampled step, tiny pair.
+      for (const batch of [1, 4]) {
+        const pair: DecodePair = { label: 'stories260K', modelPath: join(dir, 'stories260K', 'stories260K.bin'), draftPath: draftPath!, batch, maxTokens: ctx.quick ? 96 : 256, rounds: ctx.quick ? 3 : 5 };
+        steps.push({ label: `tiny pair sampled, batch ${batch}`, run: async () => multiRow(await runSampledPair(ctx, pair)) });
       }
     }
     steps.push({ label: 'verify cost', run: async () => multiRow(await verifyCost(ctx, ctx.quick ? 'smollm-135m' : 'llama-1b', [5, 16, 64], tau)) });

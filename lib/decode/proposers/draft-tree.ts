@@ -2,13 +2,14 @@
  * DraftTreeProposer: a dynamic draft tree in the manner of EAGLE-2: each depth expands the top-k
  * children of the frontier, keeping the `width` nodes of highest cumulative draft probability,
  * up to a node budget. Siblings are deterministic (top-k), so sampling verifies them with point
- * masses. The draft model runs one tree forward per depth over its own cache (draft-state.ts).
+ * masses. The whole batch's trees grow together: one native draft call per depth (Model.topK:
+ * a tree step over every sequence's tree so far, uncommitted, returning only the top-k ids and
+ * log-probabilities of the new nodes; no logits cross to JavaScript).
  */
 import type { Model } from '../../model/model.js';
 import type { DraftTree, ProposeContext, Proposer } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
-import { DraftState } from './draft-state.js';
-import { topIndices } from './top-indices.js';
+import { type DraftScores, DraftState } from './draft-state.js';
 
 export interface DraftTreeOptions {
   /** Children considered per expanded node (default 4). */
@@ -19,6 +20,17 @@ export interface DraftTreeOptions {
   depth?: number;
   /** Node budget (default 24). */
   nodes?: number;
+}
+
+/** One sequence's tree being grown: its nodes, their cumulative log-probabilities, and the frontier. */
+interface Growing {
+  seq: number;
+  budget: number;
+  tokens: number[];
+  parents: number[];
+  score: number[];
+  frontier: Array<{ node: number; scores: DraftScores; score: number }>;
+  added: number[];
 }
 
 export class DraftTreeProposer implements Proposer {
@@ -35,54 +47,59 @@ export class DraftTreeProposer implements Proposer {
   }
 
   async propose(ctx: ProposeContext): Promise<DraftTree> {
-    const budget = Math.min(this.#o.nodes, ctx.budget, this.#state.cache!.free(ctx.sequence) - 1);
-    if (budget <= 0) return EMPTY_DRAFT;
-    const rootLogits = (await this.#state.sync([{ seq: ctx.sequence, tokens: ctx.tokens }], true))[0]!.logits!;
-    const tokens: number[] = [];
-    const parents: number[] = [];
-    const score: number[] = []; // cumulative log probability of each node
-    // frontier: [node index (-1 = pending), its logits, its score]
-    let frontier: Array<{ node: number; logits: Float32Array; score: number }> = [{ node: -1, logits: rootLogits, score: 0 }];
-    for (let d = 0; d < this.#o.depth && tokens.length < budget && frontier.length; d++) {
-      const candidates: Array<{ parent: number; token: number; score: number }> = [];
-      for (const f of frontier) {
-        const lp = logSoftmax(f.logits);
-        for (const t of topIndices(lp, this.#o.topK)) candidates.push({ parent: f.node, token: t, score: f.score + lp[t]! });
-      }
-      candidates.sort((a, b) => b.score - a.score);
-      const chosen = candidates.slice(0, Math.min(this.#o.width, budget - tokens.length));
-      const added: number[] = [];
-      for (const c of chosen) {
-        added.push(tokens.length);
-        tokens.push(c.token);
-        parents.push(c.parent);
-        score.push(c.score);
-      }
-      if (d + 1 >= this.#o.depth || tokens.length >= budget) break;
-      // One draft tree step over the whole tree so far (uncommitted), logits of the new nodes.
-      const { logits } = await this.#state.draft.forward(
-        this.#state.cache!,
-        [{ sequence: ctx.sequence, tokens, parents }],
-        { logits: added },
+    return (await this.proposeBatch([ctx]))[0]!;
+  }
+
+  /** The trees of several sequences, one draft call per depth for all of them. */
+  async proposeBatch(ctxs: ProposeContext[]): Promise<DraftTree[]> {
+    const k = Math.min(this.#o.topK, this.#state.draft.config.vocabSize);
+    const grow: Growing[] = [];
+    const index: number[] = [];
+    ctxs.forEach((ctx, i) => {
+      const budget = Math.min(this.#o.nodes, ctx.budget, this.#state.cache!.free(ctx.sequence) - 1);
+      if (budget <= 0) return;
+      index.push(i);
+      grow.push({ seq: ctx.sequence, budget, tokens: [], parents: [], score: [], frontier: [], added: [] });
+    });
+    if (grow.length === 0) return ctxs.map(() => EMPTY_DRAFT);
+    const roots = await this.#state.syncScores(
+      index.map((i) => ({ seq: ctxs[i]!.sequence, tokens: ctxs[i]!.tokens })),
+      k,
+    );
+    grow.forEach((g, j) => (g.frontier = [{ node: -1, scores: roots[j]!, score: 0 }]));
+    let live = grow;
+    for (let d = 0; d < this.#o.depth && live.length; d++) {
+      live.forEach((g) => this.#expand(g));
+      live = live.filter((g) => g.added.length > 0 && d + 1 < this.#o.depth && g.tokens.length < g.budget);
+      if (live.length === 0) break;
+      const scores = await this.#state.treeScores(
+        live.map((g) => ({ seq: g.seq, tokens: g.tokens, parents: g.parents, rows: g.added })),
+        k,
       );
-      const all = logits.toFloat32();
-      const vocab = this.#state.draft.config.vocabSize;
-      frontier = added.map((node, i) => ({ node, logits: all.slice(i * vocab, (i + 1) * vocab), score: score[node]! }));
-      logits.dispose();
+      live.forEach((g, j) => (g.frontier = g.added.map((node, i) => ({ node, scores: scores[j]![i]!, score: g.score[node]! }))));
     }
-    return { tokens, parents };
+    const out: DraftTree[] = ctxs.map(() => EMPTY_DRAFT);
+    grow.forEach((g, j) => (out[index[j]!] = g.tokens.length ? { tokens: g.tokens, parents: g.parents } : EMPTY_DRAFT));
+    return out;
+  }
+
+  /** One depth of a tree: the frontier's top-k children, the `width` best by cumulative log-probability. */
+  #expand(g: Growing): void {
+    const candidates: Array<{ parent: number; token: number; score: number }> = [];
+    for (const f of g.frontier) {
+      f.scores.ids.forEach((t, j) => t >= 0 && candidates.push({ parent: f.node, token: t, score: f.score + f.scores.logprobs[j]! }));
+    }
+    candidates.sort((a, b) => b.score - a.score);
+    g.added = [];
+    for (const c of candidates.slice(0, Math.max(0, Math.min(this.#o.width, g.budget - g.tokens.length)))) {
+      g.added.push(g.tokens.length);
+      g.tokens.push(c.token);
+      g.parents.push(c.parent);
+      g.score.push(c.score);
+    }
   }
 
   dispose(): void {
     this.#state.dispose();
   }
-}
-
-function logSoftmax(logits: Float32Array): Float64Array {
-  let m = -Infinity;
-  for (const x of logits) m = Math.max(m, x);
-  let z = 0;
-  for (const x of logits) z += Math.exp(x - m);
-  const lz = m + Math.log(z);
-  return Float64Array.from(logits, (x) => x - lz);
 }
