@@ -263,10 +263,12 @@ export class KvCache {
     return this.#storage.bytesPerToken;
   }
 
-  /** int4: keys of sequence `seq` held packed (the rest are in its ring); other dtypes: its length. */
+  /** int4: keys of sequence `seq` held packed (its shared prefix's and its own; the rest are in rings); other dtypes: its length. */
   quantizedLength(seq: number): number {
     this.#check(seq);
-    return this.#prefixLength(seq) + this.#storage.quantizedLength(seq, this.#lengths[seq]!);
+    const p = this.#prefix[seq];
+    const prefixPacked = p ? Math.min(p.length, this.#storage.quantizedLength(p.source, this.#lengths[p.source]!)) : 0;
+    return prefixPacked + this.#storage.quantizedLength(seq, this.#lengths[seq]!);
   }
 
   /** int4: quantizes every sequence's completed key groups now (the forward pass also does it); a frozen source only below what its referrers read. */
