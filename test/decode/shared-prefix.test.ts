@@ -64,7 +64,7 @@ describe.runIf(dir)('shared prompt prefixes in generate (stories260K)', () => {
   it.each(strategies)('%s: n = 2 and n = 4 samples of one prompt (the whole prompt shared) equal forked copies', async (strategy, needsDraft) => {
     for (const n of [2, 4]) {
       const { shared, forked, asked } = await both({ prompt: SYSTEM, n, strategy, ...(needsDraft ? { draft: draft.model } : {}) });
-      const L = target.tokenizer.encode(SYSTEM, { addBos: true }).length;
+      const L = target.tokenizer.encode(SYSTEM, { bos: true }).length;
       expect(asked[0], `${strategy} n ${n}`).toMatchObject({ sequences: n, prefixes: 1, prefixCapacity: L });
       expect(shared.map((r) => r.tokens), `${strategy} n ${n}`).toEqual(forked.map((r) => r.tokens));
       expect(shared.map((r) => r.finishReason)).toEqual(forked.map((r) => r.finishReason));
