@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "../common/kv_quant.h"
@@ -424,6 +425,34 @@ bool CudaForwardCase(bool long_context, bool shared_prefix = false) {
   return true;
 }
 
+// CheckLlamaPrefix: prefix rows must lie in the cache and no step may write into them.
+bool PrefixRowsChecked() {
+  std::vector<int32_t> qo = {0, 1, 2}, start = {16, 40}, len = {0, 3}, ps = {0, 0}, pl = {5, 5};
+  LlamaForwardParams p;
+  p.batch = 2;
+  p.n = 2;
+  p.qo_indptr = qo.data();
+  p.kv_start = start.data();
+  p.kv_len_before = len.data();
+  p.capacity = 64;
+  p.prefix_start = ps.data();
+  p.prefix_len = pl.data();
+  CANOPY_CHECK_OK(CheckLlamaPrefix(p));
+  start[1] = 0;  // sequence 1 writes row 3, inside the prefix [0, 5)
+  const Status inside = CheckLlamaPrefix(p);
+  CANOPY_CHECK(!inside.ok() && inside.message().find("inside sequence 0's shared prefix [0, 5)") != std::string::npos, "%s",
+               inside.message().c_str());
+  start[1] = 40;
+  ps[1] = 62;  // rows [62, 67) of 64
+  const Status outside = CheckLlamaPrefix(p);
+  CANOPY_CHECK(!outside.ok() && outside.message().find("must lie within the cache's 64 rows") != std::string::npos, "%s",
+               outside.message().c_str());
+  ps[1] = 0;
+  p.prefix_start = nullptr;
+  CANOPY_CHECK(!CheckLlamaPrefix(p).ok(), "a prefix without prefixStart must be rejected");
+  return true;
+}
+
 bool CudaForwardMatchesCpu() { return CudaForwardCase(false); }
 bool CudaLongForwardMatchesCpu() { return CudaForwardCase(true); }
 bool CudaPrefixForwardMatchesCpu() { return CudaForwardCase(false, true); }
@@ -433,6 +462,7 @@ Register r2("rmsnorm, rope, argmax: cuda equals cpu", true, CudaOpsMatchCpu);
 Register r2b("rmsnorm, rope, argmax, swiglu, embed: cuda equals cpu on edge sizes", true, CudaOpsEdgeCases);
 Register r3("llama forward: cuda equals cpu (prefill, decode, tree step; f32, f16, int8 and int4 caches)", true, CudaForwardMatchesCpu);
 Register r3v1("llama forward v1: cuda equals cpu (the version-1 kernels)", true, WithKernelsV1(CudaForwardMatchesCpu));
+Register r3c("llama forward: shared prefix rows are checked (inside the cache, never written by the step)", false, PrefixRowsChecked);
 Register r3p("llama forward with shared prefixes: cuda equals cpu (batch 2, causal, decode and tree steps; f32, f16 and int8 caches)", true,
              CudaPrefixForwardMatchesCpu);
 Register r4("llama forward: cuda equals cpu over 600+ keys (split-KV in the forward, scratch growth)", true,
