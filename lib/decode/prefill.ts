@@ -58,6 +58,8 @@ export async function prefill(r: Run): Promise<void> {
     const slot = cache.prefixSlot(0);
     const want = seqs.map((_, s) => ({ s, row: 0 })).filter((x) => atPrefix[x.s]);
     prefixOut = await pass(r, [{ sequence: slot, tokens: seqs[0]!.prompt.slice(0, L) }], want);
+    // int4: pack the prefix's completed groups now, as a forked copy's next step would (the slot stays frozen).
+    if (cache.dtype === 'int4') await cache.quantizeCompleted();
     seqs.forEach((_, s) => cache.attachPrefix(s, slot, L));
   }
   // The rest of each prompt: each distinct rest once (forkable caches; the others fork its rows).
