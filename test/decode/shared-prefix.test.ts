@@ -88,6 +88,17 @@ describe.runIf(dir)('shared prompt prefixes in generate (stories260K)', () => {
     }
   });
 
+  it('up to the context length: the cache grows its own rows only and both end at the same token with "context"', async () => {
+    for (const kvDtype of ['f32', 'int8'] as KvCacheDtype[]) {
+      const { shared, forked, asked } = await both({ prompt: SYSTEM, n: 2, maxTokens: 600, stopAtEos: false, kvDtype });
+      expect(asked[0]).toMatchObject({ prefixes: 1 });
+      expect(shared.map((r) => r.finishReason)).toEqual(['context', 'context']);
+      expect(shared.map((r) => r.tokens), kvDtype).toEqual(forked.map((r) => r.tokens));
+      // The cache holds maxSeqLen rows; the last token emitted is never fed.
+      expect(shared[0]!.tokens.length + target.tokenizer.encode(SYSTEM, { bos: true }).length).toBe(target.model.config.maxSeqLen + 1);
+    }
+  });
+
   it('sampling (temperature 0.8, seeded) picks the same tokens with a shared prefix; the default minimum keeps short prefixes forked', async () => {
     const { shared, forked } = await both({ prompt: SYSTEM, n: 3, temperature: 0.8, seed: 7 });
     expect(shared.map((r) => r.tokens)).toEqual(forked.map((r) => r.tokens));
