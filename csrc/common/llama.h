@@ -49,7 +49,8 @@
 // cache (every layer; prefix_len[b] = 0: no prefix), then its own kv_len_before[b] + new rows
 // from kv_start[b]. Nothing is written to the prefix rows. Positions stay the caller's (a
 // sequence with a prefix of P keys numbers its own keys from P). Consecutive sequences with the
-// same prefix form one group whose queries are batched against the prefix keys in one pass;
+// same prefix form one group whose queries are batched against the prefix keys in one pass
+// (groups whose rows are out of order go to further levels: MakeLlamaPrefixLayout);
 // attention is then the LSE merge of the prefix part and the own part (merge_states.h), which
 // equals attention over the concatenated keys up to the summation order. Quantized caches:
 // int8 / fp8 read the prefix rows as stored; int4 also takes prefix_quant_len[b] (keys of the
@@ -195,9 +196,15 @@ inline LlamaCacheLayout MakeLlamaCacheLayout(const LlamaForwardParams& p) {
   return c;
 }
 
-// The prefix level of a step (host arrays): groups of consecutive sequences with the same prefix.
-struct LlamaPrefixLayout {
+// The prefix levels of a step (host arrays). Consecutive sequences with the same prefix form a
+// group. Attention needs each level's group starts non-decreasing, so groups whose rows come
+// in another order go to further levels (a sequence has keys in at most one level; its group in
+// the others is empty, which contributes nothing to the merge: the state (0, -inf)).
+struct LlamaPrefixLevelLayout {
   std::vector<int32_t> seq_indptr, kv_indptr, kv_lens, quant_lens, res_start;
+};
+struct LlamaPrefixLayout {
+  std::vector<LlamaPrefixLevelLayout> levels;
   bool any = false;  // some sequence has a non-empty prefix
 };
 
@@ -205,26 +212,42 @@ inline LlamaPrefixLayout MakeLlamaPrefixLayout(const LlamaForwardParams& p) {
   LlamaPrefixLayout c;
   if (p.prefix_len == nullptr) return c;
   const bool int4 = p.prefix_quant_len != nullptr;
-  auto same = [&](int32_t a, int32_t b) {
-    return p.prefix_start[a] == p.prefix_start[b] && p.prefix_len[a] == p.prefix_len[b] &&
-           (!int4 || (p.prefix_quant_len[a] == p.prefix_quant_len[b] && p.prefix_res_start[a] == p.prefix_res_start[b]));
-  };
-  c.seq_indptr.push_back(0);
+  // Level of each sequence's prefix (-1: none): the first whose last start is <= its start.
+  std::vector<int32_t> level(p.batch, -1), last;
   for (int32_t b = 0; b < p.batch; ++b) {
-    if (b > 0 && same(b - 1, b)) {
-      c.seq_indptr.back() = b + 1;
-      continue;
-    }
-    c.seq_indptr.push_back(b + 1);  // a new group, [b, b + 1) so far
-    c.kv_indptr.push_back(p.prefix_len[b] > 0 ? p.prefix_start[b] : 0);
-    c.kv_lens.push_back(p.prefix_len[b]);
-    if (int4) {
-      c.quant_lens.push_back(p.prefix_quant_len[b]);
-      c.res_start.push_back(p.prefix_res_start[b]);
-    }
-    c.any = c.any || p.prefix_len[b] > 0;
+    if (p.prefix_len[b] <= 0) continue;
+    int32_t l = 0;
+    while (l < static_cast<int32_t>(last.size()) && last[l] > p.prefix_start[b]) ++l;
+    if (l == static_cast<int32_t>(last.size())) last.push_back(0);
+    last[l] = p.prefix_start[b];
+    level[b] = l;
   }
-  c.kv_indptr.push_back(c.kv_indptr.empty() ? 0 : c.kv_indptr.back());  // unused with kv_lens
+  c.any = !last.empty();
+  c.levels.resize(last.size());
+  for (int32_t l = 0; l < static_cast<int32_t>(last.size()); ++l) {
+    LlamaPrefixLevelLayout& L = c.levels[l];
+    L.seq_indptr.push_back(0);
+    int32_t carry = 0;  // empty groups start where the level's last group did
+    for (int32_t b = 0; b < p.batch; ++b) {
+      const bool own = level[b] == l;
+      const int32_t start = own ? p.prefix_start[b] : carry, len = own ? p.prefix_len[b] : 0;
+      const int32_t ql = own && int4 ? p.prefix_quant_len[b] : 0, rs = own && int4 ? p.prefix_res_start[b] : 0;
+      const size_t g = L.kv_lens.size();
+      if (g > 0 && L.kv_indptr[g - 1] == start && L.kv_lens[g - 1] == len && (!int4 || (L.quant_lens[g - 1] == ql && L.res_start[g - 1] == rs))) {
+        L.seq_indptr.back() = b + 1;  // same prefix as the sequence before: its group grows
+        continue;
+      }
+      L.seq_indptr.push_back(b + 1);
+      L.kv_indptr.push_back(start);
+      L.kv_lens.push_back(len);
+      if (int4) {
+        L.quant_lens.push_back(ql);
+        L.res_start.push_back(rs);
+      }
+      carry = start;
+    }
+    L.kv_indptr.push_back(carry);  // unused with kv_lens (kept non-decreasing)
+  }
   return c;
 }
 
@@ -254,19 +277,25 @@ inline AttentionParams MakeLlamaAttentionParams(const LlamaModelDesc& m, const L
 }
 
 // The shared-prefix attention of one layer (`ap`: its attention over the sequences' own rows;
-// `level`: filled with the prefix level, pointing into `c`).
-inline PrefixAttentionParams MakeLlamaPrefixAttentionParams(const AttentionParams& ap, const LlamaPrefixLayout& c, PrefixLevel* level) {
-  level->num_groups = static_cast<int32_t>(c.kv_lens.size());
-  level->seq_indptr = c.seq_indptr.data();
-  KvSource& pk = level->kv;
-  pk.k = ap.k;
-  pk.v = ap.v;
-  pk.kv_rows = ap.kv_rows;
-  pk.kv_indptr = c.kv_indptr.data();
-  pk.kv_lens = c.kv_lens.data();
-  pk.quant = ap.kv_quant;
-  pk.quant_lens = c.quant_lens.empty() ? nullptr : c.quant_lens.data();
-  pk.res_start = c.res_start.empty() ? nullptr : c.res_start.data();
+// `levels`: filled with the prefix levels, pointing into `c`).
+inline PrefixAttentionParams MakeLlamaPrefixAttentionParams(const AttentionParams& ap, const LlamaPrefixLayout& c,
+                                                            std::vector<PrefixLevel>* levels) {
+  levels->assign(c.levels.size(), PrefixLevel{});
+  for (size_t l = 0; l < c.levels.size(); ++l) {
+    const LlamaPrefixLevelLayout& L = c.levels[l];
+    PrefixLevel& level = (*levels)[l];
+    level.num_groups = static_cast<int32_t>(L.kv_lens.size());
+    level.seq_indptr = L.seq_indptr.data();
+    KvSource& pk = level.kv;
+    pk.k = ap.k;
+    pk.v = ap.v;
+    pk.kv_rows = ap.kv_rows;
+    pk.kv_indptr = L.kv_indptr.data();
+    pk.kv_lens = L.kv_lens.data();
+    pk.quant = ap.kv_quant;
+    pk.quant_lens = L.quant_lens.empty() ? nullptr : L.quant_lens.data();
+    pk.res_start = L.res_start.empty() ? nullptr : L.res_start.data();
+  }
   PrefixAttentionParams pp;
   pp.q = ap.q;
   pp.o = ap.o;
@@ -279,8 +308,8 @@ inline PrefixAttentionParams MakeLlamaPrefixAttentionParams(const AttentionParam
   pp.total_q = ap.total_q;
   pp.qo_indptr = ap.qo_indptr;
   pp.scale = ap.scale;
-  pp.levels = level;
-  pp.num_levels = 1;
+  pp.levels = levels->data();
+  pp.num_levels = static_cast<int32_t>(levels->size());
   KvSource& sk = pp.suffix;
   sk.k = ap.k;
   sk.v = ap.v;

@@ -225,8 +225,8 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     }
     ap.window = LlamaLayerWindow(m, l);
     if (prefix.any) {
-      PrefixLevel level;
-      CANOPY_RETURN_IF_ERROR(PrefixAttention(MakeLlamaPrefixAttentionParams(ap, prefix, &level)));
+      std::vector<PrefixLevel> levels;
+      CANOPY_RETURN_IF_ERROR(PrefixAttention(MakeLlamaPrefixAttentionParams(ap, prefix, &levels)));
     } else {
       CANOPY_RETURN_IF_ERROR(Attention(ap));
     }

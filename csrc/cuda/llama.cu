@@ -217,8 +217,8 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     if (prefix.any) {
       // Shared prefixes: the prefix part and each sequence's own part, merged by LSE
       // (prefix_attention.cu: its own plan, upload and synchronisation per layer, version 1).
-      PrefixLevel level;
-      CANOPY_RETURN_IF_ERROR(PrefixAttention(MakeLlamaPrefixAttentionParams(ap, prefix, &level)));
+      std::vector<PrefixLevel> levels;
+      CANOPY_RETURN_IF_ERROR(PrefixAttention(MakeLlamaPrefixAttentionParams(ap, prefix, &levels)));
     } else {
       CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(ap, plan, att_up, s.At<const char>(o_att_up), att_slots, part_o, part_lse, true));
     }

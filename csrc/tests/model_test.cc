@@ -350,12 +350,13 @@ bool CudaForwardCase(bool long_context, bool shared_prefix = false) {
                                {{7}, {5}, {}, 5, MaskMode::kCausal},
                                {{3, 4, 8, 9}, {6, 6, 7, 7}, {-1, -1, 0, 1}, 6, MaskMode::kTree}};
     if (shared_prefix) {
-      // The prefix: 5 tokens at rows [0, 5); sequences 0 and 1 own regions at 16 and 40.
-      const std::vector<int32_t> ps = {0, 0}, pl = {5, 5}, st = {16, 40};
+      // The prefix: 5 tokens at rows [0, 5), read by sequence 0 (region at 16); sequence 1 (region
+      // at 40) has none (an empty group of the prefix level).
+      const std::vector<int32_t> ps = {0, 0}, pl = {5, 0}, st = {16, 40};
       steps = {{{1, 5, 9, 2, 33}, {0, 1, 2, 3, 4}, {}, 0, MaskMode::kCausal},
-               {{7, 3, 4}, {5, 6, 5}, {}, 0, MaskMode::kCausal, {0, 2, 3}, st, {0, 0}, ps, pl},
-               {{8, 2}, {7, 6}, {}, 0, MaskMode::kCausal, {0, 1, 2}, st, {2, 1}, ps, pl},
-               {{3, 4, 8, 9, 3, 4, 8, 9}, {8, 8, 9, 9, 7, 7, 8, 8}, {-1, -1, 0, 1, -1, -1, 0, 1}, 0, MaskMode::kTree, {0, 4, 8}, st, {3, 2}, ps, pl}};
+               {{7, 3, 4}, {5, 6, 0}, {}, 0, MaskMode::kCausal, {0, 2, 3}, st, {0, 0}, ps, pl},
+               {{8, 2}, {7, 1}, {}, 0, MaskMode::kCausal, {0, 1, 2}, st, {2, 1}, ps, pl},
+               {{3, 4, 8, 9, 3, 4, 8, 9}, {8, 8, 9, 9, 2, 2, 3, 3}, {-1, -1, 0, 1, -1, -1, 0, 1}, 0, MaskMode::kTree, {0, 4, 8}, st, {3, 2}, ps, pl}};
     }
     if (long_context) {
       Step prefill{{}, {}, {}, 0, MaskMode::kCausal};
@@ -463,7 +464,7 @@ Register r2b("rmsnorm, rope, argmax, swiglu, embed: cuda equals cpu on edge size
 Register r3("llama forward: cuda equals cpu (prefill, decode, tree step; f32, f16, int8 and int4 caches)", true, CudaForwardMatchesCpu);
 Register r3v1("llama forward v1: cuda equals cpu (the version-1 kernels)", true, WithKernelsV1(CudaForwardMatchesCpu));
 Register r3c("llama forward: shared prefix rows are checked (inside the cache, never written by the step)", false, PrefixRowsChecked);
-Register r3p("llama forward with shared prefixes: cuda equals cpu (batch 2, causal, decode and tree steps; f32, f16 and int8 caches)", true,
+Register r3p("llama forward with a shared prefix: cuda equals cpu (batch 2, one sequence without; causal, decode and tree steps; f32, f16 and int8 caches)", true,
              CudaPrefixForwardMatchesCpu);
 Register r4("llama forward: cuda equals cpu over 600+ keys (split-KV in the forward, scratch growth)", true,
             CudaLongForwardMatchesCpu);

@@ -201,6 +201,33 @@ export function definePrefixSuites({ backend }: PrefixSuiteOptions): void {
       model.dispose();
     });
 
+    it('a mixed batch (two prefix slots out of order, two lengths of one prefix, a sequence without one) equals the float64 reference per sequence', async () => {
+      const model = await f32(config, tensors);
+      const other = [8, 8, 2, 19, 4];
+      const cache = model.createCache({ capacity: 24, sequences: 5, prefixes: 2, prefixCapacity: 8 });
+      const [s0, s1] = [cache.prefixSlot(0), cache.prefixSlot(1)];
+      await model.forward(cache, [{ sequence: s0, tokens: prompt }, { sequence: s1, tokens: other }]);
+      // Sequences: 0 reads `other` (slot 1, rows after slot 0's: the prefix rows come out of order, so
+      // llama.h puts the later groups on a second level), 1 and 4 read prompt[0..7), 2 reads
+      // prompt[0..3), 3 has no prefix.
+      const prefixes: Array<[number, number] | undefined> = [[s1, 5], [s0, 7], [s0, 3], undefined, [s0, 7]];
+      prefixes.forEach((x, b) => x && cache.attachPrefix(b, x[0], x[1]));
+      const held = (b: number) => (prefixes[b] ? (prefixes[b]![0] === s0 ? prompt : other).slice(0, prefixes[b]![1]) : []);
+      const own = [[4], [8, 2], [11, 6, 1], [3, 3], [7]];
+      const tokens = own.map((t, b) => [...held(b), ...t]);
+      let logits = rowsOf((await model.forward(cache, own.map((t, b) => ({ sequence: b, tokens: t })))).logits, config.vocabSize);
+      tokens.forEach((t, b) => expect(mismatches(logits[b]!, llamaReference(config, tensors, t).at(-1)!, REF_TOL.atol, REF_TOL.rtol), `sequence ${b}`).toEqual([]));
+      // A tree step over the same mixed batch.
+      const tree = { tokens: [12, 13, 14], parents: [-1, 0, -1] };
+      logits = rowsOf((await model.forward(cache, own.map((_, b) => ({ sequence: b, ...tree })), { logits: 'all' })).logits, config.vocabSize);
+      tokens.forEach((t, b) => {
+        const want = llamaReference(config, tensors, [...t, 12, 13]).at(-1)!;
+        expect(mismatches(logits[3 * b + 1]!, want, REF_TOL.atol, REF_TOL.rtol), `sequence ${b}, node 1`).toEqual([]);
+      });
+      cache.dispose();
+      model.dispose();
+    });
+
     it('the KV cache holds the prefix once: bytes of one prefix slot plus the sequences own rows', async () => {
       const model = await f32(config, tensors);
       const n = 4;
