@@ -41,7 +41,7 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
   // Room for the prompt, every new token, and one draft tree beyond them, within the context.
   const capacity = Math.min(limit, longest + o.maxTokens + 64);
   // A shared prompt prefix lives once in a prefix slot; each sequence's own rows hold the rest.
-  const shared = sharedPrefixLength(o, o.cacheDtype);
+  const shared = sharedPrefixLength(o);
   const initial = growable(o.cacheDtype) ? Math.min(capacity, longest + Math.min(o.maxTokens, 256) + 64) - shared : capacity - shared;
   const session = o.session;
   if (session) {

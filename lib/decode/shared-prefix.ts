@@ -5,7 +5,6 @@
  * attends to the prefix through prefix attention (csrc/common/llama.h) instead of reading a
  * forked copy per sequence. KV bytes: prefix + B x own rows instead of B x (prefix + own).
  */
-import type { KvCacheDtype } from '../model/kv-cache.js';
 import type { LoopOptions } from './loop-options.js';
 
 /** Tokens the prompts have in common at their start. */
@@ -26,7 +25,7 @@ export function commonPrefixLength(prompts: readonly (readonly number[])[]): num
  * (a session's cache, context shift). int4 caches also need the prefix within one residual ring
  * (their prefill limit): checked by the cache.
  */
-export function sharedPrefixLength(o: LoopOptions, _dtype: KvCacheDtype | undefined): number {
+export function sharedPrefixLength(o: LoopOptions): number {
   if (o.sharedPrefix === undefined || o.session || o.contextShift || o.prompts.length < 2) return 0;
   const n = commonPrefixLength(o.prompts);
   return n >= Math.max(1, o.sharedPrefix) ? n : 0;
