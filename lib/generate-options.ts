@@ -41,6 +41,16 @@ export interface GenerateOptions extends SamplingOptions {
   kvDtype?: KvCacheDtype;
   /** Samples per prompt (default 1): n > 1 draws n sequences from one prompt as a batch (seeds seed, seed + 1, ...). */
   n?: number;
+  /**
+   * Shared prompt prefixes (default true: at least SHARED_PREFIX_MIN_TOKENS = 32 tokens): when
+   * every prompt of a batch (n samples of one prompt, or prompts with a common system prompt)
+   * starts with the same tokens, at least this many, the KV cache holds them once and every
+   * sequence attends to them through prefix attention inside the forward pass instead of a
+   * forked copy (KvCache.attachPrefix). A number sets the minimum; false always forks.
+   * Greedy output is the same either way; logits agree to rounding (the summation order of
+   * attention changes). Not with a session or contextShift (they rewrite the prompt's rows).
+   */
+  sharedPrefix?: boolean | number;
   /** New tokens at most (default 128); generation also ends at the model's context length (finishReason 'context'). */
   maxTokens?: number;
   /**
@@ -111,6 +121,8 @@ export interface GenerateOptions extends SamplingOptions {
 
 /** Largest batch: prompts x n samples (the KV cache holds one region per sequence). */
 export const MAX_SEQUENCES = 4096;
+/** The shortest common prompt prefix a batch shares by default (GenerateOptions.sharedPrefix). */
+export const SHARED_PREFIX_MIN_TOKENS = 32;
 /** Largest draft length ('speculative' k / kMax, 'lookup' and 'jacobi' k). */
 export const MAX_SPECULATION_K = 256;
 /** Largest node budget of the tree strategies. */
@@ -173,6 +185,7 @@ export function validateGenerateOptions(o: GenerateOptions): void {
     throw new ArgumentError('stop', 'an array of non-empty strings', o.stop);
   }
   if (o.logprobs !== undefined) integerIn('logprobs', o.logprobs, 0, MAX_LOGPROBS);
+  if (o.sharedPrefix !== undefined && typeof o.sharedPrefix !== 'boolean') integerIn('sharedPrefix', o.sharedPrefix, 1, 2 ** 31 - 1);
   const cs = o.contextShift as unknown;
   if (cs !== undefined && typeof cs !== 'boolean') {
     if (cs === null || typeof cs !== 'object') throw new ArgumentError('contextShift', 'a boolean or { keep: number }', cs);

@@ -6,7 +6,7 @@
 
 import { ArgumentError, type CanopyError } from './errors.js';
 import { type FinishReason, decodeLoop } from './decode/loop.js';
-import { type GenerateOptions, STRATEGIES, type TextTokenizer, validateGenerateOptions } from './generate-options.js';
+import { type GenerateOptions, SHARED_PREFIX_MIN_TOKENS, STRATEGIES, type TextTokenizer, validateGenerateOptions } from './generate-options.js';
 import { DraftChainProposer, DraftTreeProposer } from './decode/proposers/draft-model.js';
 import { LookupProposer, NgramTreeProposer } from './decode/proposers/lookup.js';
 import type { PredictionHeads } from './model/heads.js';
@@ -342,6 +342,7 @@ async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number
     ...(proposer ? { proposer } : {}),
     ...(proposer && goodputFor(o) ? { goodput: goodputFor(o)! } : {}),
     ...(o.kvDtype ? { cacheDtype: o.kvDtype } : {}),
+    ...(o.sharedPrefix !== false ? { sharedPrefix: typeof o.sharedPrefix === 'number' ? o.sharedPrefix : SHARED_PREFIX_MIN_TOKENS } : {}),
     contextLength,
     ...(session ? { session } : {}),
     ...(o.logprobs !== undefined ? { logprobs: { n: o.logprobs, ...(onLogprob ? { onEntry: onLogprob } : {}) } } : {}),

@@ -43,6 +43,19 @@
 // (the caller computes quant_len_after = max(quant_len_before, CompletedQuantLen(kv_len_before))),
 // and attention then reads keys [0, quant_len_after) packed and the rest from the ring, which
 // must hold them: kv_len_before + new tokens - quant_len_after <= ring.
+//
+// Shared prefixes (prefix_attention.h, one level): with prefix_len set, sequence b's keys are
+// [prefix | own]: first rows [prefix_start[b], prefix_start[b] + prefix_len[b]) of the same
+// cache (every layer; prefix_len[b] = 0: no prefix), then its own kv_len_before[b] + new rows
+// from kv_start[b]. Nothing is written to the prefix rows. Positions stay the caller's (a
+// sequence with a prefix of P keys numbers its own keys from P). Consecutive sequences with the
+// same prefix form one group whose queries are batched against the prefix keys in one pass
+// (groups whose rows are out of order go to further levels: MakeLlamaPrefixLayout);
+// attention is then the LSE merge of the prefix part and the own part (merge_states.h), which
+// equals attention over the concatenated keys up to the summation order. Quantized caches:
+// int8 / fp8 read the prefix rows as stored; int4 also takes prefix_quant_len[b] (keys of the
+// prefix held packed, a multiple of the group) and prefix_res_start[b] (the ring of the
+// prefix's rows: key j >= prefix_quant_len at ring row prefix_res_start + (j mod ring)).
 #pragma once
 
 #include <cmath>
@@ -51,6 +64,7 @@
 
 #include "attention.h"
 #include "dtype.h"
+#include "prefix_attention.h"
 #include "kv_quant.h"
 #include "quant_blocks.h"
 #include "status.h"
@@ -133,6 +147,11 @@ struct LlamaForwardParams {
   const int32_t* kv_res_start = nullptr;      // [batch], int4
   const int32_t* quant_len_before = nullptr;  // [batch], int4
   const int32_t* quant_len_after = nullptr;   // [batch], int4
+  // Shared prefixes (see above); host arrays [batch], all null: none.
+  const int32_t* prefix_start = nullptr;
+  const int32_t* prefix_len = nullptr;
+  const int32_t* prefix_quant_len = nullptr;  // int4
+  const int32_t* prefix_res_start = nullptr;  // int4
   // Outputs.
   const int32_t* logit_rows = nullptr;  // host [n_logit_rows], indices into the n tokens
   int64_t n_logit_rows = 0;
@@ -153,6 +172,8 @@ inline bool LlamaHasQuantMatrices(const LlamaModelDesc& m) {
 
 // Checks a forward call against the model (indices, capacity, token ids).
 Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p);
+// The shared-prefix part of CheckLlamaForward: prefix rows within the cache, none written by the step.
+Status CheckLlamaPrefix(const LlamaForwardParams& p);
 
 // How the step's attention reads the cache (host arrays): sequence b reads rows from
 // kv_start[b], kv_len_before[b] + its new tokens of them; dest[t] is the cache row token t
@@ -172,6 +193,61 @@ inline LlamaCacheLayout MakeLlamaCacheLayout(const LlamaForwardParams& p) {
     c.kv_lens[b] = p.kv_len_before[b] + (p.qo_indptr[b + 1] - p.qo_indptr[b]);
   }
   c.kv_indptr[p.batch] = p.batch ? c.kv_indptr[p.batch - 1] + c.kv_lens[p.batch - 1] : 0;  // unused with kv_lens
+  return c;
+}
+
+// The prefix levels of a step (host arrays). Consecutive sequences with the same prefix form a
+// group. Attention needs each level's group starts non-decreasing, so groups whose rows come
+// in another order go to further levels (a sequence has keys in at most one level; its group in
+// the others is empty, which contributes nothing to the merge: the state (0, -inf)).
+struct LlamaPrefixLevelLayout {
+  std::vector<int32_t> seq_indptr, kv_indptr, kv_lens, quant_lens, res_start;
+};
+struct LlamaPrefixLayout {
+  std::vector<LlamaPrefixLevelLayout> levels;
+  bool any = false;  // some sequence has a non-empty prefix
+};
+
+inline LlamaPrefixLayout MakeLlamaPrefixLayout(const LlamaForwardParams& p) {
+  LlamaPrefixLayout c;
+  if (p.prefix_len == nullptr) return c;
+  const bool int4 = p.prefix_quant_len != nullptr;
+  // Level of each sequence's prefix (-1: none): the first whose last start is <= its start.
+  std::vector<int32_t> level(p.batch, -1), last;
+  for (int32_t b = 0; b < p.batch; ++b) {
+    if (p.prefix_len[b] <= 0) continue;
+    int32_t l = 0;
+    while (l < static_cast<int32_t>(last.size()) && last[l] > p.prefix_start[b]) ++l;
+    if (l == static_cast<int32_t>(last.size())) last.push_back(0);
+    last[l] = p.prefix_start[b];
+    level[b] = l;
+  }
+  c.any = !last.empty();
+  c.levels.resize(last.size());
+  for (int32_t l = 0; l < static_cast<int32_t>(last.size()); ++l) {
+    LlamaPrefixLevelLayout& L = c.levels[l];
+    L.seq_indptr.push_back(0);
+    int32_t carry = 0;  // empty groups start where the level's last group did
+    for (int32_t b = 0; b < p.batch; ++b) {
+      const bool own = level[b] == l;
+      const int32_t start = own ? p.prefix_start[b] : carry, len = own ? p.prefix_len[b] : 0;
+      const int32_t ql = own && int4 ? p.prefix_quant_len[b] : 0, rs = own && int4 ? p.prefix_res_start[b] : 0;
+      const size_t g = L.kv_lens.size();
+      if (g > 0 && L.kv_indptr[g - 1] == start && L.kv_lens[g - 1] == len && (!int4 || (L.quant_lens[g - 1] == ql && L.res_start[g - 1] == rs))) {
+        L.seq_indptr.back() = b + 1;  // same prefix as the sequence before: its group grows
+        continue;
+      }
+      L.seq_indptr.push_back(b + 1);
+      L.kv_indptr.push_back(start);
+      L.kv_lens.push_back(len);
+      if (int4) {
+        L.quant_lens.push_back(ql);
+        L.res_start.push_back(rs);
+      }
+      carry = start;
+    }
+    L.kv_indptr.push_back(carry);  // unused with kv_lens (kept non-decreasing)
+  }
   return c;
 }
 
@@ -198,6 +274,56 @@ inline AttentionParams MakeLlamaAttentionParams(const LlamaModelDesc& m, const L
   ap.softcap = m.attn_softcap;
   ap.tree_parents = p.tree_parents;
   return ap;
+}
+
+// The shared-prefix attention of one layer (`ap`: its attention over the sequences' own rows;
+// `levels`: filled with the prefix levels, pointing into `c`).
+inline PrefixAttentionParams MakeLlamaPrefixAttentionParams(const AttentionParams& ap, const LlamaPrefixLayout& c,
+                                                            std::vector<PrefixLevel>* levels) {
+  levels->assign(c.levels.size(), PrefixLevel{});
+  for (size_t l = 0; l < c.levels.size(); ++l) {
+    const LlamaPrefixLevelLayout& L = c.levels[l];
+    PrefixLevel& level = (*levels)[l];
+    level.num_groups = static_cast<int32_t>(L.kv_lens.size());
+    level.seq_indptr = L.seq_indptr.data();
+    KvSource& pk = level.kv;
+    pk.k = ap.k;
+    pk.v = ap.v;
+    pk.kv_rows = ap.kv_rows;
+    pk.kv_indptr = L.kv_indptr.data();
+    pk.kv_lens = L.kv_lens.data();
+    pk.quant = ap.kv_quant;
+    pk.quant_lens = L.quant_lens.empty() ? nullptr : L.quant_lens.data();
+    pk.res_start = L.res_start.empty() ? nullptr : L.res_start.data();
+  }
+  PrefixAttentionParams pp;
+  pp.q = ap.q;
+  pp.o = ap.o;
+  pp.lse = ap.lse;
+  pp.dtype = ap.dtype;
+  pp.batch_size = ap.batch_size;
+  pp.num_qo_heads = ap.num_qo_heads;
+  pp.num_kv_heads = ap.num_kv_heads;
+  pp.head_dim = ap.head_dim;
+  pp.total_q = ap.total_q;
+  pp.qo_indptr = ap.qo_indptr;
+  pp.scale = ap.scale;
+  pp.levels = levels->data();
+  pp.num_levels = static_cast<int32_t>(levels->size());
+  KvSource& sk = pp.suffix;
+  sk.k = ap.k;
+  sk.v = ap.v;
+  sk.kv_rows = ap.kv_rows;
+  sk.kv_indptr = ap.kv_indptr;
+  sk.kv_lens = ap.kv_lens;
+  sk.quant = ap.kv_quant;
+  sk.quant_lens = ap.kv_quant_lens;
+  sk.res_start = ap.kv_res_start;
+  pp.mask = ap.mask;
+  pp.tree_parents = ap.tree_parents;
+  pp.softcap = ap.softcap;
+  pp.window = ap.window;
+  return pp;
 }
 
 // Appending a step's f32 keys and values (n rows) to a quantized cache layer.

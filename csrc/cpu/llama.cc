@@ -9,6 +9,7 @@
 #include "../common/kv_quant.h"
 #include "../common/linear.h"
 #include "../common/llama.h"
+#include "../common/prefix_attention.h"
 #include "thread_pool.h"
 
 namespace canopy {
@@ -54,6 +55,7 @@ Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     if (p.logit_rows[r] < 0 || p.logit_rows[r] >= p.n) return bad("logit row " + std::to_string(p.logit_rows[r]) + " is not a token of this step");
   }
   if (p.mask != MaskMode::kCausal && p.mask != MaskMode::kTree) return bad("mask must be causal or tree");
+  CANOPY_RETURN_IF_ERROR(CheckLlamaPrefix(p));
   if (p.mask == MaskMode::kTree && p.tree_parents == nullptr) return bad("tree mask needs parents");
   if (p.kv_quant == nullptr) {
     if (!IsFloatDType(p.cache_dtype)) return bad("cache dtype must be f32, f16 or bf16");
@@ -71,6 +73,23 @@ Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   seqs.kv_start = p.kv_start;
   seqs.res_start = p.kv_res_start;
   CANOPY_RETURN_IF_ERROR(CheckQuantKvBatch(c, seqs, "forward"));
+  if (p.prefix_len != nullptr) {
+    QuantKvBatch pre;
+    pre.batch = p.batch;
+    pre.kv_start = p.prefix_start;
+    pre.res_start = p.prefix_res_start;
+    CANOPY_RETURN_IF_ERROR(CheckQuantKvBatch(c, pre, "forward (shared prefixes)"));
+    if (c.format == KvFormat::kInt4) {
+      if (p.prefix_quant_len == nullptr || p.prefix_res_start == nullptr) return bad("an int4 cache needs prefixQuantLen and prefixResStart");
+      for (int b = 0; b < p.batch; ++b) {
+        const int64_t ql = p.prefix_quant_len[b], len = p.prefix_len[b];
+        if (ql < 0 || ql > len || ql % c.group != 0 || len - ql > c.ring) {
+          return bad("sequence " + std::to_string(b) + ": its prefix's quantized length " + std::to_string(ql) + " must be a multiple of " +
+                     std::to_string(c.group) + " in [" + std::to_string(std::max<int64_t>(0, len - c.ring)) + ", " + std::to_string(len) + "]");
+        }
+      }
+    }
+  }
   if (c.format == KvFormat::kInt4) {
     if (p.quant_len_before == nullptr || p.quant_len_after == nullptr) return bad("an int4 cache needs quantLenBefore and quantLenAfter");
     for (int b = 0; b < p.batch; ++b) {
@@ -83,6 +102,30 @@ Status CheckLlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
       if (len + n - hi > c.ring) {
         return bad("sequence " + std::to_string(b) + " would hold " + std::to_string(len + n - hi) +
                    " unquantized keys but its residual ring holds " + std::to_string(c.ring));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckLlamaPrefix(const LlamaForwardParams& p) {
+  auto bad = [](const std::string& s) { return Status::InvalidArgument("forward: " + s); };
+  if (p.prefix_len == nullptr) return Status::Ok();
+  if (p.prefix_start == nullptr) return bad("shared prefixes need prefixStart");
+  for (int b = 0; b < p.batch; ++b) {
+    const int64_t ps = p.prefix_start[b], pl = p.prefix_len[b];
+    if (pl < 0 || ps < 0 || ps + pl > p.capacity) {
+      return bad("sequence " + std::to_string(b) + "'s prefix rows [" + std::to_string(ps) + ", " + std::to_string(ps + pl) +
+                 ") must lie within the cache's " + std::to_string(p.capacity) + " rows");
+    }
+    if (pl == 0) continue;
+    // The step writes no prefix row (every sequence's new rows lie outside every prefix).
+    for (int c = 0; c < p.batch; ++c) {
+      const int64_t w0 = static_cast<int64_t>(p.kv_start[c]) + p.kv_len_before[c];
+      const int64_t w1 = w0 + (p.qo_indptr[c + 1] - p.qo_indptr[c]);
+      if (w0 < ps + pl && ps < w1) {
+        return bad("sequence " + std::to_string(c) + " would write rows [" + std::to_string(w0) + ", " + std::to_string(w1) +
+                   ") inside sequence " + std::to_string(b) + "'s shared prefix [" + std::to_string(ps) + ", " + std::to_string(ps + pl) + ")");
       }
     }
   }
@@ -126,6 +169,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   if (m.embed_scale != 1.f) CANOPY_RETURN_IF_ERROR(Scale(x.data(), n * dim, m.embed_scale));
 
   const LlamaCacheLayout layout = MakeLlamaCacheLayout(p);
+  const LlamaPrefixLayout prefix = MakeLlamaPrefixLayout(p);
   const int64_t layer_elems = p.capacity * kvdim;
   const int esize = DTypeSize(p.cache_dtype);
   QuantKvBatch seqs;
@@ -180,7 +224,12 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
       ap.kv_res_start = int4 ? p.kv_res_start : nullptr;
     }
     ap.window = LlamaLayerWindow(m, l);
-    CANOPY_RETURN_IF_ERROR(Attention(ap));
+    if (prefix.any) {
+      std::vector<PrefixLevel> levels;
+      CANOPY_RETURN_IF_ERROR(PrefixAttention(MakeLlamaPrefixAttentionParams(ap, prefix, &levels)));
+    } else {
+      CANOPY_RETURN_IF_ERROR(Attention(ap));
+    }
     if (cast_q) {
       for (size_t i = 0; i < att.size(); ++i) att[i] = LoadAsF32(o16.data(), p.cache_dtype, static_cast<int64_t>(i));
     }

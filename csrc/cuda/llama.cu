@@ -15,6 +15,7 @@
 #include "../common/cast.h"
 #include "../common/linear.h"
 #include "../common/kv_quant.h"
+#include "../common/prefix_attention.h"
 #include "../common/llama.h"
 #include "../common/runtime.h"
 #include "../common/transformer_ops.h"
@@ -90,6 +91,7 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
   const bool cast_q = p.kv_quant == nullptr && p.cache_dtype != DType::kF32;
   const int64_t r = p.n_logit_rows;
   const LlamaCacheLayout layout = MakeLlamaCacheLayout(p);
+  const LlamaPrefixLayout prefix = MakeLlamaPrefixLayout(p);
 
   const int64_t layer_elems = p.capacity * kvdim;
   const int esize = DTypeSize(p.cache_dtype);
@@ -212,7 +214,14 @@ Status LlamaForward(const LlamaModelDesc& m, const LlamaForwardParams& p) {
     }
     // No upload and no synchronisation per layer: the work list is on the device already, and
     // the split partials are reused layer after layer in stream order.
-    CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(ap, plan, att_up, s.At<const char>(o_att_up), att_slots, part_o, part_lse, true));
+    if (prefix.any) {
+      // Shared prefixes: the prefix part and each sequence's own part, merged by LSE
+      // (prefix_attention.cu: its own plan, upload and synchronisation per layer, version 1).
+      std::vector<PrefixLevel> levels;
+      CANOPY_RETURN_IF_ERROR(PrefixAttention(MakeLlamaPrefixAttentionParams(ap, prefix, &levels)));
+    } else {
+      CANOPY_RETURN_IF_ERROR(LaunchAttentionUploaded(ap, plan, att_up, s.At<const char>(o_att_up), att_slots, part_o, part_lse, true));
+    }
     if (cast_q) CANOPY_RETURN_IF_ERROR(CastAsync(o_cast, p.cache_dtype, att, DType::kF32, n * qdim));
     CANOPY_RETURN_IF_ERROR(ProjectResidual(att, w.wo, w.post_attn_norm, m, x, h, n, qdim));
     CANOPY_RETURN_IF_ERROR(RmsNorm(x, w.ffn_norm, m.norm_dtype, m.norm_eps, h, n, dim));

@@ -15,7 +15,9 @@
 //                   parents?, k, v (cache [layers, capacity, nKvHeads, headDim]), logitRows: Int32Array,
 //                   logits [rows, vocab] f32, hidden? [rows, dim] f32,
 //                   kvQuant?: { cache (kv_quant_arg.h, every layer), resStart?, quantLenBefore?, quantLenAfter? }
-//                   (a quantized cache instead of k and v; the arrays are int4's, one entry per sequence) })
+//                   (a quantized cache instead of k and v; the arrays are int4's, one entry per sequence),
+//                   prefix?: { start, len: Int32Array [B], quantLen?, resStart? (int4) } (shared prefixes: sequence b
+//                   first attends to cache rows [start[b], start[b] + len[b]); llama.h) })
 //                 -> Promise<void>
 //   model.step({ ...forward's options, choice: 1 argmax (causal) | 2 greedy tree | 3 sample (causal) |
 //                4 sampled tree | 5 scores (top-k only; a tree stays uncommitted), regionRows (tree steps on a
@@ -36,6 +38,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -273,6 +276,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // The host arrays of one call, owned for the duration of the async work.
   struct ForwardHost {
     std::vector<int32_t> tokens, positions, qo, kv_start, kv_len, parents, rows, res_start, ql_before, ql_after;
+    std::vector<int32_t> prefix_start, prefix_len, prefix_quant_len, prefix_res_start;
     QuantKvCache quant;
   };
   struct ParsedForward {
@@ -334,6 +338,19 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       if (v.view.shape[1] != k.view.shape[1] || v.view.dtype != k.view.dtype) throw ArgumentError(env, "k and v must match");
       args = {k, v};
     }
+    if (!o.Get("prefix").IsUndefined() && !o.Get("prefix").IsNull()) {
+      if (!o.Get("prefix").IsObject()) throw ArgumentError(env, "prefix must be {start, len, quantLen?, resStart?}");
+      Napi::Object po = o.Get("prefix").As<Napi::Object>();
+      const size_t batch = h->qo.size() - 1;
+      for (auto [key, vec, required] : {std::make_tuple("start", &h->prefix_start, true), std::make_tuple("len", &h->prefix_len, true),
+                                        std::make_tuple("quantLen", &h->prefix_quant_len, false),
+                                        std::make_tuple("resStart", &h->prefix_res_start, false)}) {
+        Napi::Value a = po.Get(key);
+        if (!required && (a.IsUndefined() || a.IsNull())) continue;
+        *vec = ParseInt32Array(env, a, std::string("prefix.") + key);
+        if (vec->size() != batch) throw ArgumentError(env, std::string("prefix.") + key + " must have one entry per sequence");
+      }
+    }
     TensorArg logits = ParseTensorArg(env, o.Get("logits"), "logits");
     if (logits.view.dtype != DType::kF32 || logits.view.ndim != 2 || logits.view.shape[0] != static_cast<int64_t>(h->rows.size()) ||
         logits.view.shape[1] != m.vocab) {
@@ -377,6 +394,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       p->v_cache = v.view.data;
       p->cache_dtype = k.view.dtype;
       p->capacity = k.view.shape[1];
+    }
+    if (!h->prefix_len.empty() || !h->prefix_start.empty()) {
+      p->prefix_start = h->prefix_start.data();
+      p->prefix_len = h->prefix_len.data();
+      p->prefix_quant_len = h->prefix_quant_len.empty() ? nullptr : h->prefix_quant_len.data();
+      p->prefix_res_start = h->prefix_res_start.empty() ? nullptr : h->prefix_res_start.data();
     }
     p->logit_rows = h->rows.data();
     p->n_logit_rows = static_cast<int64_t>(h->rows.size());

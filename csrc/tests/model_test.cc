@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "../common/kv_quant.h"
@@ -237,7 +238,9 @@ bool CudaOpsEdgeCases() {
 // long_context: a 600-token prefill, then a decode step and a tree step over 601+ keys, so the
 // CUDA attention splits the keys (split-KV partials in the forward scratch, merged every layer)
 // and the forward scratch grows past its first size for the prefill (f32, int8 and f16 caches).
-bool CudaForwardCase(bool long_context) {
+// shared_prefix: sequences that read a prefix written by an earlier step (prefix_len, llama.h)
+// in a batch of 2: causal chunk, decode and tree steps (f32, int8 and f16 caches).
+bool CudaForwardCase(bool long_context, bool shared_prefix = false) {
   CANOPY_CHECK_OK(cuda::SetDevice(0));
   LlamaModelDesc m;
   m.dim = 64;
@@ -299,12 +302,12 @@ bool CudaForwardCase(bool long_context) {
     d.w2.data = up(w.w2.data, m.dim * m.hidden_dim);
     d.w3.data = up(w.w3.data, m.hidden_dim * m.dim);
   }
-  const int64_t capacity = long_context ? 640 : 32;
+  const int64_t capacity = long_context ? 640 : shared_prefix ? 64 : 32;
   // Cache kinds: 0 the f32 cache; 1 int8 and 2 int4 quantized caches (kv_quant.h) with the same
   // steps, host copies for the CPU and uploads for CUDA (the int4 ring holds every key here);
   // 3 an f16 cache (q cast to f16 for attention and the output cast back: the cast_q path).
   for (int kind = 0; kind < 4; ++kind) {
-    if (long_context && kind == 2) continue;  // the int4 ring here is sized for the short steps
+    if ((long_context || shared_prefix) && kind == 2) continue;  // the int4 ring here is sized for the short single-sequence steps
     const bool quant = kind == 1 || kind == 2;
     std::vector<float> kc(m.n_layers * capacity * kvd), vc(kc.size());
     void* dk = Up(kc, &o.p);
@@ -340,10 +343,21 @@ bool CudaForwardCase(bool long_context) {
       std::vector<int32_t> tokens, positions, parents;
       int32_t len_before;
       MaskMode mask;
+      // Batches (shared_prefix): qo_indptr, region starts, committed rows, prefix rows and lengths.
+      std::vector<int32_t> qo = {}, start = {}, lens = {}, prefix_start = {}, prefix_len = {};
     };
     std::vector<Step> steps = {{{1, 5, 9, 2, 33}, {0, 1, 2, 3, 4}, {}, 0, MaskMode::kCausal},
                                {{7}, {5}, {}, 5, MaskMode::kCausal},
                                {{3, 4, 8, 9}, {6, 6, 7, 7}, {-1, -1, 0, 1}, 6, MaskMode::kTree}};
+    if (shared_prefix) {
+      // The prefix: 5 tokens at rows [0, 5), read by sequence 0 (region at 16); sequence 1 (region
+      // at 40) has none (an empty group of the prefix level).
+      const std::vector<int32_t> ps = {0, 0}, pl = {5, 0}, st = {16, 40};
+      steps = {{{1, 5, 9, 2, 33}, {0, 1, 2, 3, 4}, {}, 0, MaskMode::kCausal},
+               {{7, 3, 4}, {5, 6, 0}, {}, 0, MaskMode::kCausal, {0, 2, 3}, st, {0, 0}, ps, pl},
+               {{8, 2}, {7, 1}, {}, 0, MaskMode::kCausal, {0, 1, 2}, st, {2, 1}, ps, pl},
+               {{3, 4, 8, 9, 3, 4, 8, 9}, {8, 8, 9, 9, 2, 2, 3, 3}, {-1, -1, 0, 1, -1, -1, 0, 1}, 0, MaskMode::kTree, {0, 4, 8}, st, {3, 2}, ps, pl}};
+    }
     if (long_context) {
       Step prefill{{}, {}, {}, 0, MaskMode::kCausal};
       for (int32_t i = 0; i < 600; ++i) {
@@ -355,12 +369,23 @@ bool CudaForwardCase(bool long_context) {
     for (const Step& st : steps) {
       LlamaForwardParams p;
       const int32_t n = static_cast<int32_t>(st.tokens.size());
-      std::vector<int32_t> qo = {0, n}, start = {0}, len = {st.len_before}, rows, res = {0}, ql = {0};
+      std::vector<int32_t> qo = {0, n}, start = {0}, len = {st.len_before}, rows;
+      if (!st.qo.empty()) {
+        qo = st.qo;
+        start = st.start;
+        len = st.lens;
+      }
+      const int32_t batch = static_cast<int32_t>(qo.size()) - 1;
+      std::vector<int32_t> res(batch, 0), ql(batch, 0);
       for (int32_t i = 0; i < n; ++i) rows.push_back(i);
       p.tokens = st.tokens.data();
       p.positions = st.positions.data();
       p.n = n;
-      p.batch = 1;
+      p.batch = batch;
+      if (!st.prefix_len.empty()) {
+        p.prefix_start = st.prefix_start.data();
+        p.prefix_len = st.prefix_len.data();
+      }
       p.qo_indptr = qo.data();
       p.kv_start = start.data();
       p.kv_len_before = len.data();
@@ -401,14 +426,46 @@ bool CudaForwardCase(bool long_context) {
   return true;
 }
 
+// CheckLlamaPrefix: prefix rows must lie in the cache and no step may write into them.
+bool PrefixRowsChecked() {
+  std::vector<int32_t> qo = {0, 1, 2}, start = {16, 40}, len = {0, 3}, ps = {0, 0}, pl = {5, 5};
+  LlamaForwardParams p;
+  p.batch = 2;
+  p.n = 2;
+  p.qo_indptr = qo.data();
+  p.kv_start = start.data();
+  p.kv_len_before = len.data();
+  p.capacity = 64;
+  p.prefix_start = ps.data();
+  p.prefix_len = pl.data();
+  CANOPY_CHECK_OK(CheckLlamaPrefix(p));
+  start[1] = 0;  // sequence 1 writes row 3, inside the prefix [0, 5)
+  const Status inside = CheckLlamaPrefix(p);
+  CANOPY_CHECK(!inside.ok() && inside.message().find("inside sequence 0's shared prefix [0, 5)") != std::string::npos, "%s",
+               inside.message().c_str());
+  start[1] = 40;
+  ps[1] = 62;  // rows [62, 67) of 64
+  const Status outside = CheckLlamaPrefix(p);
+  CANOPY_CHECK(!outside.ok() && outside.message().find("must lie within the cache's 64 rows") != std::string::npos, "%s",
+               outside.message().c_str());
+  ps[1] = 0;
+  p.prefix_start = nullptr;
+  CANOPY_CHECK(!CheckLlamaPrefix(p).ok(), "a prefix without prefixStart must be rejected");
+  return true;
+}
+
 bool CudaForwardMatchesCpu() { return CudaForwardCase(false); }
 bool CudaLongForwardMatchesCpu() { return CudaForwardCase(true); }
+bool CudaPrefixForwardMatchesCpu() { return CudaForwardCase(false, true); }
 
 Register r1("linear: cuda equals cpu (f32/f16/bf16 weights, odd sizes, bias, accumulate)", true, CudaLinearMatchesCpu);
 Register r2("rmsnorm, rope, argmax: cuda equals cpu", true, CudaOpsMatchCpu);
 Register r2b("rmsnorm, rope, argmax, swiglu, embed: cuda equals cpu on edge sizes", true, CudaOpsEdgeCases);
 Register r3("llama forward: cuda equals cpu (prefill, decode, tree step; f32, f16, int8 and int4 caches)", true, CudaForwardMatchesCpu);
 Register r3v1("llama forward v1: cuda equals cpu (the version-1 kernels)", true, WithKernelsV1(CudaForwardMatchesCpu));
+Register r3c("llama forward: shared prefix rows are checked (inside the cache, never written by the step)", false, PrefixRowsChecked);
+Register r3p("llama forward with a shared prefix: cuda equals cpu (batch 2, one sequence without; causal, decode and tree steps; f32, f16 and int8 caches)", true,
+             CudaPrefixForwardMatchesCpu);
 Register r4("llama forward: cuda equals cpu over 600+ keys (split-KV in the forward, scratch growth)", true,
             CudaLongForwardMatchesCpu);
 Register r4v1("llama forward v1: cuda equals cpu over 600+ keys", true, WithKernelsV1(CudaLongForwardMatchesCpu));

@@ -34,6 +34,13 @@ export interface LoopOptions extends SamplerChainOptions {
   /** KV cache storage: f32 (default), f16, bf16, or quantized int8 / int4 / fp8. */
   cacheDtype?: KvCacheDtype;
   /**
+   * Share the prompts' longest common prefix when it has at least this many tokens (and there
+   * are two sequences or more, no session, no context shift): it is prefilled once into a
+   * prefix slot of the cache and every sequence attends to it there (lib/decode/shared-prefix.ts).
+   * Absent: forked copies.
+   */
+  sharedPrefix?: number;
+  /**
    * The most tokens a sequence may hold (prompt + generated): the model's context length
    * (default model.config.maxSeqLen). A sequence that reaches it finishes with 'context'.
    */

@@ -25,6 +25,7 @@ import { SpeculationMetrics } from './metrics.js';
 import { chooseTokens } from './pick.js';
 import { growable, liveSequences, prefill } from './prefill.js';
 import type { LoopOptions, LoopResult, Run } from './run.js';
+import { sharedPrefixLength } from './shared-prefix.js';
 import { step } from './step.js';
 
 export type { FinishReason, StreamingTokenizer } from './emit.js';
@@ -39,7 +40,9 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
   const limit = o.contextLength ?? model.config.maxSeqLen;
   // Room for the prompt, every new token, and one draft tree beyond them, within the context.
   const capacity = Math.min(limit, longest + o.maxTokens + 64);
-  const initial = growable(o.cacheDtype) ? Math.min(capacity, longest + Math.min(o.maxTokens, 256) + 64) : capacity;
+  // A shared prompt prefix lives once in a prefix slot; each sequence's own rows hold the rest.
+  const shared = sharedPrefixLength(o);
+  const initial = growable(o.cacheDtype) ? Math.min(capacity, longest + Math.min(o.maxTokens, 256) + 64) - shared : capacity - shared;
   const session = o.session;
   if (session) {
     if (o.prompts.length !== 1) throw new InternalError('decodeLoop: a session continues exactly one sequence');
@@ -48,10 +51,17 @@ export async function decodeLoop(o: LoopOptions): Promise<LoopResult> {
     c.truncate(0, reuse);
     if (c.capacity < initial && growable(c.dtype)) c.grow(initial);
   }
-  const cache: KvCache = session?.cache ?? model.createCache({ capacity: initial, sequences: seqs.length, ...(o.cacheDtype ? { dtype: o.cacheDtype } : {}) });
+  const cache: KvCache =
+    session?.cache ??
+    model.createCache({
+      capacity: initial,
+      sequences: seqs.length,
+      ...(shared > 0 ? { prefixes: 1, prefixCapacity: shared } : {}),
+      ...(o.cacheDtype ? { dtype: o.cacheDtype } : {}),
+    });
   const chain = checkSamplerChain(o, model.config.vocabSize);
   const r: Run = {
-    o, model, proposer, cache, capacity, seqs, emitter,
+    o, model, proposer, cache, capacity, shared, seqs, emitter,
     metrics: proposer ? new SpeculationMetrics(proposer.name) : undefined,
     controller: proposer && o.goodput ? new GoodputController(o.goodput) : undefined,
     chain,

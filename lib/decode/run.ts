@@ -24,6 +24,8 @@ export interface Run {
   cache: KvCache;
   /** The most rows a sequence's cache may grow to (prompt, new tokens and one draft tree, within the context). */
   capacity: number;
+  /** Prompt tokens every sequence shares from the cache's prefix slot 0 (0: none; lib/decode/shared-prefix.ts). */
+  shared: number;
   seqs: Seq[];
   emitter: Emitter;
   metrics: SpeculationMetrics | undefined;

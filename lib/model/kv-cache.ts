@@ -14,6 +14,16 @@
  * them, tree steps leave them uncommitted until commit() keeps the accepted nodes.
  * truncate() rolls back; on int4 caches rolling back into a quantized group writes the kept
  * keys of that group back to the ring, dequantized (they keep exactly the values attention saw).
+ *
+ * Shared prefixes (every dtype): `prefixes` extra regions of `prefixCapacity` rows each, the
+ * prefix slots, are addressed as sequences numSequences .. numSequences + prefixes - 1
+ * (prefixSlot(j)); they are prefilled like any sequence. attachPrefix(seq, source, length)
+ * makes sequence `seq` read the first `length` committed rows of `source` (a slot or another
+ * sequence) as the start of its own keys: its length is then length + its own rows, its own
+ * region holds only what follows, and the forward pass attends to the prefix rows once per
+ * group of sequences sharing them (prefixAttention, csrc/common/llama.h) instead of reading
+ * forked copies. A source is frozen while sequences refer to it (no steps, no truncation below
+ * what they read); truncate(seq, 0) detaches a sequence. One level: a source has no prefix.
  */
 
 import { totalmem } from 'node:os';
@@ -24,6 +34,7 @@ import { type Device, deviceIndex } from '../native/backend.js';
 import { native } from '../native/loader.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { FloatDType } from '../tensor/dtype.js';
+import type { NativePrefixArgs } from '../native/types.js';
 import type { ModelConfig } from './config.js';
 import { QuantKvStorage } from './kv-quant-storage.js';
 import { type KvNativeArgs, type KvStorage, PlainKvStorage } from './kv-storage.js';
@@ -50,6 +61,16 @@ export interface KvCacheOptions {
   residualCapacity?: number;
   /** int4: dtype of the ring, 'f16' (default), 'bf16' or 'f32'. */
   residualDtype?: FloatDType;
+  /** Shared-prefix slots (default 0): regions after the sequences', addressed as sequences numSequences + j (see attachPrefix). */
+  prefixes?: number;
+  /** Rows of each prefix slot (default capacity). */
+  prefixCapacity?: number;
+}
+
+/** Where a sequence's shared prefix is: the first `length` committed rows of sequence (or prefix slot) `source`. */
+export interface KvPrefix {
+  source: number;
+  length: number;
 }
 
 /**
@@ -62,8 +83,10 @@ export interface KvStepPlan {
   /** First row of each step sequence's region, and its committed rows before the step. */
   kvStart: Int32Array;
   kvLenBefore: Int32Array;
-  /** Rows of each sequence's region (the native step's commit plan). */
+  /** Rows of the last step sequence's region (the native step's commit plan). */
   regionRows: number;
+  /** Shared prefixes of the step's sequences (native `prefix`), when any has one. */
+  prefix?: NativePrefixArgs;
   /**
    * Records the call's effect: the storage's (int4 quantized lengths), and the committed lengths
    * `newLens` of the step's sequences when the call committed rows (causal steps, native tree
@@ -104,9 +127,17 @@ function checkCacheFits(config: ModelConfig, device: Device, rows: number, dtype
 
 export class KvCache {
   readonly #storage: KvStorage;
+  /** Ordinary sequences (prefix slots not counted). */
   readonly numSequences: number;
+  /** Shared-prefix slots (sequences numSequences .. numSequences + numPrefixes - 1). */
+  readonly numPrefixes: number;
   readonly dtype: KvCacheDtype;
+  /** Committed rows of each region (sequences and prefix slots): the sequence's OWN rows, after its prefix. */
   readonly #lengths: number[];
+  /** Each region's shared prefix, if any. */
+  readonly #prefix: Array<KvPrefix | undefined>;
+  /** Sequences reading each region as their prefix. */
+  readonly #referrers: Array<Set<number>>;
   #disposed = false;
 
   /** f32 / f16 / bf16 caches: the keys [nLayers, capacity * sequences, nKvHeads, headDim]; quantized caches: the code tensors of `quantized`. */
@@ -135,13 +166,96 @@ export class KvCache {
     if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16' && !isKvQuantFormat(dtype)) {
       throw new ArgumentError('dtype', "one of 'f32', 'f16', 'bf16', 'int8', 'int4', 'fp8'", dtype);
     }
-    checkCacheFits(config, device, capacity * sequences, dtype);
+    const prefixes = options.prefixes ?? 0;
+    const prefixCapacity = options.prefixCapacity ?? capacity;
+    if (!Number.isSafeInteger(prefixes) || prefixes < 0) throw new ArgumentError('prefixes', 'an integer >= 0', prefixes);
+    if (!Number.isSafeInteger(prefixCapacity) || prefixCapacity < 1) throw new ArgumentError('prefixCapacity', 'a positive integer', prefixCapacity);
+    checkCacheFits(config, device, capacity * sequences + prefixCapacity * prefixes, dtype);
     this.dtype = dtype;
     this.numSequences = sequences;
-    this.#lengths = new Array<number>(sequences).fill(0);
+    this.numPrefixes = prefixes;
+    const regions = sequences + prefixes;
+    this.#lengths = new Array<number>(regions).fill(0);
+    this.#prefix = new Array<KvPrefix | undefined>(regions).fill(undefined);
+    this.#referrers = Array.from({ length: regions }, () => new Set<number>());
     this.#storage = isKvQuantFormat(dtype)
-      ? new QuantKvStorage(config, device, capacity, sequences, dtype, options)
-      : new PlainKvStorage(config, device, capacity, sequences, dtype);
+      ? new QuantKvStorage(config, device, capacity, sequences, dtype, options, prefixes, prefixCapacity)
+      : new PlainKvStorage(config, device, capacity, sequences, dtype, prefixes, prefixCapacity);
+  }
+
+  /** The sequence index of prefix slot `j`. */
+  prefixSlot(j: number): number {
+    if (!Number.isInteger(j) || j < 0 || j >= this.numPrefixes) throw new ArgumentError('slot', `an integer in [0, ${this.numPrefixes - 1}]`, j);
+    return this.numSequences + j;
+  }
+
+  /** Rows of each prefix slot. */
+  get prefixCapacity(): number {
+    return this.#storage.prefixCapacity;
+  }
+
+  /** Bytes the cache holds on its device (keys and values of every region; quantized: scales and int4 rings included). */
+  get bytes(): number {
+    return this.#storage.bytes;
+  }
+
+  /** Sequence `seq`'s shared prefix, if it has one. */
+  prefixOf(seq: number): KvPrefix | undefined {
+    this.#check(seq);
+    const p = this.#prefix[seq];
+    return p ? { ...p } : undefined;
+  }
+
+  /**
+   * Makes sequence `seq` read the first `length` committed rows of `source` (a prefix slot or
+   * another sequence without a prefix of its own) as its shared prefix: `seq` drops its rows and
+   * its length becomes `length`; its next tokens go to its own region at positions length, ....
+   * `source` is frozen while sequences refer to it. int4: `length` must cover the source's
+   * packed keys (quantizedLength(source) <= length).
+   */
+  attachPrefix(seq: number, source: number, length = this.length(source)): void {
+    this.#check(seq);
+    this.#check(source);
+    if (seq === source) throw new ArgumentError('source', `a sequence other than ${seq}`, source);
+    if (this.#prefix[source]) throw new ArgumentError('source', 'a sequence without a shared prefix of its own (one level)', source);
+    if (this.#referrers[seq]!.size > 0) throw new ArgumentError('sequence', `a sequence no other sequence reads as its prefix (${[...this.#referrers[seq]!].join(', ')} read ${seq})`, seq);
+    if (!Number.isInteger(length) || length < 0 || length > this.#lengths[source]!) {
+      throw new ArgumentError('length', `an integer in [0, ${this.#lengths[source]!}] (the source's committed rows)`, length);
+    }
+    const packed = this.#storage.quantizedLength(source, this.#lengths[source]!);
+    if (this.dtype === 'int4' && packed > length) {
+      throw new ArgumentError('length', `at least ${packed} (the int4 source's packed keys)`, length);
+    }
+    this.#detach(seq);
+    this.#storage.truncate(seq, 0);
+    this.#lengths[seq] = 0;
+    if (length === 0) return;
+    this.#prefix[seq] = { source, length };
+    this.#referrers[source]!.add(seq);
+  }
+
+  #detach(seq: number): void {
+    const p = this.#prefix[seq];
+    if (!p) return;
+    this.#referrers[p.source]!.delete(seq);
+    this.#prefix[seq] = undefined;
+  }
+
+  /** Rows of `seq`'s shared prefix (0 without one). */
+  #prefixLength(seq: number): number {
+    return this.#prefix[seq]?.length ?? 0;
+  }
+
+  /** Own rows `seq` may hold. */
+  #room(seq: number): number {
+    return seq < this.numSequences ? this.capacity : this.prefixCapacity;
+  }
+
+  /** The longest prefix of `seq`'s rows other sequences read (0 when none). */
+  #referenced(seq: number): number {
+    let n = 0;
+    for (const r of this.#referrers[seq]!) n = Math.max(n, this.#prefix[r]!.length);
+    return n;
   }
 
   /** Bytes of cache storage per token (every layer, keys and values; int4 rings not included). */
@@ -149,16 +263,18 @@ export class KvCache {
     return this.#storage.bytesPerToken;
   }
 
-  /** int4: keys of sequence `seq` held packed (the rest are in its ring); other dtypes: its length. */
+  /** int4: keys of sequence `seq` held packed (its shared prefix's and its own; the rest are in rings); other dtypes: its length. */
   quantizedLength(seq: number): number {
     this.#check(seq);
-    return this.#storage.quantizedLength(seq, this.#lengths[seq]!);
+    const p = this.#prefix[seq];
+    const prefixPacked = p ? Math.min(p.length, this.#storage.quantizedLength(p.source, this.#lengths[p.source]!)) : 0;
+    return prefixPacked + this.#storage.quantizedLength(seq, this.#lengths[seq]!);
   }
 
-  /** int4: quantizes every sequence's completed key groups now (the forward pass also does it). */
+  /** int4: quantizes every sequence's completed key groups now (the forward pass also does it); a frozen source only below what its referrers read. */
   async quantizeCompleted(): Promise<void> {
     this.#check(0);
-    await this.#storage.quantizeCompleted(this.#lengths);
+    await this.#storage.quantizeCompleted(this.#lengths.map((len, s) => (this.#referrers[s]!.size > 0 ? Math.min(len, this.#referenced(s)) : len)));
   }
 
   /**
@@ -168,16 +284,20 @@ export class KvCache {
   plan(sequences: readonly number[], newTokens: readonly number[]): KvStepPlan {
     sequences.forEach((s, i) => {
       this.#check(s);
-      const free = this.capacity - this.#lengths[s]!;
+      if (this.#referrers[s]!.size > 0) {
+        throw new ArgumentError(`step[sequence ${s}]`, `a sequence no other sequence reads as its shared prefix (sequences ${[...this.#referrers[s]!].join(', ')} read it; truncate them to 0 first)`, s);
+      }
+      const free = this.#room(s) - this.#lengths[s]!;
       if (newTokens[i]! > free) throw new ArgumentError(`step[sequence ${s}].tokens`, `at most ${free} tokens (the cache's free rows)`, newTokens[i]);
     });
     const lengths = sequences.map((s) => this.#lengths[s]!);
     const st = this.#storage.step(sequences, lengths, newTokens);
     return {
       args: st.args,
-      kvStart: Int32Array.from(sequences, (s) => s * this.#storage.region),
+      kvStart: Int32Array.from(sequences, (s) => this.#storage.start(s)),
       kvLenBefore: Int32Array.from(lengths),
-      regionRows: this.#storage.region,
+      regionRows: sequences.length ? this.#storage.regionRows(sequences[sequences.length - 1]!) : this.#storage.region,
+      ...(sequences.some((s) => this.#prefix[s]) ? { prefix: this.#prefixArgs(sequences) } : {}),
       done: (newLens) => {
         st.done();
         if (newLens) sequences.forEach((s, i) => (this.#lengths[s] = newLens[i]!));
@@ -185,50 +305,79 @@ export class KvCache {
     };
   }
 
+  /** The native `prefix` arguments of a step over `sequences` (len 0 for those without one). */
+  #prefixArgs(sequences: readonly number[]): NativePrefixArgs {
+    const B = sequences.length;
+    const out = { start: new Int32Array(B), len: new Int32Array(B), ...(this.dtype === 'int4' ? { quantLen: new Int32Array(B), resStart: new Int32Array(B) } : {}) };
+    sequences.forEach((s, i) => {
+      const p = this.#prefix[s];
+      if (!p) return;
+      const src = this.#storage.prefixSource(p.source, p.length);
+      out.start[i] = src.start;
+      out.len[i] = p.length;
+      if (out.quantLen) {
+        out.quantLen[i] = src.quantLen!;
+        out.resStart![i] = src.resStart!;
+      }
+    });
+    return out;
+  }
+
   #check(seq: number): void {
     if (this.#disposed) throw new DisposedError('KvCache');
-    if (!Number.isInteger(seq) || seq < 0 || seq >= this.numSequences) {
-      throw new ArgumentError('sequence', `an integer in [0, ${this.numSequences - 1}]`, seq);
+    const n = this.numSequences + this.numPrefixes;
+    if (!Number.isInteger(seq) || seq < 0 || seq >= n) {
+      throw new ArgumentError('sequence', `an integer in [0, ${n - 1}]`, seq);
     }
   }
 
-  /** First cache row of sequence `seq`. */
+  /** First cache row of sequence `seq`'s own region. */
   start(seq: number): number {
     this.#check(seq);
-    return seq * this.#storage.region;
+    return this.#storage.start(seq);
   }
 
-  /** Committed rows of sequence `seq`. */
+  /** Committed rows of sequence `seq` (its shared prefix included). */
   length(seq: number): number {
     this.#check(seq);
-    return this.#lengths[seq]!;
+    return this.#prefixLength(seq) + this.#lengths[seq]!;
   }
 
   /** Room left in sequence `seq`. */
   free(seq: number): number {
-    return this.capacity - this.length(seq);
+    this.#check(seq);
+    return this.#room(seq) - this.#lengths[seq]!;
   }
 
   /** Marks `count` more rows of `seq` as committed (after a causal step). */
   advance(seq: number, count: number): void {
     this.#check(seq);
-    if (!Number.isInteger(count) || count < 0 || this.#lengths[seq]! + count > this.capacity) {
-      throw new ArgumentError('count', `an integer in [0, ${this.capacity - this.#lengths[seq]!}]`, count);
+    if (!Number.isInteger(count) || count < 0 || this.#lengths[seq]! + count > this.#room(seq)) {
+      throw new ArgumentError('count', `an integer in [0, ${this.#room(seq) - this.#lengths[seq]!}]`, count);
     }
     this.#lengths[seq] = this.#lengths[seq]! + count;
   }
 
   /**
    * Drops rows past `length` (rollback). int4: rolling back below the quantized length writes
-   * the kept keys of the cut group back to the ring, dequantized (synchronously).
+   * the kept keys of the cut group back to the ring, dequantized (synchronously). A sequence
+   * with a shared prefix keeps at least the prefix, or is truncated to 0 (which detaches it); a
+   * source keeps at least what its referrers read.
    */
   truncate(seq: number, length: number): void {
     this.#check(seq);
-    if (!Number.isInteger(length) || length < 0 || length > this.#lengths[seq]!) {
-      throw new ArgumentError('length', `an integer in [0, ${this.#lengths[seq]!}]`, length);
+    const total = this.length(seq);
+    const pre = this.#prefixLength(seq);
+    if (!Number.isInteger(length) || length < 0 || length > total) {
+      throw new ArgumentError('length', `an integer in [0, ${total}]`, length);
     }
-    this.#storage.truncate(seq, length);
-    this.#lengths[seq] = length;
+    if (length > 0 && length < pre) throw new ArgumentError('length', `0 or at least the shared prefix's ${pre} rows (in [${pre}, ${total}])`, length);
+    const held = this.#referenced(seq);
+    if (length < held) throw new ArgumentError('length', `at least ${held} (rows other sequences read as their shared prefix)`, length);
+    if (length === 0) this.#detach(seq);
+    const own = length === 0 ? 0 : length - pre;
+    this.#storage.truncate(seq, own);
+    this.#lengths[seq] = own;
   }
 
   /**
@@ -238,7 +387,7 @@ export class KvCache {
   async commit(entries: Array<{ sequence: number; numNodes: number; acceptedNodes: ArrayLike<number> }>): Promise<void> {
     for (const e of entries) this.#check(e.sequence);
     const seqs = [];
-    for (let s = 0; s < this.numSequences; s++) {
+    for (let s = 0; s < this.numSequences + this.numPrefixes; s++) {
       const e = entries.find((x) => x.sequence === s);
       const numNodes = e?.numNodes ?? 0;
       const room = this.#storage.treeRoom(s, this.#lengths[s]!);
@@ -256,21 +405,33 @@ export class KvCache {
 
   /**
    * Copies the first `length` committed rows of sequence `from` into sequence `to` (which then
-   * has that length): a shared prompt is prefilled once and forked to every sample.
-   * f32 / f16 / bf16 caches only.
+   * has that length): a shared prompt is prefilled once and forked to every sample. When `from`
+   * has a shared prefix, `to` gets the same prefix (length must cover it) and a copy of the
+   * rows after it. f32 / f16 / bf16 caches only.
    */
   fork(from: number, to: number, length = this.length(from)): void {
     this.#check(from);
     this.#check(to);
     if (!this.forkable) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to fork', this.dtype);
-    if (!Number.isInteger(length) || length < 0 || length > this.#lengths[from]!) {
-      throw new ArgumentError('length', `an integer in [0, ${this.#lengths[from]!}]`, length);
+    const pre = this.#prefix[from];
+    const total = this.length(from);
+    if (!Number.isInteger(length) || length < (pre?.length ?? 0) || length > total) {
+      throw new ArgumentError('length', `an integer in [${pre?.length ?? 0}, ${total}]`, length);
     }
-    this.#storage.fork(from, to, length);
-    this.#lengths[to] = length;
+    if (from === to) return;
+    if (this.#referrers[to]!.size > 0) throw new ArgumentError('to', 'a sequence no other sequence reads as its shared prefix', to);
+    const own = length - (pre?.length ?? 0);
+    if (own > this.#room(to)) throw new ArgumentError('length', `at most ${this.#room(to)} own rows for sequence ${to}`, length);
+    this.#detach(to);
+    this.#storage.fork(from, to, own);
+    this.#lengths[to] = own;
+    if (pre) {
+      this.#prefix[to] = { ...pre };
+      this.#referrers[pre.source]!.add(to);
+    }
   }
 
-  /** Grows every sequence's capacity to `capacity` rows (a new allocation; committed rows kept). f32 / f16 / bf16 caches only. */
+  /** Grows every ordinary sequence's capacity to `capacity` rows (a new allocation; committed rows kept; prefix slots unchanged). f32 / f16 / bf16 caches only. */
   grow(capacity: number): void {
     this.#check(0);
     if (!this.forkable) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to grow', this.dtype);
@@ -286,6 +447,7 @@ export class KvCache {
   async readRows(seq: number, count = this.length(seq)): Promise<{ k: Tensor; v: Tensor }> {
     this.#check(seq);
     if (!(this.#storage instanceof PlainKvStorage)) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to read rows of', this.dtype);
+    if (this.#prefix[seq]) throw new ArgumentError('sequence', 'a sequence without a shared prefix to read rows of', seq);
     if (!Number.isInteger(count) || count < 0 || count > this.#lengths[seq]!) throw new ArgumentError('count', `an integer in [0, ${this.#lengths[seq]!}]`, count);
     return this.#storage.readRows(seq, count);
   }
@@ -294,6 +456,7 @@ export class KvCache {
   async writeRows(seq: number, k: Tensor, v: Tensor): Promise<void> {
     this.#check(seq);
     if (!(this.#storage instanceof PlainKvStorage)) throw new ArgumentError('cache', 'an f32, f16 or bf16 cache to write rows to', this.dtype);
+    if (this.#referrers[seq]!.size > 0) throw new ArgumentError('sequence', 'a sequence no other sequence reads as its shared prefix', seq);
     const count = k.shape[1]!;
     const own = this.#storage.k.shape;
     const want = [own[0], count, own[2], own[3]].join();
@@ -301,6 +464,7 @@ export class KvCache {
       if (t.dtype !== this.dtype || t.shape.join() !== want) throw new ArgumentError(name, `a ${this.dtype} tensor [${want}]`, `${t.dtype} [${t.shape.join()}]`);
     }
     if (count > this.capacity) throw new ArgumentError('k', `at most ${this.capacity} rows (the cache's capacity)`, count);
+    this.#detach(seq);
     await this.#storage.writeRows(seq, k, v);
     this.#lengths[seq] = count;
   }

@@ -27,19 +27,31 @@ export interface QuantKvStorageOptions {
 export class QuantKvStorage implements KvStorage {
   readonly quantized: QuantizedKv;
   readonly region: number;
+  /** Rows of each shared-prefix slot's region (a multiple of the int4 group). */
+  readonly prefixRegion: number;
   readonly forkable = false;
-  /** int4: keys [0, quantLen) of each sequence are packed. */
+  /** int4: keys [0, quantLen) of each sequence (and prefix slot) are packed. */
   readonly #quantLens: number[];
   readonly #int4: boolean;
 
-  constructor(config: ModelConfig, device: Device, readonly capacity: number, readonly sequences: number, readonly format: KvQuantFormat, o: QuantKvStorageOptions) {
+  constructor(
+    config: ModelConfig,
+    device: Device,
+    readonly capacity: number,
+    readonly sequences: number,
+    readonly format: KvQuantFormat,
+    o: QuantKvStorageOptions,
+    readonly prefixes = 0,
+    readonly prefixCapacity = capacity,
+  ) {
     this.#int4 = format === 'int4';
     const group = this.#int4 ? (o.group ?? 32) : 1;
     this.region = Math.ceil(capacity / group) * group;
-    this.#quantLens = new Array<number>(sequences).fill(0);
+    this.prefixRegion = Math.ceil(prefixCapacity / group) * group;
+    this.#quantLens = new Array<number>(sequences + prefixes).fill(0);
     this.quantized = new QuantizedKv({
       format,
-      rows: this.region * sequences,
+      rows: this.region * sequences + this.prefixRegion * prefixes,
       numKvHeads: config.nKvHeads,
       headDim: config.headDim,
       layers: config.nLayers,
@@ -47,7 +59,7 @@ export class QuantKvStorage implements KvStorage {
       ...(this.#int4
         ? {
             group: group as 32 | 64 | 128,
-            rings: sequences,
+            rings: sequences + prefixes,
             ...(o.residual !== undefined ? { residual: o.residual } : {}),
             ...(o.residualCapacity !== undefined ? { ring: o.residualCapacity } : {}),
             ...(o.residualDtype !== undefined ? { residualDtype: o.residualDtype } : {}),
@@ -62,6 +74,25 @@ export class QuantKvStorage implements KvStorage {
   get v(): Tensor {
     return this.quantized.v;
   }
+  start(seq: number): number {
+    return seq < this.sequences ? seq * this.region : this.sequences * this.region + (seq - this.sequences) * this.prefixRegion;
+  }
+
+  regionRows(seq: number): number {
+    return seq < this.sequences ? this.region : this.prefixRegion;
+  }
+
+  /** int4: keys [0, quantLen) of the prefix are packed, the rest in `seq`'s ring (the cache keeps length >= quantLen). */
+  prefixSource(seq: number): { start: number; quantLen?: number; resStart?: number } {
+    if (!this.#int4) return { start: this.start(seq) };
+    return { start: this.start(seq), quantLen: this.#quantLens[seq]!, resStart: seq * this.quantized.ring };
+  }
+
+  get bytes(): number {
+    const q = this.quantized;
+    return [q.k, q.v, q.kScale, q.vScale, q.kZero, q.vZero, q.resK, q.resV].reduce((sum, t) => sum + (t?.byteLength ?? 0), 0);
+  }
+
   get bytesPerToken(): number {
     return this.quantized.bytesPerToken * this.quantized.k.shape[0]!;
   }
@@ -74,8 +105,9 @@ export class QuantKvStorage implements KvStorage {
   }
 
   #layout(): { kvStart: number[]; resStart: number[] } {
-    const kvStart = Array.from({ length: this.sequences }, (_, s) => s * this.region);
-    const resStart = Array.from({ length: this.sequences }, (_, s) => s * (this.#int4 ? this.quantized.ring : 0));
+    const n = this.sequences + this.prefixes;
+    const kvStart = Array.from({ length: n }, (_, s) => this.start(s));
+    const resStart = Array.from({ length: n }, (_, s) => s * (this.#int4 ? this.quantized.ring : 0));
     return { kvStart, resStart };
   }
 
@@ -106,7 +138,7 @@ export class QuantKvStorage implements KvStorage {
   }
 
   treeRoom(seq: number, length: number): number {
-    return this.#int4 ? this.quantized.ring - (length - this.#quantLens[seq]!) : this.capacity - length;
+    return this.#int4 ? this.quantized.ring - (length - this.#quantLens[seq]!) : this.regionRows(seq) - length;
   }
 
   commit(sequences: readonly KvCommitSequence[]): Promise<number[]> {

@@ -3,7 +3,10 @@
  * tensors here, quantized int8 / int4 / fp8 in kv-quant-storage.ts. A storage knows its rows
  * and formats; the cache keeps the committed lengths and hands them in.
  *
- * Sequence s owns rows [s * region, s * region + capacity) of every layer.
+ * Sequence s < sequences owns rows [s * region, s * region + capacity) of every layer; after
+ * them come the shared-prefix slots (KvCacheOptions.prefixes): slot j is sequence index
+ * sequences + j and owns prefixRegion rows (prefixCapacity usable) at
+ * sequences * region + j * prefixRegion.
  */
 import { ArgumentError, callNative } from '../errors.js';
 import { type KvCommitSequence, commitKvBatch } from '../kernels/kv-commit.js';
@@ -35,6 +38,16 @@ export interface KvStorage {
   readonly region: number;
   /** Rows per sequence a step may fill. */
   readonly capacity: number;
+  /** Rows of each shared-prefix slot a step may fill. */
+  readonly prefixCapacity: number;
+  /** First row of sequence (or prefix slot) `seq`'s region. */
+  start(seq: number): number;
+  /** Rows of sequence (or prefix slot) `seq`'s region. */
+  regionRows(seq: number): number;
+  /** Where the first `length` committed rows of `seq` are, for sequences reading them as a shared prefix (int4: packed length and ring). */
+  prefixSource(seq: number, length: number): { start: number; quantLen?: number; resStart?: number };
+  /** Bytes the storage holds (keys and values of every region, scales and int4 rings included). */
+  readonly bytes: number;
   /** The quantized storage, for the kernels that read it directly (prefix attention, tests). */
   readonly quantized: QuantizedKv | undefined;
   readonly bytesPerToken: number;
@@ -55,7 +68,9 @@ export interface KvStorage {
   quantizedLength(seq: number, length: number): number;
   /** int4: quantizes the completed key groups of every sequence now. */
   quantizeCompleted(lengths: readonly number[]): Promise<void>;
-  fork(from: number, to: number, length: number): void;
+  /** Copies rows [fromRow, fromRow + length) of `from`'s region into `to`'s region from row toRow (default 0, 0). */
+  fork(from: number, to: number, length: number, fromRow?: number, toRow?: number): void;
+  /** Grows the ordinary sequences' capacity; `lengths`: rows to keep of every region (prefix slots included). */
   grow(capacity: number, lengths: readonly number[]): void;
   dispose(): void;
 }
@@ -68,11 +83,40 @@ export class PlainKvStorage implements KvStorage {
   readonly quantized = undefined;
   readonly forkable = true;
 
-  constructor(config: ModelConfig, device: Device, capacity: number, readonly sequences: number, readonly dtype: FloatDType) {
+  constructor(
+    config: ModelConfig,
+    device: Device,
+    capacity: number,
+    readonly sequences: number,
+    readonly dtype: FloatDType,
+    readonly prefixes = 0,
+    readonly prefixCapacity = capacity,
+  ) {
     this.#capacity = capacity;
-    const shape = [config.nLayers, capacity * sequences, config.nKvHeads, config.headDim];
+    const shape = [config.nLayers, this.#rowsFor(capacity), config.nKvHeads, config.headDim];
     this.#k = Tensor.empty(shape, dtype, { device });
     this.#v = Tensor.empty(shape, dtype, { device });
+  }
+
+  /** Rows of every region for an ordinary capacity of `capacity`. */
+  #rowsFor(capacity: number): number {
+    return capacity * this.sequences + this.prefixCapacity * this.prefixes;
+  }
+
+  start(seq: number): number {
+    return seq < this.sequences ? seq * this.#capacity : this.sequences * this.#capacity + (seq - this.sequences) * this.prefixCapacity;
+  }
+
+  regionRows(seq: number): number {
+    return seq < this.sequences ? this.#capacity : this.prefixCapacity;
+  }
+
+  prefixSource(seq: number): { start: number } {
+    return { start: this.start(seq) };
+  }
+
+  get bytes(): number {
+    return this.#k.byteLength + this.#v.byteLength;
   }
 
   get k(): Tensor {
@@ -95,12 +139,12 @@ export class PlainKvStorage implements KvStorage {
     return { args: { k: this.#k.descriptor('cache.k'), v: this.#v.descriptor('cache.v') }, done: () => {} };
   }
 
-  treeRoom(_seq: number, length: number): number {
-    return this.#capacity - length;
+  treeRoom(seq: number, length: number): number {
+    return this.regionRows(seq) - length;
   }
 
   commit(sequences: readonly KvCommitSequence[]): Promise<number[]> {
-    const kvIndptr = Array.from({ length: this.sequences + 1 }, (_, s) => s * this.#capacity);
+    const kvIndptr = Array.from({ length: sequences.length + 1 }, (_, s) => this.start(s));
     return commitKvBatch(this.#k, this.#v, kvIndptr, sequences);
   }
 
@@ -112,19 +156,23 @@ export class PlainKvStorage implements KvStorage {
 
   async quantizeCompleted(): Promise<void> {}
 
-  fork(from: number, to: number, length: number): void {
-    const rows = this.#capacity * this.sequences;
-    if (from !== to) for (const t of [this.#k, this.#v]) copyRows(t, from * this.#capacity, t, to * this.#capacity, length, rows, rows);
+  /** Copies rows [fromRow, fromRow + length) of `from`'s region to `to`'s region from row toRow. */
+  fork(from: number, to: number, length: number, fromRow = 0, toRow = 0): void {
+    const rows = this.#rowsFor(this.#capacity);
+    if (from !== to || fromRow !== toRow) for (const t of [this.#k, this.#v]) copyRows(t, this.start(from) + fromRow, t, this.start(to) + toRow, length, rows, rows);
   }
 
+  /** Grows the ordinary sequences' regions (prefix slots keep theirs); `lengths`: the rows to keep of every region. */
   grow(capacity: number, lengths: readonly number[]): void {
     if (capacity === this.#capacity) return;
     const shape = [...this.#k.shape];
-    shape[1] = capacity * this.sequences;
-    const oldRows = this.#capacity * this.sequences;
+    shape[1] = this.#rowsFor(capacity);
+    const oldRows = this.#rowsFor(this.#capacity);
+    const oldStarts = lengths.map((_, s) => this.start(s));
+    const newStart = (s: number) => (s < this.sequences ? s * capacity : this.sequences * capacity + (s - this.sequences) * this.prefixCapacity);
     const [k, v] = [this.#k, this.#v].map((old) => {
       const t = Tensor.empty(shape, old.dtype, { device: old.device });
-      for (let s = 0; s < this.sequences; s++) copyRows(old, s * this.#capacity, t, s * capacity, lengths[s]!, oldRows, capacity * this.sequences);
+      lengths.forEach((len, s) => copyRows(old, oldStarts[s]!, t, newStart(s), len, oldRows, shape[1]!));
       old.dispose();
       return t;
     });
@@ -135,11 +183,11 @@ export class PlainKvStorage implements KvStorage {
 
   /** Copies of the first `count` rows of sequence `seq` as CPU tensors [nLayers, count, nKvHeads, headDim]. */
   async readRows(seq: number, count: number): Promise<{ k: Tensor; v: Tensor }> {
-    const rows = this.#capacity * this.sequences;
+    const rows = this.#rowsFor(this.#capacity);
     const [k, v] = await Promise.all(
       [this.#k, this.#v].map(async (src) => {
         const tmp = Tensor.empty([src.shape[0]!, count, src.shape[2]!, src.shape[3]!], src.dtype, { device: src.device });
-        copyRows(src, seq * this.#capacity, tmp, 0, count, rows, count);
+        copyRows(src, this.start(seq), tmp, 0, count, rows, count);
         const host = await tmp.to('cpu');
         if (host !== tmp) tmp.dispose();
         return host;
@@ -151,10 +199,10 @@ export class PlainKvStorage implements KvStorage {
   /** Writes rows shaped as readRows() gives them as the first k.shape[1] rows of sequence `seq` (checked by the caller). */
   async writeRows(seq: number, k: Tensor, v: Tensor): Promise<void> {
     const count = k.shape[1]!;
-    const rows = this.#capacity * this.sequences;
+    const rows = this.#rowsFor(this.#capacity);
     for (const [src, dst] of [[k, this.#k], [v, this.#v]] as const) {
       const dev = await src.to(dst.device);
-      copyRows(dev, 0, dst, seq * this.#capacity, count, count, rows);
+      copyRows(dev, 0, dst, this.start(seq), count, count, rows);
       if (dev !== src) dev.dispose();
     }
   }

@@ -378,7 +378,10 @@ export class Model {
 
   /**
    * Runs every layer over the step's tokens (one native call). Causal steps commit the
-   * tokens to the cache; tree steps leave them uncommitted.
+   * tokens to the cache; tree steps leave them uncommitted. A sequence with a shared prefix
+   * (KvCache.attachPrefix) attends to the prefix rows through prefix attention (the prefix part
+   * and its own part merged by LSE: equal to attention over the concatenated keys up to the
+   * summation order); its positions continue after the prefix.
    */
   async forward(cache: KvCache, step: ForwardSequence[], options: ForwardOptions = {}): Promise<ForwardResult> {
     const c = this.#prepare(cache, step);
@@ -639,6 +642,7 @@ export class Model {
       mask: c.isTree ? 2 : 1,
       ...(c.isTree ? { parents: Int32Array.from(c.parents) } : {}),
       ...plan.args,
+      ...(plan.prefix ? { prefix: plan.prefix } : {}),
       logitRows: Int32Array.from(rows),
     };
   }

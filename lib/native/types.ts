@@ -68,6 +68,14 @@ export interface NativeCudaInfo {
   devices: NativeCudaDevice[];
 }
 
+/** The shared prefixes of a forward / step call, one entry per step sequence (len 0: none). */
+export interface NativePrefixArgs {
+  start: Int32Array;
+  len: Int32Array;
+  quantLen?: Int32Array;
+  resStart?: Int32Array;
+}
+
 /** A Llama-family model held natively (csrc/napi/model_bindings.cc). */
 export interface NativeModelHandle {
   forward(args: {
@@ -83,6 +91,8 @@ export interface NativeModelHandle {
     v?: TensorDescriptor;
     /** A quantized cache instead of k and v (int4: the per-sequence ring starts and quantized lengths). */
     kvQuant?: { cache: NativeQuantKv; resStart?: Int32Array; quantLenBefore?: Int32Array; quantLenAfter?: Int32Array };
+    /** Shared prefixes (csrc/common/llama.h): sequence b first attends to cache rows [start[b], start[b] + len[b]) (int4: their packed length and ring). */
+    prefix?: NativePrefixArgs;
     logitRows: Int32Array;
     logits: TensorDescriptor;
     hidden?: TensorDescriptor;

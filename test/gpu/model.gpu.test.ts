@@ -20,6 +20,7 @@ import { cudaInfo } from '../../lib/native/backend.js';
 import { mismatches } from '../helpers/attention-reference.js';
 import { defineForwardSuites } from '../helpers/forward-suite.js';
 import { gpuGate } from '../helpers/gpu.js';
+import { definePrefixSuites } from '../helpers/prefix-suite.js';
 import { defineStoryPairTests } from '../helpers/strategy-suite.js';
 import { STORIES_REFERENCE_IDS, testModelsDir } from '../helpers/test-models.js';
 
@@ -36,6 +37,7 @@ function computeCapability(): number {
 }
 
 describe.runIf(gate.available)(`the forward pass on ${backend}`, () => defineForwardSuites({ backend }));
+describe.runIf(gate.available)(`shared prefixes in the forward pass on ${backend}`, () => definePrefixSuites({ backend }));
 
 describe.runIf(gate.available && dir)(`stories260K on ${backend}`, () => {
   const bin = join(dir ?? '', 'stories260K', 'stories260K.bin');

@@ -20,7 +20,8 @@ export interface ForwardSuiteOptions {
   isas?: string[];
 }
 
-const configs: Array<[string, ModelConfig]> = [
+/** The model shapes every forward suite runs (also the shared-prefix suite, test/helpers/prefix-suite.ts). */
+export const FORWARD_CONFIGS: Array<[string, ModelConfig]> = [
   ['GQA, interleaved RoPE, tied', randomConfig()],
   ['Qwen2-like: biases, half-split RoPE, untied, MQA', randomConfig({ architecture: 'qwen2', qkvBias: true, ropeStyle: 'half', tiedEmbeddings: false, nHeads: 2, nKvHeads: 1, headDim: 32 })],
   ['Llama-3 RoPE scaling, head size 8', randomConfig({ nHeads: 8, nKvHeads: 4, headDim: 8, ropeTheta: 500000, ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 16 } })],
@@ -92,7 +93,7 @@ export function defineForwardSuites({ backend, isas = ['auto'] }: ForwardSuiteOp
   // f32 weights and cache unless a test says otherwise (CUDA's default weights are f16).
   const f32 = async (config: ModelConfig, tensors: Map<string, Tensor>) => Model.fromWeights({ config, tensors }, { backend, dtype: 'f32' });
 
-  describe.each(configs)(`forward on ${backend}: %s`, (_name, config) => {
+  describe.each(FORWARD_CONFIGS)(`forward on ${backend}: %s`, (_name, config) => {
     const tensors = randomWeights(config, 7);
     const ref = llamaReference(config, tensors, prompt);
 

@@ -5,13 +5,29 @@
  * sequence reads the prefix for itself: one attention over the prefix rows, every sequence
  * pointing at the same physical rows as a paged cache with prefix sharing would, one over the
  * suffixes, and a merge). Reports the speedup and the cost of growing the prefix.
+ *
+ * Then the same inside the model ("shared-prefix model step"): n = 4 and 8 sequences that
+ * share a long prompt of P tokens and each hold S own tokens take one greedy decode step
+ * (Model.step, one token each), the prompt held once in a prefix slot of the cache
+ * (KvCache.attachPrefix: prefix attention in every layer) against forked copies of it (each
+ * sequence's own rows hold the whole prompt), on stories260K (P = 448) and a SmolLM-135M shape
+ * with random weights (P = 1024; --quick 512). KV bytes of exactly sized caches:
+ *   forked  n (P + S) rows,   shared  P + n S rows,   a row = 2 layers kvHeads headDim bytes(dtype).
  */
+import { join } from 'node:path';
+
+import { loadModel } from '../../model/load.js';
+import { Model } from '../../model/model.js';
+import type { KvCache } from '../../model/kv-cache.js';
+import { MODEL_PRESETS } from '../../model/presets.js';
+import { findBenchModel } from '../models.js';
+import { fastRandomWeights } from './generate.js';
 
 import { attention, mergeStates } from '../../kernels/attention.js';
 import { prefixAttention } from '../../kernels/prefix-attention.js';
 import { dtypeSize, type FloatDType } from '../../tensor/dtype.js';
 import { type BenchRow, type Timing, time } from '../harness.js';
-import type { Suite, SuiteContext } from './types.js';
+import type { BenchStep, Suite, SuiteContext } from './types.js';
 import { randomTensor } from './util.js';
 
 interface PrefixConfig {
@@ -80,9 +96,115 @@ function row(ctx: SuiteContext, c: PrefixConfig, m: { prefix: Timing; plain: Tim
   };
 }
 
+function timingOf(samples: number[]): Timing {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.round(p * (s.length - 1))))]!;
+  return { medianMs: at(0.5), p10Ms: at(0.1), p90Ms: at(0.9), repeats: s.length };
+}
+
+/**
+ * One greedy decode step of n sequences, shared prefix against forked copies, on `model`:
+ * prefill once each way, then alternate timed steps (each rolled back after timing, so every
+ * step sees the same cache) until the budget is spent.
+ */
+async function modelStep(ctx: SuiteContext, model: Model, label: string, n: number, P: number): Promise<BenchRow> {
+  const vocab = model.config.vocabSize;
+  const S = 16; // own tokens per sequence before the timed step
+  const prompt = Array.from({ length: P }, (_, i) => 1 + ((i * 7919) % (vocab - 1)));
+  const own = (b: number) => Array.from({ length: S }, (_, i) => 1 + ((b * 131 + i * 17) % (vocab - 1)));
+  const seqs = Array.from({ length: n }, (_, b) => b);
+  const shared = model.createCache({ capacity: S + 1, sequences: n, prefixes: 1, prefixCapacity: P });
+  const forked = model.createCache({ capacity: P + S + 1, sequences: n });
+  const caches: KvCache[] = [shared, forked];
+  try {
+    const slot = shared.prefixSlot(0);
+    await model.forward(shared, [{ sequence: slot, tokens: prompt }]).then((r) => r.logits.dispose());
+    seqs.forEach((b) => shared.attachPrefix(b, slot));
+    await model.forward(forked, [{ sequence: 0, tokens: prompt }]).then((r) => r.logits.dispose());
+    seqs.slice(1).forEach((b) => forked.fork(0, b));
+    for (const c of caches) await model.forward(c, seqs.map((b) => ({ sequence: b, tokens: own(b) }))).then((r) => r.logits.dispose());
+    const step = async (c: KvCache) => {
+      const t0 = performance.now();
+      await model.step(c, seqs.map((b) => ({ sequence: b, tokens: [1 + (b % (vocab - 1))] })));
+      const ms = performance.now() - t0;
+      seqs.forEach((b) => c.truncate(b, P + S));
+      return ms;
+    };
+    const samples: number[][] = [[], []];
+    for (const c of caches) await step(c); // warm-up
+    const start = performance.now();
+    while (samples[0]!.length < 3 || (performance.now() - start < 2 * ctx.budgetMs && samples[0]!.length < 50)) {
+      for (let i = 0; i < 2; i++) samples[i]!.push(await step(caches[i]!));
+    }
+    const [ts, tf] = samples.map(timingOf) as [Timing, Timing];
+    const c = model.config;
+    const rowBytes = 2 * c.nLayers * c.nKvHeads * c.headDim * 4; // f32 cache
+    return {
+      suite: 'prefix',
+      name: 'shared-prefix model step',
+      backend: ctx.backend,
+      config: { model: label, n, prompt: P, own: S, kv: 'f32' },
+      timing: ts,
+      metric: 'tokens/s',
+      value: (n * 1000) / ts.medianMs,
+      formula: 'n tokens per greedy decode step (Model.step) / time; KV bytes: forked n (P + S) rows, shared P + n S rows, a row = 2 layers kvHeads headDim 4',
+      peers: [{ name: 'forked copies', medianMs: tf.medianMs, speedup: tf.medianMs / ts.medianMs }],
+      notes: {
+        'KV MB shared': ((P + n * S) * rowBytes) / 1e6,
+        'KV MB forked': (n * (P + S) * rowBytes) / 1e6,
+        'KV forked / shared': (n * (P + S)) / (P + n * S),
+        'allocated MB shared / forked': `${(shared.bytes / 1e6).toFixed(2)} / ${(forked.bytes / 1e6).toFixed(2)}`,
+      },
+    };
+  } finally {
+    caches.forEach((x) => x.dispose());
+  }
+}
+
+/** The model-step rows: the tiny real model (when found) and a bigger random shape. */
+function modelSteps(ctx: SuiteContext): BenchStep[] {
+  const steps: BenchStep[] = [];
+  const stories = findBenchModel(join('stories260K', 'stories260K.bin'));
+  for (const n of [4, 8]) {
+    steps.push(
+      stories.path
+        ? {
+            label: `model step stories260K n=${n}`,
+            run: async () => {
+              const { model } = await loadModel(stories.path!, { backend: ctx.device });
+              try {
+                return await modelStep(ctx, model, 'stories260K', n, 448);
+              } finally {
+                model.dispose();
+              }
+            },
+          }
+        : { label: `model step stories260K n=${n}`, run: async () => Promise.reject(new Error(stories.reason)), skip: stories.reason! },
+    );
+  }
+  const preset = 'smollm-135m';
+  const P = ctx.quick ? 512 : 1024;
+  for (const n of [4, 8]) {
+    steps.push({
+      label: `model step ${preset} n=${n}`,
+      run: async () => {
+        const tensors = fastRandomWeights(preset);
+        const model = await Model.fromWeights({ config: MODEL_PRESETS[preset]!, tensors }, { backend: ctx.device, dtype: 'f32' });
+        tensors.forEach((t) => t.dispose());
+        try {
+          return await modelStep(ctx, model, `${preset} (random)`, n, P);
+        } finally {
+          model.dispose();
+        }
+      },
+    });
+  }
+  return steps;
+}
+
 export const prefixSuite: Suite = {
   name: 'prefix',
-  description: 'shared-prefix (Hydragen) decode attention against per-sequence decode attention',
+  description: 'shared-prefix (Hydragen) decode attention against per-sequence decode attention; a model decode step with the prompt shared against forked copies',
   plan(ctx) {
     const cpu = ctx.backend === 'cpu';
     const dtype: FloatDType = 'bf16';
@@ -103,6 +225,6 @@ export const prefixSuite: Suite = {
         });
       }
     }
-    return steps;
+    return [...steps, ...modelSteps(ctx)];
   },
 };
