@@ -1,16 +1,21 @@
 /** The goodput controller's cost model (lib/decode/controller.ts). */
 
-/** Costs (ms) as a function of a count: EMA per count, linear in between and beyond. */
+/**
+ * Costs (ms) as a function of a count: EMA per count, linear in between and beyond.
+ * `spike`: a measurement above spike x the current mean counts as spike x the mean (a shared
+ * machine's preemptions last one step and are 5-20x a step; a real change of cost still moves
+ * the mean by alpha x (spike - 1) per step). Infinity: every measurement as it is.
+ */
 export class CostCurve {
   readonly #ema = new Map<number, number>();
   #keys: number[] = [];
-  constructor(readonly alpha = 0.25) {}
+  constructor(readonly alpha = 0.25, readonly spike = Infinity) {}
 
   observe(n: number, ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) return;
     const old = this.#ema.get(n);
     if (old === undefined) this.#keys = [...this.#keys, n].sort((a, b) => a - b);
-    this.#ema.set(n, old === undefined ? ms : old + this.alpha * (ms - old));
+    this.#ema.set(n, old === undefined ? ms : old + this.alpha * (Math.min(ms, this.spike * old) - old));
   }
 
   /** Whether `n` itself has been measured. */

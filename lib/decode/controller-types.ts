@@ -1,4 +1,5 @@
 /** The goodput controller's options and observations (lib/decode/controller.ts). */
+import type { CostCurve } from './controller-costs.js';
 
 export interface GoodputOptions {
   /** Largest draft size (chain length or tree nodes) to consider. */
@@ -16,6 +17,18 @@ export interface GoodputOptions {
   priorAcceptance?: number;
   /** Forgetting rate of the acceptance means per step (default 0.02). */
   alpha?: number;
+  /**
+   * Cost curves measured by earlier generations on the same target and proposer
+   * (controller-memory.ts): this controller starts from them and keeps measuring into them.
+   * Absent: fresh curves.
+   */
+  costs?: SharedCosts;
+}
+
+/** A target pass's cost by rows and the proposer's by draft size (ms), shared between generations. */
+export interface SharedCosts {
+  verify: CostCurve;
+  draft: CostCurve;
 }
 
 /** What one step did, for the controller. */

@@ -8,7 +8,11 @@
  *   choice      the sizes maximising expected tokens / (draft + verify) ms (controller-search.ts)
  *   exploration a sequence held at size 0 probes the smallest size after `probeEvery` steps; each
  *               probe that does not bring drafting back doubles the wait (up to 16x), a size
- *               chosen on its merits resets it.
+ *               chosen on its merits resets it. No probe (nor search) while no size could pay
+ *               even if every draft token passed: (B + k) / (draft(k) + verify(B + k)) <=
+ *               B / verify(B) for every k (a draft as dear as the target: the tiny pair).
+ *   robustness  a target pass is taken to cost at least a plain step (verify(n) >= verify(B));
+ *               one measurement counts at most 2x the mean (CostCurve.spike: preemptions).
  */
 
 import { AcceptanceModel, type SeqState } from './controller-acceptance.js';
@@ -17,13 +21,13 @@ import { searchSizes, sizeCandidates } from './controller-search.js';
 import type { GoodputOptions, StepObservation } from './controller-types.js';
 
 export { CostCurve } from './controller-costs.js';
-export type { GoodputOptions, StepObservation } from './controller-types.js';
+export type { GoodputOptions, SharedCosts, StepObservation } from './controller-types.js';
 
 export class GoodputController {
   readonly maxDraft: number;
   readonly mode: 'chain' | 'tree';
-  readonly verify = new CostCurve();
-  readonly draft = new CostCurve();
+  readonly verify: CostCurve;
+  readonly draft: CostCurve;
   readonly #initial: number;
   readonly #probeEvery: number;
   readonly #acc: AcceptanceModel;
@@ -32,12 +36,16 @@ export class GoodputController {
   readonly chosen = new Map<number, number>();
   /** Plain steps since the last full search that chose size 0 for the whole batch. */
   #idleSearch = -1;
+  /** At the last search, no size could pay even at full acceptance (no probes then). */
+  #hopeless = false;
 
   constructor(o: GoodputOptions) {
     this.maxDraft = Math.max(0, Math.floor(o.maxDraft));
     this.mode = o.mode;
     this.#initial = Math.min(o.initial ?? 4, this.maxDraft);
     this.#probeEvery = o.probeEvery ?? 16;
+    this.verify = o.costs?.verify ?? new CostCurve(0.25, 2);
+    this.draft = o.costs?.draft ?? new CostCurve(0.25, 2);
     this.#acc = new AcceptanceModel(this.mode, this.maxDraft, o.priorAcceptance ?? 0.6, o.alpha ?? 0.02, this.#probeEvery);
     this.candidates = sizeCandidates(this.mode, this.maxDraft);
   }
@@ -65,7 +73,20 @@ export class GoodputController {
   goodput(seqs: readonly number[], ks: readonly number[]): number {
     const tokens = seqs.reduce((t, s, i) => t + this.expectedTokens(s, ks[i]!), 0);
     const rows = ks.reduce((r, k) => r + k + 1, 0);
-    return tokens / (this.draftCost(Math.max(0, ...ks)) + this.verifyCost(rows));
+    return tokens / (this.draftCost(Math.max(0, ...ks)) + this.#verifyAbove(seqs.length)(rows));
+  }
+
+  /** verifyCost, never below a plain step of the batch (B rows): more rows never cost less. */
+  #verifyAbove(B: number): (rows: number) => number {
+    const plain = this.verifyCost(B);
+    return (rows) => Math.max(plain, this.verifyCost(rows));
+  }
+
+  /** Whether some size could beat plain steps for one sequence of B if every draft token passed. */
+  #couldPay(B: number): boolean {
+    const verify = this.#verifyAbove(B);
+    const plain = B / verify(B);
+    return this.candidates.some((k) => k > 0 && (B + k) / (this.draftCost(k) + verify(B + k)) > plain);
   }
 
   /** The draft size of each sequence for this step (sequences: the live ones, in batch order). */
@@ -74,17 +95,19 @@ export class GoodputController {
     const states = seqs.map((s) => this.#acc.seq(s));
     // Start: one speculative step at the initial size, then one plain step (the baseline cost).
     if (this.verify.size === 0) return this.#record(seqs.map(() => this.#initial));
-    if (!this.verify.has(seqs.length)) return this.#record(seqs.map(() => 0));
+    const zeros = seqs.map(() => 0);
+    if (!this.verify.has(seqs.length)) return this.#record(zeros);
     // While the search says 0 for everyone, nothing it reads changes but the plain step's
     // cost (acceptance moves only on drafts): search again every `RESEARCH` steps, not every
     // step (the search costs about a tiny model's decode step).
     if (this.#idleSearch >= 0 && this.#idleSearch < GoodputController.RESEARCH) {
       this.#idleSearch++;
-      return this.#record(this.#probes(states, seqs.map(() => 0)));
+      return this.#record(this.#hopeless ? zeros : this.#probes(states, zeros));
     }
-    const ks = searchSizes(this.candidates, seqs.map((s) => this.#acc.expectedTable(s)), (k) => this.draftCost(k), (n) => this.verifyCost(n));
+    this.#hopeless = !this.#couldPay(seqs.length);
+    const ks = this.#hopeless ? zeros : searchSizes(this.candidates, seqs.map((s) => this.#acc.expectedTable(s)), (k) => this.draftCost(k), this.#verifyAbove(seqs.length));
     this.#idleSearch = ks.every((k) => k === 0) ? 0 : -1;
-    return this.#record(this.#probes(states, ks));
+    return this.#record(this.#hopeless ? zeros : this.#probes(states, ks));
   }
 
   /** Search again every this many steps while the search gives 0 to every sequence. */
