@@ -25,10 +25,28 @@ export interface GoodputOptions {
   costs?: SharedCosts;
 }
 
-/** A target pass's cost by rows and the proposer's by draft size (ms), shared between generations. */
+/**
+ * What a controller learned, shared between generations (controller-memory.ts): a target
+ * pass's cost by rows and the proposer's by draft size (ms), and the batch-wide acceptance
+ * (per depth: decayed mean and weight; trees: emitted tokens per node budget).
+ */
 export interface SharedCosts {
   verify: CostCurve;
   draft: CostCurve;
+  acceptance?: SharedAcceptance;
+}
+
+export interface SharedAcceptance {
+  accept: number[];
+  weight: number[];
+  treeTokens: Map<number, TreeBucket>;
+}
+
+/** Trees of one node budget: emitted tokens and draft depth (decayed means), and their weight. */
+export interface TreeBucket {
+  tokens: number;
+  depth: number;
+  weight: number;
 }
 
 /** What one step did, for the controller. */

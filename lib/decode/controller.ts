@@ -12,12 +12,12 @@
  *               even if every draft token passed: (B + k) / (draft(k) + verify(B + k)) <=
  *               B / verify(B) for every k (a draft as dear as the target: the tiny pair).
  *   robustness  a target pass is taken to cost at least a plain step (verify(n) >= verify(B));
- *               one measurement counts at most 2x the mean (CostCurve.spike: preemptions).
+ *               costs are medians of the last 7 measurements per count (preemptions).
  */
 
 import { AcceptanceModel, type SeqState } from './controller-acceptance.js';
 import { CostCurve } from './controller-costs.js';
-import { searchSizes, sizeCandidates } from './controller-search.js';
+import { couldPay, probeSizes, searchSizes, sizeCandidates } from './controller-search.js';
 import type { GoodputOptions, StepObservation } from './controller-types.js';
 
 export { CostCurve } from './controller-costs.js';
@@ -44,9 +44,9 @@ export class GoodputController {
     this.mode = o.mode;
     this.#initial = Math.min(o.initial ?? 4, this.maxDraft);
     this.#probeEvery = o.probeEvery ?? 16;
-    this.verify = o.costs?.verify ?? new CostCurve(0.25, 2);
-    this.draft = o.costs?.draft ?? new CostCurve(0.25, 2);
-    this.#acc = new AcceptanceModel(this.mode, this.maxDraft, o.priorAcceptance ?? 0.6, o.alpha ?? 0.02, this.#probeEvery);
+    this.verify = o.costs?.verify ?? new CostCurve(0.25, 7);
+    this.draft = o.costs?.draft ?? new CostCurve(0.25, 7);
+    this.#acc = new AcceptanceModel(this.mode, this.maxDraft, o.priorAcceptance ?? 0.6, o.alpha ?? 0.02, this.#probeEvery, o.costs?.acceptance);
     this.candidates = sizeCandidates(this.mode, this.maxDraft);
   }
 
@@ -66,7 +66,7 @@ export class GoodputController {
   }
   draftCost(budget: number): number {
     if (budget === 0) return 0;
-    return this.draft.estimate(budget, 1 / Math.max(1, budget)) ?? 0.1 * this.verifyCost(1) * budget; // before any measurement: a cheap draft
+    return this.draft.estimate(budget, 1 / Math.max(1, budget), true) ?? 0.1 * this.verifyCost(1) * budget; // before any measurement: a cheap draft
   }
 
   /** Expected tokens per ms of the batch with sizes `ks` (sequences `seqs`). */
@@ -80,13 +80,6 @@ export class GoodputController {
   #verifyAbove(B: number): (rows: number) => number {
     const plain = this.verifyCost(B);
     return (rows) => Math.max(plain, this.verifyCost(rows));
-  }
-
-  /** Whether some size could beat plain steps for one sequence of B if every draft token passed. */
-  #couldPay(B: number): boolean {
-    const verify = this.#verifyAbove(B);
-    const plain = B / verify(B);
-    return this.candidates.some((k) => k > 0 && (B + k) / (this.draftCost(k) + verify(B + k)) > plain);
   }
 
   /** The draft size of each sequence for this step (sequences: the live ones, in batch order). */
@@ -104,7 +97,7 @@ export class GoodputController {
       this.#idleSearch++;
       return this.#record(this.#hopeless ? zeros : this.#probes(states, zeros));
     }
-    this.#hopeless = !this.#couldPay(seqs.length);
+    this.#hopeless = !couldPay(this.candidates, seqs.length, (k) => this.draftCost(k), this.#verifyAbove(seqs.length));
     const ks = this.#hopeless ? zeros : searchSizes(this.candidates, seqs.map((s) => this.#acc.expectedTable(s)), (k) => this.draftCost(k), this.#verifyAbove(seqs.length));
     this.#idleSearch = ks.every((k) => k === 0) ? 0 : -1;
     return this.#record(this.#hopeless ? zeros : this.#probes(states, ks));
@@ -112,21 +105,8 @@ export class GoodputController {
 
   /** Search again every this many steps while the search gives 0 to every sequence. */
   static readonly RESEARCH = 8;
-  // Probes: a sequence idle for its probe gap tries the smallest size once; a probe followed by
-  // size 0 again doubles the gap (up to 16x), a size chosen on its merits resets it.
   #probes(states: SeqState[], best: number[]): number[] {
-    const probe = this.#probeEvery;
-    return best.map((k, i) => {
-      const st = states[i]!;
-      if (k > 0) {
-        st.probed = false;
-        st.probeGap = probe;
-        return k;
-      }
-      if (st.probed) st.probeGap = Math.min(16 * probe, 2 * st.probeGap);
-      st.probed = probe > 0 && st.idle >= st.probeGap;
-      return st.probed ? this.candidates[1]! : 0;
-    });
+    return probeSizes(states, best, this.#probeEvery, this.candidates[1]!);
   }
 
   #record(ks: number[]): number[] {

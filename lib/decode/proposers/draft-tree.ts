@@ -1,7 +1,7 @@
 /**
  * DraftTreeProposer: a dynamic draft tree in the manner of EAGLE-2: each depth expands the top-k
- * children of the frontier, keeping the `width` nodes of highest cumulative draft probability,
- * up to a node budget. Siblings are deterministic (top-k), so sampling verifies them with point
+ * children of the frontier, keeping the `width` nodes of highest cumulative draft probability;
+ * the tree returned is the `budget` nodes of highest probability among them (topNodes). Siblings are deterministic (top-k), so sampling verifies them with point
  * masses. The draft model runs one tree forward per depth over its own cache (draft-state.ts).
  */
 import type { Model } from '../../model/model.js';
@@ -15,7 +15,7 @@ export interface DraftTreeOptions {
   topK?: number;
   /** Nodes kept per depth (default 4). */
   width?: number;
-  /** Tree depth at most (default 5). */
+  /** Tree depth at most (default 6). */
   depth?: number;
   /** Node budget (default 24). */
   nodes?: number;
@@ -27,7 +27,7 @@ export class DraftTreeProposer implements Proposer {
   readonly #o: Required<DraftTreeOptions>;
   constructor(draft: Model, options: DraftTreeOptions = {}) {
     this.#state = new DraftState(draft);
-    this.#o = { topK: options.topK ?? 4, width: options.width ?? 4, depth: options.depth ?? 5, nodes: options.nodes ?? 24 };
+    this.#o = { topK: options.topK ?? 4, width: options.width ?? 4, depth: options.depth ?? 6, nodes: options.nodes ?? 24 };
   }
 
   start(prompts: readonly (readonly number[])[], capacity: number): void {
@@ -43,14 +43,18 @@ export class DraftTreeProposer implements Proposer {
     const score: number[] = []; // cumulative log probability of each node
     // frontier: [node index (-1 = pending), its logits, its score]
     let frontier: Array<{ node: number; logits: Float32Array; score: number }> = [{ node: -1, logits: rootLogits, score: 0 }];
-    for (let d = 0; d < this.#o.depth && tokens.length < budget && frontier.length; d++) {
+    // A tree of `budget` nodes is at most `budget` deep: expand min(depth, budget) levels of
+    // min(width, budget) nodes each, then keep the `budget` nodes of highest score (below).
+    const depth = Math.min(this.#o.depth, budget);
+    const width = Math.min(this.#o.width, budget);
+    for (let d = 0; d < depth && frontier.length; d++) {
       const candidates: Array<{ parent: number; token: number; score: number }> = [];
       for (const f of frontier) {
         const lp = logSoftmax(f.logits);
         for (const t of topIndices(lp, this.#o.topK)) candidates.push({ parent: f.node, token: t, score: f.score + lp[t]! });
       }
       candidates.sort((a, b) => b.score - a.score);
-      const chosen = candidates.slice(0, Math.min(this.#o.width, budget - tokens.length));
+      const chosen = candidates.slice(0, width);
       const added: number[] = [];
       for (const c of chosen) {
         added.push(tokens.length);
@@ -58,7 +62,7 @@ export class DraftTreeProposer implements Proposer {
         parents.push(c.parent);
         score.push(c.score);
       }
-      if (d + 1 >= this.#o.depth || tokens.length >= budget) break;
+      if (d + 1 >= depth) break;
       // One draft tree step over the whole tree so far (uncommitted), logits of the new nodes.
       const { logits } = await this.#state.draft.forward(
         this.#state.cache!,
@@ -70,12 +74,36 @@ export class DraftTreeProposer implements Proposer {
       frontier = added.map((node, i) => ({ node, logits: all.slice(i * vocab, (i + 1) * vocab), score: score[node]! }));
       logits.dispose();
     }
-    return { tokens, parents };
+    return topNodes(tokens, parents, score, budget);
   }
 
   dispose(): void {
     this.#state.dispose();
   }
+}
+
+/**
+ * The `budget` nodes of highest score (cumulative draft log probability; ties to the earlier
+ * node), in their original order with parents renumbered (EAGLE-2's reranking). A child's
+ * score is at most its parent's and a parent comes first, so the kept nodes form a tree: a
+ * small budget keeps the likeliest path (a chain when the draft is confident), a large one
+ * adds the likeliest branches.
+ */
+export function topNodes(tokens: number[], parents: number[], score: number[], budget: number): DraftTree {
+  if (tokens.length <= budget) return { tokens, parents };
+  const order = tokens.map((_, i) => i).sort((a, b) => score[b]! - score[a]! || a - b);
+  const kept = new Set(order.slice(0, budget));
+  const out: DraftTree = { tokens: [], parents: [] };
+  const index = new Map<number, number>();
+  for (let n = 0; n < tokens.length; n++) {
+    const p = parents[n]!;
+    // (A NaN score could break the order's guarantee: a node whose parent went is dropped.)
+    if (!kept.has(n) || (p >= 0 && !index.has(p))) continue;
+    index.set(n, out.tokens.length);
+    out.tokens.push(tokens[n]!);
+    out.parents.push(p < 0 ? -1 : index.get(p)!);
+  }
+  return out;
 }
 
 function logSoftmax(logits: Float32Array): Float64Array {
