@@ -15,8 +15,18 @@ export class CostCurve {
     readonly window = 1,
   ) {}
 
+  readonly #stamp = new Map<number, number>();
+  #observations = 0;
+
+  /** Measurements (of any count) since `n` was last measured; Infinity if never. */
+  age(n: number): number {
+    const t = this.#stamp.get(n);
+    return t === undefined ? Infinity : this.#observations - t;
+  }
+
   observe(n: number, ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) return;
+    this.#stamp.set(n, ++this.#observations);
     const old = this.#ema.get(n);
     if (old === undefined) this.#keys = [...this.#keys, n].sort((a, b) => a - b);
     if (this.window <= 1) {
@@ -47,7 +57,7 @@ export class CostCurve {
    * smallest: the smallest's cost scaled down by the same slope, never below 0.
    * `proportional`: beyond the largest, at least the largest's cost scaled by n / largest (a
    * cost that grows with the count, such as a draft's, is not taken to stop growing where
-   * the measurements stop).
+   * the measurements stop); below a single measured count, its cost scaled by n / count.
    */
   estimate(n: number, priorSlope = 0, proportional = false): number | undefined {
     const exact = this.#ema.get(n);
@@ -69,6 +79,7 @@ export class CostCurve {
       return proportional && last > 0 ? Math.max(linear, (v(last) * n) / last) : linear;
     }
     const first = keys[0]!;
+    if (proportional && keys.length < 2) return (v(first) * n) / first;
     const slope = keys.length >= 2 ? slopeOf(first, keys[1]!) : priorSlope * v(first);
     return Math.max(0, v(first) - slope * (first - n));
   }

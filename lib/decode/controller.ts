@@ -100,11 +100,15 @@ export class GoodputController {
     this.#hopeless = !couldPay(this.candidates, seqs.length, (k) => this.draftCost(k), this.#verifyAbove(seqs.length));
     const ks = this.#hopeless ? zeros : searchSizes(this.candidates, seqs.map((s) => this.#acc.expectedTable(s)), (k) => this.draftCost(k), this.#verifyAbove(seqs.length));
     this.#idleSearch = ks.every((k) => k === 0) ? 0 : -1;
+    // Drafting every step leaves the plain step's cost unmeasured while the machine's load
+    // moves the others: measure it again every REFRESH steps.
+    if (this.#idleSearch < 0 && this.verify.age(seqs.length) > GoodputController.REFRESH) return this.#record(zeros);
     return this.#record(this.#hopeless ? zeros : this.#probes(states, ks));
   }
 
   /** Search again every this many steps while the search gives 0 to every sequence. */
   static readonly RESEARCH = 8;
+  static readonly REFRESH = 32;
   #probes(states: SeqState[], best: number[]): number[] {
     return probeSizes(states, best, this.#probeEvery, this.candidates[1]!);
   }
