@@ -9,19 +9,9 @@
  *           k reached; a budget never measured: the chain value at depth min(k, 6) (a
  *           confident draft's tree of k nodes) plus one token, so that it is tried; at most 1 + k.
  */
-import type { SharedAcceptance, StepObservation, TreeBucket } from './controller-types.js';
+import type { SeqState, SharedAcceptance, StepObservation, TreeBucket } from './controller-types.js';
 
-export interface SeqState {
-  /** Per depth (0: the first draft token): conditional acceptance EMA and its weight. */
-  accept: number[];
-  weight: number[];
-  /** Steps in a row at size 0. */
-  idle: number;
-  /** Steps at size 0 before the next probe, and whether the last size was a probe. */
-  probeGap: number;
-  probed: boolean;
-  steps: number;
-}
+export type { SeqState } from './controller-types.js';
 
 export class AcceptanceModel {
   readonly #seqs = new Map<number, SeqState>();
@@ -97,11 +87,7 @@ export class AcceptanceModel {
     return e;
   }
 
-  /**
-   * Feeds a step's per-sequence outcomes into the acceptance means (exponential forgetting:
-   * weights decay by 1 - alpha per step that drafted; steps without drafts tell nothing new,
-   * so a plain stretch keeps what was measured and only probes bring drafting back).
-   */
+  /** A step's outcomes into the means; weights decay by 1 - alpha per step that drafted (a plain stretch keeps what was measured). */
   observe(sequences: StepObservation['sequences']): void {
     const keep = 1 - this.alpha;
     if (sequences.some((x) => x.drafted > 0)) for (let j = 0; j < this.#weight.length; j++) this.#weight[j]! *= keep;

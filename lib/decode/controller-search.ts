@@ -1,4 +1,4 @@
-import type { SeqState } from './controller-acceptance.js';
+import type { SeqState } from './controller-types.js';
 
 /**
  * The goodput controller's search (lib/decode/controller.ts): for a batch with per-sequence

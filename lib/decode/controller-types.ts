@@ -61,3 +61,16 @@ export interface StepObservation {
   /** Per live sequence: its id, the budget it was given, the draft's size and depth, and how many nodes were accepted. */
   sequences: Array<{ sequence: number; budget: number; drafted: number; depth: number; accepted: number }>;
 }
+
+/** A sequence's state in the acceptance model (controller-acceptance.ts) and the probes. */
+export interface SeqState {
+  /** Per depth (0: the first draft token): conditional acceptance EMA and its weight. */
+  accept: number[];
+  weight: number[];
+  /** Steps in a row at size 0. */
+  idle: number;
+  /** Steps at size 0 before the next probe, and whether the last size was a probe. */
+  probeGap: number;
+  probed: boolean;
+  steps: number;
+}

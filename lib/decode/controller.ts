@@ -2,8 +2,9 @@
  * The goodput controller: each step, the draft size (chain length or tree node budget, 0
  * included) of every live sequence that maximises the expected tokens per second, from costs
  * and acceptance measured online on this machine and model (SpecDec++, SmartSpec).
- *   costs       a target pass as a function of the rows it computes, the proposer's time as a
- *               function of the draft size (controller-costs.ts: EMA per count, linear between)
+ *   costs       a target pass by the rows it computes, the proposer's time by the draft size
+ *               (controller-costs.ts: the median of the last 7 per count, linear between; shared
+ *               between generations of the same target and proposer: controller-memory.ts)
  *   acceptance  per depth for chains, per node budget for trees (controller-acceptance.ts)
  *   choice      the sizes maximising expected tokens / (draft + verify) ms (controller-search.ts)
  *   exploration a sequence held at size 0 probes the smallest size after `probeEvery` steps; each
@@ -11,14 +12,13 @@
  *               chosen on its merits resets it. No probe (nor search) while no size could pay
  *               even if every draft token passed: (B + k) / (draft(k) + verify(B + k)) <=
  *               B / verify(B) for every k (a draft as dear as the target: the tiny pair).
- *   robustness  a target pass is taken to cost at least a plain step (verify(n) >= verify(B));
- *               costs are medians of the last 7 measurements per count (preemptions).
+ *   robustness  a target pass costs at least a plain step (verify(n) >= verify(B)), measured
+ *               again every REFRESH steps while drafting.
  */
-
-import { AcceptanceModel, type SeqState } from './controller-acceptance.js';
+import { AcceptanceModel } from './controller-acceptance.js';
 import { CostCurve } from './controller-costs.js';
 import { couldPay, probeSizes, searchSizes, sizeCandidates } from './controller-search.js';
-import type { GoodputOptions, StepObservation } from './controller-types.js';
+import type { GoodputOptions, SeqState, StepObservation } from './controller-types.js';
 
 export { CostCurve } from './controller-costs.js';
 export type { GoodputOptions, SharedCosts, StepObservation } from './controller-types.js';
@@ -50,15 +50,9 @@ export class GoodputController {
     this.candidates = sizeCandidates(this.mode, this.maxDraft);
   }
 
-  /** Acceptance of depth j for sequence s (controller-acceptance.ts). */
-  acceptance(s: number, j: number): number {
-    return this.#acc.acceptance(s, j);
-  }
-
-  /** Expected emitted tokens of a step of size k for sequence s (the bonus token included). */
-  expectedTokens(s: number, k: number): number {
-    return this.#acc.expectedTokens(s, k);
-  }
+  /** Acceptance of depth j for sequence s, and the expected emitted tokens of a step of size k (the bonus token included): controller-acceptance.ts. */
+  acceptance = (s: number, j: number): number => this.#acc.acceptance(s, j);
+  expectedTokens = (s: number, k: number): number => this.#acc.expectedTokens(s, k);
 
   /** Estimated ms of the target pass over `rows` rows, and of the proposer at `budget`. */
   verifyCost(rows: number): number {
@@ -91,8 +85,7 @@ export class GoodputController {
     const zeros = seqs.map(() => 0);
     if (!this.verify.has(seqs.length)) return this.#record(zeros);
     // While the search says 0 for everyone, nothing it reads changes but the plain step's
-    // cost (acceptance moves only on drafts): search again every `RESEARCH` steps, not every
-    // step (the search costs about a tiny model's decode step).
+    // cost (acceptance moves only on drafts): search again every `RESEARCH` steps.
     if (this.#idleSearch >= 0 && this.#idleSearch < GoodputController.RESEARCH) {
       this.#idleSearch++;
       return this.#record(this.#hopeless ? zeros : this.#probes(states, zeros));
@@ -106,7 +99,7 @@ export class GoodputController {
     return this.#record(this.#hopeless ? zeros : this.#probes(states, ks));
   }
 
-  /** Search again every this many steps while the search gives 0 to every sequence. */
+  /** Search again every RESEARCH steps while the search gives 0 to all; a plain step every REFRESH while drafting. */
   static readonly RESEARCH = 8;
   static readonly REFRESH = 32;
   #probes(states: SeqState[], best: number[]): number[] {
