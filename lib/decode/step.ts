@@ -14,7 +14,8 @@ import { EMPTY_DRAFT } from './types.js';
 async function propose(r: Run, live: Live, sizes: number[]): Promise<{ drafts: DraftTree[]; budget: number }> {
   const drafts: DraftTree[] = live.map(() => EMPTY_DRAFT);
   const proposer = r.proposer;
-  if (!proposer) return { drafts, budget: 0 };
+  // Size 0 for every sequence (the controller's usual answer when drafting does not pay): nothing to ask.
+  if (!proposer || sizes.every((k) => k <= 0)) return { drafts, budget: 0 };
   const ctxs = live
     .map(({ st, s }, i) => ({
       i,
