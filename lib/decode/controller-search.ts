@@ -60,9 +60,10 @@ export function couldPay(candidates: readonly number[], B: number, draftCost: (k
 
 /**
  * Probes: a sequence idle for its probe gap tries the smallest size once; a probe followed by
- * size 0 again doubles the gap (up to 16x), a size chosen on its merits resets it.
+ * size 0 again doubles the gap (up to 16x), a size chosen on its merits resets it; never
+ * before `minGap` steps.
  */
-export function probeSizes(states: SeqState[], best: readonly number[], probeEvery: number, smallest: number): number[] {
+export function probeSizes(states: SeqState[], best: readonly number[], probeEvery: number, smallest: number, minGap = 0): number[] {
   return best.map((k, i) => {
     const st = states[i]!;
     if (k > 0) {
@@ -71,7 +72,7 @@ export function probeSizes(states: SeqState[], best: readonly number[], probeEve
       return k;
     }
     if (st.probed) st.probeGap = Math.min(16 * probeEvery, 2 * st.probeGap);
-    st.probed = probeEvery > 0 && st.idle >= st.probeGap;
+    st.probed = probeEvery > 0 && st.idle >= Math.max(st.probeGap, minGap);
     return st.probed ? smallest : 0;
   });
 }

@@ -9,8 +9,8 @@
  *   choice      the sizes maximising expected tokens / (draft + verify) ms (controller-search.ts)
  *   exploration a sequence held at size 0 probes the smallest size after `probeEvery` steps; each
  *               probe that does not bring drafting back doubles the wait (up to 16x), a size
- *               chosen on its merits resets it. No probe (nor search) while no size could pay
- *               even if every draft token passed: (B + k) / (draft(k) + verify(B + k)) <=
+ *               chosen on its merits resets it. No search, and a probe only after the longest
+ *               wait, while no size could pay even if every draft token passed: (B + k) / (draft(k) + verify(B + k)) <=
  *               B / verify(B) for every k (a draft as dear as the target: the tiny pair).
  *   robustness  a target pass costs at least a plain step (verify(n) >= verify(B)), measured
  *               again every REFRESH steps while drafting.
@@ -88,7 +88,7 @@ export class GoodputController {
     // cost (acceptance moves only on drafts): search again every `RESEARCH` steps.
     if (this.#idleSearch >= 0 && this.#idleSearch < GoodputController.RESEARCH) {
       this.#idleSearch++;
-      return this.#record(this.#hopeless ? zeros : this.#probes(states, zeros));
+      return this.#record(this.#probes(states, zeros));
     }
     this.#hopeless = !couldPay(this.candidates, seqs.length, (k) => this.draftCost(k), this.#verifyAbove(seqs.length));
     const ks = this.#hopeless ? zeros : searchSizes(this.candidates, seqs.map((s) => this.#acc.expectedTable(s)), (k) => this.draftCost(k), this.#verifyAbove(seqs.length));
@@ -96,14 +96,14 @@ export class GoodputController {
     // Drafting every step leaves the plain step's cost unmeasured while the machine's load
     // moves the others: measure it again every REFRESH steps.
     if (this.#idleSearch < 0 && this.verify.age(seqs.length) > GoodputController.REFRESH) return this.#record(zeros);
-    return this.#record(this.#hopeless ? zeros : this.#probes(states, ks));
+    return this.#record(this.#probes(states, ks));
   }
 
   /** Search again every RESEARCH steps while the search gives 0 to all; a plain step every REFRESH while drafting. */
   static readonly RESEARCH = 8;
   static readonly REFRESH = 32;
   #probes(states: SeqState[], best: number[]): number[] {
-    return probeSizes(states, best, this.#probeEvery, this.candidates[1]!);
+    return probeSizes(states, best, this.#probeEvery, this.candidates[1]!, this.#hopeless ? 16 * this.#probeEvery : 0);
   }
 
   #record(ks: number[]): number[] {

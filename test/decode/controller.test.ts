@@ -78,10 +78,12 @@ describe('GoodputController (chain, simulated costs)', () => {
     expect(other.length).toBeLessThanOrEqual(Math.ceil(40 / GoodputController.REFRESH));
   });
 
-  it('a draft as dear as the target (no size could pay even at full acceptance): k = 0, no probes', () => {
+  it('a draft as dear as the target (no size could pay even at full acceptance): k = 0, probes only after the longest wait', () => {
     const sim: Sim = { verify: (n) => 10 + 0.5 * n, draftStep: 12, accept: [1] };
-    const last = simulate(new GoodputController({ mode: 'chain', maxDraft: 8, probeEvery: 4 }), sim, 300, 280);
-    expect(last[0]!.every((k) => k === 0)).toBe(true);
+    const last = simulate(new GoodputController({ mode: 'chain', maxDraft: 8, probeEvery: 4 }), sim, 300, 280)[0]!;
+    const probes = last.filter((k) => k > 0);
+    expect(probes.every((k) => k === 1)).toBe(true);
+    expect(probes.length).toBeLessThanOrEqual(Math.ceil(280 / (16 * 4))); // not every 4, 8, 16 ... steps
   });
 
   it('costs and acceptance shared with an earlier generation: no start-up step, the same choice at once', () => {
