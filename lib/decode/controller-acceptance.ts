@@ -50,23 +50,26 @@ export class AcceptanceModel {
 
   /** Expected emitted tokens of a step of size k for sequence s (the bonus token included). */
   expectedTokens(s: number, k: number): number {
-    if (this.mode === 'tree') {
-      if (k === 0) return 1;
-      const b = this.#treeTokens.get(k);
-      const model = Math.min(1 + k, this.#chainTokens(s, Math.round(b?.depth ?? Math.min(k, 6))));
-      // Never measured: one token more than the model (optimism, so each budget is tried).
-      return b ? (b.weight * b.tokens + model) / (b.weight + 1) : Math.min(1 + k, model + 1);
-    }
-    return this.#chainTokens(s, k);
+    const chain = this.#chainTable(s);
+    return this.mode === 'tree' ? this.#treeValue(k, (d) => chain[d]!) : chain[Math.min(k, this.maxDraft)]!;
+  }
+
+  #treeValue(k: number, chain: (depth: number) => number): number {
+    const b = this.#treeTokens.get(k);
+    const model = Math.min(1 + k, chain(Math.min(this.maxDraft, Math.round(b?.depth ?? Math.min(k, 6)))));
+    // Never measured: one token more than the model (optimism, so each budget is tried).
+    return k === 0 ? 1 : b ? (b.weight * b.tokens + model) / (b.weight + 1) : Math.min(1 + k, model + 1);
   }
 
   /** expectedTokens(s, k) for k = 0..maxDraft, in O(maxDraft). */
   expectedTable(s: number): number[] {
+    const out = this.#chainTable(s);
+    return this.mode === 'tree' ? out.map((_, k) => this.#treeValue(k, (d) => out[d]!)) : out;
+  }
+
+  /** The chain values for k = 0..maxDraft. */
+  #chainTable(s: number): number[] {
     const out = [1];
-    if (this.mode === 'tree') {
-      for (let k = 1; k <= this.maxDraft; k++) out.push(this.expectedTokens(s, k));
-      return out;
-    }
     const st = this.#seqs.get(s);
     let glob = this.prior;
     let e = 1;
@@ -80,27 +83,24 @@ export class AcceptanceModel {
     return out;
   }
 
-  #chainTokens(s: number, k: number): number {
-    let e = 1;
-    let p = 1;
-    for (let j = 0; j < k; j++) e += p *= this.acceptance(s, j);
-    return e;
-  }
-
   /** A step's outcomes into the means; weights decay by 1 - alpha per step that drafted (a plain stretch keeps what was measured). */
   observe(sequences: StepObservation['sequences']): void {
     const keep = 1 - this.alpha;
-    if (sequences.some((x) => x.drafted > 0)) for (let j = 0; j < this.#weight.length; j++) this.#weight[j]! *= keep;
+    if (sequences.some((x) => x.budget > 0)) for (let j = 0; j < this.#weight.length; j++) this.#weight[j]! *= keep;
     const add = (mean: number[], weight: number[], j: number, hit: number) => {
       const w = weight[j] ?? 0;
       mean[j] = w > 0 ? (w * mean[j]! + hit) / (w + 1) : hit;
       weight[j] = w + 1;
     };
-    for (const x of sequences) {
+    for (let x of sequences) {
       const st = this.seq(x.sequence);
       st.steps++;
       st.idle = x.budget === 0 ? st.idle + 1 : 0;
-      if (x.drafted === 0) continue;
+      // Asked for a draft and given none (no n-gram match, an empty table): as if nothing passed.
+      if (x.drafted === 0) {
+        if (x.budget === 0) continue;
+        x = { ...x, depth: 1, accepted: 0 };
+      }
       if (this.mode === 'tree') {
         // Emitted tokens at this budget: accepted + the bonus token.
         const b = this.#treeTokens.get(x.budget) ?? { tokens: 0, depth: 0, weight: 0 };

@@ -155,6 +155,21 @@ describe('GoodputController (tree mode)', () => {
   });
 });
 
+describe('GoodputController (a proposer with nothing to propose)', () => {
+  it.each(['chain', 'tree'] as const)('%s: asked for drafts and given none, it stops asking (as if nothing passed)', (m) => {
+    // Verification of a few rows costs 1.4x a plain step: drafting pays only above 40% acceptance.
+    const c = new GoodputController({ mode: m, maxDraft: 8, probeEvery: 0 });
+    const asked: number[] = [];
+    for (let step = 0; step < 200; step++) {
+      const [k] = c.plan([0]);
+      asked.push(k!);
+      // The proposer returns an empty draft: the step is a plain one.
+      c.observe({ rows: 1, verifyMs: 10, draftMs: k ? 0.01 : 0, draftBudget: k!, sequences: [{ sequence: 0, budget: k!, drafted: 0, depth: 0, accepted: 0 }] });
+    }
+    expect(asked.slice(-100).every((k) => k === 0)).toBe(true);
+  });
+});
+
 describe('CostCurve', () => {
   it('interpolates between measured counts and extrapolates from the two largest', () => {
     const c = new CostCurve(1);
