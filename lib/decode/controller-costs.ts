@@ -18,6 +18,11 @@ export class CostCurve {
   readonly #stamp = new Map<number, number>();
   #observations = 0;
 
+  /** Measurements so far (of any count). */
+  get observations(): number {
+    return this.#observations;
+  }
+
   /** Measurements (of any count) since `n` was last measured; Infinity if never. */
   age(n: number): number {
     const t = this.#stamp.get(n);

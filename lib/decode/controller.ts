@@ -9,9 +9,10 @@
  *   choice      the sizes maximising expected tokens / (draft + verify) ms (controller-search.ts)
  *   exploration a sequence held at size 0 probes the smallest size after `probeEvery` steps; each
  *               probe that does not bring drafting back doubles the wait (up to 16x), a size
- *               chosen on its merits resets it. No search, and a probe only after the longest
- *               wait, while no size could pay even if every draft token passed: (B + k) / (draft(k) + verify(B + k)) <=
- *               B / verify(B) for every k (a draft as dear as the target: the tiny pair).
+ *               chosen on its merits resets it. After 3 drafting steps, while no size could pay
+ *               even if every draft token passed, (B + k) / (draft(k) + verify(B + k)) <=
+ *               B / verify(B) for every k (a draft as dear as the target: the tiny pair), no
+ *               search, and a probe only after the longest wait.
  *   robustness  a target pass costs at least a plain step (verify(n) >= verify(B)), measured
  *               again every REFRESH steps while drafting.
  */
@@ -50,7 +51,7 @@ export class GoodputController {
     this.candidates = sizeCandidates(this.mode, this.maxDraft);
   }
 
-  /** Acceptance of depth j for sequence s, and the expected emitted tokens of a step of size k (the bonus token included): controller-acceptance.ts. */
+  /** Acceptance of depth j for sequence s; expected tokens of a step of size k (controller-acceptance.ts). */
   acceptance = (s: number, j: number): number => this.#acc.acceptance(s, j);
   expectedTokens = (s: number, k: number): number => this.#acc.expectedTokens(s, k);
 
@@ -90,11 +91,10 @@ export class GoodputController {
       this.#idleSearch++;
       return this.#record(this.#probes(states, zeros));
     }
-    this.#hopeless = !couldPay(this.candidates, seqs.length, (k) => this.draftCost(k), this.#verifyAbove(seqs.length));
+    this.#hopeless = this.draft.observations >= 3 && !couldPay(this.candidates, seqs.length, (k) => this.draftCost(k), this.#verifyAbove(seqs.length));
     const ks = this.#hopeless ? zeros : searchSizes(this.candidates, seqs.map((s) => this.#acc.expectedTable(s)), (k) => this.draftCost(k), this.#verifyAbove(seqs.length));
     this.#idleSearch = ks.every((k) => k === 0) ? 0 : -1;
-    // Drafting every step leaves the plain step's cost unmeasured while the machine's load
-    // moves the others: measure it again every REFRESH steps.
+    // Drafting every step leaves the plain step's cost stale as the load moves: measure it again.
     if (this.#idleSearch < 0 && this.verify.age(seqs.length) > GoodputController.REFRESH) return this.#record(zeros);
     return this.#record(this.#probes(states, ks));
   }

@@ -95,7 +95,8 @@ describe('GoodputController (chain, simulated costs)', () => {
     expect(second.plan([0])).toEqual([first]);
     // Drafts never pass for an expensive draft: the next generation does not draft at all.
     const dear = { verify: new CostCurve(0.25, 7), draft: new CostCurve(0.25, 7), acceptance: { accept: [], weight: [], treeTokens: new Map() } };
-    simulate(new GoodputController({ mode: 'chain', maxDraft: 8, costs: dear }), { verify: () => 10, draftStep: 20, accept: [0.9] }, 50, 1);
+    simulate(new GoodputController({ mode: 'chain', maxDraft: 8, costs: dear }), { verify: () => 10, draftStep: 20, accept: [0.9] }, 120, 1);
+    expect(dear.draft.observations).toBeGreaterThanOrEqual(3); // the start and the probes: enough to call it hopeless
     const again = simulate(new GoodputController({ mode: 'chain', maxDraft: 8, costs: dear }), { verify: () => 10, draftStep: 20, accept: [0.9] }, 100, 100);
     expect(again[0]!.every((k) => k === 0)).toBe(true);
   });
