@@ -77,12 +77,14 @@ export function probeSizes(states: SeqState[], best: readonly number[], probeEve
   });
 }
 
-/** The sizes a search considers: chains every length 0..max; trees 0, 1, 2, 4, ... and max. */
+/** The sizes a search considers: chains every length 0..max; trees 0..8, 12, 16, 32, ... and max. */
 export function sizeCandidates(mode: 'chain' | 'tree', maxDraft: number): number[] {
   const c = new Set<number>([0]);
   if (mode === 'chain') for (let k = 1; k <= maxDraft; k++) c.add(k);
   else {
-    for (let k = 1; k < maxDraft; k *= 2) c.add(k);
+    // Every budget up to 8 (small trees are chains or nearly: each length counts), then doubling.
+    for (let k = 1; k <= Math.min(8, maxDraft); k++) c.add(k);
+    for (let k = 12; k < maxDraft; k = k === 12 ? 16 : 2 * k) c.add(k);
     c.add(maxDraft);
   }
   return [...c].sort((a, b) => a - b);
