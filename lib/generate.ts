@@ -16,7 +16,9 @@ import { TokenRecyclingProposer } from './decode/proposers/token-recycling.js';
 import { type CheckedSampling, checkSamplingOptions } from './decode/sampling.js';
 import type { Proposer, SpeculationStats } from './decode/types.js';
 import type { TokenLogprob } from './decode/logprobs.js';
-import type { GoodputOptions } from './decode/controller.js';
+import type { GoodputOptions, SharedCosts } from './decode/controller.js';
+import { objectId, sharedCosts } from './decode/controller-memory.js';
+import { chainProcessesLogits } from './kernels/sampling.js';
 import type { KvCache, KvCacheDtype } from './model/kv-cache.js';
 import type { Model } from './model/model.js';
 import { checkThreadsOption, setThreads } from './native/threads.js';
@@ -225,6 +227,15 @@ function goodputFor(o: GenerateOptions): GoodputOptions | undefined {
   }
 }
 
+/**
+ * The controller's cost curves shared by generations with the same target, proposer, draft
+ * model and step kind (sampled or greedy, cache dtype): controller-memory.ts.
+ */
+function costsFor(o: GenerateOptions, proposer: Proposer, sampling: CheckedSampling): SharedCosts {
+  const draft = o.draft ? `draft#${objectId(o.draft)}` : '';
+  return sharedCosts(o.model, [proposer.name, draft, sampling.temperature > 0 ? 'sampled' : chainProcessesLogits(sampling) ? 'chain' : 'greedy', o.logprobs !== undefined ? 'logprobs' : '', o.kvDtype ?? ''].join('|'));
+}
+
 /** The proposer for a strategy name (or the proposer itself). */
 function proposerFor(o: GenerateOptions, sampling: CheckedSampling): Proposer | undefined {
   const strategy = o.strategy ?? (o.draft ? 'speculative' : 'autoregressive');
@@ -340,7 +351,7 @@ async function run(o: GenerateOptions, session?: { cache: KvCache; reuse: number
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.onText ? { onText: o.onText } : {}),
     ...(proposer ? { proposer } : {}),
-    ...(proposer && goodputFor(o) ? { goodput: goodputFor(o)! } : {}),
+    ...(proposer && goodputFor(o) ? { goodput: { ...goodputFor(o)!, costs: costsFor(o, proposer, sampling) } } : {}),
     ...(o.kvDtype ? { cacheDtype: o.kvDtype } : {}),
     ...(o.sharedPrefix !== false ? { sharedPrefix: typeof o.sharedPrefix === 'number' ? o.sharedPrefix : SHARED_PREFIX_MIN_TOKENS } : {}),
     contextLength,

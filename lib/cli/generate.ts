@@ -114,7 +114,7 @@ export async function runGenerateCli(o: GenerateCliOptions): Promise<number> {
       process.stderr.write(
         `[${sp.strategy}] drafted ${sp.drafted}, accepted ${sp.accepted} (${(100 * sp.acceptanceRate).toFixed(1)}%), ` +
           `mean accepted length ${sp.meanAcceptedLength.toFixed(2)}, per position ${sp.perPositionAcceptance.map((x) => x.toFixed(2)).join(' ')}; ` +
-          `ms: propose ${sp.timeMs.propose.toFixed(0)}, forward ${sp.timeMs.forward.toFixed(0)}, verify+commit ${sp.timeMs.verify.toFixed(0)}\n`,
+          `ms: control ${sp.timeMs.control.toFixed(0)}, propose ${sp.timeMs.propose.toFixed(0)}, forward ${sp.timeMs.forward.toFixed(0)}, verify+commit ${sp.timeMs.verify.toFixed(0)}, host ${sp.timeMs.host.toFixed(0)}\n`,
       );
     }
     return 0;

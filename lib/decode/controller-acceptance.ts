@@ -4,32 +4,29 @@
  *           1..j-1 were (decayed mean per sequence, shrunk toward the batch's, the batch's
  *           toward depth j - 1's, depth 0's toward the prior); then
  *             E[tokens](k) = 1 + sum_{i<=k} prod_{j<=i} a_j
- *   trees:  the emitted tokens per step measured per node-budget bucket (EMA); a budget never
- *           measured is valued as a chain of its likely depth plus one token.
+ *   trees:  per node budget k, the emitted tokens per step measured at k (decayed mean, weight
+ *           at most 20) shrunk with weight 1 toward the chain value at the depth the trees of
+ *           k reached; a budget never measured: the chain value at depth min(k, 6) (a
+ *           confident draft's tree of k nodes) plus one token, so that it is tried; at most 1 + k.
  */
-import type { StepObservation } from './controller-types.js';
+import type { SeqState, SharedAcceptance, StepObservation, TreeBucket } from './controller-types.js';
 
-export interface SeqState {
-  /** Per depth (0: the first draft token): conditional acceptance EMA and its weight. */
-  accept: number[];
-  weight: number[];
-  /** Steps in a row at size 0. */
-  idle: number;
-  /** Steps at size 0 before the next probe, and whether the last size was a probe. */
-  probeGap: number;
-  probed: boolean;
-  steps: number;
-}
+export type { SeqState } from './controller-types.js';
 
 export class AcceptanceModel {
   readonly #seqs = new Map<number, SeqState>();
   /** Batch-wide conditional acceptance per depth (decayed mean) and its weight. */
-  readonly #accept: number[] = [];
-  readonly #weight: number[] = [];
-  /** Tree mode: emitted tokens per sequence-step, per budget bucket. */
-  readonly #treeTokens = new Map<number, number>();
+  readonly #accept: number[];
+  readonly #weight: number[];
+  /** Tree mode: emitted tokens and depth per sequence-step, per budget bucket. */
+  readonly #treeTokens: Map<number, TreeBucket>;
 
-  constructor(readonly mode: 'chain' | 'tree', readonly maxDraft: number, readonly prior: number, readonly alpha: number, readonly probeEvery: number) {}
+  /** `shared`: the batch-wide state of earlier generations (continued and updated in place). */
+  constructor(readonly mode: 'chain' | 'tree', readonly maxDraft: number, readonly prior: number, readonly alpha: number, readonly probeEvery: number, shared?: SharedAcceptance) {
+    this.#accept = shared?.accept ?? [];
+    this.#weight = shared?.weight ?? [];
+    this.#treeTokens = shared?.treeTokens ?? new Map();
+  }
 
   seq(s: number): SeqState {
     let st = this.#seqs.get(s);
@@ -53,22 +50,26 @@ export class AcceptanceModel {
 
   /** Expected emitted tokens of a step of size k for sequence s (the bonus token included). */
   expectedTokens(s: number, k: number): number {
-    if (this.mode === 'tree') {
-      if (k === 0) return 1;
-      const m = this.#treeTokens.get(k);
-      // Unmeasured: a chain as deep as a tree of k nodes with two children per level, plus one.
-      return m ?? Math.min(1 + k, 1 + this.#chainTokens(s, Math.min(k, Math.ceil(Math.log2(k + 1)))));
-    }
-    return this.#chainTokens(s, k);
+    const chain = this.#chainTable(s);
+    return this.mode === 'tree' ? this.#treeValue(k, (d) => chain[d]!) : chain[Math.min(k, this.maxDraft)]!;
+  }
+
+  #treeValue(k: number, chain: (depth: number) => number): number {
+    const b = this.#treeTokens.get(k);
+    const model = Math.min(1 + k, chain(Math.min(this.maxDraft, Math.round(b?.depth ?? Math.min(k, 6)))));
+    // Never measured: one token more than the model (optimism, so each budget is tried).
+    return k === 0 ? 1 : b ? (b.weight * b.tokens + model) / (b.weight + 1) : Math.min(1 + k, model + 1);
   }
 
   /** expectedTokens(s, k) for k = 0..maxDraft, in O(maxDraft). */
   expectedTable(s: number): number[] {
+    const out = this.#chainTable(s);
+    return this.mode === 'tree' ? out.map((_, k) => this.#treeValue(k, (d) => out[d]!)) : out;
+  }
+
+  /** The chain values for k = 0..maxDraft. */
+  #chainTable(s: number): number[] {
     const out = [1];
-    if (this.mode === 'tree') {
-      for (let k = 1; k <= this.maxDraft; k++) out.push(this.expectedTokens(s, k));
-      return out;
-    }
     const st = this.#seqs.get(s);
     let glob = this.prior;
     let e = 1;
@@ -82,30 +83,29 @@ export class AcceptanceModel {
     return out;
   }
 
-  #chainTokens(s: number, k: number): number {
-    let e = 1;
-    let p = 1;
-    for (let j = 0; j < k; j++) e += p *= this.acceptance(s, j);
-    return e;
-  }
-
-  /** Feeds a step's per-sequence outcomes into the acceptance means (exponential forgetting: weights decay by 1 - alpha per step). */
+  /** A step's outcomes into the means; weights decay by 1 - alpha per step that drafted (a plain stretch keeps what was measured). */
   observe(sequences: StepObservation['sequences']): void {
     const keep = 1 - this.alpha;
-    for (let j = 0; j < this.#weight.length; j++) this.#weight[j]! *= keep;
+    if (sequences.some((x) => x.budget > 0)) for (let j = 0; j < this.#weight.length; j++) this.#weight[j]! *= keep;
     const add = (mean: number[], weight: number[], j: number, hit: number) => {
       const w = weight[j] ?? 0;
       mean[j] = w > 0 ? (w * mean[j]! + hit) / (w + 1) : hit;
       weight[j] = w + 1;
     };
-    for (const x of sequences) {
+    for (let x of sequences) {
       const st = this.seq(x.sequence);
       st.steps++;
       st.idle = x.budget === 0 ? st.idle + 1 : 0;
-      if (x.drafted === 0) continue;
+      // Asked for a draft and given none (no n-gram match, an empty table): as if nothing passed.
+      if (x.drafted === 0) {
+        if (x.budget === 0) continue;
+        x = { ...x, depth: 1, accepted: 0 };
+      }
       if (this.mode === 'tree') {
-        const old = this.#treeTokens.get(x.budget); // emitted tokens at this budget: accepted + the bonus token
-        this.#treeTokens.set(x.budget, old === undefined ? x.accepted + 1 : old + 0.2 * (x.accepted + 1 - old));
+        // Emitted tokens at this budget: accepted + the bonus token.
+        const b = this.#treeTokens.get(x.budget) ?? { tokens: 0, depth: 0, weight: 0 };
+        const w = Math.min(20, b.weight + 1);
+        this.#treeTokens.set(x.budget, { tokens: b.tokens + (x.accepted + 1 - b.tokens) / w, depth: b.depth + (x.depth - b.depth) / w, weight: w });
       }
       for (let j = 0; j < st.weight.length; j++) st.weight[j]! *= keep;
       // Depths tested: 0..accepted (the one after the accepted path, when the draft reached it).

@@ -1,3 +1,5 @@
+import type { SeqState } from './controller-types.js';
+
 /**
  * The goodput controller's search (lib/decode/controller.ts): for a batch with per-sequence
  * tables of expected tokens, the draft sizes maximising
@@ -50,12 +52,39 @@ export function searchSizes(candidates: readonly number[], expected: number[][],
   return ks;
 }
 
-/** The sizes a search considers: chains every length 0..max; trees 0, 1, 2, 4, ... and max. */
+/** Whether some size k could beat plain steps for one sequence of B if every draft token passed. */
+export function couldPay(candidates: readonly number[], B: number, draftCost: (k: number) => number, verifyCost: (rows: number) => number): boolean {
+  const plain = B / verifyCost(B);
+  return candidates.some((k) => k > 0 && (B + k) / (draftCost(k) + verifyCost(B + k)) > plain);
+}
+
+/**
+ * Probes: a sequence idle for its probe gap tries the smallest size once; a probe followed by
+ * size 0 again doubles the gap (up to 16x), a size chosen on its merits resets it; never
+ * before `minGap` steps.
+ */
+export function probeSizes(states: SeqState[], best: readonly number[], probeEvery: number, smallest: number, minGap = 0): number[] {
+  return best.map((k, i) => {
+    const st = states[i]!;
+    if (k > 0) {
+      st.probed = false;
+      st.probeGap = probeEvery;
+      return k;
+    }
+    if (st.probed) st.probeGap = Math.min(16 * probeEvery, 2 * st.probeGap);
+    st.probed = probeEvery > 0 && st.idle >= Math.max(st.probeGap, minGap);
+    return st.probed ? smallest : 0;
+  });
+}
+
+/** The sizes a search considers: chains every length 0..max; trees 0..8, 12, 16, 32, ... and max. */
 export function sizeCandidates(mode: 'chain' | 'tree', maxDraft: number): number[] {
   const c = new Set<number>([0]);
   if (mode === 'chain') for (let k = 1; k <= maxDraft; k++) c.add(k);
   else {
-    for (let k = 1; k < maxDraft; k *= 2) c.add(k);
+    // Every budget up to 8 (small trees are chains or nearly: each length counts), then doubling.
+    for (let k = 1; k <= Math.min(8, maxDraft); k++) c.add(k);
+    for (let k = 12; k < maxDraft; k = k === 12 ? 16 : 2 * k) c.add(k);
     c.add(maxDraft);
   }
   return [...c].sort((a, b) => a - b);

@@ -1,4 +1,5 @@
 /** The goodput controller's options and observations (lib/decode/controller.ts). */
+import type { CostCurve } from './controller-costs.js';
 
 export interface GoodputOptions {
   /** Largest draft size (chain length or tree nodes) to consider. */
@@ -16,6 +17,36 @@ export interface GoodputOptions {
   priorAcceptance?: number;
   /** Forgetting rate of the acceptance means per step (default 0.02). */
   alpha?: number;
+  /**
+   * Cost curves measured by earlier generations on the same target and proposer
+   * (controller-memory.ts): this controller starts from them and keeps measuring into them.
+   * Absent: fresh curves.
+   */
+  costs?: SharedCosts;
+}
+
+/**
+ * What a controller learned, shared between generations (controller-memory.ts): a target
+ * pass's cost by rows and the proposer's by draft size (ms), and the batch-wide acceptance
+ * (per depth: decayed mean and weight; trees: emitted tokens per node budget).
+ */
+export interface SharedCosts {
+  verify: CostCurve;
+  draft: CostCurve;
+  acceptance?: SharedAcceptance;
+}
+
+export interface SharedAcceptance {
+  accept: number[];
+  weight: number[];
+  treeTokens: Map<number, TreeBucket>;
+}
+
+/** Trees of one node budget: emitted tokens and draft depth (decayed means), and their weight. */
+export interface TreeBucket {
+  tokens: number;
+  depth: number;
+  weight: number;
 }
 
 /** What one step did, for the controller. */
@@ -29,4 +60,17 @@ export interface StepObservation {
   draftBudget: number;
   /** Per live sequence: its id, the budget it was given, the draft's size and depth, and how many nodes were accepted. */
   sequences: Array<{ sequence: number; budget: number; drafted: number; depth: number; accepted: number }>;
+}
+
+/** A sequence's state in the acceptance model (controller-acceptance.ts) and the probes. */
+export interface SeqState {
+  /** Per depth (0: the first draft token): conditional acceptance EMA and its weight. */
+  accept: number[];
+  weight: number[];
+  /** Steps in a row at size 0. */
+  idle: number;
+  /** Steps at size 0 before the next probe, and whether the last size was a probe. */
+  probeGap: number;
+  probed: boolean;
+  steps: number;
 }

@@ -15,7 +15,7 @@ export class SpeculationMetrics {
   #seqSteps = 0; // (sequence, tree step) pairs: tau is per sequence
 
   constructor(strategy: string) {
-    this.stats = { strategy, drafted: 0, accepted: 0, acceptanceRate: 0, meanAcceptedLength: 0, perPositionAcceptance: [], timeMs: { propose: 0, forward: 0, verify: 0 } };
+    this.stats = { strategy, drafted: 0, accepted: 0, acceptanceRate: 0, meanAcceptedLength: 0, perPositionAcceptance: [], timeMs: { control: 0, propose: 0, forward: 0, verify: 0, host: 0 } };
   }
 
   /** One sequence's draft and its accepted nodes; returns the draft's depth (levels). */
@@ -29,13 +29,20 @@ export class SpeculationMetrics {
     return depth.length ? Math.max(...depth) + 1 : 0;
   }
 
-  /** A tree step: tokens emitted by `sequences` sequences, and its time split (ms). */
-  step(emitted: number, sequences: number, propose: number, forward: number, verify: number): void {
+  /** A step with drafts: tokens emitted by `sequences` sequences (tau counts these steps). */
+  step(emitted: number, sequences: number): void {
     this.#tokens += emitted;
     this.#seqSteps += sequences;
-    this.stats.timeMs.propose += propose;
-    this.stats.timeMs.forward += forward;
-    this.stats.timeMs.verify += verify;
+  }
+
+  /** Any step's time split (ms). */
+  time(t: SpeculationStats['timeMs']): void {
+    const m = this.stats.timeMs;
+    m.control += t.control;
+    m.propose += t.propose;
+    m.forward += t.forward;
+    m.verify += t.verify;
+    m.host += t.host;
   }
 
   /** The finished stats. */

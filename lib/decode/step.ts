@@ -14,7 +14,8 @@ import { EMPTY_DRAFT } from './types.js';
 async function propose(r: Run, live: Live, sizes: number[]): Promise<{ drafts: DraftTree[]; budget: number }> {
   const drafts: DraftTree[] = live.map(() => EMPTY_DRAFT);
   const proposer = r.proposer;
-  if (!proposer) return { drafts, budget: 0 };
+  // Size 0 for every sequence (the controller's usual answer when drafting does not pay): nothing to ask.
+  if (!proposer || sizes.every((k) => k <= 0)) return { drafts, budget: 0 };
   const ctxs = live
     .map(({ st, s }, i) => ({
       i,
@@ -33,9 +34,14 @@ async function propose(r: Run, live: Live, sizes: number[]): Promise<{ drafts: D
 export async function step(r: Run, live: Live): Promise<void> {
   const t0 = performance.now();
   const sizes = r.controller ? r.controller.plan(live.map(({ s }) => s)) : live.map(() => Infinity);
+  const tc = performance.now();
   const { drafts, budget } = await propose(r, live, sizes);
   const t1 = performance.now();
   const out = r.chainStep ? await sampledStep(r, live, drafts) : await greedyStep(r, live, drafts);
-  const observed = await settle(r, live, drafts, out, sizes, t1 - t0);
-  r.controller?.observe({ ...observed, draftMs: t1 - t0, draftBudget: budget });
+  const t2 = performance.now();
+  const { feedbackMs, ...observed } = await settle(r, live, drafts, out, sizes);
+  const t3 = performance.now();
+  r.controller?.observe({ ...observed, draftMs: t1 - tc + feedbackMs, draftBudget: budget });
+  // The time split: controller (plan, observe), proposer (its feedback included), target step, host work (settle, emission).
+  r.metrics?.time({ control: tc - t0 + performance.now() - t3, propose: t1 - tc + feedbackMs, forward: out.forwardMs, verify: out.verifyMs, host: t3 - t2 - feedbackMs });
 }

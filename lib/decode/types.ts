@@ -104,6 +104,10 @@ export interface SpeculationStats {
   perPositionAcceptance: number[];
   /** Draft sizes the goodput controller chose (size -> sequence-steps); absent with a fixed size. */
   draftSizes?: Record<number, number>;
-  /** Milliseconds spent proposing, in target forwards, and verifying + committing. */
-  timeMs: { propose: number; forward: number; verify: number };
+  /**
+   * Milliseconds over every decode step: the goodput controller's choice, proposing (the
+   * proposer's feedback included), the target step (forward; verifying + committing when not
+   * one native call), and host work after it (bookkeeping, emission).
+   */
+  timeMs: { control: number; propose: number; forward: number; verify: number; host: number };
 }

@@ -143,7 +143,7 @@ export async function runDecodePair(ctx: SuiteContext, pair: DecodePair): Promis
             tau: sp.meanAcceptedLength,
             'accept by position': sp.perPositionAcceptance.slice(0, 8).map((a) => fmt(a)).join(' '),
             ...(sp.draftSizes ? { 'draft sizes (size:steps)': Object.entries(sp.draftSizes).map(([k, n]) => `${k}:${n}`).join(' ') } : {}),
-            'ms propose/forward/verify': `${fmt(sp.timeMs.propose, 0)}/${fmt(sp.timeMs.forward, 0)}/${fmt(sp.timeMs.verify, 0)}`,
+            'ms control/propose/target/host': [sp.timeMs.control, sp.timeMs.propose, sp.timeMs.forward + sp.timeMs.verify, sp.timeMs.host].map((x) => fmt(x, 1)).join('/'),
           }
         : {}),
       'target passes': results[0]!.stats.targetPasses,

@@ -1,22 +1,24 @@
 /**
  * DraftTreeProposer: a dynamic draft tree in the manner of EAGLE-2: each depth expands the top-k
- * children of the frontier, keeping the `width` nodes of highest cumulative draft probability,
- * up to a node budget. Siblings are deterministic (top-k), so sampling verifies them with point
- * masses. The whole batch's trees grow together: one native draft call per depth (Model.topK:
- * a tree step over every sequence's tree so far, uncommitted, returning only the top-k ids and
- * log-probabilities of the new nodes; no logits cross to JavaScript).
+ * children of the frontier, keeping the `width` nodes of highest cumulative draft probability;
+ * the tree returned is the `budget` nodes of highest probability among them (topNodes).
+ * Siblings are deterministic (top-k), so sampling verifies them with point masses. The whole
+ * batch's trees grow together: one native draft call per depth (Model.topK: a tree step over
+ * every sequence's tree so far, uncommitted, returning only the top-k ids and log-probabilities
+ * of the new nodes; no logits cross to JavaScript).
  */
 import type { Model } from '../../model/model.js';
 import type { DraftTree, ProposeContext, Proposer } from '../types.js';
 import { EMPTY_DRAFT } from '../types.js';
 import { type DraftScores, DraftState } from './draft-state.js';
+import { topNodes } from './top-nodes.js';
 
 export interface DraftTreeOptions {
   /** Children considered per expanded node (default 4). */
   topK?: number;
   /** Nodes kept per depth (default 4). */
   width?: number;
-  /** Tree depth at most (default 5). */
+  /** Tree depth at most (default 6). */
   depth?: number;
   /** Node budget (default 24). */
   nodes?: number;
@@ -25,7 +27,12 @@ export interface DraftTreeOptions {
 /** One sequence's tree being grown: its nodes, their cumulative log-probabilities, and the frontier. */
 interface Growing {
   seq: number;
+  /** Nodes returned at most (the budget asked for). */
   budget: number;
+  /** Nodes grown at most: min(depth, budget) levels of min(width, budget), within the draft cache. */
+  grown: number;
+  depth: number;
+  width: number;
   tokens: number[];
   parents: number[];
   score: number[];
@@ -39,7 +46,7 @@ export class DraftTreeProposer implements Proposer {
   readonly #o: Required<DraftTreeOptions>;
   constructor(draft: Model, options: DraftTreeOptions = {}) {
     this.#state = new DraftState(draft);
-    this.#o = { topK: options.topK ?? 4, width: options.width ?? 4, depth: options.depth ?? 5, nodes: options.nodes ?? 24 };
+    this.#o = { topK: options.topK ?? 4, width: options.width ?? 4, depth: options.depth ?? 6, nodes: options.nodes ?? 24 };
   }
 
   start(prompts: readonly (readonly number[])[], capacity: number): void {
@@ -59,7 +66,12 @@ export class DraftTreeProposer implements Proposer {
       const budget = Math.min(this.#o.nodes, ctx.budget, this.#state.cache!.free(ctx.sequence) - 1);
       if (budget <= 0) return;
       index.push(i);
-      grow.push({ seq: ctx.sequence, budget, tokens: [], parents: [], score: [], frontier: [], added: [] });
+      // A tree of `budget` nodes is at most `budget` deep: grow min(depth, budget) levels of
+      // min(width, budget) nodes each, then keep the `budget` nodes of highest score.
+      const depth = Math.min(this.#o.depth, budget);
+      const width = Math.min(this.#o.width, budget);
+      const grown = Math.min(depth * width, this.#state.cache!.free(ctx.sequence) - 1);
+      grow.push({ seq: ctx.sequence, budget, grown, depth, width, tokens: [], parents: [], score: [], frontier: [], added: [] });
     });
     if (grow.length === 0) return ctxs.map(() => EMPTY_DRAFT);
     const roots = await this.#state.syncScores(
@@ -70,7 +82,7 @@ export class DraftTreeProposer implements Proposer {
     let live = grow;
     for (let d = 0; d < this.#o.depth && live.length; d++) {
       live.forEach((g) => this.#expand(g));
-      live = live.filter((g) => g.added.length > 0 && d + 1 < this.#o.depth && g.tokens.length < g.budget);
+      live = live.filter((g) => g.added.length > 0 && d + 1 < g.depth && g.tokens.length < g.grown);
       if (live.length === 0) break;
       const scores = await this.#state.treeScores(
         live.map((g) => ({ seq: g.seq, tokens: g.tokens, parents: g.parents, rows: g.added })),
@@ -79,7 +91,7 @@ export class DraftTreeProposer implements Proposer {
       live.forEach((g, j) => (g.frontier = g.added.map((node, i) => ({ node, scores: scores[j]![i]!, score: g.score[node]! }))));
     }
     const out: DraftTree[] = ctxs.map(() => EMPTY_DRAFT);
-    grow.forEach((g, j) => (out[index[j]!] = g.tokens.length ? { tokens: g.tokens, parents: g.parents } : EMPTY_DRAFT));
+    grow.forEach((g, j) => (out[index[j]!] = g.tokens.length ? topNodes(g.tokens, g.parents, g.score, g.budget) : EMPTY_DRAFT));
     return out;
   }
 
@@ -91,7 +103,7 @@ export class DraftTreeProposer implements Proposer {
     }
     candidates.sort((a, b) => b.score - a.score);
     g.added = [];
-    for (const c of candidates.slice(0, Math.max(0, Math.min(this.#o.width, g.budget - g.tokens.length)))) {
+    for (const c of candidates.slice(0, Math.max(0, Math.min(g.width, g.grown - g.tokens.length)))) {
       g.added.push(g.tokens.length);
       g.tokens.push(c.token);
       g.parents.push(c.parent);
