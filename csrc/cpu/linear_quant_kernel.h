@@ -47,6 +47,18 @@ struct IsaDirectK : std::false_type {};
 template <class Isa>
 struct IsaDirectK<Isa, std::void_t<decltype(Isa::kDirectK)>> : std::bool_constant<Isa::kDirectK> {};
 
+// Software prefetch of the next tile's weight bytes while a tile runs (GEMV: the bytes of the TN
+// rows of a tile are contiguous, and so are the next tile's): block b of the current tile touches
+// the next tile's bytes [b * kSlice, (b + 1) * kSlice), kSlice = TN * block bytes, so the next tile
+// is in cache, in order, when it starts. The rows of one tile are TN short streams that the
+// hardware prefetchers pick up late; this turns the whole range into one stream read ahead.
+// (Prefetches never fault, so the last tile may prefetch past the matrix.)
+template <int64_t kSlice>
+inline void PrefetchSlice(const uint8_t* next_tile, int64_t b) {
+  const uint8_t* p = next_tile + b * kSlice;
+  for (int64_t off = 0; off < kSlice; off += 64) __builtin_prefetch(p + off, 0, 3);
+}
+
 // One activation row r over TN weight rows from o0: the per-output arithmetic every kernel shares.
 // TN lane accumulators and TN min accumulators start at zero; add_block(b, acc, accm) adds block b
 // (b = 0..nb-1 in order); then each output is Sum8(acc) + accm (+ bias), stored or accumulated.
@@ -103,7 +115,7 @@ void QuantTile32(const LinearParams& p, const QuantActivations& act, int64_t o0,
 // One activation row r (a decode step, or each row of a few): the TN weight rows' blocks are unpacked in registers as they
 // are used, with no tile in memory (the same arithmetic as QuantTile32).
 template <class Isa, QuantType T, int TN>
-void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t r, int64_t o0) {
+void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t r, int64_t o0, const uint8_t* pf = nullptr) {
   constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
   const int64_t nb = p.in / 32;
   const int64_t row_bytes = nb * info.bytes;
@@ -112,6 +124,7 @@ void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t 
   const float* drow = act.d.data() + r * nb;
   const int32_t* srow = act.sum16.data() + r * (p.in / 16);
   RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
+    if (pf) PrefetchSlice<TN * info.bytes>(pf, b);
     const float da = drow[b];
     if constexpr (IsaDirect32<Isa>::value && (T == QuantType::kQ8_0 || T == QuantType::kQ4_0)) {
       const uint8_t* blk[TN];
@@ -146,8 +159,12 @@ void QuantRows32(const LinearParams& p, const QuantActivations& act, int64_t o_b
   constexpr int kTile = 4;
   if (p.rows == 1 || (IsaDirect32<Isa>::value && p.rows <= DirectMaxRows(T))) {
     int64_t o = o_begin;
-    for (; o + kTile <= o_end; o += kTile)
-      for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, kTile>(p, act, r, o);
+    const int64_t row_bytes = p.in / 32 * GetQuantTypeInfoConst(T).bytes;
+    const uint8_t* w = static_cast<const uint8_t*>(p.w);
+    for (; o + kTile <= o_end; o += kTile) {
+      const uint8_t* pf = p.rows == 1 && o + 2 * kTile <= p.out ? w + (o + kTile) * row_bytes : nullptr;
+      for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, kTile>(p, act, r, o, pf);
+    }
     for (; o < o_end; ++o)
       for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, 1>(p, act, r, o);
     return;
@@ -238,12 +255,13 @@ void QuantTileK(const LinearParams& p, const QuantActivations& act, int64_t o0, 
 // One activation row (a decode step) over K blocks, for the types the ISA dots straight from their
 // bytes (Isa::AddBlockQ4K for Q4_K / Q5_K, AddBlockQ6K): no tile in memory, the same arithmetic as QuantTileK.
 template <class Isa, QuantType T, int TN>
-void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t r, int64_t o0) {
+void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t r, int64_t o0, const uint8_t* pf = nullptr) {
   constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
   const int64_t nb = p.in / 256;
   const int64_t row_bytes = nb * info.bytes;
   const uint8_t* w = static_cast<const uint8_t*>(p.w) + o0 * row_bytes;
   RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
+    if (pf) PrefetchSlice<TN * info.bytes>(pf, b);
     const uint8_t* blk[TN];
     for (int t = 0; t < TN; ++t) blk[t] = w + t * row_bytes + b * info.bytes;
     const int8_t* a = act.q.data() + r * p.in + b * 256;
@@ -264,8 +282,12 @@ void QuantRowsK(const LinearParams& p, const QuantActivations& act, int64_t o_be
   if constexpr (IsaDirectK<Isa>::value && (T == QuantType::kQ4_K || T == QuantType::kQ5_K || T == QuantType::kQ6_K || T == QuantType::kIQ4_XS)) {
     if (p.rows <= DirectMaxRows(T)) {
       int64_t o = o_begin;
-      for (; o + kTile <= o_end; o += kTile)
-        for (int64_t r = 0; r < p.rows; ++r) QuantTileKRow<Isa, T, kTile>(p, act, r, o);
+      const int64_t row_bytes = p.in / 256 * GetQuantTypeInfoConst(T).bytes;
+      const uint8_t* w = static_cast<const uint8_t*>(p.w);
+      for (; o + kTile <= o_end; o += kTile) {
+        const uint8_t* pf = p.rows == 1 && o + 2 * kTile <= p.out ? w + (o + kTile) * row_bytes : nullptr;
+        for (int64_t r = 0; r < p.rows; ++r) QuantTileKRow<Isa, T, kTile>(p, act, r, o, pf);
+      }
       for (; o < o_end; ++o)
         for (int64_t r = 0; r < p.rows; ++r) QuantTileKRow<Isa, T, 1>(p, act, r, o);
       return;
