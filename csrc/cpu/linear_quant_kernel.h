@@ -43,6 +43,10 @@ struct IsaDirect32 : std::false_type {};
 template <class Isa>
 struct IsaDirect32<Isa, std::void_t<decltype(Isa::kDirect32)>> : std::bool_constant<Isa::kDirect32> {};
 template <class Isa, class = void>
+struct IsaPaired32 : std::false_type {};
+template <class Isa>
+struct IsaPaired32<Isa, std::void_t<decltype(Isa::kPaired32)>> : std::bool_constant<Isa::kPaired32> {};
+template <class Isa, class = void>
 struct IsaDirectK : std::false_type {};
 template <class Isa>
 struct IsaDirectK<Isa, std::void_t<decltype(Isa::kDirectK)>> : std::bool_constant<Isa::kDirectK> {};
@@ -123,6 +127,25 @@ void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t 
   const int8_t* arow = act.q.data() + r * p.in;
   const float* drow = act.d.data() + r * nb;
   const int32_t* srow = act.sum16.data() + r * (p.in / 16);
+  if constexpr (IsaPaired32<Isa>::value && T == QuantType::kQ4_0 && TN % 2 == 0) {
+    // Q4_0, two rows per vector (Isa::AddBlockQ4_0Pairs), then RunRow's per-output steps.
+    typename Isa::Acc8 acc[TN];
+    for (int t = 0; t < TN; ++t) acc[t] = Isa::Zero8();
+    for (int64_t b = 0; b < nb; ++b) {
+      if (pf) PrefetchSlice<TN * info.bytes>(pf, b);
+      const uint8_t* blk[TN];
+      for (int t = 0; t < TN; ++t) blk[t] = w + t * row_bytes + b * info.bytes;
+      Isa::template AddBlockQ4_0Pairs<TN>(blk, arow + b * 32, drow[b], acc);
+    }
+    Isa::template UnpairAcc<TN>(acc);
+    for (int t = 0; t < TN; ++t) {
+      float v = Isa::Sum8(acc[t]) + 0.f;  // + accm, 0 for Q4_0 (kept: -0 + 0 is +0, as RunRow gives)
+      if (p.bias) v += p.bias[o0 + t];
+      float* yo = p.y + r * p.out + o0 + t;
+      *yo = p.accumulate ? *yo + v : v;
+    }
+    return;
+  }
   RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
     if (pf) PrefetchSlice<TN * info.bytes>(pf, b);
     const float da = drow[b];

@@ -172,6 +172,66 @@ struct IsaX86 {
     }
   }
 
+  // ---- one activation row (GEMV): Q4_0 blocks of TN weight rows taken two rows per vector ------
+  // Rows t and t + 1 (t even) share vectors: their 16 code bytes are one vector [row t | row t + 1],
+  // whose low nibbles (values 0..15 of each row) are dotted with the block's activations 0..15 in
+  // both halves and whose high nibbles (values 16..31) with activations 16..31, so
+  //   acc[t]     holds [row t lanes 0..3 | row t + 1 lanes 0..3]
+  //   acc[t + 1] holds [row t lanes 4..7 | row t + 1 lanes 4..7]
+  // (UnpairAcc restores one row per accumulator; moving lanes is exact). Each int32 lane is the
+  // same exact integer as AddBlock32's (the stored nibble u times a, minus 8 * (the sum of those
+  // 4 activation codes)) and each lane's f32 steps are the same fma(lanes, d_t * da, acc), so the
+  // results are bit-identical; this takes half the shuffles, conversions and fmas per row.
+  static constexpr bool kPaired32 = true;
+  template <int TN>
+  static inline void AddBlockQ4_0Pairs(const uint8_t* const* blk, const int8_t* a, float da, Acc8* acc) {
+    static_assert(TN % 2 == 0 && TN <= 8, "pairs of rows, one vector of scales");
+    __m128i h = _mm_setzero_si128();
+    for (int t = 0; t < TN; ++t) {
+      uint16_t f;
+      std::memcpy(&f, blk[t], 2);
+      h = _mm_insert_epi16(h, f, t);
+    }
+    const __m256 scales = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(da)));
+    const __m256i a_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a)));
+    const __m256i a_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 16)));
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i neg_lo, neg_hi;  // -8 * (sum of each lane's 4 activation codes): lanes 0..3 | 4..7 in both halves
+    if constexpr (kVnni) {
+      neg_lo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), _mm256_sub_epi8(_mm256_setzero_si256(), a_lo));
+      neg_hi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), _mm256_sub_epi8(_mm256_setzero_si256(), a_hi));
+    } else {
+      neg_lo = _mm256_maddubs_epi16(_mm256_set1_epi8(8), a_lo);  // AVX2: -bias * pair sums, subtracted as int16
+      neg_hi = _mm256_maddubs_epi16(_mm256_set1_epi8(8), a_hi);
+    }
+    for (int t = 0; t < TN; t += 2) {
+      const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[t] + 2))),
+                                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[t + 1] + 2)), 1);
+      const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      __m256i lanes_lo, lanes_hi;
+      if constexpr (kVnni) {
+        lanes_lo = _mm256_dpbusd_epi32(neg_lo, lo, a_lo);
+        lanes_hi = _mm256_dpbusd_epi32(neg_hi, hi, a_hi);
+      } else {
+        const __m256i one = _mm256_set1_epi16(1);
+        lanes_lo = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(lo, a_lo), neg_lo), one);
+        lanes_hi = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(hi, a_hi), neg_hi), one);
+      }
+      const __m256 sc = _mm256_permutevar8x32_ps(scales, _mm256_setr_epi32(t, t, t, t, t + 1, t + 1, t + 1, t + 1));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes_lo), sc, acc[t]);
+      acc[t + 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes_hi), sc, acc[t + 1]);
+    }
+  }
+  // From AddBlockQ4_0Pairs' layout back to one row per accumulator.
+  template <int TN>
+  static inline void UnpairAcc(Acc8* acc) {
+    for (int t = 0; t < TN; t += 2) {
+      const __m256 lo = acc[t], hi = acc[t + 1];
+      acc[t] = _mm256_permute2f128_ps(lo, hi, 0x20);
+      acc[t + 1] = _mm256_permute2f128_ps(lo, hi, 0x31);
+    }
+  }
+
   // ---- one activation row (GEMV): K blocks dotted straight from their bytes ----------------------
   // Each activation chunk is loaded once for the TN weight rows; codes, scales and mins are unpacked
   // in registers. The int32 lanes are the same exact integers as FmaK's (any summation order of exact
