@@ -348,8 +348,56 @@ struct IsaX86 {
   // Q6_K: codes taken unsigned (low | high << 4, 0..63) into maddubs, minus maddubs(32, a) (the
   // activation part, once per chunk for the TN rows): the exact pair sums of (q - 32) * a. Chunk c
   // (values 32c..32c+31) has scale 2c in its low 16 values (the low 128 bits) and 2c + 1 in the high.
+  // With VNNI (AVX-512 on this target): two chunks per 512-bit vector, chunks 4h + s and 4h + s + 1
+  // (s = 0 or 2) whose low bits are the 64 bytes ql[64h..64h+64) (low nibbles for s = 0, high for
+  // s = 2) and whose activations are 64 contiguous bytes; each 128-bit lane is one 16-value
+  // sub-block, so its scale is one word broadcast over the lane (vpermw). The even chunk's int32
+  // lanes land in the low 256 bits and the odd chunk's in the high; their sum is the same exact
+  // integer lane as the 256-bit path's.
   template <int TN>
-  static inline void AddBlockQ6K(const uint8_t* const* blk, const int8_t* a, const int32_t*, float da, Acc8* acc, float*) {
+  static inline void AddBlockQ6K(const uint8_t* const* blk, const int8_t* a, const int32_t* s16, float da, Acc8* acc, float* accm) {
+    if constexpr (kVnni) {
+      AddBlockQ6K512<TN>(blk, a, da, acc);
+    } else {
+      AddBlockQ6K256<TN>(blk, a, s16, da, acc, accm);
+    }
+  }
+  template <int TN>
+  static inline void AddBlockQ6K512(const uint8_t* const* blk, const int8_t* a, float da, Acc8* acc) {
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30), k32 = _mm512_set1_epi8(32);
+    const __m512i shl_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);  // s = 0 | s = 1: (hb << 4), (hb << 2)
+    const __m512i shr_b = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);  // s = 2 | s = 3: hb, (hb >> 2)
+    __m512i lanes[TN], sc[TN];
+    for (int t = 0; t < TN; ++t) {
+      sc[t] = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[t] + 192))));
+      lanes[t] = _mm512_setzero_si512();
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m512i a_a = _mm512_loadu_si512(a + 128 * h), a_b = _mm512_loadu_si512(a + 128 * h + 64);
+      const __m512i corr_a = _mm512_maddubs_epi16(k32, a_a), corr_b = _mm512_maddubs_epi16(k32, a_b);
+      // Sub-block scales 8h + j (j = 0..3 for chunks 4h, 4h + 1; 4..7 for 4h + 2, 4h + 3), one per 128-bit lane.
+      const __m512i pick_a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(8 * h + 1)), _mm_set1_epi16(static_cast<int16_t>(8 * h)))),
+                                                _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(8 * h + 3)), _mm_set1_epi16(static_cast<int16_t>(8 * h + 2))), 1);
+      const __m512i pick_b = _mm512_add_epi16(pick_a, _mm512_set1_epi16(4));
+      for (int t = 0; t < TN; ++t) {
+        const __m512i l = _mm512_loadu_si512(blk[t] + 64 * h);
+        const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[t] + 128 + 32 * h)));
+        const __m512i q_a = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_sllv_epi16(hb, shl_a), m30));
+        const __m512i q_b = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(_mm512_srlv_epi16(hb, shr_b), m30));
+        const __m512i p_a = _mm512_sub_epi16(_mm512_maddubs_epi16(q_a, a_a), corr_a);
+        const __m512i p_b = _mm512_sub_epi16(_mm512_maddubs_epi16(q_b, a_b), corr_b);
+        lanes[t] = _mm512_dpwssd_epi32(lanes[t], p_a, _mm512_permutexvar_epi16(pick_a, sc[t]));
+        lanes[t] = _mm512_dpwssd_epi32(lanes[t], p_b, _mm512_permutexvar_epi16(pick_b, sc[t]));
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      const __m256i sum = _mm256_add_epi32(_mm512_castsi512_si256(lanes[t]), _mm512_extracti64x4_epi64(lanes[t], 1));
+      const float d = F16(blk[t] + 208);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(d * da), acc[t]);
+    }
+  }
+  template <int TN>
+  static inline void AddBlockQ6K256(const uint8_t* const* blk, const int8_t* a, const int32_t*, float da, Acc8* acc, float*) {
     const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
     __m256i lanes[TN], scA[TN], scB[TN];
     for (int t = 0; t < TN; ++t) {
