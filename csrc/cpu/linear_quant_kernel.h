@@ -184,6 +184,17 @@ void QuantRows32(const LinearParams& p, const QuantActivations& act, int64_t o_b
     int64_t o = o_begin;
     const int64_t row_bytes = p.in / 32 * GetQuantTypeInfoConst(T).bytes;
     const uint8_t* w = static_cast<const uint8_t*>(p.w);
+    if constexpr (IsaPaired32<Isa>::value && T == QuantType::kQ4_0) {
+      if constexpr (Isa::kPaired32Wide) {
+        // Q4_0 in pairs of rows: 8 rows per tile share the block's activation work (the VNNI
+        // target has 32 vector registers for the 8 accumulators).
+        constexpr int kWide = 8;
+        for (; o + kWide <= o_end; o += kWide) {
+          const uint8_t* pf = p.rows == 1 && o + 2 * kWide <= p.out ? w + (o + kWide) * row_bytes : nullptr;
+          for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, kWide>(p, act, r, o, pf);
+        }
+      }
+    }
     for (; o + kTile <= o_end; o += kTile) {
       const uint8_t* pf = p.rows == 1 && o + 2 * kTile <= p.out ? w + (o + kTile) * row_bytes : nullptr;
       for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, kTile>(p, act, r, o, pf);

@@ -183,6 +183,8 @@ struct IsaX86 {
   // 4 activation codes)) and each lane's f32 steps are the same fma(lanes, d_t * da, acc), so the
   // results are bit-identical; this takes half the shuffles, conversions and fmas per row.
   static constexpr bool kPaired32 = true;
+  // Tiles of 8 rows (8 accumulators): with VNNI's 32 vector registers; AVX2's 16 would spill.
+  static constexpr bool kPaired32Wide = kVnni;
   template <int TN>
   static inline void AddBlockQ4_0Pairs(const uint8_t* const* blk, const int8_t* a, float da, Acc8* acc) {
     static_assert(TN % 2 == 0 && TN <= 8, "pairs of rows, one vector of scales");
@@ -192,7 +194,7 @@ struct IsaX86 {
       std::memcpy(&f, blk[t], 2);
       h = _mm_insert_epi16(h, f, t);
     }
-    const __m256 scales = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(da)));
+    const __m256 scales = _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(da));  // d_t * da, t < TN
     const __m256i a_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a)));
     const __m256i a_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 16)));
     const __m256i m4 = _mm256_set1_epi8(15);
