@@ -7,7 +7,9 @@
 // (QuantTile32, QuantTileK), or, for one row and for the few rows DirectMaxRows allows, each
 // activation row dotted straight from the weight bytes, unpacked in registers (QuantTile32Row,
 // QuantTileKRow: where the ISA has them, Isa::AddBlock32 for Q8_0 / Q4_0 and Isa::AddBlockQ4K /
-// AddBlockQ6K for Q4_K, Q5_K, Q6_K). RunRow is the per-output loop all of them share.
+// AddBlockQ6K for Q4_K, Q5_K, Q6_K; Q4_0 two rows per vector by Isa::AddBlockQ4_0Pairs where the
+// ISA has it). RunRow is the per-output loop all of them share. A decode step (one row) also
+// prefetches the next tile's bytes while a tile runs (PrefetchSlice).
 // Either way the arithmetic of one output element is fixed (all paths, any number of rows or
 // threads; linear_quant_cpu.h states the integer parts):
 //   eight f32 lane accumulators; block b adds fma(P_k, d_b * da_b, acc_k) to lane k, with P_k the

@@ -28,11 +28,11 @@ namespace {
 
 constexpr int kMaxThreads = 1024;
 
-// Spin-wait rounds (one CpuRelax each: about 40-140 cycles on x86) a worker waits for the next
+// Spin-wait rounds (one CpuRelax each: about 10-140 cycles on x86) a worker waits for the next
 // job, and the caller for the last chunks, before sleeping on a condition variable. A decode step
 // runs a few hundred short jobs a few microseconds apart (the linear layers of every layer); a
 // futex wake-up per job (tens of microseconds on a busy or virtualised machine) would cost a
-// large part of the step. Between steps the workers sleep again after about 100 microseconds.
+// large part of the step. Idle workers sleep again after about 15-200 microseconds.
 constexpr int kSpinRounds = 4096;
 
 inline void CpuRelax() {
