@@ -272,6 +272,7 @@ Status LinearQuant(const LinearParams& p) {
   QuantActivations& act = tls_act;
   QuantizeActivations(p.x, p.rows, p.in, info.block, &act);
   ParallelFor(p.out, 4, [&](int64_t o_begin, int64_t o_end) { rows_fn(p, act, o_begin, o_end); });
+  if (act.q.capacity() > (size_t{4} << 20)) act = QuantActivations();  // a long prefill's buffers are not kept
   return Status::Ok();
 }
 
