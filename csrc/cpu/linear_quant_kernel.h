@@ -7,7 +7,9 @@
 // (QuantTile32, QuantTileK), or, for one row and for the few rows DirectMaxRows allows, each
 // activation row dotted straight from the weight bytes, unpacked in registers (QuantTile32Row,
 // QuantTileKRow: where the ISA has them, Isa::AddBlock32 for Q8_0 / Q4_0 and Isa::AddBlockQ4K /
-// AddBlockQ6K for Q4_K, Q5_K, Q6_K). RunRow is the per-output loop all of them share.
+// AddBlockQ6K for Q4_K, Q5_K, Q6_K; Q4_0 two rows per vector by Isa::AddBlockQ4_0Pairs where the
+// ISA has it). RunRow is the per-output loop all of them share. A decode step (one row) also
+// prefetches the next tile's bytes while a tile runs (PrefetchSlice).
 // Either way the arithmetic of one output element is fixed (all paths, any number of rows or
 // threads; linear_quant_cpu.h states the integer parts):
 //   eight f32 lane accumulators; block b adds fma(P_k, d_b * da_b, acc_k) to lane k, with P_k the
@@ -43,9 +45,25 @@ struct IsaDirect32 : std::false_type {};
 template <class Isa>
 struct IsaDirect32<Isa, std::void_t<decltype(Isa::kDirect32)>> : std::bool_constant<Isa::kDirect32> {};
 template <class Isa, class = void>
+struct IsaPaired32 : std::false_type {};
+template <class Isa>
+struct IsaPaired32<Isa, std::void_t<decltype(Isa::kPaired32)>> : std::bool_constant<Isa::kPaired32> {};
+template <class Isa, class = void>
 struct IsaDirectK : std::false_type {};
 template <class Isa>
 struct IsaDirectK<Isa, std::void_t<decltype(Isa::kDirectK)>> : std::bool_constant<Isa::kDirectK> {};
+
+// Software prefetch of the next tile's weight bytes while a tile runs (GEMV: the bytes of the TN
+// rows of a tile are contiguous, and so are the next tile's): block b of the current tile touches
+// the next tile's bytes [b * kSlice, (b + 1) * kSlice), kSlice = TN * block bytes, so the next tile
+// is in cache, in order, when it starts. The rows of one tile are TN short streams that the
+// hardware prefetchers pick up late; this turns the whole range into one stream read ahead.
+// (Prefetches never fault, so the last tile may prefetch past the matrix.)
+template <int64_t kSlice>
+inline void PrefetchSlice(const uint8_t* next_tile, int64_t b) {
+  const uint8_t* p = next_tile + b * kSlice;
+  for (int64_t off = 0; off < kSlice; off += 64) __builtin_prefetch(p + off, 0, 3);
+}
 
 // One activation row r over TN weight rows from o0: the per-output arithmetic every kernel shares.
 // TN lane accumulators and TN min accumulators start at zero; add_block(b, acc, accm) adds block b
@@ -103,7 +121,7 @@ void QuantTile32(const LinearParams& p, const QuantActivations& act, int64_t o0,
 // One activation row r (a decode step, or each row of a few): the TN weight rows' blocks are unpacked in registers as they
 // are used, with no tile in memory (the same arithmetic as QuantTile32).
 template <class Isa, QuantType T, int TN>
-void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t r, int64_t o0) {
+void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t r, int64_t o0, const uint8_t* pf = nullptr) {
   constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
   const int64_t nb = p.in / 32;
   const int64_t row_bytes = nb * info.bytes;
@@ -111,7 +129,27 @@ void QuantTile32Row(const LinearParams& p, const QuantActivations& act, int64_t 
   const int8_t* arow = act.q.data() + r * p.in;
   const float* drow = act.d.data() + r * nb;
   const int32_t* srow = act.sum16.data() + r * (p.in / 16);
+  if constexpr (IsaPaired32<Isa>::value && T == QuantType::kQ4_0 && TN % 2 == 0) {
+    // Q4_0, two rows per vector (Isa::AddBlockQ4_0Pairs), then RunRow's per-output steps.
+    typename Isa::Acc8 acc[TN];
+    for (int t = 0; t < TN; ++t) acc[t] = Isa::Zero8();
+    for (int64_t b = 0; b < nb; ++b) {
+      if (pf) PrefetchSlice<TN * info.bytes>(pf, b);
+      const uint8_t* blk[TN];
+      for (int t = 0; t < TN; ++t) blk[t] = w + t * row_bytes + b * info.bytes;
+      Isa::template AddBlockQ4_0Pairs<TN>(blk, arow + b * 32, drow[b], acc);
+    }
+    Isa::template UnpairAcc<TN>(acc);
+    for (int t = 0; t < TN; ++t) {
+      float v = Isa::Sum8(acc[t]) + 0.f;  // + accm, 0 for Q4_0 (kept: -0 + 0 is +0, as RunRow gives)
+      if (p.bias) v += p.bias[o0 + t];
+      float* yo = p.y + r * p.out + o0 + t;
+      *yo = p.accumulate ? *yo + v : v;
+    }
+    return;
+  }
   RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
+    if (pf) PrefetchSlice<TN * info.bytes>(pf, b);
     const float da = drow[b];
     if constexpr (IsaDirect32<Isa>::value && (T == QuantType::kQ8_0 || T == QuantType::kQ4_0)) {
       const uint8_t* blk[TN];
@@ -146,8 +184,23 @@ void QuantRows32(const LinearParams& p, const QuantActivations& act, int64_t o_b
   constexpr int kTile = 4;
   if (p.rows == 1 || (IsaDirect32<Isa>::value && p.rows <= DirectMaxRows(T))) {
     int64_t o = o_begin;
-    for (; o + kTile <= o_end; o += kTile)
-      for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, kTile>(p, act, r, o);
+    const int64_t row_bytes = p.in / 32 * GetQuantTypeInfoConst(T).bytes;
+    const uint8_t* w = static_cast<const uint8_t*>(p.w);
+    if constexpr (IsaPaired32<Isa>::value && T == QuantType::kQ4_0) {
+      if constexpr (Isa::kPaired32Wide) {
+        // Q4_0 in pairs of rows: 8 rows per tile share the block's activation work (the VNNI
+        // target has 32 vector registers for the 8 accumulators).
+        constexpr int kWide = 8;
+        for (; o + kWide <= o_end; o += kWide) {
+          const uint8_t* pf = p.rows == 1 && o + 2 * kWide <= p.out ? w + (o + kWide) * row_bytes : nullptr;
+          for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, kWide>(p, act, r, o, pf);
+        }
+      }
+    }
+    for (; o + kTile <= o_end; o += kTile) {
+      const uint8_t* pf = p.rows == 1 && o + 2 * kTile <= p.out ? w + (o + kTile) * row_bytes : nullptr;
+      for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, kTile>(p, act, r, o, pf);
+    }
     for (; o < o_end; ++o)
       for (int64_t r = 0; r < p.rows; ++r) QuantTile32Row<Isa, T, 1>(p, act, r, o);
     return;
@@ -238,12 +291,13 @@ void QuantTileK(const LinearParams& p, const QuantActivations& act, int64_t o0, 
 // One activation row (a decode step) over K blocks, for the types the ISA dots straight from their
 // bytes (Isa::AddBlockQ4K for Q4_K / Q5_K, AddBlockQ6K): no tile in memory, the same arithmetic as QuantTileK.
 template <class Isa, QuantType T, int TN>
-void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t r, int64_t o0) {
+void QuantTileKRow(const LinearParams& p, const QuantActivations& act, int64_t r, int64_t o0, const uint8_t* pf = nullptr) {
   constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
   const int64_t nb = p.in / 256;
   const int64_t row_bytes = nb * info.bytes;
   const uint8_t* w = static_cast<const uint8_t*>(p.w) + o0 * row_bytes;
   RunRow<Isa, TN>(p, r, o0, nb, [&](int64_t b, typename Isa::Acc8* acc, float* accm) {
+    if (pf) PrefetchSlice<TN * info.bytes>(pf, b);
     const uint8_t* blk[TN];
     for (int t = 0; t < TN; ++t) blk[t] = w + t * row_bytes + b * info.bytes;
     const int8_t* a = act.q.data() + r * p.in + b * 256;
@@ -264,8 +318,12 @@ void QuantRowsK(const LinearParams& p, const QuantActivations& act, int64_t o_be
   if constexpr (IsaDirectK<Isa>::value && (T == QuantType::kQ4_K || T == QuantType::kQ5_K || T == QuantType::kQ6_K || T == QuantType::kIQ4_XS)) {
     if (p.rows <= DirectMaxRows(T)) {
       int64_t o = o_begin;
-      for (; o + kTile <= o_end; o += kTile)
-        for (int64_t r = 0; r < p.rows; ++r) QuantTileKRow<Isa, T, kTile>(p, act, r, o);
+      const int64_t row_bytes = p.in / 256 * GetQuantTypeInfoConst(T).bytes;
+      const uint8_t* w = static_cast<const uint8_t*>(p.w);
+      for (; o + kTile <= o_end; o += kTile) {
+        const uint8_t* pf = p.rows == 1 && o + 2 * kTile <= p.out ? w + (o + kTile) * row_bytes : nullptr;
+        for (int64_t r = 0; r < p.rows; ++r) QuantTileKRow<Isa, T, kTile>(p, act, r, o, pf);
+      }
       for (; o < o_end; ++o)
         for (int64_t r = 0; r < p.rows; ++r) QuantTileKRow<Isa, T, 1>(p, act, r, o);
       return;

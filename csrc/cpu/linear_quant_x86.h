@@ -172,6 +172,68 @@ struct IsaX86 {
     }
   }
 
+  // ---- one activation row (GEMV): Q4_0 blocks of TN weight rows taken two rows per vector ------
+  // Rows t and t + 1 (t even) share vectors: their 16 code bytes are one vector [row t | row t + 1],
+  // whose low nibbles (values 0..15 of each row) are dotted with the block's activations 0..15 in
+  // both halves and whose high nibbles (values 16..31) with activations 16..31, so
+  //   acc[t]     holds [row t lanes 0..3 | row t + 1 lanes 0..3]
+  //   acc[t + 1] holds [row t lanes 4..7 | row t + 1 lanes 4..7]
+  // (UnpairAcc restores one row per accumulator; moving lanes is exact). Each int32 lane is the
+  // same exact integer as AddBlock32's (the stored nibble u times a, minus 8 * (the sum of those
+  // 4 activation codes)) and each lane's f32 steps are the same fma(lanes, d_t * da, acc), so the
+  // results are bit-identical; this takes half the shuffles, conversions and fmas per row.
+  static constexpr bool kPaired32 = true;
+  // Tiles of 8 rows (8 accumulators): with VNNI's 32 vector registers; AVX2's 16 would spill.
+  static constexpr bool kPaired32Wide = kVnni;
+  template <int TN>
+  static inline void AddBlockQ4_0Pairs(const uint8_t* const* blk, const int8_t* a, float da, Acc8* acc) {
+    static_assert(TN % 2 == 0 && TN <= 8, "pairs of rows, one vector of scales");
+    __m128i h = _mm_setzero_si128();
+    for (int t = 0; t < TN; ++t) {
+      uint16_t f;
+      std::memcpy(&f, blk[t], 2);
+      h = _mm_insert_epi16(h, f, t);
+    }
+    const __m256 scales = _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(da));  // d_t * da, t < TN
+    const __m256i a_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a)));
+    const __m256i a_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 16)));
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i neg_lo, neg_hi;  // -8 * (sum of each lane's 4 activation codes): lanes 0..3 | 4..7 in both halves
+    if constexpr (kVnni) {
+      neg_lo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), _mm256_sub_epi8(_mm256_setzero_si256(), a_lo));
+      neg_hi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), _mm256_sub_epi8(_mm256_setzero_si256(), a_hi));
+    } else {
+      neg_lo = _mm256_maddubs_epi16(_mm256_set1_epi8(8), a_lo);  // AVX2: -bias * pair sums, subtracted as int16
+      neg_hi = _mm256_maddubs_epi16(_mm256_set1_epi8(8), a_hi);
+    }
+    for (int t = 0; t < TN; t += 2) {
+      const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[t] + 2))),
+                                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[t + 1] + 2)), 1);
+      const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      __m256i lanes_lo, lanes_hi;
+      if constexpr (kVnni) {
+        lanes_lo = _mm256_dpbusd_epi32(neg_lo, lo, a_lo);
+        lanes_hi = _mm256_dpbusd_epi32(neg_hi, hi, a_hi);
+      } else {
+        const __m256i one = _mm256_set1_epi16(1);
+        lanes_lo = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(lo, a_lo), neg_lo), one);
+        lanes_hi = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(hi, a_hi), neg_hi), one);
+      }
+      const __m256 sc = _mm256_permutevar8x32_ps(scales, _mm256_setr_epi32(t, t, t, t, t + 1, t + 1, t + 1, t + 1));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes_lo), sc, acc[t]);
+      acc[t + 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes_hi), sc, acc[t + 1]);
+    }
+  }
+  // From AddBlockQ4_0Pairs' layout back to one row per accumulator.
+  template <int TN>
+  static inline void UnpairAcc(Acc8* acc) {
+    for (int t = 0; t < TN; t += 2) {
+      const __m256 lo = acc[t], hi = acc[t + 1];
+      acc[t] = _mm256_permute2f128_ps(lo, hi, 0x20);
+      acc[t + 1] = _mm256_permute2f128_ps(lo, hi, 0x31);
+    }
+  }
+
   // ---- one activation row (GEMV): K blocks dotted straight from their bytes ----------------------
   // Each activation chunk is loaded once for the TN weight rows; codes, scales and mins are unpacked
   // in registers. The int32 lanes are the same exact integers as FmaK's (any summation order of exact
@@ -288,8 +350,56 @@ struct IsaX86 {
   // Q6_K: codes taken unsigned (low | high << 4, 0..63) into maddubs, minus maddubs(32, a) (the
   // activation part, once per chunk for the TN rows): the exact pair sums of (q - 32) * a. Chunk c
   // (values 32c..32c+31) has scale 2c in its low 16 values (the low 128 bits) and 2c + 1 in the high.
+  // With VNNI (AVX-512 on this target): two chunks per 512-bit vector, chunks 4h + s and 4h + s + 1
+  // (s = 0 or 2) whose low bits are the 64 bytes ql[64h..64h+64) (low nibbles for s = 0, high for
+  // s = 2) and whose activations are 64 contiguous bytes; each 128-bit lane is one 16-value
+  // sub-block, so its scale is one word broadcast over the lane (vpermw). The even chunk's int32
+  // lanes land in the low 256 bits and the odd chunk's in the high; their sum is the same exact
+  // integer lane as the 256-bit path's.
   template <int TN>
-  static inline void AddBlockQ6K(const uint8_t* const* blk, const int8_t* a, const int32_t*, float da, Acc8* acc, float*) {
+  static inline void AddBlockQ6K(const uint8_t* const* blk, const int8_t* a, const int32_t* s16, float da, Acc8* acc, float* accm) {
+    if constexpr (kVnni) {
+      AddBlockQ6K512<TN>(blk, a, da, acc);
+    } else {
+      AddBlockQ6K256<TN>(blk, a, s16, da, acc, accm);
+    }
+  }
+  template <int TN>
+  static inline void AddBlockQ6K512(const uint8_t* const* blk, const int8_t* a, float da, Acc8* acc) {
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30), k32 = _mm512_set1_epi8(32);
+    const __m512i shl_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);  // s = 0 | s = 1: (hb << 4), (hb << 2)
+    const __m512i shr_b = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);  // s = 2 | s = 3: hb, (hb >> 2)
+    __m512i lanes[TN], sc[TN];
+    for (int t = 0; t < TN; ++t) {
+      sc[t] = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[t] + 192))));
+      lanes[t] = _mm512_setzero_si512();
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m512i a_a = _mm512_loadu_si512(a + 128 * h), a_b = _mm512_loadu_si512(a + 128 * h + 64);
+      const __m512i corr_a = _mm512_maddubs_epi16(k32, a_a), corr_b = _mm512_maddubs_epi16(k32, a_b);
+      // Sub-block scales 8h + j (j = 0..3 for chunks 4h, 4h + 1; 4..7 for 4h + 2, 4h + 3), one per 128-bit lane.
+      const __m512i pick_a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(8 * h + 1)), _mm_set1_epi16(static_cast<int16_t>(8 * h)))),
+                                                _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(8 * h + 3)), _mm_set1_epi16(static_cast<int16_t>(8 * h + 2))), 1);
+      const __m512i pick_b = _mm512_add_epi16(pick_a, _mm512_set1_epi16(4));
+      for (int t = 0; t < TN; ++t) {
+        const __m512i l = _mm512_loadu_si512(blk[t] + 64 * h);
+        const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[t] + 128 + 32 * h)));
+        const __m512i q_a = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_sllv_epi16(hb, shl_a), m30));
+        const __m512i q_b = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(_mm512_srlv_epi16(hb, shr_b), m30));
+        const __m512i p_a = _mm512_sub_epi16(_mm512_maddubs_epi16(q_a, a_a), corr_a);
+        const __m512i p_b = _mm512_sub_epi16(_mm512_maddubs_epi16(q_b, a_b), corr_b);
+        lanes[t] = _mm512_dpwssd_epi32(lanes[t], p_a, _mm512_permutexvar_epi16(pick_a, sc[t]));
+        lanes[t] = _mm512_dpwssd_epi32(lanes[t], p_b, _mm512_permutexvar_epi16(pick_b, sc[t]));
+      }
+    }
+    for (int t = 0; t < TN; ++t) {
+      const __m256i sum = _mm256_add_epi32(_mm512_castsi512_si256(lanes[t]), _mm512_extracti64x4_epi64(lanes[t], 1));
+      const float d = F16(blk[t] + 208);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(d * da), acc[t]);
+    }
+  }
+  template <int TN>
+  static inline void AddBlockQ6K256(const uint8_t* const* blk, const int8_t* a, const int32_t*, float da, Acc8* acc, float*) {
     const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
     __m256i lanes[TN], scA[TN], scB[TN];
     for (int t = 0; t < TN; ++t) {

@@ -164,7 +164,12 @@ inline void Tile(const LinearParams& p, const char* w0, int64_t n0, int64_t o0, 
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < C; ++j) acc[r][j] = k0 == 0 ? VecF{} : LoadU(saved + (r * saved_stride + j) * kLanes);
   for (int64_t i = k0; i < k1; i += kLanes) {
-    if (R <= 2 && (i * kElemBytes(kType)) % 64 == 0) {
+    if (R == 1 && (i * kElemBytes(kType)) % 64 == 0) {
+      // One activation row (a decode step): the next tile's rows (C rows on), at the same offset,
+      // so every prefetch is of bytes this thread reads next (kPrefetchBytes along a short row
+      // would land in the tile's own next row).
+      for (int j = 0; j < C; ++j) __builtin_prefetch(static_cast<const char*>(w[j]) + (C * in + i) * kElemBytes(kType), 0, 2);
+    } else if (R == 2 && (i * kElemBytes(kType)) % 64 == 0) {
       for (int j = 0; j < C; ++j) __builtin_prefetch(static_cast<const char*>(w[j]) + i * kElemBytes(kType) + kPrefetchBytes, 0, 2);
     }
     VecF xv[R];

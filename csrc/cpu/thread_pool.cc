@@ -18,12 +18,30 @@
 #if defined(__linux__)
 #include <sched.h>
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace canopy {
 namespace cpu {
 namespace {
 
 constexpr int kMaxThreads = 1024;
+
+// Spin-wait rounds (one CpuRelax each: about 10-140 cycles on x86) a worker waits for the next
+// job, and the caller for the last chunks, before sleeping on a condition variable. A decode step
+// runs a few hundred short jobs a few microseconds apart (the linear layers of every layer); a
+// futex wake-up per job (tens of microseconds on a busy or virtualised machine) would cost a
+// large part of the step. Idle workers sleep again after about 15-200 microseconds.
+constexpr int kSpinRounds = 4096;
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
 
 // Reads one integer from a small sysfs file; -1 when absent.
 long ReadSysInt(const char* path) {
@@ -70,8 +88,10 @@ int ConfiguredThreads() {
   return DefaultThreads();
 }
 
-// Workers sleep on a condition variable; a job is a chunked range that
-// workers and the caller claim chunk by chunk with an atomic counter.
+// Workers spin for a while (kSpinRounds), then sleep on a condition variable; a job is a chunked
+// range that workers and the caller claim chunk by chunk with an atomic counter. Every state change
+// is made under mu_; the atomics generation_seen_ and outstanding_ only mirror generation_ and
+// pending_ + active_ so that waiting threads can spin without the lock (they take it before acting).
 class Pool {
  public:
   explicit Pool(int threads) { Start(threads); }
@@ -109,9 +129,12 @@ class Pool {
       error_ = nullptr;
       pending_ = (n + chunk - 1) / chunk;
       ++generation_;
+      outstanding_.store(pending_ + active_, std::memory_order_relaxed);
+      generation_seen_.store(generation_, std::memory_order_release);
     }
     cv_.notify_all();
     Work();
+    for (int i = 0; i < kSpinRounds && outstanding_.load(std::memory_order_acquire) != 0; ++i) CpuRelax();
     std::unique_lock<std::mutex> lock(mu_);
     // Wait until every chunk ran AND every worker has left Work(), so no worker
     // can touch this job's state once the next job starts.
@@ -131,6 +154,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = false;
+      stop_seen_.store(false, std::memory_order_release);
     }
     size_.store(threads);
     for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
@@ -140,6 +164,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
+      stop_seen_.store(true, std::memory_order_release);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -165,8 +190,10 @@ class Pool {
         // Claim every remaining chunk at once so nobody starts them.
         const int64_t rest = next_.exchange(job_n_);
         if (rest < job_n_) pending_ -= (job_n_ - rest + job_chunk_ - 1) / job_chunk_;
+        outstanding_.store(pending_ + active_, std::memory_order_relaxed);
       }
-      if (--pending_ == 0) done_cv_.notify_all();
+      outstanding_.store(--pending_ + active_, std::memory_order_release);
+      if (pending_ == 0) done_cv_.notify_all();
     }
   }
 
@@ -177,16 +204,25 @@ class Pool {
       seen = generation_;  // a worker started by Resize must not rerun the last job
     }
     for (;;) {
+      for (int i = 0; i < kSpinRounds && !stop_seen_.load(std::memory_order_acquire) &&
+                      generation_seen_.load(std::memory_order_acquire) == seen;
+           ++i) {
+        CpuRelax();
+      }
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || (generation_ != seen && job_fn_ != nullptr); });
+        cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
         if (stop_) return;
         seen = generation_;
+        if (job_fn_ == nullptr) continue;  // that job has already finished without this worker
         ++active_;
+        outstanding_.store(pending_ + active_, std::memory_order_relaxed);
       }
       Work();
       std::lock_guard<std::mutex> lock(mu_);
-      if (--active_ == 0 && pending_ == 0) done_cv_.notify_all();
+      --active_;
+      outstanding_.store(pending_ + active_, std::memory_order_release);
+      if (active_ == 0 && pending_ == 0) done_cv_.notify_all();
     }
   }
 
@@ -202,6 +238,9 @@ class Pool {
   int active_ = 0;  // workers inside Work()
   std::exception_ptr error_;  // the first exception a chunk of the current job threw (under mu_)
   std::atomic<int64_t> next_{0};
+  std::atomic<uint64_t> generation_seen_{0};  // generation_, for spinning workers
+  std::atomic<int64_t> outstanding_{0};       // pending_ + active_, for the spinning caller
+  std::atomic<bool> stop_seen_{false};        // stop_, for spinning workers
 };
 
 Pool& GlobalPool() {

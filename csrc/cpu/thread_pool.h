@@ -3,7 +3,8 @@
 // Size: CANOPY_THREADS if set to a positive integer, else DefaultThreads() (the physical
 // cores this process may run on); SetNumThreads changes it at run time (setThreads in
 // TypeScript). ParallelFor splits [0, n) into contiguous chunks of at least `grain` items;
-// the calling thread works too. Concurrent ParallelFor calls (from several async workers)
+// the calling thread works too. Between jobs the workers spin for a short while before
+// sleeping, so the few hundred short jobs of a decode step pay no wake-up each. Concurrent ParallelFor calls (from several async workers)
 // are serialised, so each kernel gets the whole pool.
 //
 // Kernels must not let results depend on how [0, n) is chunked or on the pool size (the

@@ -3,6 +3,7 @@
 // row count bit-identical; the CUDA kernels (Q8_0, Q4_0, Q4_K, Q6_K) against the double reference on
 // the f32 activations, against the CPU kernel, and row count by row count; the CUDA embedding lookup
 // of every type equal to the CPU's; CUDA refuses the other block types with a Status naming them.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -180,6 +181,61 @@ bool CpuRowCountsBitIdentical() {
     }
   }
   cpu::SetNumThreads(before);
+  return true;
+}
+
+// The activation quantizer (vectorised where the build has AVX2) against its definition in
+// linear_quant_cpu.h written out in scalar code, bitwise: blocks of 32 and 256 with zeros, ties
+// (x * 127 / a exactly k + 0.5), values at the maximum of either sign, NaN and infinities.
+bool CpuQuantizeActivationsMatchDefinition() {
+  for (int block : {32, 256}) {
+    const int64_t rows = 3, in = 4 * block;
+    std::vector<float> x(static_cast<size_t>(rows * in));
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (auto& v : x) v = nd(Rng());
+    // Row 0: block 1 all zero; block 2 a NaN; block 3 an infinity. Row 1: ties: a = 127, so
+    // x * (127 / a) = x exactly, and k + 0.5 must round to even. Row 2: -a is the maximum.
+    std::fill(x.begin() + block, x.begin() + 2 * block, 0.f);
+    x[2 * block + 5] = std::nanf("");
+    x[3 * block + block - 1] = -INFINITY;
+    for (int i = 0; i < in; ++i) x[in + i] = (i % block == 0) ? 127.f : static_cast<float>((i % 251) - 125) + 0.5f;
+    x[2 * in + 7] = -1e3f;
+    cpu::QuantActivations act;
+    cpu::QuantizeActivations(x.data(), rows, in, block, &act);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t b = 0; b < in / block; ++b) {
+        const float* xb = x.data() + r * in + b * block;
+        float amax = 0.f;
+        bool finite = true;
+        for (int i = 0; i < block; ++i) {
+          amax = std::max(amax, std::fabs(xb[i]));
+          finite = finite && std::isfinite(xb[i]);
+        }
+        float d;
+        std::vector<int8_t> q(block, 0);
+        if (!finite) {
+          d = std::nanf("");
+        } else if (amax == 0.f) {
+          d = 0.f;
+        } else {
+          d = amax / 127.f;
+          const float id = 127.f / amax;
+          for (int i = 0; i < block; ++i) q[i] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, std::nearbyint(xb[i] * id))));
+        }
+        const float got_d = act.d[r * (in / block) + b];
+        CANOPY_CHECK(std::isnan(d) ? std::isnan(got_d) : std::memcmp(&d, &got_d, sizeof d) == 0, "block %d row %lld block %lld: d %g vs %g",
+                     block, static_cast<long long>(r), static_cast<long long>(b), got_d, d);
+        CANOPY_CHECK(std::memcmp(q.data(), act.q.data() + r * in + b * block, static_cast<size_t>(block)) == 0,
+                     "block %d row %lld block %lld: codes differ", block, static_cast<long long>(r), static_cast<long long>(b));
+        for (int k = 0; k < block / 16; ++k) {
+          int32_t sum = 0;
+          for (int i = 0; i < 16; ++i) sum += q[16 * k + i];
+          CANOPY_CHECK(act.sum16[r * (in / 16) + b * (block / 16) + k] == sum, "block %d row %lld block %lld: sum16[%d] %d vs %d", block,
+                       static_cast<long long>(r), static_cast<long long>(b), k, act.sum16[r * (in / 16) + b * (block / 16) + k], sum);
+        }
+      }
+    }
+  }
   return true;
 }
 
@@ -405,6 +461,8 @@ Register r1("quant: cpu linear against a double reference on its 8-bit activatio
             CpuMatchesReference);
 Register r7("quant: cpu linear, every row count (1..200), ISA and thread count bit-identical to the one-row call, bias and accumulate", false,
             CpuRowCountsBitIdentical);
+Register r8("quant: cpu activation quantizer equals its scalar definition bitwise (zeros, ties, NaN, infinities)", false,
+            CpuQuantizeActivationsMatchDefinition);
 Register r2("quant: cpu linear rejects a row length off the block and unknown types", false, CpuRejectsBadShapes);
 Register r3("quant: cuda linear refuses the block types it has no kernel for, naming them", true, CudaRefusesBlockTypes);
 Register r4("quant: cuda linear (Q8_0, Q4_0, Q4_K, Q6_K) against the double reference and the cpu kernel, rows 1..130 on odd shapes", true,
