@@ -9,6 +9,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { CostCurve, GoodputController } from '../../lib/decode/controller.js';
+import { probeSizes } from '../../lib/decode/controller-search.js';
+import type { SharedAcceptance } from '../../lib/decode/controller-types.js';
 import { Random } from '../../lib/decode/sampling.js';
 
 interface Sim {
@@ -84,6 +86,27 @@ describe('GoodputController (chain, simulated costs)', () => {
     const probes = last.filter((k) => k > 0);
     expect(probes.every((k) => k === 1)).toBe(true);
     expect(probes.length).toBeLessThanOrEqual(Math.ceil(280 / (16 * 4))); // not every 4, 8, 16 ... steps
+  });
+
+  it('a batch probes in common steps (one tree step per probe round), and a later generation starts at the gap vain probes reached', () => {
+    // Sequences with staggered idle counts: one is due; those past half their gap join it, the others wait.
+    const st = (idle: number) => ({ accept: [], weight: [], idle, steps: idle, probeGap: 16, probed: false });
+    expect(probeSizes([st(16), st(9), st(3)], [0, 0, 0], 16, 1)).toEqual([1, 1, 0]);
+    expect(probeSizes([st(15), st(9), st(3)], [0, 0, 0], 16, 1)).toEqual([0, 0, 0]);
+    expect(probeSizes([st(16), st(9)], [0, 3], 16, 1)).toEqual([1, 3]); // a size on its merits stays
+    const costs = { verify: new CostCurve(0.25, 7), draft: new CostCurve(0.25, 7), acceptance: { accept: [], weight: [], treeTokens: new Map() } as SharedAcceptance };
+    const shared = new GoodputController({ mode: 'chain', maxDraft: 8, probeEvery: 8, costs });
+    const probeSteps = (ctl: GoodputController, steps: number) => {
+      const sizes = simulate(ctl, { verify: (n) => 10 + 2 * n, draftStep: 0.1, accept: [0, 0, 0, 0] }, steps, steps);
+      return sizes.reduce((a, s) => a + s.filter((k) => k > 0).length, 0);
+    };
+    // Shared memory: after a generation of vain probes the next starts at a longer gap (fewer probes), at most 4x.
+    const first = probeSteps(shared, 100);
+    expect(costs.acceptance.probeGap).toBeGreaterThan(8);
+    expect(costs.acceptance.probeGap).toBeLessThanOrEqual(32);
+    const second = probeSteps(new GoodputController({ mode: 'chain', maxDraft: 8, probeEvery: 8, costs }), 100);
+    expect(second).toBeLessThan(first);
+    expect(second).toBeGreaterThan(0); // still probes: a changed context can bring drafting back
   });
 
   it('costs and acceptance shared with an earlier generation: no start-up step, the same choice at once', () => {
