@@ -33,6 +33,8 @@ export interface GoodputOptions {
 export interface SharedCosts {
   verify: CostCurve;
   draft: CostCurve;
+  /** Per batch size: the plain step's cost when passes over more rows were measured (GoodputController.plainAt). */
+  plainAt?: Map<number, CostCurve>;
   acceptance?: SharedAcceptance;
 }
 

@@ -29,6 +29,8 @@ export class GoodputController {
   readonly mode: 'chain' | 'tree';
   readonly verify: CostCurve;
   readonly draft: CostCurve;
+  /** Per batch size B: the plain step's estimated cost when passes over more rows were measured. */
+  readonly plainAt: Map<number, CostCurve>;
   readonly #initial: number;
   readonly #probeEvery: number;
   readonly #acc: AcceptanceModel;
@@ -47,6 +49,7 @@ export class GoodputController {
     this.#probeEvery = o.probeEvery ?? 16;
     this.verify = o.costs?.verify ?? new CostCurve(0.25, 7);
     this.draft = o.costs?.draft ?? new CostCurve(0.25, 7);
+    this.plainAt = o.costs ? (o.costs.plainAt ??= new Map()) : new Map();
     this.#acc = new AcceptanceModel(this.mode, this.maxDraft, o.priorAcceptance ?? 0.6, o.alpha ?? 0.02, this.#probeEvery, o.costs?.acceptance);
     this.candidates = sizeCandidates(this.mode, this.maxDraft);
   }
@@ -71,10 +74,16 @@ export class GoodputController {
     return tokens / (this.draftCost(Math.max(0, ...ks)) + this.#verifyAbove(seqs.length)(rows));
   }
 
-  /** verifyCost, never below a plain step of the batch (B rows): more rows never cost less. */
+  /**
+   * verifyCost for a batch of B, never below its plain step (more rows never cost less); more
+   * rows: scaled by the plain step's cost now over its cost when those passes were measured (a
+   * busy or quiet spell seen only by plain steps must not make drafting look cheap or dear).
+   */
   #verifyAbove(B: number): (rows: number) => number {
     const plain = this.verifyCost(B);
-    return (rows) => Math.max(plain, this.verifyCost(rows));
+    const then = this.plainAt.get(B)?.estimate(0);
+    const scale = then ? plain / then : 1;
+    return (rows) => Math.max(plain, rows > B ? scale * this.verifyCost(rows) : this.verifyCost(rows));
   }
 
   /** The draft size of each sequence for this step (sequences: the live ones, in batch order). */
@@ -113,6 +122,11 @@ export class GoodputController {
 
   /** Feeds what a step did back into the costs and the acceptance estimates. */
   observe(o: StepObservation): void {
+    const B = o.sequences.length;
+    if (o.rows > B && this.verify.has(B)) {
+      if (!this.plainAt.has(B)) this.plainAt.set(B, new CostCurve(0.25, 7));
+      this.plainAt.get(B)!.observe(0, this.verifyCost(B));
+    }
     this.verify.observe(o.rows, o.verifyMs);
     if (o.draftBudget > 0) this.draft.observe(o.draftBudget, o.draftMs);
     this.#acc.observe(o.sequences);

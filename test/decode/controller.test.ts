@@ -137,6 +137,34 @@ describe('GoodputController (chain, simulated costs)', () => {
     expect(Array.from({ length: 20 }, () => c.plan([0])[0]).every((k) => k === 0)).toBe(true);
   });
 
+  it('a busy spell seen only by the plain steps does not make a losing draft look cheap (more rows costed relative to the plain step)', () => {
+    // A batch of 4: an extra row costs 0.3 of a plain step, drafts pass 20%: k = 0 pays. Then the
+    // machine turns 3x slower; only plain steps see it (the drafted rows' costs are old).
+    const c = new GoodputController({ mode: 'chain', maxDraft: 4, probeEvery: 0 });
+    const seqs = [0, 1, 2, 3];
+    const rnd = new Random(3);
+    let busy = 1;
+    const run = (steps: number) => {
+      let drafts = 0;
+      for (let t = 0; t < steps; t++) {
+        const ks = c.plan(seqs);
+        const rows = ks.reduce((a, k) => a + k + 1, 0);
+        drafts += ks.some((k) => k > 0) ? 1 : 0;
+        const sequences = ks.map((k, s) => ({ sequence: s, budget: k, drafted: k, depth: k, accepted: k > 0 && rnd.next() < 0.2 ? 1 : 0 }));
+        c.observe({ rows, verifyMs: busy * (10 + 3 * (rows - 4)), draftMs: 0, draftBudget: Math.max(...ks), sequences });
+      }
+      return drafts;
+    };
+    run(200);
+    // Earlier probes measured one sequence drafting one token (5 rows) in the quiet spell.
+    for (let t = 0; t < 7; t++) {
+      c.observe({ rows: 5, verifyMs: 13, draftMs: 0, draftBudget: 1, sequences: seqs.map((s) => ({ sequence: s, budget: s ? 0 : 1, drafted: s ? 0 : 1, depth: s ? 0 : 1, accepted: 0 })) });
+      run(1);
+    }
+    busy = 3;
+    expect(run(40)).toBe(0);
+  });
+
   it('verification as dear as decoding each token (cost linear through 0): k = 0 even at acceptance 0.9', () => {
     const sim: Sim = { verify: (n) => 10 * n, draftStep: 0.2, accept: [0.9] };
     const last = simulate(new GoodputController({ mode: 'chain', maxDraft: 8, probeEvery: 0 }), sim, 200);
