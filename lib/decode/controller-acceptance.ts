@@ -20,17 +20,19 @@ export class AcceptanceModel {
   readonly #weight: number[];
   /** Tree mode: emitted tokens and depth per sequence-step, per budget bucket. */
   readonly #treeTokens: Map<number, TreeBucket>;
+  readonly #memory: { probeGap?: number }; // the start probe gap: shared, or this model's own
 
   /** `shared`: the batch-wide state of earlier generations (continued and updated in place). */
   constructor(readonly mode: 'chain' | 'tree', readonly maxDraft: number, readonly prior: number, readonly alpha: number, readonly probeEvery: number, shared?: SharedAcceptance) {
     this.#accept = shared?.accept ?? [];
     this.#weight = shared?.weight ?? [];
     this.#treeTokens = shared?.treeTokens ?? new Map();
+    this.#memory = shared ?? {};
   }
 
   seq(s: number): SeqState {
     let st = this.#seqs.get(s);
-    if (!st) this.#seqs.set(s, (st = { accept: [], weight: [], idle: 0, steps: 0, probeGap: this.probeEvery, probed: false }));
+    if (!st) this.#seqs.set(s, (st = { accept: [], weight: [], idle: 0, steps: 0, probeGap: this.#memory.probeGap ?? this.probeEvery, probed: false }));
     return st;
   }
 
@@ -92,8 +94,10 @@ export class AcceptanceModel {
       mean[j] = w > 0 ? (w * mean[j]! + hit) / (w + 1) : hit;
       weight[j] = w + 1;
     };
+    let gap = Infinity;
     for (let x of sequences) {
       const st = this.seq(x.sequence);
+      gap = Math.min(gap, st.probeGap);
       st.steps++;
       st.idle = x.budget === 0 ? st.idle + 1 : 0;
       // Asked for a draft and given none (no n-gram match, an empty table): as if nothing passed.
@@ -114,5 +118,7 @@ export class AcceptanceModel {
         add(this.#accept, this.#weight, j, j < x.accepted ? 1 : 0);
       }
     }
+    // The start gap of later sequences: the smallest these reached (vain probes double it), at most 4x probeEvery.
+    if (Number.isFinite(gap)) this.#memory.probeGap = Math.min(4 * this.probeEvery, gap);
   }
 }

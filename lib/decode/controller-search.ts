@@ -61,9 +61,14 @@ export function couldPay(candidates: readonly number[], B: number, draftCost: (k
 /**
  * Probes: a sequence idle for its probe gap tries the smallest size once; a probe followed by
  * size 0 again doubles the gap (up to 16x), a size chosen on its merits resets it; never
- * before `minGap` steps.
+ * before `minGap` steps. In a batch a probe makes the whole step a tree step (the dearer
+ * native path, paid once per step however many sequences draft): when one sequence probes,
+ * every other idle sequence past half its gap probes in the same step, so a batch pays for
+ * one probe step where it would pay for several staggered ones.
  */
 export function probeSizes(states: SeqState[], best: readonly number[], probeEvery: number, smallest: number, minGap = 0): number[] {
+  const due = (st: SeqState, share: number) => probeEvery > 0 && st.idle >= Math.max(share * st.probeGap, minGap);
+  const anyDue = best.some((k, i) => k === 0 && due(states[i]!, 1));
   return best.map((k, i) => {
     const st = states[i]!;
     if (k > 0) {
@@ -72,11 +77,10 @@ export function probeSizes(states: SeqState[], best: readonly number[], probeEve
       return k;
     }
     if (st.probed) st.probeGap = Math.min(16 * probeEvery, 2 * st.probeGap);
-    st.probed = probeEvery > 0 && st.idle >= Math.max(st.probeGap, minGap);
+    st.probed = anyDue && due(st, 0.5);
     return st.probed ? smallest : 0;
   });
 }
-
 /** The sizes a search considers: chains every length 0..max; trees 0..8, 12, 16, 32, ... and max. */
 export function sizeCandidates(mode: 'chain' | 'tree', maxDraft: number): number[] {
   const c = new Set<number>([0]);

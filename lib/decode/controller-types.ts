@@ -33,6 +33,8 @@ export interface GoodputOptions {
 export interface SharedCosts {
   verify: CostCurve;
   draft: CostCurve;
+  /** Per batch size: the plain step's cost when passes over more rows were measured (GoodputController.plainAt). */
+  plainAt?: Map<number, CostCurve>;
   acceptance?: SharedAcceptance;
 }
 
@@ -40,6 +42,12 @@ export interface SharedAcceptance {
   accept: number[];
   weight: number[];
   treeTokens: Map<number, TreeBucket>;
+  /**
+   * The probe gap a new sequence starts with: the smallest gap the last generation's sequences
+   * had reached (vain probes double it), at most 4x probeEvery, so a proposer that never paid
+   * here is not probed at the shortest gap again by every new generation. Absent: probeEvery.
+   */
+  probeGap?: number;
 }
 
 /** Trees of one node budget: emitted tokens and draft depth (decayed means), and their weight. */

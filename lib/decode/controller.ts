@@ -9,12 +9,13 @@
  *   choice      the sizes maximising expected tokens / (draft + verify) ms (controller-search.ts)
  *   exploration a sequence held at size 0 probes the smallest size after `probeEvery` steps; each
  *               probe that does not bring drafting back doubles the wait (up to 16x), a size
- *               chosen on its merits resets it. After 3 drafting steps, while no size could pay
- *               even if every draft token passed, (B + k) / (draft(k) + verify(B + k)) <=
- *               B / verify(B) for every k (a draft as dear as the target: the tiny pair), no
- *               search, and a probe only after the longest wait.
+ *               chosen on its merits resets it; a batch's probes share steps, and the wait carries
+ *               to later generations. While no size could pay even at full acceptance (a draft
+ *               as dear as the target: the tiny pair), no search, a probe only after the longest wait.
  *   robustness  a target pass costs at least a plain step (verify(n) >= verify(B)), measured
- *               again every REFRESH steps while drafting.
+ *               again every REFRESH steps while drafting; passes over more rows are scaled by
+ *               the plain step's cost now over its cost when they were measured (the load moves
+ *               both; a busy spell seen only by plain steps must not make a draft look cheap).
  */
 import { AcceptanceModel } from './controller-acceptance.js';
 import { CostCurve } from './controller-costs.js';
@@ -29,6 +30,8 @@ export class GoodputController {
   readonly mode: 'chain' | 'tree';
   readonly verify: CostCurve;
   readonly draft: CostCurve;
+  /** Per batch size B: the plain step's cost when passes over more rows were measured (robustness). */
+  readonly plainAt: Map<number, CostCurve>;
   readonly #initial: number;
   readonly #probeEvery: number;
   readonly #acc: AcceptanceModel;
@@ -47,6 +50,7 @@ export class GoodputController {
     this.#probeEvery = o.probeEvery ?? 16;
     this.verify = o.costs?.verify ?? new CostCurve(0.25, 7);
     this.draft = o.costs?.draft ?? new CostCurve(0.25, 7);
+    this.plainAt = o.costs ? (o.costs.plainAt ??= new Map()) : new Map();
     this.#acc = new AcceptanceModel(this.mode, this.maxDraft, o.priorAcceptance ?? 0.6, o.alpha ?? 0.02, this.#probeEvery, o.costs?.acceptance);
     this.candidates = sizeCandidates(this.mode, this.maxDraft);
   }
@@ -56,13 +60,9 @@ export class GoodputController {
   expectedTokens = (s: number, k: number): number => this.#acc.expectedTokens(s, k);
 
   /** Estimated ms of the target pass over `rows` rows, and of the proposer at `budget`. */
-  verifyCost(rows: number): number {
-    return this.verify.estimate(rows, 0.05) ?? 1;
-  }
-  draftCost(budget: number): number {
-    if (budget === 0) return 0;
-    return this.draft.estimate(budget, 1 / Math.max(1, budget), true) ?? 0.1 * this.verifyCost(1) * budget; // before any measurement: a cheap draft
-  }
+  verifyCost = (rows: number): number => this.verify.estimate(rows, 0.05) ?? 1;
+  // Before any measurement: a cheap draft.
+  draftCost = (budget: number): number => (budget === 0 ? 0 : (this.draft.estimate(budget, 1 / Math.max(1, budget), true) ?? 0.1 * this.verifyCost(1) * budget));
 
   /** Expected tokens per ms of the batch with sizes `ks` (sequences `seqs`). */
   goodput(seqs: readonly number[], ks: readonly number[]): number {
@@ -71,10 +71,11 @@ export class GoodputController {
     return tokens / (this.draftCost(Math.max(0, ...ks)) + this.#verifyAbove(seqs.length)(rows));
   }
 
-  /** verifyCost, never below a plain step of the batch (B rows): more rows never cost less. */
+  /** verifyCost for a batch of B, never below its plain step; more rows: scaled as the plain step's cost moved (see the top). */
   #verifyAbove(B: number): (rows: number) => number {
     const plain = this.verifyCost(B);
-    return (rows) => Math.max(plain, this.verifyCost(rows));
+    const scale = plain / (this.plainAt.get(B)?.estimate(0) ?? plain);
+    return (rows) => Math.max(plain, (rows > B ? scale : 1) * this.verifyCost(rows));
   }
 
   /** The draft size of each sequence for this step (sequences: the live ones, in batch order). */
@@ -99,20 +100,18 @@ export class GoodputController {
     return this.#record(this.#probes(states, ks));
   }
 
-  /** Search again every RESEARCH steps while the search gives 0 to all; a plain step every REFRESH while drafting. */
-  static readonly RESEARCH = 8;
-  static readonly REFRESH = 32;
+  static readonly RESEARCH = 8; // search again every RESEARCH steps while the search gives 0 to all
+  static readonly REFRESH = 32; // a plain step every REFRESH while drafting
   #probes(states: SeqState[], best: number[]): number[] {
     return probeSizes(states, best, this.#probeEvery, this.candidates[1]!, this.#hopeless ? 16 * this.#probeEvery : 0);
   }
 
-  #record(ks: number[]): number[] {
-    for (const k of ks) this.chosen.set(k, (this.chosen.get(k) ?? 0) + 1);
-    return ks;
-  }
+  #record = (ks: number[]): number[] => (ks.forEach((k) => this.chosen.set(k, (this.chosen.get(k) ?? 0) + 1)), ks);
 
   /** Feeds what a step did back into the costs and the acceptance estimates. */
   observe(o: StepObservation): void {
+    const B = o.sequences.length;
+    if (o.rows > B && this.verify.has(B)) (this.plainAt.get(B) ?? this.plainAt.set(B, new CostCurve(0.25, 7)).get(B)!).observe(0, this.verifyCost(B));
     this.verify.observe(o.rows, o.verifyMs);
     if (o.draftBudget > 0) this.draft.observe(o.draftBudget, o.draftMs);
     this.#acc.observe(o.sequences);

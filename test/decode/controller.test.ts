@@ -9,6 +9,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { CostCurve, GoodputController } from '../../lib/decode/controller.js';
+import { probeSizes } from '../../lib/decode/controller-search.js';
+import type { SharedAcceptance } from '../../lib/decode/controller-types.js';
 import { Random } from '../../lib/decode/sampling.js';
 
 interface Sim {
@@ -86,6 +88,27 @@ describe('GoodputController (chain, simulated costs)', () => {
     expect(probes.length).toBeLessThanOrEqual(Math.ceil(280 / (16 * 4))); // not every 4, 8, 16 ... steps
   });
 
+  it('a batch probes in common steps (one tree step per probe round), and a later generation starts at the gap vain probes reached', () => {
+    // Sequences with staggered idle counts: one is due; those past half their gap join it, the others wait.
+    const st = (idle: number) => ({ accept: [], weight: [], idle, steps: idle, probeGap: 16, probed: false });
+    expect(probeSizes([st(16), st(9), st(3)], [0, 0, 0], 16, 1)).toEqual([1, 1, 0]);
+    expect(probeSizes([st(15), st(9), st(3)], [0, 0, 0], 16, 1)).toEqual([0, 0, 0]);
+    expect(probeSizes([st(16), st(9)], [0, 3], 16, 1)).toEqual([1, 3]); // a size on its merits stays
+    const costs = { verify: new CostCurve(0.25, 7), draft: new CostCurve(0.25, 7), acceptance: { accept: [], weight: [], treeTokens: new Map() } as SharedAcceptance };
+    const shared = new GoodputController({ mode: 'chain', maxDraft: 8, probeEvery: 8, costs });
+    const probeSteps = (ctl: GoodputController, steps: number) => {
+      const sizes = simulate(ctl, { verify: (n) => 10 + 2 * n, draftStep: 0.1, accept: [0, 0, 0, 0] }, steps, steps);
+      return sizes.reduce((a, s) => a + s.filter((k) => k > 0).length, 0);
+    };
+    // Shared memory: after a generation of vain probes the next starts at a longer gap (fewer probes), at most 4x.
+    const first = probeSteps(shared, 100);
+    expect(costs.acceptance.probeGap).toBeGreaterThan(8);
+    expect(costs.acceptance.probeGap).toBeLessThanOrEqual(32);
+    const second = probeSteps(new GoodputController({ mode: 'chain', maxDraft: 8, probeEvery: 8, costs }), 100);
+    expect(second).toBeLessThan(first);
+    expect(second).toBeGreaterThan(0); // still probes: a changed context can bring drafting back
+  });
+
   it('costs and acceptance shared with an earlier generation: no start-up step, the same choice at once', () => {
     const costs = { verify: new CostCurve(0.25, 7), draft: new CostCurve(0.25, 7), acceptance: { accept: [], weight: [], treeTokens: new Map() } };
     const sim: Sim = { verify: (n) => 10 + 0.5 * n, draftStep: 0.5, accept: [0.8] };
@@ -112,6 +135,34 @@ describe('GoodputController (chain, simulated costs)', () => {
     }
     // Drafts never pass and each row costs 0.8 of a step: k = 0 once the plain cost is measured again.
     expect(Array.from({ length: 20 }, () => c.plan([0])[0]).every((k) => k === 0)).toBe(true);
+  });
+
+  it('a busy spell seen only by the plain steps does not make a losing draft look cheap (more rows costed relative to the plain step)', () => {
+    // A batch of 4: an extra row costs 0.3 of a plain step, drafts pass 20%: k = 0 pays. Then the
+    // machine turns 3x slower; only plain steps see it (the drafted rows' costs are old).
+    const c = new GoodputController({ mode: 'chain', maxDraft: 4, probeEvery: 0 });
+    const seqs = [0, 1, 2, 3];
+    const rnd = new Random(3);
+    let busy = 1;
+    const run = (steps: number) => {
+      let drafts = 0;
+      for (let t = 0; t < steps; t++) {
+        const ks = c.plan(seqs);
+        const rows = ks.reduce((a, k) => a + k + 1, 0);
+        drafts += ks.some((k) => k > 0) ? 1 : 0;
+        const sequences = ks.map((k, s) => ({ sequence: s, budget: k, drafted: k, depth: k, accepted: k > 0 && rnd.next() < 0.2 ? 1 : 0 }));
+        c.observe({ rows, verifyMs: busy * (10 + 3 * (rows - 4)), draftMs: 0, draftBudget: Math.max(...ks), sequences });
+      }
+      return drafts;
+    };
+    run(200);
+    // Earlier probes measured one sequence drafting one token (5 rows) in the quiet spell.
+    for (let t = 0; t < 7; t++) {
+      c.observe({ rows: 5, verifyMs: 13, draftMs: 0, draftBudget: 1, sequences: seqs.map((s) => ({ sequence: s, budget: s ? 0 : 1, drafted: s ? 0 : 1, depth: s ? 0 : 1, accepted: 0 })) });
+      run(1);
+    }
+    busy = 3;
+    expect(run(40)).toBe(0);
   });
 
   it('verification as dear as decoding each token (cost linear through 0): k = 0 even at acceptance 0.9', () => {
