@@ -9,6 +9,8 @@
  * Pairs, when ../shared/models (or CANOPY_MODELS) holds the test models:
  *   headline  stories260K inflated to TinyLlama-1.1B's shape (lib/bench/inflate.ts), F16
  *             GGUF generated once into the cache folder (~/.cache/canopy or CANOPY_CACHE),
+ *             and its Q8_0 and Q4_K_M versions made from it by quantize() (cached beside it;
+ *             batch 1; with --quick only when --filter names them, e.g. "Q8_0 pair"),
  *             drafted by llama2xs-281K: real acceptance rates at a 1B model's cost; batch 1
  *             (and 4 without --quick); llama.cpp (node-llama-cpp) on the same file as peers
  *             when installed: plain decoding (beside autoregressive), its draft-model
@@ -266,7 +268,7 @@ async function llamaCppPeers(
 
 export const decodeSuite: Suite = {
   name: 'decode',
-  description: 'decoding strategies against autoregressive decoding: the inflated 1B target (stories260K in TinyLlama-1.1B\'s shape, F16) and the tiny pair, drafted by llama2xs-281K',
+  description: 'decoding strategies against autoregressive decoding: the inflated 1B target (stories260K in TinyLlama-1.1B\'s shape; F16, Q8_0 and Q4_K_M) and the tiny pair, drafted by llama2xs-281K',
   plan(ctx) {
     const dir = findModelsDir();
     const given = ctx.models[0];
@@ -298,7 +300,8 @@ export const decodeSuite: Suite = {
         if (!quantized.has(storage)) quantized.set(storage, cachedQuantizedGguf(f16(), storage).then((f) => f.path));
         return quantized.get(storage)!;
       };
-      // F16 stays the headline (batch 1, and 4 without --quick); the quantized pairs run at batch 1.
+      // F16 stays the headline (batch 1, and 4 without --quick); the quantized pairs run at batch 1
+      // (with --quick only when --filter asks for them).
       const inflatedRows: Array<[InflatedStorage, number]> = [
         ...(ctx.quick ? [1] : [1, 4]).map((b): [InflatedStorage, number] => ['F16', b]),
         ['Q8_0', 1],
@@ -308,8 +311,11 @@ export const decodeSuite: Suite = {
         const label = `stories260K inflated to TinyLlama-1.1B shape, ${storage}`;
         let path = '';
         const stepLabel = `inflated ${storage} pair, batch ${batch}`;
+        // --quick leaves the quantized pairs out (about 2 minutes each here) unless --filter names them.
+        const left = ctx.quick && storage !== 'F16' && !(ctx.filter && `decode: ${stepLabel}`.includes(ctx.filter));
         steps.push({
           label: stepLabel,
+          ...(left ? { skip: `quick run: the quantized pairs run in the full run or with --filter "${storage} pair"` } : {}),
           run: async () => {
             path = await fileOf(storage);
             const rows = await runDecodePair(ctx, { label, modelPath: path, draftPath: draftPath!, batch, maxTokens: ctx.quick ? 48 : 100, rounds: ctx.quick ? 1 : 3 });
