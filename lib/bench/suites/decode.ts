@@ -309,21 +309,8 @@ export const decodeSuite: Suite = {
       ];
       for (const [storage, batch] of inflatedRows) {
         const label = `stories260K inflated to TinyLlama-1.1B shape, ${storage}`;
-        let path = '';
-        const stepLabel = `inflated ${storage} pair, batch ${batch}`;
-        // --quick leaves the quantized pairs out (about 2 minutes each here) unless --filter names them.
-        const left = ctx.quick && storage !== 'F16' && !(ctx.filter && `decode: ${stepLabel}`.includes(ctx.filter));
-        steps.push({
-          label: stepLabel,
-          ...(left ? { skip: `quick run: the quantized pairs run in the full run or with --filter "${storage} pair"` } : {}),
-          run: async () => {
-            path = await fileOf(storage);
-            const rows = await runDecodePair(ctx, { label, modelPath: path, draftPath: draftPath!, batch, maxTokens: ctx.quick ? 48 : 100, rounds: ctx.quick ? 1 : 3 });
-            await inflatedPeers(rows);
-            return multiRow(rows);
-          },
-        });
-        const inflatedPeers = async (rows: BenchRow[]) => {
+        // llama.cpp's three peers on the same file, batch 1 on the CPU.
+        const inflatedPeers = async (rows: BenchRow[], path: string) => {
           if (batch !== 1 || ctx.backend !== 'cpu') return;
           const sp = rows.find((r) => r.name === 'speculative')?.notes?.tau;
           if (storage === 'F16') tau = typeof sp === 'number' ? sp : tau;
@@ -340,6 +327,19 @@ export const decodeSuite: Suite = {
           row('speculative')?.peers.push(peers.draft);
           row('lookup')?.peers.push(peers.lookup);
         };
+        const stepLabel = `inflated ${storage} pair, batch ${batch}`;
+        // --quick leaves the quantized pairs out (about 2 minutes each here) unless --filter names them.
+        const left = ctx.quick && storage !== 'F16' && !(ctx.filter && `decode: ${stepLabel}`.includes(ctx.filter));
+        steps.push({
+          label: stepLabel,
+          ...(left ? { skip: `quick run: the quantized pairs run in the full run or with --filter "${storage} pair"` } : {}),
+          run: async () => {
+            const path = await fileOf(storage);
+            const rows = await runDecodePair(ctx, { label, modelPath: path, draftPath: draftPath!, batch, maxTokens: ctx.quick ? 48 : 100, rounds: ctx.quick ? 1 : 3 });
+            await inflatedPeers(rows, path);
+            return multiRow(rows);
+          },
+        });
       }
       for (const batch of [1, 4]) {
         pairStep(`tiny pair, batch ${batch}`, () => ({ label: 'stories260K', modelPath: join(dir, 'stories260K', 'stories260K.bin'), draftPath: draftPath!, batch, maxTokens: ctx.quick ? 96 : 256, rounds: ctx.quick ? 3 : 5 }));
