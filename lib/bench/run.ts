@@ -98,6 +98,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     peers,
     models: options.models ?? [],
     ...(options.draft ? { draft: options.draft } : {}),
+    ...(options.filter ? { filter: options.filter } : {}),
   };
   const chosen = options.suites.length ? SUITES.filter((s) => options.suites.includes(s.name)) : SUITES;
   const all: BenchStep[] = chosen

@@ -9,14 +9,18 @@
  * A negative control (one rule left out) must miss the reference; the GGUF writer's F32 and
  * F16 files must read back as the inflated values.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { type InflateShape, TINYLLAMA_SHAPE, ggufTokenizerEntries, inflateConfig, inflateF32, inflatePlacements, writeInflatedGguf } from '../../lib/bench/inflate.js';
+import { decodeSuite } from '../../lib/bench/suites/decode.js';
+import { cachedQuantizedGguf } from '../../lib/bench/suites/generate.js';
+import type { SuiteContext } from '../../lib/bench/suites/types.js';
 import { generate } from '../../lib/generate.js';
+import { readGguf } from '../../lib/model/formats/gguf.js';
 import type { ModelConfig } from '../../lib/model/config.js';
 import { loadModel } from '../../lib/model/load.js';
 import { Model } from '../../lib/model/model.js';
@@ -133,5 +137,89 @@ describe.runIf(dir)('inflated stories260K (f32, CPU)', () => {
         model.dispose();
       }
     }
+  });
+});
+
+/** Per block type: bytes per block, values per block, byte offsets of its f16 scales (d, and dmin for the K types that have one). */
+const BLOCK_SCALES: Record<string, [number, number, number[]]> = { Q8_0: [34, 32, [0]], Q4_K: [144, 256, [0, 2]], Q6_K: [210, 256, [208]] };
+
+describe.skipIf(!dir)('the quantized inflated pairs (cachedQuantizedGguf, as `canopy bench decode` makes them)', () => {
+  it('every all-zero F16 block gets zero scales (the identity layers stay exact), the file is reused, and Q8_0 keeps the greedy text', async () => {
+    const src = source();
+    const { config, tensors } = inflateF32(src.config, src.tensors, POW2);
+    const f16 = join(tmp, 'pow2-f16.gguf');
+    writeInflatedGguf(f16, src.config, src.tensors, POW2, 1, ggufTokenizerEntries(join(dir!, 'stories260K', 'stories260K.gguf')));
+    const f16File = readGguf(f16);
+    const f16Data = readFileSync(f16);
+    const greedy = async (path: string) => {
+      const { model } = await loadModel(path, { backend: 'cpu' });
+      try {
+        return [1, ...(await generate({ model, tokens: [1], maxTokens: 48, stopAtEos: false })).tokens];
+      } finally {
+        model.dispose();
+      }
+    };
+    const f16Ids = await greedy(f16);
+    expect(f16Ids).toEqual(await greedyIds(config, tensors)); // F16 rounding of the corner keeps the f32 ids here
+    for (const preset of ['Q8_0', 'Q4_K_M'] as const) {
+      const made = await cachedQuantizedGguf(f16, preset);
+      expect(made.path).toBe(join(tmp, `pow2-${preset}.gguf`));
+      expect(made.makeMs).toBeGreaterThan(0);
+      expect((await cachedQuantizedGguf(f16, preset)).makeMs).toBeUndefined(); // reused
+      const q = readGguf(made.path);
+      const qData = readFileSync(made.path);
+      const counts = { blocks: 0, zeroF16: 0, zeroScales: 0 };
+      for (const t of q.tensors) {
+        const layout = BLOCK_SCALES[t.typeName];
+        if (!layout) continue;
+        const [bytes, values, scales] = layout;
+        const s = f16File.tensors.find((x) => x.name === t.name)!;
+        const halves = new Uint16Array(f16Data.buffer.slice(f16Data.byteOffset + s.fileOffset, f16Data.byteOffset + s.fileOffset + s.byteLength));
+        for (let b = 0; b < halves.length / values; b++) {
+          let zero = true;
+          for (let i = b * values; i < (b + 1) * values && zero; i++) zero = (halves[i]! & 0x7fff) === 0;
+          if (zero) counts.zeroF16++;
+        }
+        for (let b = 0; b < t.byteLength / bytes; b++) {
+          const at = t.fileOffset + b * bytes;
+          if (scales.every((o) => (qData.readUInt16LE(at + o) & 0x7fff) === 0)) counts.zeroScales++;
+          counts.blocks++;
+        }
+      }
+      // Quantization may reorder rows, never blocks across rows: the counts must match exactly.
+      expect(counts.zeroF16, preset).toBeGreaterThan(counts.blocks / 2);
+      expect(counts.zeroScales, preset).toBe(counts.zeroF16);
+      const ids = await greedy(made.path);
+      expect(ids.length).toBe(49);
+      if (preset === 'Q8_0') expect(ids).toEqual(f16Ids);
+      else expect(ids.slice(0, 8)).toEqual(f16Ids.slice(0, 8)); // Q4_K_M drifts later ("Once upon a time, there was a little girl named Lily" holds)
+    }
+  });
+
+  it('--quick plans the quantized pairs as skipped unless --filter names them', () => {
+    const ctx = (filter?: string) =>
+      ({ backend: 'cpu', quick: true, models: [], budgetMs: 1, threads: 1, ...(filter ? { filter } : {}), peers: { llamaCpp: { name: 'llama.cpp', available: false, detail: '' }, torch: { name: 'torch', available: false, detail: '' } } }) as unknown as SuiteContext;
+    const saved = process.env.CANOPY_MODELS;
+    process.env.CANOPY_MODELS = dir; // the suite finds the models folder itself
+    const labels = (c: SuiteContext) => {
+      try {
+        return new Map(decodeSuite.plan(c).map((s) => [s.label, s.skip]));
+      } finally {
+        if (saved === undefined) delete process.env.CANOPY_MODELS;
+        else process.env.CANOPY_MODELS = saved;
+      }
+    };
+    const plan = (filter?: string) => labels(ctx(filter));
+    const quick = plan();
+    expect(quick.get('inflated F16 pair, batch 1')).toBeUndefined();
+    expect(quick.get('inflated Q8_0 pair, batch 1')).toMatch(/quick run/);
+    expect(quick.get('inflated Q4_K_M pair, batch 1')).toMatch(/quick run/);
+    const asked = plan('Q8_0 pair');
+    expect(asked.has('inflated Q8_0 pair, batch 1')).toBe(true);
+    expect(asked.get('inflated Q8_0 pair, batch 1')).toBeUndefined();
+    expect(asked.get('inflated Q4_K_M pair, batch 1')).toMatch(/quick run/);
+    const full = labels({ ...ctx(), quick: false });
+    expect([...full.keys()]).toEqual(expect.arrayContaining(['inflated F16 pair, batch 4', 'inflated Q8_0 pair, batch 1', 'inflated Q4_K_M pair, batch 1']));
+    expect(full.get('inflated Q8_0 pair, batch 1')).toBeUndefined();
   });
 });

@@ -9,6 +9,8 @@
  * Pairs, when ../shared/models (or CANOPY_MODELS) holds the test models:
  *   headline  stories260K inflated to TinyLlama-1.1B's shape (lib/bench/inflate.ts), F16
  *             GGUF generated once into the cache folder (~/.cache/canopy or CANOPY_CACHE),
+ *             and its Q8_0 and Q4_K_M versions made from it by quantize() (cached beside it;
+ *             batch 1; with --quick only when --filter names them, e.g. "Q8_0 pair"),
  *             drafted by llama2xs-281K: real acceptance rates at a 1B model's cost; batch 1
  *             (and 4 without --quick); llama.cpp (node-llama-cpp) on the same file as peers
  *             when installed: plain decoding (beside autoregressive), its draft-model
@@ -26,12 +28,16 @@ import { Model } from '../../model/model.js';
 import { loadWeights } from '../../model/weights.js';
 import { packageRoot } from '../../native/loader.js';
 import { MODEL_PRESETS } from '../../model/presets.js';
+import type { QuantPreset } from '../../quantize/index.js';
 import { type BenchRow, type PeerResult, time } from '../harness.js';
 import { TINYLLAMA_SHAPE, ggufCopy, inflatedGguf } from '../inflate.js';
 import { type LlamaCppJob, runLlamaCppWorker } from '../peers/llama-cpp.js';
 import { runSampledPair } from './decode-sampled.js';
-import { fastRandomWeights } from './generate.js';
+import { cachedQuantizedGguf, fastRandomWeights } from './generate.js';
 import type { BenchStep, Suite, SuiteContext } from './types.js';
+
+/** The storages of the inflated pair: F16 (the headline) and two of llama.cpp's presets made from it. */
+type InflatedStorage = 'F16' | 'Q8_0' | 'Q4_K_M';
 
 const PROMPTS = ['Once upon a time', 'The little dog', 'Tom and Sue went to the park. They', 'One day, a big bird'];
 
@@ -262,7 +268,7 @@ async function llamaCppPeers(
 
 export const decodeSuite: Suite = {
   name: 'decode',
-  description: 'decoding strategies against autoregressive decoding: the inflated 1B target (stories260K in TinyLlama-1.1B\'s shape, F16) and the tiny pair, drafted by llama2xs-281K',
+  description: 'decoding strategies against autoregressive decoding: the inflated 1B target (stories260K in TinyLlama-1.1B\'s shape; F16, Q8_0 and Q4_K_M) and the tiny pair, drafted by llama2xs-281K',
   plan(ctx) {
     const dir = findModelsDir();
     const given = ctx.models[0];
@@ -285,13 +291,29 @@ export const decodeSuite: Suite = {
       // The headline: a target with stories260K's predictions and a 1B model's cost.
       const source = join(dir, 'stories260K', 'stories260K.gguf');
       let inflated: string | undefined;
-      const target = () => (inflated ??= inflatedGguf(source, TINYLLAMA_SHAPE, 1));
-      const label = 'stories260K inflated to TinyLlama-1.1B shape, F16';
-      for (const batch of ctx.quick ? [1] : [1, 4]) {
-        pairStep(`inflated F16 pair, batch ${batch}`, () => ({ label, modelPath: target(), draftPath: draftPath!, batch, maxTokens: ctx.quick ? 48 : 100, rounds: ctx.quick ? 1 : 3 }), async (rows) => {
+      const f16 = () => (inflated ??= inflatedGguf(source, TINYLLAMA_SHAPE, 1));
+      // The same target in llama.cpp's Q8_0 and Q4_K_M, quantized from the F16 file by quantize()
+      // (cached beside it); the zero blocks quantize to zero, so the predictions stay stories260K's.
+      const quantized = new Map<QuantPreset, Promise<string>>();
+      const fileOf = async (storage: InflatedStorage) => {
+        if (storage === 'F16') return f16();
+        if (!quantized.has(storage)) quantized.set(storage, cachedQuantizedGguf(f16(), storage).then((f) => f.path));
+        return quantized.get(storage)!;
+      };
+      // F16 stays the headline (batch 1, and 4 without --quick); the quantized pairs run at batch 1
+      // (with --quick only when --filter asks for them).
+      const inflatedRows: Array<[InflatedStorage, number]> = [
+        ...(ctx.quick ? [1] : [1, 4]).map((b): [InflatedStorage, number] => ['F16', b]),
+        ['Q8_0', 1],
+        ['Q4_K_M', 1],
+      ];
+      for (const [storage, batch] of inflatedRows) {
+        const label = `stories260K inflated to TinyLlama-1.1B shape, ${storage}`;
+        // llama.cpp's three peers on the same file, batch 1 on the CPU.
+        const inflatedPeers = async (rows: BenchRow[], path: string) => {
           if (batch !== 1 || ctx.backend !== 'cpu') return;
           const sp = rows.find((r) => r.name === 'speculative')?.notes?.tau;
-          tau = typeof sp === 'number' ? sp : tau;
+          if (storage === 'F16') tau = typeof sp === 'number' ? sp : tau;
           const n = ctx.quick ? 48 : 100;
           const row = (name: string) => rows.find((r) => r.name === name);
           const perToken = (name: string) => {
@@ -300,10 +322,23 @@ export const decodeSuite: Suite = {
           };
           // llama.cpp reads GGUF only: the draft (llama2xs-281K's llama2.c file) is written as one.
           const draftGguf = draftPath && ctx.peers.llamaCpp.available ? ggufCopy(draftPath, source) : undefined;
-          const peers = await llamaCppPeers(ctx, target(), draftGguf, n, { autoregressive: perToken('autoregressive')!, speculative: perToken('speculative'), lookup: perToken('lookup') });
+          const peers = await llamaCppPeers(ctx, path, draftGguf, n, { autoregressive: perToken('autoregressive')!, speculative: perToken('speculative'), lookup: perToken('lookup') });
           row('autoregressive')!.peers.push(peers.plain);
           row('speculative')?.peers.push(peers.draft);
           row('lookup')?.peers.push(peers.lookup);
+        };
+        const stepLabel = `inflated ${storage} pair, batch ${batch}`;
+        // --quick leaves the quantized pairs out (about 2 minutes each here) unless --filter names them.
+        const left = ctx.quick && storage !== 'F16' && !(ctx.filter && `decode: ${stepLabel}`.includes(ctx.filter));
+        steps.push({
+          label: stepLabel,
+          ...(left ? { skip: `quick run: the quantized pairs run in the full run or with --filter "${storage} pair"` } : {}),
+          run: async () => {
+            const path = await fileOf(storage);
+            const rows = await runDecodePair(ctx, { label, modelPath: path, draftPath: draftPath!, batch, maxTokens: ctx.quick ? 48 : 100, rounds: ctx.quick ? 1 : 3 });
+            await inflatedPeers(rows, path);
+            return multiRow(rows);
+          },
         });
       }
       for (const batch of [1, 4]) {

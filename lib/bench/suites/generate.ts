@@ -17,6 +17,7 @@ import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
+import { ArgumentError } from '../../errors.js';
 import { generate } from '../../generate.js';
 import { expectedShapes, type ModelConfig } from '../../model/config.js';
 import { syntheticVocabMetadata, writeLlamaGguf } from '../../model/formats/gguf-writer.js';
@@ -310,28 +311,47 @@ export interface CachedGguf {
 }
 
 /**
- * A random model of `config` as a GGUF file of `storage` in `dir`, made once and reused: F16 by
- * writeRandomGguf, a preset by quantize() from the F16 file (made first when missing). Files
- * are written under a temporary name and renamed, so an interrupted run leaves no partial file.
+ * `path`, made once by `make(partial)` and reused: written under a temporary name and renamed,
+ * so an interrupted run leaves no partial file under the final name.
  */
-export async function cachedBenchGguf(dir: string, name: string, config: ModelConfig, storage: BenchStorage): Promise<CachedGguf> {
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${name}-${shapeKey(config)}-${storage}.gguf`);
+async function cachedFile(path: string, make: (partial: string) => Promise<void> | void): Promise<CachedGguf> {
   if (existsSync(path)) return { path };
   const partial = `${path}.${process.pid}.partial`;
   try {
     const t0 = performance.now();
-    if (storage === 'F16') writeRandomGguf(partial, config, 1);
-    else {
-      const f16 = await cachedBenchGguf(dir, name, config, 'F16');
-      await quantize(f16.path, partial, { type: storage });
-    }
+    await make(partial);
     const makeMs = performance.now() - t0;
     renameSync(partial, path);
     return { path, makeMs };
   } finally {
     rmSync(partial, { force: true });
   }
+}
+
+/**
+ * `f16Path` quantized with llama.cpp's `preset` by quantize() into `path`, made once and reused
+ * (the random 1B files below and the inflated benchmark pair of the decode suite share it).
+ * `path` defaults to `f16Path` with its F16 tag (`-F16.gguf`, `-f16.gguf`) replaced by the preset.
+ */
+export async function cachedQuantizedGguf(f16Path: string, preset: QuantPreset, path?: string): Promise<CachedGguf> {
+  const out = path ?? f16Path.replace(/(-f16)?\.gguf$/i, '') + `-${preset}.gguf`;
+  if (out === f16Path) throw new ArgumentError('path', 'an output path other than the F16 input', out);
+  return cachedFile(out, async (partial) => {
+    await quantize(f16Path, partial, { type: preset });
+  });
+}
+
+/**
+ * A random model of `config` as a GGUF file of `storage` in `dir`, made once and reused: F16 by
+ * writeRandomGguf, a preset by cachedQuantizedGguf() from the F16 file (made first when missing).
+ */
+export async function cachedBenchGguf(dir: string, name: string, config: ModelConfig, storage: BenchStorage): Promise<CachedGguf> {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${name}-${shapeKey(config)}-${storage}.gguf`);
+  if (storage === 'F16') return cachedFile(path, (partial) => writeRandomGguf(partial, config, 1));
+  if (existsSync(path)) return { path };
+  const f16 = await cachedBenchGguf(dir, name, config, 'F16');
+  return cachedQuantizedGguf(f16.path, storage, path);
 }
 
 /** A greedy row on a cached random 1B-shaped file of `storage` (F16 or a quantized preset). */

@@ -18,6 +18,8 @@ export interface SuiteContext {
   models: string[];
   /** A draft model (--draft) for the decode suite. */
   draft?: string;
+  /** The --filter substring, when given: a step that --quick leaves out runs when the filter asks for it. */
+  filter?: string;
 }
 
 /** One benchmark: one row. `torch` jobs are run up front on CUDA and their results attached to the row. */
