@@ -27,7 +27,9 @@
 // all accumulators in registers. For a few rows the tile costs more than it saves: 32-value
 // blocks without mins up to 32 rows (Direct32) and Q4_K up to 8 rows (DirectQ4K) unpack each
 // weight block in registers and use it for up to 4 row pairs; below MinRows the call stays with
-// linear_quant_kernel.h's direct kernels. Other ISAs (AVX2, portable, NEON) are unchanged.
+// linear_quant_kernel.h's direct kernels. 32-value blocks without mins above 32 rows (prefill)
+// take the rows 16 to a register instead of in pairs (GroupMicro, below): the same integers and
+// f32 operations, fewer instructions per multiply-add. Other ISAs (AVX2, portable, NEON) are unchanged.
 #pragma once
 
 #include <immintrin.h>
