@@ -27,7 +27,9 @@
 // all accumulators in registers. For a few rows the tile costs more than it saves: 32-value
 // blocks without mins up to 32 rows (Direct32) and Q4_K up to 8 rows (DirectQ4K) unpack each
 // weight block in registers and use it for up to 4 row pairs; below MinRows the call stays with
-// linear_quant_kernel.h's direct kernels. Other ISAs (AVX2, portable, NEON) are unchanged.
+// linear_quant_kernel.h's direct kernels. 32-value blocks without mins above 32 rows (prefill)
+// take the rows 16 to a register instead of in pairs (GroupMicro, below): the same integers and
+// f32 operations, fewer instructions per multiply-add. Other ISAs (AVX2, portable, NEON) are unchanged.
 #pragma once
 
 #include <immintrin.h>
@@ -45,6 +47,9 @@
 namespace canopy {
 namespace cpu {
 namespace quant_gemm {
+#ifndef CANOPY_GEMM_PREFETCH
+#define CANOPY_GEMM_PREFETCH 1
+#endif
 #ifndef CANOPY_GEMM_DIRECT_PAIRS
 #define CANOPY_GEMM_DIRECT_PAIRS 16
 #endif
@@ -490,6 +495,120 @@ void DirectQ4KPairs(const LinearParams& p, const PackedRows& pk, int64_t nb, int
   }
 }
 
+// ---- 32-value blocks without mins, many rows: 16 rows per register -----------------------------
+// The same per-element arithmetic with the roles of the vector lanes swapped: a register holds
+// lane k of 16 activation rows (row i's four codes of lane k in its 32-bit word i), so one vpdpbusd
+// with the weight's four lane-k codes broadcast gives P_k for 16 outputs, the block's factor
+// d_b * da_b is one multiply for 16 rows (not one per output pair), and Sum8 is done across the
+// eight lane registers in Isa::Sum8's order ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
+// Every f32 operation is the one StorePair's path performs, so the results are the same bits.
+
+// Rows [r0, r0 + 16 * groups) packed for GroupMicro: a [g][block][lane k][16 rows][4] (a + 128),
+// da [g][block][16].
+struct PackedGroups {
+  int64_t groups = 0;
+  std::vector<uint8_t> a;
+  std::vector<float> da;
+  std::vector<int32_t> corrm;  // the current tile's lane starts plus kMagic: [t][block][8]
+};
+
+template <QuantType T>
+void PackGroups(const QuantActivations& act, int64_t r0, int64_t groups, PackedGroups* pg) {
+  const int64_t in = act.in, nb = in / 32;
+  pg->groups = groups;
+  pg->a.resize(static_cast<size_t>(groups * nb * 512));
+  pg->da.resize(static_cast<size_t>(groups * nb * 16));
+  // Row i's 32 codes of a block are 8 words (lanes); the 16 rows x 8 lanes are transposed with
+  // one gather-free pass of 32-bit copies.
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint32_t* dst = reinterpret_cast<uint32_t*>(pg->a.data() + (g * nb + b) * 512);
+      for (int i = 0; i < 16; ++i) {
+        const int64_t r = r0 + 16 * g + i;
+        const int8_t* src = act.q.data() + r * in + b * 32;
+        for (int k = 0; k < 8; ++k) {
+          uint32_t v;
+          std::memcpy(&v, src + 4 * k, 4);
+          dst[k * 16 + i] = v ^ 0x80808080u;  // a + 128
+        }
+        pg->da[(g * nb + b) * 16 + i] = act.d[r * nb + b];
+      }
+    }
+  }
+}
+
+// The int32 bits of 1.5 * 2^23 (added to each lane's start: see GroupMicro).
+constexpr int32_t kMagic = 0x4B400000;
+
+// TN weight rows of the tile (from row t0) x the 16 rows of group g.
+template <int TN>
+inline void GroupMicro(const LinearParams& p, const PackedGroups& pg, const WeightTile& wt, int64_t nb, int64_t r0, int64_t g, int t0, int64_t o0,
+                       int pf_rows, const char* pf, int64_t row_bytes, int block_bytes) {
+  __m512 acc[TN][8];
+  for (int t = 0; t < TN; ++t)
+    for (int k = 0; k < 8; ++k) acc[t][k] = _mm512_setzero_ps();
+  const uint8_t* a0 = pg.a.data() + g * nb * 512;
+  const float* da0 = pg.da.data() + g * nb * 16;
+  const int32_t* corrm = pg.corrm.data();
+  const __m512 magic = _mm512_set1_ps(12582912.f);
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int t = 0; t < pf_rows; ++t) _mm_prefetch(pf + t * row_bytes + b * block_bytes, _MM_HINT_T1);
+    const __m512 da = _mm512_loadu_ps(da0 + b * 16);
+    __m512 s[TN];
+    for (int t = 0; t < TN; ++t) s[t] = _mm512_mul_ps(_mm512_set1_ps(wt.d[(t0 + t) * nb + b]), da);
+    for (int k = 0; k < 8; ++k) {
+      const __m512i a = _mm512_loadu_si512(a0 + (b * 8 + k) * 64);
+      for (int t = 0; t < TN; ++t) {
+        const int64_t tb = (t0 + t) * nb + b;
+        const __m512i c = _mm512_set1_epi32(corrm[tb * 8 + k]);
+        const __m512i w = _mm512_set1_epi32(static_cast<int32_t>(Isa::LoadU32(reinterpret_cast<const uint8_t*>(wt.q.data() + tb * 32 + 4 * k))));
+        // The bits kMagic + P_k are the f32 1.5 * 2^23 + P_k (|P_k| <= 4 * 127 * 128 < 2^22), so
+        // subtracting 1.5 * 2^23 gives float(P_k) exactly (as vcvtdq2ps would, off its port).
+        const __m512 pf = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_dpbusd_epi32(c, a, w)), magic);
+        acc[t][k] = _mm512_fmadd_ps(pf, s[t], acc[t][k]);
+      }
+    }
+  }
+  for (int t = 0; t < TN; ++t) {
+    const __m512 l04 = _mm512_add_ps(acc[t][0], acc[t][4]), l26 = _mm512_add_ps(acc[t][2], acc[t][6]);
+    const __m512 l15 = _mm512_add_ps(acc[t][1], acc[t][5]), l37 = _mm512_add_ps(acc[t][3], acc[t][7]);
+    // + accm (zero for these types), as StorePair adds it (-0 + 0 is +0).
+    const __m512 v = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(l04, l26), _mm512_add_ps(l15, l37)), _mm512_setzero_ps());
+    alignas(64) float vs[16];
+    _mm512_store_ps(vs, v);
+    const int64_t o = o0 + t0 + t;
+    for (int i = 0; i < 16; ++i) {
+      float x = vs[i];
+      if (p.bias) x += p.bias[o];
+      float* yo = p.y + (r0 + 16 * g + i) * p.out + o;
+      *yo = p.accumulate ? *yo + x : x;
+    }
+  }
+}
+
+// Weight rows [o_begin, o_end) for the 16-row groups of pg: tiles of kTn rows decoded once, each
+// used by every group (the group's codes stay in L1 across the tile's rows).
+template <QuantType T>
+void GroupRows(const LinearParams& p, PackedGroups& pg, int64_t nb, int64_t r0, int64_t o_begin, int64_t o_end, WeightTile* wt) {
+  constexpr QuantTypeInfo info = GetQuantTypeInfoConst(T);
+  const int64_t row_bytes = nb * info.bytes;
+  pg.corrm.resize(static_cast<size_t>(kTn * nb * 8));
+  for (int64_t o = o_begin; o < o_end; o += kTn) {
+    const int tn = static_cast<int>(std::min<int64_t>(kTn, o_end - o));
+    DecodeTile<T>(p, o, tn, wt);
+    // The next tile's bytes are fetched into L2 block by block while the first group runs
+    // (prefetches never fault).
+    const char* next = static_cast<const char*>(p.w) + (o + kTn) * row_bytes;
+    const int pf_rows = CANOPY_GEMM_PREFETCH ? static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(kTn, o_end - o - kTn))) : 0;
+    for (int64_t i = 0; i < tn * nb * 8; ++i) pg.corrm[i] = wt->corr[i] + kMagic;
+    for (int64_t g = 0; g < pg.groups; ++g) {
+      int t = 0;
+      for (; t + 2 <= tn; t += 2) GroupMicro<2>(p, pg, *wt, nb, r0, g, t, o, g == 0 && t == 0 ? pf_rows : 0, next, row_bytes, info.bytes);
+      if (t < tn) GroupMicro<1>(p, pg, *wt, nb, r0, g, t, o, g == 0 && t == 0 ? pf_rows : 0, next, row_bytes, info.bytes);
+    }
+  }
+}
+
 // Row pairs of the block for a tile of TN weight rows, kRpMax pairs at a time.
 template <QuantType T, int TN>
 void TileRows(const LinearParams& p, const PackedRows& pk, const WeightTile& wt, int64_t nb, int64_t r0, int64_t o0, const float* accm) {
@@ -510,6 +629,21 @@ void GemmRows(const LinearParams& p, const QuantActivations& act, int64_t o_begi
   thread_local std::vector<float> accm;
   for (int64_t r0 = 0; r0 < p.rows; r0 += kRowBlock) {
     const int64_t m = std::min(kRowBlock, p.rows - r0);
+    if constexpr (info.block == 32 && !info.has_min) {
+      // More rows than Direct32 takes: groups of 16 rows (GroupMicro); the rest (< 16) Direct32.
+      if (m > 2 * kDirectPairs && m >= 16) {
+        thread_local PackedGroups pg;
+        const int64_t gm = m / 16 * 16;
+        PackGroups<T>(act, r0, gm / 16, &pg);
+        GroupRows<T>(p, pg, nb, r0, o_begin, o_end, &wt);
+        if (m > gm) {
+          PackRows<T>(act, r0 + gm, m - gm, &pk);
+          accm.assign(static_cast<size_t>(kTn * pk.mpad), 0.f);
+          DirectRows<T>(p, pk, nb, r0 + gm, o_begin, o_end, accm.data());
+        }
+        continue;
+      }
+    }
     PackRows<T>(act, r0, m, &pk);
     accm.resize(static_cast<size_t>(kTn * pk.mpad));
     if constexpr (info.block == 32 && !info.has_min) {

@@ -125,7 +125,7 @@ bool CpuMatchesReference() {
 
 // The GEMM paths (2..64 rows and prefill: linear_quant_gemm.h on AVX-512 VNNI, the tiles of
 // linear_quant_kernel.h elsewhere) against the decode step: every row of every row count (1, 3, 4, 8,
-// 17, 64, 65, 200, at offsets that pair the rows differently), every ISA and 1 or 3 threads gives
+// 17, 40, 48, 64, 65, 200, at offsets that pair the rows differently), every ISA and 1 or 3 threads gives
 // each output element bit for bit as the one-row call on the default ISA, with bias and accumulate.
 // out 1, 3, 17, 64 (partial weight tiles), in the smallest size, 512 and 2816.
 bool CpuRowCountsBitIdentical() {
@@ -163,7 +163,7 @@ bool CpuRowCountsBitIdentical() {
         for (int threads : {1, 3}) {
           cpu::SetNumThreads(threads);
           for (const char* isa : {static_cast<const char*>(nullptr), "avx2", "portable"}) {
-            for (int64_t rows : {int64_t{1}, int64_t{3}, int64_t{4}, int64_t{8}, int64_t{17}, int64_t{64}, int64_t{65}, int64_t{200}}) {
+            for (int64_t rows : {int64_t{1}, int64_t{3}, int64_t{4}, int64_t{8}, int64_t{17}, int64_t{40}, int64_t{48}, int64_t{64}, int64_t{65}, int64_t{200}}) {
               if (isa != nullptr && rows != 200 && rows != 17) continue;  // the other ISAs: two row counts
               for (int64_t off : {int64_t{0}, int64_t{1}}) {
                 const std::vector<float> y = run(x.data() + off * in, rows, y0.data() + off * out, isa);
