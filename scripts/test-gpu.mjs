@@ -1,17 +1,15 @@
 #!/usr/bin/env node
 // `npm run test:gpu`: the GPU checks, on a machine with an NVIDIA GPU.
-//  1. builds csrc/tests (CMake option CANOPY_BUILD_TESTS) and runs it with
-//     --require-gpu: every CUDA kernel against its CPU counterpart;
+//  1. builds csrc/tests with CUDA and runs it with --require-gpu (scripts/test-native.mjs):
+//     every CUDA kernel against its CPU counterpart;
 //  2. builds the addon if needed and runs the vitest suites with
 //     CANOPY_REQUIRE_GPU=1, so CUDA suites fail instead of skipping.
 // Fails (exit 1) when no usable GPU is found.
 import { spawnSync } from 'node:child_process';
-import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const testBuild = join(root, 'build', 'native-tests');
 
 function run(cmd, args, env = {}) {
   console.error(`> ${[cmd, ...args].join(' ')}`);
@@ -23,8 +21,6 @@ function run(cmd, args, env = {}) {
   }
 }
 
-run('cmake', ['-S', root, '-B', testBuild, '-DCANOPY_BUILD_TESTS=ON', '-DCANOPY_BUILD_ADDON=OFF', '-DCMAKE_BUILD_TYPE=Release']);
-run('cmake', ['--build', testBuild, '--parallel', String(availableParallelism())]);
-run(join(testBuild, 'canopy_native_tests'), ['--require-gpu']);
+run(process.execPath, [join(root, 'scripts', 'test-native.mjs'), '--cuda', '--require-gpu']);
 run(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--if-needed']);
 run(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run'], { CANOPY_REQUIRE_GPU: '1' });
