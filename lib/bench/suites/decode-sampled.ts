@@ -12,28 +12,15 @@ import { loadModel } from '../../model/load.js';
 import { Model } from '../../model/model.js';
 import { loadWeights } from '../../model/weights.js';
 import type { BenchRow } from '../harness.js';
-import type { SuiteContext } from './types.js';
+import type { DecodePair, SuiteContext } from './types.js';
+import { median } from './util.js';
 
-/** A model pair of the sampled rows (decode.ts's DecodePair, stated here so neither file imports the other). */
-export interface SampledPair {
-  label: string;
-  modelPath: string;
-  draftPath?: string;
-  batch: number;
-  maxTokens: number;
-  rounds: number;
-}
 
 const SAMPLING = { temperature: 0.8, topP: 0.95, seed: 1234 };
 const VARIANTS: StrategyName[] = ['autoregressive', 'speculative', 'tree'];
 const PROMPTS = ['Once upon a time', 'The little dog', 'One day, Lily went to the park', 'Tom had a big red ball'];
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-
-export async function runSampledPair(ctx: SuiteContext, pair: SampledPair): Promise<BenchRow[]> {
+export async function runSampledPair(ctx: SuiteContext, pair: DecodePair): Promise<BenchRow[]> {
   const { model, tokenizer } = await loadModel(pair.modelPath, { backend: ctx.device });
   const draft = pair.draftPath ? await Model.fromWeights(loadWeights(pair.draftPath), { backend: ctx.device }) : undefined;
   const prompts = Array.from({ length: pair.batch }, (_, i) => PROMPTS[i % PROMPTS.length]!);

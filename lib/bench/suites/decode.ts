@@ -34,7 +34,8 @@ import { TINYLLAMA_SHAPE, ggufCopy, inflatedGguf } from '../inflate.js';
 import { type LlamaCppJob, runLlamaCppWorker } from '../peers/llama-cpp.js';
 import { runSampledPair } from './decode-sampled.js';
 import { cachedQuantizedGguf, fastRandomWeights } from './generate.js';
-import type { BenchStep, Suite, SuiteContext } from './types.js';
+import type { BenchStep, DecodePair, Suite, SuiteContext } from './types.js';
+import { median } from './util.js';
 
 /** The storages of the inflated pair: F16 (the headline) and two of llama.cpp's presets made from it. */
 type InflatedStorage = 'F16' | 'Q8_0' | 'Q4_K_M';
@@ -67,22 +68,6 @@ const VARIANTS_SELF: Variant[] = [
   { name: 'jacobi', strategy: 'jacobi' },
 ];
 
-/** A model pair of the decode suite. */
-export interface DecodePair {
-  /** Shown in the rows' config. */
-  label: string;
-  modelPath: string;
-  draftPath?: string;
-  batch: number;
-  maxTokens: number;
-  /** Rounds: each runs every variant once, autoregressive first (ratios are taken per round). */
-  rounds: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
 
 function timingOf(samples: number[]): { medianMs: number; p10Ms: number; p90Ms: number; repeats: number } {
   const s = [...samples].sort((a, b) => a - b);

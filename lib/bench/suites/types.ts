@@ -22,6 +22,18 @@ export interface SuiteContext {
   filter?: string;
 }
 
+/** A model pair of the decode suite (decode.ts) and its sampled rows (decode-sampled.ts). */
+export interface DecodePair {
+  /** Shown in the rows' config. */
+  label: string;
+  modelPath: string;
+  draftPath?: string;
+  batch: number;
+  maxTokens: number;
+  /** Rounds: each runs every variant once, autoregressive first (ratios are taken per round). */
+  rounds: number;
+}
+
 /** One benchmark: one row. `torch` jobs are run up front on CUDA and their results attached to the row. */
 export interface BenchStep {
   label: string;

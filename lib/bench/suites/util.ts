@@ -26,3 +26,9 @@ export async function randomTensor(shape: number[], dtype: FloatDType, device: D
   t.dispose();
   return moved;
 }
+
+/** The median of a non-empty list (the mean of the middle two for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
