@@ -28,13 +28,14 @@ import { runInNewContext } from 'node:vm';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { type ModelConfig, expectedShapes } from '../../lib/model/config.js';
+import { expectedShapes } from '../../lib/model/config.js';
 import { ggufName, llamaGgufMetadata, writeGguf } from '../../lib/model/formats/gguf-writer.js';
 import type { GgufWeights } from '../../lib/model/formats/gguf.js';
 import { Model } from '../../lib/model/model.js';
 import { loadWeights } from '../../lib/model/weights.js';
 import { presetTensorTypes } from '../../lib/quantize/index.js';
 import { QUANT_TYPES, isQuantType } from '../../lib/tensor/quant-types.js';
+import { random1bConfig } from '../helpers/random-1b.js';
 
 const MiB = 2 ** 20;
 
@@ -45,22 +46,7 @@ function rss(): { file: number; anon: number; total: number } {
   return { file: kb('RssFile') + kb('RssShmem'), anon: kb('RssAnon'), total: kb('VmRSS') };
 }
 
-const TINYLLAMA: ModelConfig = {
-  architecture: 'llama',
-  dim: 2048,
-  hiddenDim: 5632,
-  nLayers: 22,
-  nHeads: 32,
-  nKvHeads: 4,
-  headDim: 64,
-  vocabSize: 32000,
-  maxSeqLen: 2048,
-  ropeTheta: 10000,
-  ropeStyle: 'interleaved',
-  normEps: 1e-5,
-  tiedEmbeddings: false,
-  qkvBias: false,
-};
+const TINYLLAMA = random1bConfig(22, 32000);
 
 describe.runIf(process.platform === 'linux')('memory: a 1B-shaped Q4_K_M file is mapped as stored', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'canopy-quant-memory-'));
