@@ -5,21 +5,11 @@
 //  2. builds the addon if needed and runs the vitest suites with
 //     CANOPY_REQUIRE_GPU=1, so CUDA suites fail instead of skipping.
 // Fails (exit 1) when no usable GPU is found.
-import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+import { root, runOrExit } from './run-or-exit.mjs';
 
-function run(cmd, args, env = {}) {
-  console.error(`> ${[cmd, ...args].join(' ')}`);
-  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
-  if (r.error) throw r.error;
-  if (r.status !== 0) {
-    console.error(`test:gpu: ${cmd} exited with ${r.status}`);
-    process.exit(r.status ?? 1);
-  }
-}
+const run = (cmd, args, env) => runOrExit('test:gpu', cmd, args, env);
 
 run(process.execPath, [join(root, 'scripts', 'test-native.mjs'), '--cuda', '--require-gpu']);
 run(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--if-needed']);

@@ -5,12 +5,11 @@
 //   node scripts/test-native.mjs                 CPU kernels only (CANOPY_NO_CUDA=1): CI's step
 //   node scripts/test-native.mjs --cuda [args]   with CUDA where nvcc is found; args go to the
 //                                                test binary (e.g. --require-gpu: npm run test:gpu)
-import { spawnSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+import { root, runOrExit } from './run-or-exit.mjs';
+
 const args = process.argv.slice(2);
 const cuda = args[0] === '--cuda';
 const testArgs = cuda ? args.slice(1) : args;
@@ -18,15 +17,7 @@ const testArgs = cuda ? args.slice(1) : args;
 const testBuild = join(root, 'build', cuda ? 'native-tests' : 'native-tests-cpu');
 const env = cuda ? {} : { CANOPY_NO_CUDA: '1' };
 
-function run(cmd, cmdArgs, extraEnv = {}) {
-  console.error(`> ${[cmd, ...cmdArgs].join(' ')}`);
-  const r = spawnSync(cmd, cmdArgs, { cwd: root, stdio: 'inherit', env: { ...process.env, ...extraEnv } });
-  if (r.error) throw r.error;
-  if (r.status !== 0) {
-    console.error(`test-native: ${cmd} exited with ${r.status}`);
-    process.exit(r.status ?? 1);
-  }
-}
+const run = (cmd, cmdArgs, extraEnv) => runOrExit('test-native', cmd, cmdArgs, extraEnv);
 
 const t0 = Date.now();
 run('cmake', ['-S', root, '-B', testBuild, '-DCANOPY_BUILD_TESTS=ON', '-DCANOPY_BUILD_ADDON=OFF', '-DCMAKE_BUILD_TYPE=Release'], env);
